@@ -1,0 +1,69 @@
+// Role-based authorization shared by apid and every backend: the known roles, the
+// reserved metadata keys, and the rule table compiled from the `allowed_roles`
+// method options of the .proto files. One library, so both checks are the same check.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/common/status.h"
+
+namespace keel::authz {
+
+inline constexpr std::string_view kRoleAdmin = "os:admin";
+inline constexpr std::string_view kRoleOperator = "os:operator";
+inline constexpr std::string_view kRoleReader = "os:reader";
+inline constexpr std::string_view kRoleImpersonator = "os:impersonator";
+
+// Metadata keys apid sets on a forwarded call. Every key with the reserved prefix
+// that a client sends is dropped before anything else happens.
+inline constexpr std::string_view kReservedPrefix = "keel-";
+inline constexpr std::string_view kRolesKey = "keel-roles";
+inline constexpr std::string_view kIdentityKey = "keel-identity";
+inline constexpr std::string_view kPeerKey = "keel-peer";
+inline constexpr std::string_view kRequestIdKey = "keel-request-id";
+
+// The four roles in a stable order.
+const std::vector<std::string>& knownRoles();
+bool isKnownRole(std::string_view role);
+
+// The known roles among `organizations` (a certificate's O= entries), sorted and
+// without duplicates. Unknown entries are ignored.
+std::vector<std::string> rolesFromOrganizations(const std::vector<std::string>& organizations);
+
+// `keel-roles` value: roles joined by ','. Parsing ignores unknown roles and spaces.
+std::string formatRoles(const std::vector<std::string>& roles);
+std::vector<std::string> parseRoles(std::string_view header);
+
+// True when the metadata key is reserved (case-insensitive: HTTP/2 keys are lower-case,
+// but a client library may send any case).
+bool isReservedKey(std::string_view key);
+
+// Full method name as gRPC spells it: "/keel.machine.v1.MachineService/Version".
+using MethodName = std::string;
+
+// Maps each method to the roles allowed to call it. Immutable once built; safe to
+// share between threads.
+class RuleTable {
+ public:
+  RuleTable() = default;
+  explicit RuleTable(std::map<MethodName, std::vector<std::string>> rules) : rules_(std::move(rules)) {}
+
+  // OK when one of `roles` is allowed to call `method`. Otherwise:
+  // UNIMPLEMENTED for a method the table does not know, PERMISSION_DENIED naming the
+  // roles that would have been needed (a method with an empty rule denies everyone).
+  Status check(std::string_view method, const std::vector<std::string>& roles) const;
+
+  bool knows(std::string_view method) const { return rules_.find(std::string(method)) != rules_.end(); }
+  const std::map<MethodName, std::vector<std::string>>& rules() const { return rules_; }
+
+  // Adds another table's rules. Fails with ALREADY_EXISTS when a method is in both.
+  Status merge(const RuleTable& other);
+
+ private:
+  std::map<MethodName, std::vector<std::string>> rules_;
+};
+
+}  // namespace keel::authz

@@ -1,0 +1,105 @@
+#include "keel/authz/authz.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace keel::authz {
+
+const std::vector<std::string>& knownRoles() {
+  static const std::vector<std::string> kRoles = {std::string(kRoleAdmin), std::string(kRoleOperator),
+                                                  std::string(kRoleReader), std::string(kRoleImpersonator)};
+  return kRoles;
+}
+
+bool isKnownRole(std::string_view role) {
+  const auto& roles = knownRoles();
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+namespace {
+
+std::vector<std::string> sortedKnown(std::vector<std::string> roles) {
+  std::erase_if(roles, [](const std::string& r) { return !isKnownRole(r); });
+  std::sort(roles.begin(), roles.end());
+  roles.erase(std::unique(roles.begin(), roles.end()), roles.end());
+  return roles;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())) != 0) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())) != 0) s.remove_suffix(1);
+  return s;
+}
+
+std::string joinRoles(const std::vector<std::string>& roles) {
+  std::string out;
+  for (const auto& r : roles) {
+    if (!out.empty()) out += ", ";
+    out += r;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> rolesFromOrganizations(const std::vector<std::string>& organizations) {
+  return sortedKnown(organizations);
+}
+
+std::string formatRoles(const std::vector<std::string>& roles) {
+  std::string out;
+  for (const auto& r : sortedKnown(roles)) {
+    if (!out.empty()) out += ',';
+    out += r;
+  }
+  return out;
+}
+
+std::vector<std::string> parseRoles(std::string_view header) {
+  std::vector<std::string> roles;
+  while (!header.empty()) {
+    const auto comma = header.find(',');
+    roles.emplace_back(trim(header.substr(0, comma)));
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
+  }
+  return sortedKnown(std::move(roles));
+}
+
+bool isReservedKey(std::string_view key) {
+  if (key.size() < kReservedPrefix.size()) return false;
+  for (size_t i = 0; i < kReservedPrefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(key[i])) != kReservedPrefix[i]) return false;
+  }
+  return true;
+}
+
+Status RuleTable::check(std::string_view method, const std::vector<std::string>& roles) const {
+  const auto it = rules_.find(std::string(method));
+  if (it == rules_.end()) {
+    return {StatusCode::kUnimplemented, "unknown method " + std::string(method)};
+  }
+  const auto& allowed = it->second;
+  for (const auto& role : roles) {
+    if (std::find(allowed.begin(), allowed.end(), role) != allowed.end()) return Status::ok();
+  }
+  const auto held = sortedKnown(roles);
+  std::string msg = std::string(method);
+  if (allowed.empty()) {
+    msg += " has no authorization rule and is refused to everyone";
+  } else {
+    msg += " requires one of the roles " + joinRoles(allowed);
+  }
+  msg += held.empty() ? "; the caller holds no known role" : "; the caller holds " + joinRoles(held);
+  return permissionDenied(std::move(msg));
+}
+
+Status RuleTable::merge(const RuleTable& other) {
+  for (const auto& [method, roles] : other.rules_) {
+    if (rules_.count(method) != 0) return alreadyExists("a rule for " + method + " is defined twice");
+  }
+  for (const auto& [method, roles] : other.rules_) rules_.emplace(method, roles);
+  return Status::ok();
+}
+
+}  // namespace keel::authz

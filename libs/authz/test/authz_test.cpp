@@ -1,0 +1,147 @@
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+
+#include <algorithm>
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "keel/authz/authz.h"
+#include "keel/authz/proto_rules.h"
+#include "keel/common/v1/common.pb.h"
+#include "keel/machine/v1/machine.pb.h"
+
+namespace keel::authz {
+namespace {
+
+namespace pb = google::protobuf;
+using Catch::Matchers::ContainsSubstring;
+
+const std::string kVersion = "/keel.machine.v1.MachineService/Version";
+const std::string kServiceStart = "/keel.machine.v1.MachineService/ServiceStart";
+const std::string kRead = "/keel.machine.v1.MachineService/Read";
+
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+TEST_CASE("every method of every built-in service has a rule that admin passes and impersonator alone does not",
+          "[authz]") {
+  const auto& table = builtinRules();
+  int methods = 0;
+  {
+    for (const auto* service : builtinServices()) {
+      for (int m = 0; m < service->method_count(); ++m) {
+        const std::string name = "/" + service->full_name() + "/" + service->method(m)->name();
+        INFO(name);
+        REQUIRE(table.knows(name));
+        const auto& roles = table.rules().at(name);
+        CHECK_FALSE(roles.empty());
+        CHECK(contains(roles, kRoleAdmin));
+        CHECK_FALSE(contains(roles, kRoleImpersonator));
+        CHECK(table.check(name, {std::string(kRoleAdmin)}).isOk());
+        CHECK(table.check(name, {std::string(kRoleImpersonator)}).code() == StatusCode::kPermissionDenied);
+        ++methods;
+      }
+    }
+  }
+  CHECK(methods == static_cast<int>(table.rules().size()));
+  CHECK(methods > 20);
+}
+
+TEST_CASE("a denial names the roles that would have been needed and those the caller holds", "[authz]") {
+  const auto status = builtinRules().check(kServiceStart, {"os:reader"});
+  CHECK(status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(status.message(), ContainsSubstring("requires one of the roles os:admin, os:operator"));
+  CHECK_THAT(status.message(), ContainsSubstring("the caller holds os:reader"));
+}
+
+TEST_CASE("reader may read, operator may start services, only admin may read files", "[authz]") {
+  const auto& t = builtinRules();
+  CHECK(t.check(kVersion, {"os:reader"}).isOk());
+  CHECK(t.check(kServiceStart, {"os:operator"}).isOk());
+  CHECK(t.check(kRead, {"os:operator"}).code() == StatusCode::kPermissionDenied);
+  CHECK(t.check(kRead, {"os:admin"}).isOk());
+}
+
+TEST_CASE("no known role means nothing is allowed", "[authz]") {
+  const auto status = builtinRules().check(kVersion, {"system:masters", "admin", "OS:ADMIN"});
+  CHECK(status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(status.message(), ContainsSubstring("holds no known role"));
+  CHECK(builtinRules().check(kVersion, {}).code() == StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("an unknown method is refused as unimplemented", "[authz]") {
+  CHECK(builtinRules().check("/keel.machine.v1.MachineService/Nope", {"os:admin"}).code() ==
+        StatusCode::kUnimplemented);
+  CHECK(builtinRules().check("", {"os:admin"}).code() == StatusCode::kUnimplemented);
+}
+
+pb::FileDescriptorSet toySet(bool withRule, const std::string& role) {
+  pb::FileDescriptorSet set;
+  keel::common::v1::Empty::descriptor()->file()->CopyTo(set.add_file());
+  pb::FileDescriptorProto* file = set.add_file();
+  file->set_name("toy/v1/toy.proto");
+  file->set_package("toy.v1");
+  file->set_syntax("proto3");
+  file->add_dependency("keel/common/v1/common.proto");
+  auto* service = file->add_service();
+  service->set_name("ToyService");
+  auto* ruled = service->add_method();
+  ruled->set_name("Ruled");
+  ruled->set_input_type(".keel.common.v1.Empty");
+  ruled->set_output_type(".keel.common.v1.Empty");
+  if (withRule) ruled->mutable_options()->AddExtension(keel::common::v1::allowed_roles, role);
+  auto* bare = service->add_method();
+  bare->set_name("Bare");
+  bare->set_input_type(".keel.common.v1.Empty");
+  bare->set_output_type(".keel.common.v1.Empty");
+  return set;
+}
+
+TEST_CASE("a backend's descriptor set yields its rules, and a method without a rule is refused to everyone",
+          "[authz]") {
+  // The set includes common.proto itself, as `protoc --include_imports` writes it.
+  auto table = rulesFromDescriptorSet(toySet(true, "os:operator").SerializeAsString());
+  REQUIRE(table.ok());
+  CHECK(table->check("/toy.v1.ToyService/Ruled", {"os:operator"}).isOk());
+  CHECK(table->check("/toy.v1.ToyService/Ruled", {"os:reader"}).code() == StatusCode::kPermissionDenied);
+  const auto bare = table->check("/toy.v1.ToyService/Bare", {"os:admin"});
+  CHECK(bare.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(bare.message(), ContainsSubstring("no authorization rule"));
+}
+
+TEST_CASE("a rule naming an unknown role is rejected when the rules are loaded", "[authz]") {
+  auto table = rulesFromDescriptorSet(toySet(true, "os:root").SerializeAsString());
+  REQUIRE_FALSE(table.ok());
+  CHECK_THAT(table.status().message(), ContainsSubstring("unknown role 'os:root'"));
+}
+
+TEST_CASE("garbage instead of a descriptor set is an error, not a crash", "[authz]") {
+  CHECK_FALSE(rulesFromDescriptorSet("\xff\xff\xff garbage").ok());
+}
+
+TEST_CASE("two tables defining the same method do not merge", "[authz]") {
+  using Rules = std::map<MethodName, std::vector<std::string>>;
+  RuleTable a(Rules{{kVersion, {"os:admin"}}});
+  CHECK(a.merge(RuleTable(Rules{{kVersion, {"os:reader"}}})).code() == StatusCode::kAlreadyExists);
+  CHECK(a.check(kVersion, {"os:reader"}).code() == StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("reserved metadata keys are recognised in any letter case", "[authz]") {
+  CHECK(isReservedKey("keel-roles"));
+  CHECK(isReservedKey("Keel-Roles"));
+  CHECK(isReservedKey("KEEL-anything"));
+  CHECK_FALSE(isReservedKey("keel"));
+  CHECK_FALSE(isReservedKey("nodes"));
+}
+
+TEST_CASE("roles from certificate organizations and headers keep only known roles, sorted, once", "[authz]") {
+  CHECK(rolesFromOrganizations({"os:reader", "kubernetes", "os:admin", "os:reader"}) ==
+        std::vector<std::string>{"os:admin", "os:reader"});
+  CHECK(parseRoles(" os:operator ,bogus,,os:admin") == std::vector<std::string>{"os:admin", "os:operator"});
+  CHECK(formatRoles({"os:reader", "os:admin", "x"}) == "os:admin,os:reader");
+  CHECK(parseRoles("").empty());
+}
+
+}  // namespace
+}  // namespace keel::authz
