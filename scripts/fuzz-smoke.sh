@@ -7,7 +7,7 @@ dir=$1
 seconds=${2:-15}
 status=0
 shopt -s nullglob
-fuzzers=("$dir"/libs/*/fuzz/fuzz_*)
+fuzzers=($(find "$dir" -type f -name "fuzz_*" -perm -u+x | sort))
 if [[ ${#fuzzers[@]} -eq 0 ]]; then
   echo "fuzz-smoke: no fuzz targets found under $dir" >&2
   exit 1
@@ -15,9 +15,9 @@ fi
 for f in "${fuzzers[@]}"; do
   [[ -x $f && ! -d $f ]] || continue
   name=$(basename "$f")
-  seeds="libs/pki/fuzz/corpus/${name#fuzz_}"
+  seeds=$(find libs services -type d -path "*/fuzz/corpus/${name#fuzz_}" | head -n1)
   work=$(mktemp -d)
-  [[ -d $seeds ]] && cp -r "$seeds"/. "$work"/
+  [[ -n $seeds && -d $seeds ]] && cp -r "$seeds"/. "$work"/
   echo "fuzz-smoke: $name for ${seconds}s"
   if ! "$f" -max_total_time="$seconds" -print_final_stats=0 "$work" >"$work.log" 2>&1; then
     echo "fuzz-smoke: $name FAILED" >&2

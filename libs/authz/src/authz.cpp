@@ -103,3 +103,20 @@ Status RuleTable::merge(const RuleTable& other) {
 }
 
 }  // namespace keel::authz
+
+namespace keel::authz {
+
+Status checkForwardedCall(const RuleTable& rules, std::string_view method,
+                          const std::vector<std::string>& rolesValues) {
+  if (rolesValues.empty()) {
+    return permissionDenied("call to " + std::string(method) +
+                            " carries no keel-roles metadata; backends accept calls only through apid");
+  }
+  if (rolesValues.size() > 1) {
+    return permissionDenied("call to " + std::string(method) + " carries keel-roles " +
+                            std::to_string(rolesValues.size()) + " times; expected exactly once");
+  }
+  return rules.check(method, parseRoles(rolesValues.front()));
+}
+
+}  // namespace keel::authz

@@ -145,3 +145,19 @@ TEST_CASE("roles from certificate organizations and headers keep only known role
 
 }  // namespace
 }  // namespace keel::authz
+
+namespace keel::authz {
+namespace {
+
+TEST_CASE("a backend refuses a call without keel-roles, or with it twice", "[authz]") {
+  const auto& t = builtinRules();
+  const std::string version = "/keel.machine.v1.MachineService/Version";
+  CHECK(checkForwardedCall(t, version, {}).code() == StatusCode::kPermissionDenied);
+  CHECK(checkForwardedCall(t, version, {"os:reader", "os:admin"}).code() == StatusCode::kPermissionDenied);
+  CHECK(checkForwardedCall(t, version, {"os:reader"}).isOk());
+  CHECK(checkForwardedCall(t, "/keel.machine.v1.MachineService/Reset", {"os:operator"}).code() ==
+        StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace keel::authz

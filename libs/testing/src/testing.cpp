@@ -137,6 +137,88 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
   return result;
 }
 
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
+                           const std::map<std::string, std::string>& extraEnv)
+    : logPath_(logPath) {
+  if (argv.empty()) throw std::invalid_argument("ChildProcess: empty argv");
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    const auto eq = entry.find('=');
+    if (eq != std::string::npos && extraEnv.count(entry.substr(0, eq)) != 0) continue;
+    env.push_back(std::move(entry));
+  }
+  for (const auto& [k, v] : extraEnv) env.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = argv;
+  std::vector<char*> argp;
+  for (auto& a : args) argp.push_back(a.data());
+  argp.push_back(nullptr);
+  const int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (logFd < 0) throw std::runtime_error("cannot open " + logPath.string());
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    const int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, STDIN_FILENO);
+    dup2(logFd, STDOUT_FILENO);
+    dup2(logFd, STDERR_FILENO);
+    if (args[0].find('/') == std::string::npos) {
+      execvpe(argp[0], argp.data(), envp.data());
+    } else {
+      execve(argp[0], argp.data(), envp.data());
+    }
+    _exit(127);
+  }
+  close(logFd);
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+void ChildProcess::signal(int sig) const {
+  if (running()) kill(pid_, sig);
+}
+
+std::optional<int> ChildProcess::wait(std::chrono::milliseconds timeout) {
+  if (reaped_) return std::nullopt;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    usleep(10'000);
+  }
+}
+
+std::string ChildProcess::log() const {
+  std::ifstream in(logPath_);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    usleep(20'000);
+  }
+  return true;
+}
+
 std::string readFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path.string());

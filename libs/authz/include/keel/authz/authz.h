@@ -67,3 +67,13 @@ class RuleTable {
 };
 
 }  // namespace keel::authz
+
+namespace keel::authz {
+
+// The backend side of the check (defence in depth): `rolesValues` are all values of
+// `keel-roles` that reached the backend. None, or more than one, is refused
+// (PERMISSION_DENIED): only apid sets that key, exactly once.
+Status checkForwardedCall(const RuleTable& rules, std::string_view method,
+                          const std::vector<std::string>& rolesValues);
+
+}  // namespace keel::authz

@@ -88,7 +88,8 @@ class Certificate {
  public:
   // Exactly one "CERTIFICATE" block; anything else is an error.
   static Result<Certificate> fromPem(std::string_view pem);
-  // Every "CERTIFICATE" block of a bundle, in order; at least one.
+  // Every "CERTIFICATE" block of a bundle, in order; at least one. Text between blocks
+  // is skipped; a block of another type (a key, a CSR) is an error.
   static Result<std::vector<Certificate>> bundleFromPem(std::string_view pem);
   static Result<Certificate> fromDer(std::span<const uint8_t> der);
 
@@ -101,6 +102,8 @@ class Certificate {
   std::vector<ExtendedKeyUsage> extendedKeyUsages() const;
   uint32_t keyUsage() const;  // KeyUsage bits; kKeyUsageNone when the extension is absent
   bool isCa() const;          // basicConstraints CA:TRUE
+  // Times after 2262 (the end of TimePoint's range), such as RFC 5280's 99991231235959Z
+  // "no expiry", read as TimePoint::max().
   TimePoint notBefore() const;
   TimePoint notAfter() const;
   std::string serialHex() const;         // lower-case hex, no separators
@@ -203,7 +206,8 @@ struct VerifyOptions {
 // "certificate signed by unknown authority: issuer 'CN=etcd, O=etcd', accepted:
 //  'O=keel-os' (sha256 ab12cd34…)", "certificate expired at 2026-01-01T00:00:00Z
 //  (now 2026-02-01T00:00:00Z)", "certificate lacks extended key usage clientAuth".
-// Errors: UNAUTHENTICATED for every verification failure.
+// Every accepted CA must be a CA certificate; each is a trust anchor even when it is not
+// self-signed. Errors: UNAUTHENTICATED for every verification failure.
 Status verifyCertificate(const Certificate& leaf, const std::vector<Certificate>& acceptedCas,
                          const VerifyOptions& options, const Clock& clock);
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -43,6 +44,35 @@ struct RunOptions {
 // Runs argv[0] (searched in PATH when it has no '/') with the given arguments and
 // waits for it. Never leaves the child running.
 ProcessResult run(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// A child process started in the background; killed (SIGKILL) and reaped on destruction
+// if still running, so a failing test never leaves it behind.
+class ChildProcess {
+ public:
+  // Starts argv[0] (searched in PATH when it has no '/'); stdout and stderr go to
+  // `logPath` (appended) so a failing test can show them.
+  ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
+               const std::map<std::string, std::string>& extraEnv = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  int pid() const { return pid_; }
+  void signal(int sig) const;
+  // Waits up to `timeout` for the exit. Returns the wait status, or nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running() const { return pid_ > 0 && !reaped_; }
+  std::string log() const;
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+  std::filesystem::path logPath_;
+};
+
+// Polls `condition` every few milliseconds until it holds or `timeout` passes. For
+// waiting on another process, which offers nothing to block on.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 std::string readFile(const std::filesystem::path& path);
 void writeFile(const std::filesystem::path& path, const std::string& content);

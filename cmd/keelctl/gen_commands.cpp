@@ -1,0 +1,86 @@
+#include "gen_commands.h"
+
+#include <fmt/format.h>
+
+#include "keel/config/duration.h"
+#include "keel/config/endpoint.h"
+#include "keel/config/generate.h"
+#include "keel/config/secrets.h"
+#include "keel/pki/pki.h"
+
+namespace keel::keelctl {
+
+Status genSecrets(const GenSecretsOptions& options, CommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(auto bundle, config::generateSecrets({}, env.clock, env.random));
+  KEEL_RETURN_IF_ERROR(withHint(
+      config::writeSecretsFile(options.output, bundle, options.force ? config::Overwrite::kYes : config::Overwrite::kNo),
+      ""));
+  env.out << fmt::format("wrote {} (mode 0600): keep it safe, it holds every CA key of the cluster\n",
+                         options.output.string());
+  return Status::ok();
+}
+
+Status genConfig(const GenConfigOptions& options, CommandEnv& env) {
+  KEEL_RETURN_IF_ERROR(config::validateClusterName(options.clusterName));
+  KEEL_ASSIGN_OR_RETURN(const config::Endpoint endpoint, config::parseEndpoint(options.endpoint));
+  auto ttl = config::parseDuration(options.crtTtl, pki::kMaxValidity);
+  if (!ttl.ok()) return ttl.status().withContext("--crt-ttl");
+
+  const std::filesystem::path cpPath = options.outputDir / "controlplane.json";
+  const std::filesystem::path workerPath = options.outputDir / "worker.json";
+  const std::filesystem::path clientPath = options.outputDir / "keelconfig";
+  const auto overwrite = options.force ? config::Overwrite::kYes : config::Overwrite::kNo;
+  if (!options.force) {
+    // All or nothing: a half-written set would mix configs of two different clusters.
+    for (const auto& p : {cpPath, workerPath, clientPath}) {
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::symlink_status(p, ec))) {
+        return alreadyExists(fmt::format("{} already exists: refusing to overwrite it (pass --force to replace it)",
+                                         p.string()));
+      }
+    }
+  }
+
+  std::optional<config::SecretsBundle> secrets;
+  if (options.withSecrets) {
+    auto loaded = config::readSecretsFile(*options.withSecrets);
+    if (!loaded.ok()) return withHint(loaded.status(), kMissingSecretsHint);
+    secrets = std::move(loaded).value();
+  } else {
+    KEEL_ASSIGN_OR_RETURN(auto generated, config::generateSecrets({}, env.clock, env.random));
+    secrets = std::move(generated);
+  }
+
+  KEEL_ASSIGN_OR_RETURN(auto machineConfigs,
+                        config::generateMachineConfigs(*secrets, {.clusterName = options.clusterName,
+                                                                  .endpoint = endpoint,
+                                                                  .certSans = options.additionalSans}));
+  KEEL_ASSIGN_OR_RETURN(auto context, config::generateClientContext(
+                                          *secrets, {.commonName = "admin", .roles = {"os:admin"}, .ttl = *ttl},
+                                          env.clock));
+  context.endpoints = {endpoint.hostPort()};
+  context.nodes = {endpoint.host};
+  config::ClientConfig client{.context = options.clusterName, .contexts = {{options.clusterName, context}}};
+
+  std::error_code ec;
+  std::filesystem::create_directories(options.outputDir, ec);
+  if (ec) return internalError(fmt::format("cannot create {}: {}", options.outputDir.string(), ec.message()));
+  KEEL_RETURN_IF_ERROR(withHint(config::writeMachineConfigFile(cpPath, machineConfigs.controlPlane, overwrite), ""));
+  KEEL_RETURN_IF_ERROR(withHint(config::writeMachineConfigFile(workerPath, machineConfigs.worker, overwrite), ""));
+  KEEL_RETURN_IF_ERROR(withHint(config::writeClientConfigFile(clientPath, client, overwrite), ""));
+
+  if (!options.withSecrets) {
+    env.out << "generated new cluster secrets (not saved separately; use 'keelctl gen secrets' and "
+               "--with-secrets to keep a bundle)\n";
+  }
+  env.out << fmt::format("wrote {} (mode 0600): control-plane machine config, holds the cluster's CA keys\n",
+                         cpPath.string());
+  env.out << fmt::format("wrote {} (mode 0600): worker machine config, holds the join token\n", workerPath.string());
+  env.out << fmt::format("wrote {} (mode 0600): client config, context '{}', endpoint {}, os:admin certificate "
+                         "valid until {}\n",
+                         clientPath.string(), options.clusterName, endpoint.hostPort(),
+                         formatTime(env.clock.now() + *ttl));
+  return Status::ok();
+}
+
+}  // namespace keel::keelctl

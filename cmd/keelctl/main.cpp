@@ -1,0 +1,199 @@
+// keelctl: the remote CLI of Keel and its offline generators. This file only wires the
+// command line to the command functions, which hold all the behaviour.
+#include <functional>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "command_env.h"
+#include "config_commands.h"
+#include "gen_commands.h"
+#include "keel/common/clock.h"
+#include "keel/config/random.h"
+
+namespace {
+
+using keel::Status;
+using keel::keelctl::CommandEnv;
+
+int fail(const std::string& message) {
+  std::cerr << "keelctl: " << message << '\n';
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"keelctl manages Keel nodes through their mutual-TLS API, and generates a cluster's secrets and "
+               "configs offline.",
+               "keelctl"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string keelconfig;
+  app.add_option("--keelconfig", keelconfig,
+                 "Client config to use (default: $KEELCONFIG, then ~/.keel/config)");
+  app.footer("Run 'keelctl <command> --help' for the options of a command.");
+
+  std::function<Status(CommandEnv&)> action;
+
+  // gen
+  auto* gen = app.add_subcommand("gen", "Generate a cluster's secrets and configs (offline)");
+  gen->require_subcommand(1);
+
+  keel::keelctl::GenSecretsOptions genSecretsOptions;
+  std::string genSecretsOutput = "secrets.json";
+  auto* genSecrets = gen->add_subcommand("secrets", "Generate a new secrets bundle: CAs, keys, tokens (mode 0600)");
+  genSecrets->add_option("-o,--output", genSecretsOutput, "File to write")->capture_default_str();
+  genSecrets->add_flag("--force", genSecretsOptions.force, "Replace the file if it exists");
+  genSecrets->footer(
+      "The bundle holds every CA key of the cluster: keep it offline and readable by you only.\n\n"
+      "Examples:\n"
+      "  keelctl gen secrets -o secrets.json\n"
+      "  keelctl gen config prod 10.0.0.10 --with-secrets secrets.json");
+  genSecrets->callback([&] {
+    genSecretsOptions.output = genSecretsOutput;
+    action = [&](CommandEnv& env) { return keel::keelctl::genSecrets(genSecretsOptions, env); };
+  });
+
+  keel::keelctl::GenConfigOptions genConfigOptions;
+  std::string withSecrets;
+  std::string genConfigOutDir = ".";
+  auto* genConfig = gen->add_subcommand(
+      "config", "Generate controlplane.json, worker.json and an admin keelconfig for a cluster");
+  genConfig->add_option("cluster-name", genConfigOptions.clusterName, "Cluster name (also the keelconfig context)")
+      ->required();
+  genConfig->add_option("endpoint", genConfigOptions.endpoint,
+                        "Control plane API endpoint: IP, host, IP:port, host:port, [v6]:port or https://host:port "
+                        "(port 50000 by default)")
+      ->required();
+  genConfig->add_option("--with-secrets", withSecrets,
+                        "Secrets bundle from 'keelctl gen secrets' (default: new secrets, not saved separately)");
+  genConfig->add_option("-o,--output-dir", genConfigOutDir, "Directory to write the files into")->capture_default_str();
+  genConfig->add_option("--crt-ttl", genConfigOptions.crtTtl, "Lifetime of the admin client certificate")
+      ->capture_default_str();
+  genConfig->add_option("--additional-sans", genConfigOptions.additionalSans,
+                        "Extra IPs or DNS names for the control plane's API certificate")
+      ->delimiter(',');
+  genConfig->add_flag("--force", genConfigOptions.force, "Replace existing files");
+  genConfig->footer(
+      "Durations: 24h, 90m, 1h30m, 10d, 30s.\n\n"
+      "Examples:\n"
+      "  keelctl gen config prod 10.0.0.10 --with-secrets secrets.json -o ./prod\n"
+      "  keelctl gen config lab https://cp.lab.example:50000 --crt-ttl 720h");
+  genConfig->callback([&] {
+    if (!withSecrets.empty()) genConfigOptions.withSecrets = withSecrets;
+    genConfigOptions.outputDir = genConfigOutDir;
+    action = [&](CommandEnv& env) { return keel::keelctl::genConfig(genConfigOptions, env); };
+  });
+
+  // config
+  auto* cfg = app.add_subcommand("config", "Inspect and edit the client config (keelconfig)");
+  cfg->require_subcommand(1);
+  cfg->footer(
+      "The client config is --keelconfig if given, else $KEELCONFIG, else ~/.keel/config.\n\n"
+      "Examples:\n"
+      "  keelctl config contexts\n"
+      "  keelctl config use-context prod\n"
+      "  keelctl config endpoint 10.0.0.10 10.0.0.11:50000\n"
+      "  keelctl config node 10.0.0.21\n"
+      "  keelctl config merge ./prod/keelconfig\n"
+      "  keelctl config info");
+
+  auto* contexts = cfg->add_subcommand("contexts", "List the contexts; '*' marks the current one");
+  contexts->callback([&] { action = [](CommandEnv& env) { return keel::keelctl::configContexts(env); }; });
+
+  std::string useName;
+  auto* use = cfg->add_subcommand("use-context", "Make a context the current one");
+  use->add_option("name", useName, "Context name")->required();
+  use->footer("Example:\n  keelctl config use-context prod");
+  use->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configUseContext(useName, env); }; });
+
+  std::vector<std::string> endpoints;
+  auto* endpoint = cfg->add_subcommand("endpoint", "Set the endpoints of the current context");
+  endpoint->add_option("endpoints", endpoints, "Endpoints (IP, host, host:port, [v6]:port, https://host:port)")
+      ->required();
+  endpoint->footer("Example:\n  keelctl config endpoint 10.0.0.10 cp2.example:50000 [fd00::1]:50000");
+  endpoint->callback(
+      [&] { action = [&](CommandEnv& env) { return keel::keelctl::configEndpoint(endpoints, env); }; });
+
+  std::vector<std::string> nodes;
+  auto* node = cfg->add_subcommand("node", "Set the default target nodes of the current context (none clears them)");
+  node->add_option("nodes", nodes, "Node addresses or host names (no port)");
+  node->footer("Examples:\n  keelctl config node 10.0.0.21 10.0.0.22\n  keelctl config node   # clear");
+  node->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configNode(nodes, env); }; });
+
+  std::string mergeFile;
+  auto* merge = cfg->add_subcommand("merge", "Merge the contexts of another client config into this one");
+  merge->add_option("file", mergeFile, "Client config to merge in")->required();
+  merge->footer(
+      "A context whose name is taken is added as name-1, name-2, … and the rename is printed.\n"
+      "The merged file's current context becomes current.\n\n"
+      "Example:\n  keelctl config merge ./prod/keelconfig");
+  merge->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configMerge(mergeFile, env); }; });
+
+  auto* info = cfg->add_subcommand("info", "Show the current context: endpoints, nodes, roles, certificate expiry");
+  info->callback([&] { action = [](CommandEnv& env) { return keel::keelctl::configInfo(env); }; });
+
+  keel::keelctl::ConfigNewOptions newOptions;
+  std::string newOutput;
+  std::string newFrom;
+  auto* newCmd = cfg->add_subcommand("new", "Write a new client config with chosen roles, from the secrets bundle");
+  newCmd->add_option("path", newOutput, "File to write")->required();
+  newCmd->add_option("--roles", newOptions.roles, "Roles: os:admin, os:operator, os:reader, os:impersonator")
+      ->delimiter(',')
+      ->required();
+  newCmd->add_option("--from", newFrom, "Secrets bundle from 'keelctl gen secrets'")->required();
+  newCmd->add_option("--crt-ttl", newOptions.crtTtl, "Lifetime of the client certificate")->capture_default_str();
+  newCmd->add_option("--context", newOptions.contextName, "Name of the context")->capture_default_str();
+  newCmd->add_option("--identity", newOptions.identity, "Certificate CN, shown in audit logs")->capture_default_str();
+  newCmd->add_option("--endpoints", newOptions.endpoints, "Endpoints of the context")->delimiter(',');
+  newCmd->add_option("--nodes", newOptions.nodes, "Default target nodes of the context")->delimiter(',');
+  newCmd->add_flag("--force", newOptions.force, "Replace the file if it exists");
+  newCmd->footer(
+      "Examples:\n"
+      "  keelctl config new reader.keelconfig --roles os:reader --crt-ttl 24h --from secrets.json\n"
+      "  keelctl config new ops.keelconfig --roles os:operator,os:reader --identity alice \\\n"
+      "      --endpoints 10.0.0.10 --from secrets.json");
+  newCmd->callback([&] {
+    newOptions.output = newOutput;
+    newOptions.from = newFrom;
+    action = [&](CommandEnv& env) { return keel::keelctl::configNew(newOptions, env); };
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // CLI11 reports a missing subcommand before the word it did not recognise; name that
+    // word, since it is usually a typo of the intended command.
+    std::string unexpected;
+    for (const CLI::App* level = &app; level != nullptr;) {
+      for (const auto& word : level->remaining()) unexpected += (unexpected.empty() ? "" : " ") + word;
+      const auto selected = level->get_subcommands();
+      level = selected.empty() ? nullptr : selected.front();
+    }
+    std::cerr << "keelctl: " << e.what();
+    if (!unexpected.empty() && std::string(e.what()).find(unexpected) == std::string::npos) {
+      std::cerr << " (unknown command or argument: " << unexpected << ")";
+    }
+    std::cerr << "\nRun 'keelctl --help' (or 'keelctl <command> --help') for usage.\n";
+    return 2;
+  }
+  if (!action) return fail("no command given; run 'keelctl --help'");
+
+  keel::SystemClock clock;
+  keel::config::SystemRandom random;
+  CommandEnv env{.clock = clock,
+                 .random = random,
+                 .env = keel::config::ClientConfigEnv::fromProcess(),
+                 .keelconfigFlag = keelconfig.empty() ? std::nullopt : std::optional<std::filesystem::path>(keelconfig),
+                 .out = std::cout};
+  const Status status = action(env);
+  std::cout.flush();
+  if (!status.isOk()) return fail(status.message());
+  return 0;
+}

@@ -1,0 +1,618 @@
+// machined as a real process: a node started with `machined --root DIR --config
+// controlplane.json`, driven over its real Unix socket, including the refusals.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "keel/machine/v1/machine.grpc.pb.h"
+#include "keel/testing/testing.h"
+
+namespace {
+
+namespace v1 = keel::machine::v1;
+using keel::common::v1::Empty;
+using keel::testing::ChildProcess;
+using keel::testing::eventually;
+using keel::testing::readFile;
+using keel::testing::TempDir;
+using keel::testing::writeFile;
+using Catch::Matchers::ContainsSubstring;
+using namespace std::chrono_literals;
+
+// Makes a control-plane config with keelctl, then adds two extension services and the
+// allowed file roots the tests use.
+nlohmann::json makeConfig(const TempDir& dir) {
+  const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "test", "127.0.1.1", "-o", dir.path().string()});
+  REQUIRE(gen.exitCode == 0);
+  auto config = nlohmann::json::parse(readFile(dir / "controlplane.json"));
+  config["machine"]["extensions"] = nlohmann::json::array({
+      {{"name", "ticker"},
+       {"command", "/bin/sh"},
+       {"args", {"-c", "echo ticker up; while true; do echo tick; sleep 0.2; done"}}},
+      {{"name", "sleeper"}, {"command", "/bin/sleep"}, {"args", {"3600"}}, {"dependsOn", {"ticker"}}},
+  });
+  config["machine"]["files"] = {{"allowedRoots", {"/var/log", "/srv/data"}}};
+  return config;
+}
+
+class Node {
+ public:
+  explicit Node(const nlohmann::json& config, std::vector<std::string> extraArgs = {}) {
+    std::filesystem::create_directories(dir_ / "root/srv/data");
+    writeFile(dir_ / "config.json", config.dump(2));
+    chmod((dir_ / "config.json").c_str(), 0600);
+    writeFile(dir_ / "kmsg", "6,1,1000000,-;kernel says hello\n6,2,2000000,-;second record\n");
+    std::vector<std::string> argv = {MACHINED_PATH, "--root", root().string(), "--config",
+                                     (dir_ / "config.json").string(), "--address", "127.0.1.1",
+                                     "--kmsg", (dir_ / "kmsg").string(), "--service-settle-ms", "200",
+                                     "--service-stop-grace-ms", "2000", "--log-level", "debug"};
+    argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
+    process_ = std::make_unique<ChildProcess>(argv, dir_ / "machined.log");
+    REQUIRE(waitForApi());
+  }
+  ~Node() {
+    if (!process_->running()) return;
+    process_->signal(SIGTERM);
+    // No assertion here: a destructor must not throw. A machined that does not stop is
+    // killed by ChildProcess, and the exit tests check clean stops explicitly.
+    if (!process_->wait(15s)) std::fprintf(stderr, "machined did not stop on SIGTERM:\n%s\n", process_->log().c_str());
+  }
+
+  std::filesystem::path root() const { return dir_ / "root"; }
+  std::filesystem::path socket() const { return root() / "run/keel/machined.sock"; }
+  ChildProcess& process() { return *process_; }
+  std::string log() const { return process_->log(); }
+
+  std::unique_ptr<v1::MachineService::Stub> stub() const {
+    return v1::MachineService::NewStub(
+        grpc::CreateChannel("unix:" + socket().string(), grpc::InsecureChannelCredentials()));
+  }
+
+  bool waitForApi() {
+    return eventually(
+        [&] {
+          grpc::ClientContext ctx;
+          withRoles(ctx, "os:reader");
+          ctx.set_deadline(std::chrono::system_clock::now() + 1s);
+          Empty req;
+          v1::VersionResponse resp;
+          return stub()->Version(&ctx, req, &resp).ok();
+        },
+        20s);
+  }
+
+  static void withRoles(grpc::ClientContext& ctx, const std::string& roles) {
+    ctx.AddMetadata("keel-roles", roles);
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  }
+
+  v1::ServiceInfo service(const std::string& id) {
+    grpc::ClientContext ctx;
+    withRoles(ctx, "os:reader");
+    Empty req;
+    v1::ServiceListResponse resp;
+    REQUIRE(stub()->ServiceList(&ctx, req, &resp).ok());
+    for (const auto& s : resp.messages(0).services()) {
+      if (s.id() == id) return s;
+    }
+    FAIL("no service " + id);
+    return {};
+  }
+
+  bool waitForState(const std::string& id, const std::string& state, std::chrono::milliseconds timeout = 20s) {
+    return eventually([&] { return service(id).state() == state; }, timeout);
+  }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+TEST_CASE("machined serves Version and Hostname to any role over its socket", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto stub = node.stub();
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:reader");
+  Empty req;
+  v1::VersionResponse version;
+  REQUIRE(stub->Version(&ctx, req, &version).ok());
+  REQUIRE(version.messages_size() == 1);
+  CHECK(version.messages(0).metadata().node() == "127.0.1.1");
+  CHECK_FALSE(version.messages(0).version().empty());
+  CHECK_FALSE(version.messages(0).arch().empty());
+
+  grpc::ClientContext ctx2;
+  Node::withRoles(ctx2, "os:operator");
+  v1::HostnameResponse host;
+  REQUIRE(stub->Hostname(&ctx2, req, &host).ok());
+  CHECK_FALSE(host.messages(0).hostname().empty());
+}
+
+TEST_CASE("machined refuses calls without keel-roles, with a role too weak, or with roles twice", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto stub = node.stub();
+  Empty req;
+  {
+    grpc::ClientContext ctx;
+    v1::VersionResponse resp;
+    const auto st = stub->Version(&ctx, req, &resp);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK_THAT(st.error_message(), ContainsSubstring("no keel-roles"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::ServiceRequest sreq;
+    sreq.set_id("ticker");
+    v1::ServiceActionResponse resp;
+    const auto st = stub->ServiceStop(&ctx, sreq, &resp);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK_THAT(st.error_message(), ContainsSubstring("os:admin, os:operator"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    ctx.AddMetadata("keel-roles", "os:admin");
+    v1::VersionResponse resp;
+    CHECK(stub->Version(&ctx, req, &resp).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:impersonator");
+    v1::VersionResponse resp;
+    CHECK(stub->Version(&ctx, req, &resp).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  CHECK(node.service("ticker").state() != "stopped");
+}
+
+TEST_CASE("machined refuses a peer whose uid is not allowed, before any handler runs", "[machined]") {
+  if (geteuid() != 0) SKIP("needs root to connect as another uid");
+  TempDir gen;
+  Node node(makeConfig(gen));
+  // The directories admit the owner (and group) only; open them up so the kernel lets
+  // the foreign uid reach the socket and the credential check is what refuses it.
+  for (auto p = node.root() / "run/keel"; p != node.root().parent_path().parent_path(); p = p.parent_path()) {
+    chmod(p.c_str(), 0755);
+  }
+  chmod(node.socket().c_str(), 0666);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:admin");
+    ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+    Empty req;
+    v1::VersionResponse resp;
+    const auto st = node.stub()->Version(&ctx, req, &resp);
+    _exit(st.ok() ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(eventually([&] { return node.log().find("refused peer") != std::string::npos; }, 5s));
+  CHECK_THAT(node.log(), ContainsSubstring("uid 65534 is not on the allow-list"));
+}
+
+TEST_CASE("machined supervises the declared services and restarts a killed one", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("ticker", "running"));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const int oldPid = node.service("ticker").pid();
+  REQUIRE(oldPid > 0);
+  REQUIRE(kill(oldPid, SIGKILL) == 0);
+  REQUIRE(eventually([&] {
+    const auto s = node.service("ticker");
+    return s.state() == "running" && s.pid() != oldPid && s.pid() > 0;
+  }, 20s));
+  const auto s = node.service("ticker");
+  CHECK(s.restarts() >= 1);
+  bool sawKill = false;
+  for (const auto& e : s.events()) sawKill |= e.message().find("SIGKILL") != std::string::npos;
+  CHECK(sawKill);
+}
+
+TEST_CASE("operators stop, start and restart a service; unknown services are NOT_FOUND", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  auto stub = node.stub();
+  auto act = [&](const char* what, const std::string& id) {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:operator");
+    v1::ServiceRequest req;
+    req.set_id(id);
+    v1::ServiceActionResponse resp;
+    const std::string w = what;
+    if (w == "stop") return stub->ServiceStop(&ctx, req, &resp);
+    if (w == "start") return stub->ServiceStart(&ctx, req, &resp);
+    return stub->ServiceRestart(&ctx, req, &resp);
+  };
+  REQUIRE(act("stop", "sleeper").ok());
+  REQUIRE(node.waitForState("sleeper", "stopped"));
+  REQUIRE(act("start", "sleeper").ok());
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const int pid = node.service("sleeper").pid();
+  REQUIRE(act("restart", "sleeper").ok());
+  REQUIRE(eventually([&] { return node.service("sleeper").pid() != pid && node.service("sleeper").state() == "running"; }, 20s));
+  CHECK(act("stop", "nope").error_code() == grpc::StatusCode::NOT_FOUND);
+  // The ticker has a running dependent: stopping it is refused, not done behind its back.
+  CHECK(act("stop", "ticker").error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_CASE("logs are tailed and followed; machined's own log is one of them", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto stub = node.stub();
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::LogsRequest req;
+    req.set_service("machined");
+    auto reader = stub->Logs(&ctx, req);
+    v1::LogLine line;
+    std::string all;
+    while (reader->Read(&line)) all += line.line() + "\n";
+    REQUIRE(reader->Finish().ok());
+    CHECK_THAT(all, ContainsSubstring("is up"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::LogsRequest req;
+    req.set_service("ticker");
+    req.set_tail_lines(2);
+    req.set_follow(true);
+    auto reader = stub->Logs(&ctx, req);
+    v1::LogLine line;
+    int ticks = 0;
+    while (ticks < 5 && reader->Read(&line)) ticks += line.line() == "tick" ? 1 : 0;
+    CHECK(ticks == 5);
+    ctx.TryCancel();
+    while (reader->Read(&line)) {
+    }
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::LogsRequest req;
+    req.set_service("nope");
+    auto reader = stub->Logs(&ctx, req);
+    v1::LogLine line;
+    while (reader->Read(&line)) {
+    }
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_CASE("dmesg tails the kernel log, and events show the services starting", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  auto stub = node.stub();
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::DmesgRequest req;
+    req.set_tail_lines(1);
+    auto reader = stub->Dmesg(&ctx, req);
+    v1::LogLine line;
+    std::vector<std::string> lines;
+    while (reader->Read(&line)) lines.push_back(line.line());
+    REQUIRE(reader->Finish().ok());
+    CHECK(lines == std::vector<std::string>{"[    2.000000] second record"});
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    v1::EventsRequest req;
+    req.set_tail_events(-1);
+    auto reader = stub->Events(&ctx, req);
+    v1::Event e;
+    bool tickerRunning = false;
+    bool configLoaded = false;
+    while (reader->Read(&e)) {
+      tickerRunning |= e.kind() == "service" && e.subject() == "ticker" && e.state() == "running";
+      configLoaded |= e.kind() == "config" && e.state() == "loaded";
+    }
+    REQUIRE(reader->Finish().ok());
+    CHECK(tickerRunning);
+    CHECK(configLoaded);
+  }
+}
+
+TEST_CASE("system facts come from /proc", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto stub = node.stub();
+  Empty req;
+  auto ctx = [] {
+    auto c = std::make_unique<grpc::ClientContext>();
+    Node::withRoles(*c, "os:reader");
+    return c;
+  };
+  v1::MemoryResponse mem;
+  REQUIRE(stub->Memory(ctx().get(), req, &mem).ok());
+  CHECK(mem.messages(0).meminfo().total_kb() > 0);
+  v1::LoadAvgResponse load;
+  REQUIRE(stub->LoadAvg(ctx().get(), req, &load).ok());
+  v1::CPUInfoResponse cpu;
+  REQUIRE(stub->CPUInfo(ctx().get(), req, &cpu).ok());
+  CHECK(cpu.messages(0).cpus_size() > 0);
+  v1::ProcessesResponse procs;
+  REQUIRE(stub->Processes(ctx().get(), req, &procs).ok());
+  bool sawMachined = false;
+  for (const auto& p : procs.messages(0).processes()) sawMachined |= p.pid() == node.process().pid();
+  CHECK(sawMachined);
+  v1::MountsResponse mounts;
+  REQUIRE(stub->Mounts(ctx().get(), req, &mounts).ok());
+  CHECK(mounts.messages(0).mounts_size() > 0);
+  v1::NetworkDeviceStatsResponse net;
+  REQUIRE(stub->NetworkDeviceStats(ctx().get(), req, &net).ok());
+  bool sawLo = false;
+  for (const auto& d : net.messages(0).devices()) sawLo |= d.name() == "lo";
+  CHECK(sawLo);
+  v1::SystemStatResponse stat;
+  REQUIRE(stub->SystemStat(ctx().get(), req, &stat).ok());
+  CHECK(stat.messages(0).boot_time() > 0);
+  v1::UptimeResponse up;
+  REQUIRE(stub->Uptime(ctx().get(), req, &up).ok());
+  CHECK(up.messages(0).uptime_seconds() > 0);
+
+  auto opCtx = std::make_unique<grpc::ClientContext>();
+  Node::withRoles(*opCtx, "os:operator");
+  writeFile(node.root() / "srv/data/blob", std::string(10000, 'x'));
+  v1::DiskUsageRequest du;
+  du.set_path("/srv/data");
+  v1::DiskUsageResponse usage;
+  REQUIRE(stub->DiskUsage(opCtx.get(), du, &usage).ok());
+  REQUIRE(usage.messages(0).entries_size() >= 1);
+  CHECK(usage.messages(0).entries(0).path() == "/srv/data");
+  CHECK(usage.messages(0).entries(0).size_bytes() >= 10000);
+
+  auto escape = std::make_unique<grpc::ClientContext>();
+  Node::withRoles(*escape, "os:operator");
+  du.set_path("/etc");
+  CHECK(stub->DiskUsage(escape.get(), du, &usage).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+}
+
+std::pair<grpc::Status, std::string> readFileRpc(v1::MachineService::Stub& stub, const std::string& path,
+                                                 const std::string& roles = "os:admin") {
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, roles);
+  v1::ReadRequest req;
+  req.set_path(path);
+  auto reader = stub.Read(&ctx, req);
+  v1::DataChunk chunk;
+  std::string data;
+  while (reader->Read(&chunk)) data += chunk.bytes();
+  return {reader->Finish(), data};
+}
+
+TEST_CASE("files are listed and read inside the allowed roots only", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto stub = node.stub();
+  std::string big(300000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  writeFile(node.root() / "srv/data/big.bin", big);
+  writeFile(node.root() / "etc/secret.txt", "do not read");
+  std::filesystem::create_symlink(node.root() / "etc/secret.txt", node.root() / "srv/data/link");
+  std::filesystem::create_symlink(node.root() / "etc", node.root() / "srv/data/etcdir");
+
+  auto [ok, data] = readFileRpc(*stub, "/srv/data/big.bin");
+  REQUIRE(ok.ok());
+  CHECK(data == big);
+
+  for (const char* path : {"/srv/data/../../etc/secret.txt", "/etc/keel/config.json", "/srv/data/link",
+                                  "/srv/data/etcdir/secret.txt", "srv/data/big.bin", "/srv/data-evil/x"}) {
+    INFO(path);
+    auto [st, leaked] = readFileRpc(*stub, path);
+    CHECK_FALSE(st.ok());
+    CHECK(leaked.empty());
+    CHECK((st.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+           st.error_code() == grpc::StatusCode::INVALID_ARGUMENT));
+    CHECK(st.error_message().find(node.root().string()) == std::string::npos);
+  }
+  CHECK(readFileRpc(*stub, "/srv/data/big.bin", "os:operator").first.error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:operator");
+  v1::ListRequest list;
+  list.set_root("/srv/data");
+  list.set_recursion_depth(-1);
+  auto reader = stub->List(&ctx, list);
+  v1::FileInfo info;
+  std::map<std::string, v1::FileInfo> seen;
+  while (reader->Read(&info)) seen[info.name()] = info;
+  REQUIRE(reader->Finish().ok());
+  CHECK(seen.count("/srv/data/big.bin") == 1);
+  REQUIRE(seen.count("/srv/data/link") == 1);
+  CHECK_FALSE(seen["/srv/data/link"].link().empty());
+  CHECK(seen.count("/srv/data/etcdir/secret.txt") == 0);
+
+  grpc::ClientContext ctx2;
+  Node::withRoles(ctx2, "os:admin");
+  list.set_root("/etc");
+  auto outside = stub->List(&ctx2, list);
+  while (outside->Read(&info)) {
+  }
+  CHECK(outside->Finish().error_code() == grpc::StatusCode::PERMISSION_DENIED);
+}
+
+v1::ApplyConfigurationResponse applyConfig(v1::MachineService::Stub& stub, const nlohmann::json& config,
+                                           v1::ApplyConfigurationRequest::Mode mode, grpc::Status& status,
+                                           int tryTimeout = 0) {
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:admin");
+  v1::ApplyConfigurationRequest req;
+  req.set_data(config.dump());
+  req.set_mode(mode);
+  req.set_try_timeout_seconds(tryTimeout);
+  v1::ApplyConfigurationResponse resp;
+  status = stub.ApplyConfiguration(&ctx, req, &resp);
+  return resp;
+}
+
+nlohmann::json getConfig(v1::MachineService::Stub& stub) {
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:reader");
+  Empty req;
+  v1::GetConfigurationResponse resp;
+  REQUIRE(stub.GetConfiguration(&ctx, req, &resp).ok());
+  return nlohmann::json::parse(resp.messages(0).data());
+}
+
+TEST_CASE("the configuration is served with secrets redacted and an invalid one is refused by field",
+          "[machined]") {
+  TempDir gen;
+  const auto config = makeConfig(gen);
+  Node node(config);
+  auto stub = node.stub();
+  const auto served = getConfig(*stub).dump();
+  CHECK(served.find("PRIVATE KEY") == std::string::npos);
+  CHECK(served.find(config["machine"]["token"].get<std::string>()) == std::string::npos);
+
+  auto bad = config;
+  bad["machine"]["type"] = "toaster";
+  grpc::Status st;
+  applyConfig(*stub, bad, v1::ApplyConfigurationRequest::AUTO, st);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), ContainsSubstring("machine.type"));
+  auto typo = config;
+  typo["machine"]["hostnme"] = "x";
+  applyConfig(*stub, typo, v1::ApplyConfigurationRequest::AUTO, st);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(nlohmann::json::parse(readFile(node.root() / "etc/keel/config.json")) == config);
+
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:operator");
+  v1::ApplyConfigurationRequest req;
+  req.set_data(config.dump());
+  v1::ApplyConfigurationResponse resp;
+  CHECK(stub->ApplyConfiguration(&ctx, req, &resp).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_CASE("a configuration applied in try mode rolls back by itself unless confirmed", "[machined]") {
+  TempDir gen;
+  const auto config = makeConfig(gen);
+  Node node(config);
+  auto stub = node.stub();
+  auto next = config;
+  next["machine"]["network"]["hostname"] = "trial-host";
+  grpc::Status st;
+  auto resp = applyConfig(*stub, next, v1::ApplyConfigurationRequest::TRY, st, 1);
+  REQUIRE(st.ok());
+  CHECK(resp.messages(0).mode() == "try");
+  CHECK(getConfig(*stub)["machine"]["network"]["hostname"] == "trial-host");
+  REQUIRE(eventually([&] { return !getConfig(*stub)["machine"].contains("network") ||
+                                  getConfig(*stub)["machine"]["network"].value("hostname", "") != "trial-host"; },
+                     15s));
+  CHECK(nlohmann::json::parse(readFile(node.root() / "etc/keel/config.json")) == config);
+
+  // Confirmed in time, it stays.
+  applyConfig(*stub, next, v1::ApplyConfigurationRequest::TRY, st, 2);
+  REQUIRE(st.ok());
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:admin");
+  Empty req;
+  v1::ConfirmConfigurationResponse confirmed;
+  REQUIRE(stub->ConfirmConfiguration(&ctx, req, &confirmed).ok());
+  grpc::ClientContext ctx2;
+  Node::withRoles(ctx2, "os:admin");
+  v1::EventsRequest ereq;
+  ereq.set_tail_events(-1);
+  auto events = stub->Events(&ctx2, ereq);
+  v1::Event e;
+  bool rolledBack = false;
+  bool confirmedEvent = false;
+  while (events->Read(&e)) {
+    rolledBack |= e.state() == "rolled-back";
+    confirmedEvent |= e.state() == "confirmed";
+  }
+  CHECK(rolledBack);
+  CHECK(confirmedEvent);
+  CHECK(nlohmann::json::parse(readFile(node.root() / "etc/keel/config.json"))["machine"]["network"]["hostname"] ==
+        "trial-host");
+}
+
+TEST_CASE("reboot restarts every service under the same machined pid; shutdown stops the node", "[machined]") {
+  TempDir gen;
+  auto node = std::make_unique<Node>(makeConfig(gen));
+  REQUIRE(node->waitForState("sleeper", "running"));
+  const int sleeperPid = node->service("sleeper").pid();
+  auto stub = node->stub();
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:reader");
+    Empty req;
+    v1::PowerResponse resp;
+    CHECK(stub->Reboot(&ctx, req, &resp).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:operator");
+    Empty req;
+    v1::PowerResponse resp;
+    REQUIRE(stub->Reboot(&ctx, req, &resp).ok());
+    CHECK(resp.messages(0).action() == "reboot");
+  }
+  CHECK(eventually([&] { return kill(sleeperPid, 0) != 0; }, 20s));
+  REQUIRE(eventually([&] {
+    return node->waitForApi() && node->service("sleeper").state() == "running";
+  }, 30s));
+  CHECK(node->service("sleeper").pid() != sleeperPid);
+  CHECK(node->process().running());
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:operator");
+    Empty req;
+    v1::PowerResponse resp;
+    REQUIRE(node->stub()->Shutdown(&ctx, req, &resp).ok());
+  }
+  const auto status = node->process().wait(20s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("reset wipes the node's state but keeps its config, and only admins may ask", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  writeFile(node.root() / "var/lib/keel/ticker/scratch", "state");
+  auto stub = node.stub();
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:operator");
+    Empty req;
+    v1::PowerResponse resp;
+    CHECK(stub->Reset(&ctx, req, &resp).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(std::filesystem::exists(node.root() / "var/lib/keel/ticker/scratch"));
+  }
+  {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:admin");
+    Empty req;
+    v1::PowerResponse resp;
+    REQUIRE(stub->Reset(&ctx, req, &resp).ok());
+  }
+  REQUIRE(eventually([&] { return !std::filesystem::exists(node.root() / "var/lib/keel/ticker/scratch"); }, 20s));
+  REQUIRE(node.waitForApi());
+  CHECK(std::filesystem::exists(node.root() / "etc/keel/config.json"));
+  CHECK(node.waitForState("sleeper", "running"));
+}
+
+}  // namespace

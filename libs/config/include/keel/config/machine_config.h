@@ -1,0 +1,88 @@
+// A node's machine configuration: what machined reads at boot. A control-plane config
+// carries the cluster's CAs and keys; a worker config carries only the join token and
+// the CA certificates it must trust, never a CA key. The schema is in libs/config/README.md.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/common/status.h"
+#include "keel/config/file_io.h"
+
+namespace keel::config {
+
+inline constexpr int kMachineConfigVersion = 1;
+// What redactMachineConfig puts in place of every secret.
+inline constexpr std::string_view kRedacted = "******";
+
+enum class MachineType { kControlPlane, kWorker };
+std::string_view machineTypeName(MachineType type);  // "controlplane" / "worker"
+
+// A CA as PEM text; `key` is empty when the config only trusts the CA.
+struct CaPem {
+  std::string crt;
+  std::string key;
+  bool operator==(const CaPem&) const = default;
+};
+
+// A service machined starts besides the built-in ones (an extension daemon).
+struct ExtensionService {
+  std::string name;                    // [a-z0-9][a-z0-9._-]*, at most 63 bytes; names its log and socket
+  std::string command;                 // absolute path of the executable
+  std::vector<std::string> args;       // arguments after the command
+  std::vector<std::string> dependsOn;  // names of other extensions that must run first
+  bool operator==(const ExtensionService&) const = default;
+};
+
+struct MachineConfig {
+  MachineType type = MachineType::kWorker;
+  std::string token;                    // join token
+  CaPem ca;                             // OS CA; key on control planes only
+  std::vector<std::string> certSans;    // extra SANs of apid's serving certificate
+  std::optional<std::string> hostname;
+  // Absolute node paths the files API (List, Read) and DiskUsage may look under.
+  // Empty: machined's default (/var/log).
+  std::vector<std::string> allowedFileRoots;
+  std::vector<ExtensionService> extensions;
+
+  std::string clusterName;
+  std::string clusterId;
+  std::string clusterSecret;            // control plane only
+  std::string controlPlaneEndpoint;     // "https://host:port"
+  std::string bootstrapToken;           // control plane only
+  std::string secretboxKey;             // control plane only
+  CaPem kubernetesCa;                   // key on control planes only
+  std::optional<CaPem> etcdCa;          // control plane only
+  std::optional<CaPem> aggregatorCa;    // control plane only
+  std::string serviceAccountKey;        // control plane only
+
+  bool operator==(const MachineConfig&) const = default;
+};
+
+// Pretty-printed JSON with "version": kMachineConfigVersion.
+std::string serializeMachineConfig(const MachineConfig& config);
+
+// Parses and validates every field; unknown fields are refused by name, and a worker
+// config holding a control-plane secret is refused. Errors (INVALID_ARGUMENT) start
+// with the JSON path of the offending field ("machine.ca.key: …").
+Result<MachineConfig> parseMachineConfig(std::string_view text);
+
+// Validates a config built in memory with the same rules as parseMachineConfig.
+Status validateMachineConfig(const MachineConfig& config);
+
+// A copy with every secret (tokens, keys, cluster secret, secretbox key) replaced by
+// kRedacted, safe to show to a reader. Certificates and names stay.
+MachineConfig redactMachineConfig(const MachineConfig& config);
+
+Status writeMachineConfigFile(const std::filesystem::path& path, const MachineConfig& config, Overwrite overwrite);
+// Errors start with the path.
+Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path);
+
+// A cluster name: 1-63 characters of [a-z0-9-.], starting and ending alphanumeric.
+// It names the cluster and keelctl's context. Errors: INVALID_ARGUMENT.
+Status validateClusterName(std::string_view name);
+
+}  // namespace keel::config

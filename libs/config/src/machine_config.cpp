@@ -1,0 +1,299 @@
+#include "keel/config/machine_config.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "json_fields.h"
+#include "keel/config/endpoint.h"
+#include "keel/pki/pki.h"
+#include "secret_fields.h"
+
+namespace keel::config {
+namespace {
+
+using detail::fieldError;
+using detail::ObjectReader;
+
+constexpr std::string_view kWorkerRefusal = "not allowed in a worker config (control-plane secret)";
+constexpr std::string_view kWorkerKeyRefusal = "a worker config must never contain a CA key";
+
+nlohmann::ordered_json caJson(const CaPem& ca) {
+  nlohmann::ordered_json j = {{"crt", ca.crt}};
+  if (!ca.key.empty()) j["key"] = ca.key;
+  return j;
+}
+
+// Reads {crt, key}; `keyAllowed` false refuses a key by name.
+Result<CaPem> readCa(ObjectReader& parent, std::string_view name, bool keyAllowed) {
+  KEEL_ASSIGN_OR_RETURN(auto obj, parent.requiredObject(name));
+  CaPem ca;
+  KEEL_ASSIGN_OR_RETURN(ca.crt, obj.requiredString("crt"));
+  if (keyAllowed) {
+    KEEL_ASSIGN_OR_RETURN(ca.key, obj.requiredString("key"));
+  } else {
+    KEEL_RETURN_IF_ERROR(obj.refuse("key", kWorkerKeyRefusal));
+  }
+  KEEL_RETURN_IF_ERROR(obj.finish());
+  return ca;
+}
+
+Status checkCa(const CaPem& ca, std::string_view path, bool keyRequired, bool isWorker) {
+  const std::string crtPath = fmt::format("{}.crt", path);
+  const std::string keyPath = fmt::format("{}.key", path);
+  if (isWorker && !ca.key.empty()) return fieldError(keyPath, kWorkerKeyRefusal);
+  if (keyRequired && ca.key.empty()) return fieldError(keyPath, "missing (a control-plane config holds the CA key)");
+  return detail::checkCaPem(ca.crt, ca.key, crtPath, keyPath);
+}
+
+bool isValidServiceName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name.front())) return false;
+  for (const char c : name) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+Status checkSan(std::string_view path, std::string_view san) {
+  if (isIpAddress(san) || isValidHostName(san)) return Status::ok();
+  return fieldError(path, fmt::format("expected an IP address or a DNS name, found '{}'", san));
+}
+
+}  // namespace
+
+std::string_view machineTypeName(MachineType type) {
+  return type == MachineType::kControlPlane ? "controlplane" : "worker";
+}
+
+Status validateClusterName(std::string_view name) {
+  const auto bad = [&](std::string_view why) {
+    return invalidArgument(fmt::format("invalid cluster name '{}': {} (expected 1-63 characters of a-z, 0-9, '-' "
+                                       "and '.', starting and ending with a letter or digit)",
+                                       name, why));
+  };
+  if (name.empty()) return bad("empty");
+  if (name.size() > 63) return bad("too long");
+  for (const char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+      return bad(fmt::format("unexpected character '{}'", c));
+    }
+  }
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name.front()) || !alnum(name.back())) return bad("must start and end with a letter or digit");
+  return Status::ok();
+}
+
+std::string serializeMachineConfig(const MachineConfig& c) {
+  nlohmann::ordered_json machine = {{"type", machineTypeName(c.type)}, {"token", c.token}, {"ca", caJson(c.ca)}};
+  machine["certSANs"] = c.certSans;
+  if (c.hostname) machine["network"] = {{"hostname", *c.hostname}};
+  if (!c.allowedFileRoots.empty()) machine["files"] = {{"allowedRoots", c.allowedFileRoots}};
+  if (!c.extensions.empty()) {
+    nlohmann::ordered_json exts = nlohmann::ordered_json::array();
+    for (const auto& e : c.extensions) {
+      nlohmann::ordered_json j = {{"name", e.name}, {"command", e.command}};
+      if (!e.args.empty()) j["args"] = e.args;
+      if (!e.dependsOn.empty()) j["dependsOn"] = e.dependsOn;
+      exts.push_back(std::move(j));
+    }
+    machine["extensions"] = std::move(exts);
+  }
+
+  nlohmann::ordered_json cluster = {{"name", c.clusterName}, {"id", c.clusterId}};
+  if (!c.clusterSecret.empty()) cluster["secret"] = c.clusterSecret;
+  cluster["controlPlane"] = {{"endpoint", c.controlPlaneEndpoint}};
+  if (!c.bootstrapToken.empty()) cluster["token"] = c.bootstrapToken;
+  if (!c.secretboxKey.empty()) cluster["secretboxEncryptionSecret"] = c.secretboxKey;
+  cluster["ca"] = caJson(c.kubernetesCa);
+  if (c.aggregatorCa) cluster["aggregatorCA"] = caJson(*c.aggregatorCa);
+  if (!c.serviceAccountKey.empty()) cluster["serviceAccount"] = {{"key", c.serviceAccountKey}};
+  if (c.etcdCa) cluster["etcd"] = {{"ca", caJson(*c.etcdCa)}};
+
+  const nlohmann::ordered_json doc = {{"version", kMachineConfigVersion}, {"machine", machine}, {"cluster", cluster}};
+  return doc.dump(2) + "\n";
+}
+
+Status validateMachineConfig(const MachineConfig& c) {
+  const bool cp = c.type == MachineType::kControlPlane;
+  const bool worker = !cp;
+  KEEL_RETURN_IF_ERROR(detail::checkToken("machine.token", c.token));
+  KEEL_RETURN_IF_ERROR(checkCa(c.ca, "machine.ca", cp, worker));
+  for (size_t i = 0; i < c.certSans.size(); ++i) {
+    KEEL_RETURN_IF_ERROR(checkSan(fmt::format("machine.certSANs[{}]", i), c.certSans[i]));
+  }
+  if (c.hostname && !isValidHostName(*c.hostname)) {
+    return fieldError("machine.network.hostname", fmt::format("expected a valid host name, found '{}'", *c.hostname));
+  }
+  for (size_t i = 0; i < c.allowedFileRoots.size(); ++i) {
+    const std::filesystem::path root(c.allowedFileRoots[i]);
+    bool dotdot = false;
+    for (const auto& part : root) dotdot |= part == "..";
+    if (!root.is_absolute() || dotdot) {
+      return fieldError(fmt::format("machine.files.allowedRoots[{}]", i),
+                        fmt::format("expected an absolute path without '..', found '{}'", c.allowedFileRoots[i]));
+    }
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.extensions.size(); ++i) {
+    const auto& e = c.extensions[i];
+    const std::string path = fmt::format("machine.extensions[{}]", i);
+    if (!isValidServiceName(e.name)) {
+      return fieldError(path + ".name",
+                        fmt::format("expected 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or "
+                                    "digit, found '{}'", e.name));
+    }
+    if (e.name == "machined" || e.name == "apid" || e.name == "trustd") {
+      return fieldError(path + ".name", fmt::format("'{}' is a built-in service", e.name));
+    }
+    if (!names.insert(e.name).second) return fieldError(path + ".name", fmt::format("'{}' is declared twice", e.name));
+    if (!std::filesystem::path(e.command).is_absolute()) {
+      return fieldError(path + ".command", fmt::format("expected an absolute path, found '{}'", e.command));
+    }
+  }
+  for (size_t i = 0; i < c.extensions.size(); ++i) {
+    for (const auto& dep : c.extensions[i].dependsOn) {
+      if (names.count(dep) == 0 || dep == c.extensions[i].name) {
+        return fieldError(fmt::format("machine.extensions[{}].dependsOn", i),
+                          fmt::format("'{}' is not another declared extension", dep));
+      }
+    }
+  }
+
+  if (auto s = validateClusterName(c.clusterName); !s.isOk()) return fieldError("cluster.name", s.message());
+  KEEL_RETURN_IF_ERROR(detail::checkSecret("cluster.id", c.clusterId));
+  if (auto ep = parseHttpsUrl(c.controlPlaneEndpoint); !ep.ok()) {
+    return fieldError("cluster.controlPlane.endpoint", ep.status().message());
+  }
+  KEEL_RETURN_IF_ERROR(checkCa(c.kubernetesCa, "cluster.ca", cp, worker));
+
+  if (worker) {
+    if (!c.clusterSecret.empty()) return fieldError("cluster.secret", kWorkerRefusal);
+    if (!c.bootstrapToken.empty()) return fieldError("cluster.token", kWorkerRefusal);
+    if (!c.secretboxKey.empty()) return fieldError("cluster.secretboxEncryptionSecret", kWorkerRefusal);
+    if (c.aggregatorCa) return fieldError("cluster.aggregatorCA", kWorkerRefusal);
+    if (!c.serviceAccountKey.empty()) return fieldError("cluster.serviceAccount", kWorkerRefusal);
+    if (c.etcdCa) return fieldError("cluster.etcd", kWorkerRefusal);
+    return Status::ok();
+  }
+  KEEL_RETURN_IF_ERROR(detail::checkSecret("cluster.secret", c.clusterSecret));
+  KEEL_RETURN_IF_ERROR(detail::checkToken("cluster.token", c.bootstrapToken));
+  if (c.bootstrapToken == c.token) return fieldError("cluster.token", "equals machine.token; the two tokens must differ");
+  KEEL_RETURN_IF_ERROR(detail::checkSecret("cluster.secretboxEncryptionSecret", c.secretboxKey));
+  if (!c.aggregatorCa) return fieldError("cluster.aggregatorCA", "missing (required on a control plane)");
+  KEEL_RETURN_IF_ERROR(checkCa(*c.aggregatorCa, "cluster.aggregatorCA", true, false));
+  if (!c.etcdCa) return fieldError("cluster.etcd", "missing (required on a control plane)");
+  KEEL_RETURN_IF_ERROR(checkCa(*c.etcdCa, "cluster.etcd.ca", true, false));
+  auto sa = pki::PrivateKey::fromPem(c.serviceAccountKey);
+  if (!sa.ok()) return fieldError("cluster.serviceAccount.key", sa.status().message());
+  if (sa->type() != pki::KeyType::kEcdsaP256) {
+    return fieldError("cluster.serviceAccount.key",
+                      fmt::format("expected an ecdsa-p256 key, found {}", pki::keyTypeName(sa->type())));
+  }
+  return Status::ok();
+}
+
+Result<MachineConfig> parseMachineConfig(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
+  KEEL_RETURN_IF_ERROR(detail::checkVersion(root, kMachineConfigVersion));
+  MachineConfig c;
+
+  KEEL_ASSIGN_OR_RETURN(auto machine, root.requiredObject("machine"));
+  KEEL_ASSIGN_OR_RETURN(const std::string type, machine.requiredString("type"));
+  if (type == "controlplane") {
+    c.type = MachineType::kControlPlane;
+  } else if (type == "worker") {
+    c.type = MachineType::kWorker;
+  } else {
+    return fieldError(machine.pathOf("type"), fmt::format("expected 'controlplane' or 'worker', found '{}'", type));
+  }
+  const bool cp = c.type == MachineType::kControlPlane;
+  KEEL_ASSIGN_OR_RETURN(c.token, machine.requiredString("token"));
+  KEEL_ASSIGN_OR_RETURN(c.ca, readCa(machine, "ca", cp));
+  KEEL_ASSIGN_OR_RETURN(c.certSans, machine.stringArray("certSANs"));
+  KEEL_ASSIGN_OR_RETURN(auto network, machine.optionalObject("network"));
+  if (network) {
+    KEEL_ASSIGN_OR_RETURN(c.hostname, network->optionalString("hostname"));
+    KEEL_RETURN_IF_ERROR(network->finish());
+  }
+  KEEL_ASSIGN_OR_RETURN(auto files, machine.optionalObject("files"));
+  if (files) {
+    KEEL_ASSIGN_OR_RETURN(c.allowedFileRoots, files->stringArray("allowedRoots"));
+    KEEL_RETURN_IF_ERROR(files->finish());
+  }
+  KEEL_ASSIGN_OR_RETURN(auto extensions, machine.objectArray("extensions"));
+  for (auto& ext : extensions) {
+    ExtensionService e;
+    KEEL_ASSIGN_OR_RETURN(e.name, ext.requiredString("name"));
+    KEEL_ASSIGN_OR_RETURN(e.command, ext.requiredString("command"));
+    KEEL_ASSIGN_OR_RETURN(e.args, ext.stringArray("args"));
+    KEEL_ASSIGN_OR_RETURN(e.dependsOn, ext.stringArray("dependsOn"));
+    KEEL_RETURN_IF_ERROR(ext.finish());
+    c.extensions.push_back(std::move(e));
+  }
+  KEEL_RETURN_IF_ERROR(machine.finish());
+
+  KEEL_ASSIGN_OR_RETURN(auto cluster, root.requiredObject("cluster"));
+  KEEL_ASSIGN_OR_RETURN(c.clusterName, cluster.requiredString("name"));
+  KEEL_ASSIGN_OR_RETURN(c.clusterId, cluster.requiredString("id"));
+  KEEL_ASSIGN_OR_RETURN(auto controlPlane, cluster.requiredObject("controlPlane"));
+  KEEL_ASSIGN_OR_RETURN(c.controlPlaneEndpoint, controlPlane.requiredString("endpoint"));
+  KEEL_RETURN_IF_ERROR(controlPlane.finish());
+  KEEL_ASSIGN_OR_RETURN(c.kubernetesCa, readCa(cluster, "ca", cp));
+  if (cp) {
+    KEEL_ASSIGN_OR_RETURN(c.clusterSecret, cluster.requiredString("secret"));
+    KEEL_ASSIGN_OR_RETURN(c.bootstrapToken, cluster.requiredString("token"));
+    KEEL_ASSIGN_OR_RETURN(c.secretboxKey, cluster.requiredString("secretboxEncryptionSecret"));
+    KEEL_ASSIGN_OR_RETURN(c.aggregatorCa, readCa(cluster, "aggregatorCA", true));
+    KEEL_ASSIGN_OR_RETURN(auto sa, cluster.requiredObject("serviceAccount"));
+    KEEL_ASSIGN_OR_RETURN(c.serviceAccountKey, sa.requiredString("key"));
+    KEEL_RETURN_IF_ERROR(sa.finish());
+    KEEL_ASSIGN_OR_RETURN(auto etcd, cluster.requiredObject("etcd"));
+    KEEL_ASSIGN_OR_RETURN(c.etcdCa, readCa(etcd, "ca", true));
+    KEEL_RETURN_IF_ERROR(etcd.finish());
+  } else {
+    for (const std::string_view key :
+         {"secret", "token", "secretboxEncryptionSecret", "aggregatorCA", "serviceAccount", "etcd"}) {
+      KEEL_RETURN_IF_ERROR(cluster.refuse(key, kWorkerRefusal));
+    }
+  }
+  KEEL_RETURN_IF_ERROR(cluster.finish());
+  KEEL_RETURN_IF_ERROR(root.finish());
+  KEEL_RETURN_IF_ERROR(validateMachineConfig(c));
+  return c;
+}
+
+MachineConfig redactMachineConfig(const MachineConfig& config) {
+  MachineConfig r = config;
+  const auto redact = [](std::string& s) {
+    if (!s.empty()) s = kRedacted;
+  };
+  redact(r.token);
+  redact(r.ca.key);
+  redact(r.clusterSecret);
+  redact(r.bootstrapToken);
+  redact(r.secretboxKey);
+  redact(r.kubernetesCa.key);
+  if (r.etcdCa) redact(r.etcdCa->key);
+  if (r.aggregatorCa) redact(r.aggregatorCa->key);
+  redact(r.serviceAccountKey);
+  return r;
+}
+
+Status writeMachineConfigFile(const std::filesystem::path& path, const MachineConfig& config, Overwrite overwrite) {
+  return writePrivateFile(path, serializeMachineConfig(config), overwrite);
+}
+
+Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, "it holds the join token and keys"));
+  auto config = parseMachineConfig(text);
+  if (!config.ok()) return config.status().withContext(path.string());
+  return config;
+}
+
+}  // namespace keel::config

@@ -1,0 +1,156 @@
+#include "keel/config/secrets.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "json_fields.h"
+#include "keel/config/base64.h"
+#include "secret_fields.h"
+
+namespace keel::config {
+namespace {
+
+using detail::fieldError;
+using detail::ObjectReader;
+
+Result<pki::CertificateAuthority> makeCa(pki::DistinguishedName subject, const SecretsOptions& options,
+                                         const Clock& clock) {
+  const std::string what = subject.toString();
+  auto ca = pki::createSelfSignedCa({.subject = std::move(subject), .keyType = options.caKeyType,
+                                     .validity = options.caValidity},
+                                    clock);
+  if (!ca.ok()) return ca.status().withContext(fmt::format("creating CA '{}'", what));
+  return ca;
+}
+
+nlohmann::json caJson(const pki::CertificateAuthority& ca) {
+  return {{"crt", ca.certificate.toPem()}, {"key", ca.key.toPem()}};
+}
+
+Result<pki::CertificateAuthority> readCa(ObjectReader& certs, std::string_view name) {
+  KEEL_ASSIGN_OR_RETURN(auto obj, certs.requiredObject(name));
+  KEEL_ASSIGN_OR_RETURN(const std::string crtPem, obj.requiredString("crt"));
+  KEEL_ASSIGN_OR_RETURN(const std::string keyPem, obj.requiredString("key"));
+  KEEL_RETURN_IF_ERROR(obj.finish());
+  KEEL_ASSIGN_OR_RETURN(auto ca, detail::parseCaPem(crtPem, keyPem, obj.pathOf("crt"), obj.pathOf("key")));
+  return ca;
+}
+
+}  // namespace
+
+Result<SecretsBundle> generateSecrets(const SecretsOptions& options, const Clock& clock, RandomSource& random) {
+  KEEL_ASSIGN_OR_RETURN(auto osCa, makeCa({.commonName = "keel-os", .organizations = {"keel-os"}}, options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto k8sCa,
+                        makeCa({.commonName = "kubernetes", .organizations = {"kubernetes"}}, options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto etcdCa, makeCa({.commonName = "etcd", .organizations = {"etcd"}}, options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, makeCa({.commonName = "front-proxy", .organizations = {}}, options, clock));
+  // Kubernetes signs service-account tokens with ES256, so this key is P-256 whatever the CAs use.
+  KEEL_ASSIGN_OR_RETURN(auto saKey, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
+  return SecretsBundle{
+      .clusterId = base64Encode(randomBytes(random, kSecretSize)),
+      .clusterSecret = base64Encode(randomBytes(random, kSecretSize)),
+      .bootstrapToken = generateToken(random),
+      .joinToken = generateToken(random),
+      .secretboxKey = base64Encode(randomBytes(random, kSecretSize)),
+      .osCa = std::move(osCa),
+      .kubernetesCa = std::move(k8sCa),
+      .etcdCa = std::move(etcdCa),
+      .aggregatorCa = std::move(aggregatorCa),
+      .serviceAccountKey = std::move(saKey),
+  };
+}
+
+std::string serializeSecrets(const SecretsBundle& b) {
+  const nlohmann::ordered_json doc = {
+      {"version", kSecretsVersion},
+      {"cluster", {{"id", b.clusterId}, {"secret", b.clusterSecret}}},
+      {"tokens", {{"join", b.joinToken}, {"bootstrap", b.bootstrapToken}}},
+      {"secretboxEncryptionSecret", b.secretboxKey},
+      {"certs",
+       {{"os", caJson(b.osCa)},
+        {"k8s", caJson(b.kubernetesCa)},
+        {"etcd", caJson(b.etcdCa)},
+        {"k8sAggregator", caJson(b.aggregatorCa)},
+        {"k8sServiceAccount", {{"key", b.serviceAccountKey.toPem()}}}}},
+  };
+  return doc.dump(2) + "\n";
+}
+
+Result<SecretsBundle> parseSecrets(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
+  KEEL_RETURN_IF_ERROR(detail::checkVersion(root, kSecretsVersion));
+
+  KEEL_ASSIGN_OR_RETURN(auto cluster, root.requiredObject("cluster"));
+  KEEL_ASSIGN_OR_RETURN(auto clusterId, detail::readSecret(cluster, "id"));
+  KEEL_ASSIGN_OR_RETURN(auto clusterSecret, detail::readSecret(cluster, "secret"));
+  KEEL_RETURN_IF_ERROR(cluster.finish());
+
+  KEEL_ASSIGN_OR_RETURN(auto tokens, root.requiredObject("tokens"));
+  KEEL_ASSIGN_OR_RETURN(auto joinToken, detail::readToken(tokens, "join"));
+  KEEL_ASSIGN_OR_RETURN(auto bootstrapToken, detail::readToken(tokens, "bootstrap"));
+  KEEL_RETURN_IF_ERROR(tokens.finish());
+  if (joinToken == bootstrapToken) {
+    return fieldError(tokens.pathOf("bootstrap"), "equals tokens.join; the two tokens must differ");
+  }
+
+  KEEL_ASSIGN_OR_RETURN(auto secretbox, detail::readSecret(root, "secretboxEncryptionSecret"));
+
+  KEEL_ASSIGN_OR_RETURN(auto certs, root.requiredObject("certs"));
+  KEEL_ASSIGN_OR_RETURN(auto osCa, readCa(certs, "os"));
+  KEEL_ASSIGN_OR_RETURN(auto k8sCa, readCa(certs, "k8s"));
+  KEEL_ASSIGN_OR_RETURN(auto etcdCa, readCa(certs, "etcd"));
+  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, readCa(certs, "k8sAggregator"));
+  KEEL_ASSIGN_OR_RETURN(auto sa, certs.requiredObject("k8sServiceAccount"));
+  KEEL_ASSIGN_OR_RETURN(const std::string saPem, sa.requiredString("key"));
+  KEEL_RETURN_IF_ERROR(sa.finish());
+  auto saKey = pki::PrivateKey::fromPem(saPem);
+  if (!saKey.ok()) return fieldError(sa.pathOf("key"), saKey.status().message());
+  if (saKey->type() != pki::KeyType::kEcdsaP256) {
+    return fieldError(sa.pathOf("key"), fmt::format("expected an ecdsa-p256 key (Kubernetes signs tokens with ES256), "
+                                                    "found {}",
+                                                    pki::keyTypeName(saKey->type())));
+  }
+  KEEL_RETURN_IF_ERROR(certs.finish());
+  KEEL_RETURN_IF_ERROR(root.finish());
+
+  // Separate CAs are the point of the bundle: one CA's key must not be able to sign for
+  // another's domain.
+  const std::pair<std::string_view, const pki::CertificateAuthority*> cas[] = {
+      {"certs.os", &osCa}, {"certs.k8s", &k8sCa}, {"certs.etcd", &etcdCa}, {"certs.k8sAggregator", &aggregatorCa}};
+  for (size_t i = 0; i < std::size(cas); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (cas[i].second->key.publicKeyFingerprint() == cas[j].second->key.publicKeyFingerprint()) {
+        return fieldError(fmt::format("{}.key", cas[i].first),
+                          fmt::format("is the same key as {}.key; each CA must have its own key", cas[j].first));
+      }
+    }
+  }
+
+  return SecretsBundle{
+      .clusterId = std::move(clusterId),
+      .clusterSecret = std::move(clusterSecret),
+      .bootstrapToken = std::move(bootstrapToken),
+      .joinToken = std::move(joinToken),
+      .secretboxKey = std::move(secretbox),
+      .osCa = std::move(osCa),
+      .kubernetesCa = std::move(k8sCa),
+      .etcdCa = std::move(etcdCa),
+      .aggregatorCa = std::move(aggregatorCa),
+      .serviceAccountKey = std::move(saKey).value(),
+  };
+}
+
+Status writeSecretsFile(const std::filesystem::path& path, const SecretsBundle& bundle, Overwrite overwrite) {
+  return writePrivateFile(path, serializeSecrets(bundle), overwrite);
+}
+
+Result<SecretsBundle> readSecretsFile(const std::filesystem::path& path) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, "it holds CA keys"));
+  auto bundle = parseSecrets(text);
+  if (!bundle.ok()) return bundle.status().withContext(path.string());
+  return bundle;
+}
+
+}  // namespace keel::config

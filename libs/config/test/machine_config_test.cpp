@@ -1,0 +1,159 @@
+#include "keel/config/machine_config.h"
+
+#include <catch2/catch_test_macros.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "keel/config/generate.h"
+#include "keel/testing/testing.h"
+#include "test_util.h"
+
+using namespace keel::config;
+using keel::StatusCode;
+using nlohmann::json;
+
+namespace {
+
+const MachineConfigs& configs() {
+  static const MachineConfigs c =
+      generateMachineConfigs(testutil::bundle(),
+                             {.clusterName = "prod", .endpoint = *parseEndpoint("10.0.0.10"), .certSans = {"cp.example"}})
+          .value();
+  return c;
+}
+
+std::string mutate(const MachineConfig& base, const std::function<void(json&)>& change) {
+  json doc = json::parse(serializeMachineConfig(base));
+  change(doc);
+  return doc.dump();
+}
+
+std::string errorOf(const std::string& text) {
+  auto r = parseMachineConfig(text);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kInvalidArgument);
+  return r.status().message();
+}
+
+bool startsWith(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+TEST_CASE("generated configs survive serialization unchanged") {
+  for (const auto* c : {&configs().controlPlane, &configs().worker}) {
+    const auto text = serializeMachineConfig(*c);
+    CHECK(json::parse(text)["version"] == kMachineConfigVersion);
+    auto parsed = parseMachineConfig(text);
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == *c);
+  }
+}
+
+TEST_CASE("the control plane config holds the cluster's keys and its endpoint as SAN") {
+  const auto& cp = configs().controlPlane;
+  CHECK(cp.type == MachineType::kControlPlane);
+  CHECK(cp.controlPlaneEndpoint == "https://10.0.0.10:50000");
+  CHECK(cp.certSans == std::vector<std::string>{"10.0.0.10", "cp.example"});
+  CHECK_FALSE(cp.ca.key.empty());
+  CHECK(cp.etcdCa.has_value());
+  CHECK(cp.token == testutil::bundle().joinToken);
+  CHECK(cp.bootstrapToken == testutil::bundle().bootstrapToken);
+}
+
+TEST_CASE("a worker config holds no private key and no control-plane secret") {
+  const auto text = serializeMachineConfig(configs().worker);
+  CHECK(text.find("PRIVATE KEY") == std::string::npos);
+  CHECK(text.find(testutil::bundle().clusterSecret) == std::string::npos);
+  CHECK(text.find(testutil::bundle().bootstrapToken) == std::string::npos);
+  CHECK(text.find(testutil::bundle().secretboxKey) == std::string::npos);
+  CHECK(text.find(testutil::bundle().joinToken) != std::string::npos);
+}
+
+TEST_CASE("a worker config with a CA key or a control-plane secret is refused by name") {
+  const auto& cp = configs().controlPlane;
+  const auto& w = configs().worker;
+  CHECK(startsWith(errorOf(mutate(w, [&](json& d) { d["machine"]["ca"]["key"] = cp.ca.key; })),
+                   "machine.ca.key: a worker config must never contain a CA key"));
+  CHECK(startsWith(errorOf(mutate(w, [&](json& d) { d["cluster"]["ca"]["key"] = cp.kubernetesCa.key; })),
+                   "cluster.ca.key: a worker config must never contain a CA key"));
+  CHECK(startsWith(errorOf(mutate(w, [&](json& d) { d["cluster"]["secret"] = cp.clusterSecret; })),
+                   "cluster.secret: not allowed in a worker config"));
+  CHECK(startsWith(errorOf(mutate(w, [&](json& d) { d["cluster"]["etcd"] = json::object(); })),
+                   "cluster.etcd: not allowed in a worker config"));
+  MachineConfig inMemory = w;
+  inMemory.ca.key = cp.ca.key;
+  CHECK(startsWith(validateMachineConfig(inMemory).message(), "machine.ca.key: a worker config must never"));
+}
+
+TEST_CASE("loading a machine config names the offending field") {
+  const auto& cp = configs().controlPlane;
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["ca"]["key"] = "nope"; })), "machine.ca.key: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["ca"].erase("key"); })), "machine.ca.key: missing"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["type"] = "master"; })),
+                   "machine.type: expected 'controlplane' or 'worker', found 'master'"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["token"] = "short"; })), "machine.token: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["certSans"] = json::array(); })),
+                   "machine.certSans: unknown field"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["certSANs"] = {"ok.example", "bad host"}; })),
+                   "machine.certSANs[1]: expected an IP address or a DNS name"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["network"] = {{"hostname", "-x"}}; })),
+                   "machine.network.hostname: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["network"] = {{"hostnmae", "x"}}; })),
+                   "machine.network.hostnmae: unknown field"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["cluster"]["controlPlane"]["endpoint"] = "http://x:1"; })),
+                   "cluster.controlPlane.endpoint: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["cluster"]["name"] = "Prod!"; })), "cluster.name: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["cluster"]["etcd"]["ca"]["key"] = "x"; })),
+                   "cluster.etcd.ca.key: "));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["cluster"].erase("serviceAccount"); })),
+                   "cluster.serviceAccount: missing"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["extra"] = 1; })), "extra: unknown field"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d.erase("version"); })), "version: missing"));
+}
+
+TEST_CASE("an optional hostname is kept") {
+  const auto text = mutate(configs().worker, [](json& d) { d["machine"]["network"] = {{"hostname", "worker-1"}}; });
+  auto parsed = parseMachineConfig(text);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->hostname == "worker-1");
+  CHECK(parseMachineConfig(serializeMachineConfig(*parsed))->hostname == "worker-1");
+}
+
+TEST_CASE("redaction hides every secret and keeps the rest") {
+  const auto& cp = configs().controlPlane;
+  const auto redacted = redactMachineConfig(cp);
+  const auto text = serializeMachineConfig(redacted);
+  CHECK(text.find("PRIVATE KEY") == std::string::npos);
+  for (const auto* secret : {&cp.token, &cp.clusterSecret, &cp.bootstrapToken, &cp.secretboxKey}) {
+    CHECK(text.find(*secret) == std::string::npos);
+  }
+  CHECK(redacted.token == kRedacted);
+  CHECK(redacted.ca.key == kRedacted);
+  CHECK(redacted.etcdCa->key == kRedacted);
+  CHECK(redacted.aggregatorCa->key == kRedacted);
+  CHECK(redacted.serviceAccountKey == kRedacted);
+  CHECK(redacted.kubernetesCa.key == kRedacted);
+  CHECK(redacted.ca.crt == cp.ca.crt);
+  CHECK(redacted.clusterName == cp.clusterName);
+  CHECK(redacted.clusterId == cp.clusterId);
+  // A worker has no keys: nothing to redact must stay empty, not become "******".
+  CHECK(redactMachineConfig(configs().worker).ca.key.empty());
+}
+
+TEST_CASE("machine config files are private") {
+  keel::testing::TempDir dir;
+  const auto path = dir / "worker.json";
+  REQUIRE(writeMachineConfigFile(path, configs().worker, Overwrite::kNo).isOk());
+  auto read = readMachineConfigFile(path);
+  REQUIRE(read.ok());
+  CHECK(*read == configs().worker);
+}
+
+TEST_CASE("cluster names are checked") {
+  CHECK(validateClusterName("prod").isOk());
+  CHECK(validateClusterName("a.b-c9").isOk());
+  CHECK_FALSE(validateClusterName("").isOk());
+  CHECK_FALSE(validateClusterName("-prod").isOk());
+  CHECK_FALSE(validateClusterName("Prod").isOk());
+  CHECK_FALSE(validateClusterName(std::string(64, 'a')).isOk());
+}

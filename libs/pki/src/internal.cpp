@@ -1,0 +1,408 @@
+#include "internal.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include <arpa/inet.h>
+
+namespace keel::pki::internal {
+namespace {
+
+constexpr std::chrono::seconds kSecondsPerDay{86400};
+
+std::string nameList(std::span<const std::string_view> names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += " or ";
+    out += n;
+  }
+  return out;
+}
+
+// The UTF-8 text of a name attribute, or nullopt when it cannot be decoded.
+std::optional<std::string> entryText(const X509_NAME_ENTRY* entry) {
+  unsigned char* utf8 = nullptr;
+  const int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry));
+  if (len < 0) {
+    ERR_clear_error();
+    return std::nullopt;
+  }
+  OpensslBytes owner(utf8);
+  return std::string(reinterpret_cast<const char*>(utf8), static_cast<size_t>(len));
+}
+
+// DNS SANs Keel issues: printable ASCII without spaces; wildcards are left to the
+// allow-list to accept or not.
+bool isDnsChar(unsigned char c) {
+  return c > 0x20 && c < 0x7f;
+}
+
+std::optional<std::string> formatIp(const ASN1_OCTET_STRING* ip) {
+  const auto* data = ASN1_STRING_get0_data(ip);
+  const int len = ASN1_STRING_length(ip);
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (len == 4 && inet_ntop(AF_INET, data, buf, sizeof buf) != nullptr) return std::string(buf);
+  if (len == 16 && inet_ntop(AF_INET6, data, buf, sizeof buf) != nullptr) return std::string(buf);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string takeErrors() {
+  std::string out;
+  while (const unsigned long err = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(err, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no further detail" : out;
+}
+
+Status cryptoError(StatusCode code, std::string message) {
+  message += " (";
+  message += takeErrors();
+  message += ")";
+  return {code, std::move(message)};
+}
+
+Result<std::vector<PemBlock>> readPemBlocks(std::string_view pem, std::string_view what) {
+  if (pem.size() > kMaxPemSize) {
+    return invalidArgument("expected " + std::string(what) + " PEM of at most " +
+                           std::to_string(kMaxPemSize) + " bytes, got " + std::to_string(pem.size()));
+  }
+  ERR_clear_error();
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  KEEL_RELEASE_ASSERT(bio != nullptr, "out of memory");
+  std::vector<PemBlock> blocks;
+  for (;;) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) {
+      const unsigned long err = ERR_peek_last_error();
+      if (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE) {
+        ERR_clear_error();
+        break;  // no further block: the normal end
+      }
+      return cryptoError(StatusCode::kInvalidArgument, "malformed " + std::string(what) + " PEM: block " +
+                                                           std::to_string(blocks.size() + 1) +
+                                                           " does not decode");
+    }
+    std::unique_ptr<char, OpensslFree> nameOwner(name);
+    std::unique_ptr<char, OpensslFree> headerOwner(header);
+    OpensslBytes dataOwner(data);
+    PemBlock block;
+    block.name = name;
+    block.headers = header;
+    block.der.assign(data, data + len);
+    blocks.push_back(std::move(block));
+  }
+  return blocks;
+}
+
+Result<PemBlock> readSinglePemBlock(std::string_view pem, std::span<const std::string_view> names,
+                                    std::string_view what) {
+  KEEL_ASSIGN_OR_RETURN(auto blocks, readPemBlocks(pem, what));
+  if (blocks.size() != 1) {
+    return invalidArgument("expected exactly one " + nameList(names) + " PEM block, found " +
+                           std::to_string(blocks.size()));
+  }
+  PemBlock& block = blocks.front();
+  if (std::find(names.begin(), names.end(), block.name) == names.end()) {
+    return invalidArgument("expected a " + nameList(names) + " PEM block, found '" + block.name + "'");
+  }
+  if (!block.headers.empty()) {
+    return invalidArgument("expected a " + block.name +
+                           " PEM block without headers (encrypted PEM is not supported), found headers");
+  }
+  return std::move(block);
+}
+
+BioPtr newMemoryBio() {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  KEEL_RELEASE_ASSERT(bio != nullptr, "out of memory");
+  return bio;
+}
+
+std::string bioContents(BIO* bio) {
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  if (len <= 0 || data == nullptr) return {};
+  return std::string(data, static_cast<size_t>(len));
+}
+
+std::string toHex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const uint8_t b : bytes) {
+    out += kDigits[b >> 4];
+    out += kDigits[b & 0xf];
+  }
+  return out;
+}
+
+std::string sha256Hex(std::span<const uint8_t> bytes) {
+  std::array<uint8_t, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  const int ok = EVP_Digest(bytes.data(), bytes.size(), md.data(), &len, EVP_sha256(), nullptr);
+  KEEL_RELEASE_ASSERT(ok == 1, "SHA-256 failed");
+  return toHex(std::span<const uint8_t>(md.data(), len));
+}
+
+Result<TimePoint> fromAsn1Time(const ASN1_TIME* time) {
+  if (time == nullptr) return invalidArgument("expected a time, found none");
+  TimePtr epoch(ASN1_TIME_set(nullptr, 0));
+  KEEL_RELEASE_ASSERT(epoch != nullptr, "out of memory");
+  int days = 0;
+  int seconds = 0;
+  if (ASN1_TIME_diff(&days, &seconds, epoch.get(), time) != 1) {
+    return cryptoError(StatusCode::kInvalidArgument, "malformed ASN.1 time");
+  }
+  // TimePoint counts nanoseconds and ends in 2262; RFC 5280's "no expiry" value
+  // 99991231235959Z lies beyond, so clamp instead of overflowing.
+  const int64_t total = int64_t{days} * kSecondsPerDay.count() + seconds;
+  const auto max =
+      std::chrono::duration_cast<std::chrono::seconds>(TimePoint::max().time_since_epoch()).count();
+  const auto min =
+      std::chrono::duration_cast<std::chrono::seconds>(TimePoint::min().time_since_epoch()).count();
+  if (total >= max) return TimePoint::max();
+  if (total <= min) return TimePoint::min();
+  return TimePoint(std::chrono::seconds(total));
+}
+
+Result<TimePtr> toAsn1Time(TimePoint time) {
+  TimePtr out(ASN1_TIME_set(nullptr, std::chrono::system_clock::to_time_t(time)));
+  if (out == nullptr)
+    return cryptoError(StatusCode::kInvalidArgument, "cannot encode time " + formatTime(time));
+  return out;
+}
+
+Result<KeyType> keyTypeOf(EVP_PKEY* key) {
+  const int id = EVP_PKEY_id(key);
+  if (id == EVP_PKEY_ED25519) return KeyType::kEd25519;
+  if (id != EVP_PKEY_EC) {
+    const char* name = OBJ_nid2sn(id);
+    return invalidArgument(std::string("unsupported key type: expected ecdsa-p256 or ed25519, got ") +
+                           (name != nullptr ? name : "unknown") + " (" + std::to_string(EVP_PKEY_bits(key)) +
+                           " bits)");
+  }
+  // The curve is read from the SubjectPublicKeyInfo parameters: the EC_KEY accessors are
+  // deprecated in OpenSSL 3 and the group-name accessors do not exist in BoringSSL.
+  X509_PUBKEY* rawPub = nullptr;
+  if (X509_PUBKEY_set(&rawPub, key) != 1)
+    return cryptoError(StatusCode::kInvalidArgument, "unreadable EC key");
+  PubkeyPtr pub(rawPub);
+  X509_ALGOR* alg = nullptr;
+  if (X509_PUBKEY_get0_param(nullptr, nullptr, nullptr, &alg, pub.get()) != 1 || alg == nullptr) {
+    return cryptoError(StatusCode::kInvalidArgument, "unreadable EC key parameters");
+  }
+  const ASN1_OBJECT* algObj = nullptr;
+  int paramType = 0;
+  const void* param = nullptr;
+  X509_ALGOR_get0(&algObj, &paramType, &param, alg);
+  if (paramType != V_ASN1_OBJECT || param == nullptr) {
+    return invalidArgument(
+        "unsupported EC key: expected the named curve P-256, got explicit curve parameters");
+  }
+  const int curve = OBJ_obj2nid(static_cast<const ASN1_OBJECT*>(param));
+  if (curve != NID_X9_62_prime256v1) {
+    const char* name = OBJ_nid2sn(curve);
+    return invalidArgument(std::string("unsupported EC curve: expected P-256 (prime256v1), got ") +
+                           (name != nullptr ? name : "unknown"));
+  }
+  return KeyType::kEcdsaP256;
+}
+
+const EVP_MD* signingDigest(KeyType type) {
+  return type == KeyType::kEd25519 ? nullptr : EVP_sha256();
+}
+
+Status checkValidity(std::chrono::seconds validity, std::string_view what) {
+  if (validity <= std::chrono::seconds::zero() || validity > kMaxValidity) {
+    return invalidArgument("expected " + std::string(what) + " between 1 s and " +
+                           std::to_string(kMaxValidity.count()) + " s, got " +
+                           std::to_string(validity.count()) + " s");
+  }
+  return Status::ok();
+}
+
+DistinguishedName readName(const X509_NAME* name) {
+  DistinguishedName out;
+  if (name == nullptr) return out;
+  const int count = X509_NAME_entry_count(name);
+  for (int i = 0; i < count; ++i) {
+    const X509_NAME_ENTRY* entry = X509_NAME_get_entry(name, i);
+    const int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(entry));
+    if (nid != NID_commonName && nid != NID_organizationName) continue;
+    auto text = entryText(entry);
+    if (!text) continue;
+    if (nid == NID_commonName) {
+      if (out.commonName.empty()) out.commonName = std::move(*text);
+    } else {
+      out.organizations.push_back(std::move(*text));
+    }
+  }
+  return out;
+}
+
+Result<DistinguishedName> readNameForIssuing(const X509_NAME* name) {
+  DistinguishedName out;
+  int commonNames = 0;
+  const int count = name == nullptr ? 0 : X509_NAME_entry_count(name);
+  for (int i = 0; i < count; ++i) {
+    const X509_NAME_ENTRY* entry = X509_NAME_get_entry(name, i);
+    const int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(entry));
+    if (nid != NID_commonName && nid != NID_organizationName) continue;
+    auto text = entryText(entry);
+    if (!text)
+      return invalidArgument("expected UTF-8 decodable subject attributes, found an undecodable one");
+    if (text->find('\0') != std::string::npos) {
+      return invalidArgument("expected subject attributes without NUL bytes, found one in '" +
+                             text->substr(0, text->find('\0')) + "…'");
+    }
+    if (nid == NID_commonName) {
+      ++commonNames;
+      out.commonName = std::move(*text);
+    } else {
+      out.organizations.push_back(std::move(*text));
+    }
+  }
+  if (commonNames != 1) {
+    return invalidArgument("expected exactly one CN in the subject, found " + std::to_string(commonNames));
+  }
+  if (out.commonName.empty()) return invalidArgument("expected a non-empty CN, found an empty one");
+  return out;
+}
+
+Result<NamePtr> buildName(const DistinguishedName& name) {
+  NamePtr out(X509_NAME_new());
+  KEEL_RELEASE_ASSERT(out != nullptr, "out of memory");
+  auto add = [&](int nid, std::string_view label, const std::string& value) -> Status {
+    if (value.empty())
+      return invalidArgument("expected a non-empty " + std::string(label) + "=, found an empty one");
+    if (value.find('\0') != std::string::npos) {
+      return invalidArgument("expected " + std::string(label) + "= without NUL bytes, found one");
+    }
+    // The libraries enforce the X.520 upper bounds (64 characters for CN and O) here.
+    if (X509_NAME_add_entry_by_NID(out.get(), nid, MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>(value.data()),
+                                   static_cast<int>(value.size()), -1, 0) != 1) {
+      return cryptoError(StatusCode::kInvalidArgument, "expected a valid UTF-8 " + std::string(label) +
+                                                           "= of at most 64 characters, got '" + value + "'");
+    }
+    return Status::ok();
+  };
+  // Most significant first, as in "O=os:admin, CN=alice" on the wire.
+  for (const auto& org : name.organizations) KEEL_RETURN_IF_ERROR(add(NID_organizationName, "O", org));
+  if (!name.commonName.empty()) KEEL_RETURN_IF_ERROR(add(NID_commonName, "CN", name.commonName));
+  return out;
+}
+
+SubjectAltNames readSubjectAltNames(const GENERAL_NAMES* names) {
+  SubjectAltNames out;
+  if (names == nullptr) return out;
+  const auto count = sk_GENERAL_NAME_num(names);  // int in OpenSSL, size_t in BoringSSL
+  for (decltype(sk_GENERAL_NAME_num(names)) i = 0; i < count; ++i) {
+    const GENERAL_NAME* gen = sk_GENERAL_NAME_value(names, i);
+    int type = 0;
+    const void* value = GENERAL_NAME_get0_value(gen, &type);
+    if (type == GEN_DNS) {
+      const auto* s = static_cast<const ASN1_IA5STRING*>(value);
+      out.dnsNames.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                static_cast<size_t>(ASN1_STRING_length(s)));
+    } else if (type == GEN_IPADD) {
+      if (auto ip = formatIp(static_cast<const ASN1_OCTET_STRING*>(value)))
+        out.ipAddresses.push_back(std::move(*ip));
+    }
+  }
+  return out;
+}
+
+Result<SubjectAltNames> readSubjectAltNamesForIssuing(const GENERAL_NAMES* names) {
+  SubjectAltNames out;
+  if (names == nullptr) return out;
+  const auto count = sk_GENERAL_NAME_num(names);  // int in OpenSSL, size_t in BoringSSL
+  for (decltype(sk_GENERAL_NAME_num(names)) i = 0; i < count; ++i) {
+    const GENERAL_NAME* gen = sk_GENERAL_NAME_value(names, i);
+    int type = 0;
+    const void* value = GENERAL_NAME_get0_value(gen, &type);
+    if (type == GEN_DNS) {
+      const auto* s = static_cast<const ASN1_IA5STRING*>(value);
+      std::string dns(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                      static_cast<size_t>(ASN1_STRING_length(s)));
+      KEEL_RETURN_IF_ERROR(checkDnsName(dns));
+      out.dnsNames.push_back(std::move(dns));
+    } else if (type == GEN_IPADD) {
+      const auto* ip = static_cast<const ASN1_OCTET_STRING*>(value);
+      auto text = formatIp(ip);
+      if (!text) {
+        return invalidArgument("expected IP SANs of 4 or 16 bytes, found one of " +
+                               std::to_string(ASN1_STRING_length(ip)) + " bytes");
+      }
+      out.ipAddresses.push_back(std::move(*text));
+    } else {
+      // Keel only issues DNS and IP SANs; dropping another kind silently would issue a
+      // certificate that differs from the request without saying so.
+      return invalidArgument("expected only DNS and IP SANs, found a SAN of GeneralName type " +
+                             std::to_string(type));
+    }
+  }
+  return out;
+}
+
+Result<GeneralNamesPtr> buildSubjectAltNames(const SubjectAltNames& sans) {
+  GeneralNamesPtr names(GENERAL_NAMES_new());
+  KEEL_RELEASE_ASSERT(names != nullptr, "out of memory");
+  auto push = [&](int type, ASN1_STRING* value) {
+    GeneralNamePtr gen(GENERAL_NAME_new());
+    KEEL_RELEASE_ASSERT(gen != nullptr, "out of memory");
+    GENERAL_NAME_set0_value(gen.get(), type, value);
+    KEEL_RELEASE_ASSERT(sk_GENERAL_NAME_push(names.get(), gen.get()) != 0, "out of memory");
+    (void)gen.release();  // now owned by the stack
+  };
+  for (const auto& dns : sans.dnsNames) {
+    KEEL_RETURN_IF_ERROR(checkDnsName(dns));
+    Ia5StringPtr s(ASN1_IA5STRING_new());
+    KEEL_RELEASE_ASSERT(
+        s != nullptr && ASN1_STRING_set(s.get(), dns.data(), static_cast<int>(dns.size())) == 1,
+        "out of memory");
+    push(GEN_DNS, s.release());
+  }
+  for (const auto& ip : sans.ipAddresses) {
+    KEEL_ASSIGN_OR_RETURN(auto bytes, parseIpAddress(ip));
+    OctetStringPtr s(ASN1_OCTET_STRING_new());
+    KEEL_RELEASE_ASSERT(
+        s != nullptr && ASN1_OCTET_STRING_set(s.get(), bytes.data(), static_cast<int>(bytes.size())) == 1,
+        "out of memory");
+    push(GEN_IPADD, s.release());
+  }
+  return names;
+}
+
+Result<std::vector<uint8_t>> parseIpAddress(std::string_view text) {
+  const std::string s(text);
+  std::array<uint8_t, 16> buf{};
+  if (s.find('\0') == std::string::npos) {
+    if (inet_pton(AF_INET, s.c_str(), buf.data()) == 1)
+      return std::vector<uint8_t>(buf.begin(), buf.begin() + 4);
+    if (inet_pton(AF_INET6, s.c_str(), buf.data()) == 1) return std::vector<uint8_t>(buf.begin(), buf.end());
+  }
+  return invalidArgument("expected an IPv4 or IPv6 address, got '" + s + "'");
+}
+
+Status checkDnsName(std::string_view name) {
+  if (name.empty() || name.size() > 253 || !std::all_of(name.begin(), name.end(), [](char c) {
+        return isDnsChar(static_cast<unsigned char>(c));
+      })) {
+    std::string shown;
+    for (const char c : name.substr(0, 64)) shown += isDnsChar(static_cast<unsigned char>(c)) ? c : '?';
+    return invalidArgument("expected a DNS name of 1 to 253 printable ASCII characters, got '" + shown + "'");
+  }
+  return Status::ok();
+}
+
+}  // namespace keel::pki::internal

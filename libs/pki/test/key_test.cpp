@@ -1,0 +1,133 @@
+#include <algorithm>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include "keel/pki/pki.h"
+
+#include "pki_test_util.h"
+
+namespace keel::pki {
+namespace {
+
+using namespace testing;
+
+bool contains(const Status& status, std::string_view text) {
+  return status.message().find(text) != std::string::npos;
+}
+
+TEST_CASE("generated keys of both types round-trip through PKCS#8 PEM", "[pki][key]") {
+  const KeyType type = GENERATE(KeyType::kEcdsaP256, KeyType::kEd25519);
+  CAPTURE(keyTypeName(type));
+  auto key = PrivateKey::generate(type);
+  REQUIRE(key.ok());
+  CHECK(key->type() == type);
+  const std::string pem = key->toPem();
+  CHECK(pem.find("-----BEGIN PRIVATE KEY-----") == 0);
+
+  auto back = PrivateKey::fromPem(pem);
+  REQUIRE(back.ok());
+  CHECK(back->type() == type);
+  CHECK(back->publicKeyFingerprint() == key->publicKeyFingerprint());
+  CHECK(back->publicKeyPem() == key->publicKeyPem());
+  CHECK(key->publicKeyPem().find("-----BEGIN PUBLIC KEY-----") == 0);
+}
+
+TEST_CASE("public key fingerprint is 64 lower-case hex digits and differs between keys", "[pki][key]") {
+  auto a = PrivateKey::generate(KeyType::kEcdsaP256);
+  auto b = PrivateKey::generate(KeyType::kEcdsaP256);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const std::string fp = a->publicKeyFingerprint();
+  CHECK(fp.size() == 64);
+  CHECK(fp.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(fp != b->publicKeyFingerprint());
+}
+
+TEST_CASE("reads a P-256 key in the traditional EC PRIVATE KEY form", "[pki][key]") {
+  auto key = PrivateKey::fromPem(kTraditionalEcKeyPem);
+  INFO(key.status().toString());
+  REQUIRE(key.ok());
+  CHECK(key->type() == KeyType::kEcdsaP256);
+  // Written back as PKCS#8, and the same key.
+  auto again = PrivateKey::fromPem(key->toPem());
+  REQUIRE(again.ok());
+  CHECK(again->publicKeyFingerprint() == key->publicKeyFingerprint());
+}
+
+TEST_CASE("rejects an RSA private key, naming what it got", "[pki][key]") {
+  auto key = PrivateKey::fromPem(kRsaKeyPem);
+  REQUIRE_FALSE(key.ok());
+  CHECK(key.status().code() == StatusCode::kInvalidArgument);
+  CHECK(contains(key.status(), "expected ecdsa-p256 or ed25519"));
+  CHECK(contains(key.status(), "rsaEncryption"));
+}
+
+TEST_CASE("rejects an EC key on a curve other than P-256", "[pki][key]") {
+  auto key = PrivateKey::fromPem(kP384KeyPem);
+  REQUIRE_FALSE(key.ok());
+  CHECK(contains(key.status(), "expected P-256"));
+  CHECK(contains(key.status(), "secp384r1"));
+}
+
+TEST_CASE("rejects an encrypted private key instead of asking for a password", "[pki][key]") {
+  auto key = PrivateKey::fromPem(kEncryptedKeyPem);
+  REQUIRE_FALSE(key.ok());
+  CHECK(contains(key.status(), "ENCRYPTED PRIVATE KEY"));
+}
+
+TEST_CASE("rejects garbage, empty, truncated and doubled private key PEM", "[pki][key]") {
+  auto good = PrivateKey::generate(KeyType::kEd25519);
+  REQUIRE(good.ok());
+  const std::string pem = good->toPem();
+
+  CHECK_FALSE(PrivateKey::fromPem("").ok());
+  CHECK_FALSE(PrivateKey::fromPem("not a key at all").ok());
+  CHECK_FALSE(PrivateKey::fromPem(pem.substr(0, pem.size() / 2)).ok());
+  CHECK_FALSE(PrivateKey::fromPem("-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n").ok());
+  // Valid base64, but the DER inside is cut short.
+  auto der = pemToDer(pem);
+  der.resize(der.size() - 5);
+  CHECK_FALSE(PrivateKey::fromPem(derToPem("PRIVATE KEY", der)).ok());
+
+  auto two = PrivateKey::fromPem(pem + pem);
+  REQUIRE_FALSE(two.ok());
+  CHECK(contains(two.status(), "found 2"));
+}
+
+TEST_CASE("rejects an EC key whose stored public key belongs to another key", "[pki][key]") {
+  auto other = PrivateKey::generate(KeyType::kEcdsaP256);
+  REQUIRE(other.ok());
+  // Both encodings end with the 65-byte uncompressed P-256 point.
+  constexpr size_t kPointSize = 65;
+  auto der = pemToDer(kTraditionalEcKeyPem);
+  const auto otherPoint = pemToDer(other->publicKeyPem());
+  std::copy(otherPoint.end() - kPointSize, otherPoint.end(), der.end() - kPointSize);
+  auto key = PrivateKey::fromPem(derToPem("EC PRIVATE KEY", der));
+  REQUIRE_FALSE(key.ok());
+  CHECK(key.status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("rejects a certificate PEM passed as a private key", "[pki][key]") {
+  ManualClock clock(kStart);
+  const auto ca = makeCa(clock);
+  auto key = PrivateKey::fromPem(ca.certificate.toPem());
+  REQUIRE_FALSE(key.ok());
+  CHECK(contains(key.status(), "found 'CERTIFICATE'"));
+}
+
+TEST_CASE("key type names parse back and unknown names are refused", "[pki][key]") {
+  for (const KeyType type : {KeyType::kEcdsaP256, KeyType::kEd25519}) {
+    auto parsed = parseKeyType(keyTypeName(type));
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == type);
+  }
+  CHECK(keyTypeName(KeyType::kEcdsaP256) == "ecdsa-p256");
+  CHECK(keyTypeName(KeyType::kEd25519) == "ed25519");
+  auto bad = parseKeyType("rsa-2048");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(contains(bad.status(), "'rsa-2048'"));
+}
+
+}  // namespace
+}  // namespace keel::pki

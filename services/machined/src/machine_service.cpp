@@ -1,0 +1,599 @@
+#include "machine_service.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "config_store.h"
+#include "event_journal.h"
+#include "file_roots.h"
+#include "keel/authz/authz.h"
+#include "keel/authz/proto_rules.h"
+#include "keel/common/version.h"
+#include "keel/config/machine_config.h"
+#include "keel/facts/system_facts.h"
+#include "keel/supervisor/supervisor.h"
+#include "kmsg.h"
+
+namespace keel::machined {
+
+namespace {
+
+constexpr std::string_view kServicePrefix = "/keel.machine.v1.MachineService/";
+// How often a following stream wakes up to notice a cancelled call.
+constexpr auto kFollowPoll = std::chrono::milliseconds(200);
+
+grpc::Status toGrpc(const Status& s) {
+  if (s.isOk()) return grpc::Status::OK;
+  return {static_cast<grpc::StatusCode>(s.code()), s.message()};
+}
+
+// Every handler starts here: the call must carry apid's roles, and they must pass the
+// method's rule (the same table apid checks).
+grpc::Status authorize(grpc::ServerContext* ctx, std::string_view method) {
+  std::vector<std::string> roles;
+  for (const auto& [key, value] : ctx->client_metadata()) {
+    if (key.size() == authz::kRolesKey.size() && authz::isReservedKey(std::string_view(key.data(), key.size())) &&
+        std::string_view(key.data(), key.size()) == authz::kRolesKey) {
+      roles.emplace_back(value.data(), value.size());
+    }
+  }
+  const std::string full = std::string(kServicePrefix) + std::string(method);
+  const Status verdict = authz::checkForwardedCall(authz::builtinRules(), full, roles);
+  if (!verdict.isOk()) {
+    spdlog::warn("machined: refused {} from {}: {}", full, ctx->peer(), verdict.message());
+  }
+  return toGrpc(verdict);
+}
+
+#define KEEL_AUTHORIZE(method)                                 \
+  do {                                                         \
+    const grpc::Status keel_authz_ = authorize(ctx, method);   \
+    if (!keel_authz_.ok()) return keel_authz_;                 \
+  } while (false)
+
+int64_t unixNanos(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// A queue between a subscription callback (any thread) and the handler thread that
+// writes the stream. Bounded: a follower too slow to keep up loses the oldest items and
+// is told so, instead of growing machined's memory.
+template <typename T>
+class FollowQueue {
+ public:
+  explicit FollowQueue(size_t capacity) : capacity_(capacity) {}
+  void push(T item) {
+    std::lock_guard lock(mu_);
+    if (items_.size() >= capacity_) {
+      items_.pop_front();
+      ++dropped_;
+    }
+    items_.push_back(std::move(item));
+    cv_.notify_one();
+  }
+  // Waits up to `timeout` for items; returns them all (and how many were dropped).
+  std::deque<T> take(std::chrono::milliseconds timeout, size_t& dropped) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !items_.empty(); });
+    dropped = std::exchange(dropped_, 0);
+    return std::exchange(items_, {});
+  }
+
+ private:
+  size_t capacity_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<T> items_;
+  size_t dropped_ = 0;
+};
+
+std::string_view eventState(supervisor::EventType t) { return supervisor::eventTypeName(t); }
+
+}  // namespace
+
+MachineServiceImpl::MachineServiceImpl(MachineServiceDeps deps) : deps_(std::move(deps)) {}
+
+#define KEEL_META(entry) entry->mutable_metadata()->set_node(deps_.nodeName)
+
+grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*, v1::VersionResponse* resp) {
+  KEEL_AUTHORIZE("Version");
+  const auto& info = buildInfo();
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_version(std::string(info.version));
+  m->set_git_commit(std::string(info.gitCommit));
+  m->set_build_date(std::string(info.buildDate));
+  m->set_arch(std::string(info.arch));
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Hostname(grpc::ServerContext* ctx, const Empty*, v1::HostnameResponse* resp) {
+  KEEL_AUTHORIZE("Hostname");
+  std::string name;
+  if (const auto configured = deps_.config->current().hostname) {
+    name = *configured;
+  } else {
+    auto h = deps_.facts->hostname();
+    if (!h.ok()) return toGrpc(h.status());
+    name = *h;
+  }
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_hostname(name);
+  return grpc::Status::OK;
+}
+
+namespace {
+
+void fillService(const supervisor::ServiceStatus& s, v1::ServiceInfo* out) {
+  out->set_id(s.id);
+  out->set_state(std::string(supervisor::serviceStateName(s.state)));
+  out->set_pid(s.pid);
+  out->set_restarts(s.restarts);
+  out->set_last_exit_code(s.lastExitCode.value_or(-1));
+  out->set_last_exit_signal(s.lastSignal);
+  out->set_since_unix_nanos(unixNanos(s.since));
+  for (const auto& e : s.recentEvents) {
+    auto* ev = out->add_events();
+    ev->set_state(std::string(eventState(e.type)));
+    ev->set_message(e.message);
+    ev->set_unix_nanos(unixNanos(e.time));
+  }
+}
+
+}  // namespace
+
+grpc::Status MachineServiceImpl::ServiceList(grpc::ServerContext* ctx, const Empty*, v1::ServiceListResponse* resp) {
+  KEEL_AUTHORIZE("ServiceList");
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& s : deps_.supervisor->statuses()) fillService(s, m->add_services());
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::ServiceStart(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
+                                              v1::ServiceActionResponse* resp) {
+  KEEL_AUTHORIZE("ServiceStart");
+  const Status st = deps_.supervisor->start(req->id());
+  if (!st.isOk()) return toGrpc(st);
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_response("service " + req->id() + " starting");
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::ServiceStop(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
+                                             v1::ServiceActionResponse* resp) {
+  KEEL_AUTHORIZE("ServiceStop");
+  const Status st = deps_.supervisor->stop(req->id());
+  if (!st.isOk()) return toGrpc(st);
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_response("service " + req->id() + " stopping");
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::ServiceRestart(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
+                                                v1::ServiceActionResponse* resp) {
+  KEEL_AUTHORIZE("ServiceRestart");
+  const Status st = deps_.supervisor->restart(req->id());
+  if (!st.isOk()) return toGrpc(st);
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_response("service " + req->id() + " restarting");
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req,
+                                      grpc::ServerWriter<v1::LogLine>* writer) {
+  KEEL_AUTHORIZE("Logs");
+  const size_t tail = req->tail_lines() <= 0 ? std::numeric_limits<size_t>::max()
+                                             : static_cast<size_t>(req->tail_lines());
+  // Subscribe before reading the tail, so no line falls between the two; a line that
+  // arrives in between may be shown twice, which is better than lost.
+  FollowQueue<std::string> queue(10000);
+  supervisor::Subscription sub;
+  if (req->follow()) {
+    auto s = deps_.supervisor->followLogs(req->service(), [&queue](const std::string& l) { queue.push(l); });
+    if (!s.ok()) return toGrpc(s.status());
+    sub = std::move(*s);
+  }
+  auto lines = deps_.supervisor->logs(req->service(), tail);
+  if (!lines.ok()) return toGrpc(lines.status());
+  v1::LogLine out;
+  KEEL_META((&out));
+  for (const auto& l : *lines) {
+    out.set_line(l);
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+  }
+  if (!req->follow()) return grpc::Status::OK;
+  while (!ctx->IsCancelled()) {
+    size_t dropped = 0;
+    auto batch = queue.take(kFollowPoll, dropped);
+    if (dropped > 0) {
+      out.set_line("[" + std::to_string(dropped) + " lines dropped: the reader fell behind]");
+      if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    }
+    for (auto& l : batch) {
+      out.set_line(std::move(l));
+      if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    }
+  }
+  return grpc::Status::CANCELLED;
+}
+
+grpc::Status MachineServiceImpl::Dmesg(grpc::ServerContext* ctx, const v1::DmesgRequest* req,
+                                       grpc::ServerWriter<v1::LogLine>* writer) {
+  KEEL_AUTHORIZE("Dmesg");
+  auto log = KernelLog::open(deps_.kmsgPath);
+  if (!log.ok()) return toGrpc(log.status());
+  auto lines = log->readAvailable();
+  if (!lines.ok()) return toGrpc(lines.status());
+  size_t start = 0;
+  if (req->tail_lines() > 0 && lines->size() > static_cast<size_t>(req->tail_lines())) {
+    start = lines->size() - static_cast<size_t>(req->tail_lines());
+  }
+  v1::LogLine out;
+  KEEL_META((&out));
+  for (size_t i = start; i < lines->size(); ++i) {
+    out.set_line((*lines)[i]);
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+  }
+  if (!req->follow()) return grpc::Status::OK;
+  while (!ctx->IsCancelled()) {
+    if (!log->waitReadable(static_cast<int>(kFollowPoll.count()))) continue;
+    auto more = log->readAvailable();
+    if (!more.ok()) return toGrpc(more.status());
+    if (more->empty()) {
+      // A regular file (tests) is always "readable"; do not spin on it.
+      std::this_thread::sleep_for(kFollowPoll);
+      continue;
+    }
+    for (auto& l : *more) {
+      out.set_line(std::move(l));
+      if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    }
+  }
+  return grpc::Status::CANCELLED;
+}
+
+grpc::Status MachineServiceImpl::Events(grpc::ServerContext* ctx, const v1::EventsRequest* req,
+                                        grpc::ServerWriter<v1::Event>* writer) {
+  KEEL_AUTHORIZE("Events");
+  FollowQueue<NodeEvent> queue(10000);
+  supervisor::Subscription sub;
+  // tail_events > 0: the last N; 0: none; < 0: every event kept.
+  const size_t tail = req->tail_events() < 0 ? 0 : static_cast<size_t>(req->tail_events());
+  auto initial = deps_.events->tailAndFollow(tail, [&queue](const NodeEvent& e) { queue.push(e); }, sub);
+  if (req->tail_events() == 0) initial.clear();
+  if (!req->follow()) sub.reset();
+  v1::Event out;
+  KEEL_META((&out));
+  auto send = [&](const NodeEvent& e) {
+    out.set_unix_nanos(unixNanos(e.time));
+    out.set_kind(e.kind);
+    out.set_subject(e.subject);
+    out.set_state(e.state);
+    out.set_message(e.message);
+    return writer->Write(out);
+  };
+  for (const auto& e : initial) {
+    if (!send(e)) return grpc::Status::CANCELLED;
+  }
+  if (!req->follow()) return grpc::Status::OK;
+  while (!ctx->IsCancelled()) {
+    size_t dropped = 0;
+    for (const auto& e : queue.take(kFollowPoll, dropped)) {
+      if (!send(e)) return grpc::Status::CANCELLED;
+    }
+  }
+  return grpc::Status::CANCELLED;
+}
+
+grpc::Status MachineServiceImpl::Memory(grpc::ServerContext* ctx, const Empty*, v1::MemoryResponse* resp) {
+  KEEL_AUTHORIZE("Memory");
+  auto mem = deps_.facts->memory();
+  if (!mem.ok()) return toGrpc(mem.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  auto* i = m->mutable_meminfo();
+  i->set_total_kb(mem->totalKb);
+  i->set_free_kb(mem->freeKb);
+  i->set_available_kb(mem->availableKb);
+  i->set_buffers_kb(mem->buffersKb);
+  i->set_cached_kb(mem->cachedKb);
+  i->set_swap_total_kb(mem->swapTotalKb);
+  i->set_swap_free_kb(mem->swapFreeKb);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::LoadAvg(grpc::ServerContext* ctx, const Empty*, v1::LoadAvgResponse* resp) {
+  KEEL_AUTHORIZE("LoadAvg");
+  auto l = deps_.facts->loadAvg();
+  if (!l.ok()) return toGrpc(l.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_load1(l->load1);
+  m->set_load5(l->load5);
+  m->set_load15(l->load15);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::CPUInfo(grpc::ServerContext* ctx, const Empty*, v1::CPUInfoResponse* resp) {
+  KEEL_AUTHORIZE("CPUInfo");
+  auto cpus = deps_.facts->cpuInfo();
+  if (!cpus.ok()) return toGrpc(cpus.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& c : *cpus) {
+    auto* o = m->add_cpus();
+    o->set_processor(c.processor);
+    o->set_vendor_id(c.vendorId);
+    o->set_model_name(c.modelName);
+    o->set_cpu_mhz(c.mhz);
+    o->set_core_id(c.coreId);
+    o->set_cpu_cores(c.cpuCores);
+    for (const auto& f : c.flags) o->add_flags(f);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Processes(grpc::ServerContext* ctx, const Empty*, v1::ProcessesResponse* resp) {
+  KEEL_AUTHORIZE("Processes");
+  auto procs = deps_.facts->processes();
+  if (!procs.ok()) return toGrpc(procs.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& p : *procs) {
+    auto* o = m->add_processes();
+    o->set_pid(p.pid);
+    o->set_ppid(p.ppid);
+    o->set_state(p.state);
+    o->set_threads(p.threads);
+    o->set_cpu_seconds(p.cpuSeconds);
+    o->set_resident_bytes(p.residentBytes);
+    o->set_virtual_bytes(p.virtualBytes);
+    o->set_command(p.command);
+    o->set_args(p.args);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Mounts(grpc::ServerContext* ctx, const Empty*, v1::MountsResponse* resp) {
+  KEEL_AUTHORIZE("Mounts");
+  auto mounts = deps_.facts->mounts();
+  if (!mounts.ok()) return toGrpc(mounts.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& mt : *mounts) {
+    auto* o = m->add_mounts();
+    o->set_source(mt.source);
+    o->set_target(mt.target);
+    o->set_filesystem(mt.filesystem);
+    o->set_options(mt.options);
+    o->set_size_bytes(mt.sizeBytes.value_or(0));
+    o->set_available_bytes(mt.availableBytes.value_or(0));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::DiskUsage(grpc::ServerContext* ctx, const v1::DiskUsageRequest* req,
+                                           v1::DiskUsageResponse* resp) {
+  KEEL_AUTHORIZE("DiskUsage");
+  // Measured only inside the allowed file roots: directory names are information too.
+  auto path = deps_.files->confine(req->path());
+  if (!path.ok()) return toGrpc(path.status());
+  auto usage = deps_.facts->diskUsage(*path, req->depth());
+  if (!usage.ok()) return toGrpc(usage.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& e : usage->entries) {
+    auto* o = m->add_entries();
+    o->set_path(deps_.files->toNodePath(e.path));
+    o->set_size_bytes(e.sizeBytes);
+    o->set_error(e.error);
+  }
+  if (usage->truncated) {
+    auto* o = m->add_entries();
+    o->set_path(req->path());
+    o->set_error("truncated: the tree is larger than one call measures; sizes are lower bounds");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::NetworkDeviceStats(grpc::ServerContext* ctx, const Empty*,
+                                                    v1::NetworkDeviceStatsResponse* resp) {
+  KEEL_AUTHORIZE("NetworkDeviceStats");
+  auto devs = deps_.facts->networkDeviceStats();
+  if (!devs.ok()) return toGrpc(devs.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  for (const auto& d : *devs) {
+    auto* o = m->add_devices();
+    o->set_name(d.name);
+    o->set_rx_bytes(d.rxBytes);
+    o->set_rx_packets(d.rxPackets);
+    o->set_rx_errors(d.rxErrors);
+    o->set_rx_dropped(d.rxDropped);
+    o->set_tx_bytes(d.txBytes);
+    o->set_tx_packets(d.txPackets);
+    o->set_tx_errors(d.txErrors);
+    o->set_tx_dropped(d.txDropped);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::SystemStat(grpc::ServerContext* ctx, const Empty*, v1::SystemStatResponse* resp) {
+  KEEL_AUTHORIZE("SystemStat");
+  auto st = deps_.facts->systemStat();
+  if (!st.ok()) return toGrpc(st.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_boot_time(st->bootTime);
+  for (const auto& c : st->cpus) {
+    auto* o = m->add_cpus();
+    o->set_name(c.name);
+    o->set_user(c.user);
+    o->set_nice(c.nice);
+    o->set_system(c.system);
+    o->set_idle(c.idle);
+    o->set_iowait(c.iowait);
+    o->set_irq(c.irq);
+    o->set_softirq(c.softirq);
+    o->set_steal(c.steal);
+  }
+  m->set_context_switches(st->contextSwitches);
+  m->set_processes_created(st->processesCreated);
+  m->set_processes_running(st->processesRunning);
+  m->set_processes_blocked(st->processesBlocked);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Uptime(grpc::ServerContext* ctx, const Empty*, v1::UptimeResponse* resp) {
+  KEEL_AUTHORIZE("Uptime");
+  auto up = deps_.facts->uptime();
+  if (!up.ok()) return toGrpc(up.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_uptime_seconds(up->uptimeSeconds);
+  m->set_idle_seconds(up->idleSeconds);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::List(grpc::ServerContext* ctx, const v1::ListRequest* req,
+                                      grpc::ServerWriter<v1::FileInfo>* writer) {
+  KEEL_AUTHORIZE("List");
+  std::vector<files::EntryType> types;
+  for (int t : req->types()) {
+    switch (t) {
+      case v1::ListRequest::REGULAR: types.push_back(files::EntryType::kRegular); break;
+      case v1::ListRequest::DIRECTORY: types.push_back(files::EntryType::kDirectory); break;
+      case v1::ListRequest::SYMLINK: types.push_back(files::EntryType::kSymlink); break;
+      default: break;
+    }
+  }
+  auto listing = deps_.files->list(req->root(), req->recursion_depth(), types);
+  if (!listing.ok()) return toGrpc(listing.status());
+  v1::FileInfo out;
+  for (const auto& e : listing->entries) {
+    out.Clear();
+    KEEL_META((&out));
+    out.set_name(e.name);
+    out.set_relative_name(e.relativeName);
+    out.set_size(e.size);
+    out.set_mode(e.mode);
+    out.set_modified_unix(e.modifiedUnix);
+    out.set_is_dir(e.isDir);
+    out.set_link(e.link);
+    out.set_error(e.error);
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+  }
+  if (listing->truncated) {
+    out.Clear();
+    KEEL_META((&out));
+    out.set_name(req->root());
+    out.set_error("truncated: more entries exist than one call lists");
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Read(grpc::ServerContext* ctx, const v1::ReadRequest* req,
+                                      grpc::ServerWriter<v1::DataChunk>* writer) {
+  KEEL_AUTHORIZE("Read");
+  auto reader = deps_.files->openForRead(req->path());
+  if (!reader.ok()) return toGrpc(reader.status());
+  v1::DataChunk out;
+  KEEL_META((&out));
+  for (;;) {
+    if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+    auto chunk = reader->next();
+    if (!chunk.ok()) return toGrpc(chunk.status());
+    if (chunk->empty()) break;
+    out.set_bytes(std::move(*chunk));
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::GetConfiguration(grpc::ServerContext* ctx, const Empty*,
+                                                  v1::GetConfigurationResponse* resp) {
+  KEEL_AUTHORIZE("GetConfiguration");
+  const auto redacted = config::redactMachineConfig(deps_.config->current());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_data(config::serializeMachineConfig(redacted));
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::ApplyConfiguration(grpc::ServerContext* ctx, const v1::ApplyConfigurationRequest* req,
+                                                    v1::ApplyConfigurationResponse* resp) {
+  KEEL_AUTHORIZE("ApplyConfiguration");
+  ApplyMode mode = ApplyMode::kAuto;
+  switch (req->mode()) {
+    case v1::ApplyConfigurationRequest::NO_REBOOT: mode = ApplyMode::kNoReboot; break;
+    case v1::ApplyConfigurationRequest::REBOOT: mode = ApplyMode::kReboot; break;
+    case v1::ApplyConfigurationRequest::TRY: mode = ApplyMode::kTry; break;
+    default: mode = ApplyMode::kAuto; break;
+  }
+  const auto timeout = std::chrono::seconds(req->try_timeout_seconds() > 0 ? req->try_timeout_seconds() : 60);
+  auto outcome = deps_.config->apply(req->data(), mode, timeout);
+  if (!outcome.ok()) return toGrpc(outcome.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_mode(std::string(applyModeName(outcome->mode)));
+  for (const auto& w : outcome->warnings) m->add_warnings(w);
+  std::string summary = outcome->summary;
+  if (!outcome->changedFields.empty()) {
+    summary += " (changed:";
+    for (const auto& f : outcome->changedFields) summary += " " + f;
+    summary += ")";
+  }
+  m->set_summary(summary);
+  if (outcome->rebootRequired) deps_.power(PowerAction::kReboot);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::ConfirmConfiguration(grpc::ServerContext* ctx, const Empty*,
+                                                      v1::ConfirmConfigurationResponse* resp) {
+  KEEL_AUTHORIZE("ConfirmConfiguration");
+  auto r = deps_.config->confirm();
+  if (!r.ok()) return toGrpc(r.status());
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_summary(*r);
+  return grpc::Status::OK;
+}
+
+namespace {
+
+grpc::Status power(const MachineServiceDeps& deps, PowerAction action, const char* name, v1::PowerResponse* resp) {
+  auto* m = resp->add_messages();
+  m->mutable_metadata()->set_node(deps.nodeName);
+  m->set_action(name);
+  deps.power(action);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status MachineServiceImpl::Reboot(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
+  KEEL_AUTHORIZE("Reboot");
+  return power(deps_, PowerAction::kReboot, "reboot", resp);
+}
+
+grpc::Status MachineServiceImpl::Shutdown(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
+  KEEL_AUTHORIZE("Shutdown");
+  return power(deps_, PowerAction::kShutdown, "shutdown", resp);
+}
+
+grpc::Status MachineServiceImpl::Reset(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
+  KEEL_AUTHORIZE("Reset");
+  return power(deps_, PowerAction::kReset, "reset", resp);
+}
+
+}  // namespace keel::machined

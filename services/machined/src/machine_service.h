@@ -1,0 +1,78 @@
+// The gRPC adapter of the machine API: converts MachineService requests into calls on
+// machined's plain-C++ components and their results into protobuf replies. The only
+// file of machined that sees protobuf or grpc::ServerContext.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "keel/machine/v1/machine.grpc.pb.h"
+
+namespace keel::supervisor {
+class Supervisor;
+}
+namespace keel::facts {
+class SystemFacts;
+}
+
+namespace keel::machined {
+
+class ConfigStore;
+class EventJournal;
+class FileRoots;
+
+enum class PowerAction { kReboot, kShutdown, kReset };
+
+struct MachineServiceDeps {
+  supervisor::Supervisor* supervisor = nullptr;
+  const facts::SystemFacts* facts = nullptr;
+  FileRoots* files = nullptr;
+  ConfigStore* config = nullptr;
+  EventJournal* events = nullptr;
+  std::string nodeName;                       // stamped into each reply entry's metadata
+  std::filesystem::path kmsgPath = "/dev/kmsg";
+  // Starts a power action after the reply is sent. Must not block.
+  std::function<void(PowerAction)> power;
+};
+
+namespace v1 = keel::machine::v1;
+using Empty = keel::common::v1::Empty;
+
+class MachineServiceImpl final : public keel::machine::v1::MachineService::Service {
+ public:
+  explicit MachineServiceImpl(MachineServiceDeps deps);
+
+  grpc::Status Version(grpc::ServerContext* ctx, const Empty* req, v1::VersionResponse* resp) override;
+  grpc::Status Hostname(grpc::ServerContext* ctx, const Empty* req, v1::HostnameResponse* resp) override;
+  grpc::Status ServiceList(grpc::ServerContext* ctx, const Empty* req, v1::ServiceListResponse* resp) override;
+  grpc::Status ServiceStart(grpc::ServerContext* ctx, const v1::ServiceRequest* req, v1::ServiceActionResponse* resp) override;
+  grpc::Status ServiceStop(grpc::ServerContext* ctx, const v1::ServiceRequest* req, v1::ServiceActionResponse* resp) override;
+  grpc::Status ServiceRestart(grpc::ServerContext* ctx, const v1::ServiceRequest* req, v1::ServiceActionResponse* resp) override;
+  grpc::Status Memory(grpc::ServerContext* ctx, const Empty* req, v1::MemoryResponse* resp) override;
+  grpc::Status LoadAvg(grpc::ServerContext* ctx, const Empty* req, v1::LoadAvgResponse* resp) override;
+  grpc::Status CPUInfo(grpc::ServerContext* ctx, const Empty* req, v1::CPUInfoResponse* resp) override;
+  grpc::Status Processes(grpc::ServerContext* ctx, const Empty* req, v1::ProcessesResponse* resp) override;
+  grpc::Status Mounts(grpc::ServerContext* ctx, const Empty* req, v1::MountsResponse* resp) override;
+  grpc::Status DiskUsage(grpc::ServerContext* ctx, const v1::DiskUsageRequest* req, v1::DiskUsageResponse* resp) override;
+  grpc::Status NetworkDeviceStats(grpc::ServerContext* ctx, const Empty* req, v1::NetworkDeviceStatsResponse* resp) override;
+  grpc::Status SystemStat(grpc::ServerContext* ctx, const Empty* req, v1::SystemStatResponse* resp) override;
+  grpc::Status Uptime(grpc::ServerContext* ctx, const Empty* req, v1::UptimeResponse* resp) override;
+  grpc::Status GetConfiguration(grpc::ServerContext* ctx, const Empty* req, v1::GetConfigurationResponse* resp) override;
+  grpc::Status ApplyConfiguration(grpc::ServerContext* ctx, const v1::ApplyConfigurationRequest* req, v1::ApplyConfigurationResponse* resp) override;
+  grpc::Status ConfirmConfiguration(grpc::ServerContext* ctx, const Empty* req, v1::ConfirmConfigurationResponse* resp) override;
+  grpc::Status Reboot(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
+  grpc::Status Shutdown(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
+  grpc::Status Reset(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
+  grpc::Status Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req, grpc::ServerWriter<v1::LogLine>* writer) override;
+  grpc::Status Dmesg(grpc::ServerContext* ctx, const v1::DmesgRequest* req, grpc::ServerWriter<v1::LogLine>* writer) override;
+  grpc::Status Events(grpc::ServerContext* ctx, const v1::EventsRequest* req, grpc::ServerWriter<v1::Event>* writer) override;
+  grpc::Status List(grpc::ServerContext* ctx, const v1::ListRequest* req, grpc::ServerWriter<v1::FileInfo>* writer) override;
+  grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req, grpc::ServerWriter<v1::DataChunk>* writer) override;
+
+ private:
+  MachineServiceDeps deps_;
+};
+
+}  // namespace keel::machined

@@ -1,0 +1,208 @@
+#include "node.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config_store.h"
+#include "event_journal.h"
+#include "file_roots.h"
+#include "keel/config/file_io.h"
+#include "keel/facts/system_facts.h"
+#include "keel/supervisor/log_sink.h"
+#include "keel/supervisor/supervisor.h"
+#include "unix_listener.h"
+
+namespace keel::machined {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Calls that stream (logs -f) get this long to finish when the node stops.
+constexpr auto kApiDrain = std::chrono::seconds(2);
+constexpr auto kTick = std::chrono::milliseconds(250);
+
+Status makeDir(const fs::path& dir, fs::perms perms) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return internalError("cannot create " + dir.string() + ": " + ec.message());
+  fs::permissions(dir, perms, fs::perm_options::replace, ec);
+  if (ec) return internalError("cannot set the mode of " + dir.string() + ": " + ec.message());
+  return Status::ok();
+}
+
+}  // namespace
+
+Node::Node(NodeOptions options, const Clock& clock)
+    : options_(std::move(options)), clock_(clock), paths_(options_.root) {}
+
+Node::~Node() { stopAll(); }
+
+Status Node::prepareDirectories() {
+  const auto owner = fs::perms::owner_all;
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.etcDir(), owner));
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.stateRoot(), owner));
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.logDir(), owner));
+  // Only machined's and apid's group may enter the socket directory.
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.runDir(), owner | fs::perms::group_read | fs::perms::group_exec));
+  return Status::ok();
+}
+
+Status Node::start() {
+  KEEL_RETURN_IF_ERROR(prepareDirectories());
+  journal_ = std::make_unique<EventJournal>(clock_, 2000);
+  config_ = std::make_unique<ConfigStore>(paths_, clock_);
+  config_->setEventSink([this](const std::string& state, const std::string& message) {
+    journal_->record("config", "machine-config", state, message);
+  });
+  KEEL_RETURN_IF_ERROR(config_->load(options_.configPath));
+  const auto cfg = config_->current();
+  files_ = std::make_unique<FileRoots>(paths_.root(), cfg.allowedFileRoots);
+  config_->setLiveApplier([this](const config::MachineConfig& c) { files_->setAllowedRoots(c.allowedFileRoots); });
+  facts::FactsOptions factsOptions;
+  factsOptions.procRoot = options_.procRoot;
+  factsOptions.sysRoot = options_.sysRoot;
+  facts_ = std::make_unique<facts::SystemFacts>(factsOptions);
+  KEEL_RETURN_IF_ERROR(startServices());
+  const Status api = startApi();
+  if (!api.isOk()) {
+    stopAll();
+    return api;
+  }
+  journal_->record("config", "machine-config", "loaded",
+                   std::string(config::machineTypeName(cfg.type)) + " node of cluster " + cfg.clusterName);
+  spdlog::info("machined: node {} is up; API on {}", options_.address, paths_.socket("machined").string());
+  return Status::ok();
+}
+
+Status Node::startServices() {
+  const auto cfg = config_->current();
+  std::vector<supervisor::ServiceSpec> specs;
+  for (const auto& ext : cfg.extensions) {
+    supervisor::ServiceSpec spec;
+    spec.id = ext.name;
+    spec.argv.push_back(ext.command);
+    spec.argv.insert(spec.argv.end(), ext.args.begin(), ext.args.end());
+    spec.stateDir = paths_.stateDir(ext.name);
+    spec.configFile = spec.stateDir / "config.json";
+    spec.dependsOn = ext.dependsOn;
+    spec.settleTime = options_.serviceSettleTime;
+    spec.stopGracePeriod = options_.serviceStopGrace;
+    spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "KEEL_NODE_ADDRESS=" + options_.address};
+    // Each service's own config file: what it needs to know, nothing of the node's secrets.
+    KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
+    nlohmann::json own = {{"name", ext.name},
+                          {"socket", paths_.socket(ext.name).string()},
+                          {"stateDir", spec.stateDir.string()},
+                          {"nodeAddress", options_.address}};
+    KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
+    specs.push_back(std::move(spec));
+  }
+  supervisor::SupervisorOptions sopts;
+  sopts.logs.dir = paths_.logDir();
+  auto sup = supervisor::Supervisor::create(sopts, std::move(specs), clock_);
+  if (!sup.ok()) return sup.status().withContext("machine config services");
+  supervisor_ = std::move(*sup);
+  // machined's own log is kept like a service's: `keelctl logs machined`.
+  auto logger = std::make_shared<spdlog::logger>(
+      "machined", spdlog::sinks_init_list{spdlog::default_logger()->sinks().front(),
+                                          std::make_shared<supervisor::LogStoreSink>(
+                                              supervisor_->logStore(), std::string(supervisor::Supervisor::kMachinedLogId))});
+  logger->set_level(spdlog::default_logger()->level());
+  spdlog::set_default_logger(logger);
+  serviceEvents_ = supervisor_->followEvents([this](const supervisor::Event& e) {
+    journal_->record("service", e.serviceId, std::string(supervisor::eventTypeName(e.type)), e.message);
+  });
+  return supervisor_->startAll();
+}
+
+Status Node::startApi() {
+  MachineServiceDeps deps;
+  deps.supervisor = supervisor_.get();
+  deps.facts = facts_.get();
+  deps.files = files_.get();
+  deps.config = config_.get();
+  deps.events = journal_.get();
+  deps.nodeName = options_.address;
+  deps.kmsgPath = options_.kmsgPath;
+  deps.power = [this](PowerAction a) { requestStop(a); };
+  service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
+
+  grpc::ServerBuilder builder;
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  server_ = builder.BuildAndStart();
+  if (!server_) return internalError("the machine API server did not start");
+
+  const auto allowed = options_.allowedUids;
+  auto* sup = supervisor_.get();
+  auto listener = UnixListener::bind(paths_.socket("machined"), [allowed, sup](const PeerCredentials& peer) {
+    const auto pids = sup->servicePids();
+    if (std::find(pids.begin(), pids.end(), peer.pid) != pids.end()) return Status::ok();
+    if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return Status::ok();
+    return permissionDenied("pid " + std::to_string(peer.pid) + " is not a service machined started and uid " +
+                            std::to_string(peer.uid) + " is not on the allow-list");
+  });
+  if (!listener.ok()) return listener.status();
+  listener_ = std::move(*listener);
+  listener_->start(server_.get());
+  return Status::ok();
+}
+
+void Node::requestStop(PowerAction action) {
+  std::lock_guard lock(mu_);
+  if (!requested_) requested_ = action;
+  cv_.notify_all();
+}
+
+PowerAction Node::run() {
+  PowerAction action;
+  {
+    std::unique_lock lock(mu_);
+    while (!requested_) {
+      cv_.wait_for(lock, kTick);
+      lock.unlock();
+      if (config_ && config_->expireTry()) spdlog::warn("machined: configuration rolled back");
+      lock.lock();
+    }
+    action = *requested_;
+  }
+  spdlog::info("machined: {} requested; stopping the API and every service",
+               action == PowerAction::kReboot ? "reboot" : action == PowerAction::kReset ? "reset" : "shutdown");
+  stopAll();
+  if (action == PowerAction::kReset) {
+    const Status st = wipeState();
+    if (!st.isOk()) spdlog::error("machined: reset did not wipe everything: {}", st.toString());
+  }
+  return action;
+}
+
+void Node::stopAll() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (listener_) listener_->stop();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + kApiDrain);
+  serviceEvents_.reset();
+  if (supervisor_) supervisor_->shutdown();
+}
+
+Status Node::wipeState() {
+  // Only the state and log directories under the node's root: never its config, never
+  // anything outside --root.
+  for (const auto& dir : {paths_.stateRoot(), paths_.logDir()}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      fs::remove_all(entry.path(), ec);
+      if (ec) return internalError("cannot remove " + entry.path().string() + ": " + ec.message());
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace keel::machined

@@ -1,0 +1,97 @@
+// A running node: machined's components wired together. Prepares the node's
+// directories, loads the machine config, supervises the services it declares, serves
+// the machine API on machined.sock, and carries out power actions. main() only parses
+// flags and calls into this, so integration tests drive a whole node the same way.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keel/common/clock.h"
+#include "keel/common/status.h"
+#include "keel/supervisor/subscription.h"
+#include "machine_service.h"
+#include "paths.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace keel::machined {
+
+class ConfigStore;
+class EventJournal;
+class FileRoots;
+class UnixListener;
+
+struct NodeOptions {
+  std::filesystem::path root = "/";
+  std::optional<std::filesystem::path> configPath;  // used when no config is stored yet
+  std::string address;                              // the node's address: its name in replies
+  // Peers allowed on machined.sock by uid, besides the services machined started.
+  std::vector<uid_t> allowedUids;
+  std::filesystem::path kmsgPath = "/dev/kmsg";
+  std::filesystem::path procRoot = "/proc";
+  std::filesystem::path sysRoot = "/sys";
+  // Services started by machined: shorter timings make tests fast.
+  std::chrono::milliseconds serviceSettleTime{1000};
+  std::chrono::milliseconds serviceStopGrace{10'000};
+};
+
+class Node {
+ public:
+  Node(NodeOptions options, const Clock& clock);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Prepares directories and config, starts the services and the API. On error nothing
+  // keeps running.
+  Status start();
+
+  // Blocks until a power action is requested (through the API or requestStop()), runs
+  // the periodic work meanwhile (rolling back an unconfirmed tried config), then stops
+  // the API and every service. For kReset it also wipes the state directories. Returns
+  // the action: the caller exits (kShutdown) or re-executes machined (kReboot, kReset).
+  PowerAction run();
+
+  // Asks run() to return with `action`. Thread-safe and async-signal-unsafe.
+  void requestStop(PowerAction action);
+
+  const NodePaths& paths() const { return paths_; }
+
+ private:
+  Status prepareDirectories();
+  Status startServices();
+  Status startApi();
+  void stopAll();
+  Status wipeState();
+
+  NodeOptions options_;
+  const Clock& clock_;
+  NodePaths paths_;
+  std::unique_ptr<ConfigStore> config_;
+  std::unique_ptr<EventJournal> journal_;
+  std::unique_ptr<FileRoots> files_;
+  std::unique_ptr<facts::SystemFacts> facts_;
+  std::unique_ptr<supervisor::Supervisor> supervisor_;
+  supervisor::Subscription serviceEvents_;
+  std::unique_ptr<MachineServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<UnixListener> listener_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<PowerAction> requested_;
+  bool stopped_ = false;
+};
+
+}  // namespace keel::machined
