@@ -41,6 +41,12 @@ nlohmann::json makeConfig(const TempDir& dir) {
   return config;
 }
 
+bool fileContains(const std::filesystem::path& path, const std::string& text) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return false;
+  return readFile(path).find(text) != std::string::npos;
+}
+
 class Node {
  public:
   explicit Node(const nlohmann::json& config, std::vector<std::string> extraArgs = {}) {
@@ -54,7 +60,11 @@ class Node {
                                      "--service-stop-grace-ms", "2000", "--log-level", "debug"};
     argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
     process_ = std::make_unique<ChildProcess>(argv, dir_ / "machined.log");
-    REQUIRE(waitForApi());
+    if (std::find(extraArgs.begin(), extraArgs.end(), "--no-allow-invoking-user") != extraArgs.end()) {
+      REQUIRE(eventually([&] { return std::filesystem::exists(socket()); }, 20s));
+    } else {
+      REQUIRE(waitForApi());
+    }
   }
   ~Node() {
     if (!process_->running()) return;
@@ -201,6 +211,48 @@ TEST_CASE("machined refuses a peer whose uid is not allowed, before any handler 
   CHECK(WEXITSTATUS(status) == 1);
   CHECK(eventually([&] { return node.log().find("refused peer") != std::string::npos; }, 5s));
   CHECK_THAT(node.log(), ContainsSubstring("uid 65534 is not on the allow-list"));
+}
+
+TEST_CASE("built-in services start in order when installed, and only those allowed may call machined",
+          "[machined]") {
+  TempDir libexec;
+  // Stand-ins for trustd and apid: on first start each asks machined for its version with
+  // keelctl exec'd in its own process (so the peer pid is the service's), then sleeps.
+  for (const std::string name : {"trustd", "apid"}) {
+    const auto script = libexec / name;
+    writeFile(script, "#!/bin/sh\n"
+                      "state=$(dirname \"$KEEL_SERVICE_CONFIG\")\n"
+                      "sock=$(sed -n 's/.*\"machinedSocket\": \"\\(.*\\)\".*/\\1/p' \"$KEEL_SERVICE_CONFIG\")\n"
+                      "if [ -e \"$state/called\" ]; then exec sleep 3600; fi\n"
+                      "touch \"$state/called\"\n"
+                      "exec " KEELCTL_PATH " --socket \"$sock\" version > \"$state/version.out\" 2>&1\n");
+    chmod(script.c_str(), 0755);
+  }
+  TempDir gen;
+  Node node(makeConfig(gen), {"--libexec", libexec.path().string(), "--no-allow-invoking-user"});
+  REQUIRE(eventually([&] { return fileContains(node.root() / "var/lib/keel/apid/version.out", "VERSION"); }, 30s));
+  REQUIRE(eventually([&] { return fileContains(node.root() / "var/lib/keel/trustd/version.out", "keelctl:"); }, 30s));
+  // apid's pid is let in; trustd's is refused before any handler runs.
+  CHECK_THAT(readFile(node.root() / "var/lib/keel/apid/version.out"), ContainsSubstring("127.0.1.1"));
+  CHECK_THAT(readFile(node.root() / "var/lib/keel/trustd/version.out"), ContainsSubstring("UNAVAILABLE"));
+  // Each service got its own config file, readable by its owner only.
+  struct stat st {};
+  REQUIRE(stat((node.root() / "var/lib/keel/apid/config.json").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  // trustd was started before apid, which depends on it on a control plane.
+  const auto log = node.log();
+  const auto trustdUp = log.find("service trustd running");
+  const auto apidStarting = log.find("service apid starting");
+  REQUIRE(trustdUp != std::string::npos);
+  REQUIRE(apidStarting != std::string::npos);
+  CHECK(trustdUp < apidStarting);
+  // The test itself is not on the allow-list in this mode.
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:admin");
+  ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+  Empty req;
+  v1::VersionResponse resp;
+  CHECK(node.stub()->Version(&ctx, req, &resp).error_code() == grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_CASE("machined supervises the declared services and restarts a killed one", "[machined]") {

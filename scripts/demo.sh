@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine, builds keelctl, and generates a new cluster:
-# its secrets bundle, the control-plane and worker machine configs and an admin
-# client config, then shows what was made.
+# Sets up a fresh Debian 12 machine, builds Keel, generates a new cluster (secrets
+# bundle, machine configs, admin client config), starts a control-plane node on
+# 127.0.1.1 with --root, talks to it with keelctl, and shuts it down again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 keelctl=$PWD/build/cmd/keelctl/keelctl
+machined=$PWD/build/services/machined/machined
 
 out=${KEEL_OUT:-$PWD/out/cluster-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
@@ -15,14 +16,62 @@ chmod 700 "$out"
 
 echo "== keelctl gen secrets"
 "$keelctl" gen secrets -o "$out/secrets.json"
+
+# An example extension service for the node to supervise: it logs a heartbeat.
+cat > "$out/patch.json" <<'JSON'
+{
+  "machine": {
+    "extensions": [
+      {
+        "name": "heartbeat",
+        "command": "/bin/sh",
+        "args": ["-c", "while :; do echo \"heartbeat $(date -u +%H:%M:%S)\"; sleep 2; done"]
+      }
+    ],
+    "files": { "allowedRoots": ["/var/log"] }
+  }
+}
+JSON
 echo
 echo "== keelctl gen config demo 127.0.1.1"
-"$keelctl" gen config demo 127.0.1.1 --with-secrets "$out/secrets.json" -o "$out"
+"$keelctl" gen config demo 127.0.1.1 --with-secrets "$out/secrets.json" --config-patch "$out/patch.json" -o "$out"
+
 echo
-echo "== files"
-ls -l "$out"
+echo "== machined --root $out/node1 --config $out/controlplane.json --address 127.0.1.1"
+"$machined" --root "$out/node1" --config "$out/controlplane.json" --address 127.0.1.1 \
+  --log-level warn 2>"$out/machined.log" &
+node_pid=$!
+stop_node() {
+  if kill -0 "$node_pid" 2>/dev/null; then
+    kill "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+  fi
+}
+trap stop_node EXIT
+
+k() { "$keelctl" --root "$out/node1" "$@"; }
+for _ in $(seq 1 100); do
+  k version >/dev/null 2>&1 && break
+  kill -0 "$node_pid" 2>/dev/null || { cat "$out/machined.log" >&2; exit 1; }
+  sleep 0.1
+done
+# Give the heartbeat service time to count as running and to log a line.
+sleep 3
+
 echo
-echo "== keelctl config info"
-"$keelctl" --keelconfig "$out/keelconfig" config info
+echo "== keelctl version"
+k version
 echo
-echo "Everything is in $out (secrets.json and controlplane.json hold CA keys: keep them private)."
+echo "== keelctl services"
+k services
+echo
+echo "== keelctl logs heartbeat --tail 2"
+k logs heartbeat --tail 2
+echo
+echo "== keelctl shutdown --yes"
+k shutdown --yes
+wait "$node_pid"
+trap - EXIT
+echo
+echo "The cluster's files are in $out (secrets.json and controlplane.json hold CA keys: keep them private)."
+echo "Start the node again with: $machined --root $out/node1 --address 127.0.1.1"

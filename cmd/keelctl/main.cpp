@@ -8,6 +8,7 @@
 #include "command_env.h"
 #include "config_commands.h"
 #include "gen_commands.h"
+#include "machine_cli.h"
 #include "keel/common/clock.h"
 #include "keel/config/random.h"
 
@@ -159,6 +160,10 @@ int main(int argc, char** argv) {
     newOptions.from = newFrom;
     action = [&](CommandEnv& env) { return keel::keelctl::configNew(newOptions, env); };
   });
+
+  // Commands against a node: version, services, logs, …
+  keel::keelctl::MachineCliOptions machineOptions;
+  keel::keelctl::addMachineCommands(app, machineOptions, action);
 
   try {
     app.parse(argc, argv);

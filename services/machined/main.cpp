@@ -1,5 +1,6 @@
 // machined: owns the machine. Parses flags and runs a Node; see src/node.h.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,8 @@
 #include "src/node.h"
 
 int main(int argc, char** argv) {
+  // Files machined creates (logs, configs, keys) are its own unless made otherwise.
+  umask(077);
   // Kept for the re-exec that a reboot outside PID 1 is.
   std::vector<std::string> originalArgs(argv, argv + argc);
   char self[PATH_MAX];
@@ -45,8 +48,15 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--allow-uid", allowUids, "A uid that may call machined.sock directly (repeatable); "
                                            "in --root mode the invoking user is always allowed");
+  bool denyInvokingUser = false;
+  app.add_flag("--no-allow-invoking-user", denyInvokingUser,
+               "In --root mode, do not add the invoking user to the allow-list (only the services machined "
+               "started and --allow-uid may call)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   app.add_option("--kmsg", options.kmsgPath, "Kernel log device")->capture_default_str();
+  std::string libexec;
+  app.add_option("--libexec", libexec, "Directory of the built-in service binaries (apid, trustd); "
+                                       "default: the directory machined's executable is in");
   app.add_option("--service-settle-ms", settleMs, "How long a service must stay up to count as running")
       ->capture_default_str();
   app.add_option("--service-stop-grace-ms", graceMs, "SIGTERM to SIGKILL grace period when stopping a service")
@@ -59,10 +69,11 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
 
   options.root = root;
+  options.libexecDir = libexec.empty() ? std::filesystem::path(self).parent_path() : std::filesystem::path(libexec);
   if (!config.empty()) options.configPath = config;
   options.allowedUids = allowUids;
   const bool rootMode = options.root != "/";
-  if (rootMode) options.allowedUids.push_back(getuid());
+  if (rootMode && !denyInvokingUser) options.allowedUids.push_back(getuid());
   options.serviceSettleTime = std::chrono::milliseconds(settleMs);
   options.serviceStopGrace = std::chrono::milliseconds(graceMs);
   if (getpid() != 1 && !rootMode && getuid() != 0) {

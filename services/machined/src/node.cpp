@@ -80,29 +80,82 @@ Status Node::start() {
   return Status::ok();
 }
 
+namespace {
+
+// The services every node of a type runs, in the order they depend on each other.
+struct BuiltinService {
+  const char* name;
+  bool controlPlaneOnly;
+  bool mayCallMachined;
+  std::vector<std::string> dependsOn;
+};
+
+std::vector<BuiltinService> builtinServices(config::MachineType type) {
+  std::vector<BuiltinService> all = {
+      {"trustd", true, false, {}},
+      {"apid", false, true, {}},
+  };
+  std::vector<BuiltinService> out;
+  for (auto& b : all) {
+    if (b.controlPlaneOnly && type != config::MachineType::kControlPlane) continue;
+    if (type == config::MachineType::kControlPlane && std::string(b.name) == "apid") b.dependsOn = {"trustd"};
+    out.push_back(b);
+  }
+  return out;
+}
+
+}  // namespace
+
 Status Node::startServices() {
   const auto cfg = config_->current();
   std::vector<supervisor::ServiceSpec> specs;
-  for (const auto& ext : cfg.extensions) {
+  auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
+                     bool mayCallMachined) -> Status {
     supervisor::ServiceSpec spec;
-    spec.id = ext.name;
-    spec.argv.push_back(ext.command);
-    spec.argv.insert(spec.argv.end(), ext.args.begin(), ext.args.end());
-    spec.stateDir = paths_.stateDir(ext.name);
+    spec.id = name;
+    spec.argv = std::move(argv);
+    spec.stateDir = paths_.stateDir(name);
     spec.configFile = spec.stateDir / "config.json";
-    spec.dependsOn = ext.dependsOn;
+    spec.dependsOn = std::move(dependsOn);
+    spec.mayCallMachined = mayCallMachined;
     spec.settleTime = options_.serviceSettleTime;
     spec.stopGracePeriod = options_.serviceStopGrace;
     spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                 "KEEL_NODE_ADDRESS=" + options_.address};
     // Each service's own config file: what it needs to know, nothing of the node's secrets.
     KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
-    nlohmann::json own = {{"name", ext.name},
-                          {"socket", paths_.socket(ext.name).string()},
+    nlohmann::json own = {{"name", name},
+                          {"socket", paths_.socket(name).string()},
                           {"stateDir", spec.stateDir.string()},
-                          {"nodeAddress", options_.address}};
+                          {"nodeAddress", options_.address},
+                          {"machinedSocket", paths_.socket("machined").string()}};
     KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
     specs.push_back(std::move(spec));
+    return Status::ok();
+  };
+
+  std::vector<std::string> installed;
+  for (const auto& b : builtinServices(cfg.type)) {
+    const fs::path binary = options_.libexecDir / b.name;
+    if (options_.libexecDir.empty() || access(binary.c_str(), X_OK) != 0) {
+      // A node image always has them; a development build may not have built them yet.
+      spdlog::warn("machined: built-in service {} is not installed at {}; the node runs without it", b.name,
+                   binary.string());
+      journal_->record("service", b.name, "not-installed", "no executable at " + binary.string());
+      continue;
+    }
+    std::vector<std::string> deps;
+    for (const auto& d : b.dependsOn) {
+      if (std::find(installed.begin(), installed.end(), d) != installed.end()) deps.push_back(d);
+    }
+    const std::string configFile = (paths_.stateDir(b.name) / "config.json").string();
+    KEEL_RETURN_IF_ERROR(prepare(b.name, {binary.string(), "--config", configFile}, deps, b.mayCallMachined));
+    installed.emplace_back(b.name);
+  }
+  for (const auto& ext : cfg.extensions) {
+    std::vector<std::string> argv = {ext.command};
+    argv.insert(argv.end(), ext.args.begin(), ext.args.end());
+    KEEL_RETURN_IF_ERROR(prepare(ext.name, std::move(argv), ext.dependsOn, false));
   }
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
@@ -118,6 +171,10 @@ Status Node::startServices() {
   spdlog::set_default_logger(logger);
   serviceEvents_ = supervisor_->followEvents([this](const supervisor::Event& e) {
     journal_->record("service", e.serviceId, std::string(supervisor::eventTypeName(e.type)), e.message);
+    const auto level = e.type == supervisor::EventType::kFailed   ? spdlog::level::err
+                       : e.type == supervisor::EventType::kExited ? spdlog::level::warn
+                                                                  : spdlog::level::info;
+    spdlog::log(level, "machined: service {} {}: {}", e.serviceId, supervisor::eventTypeName(e.type), e.message);
   });
   return supervisor_->startAll();
 }

@@ -39,6 +39,8 @@ struct NodeOptions {
   // Peers allowed on machined.sock by uid, besides the services machined started.
   std::vector<uid_t> allowedUids;
   std::filesystem::path kmsgPath = "/dev/kmsg";
+  // Where the built-in service binaries (apid, trustd) are installed.
+  std::filesystem::path libexecDir;
   std::filesystem::path procRoot = "/proc";
   std::filesystem::path sysRoot = "/sys";
   // Services started by machined: shorter timings make tests fast.

@@ -1,0 +1,222 @@
+#include "machine_cli.h"
+
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "keel/config/duration.h"
+#include "machine_commands.h"
+
+namespace keel::keelctl {
+
+namespace {
+
+Result<MachineTarget> resolveTarget(const MachineCliOptions& o) {
+  MachineTarget t;
+  t.roles = o.roles;
+  if (!o.socket.empty()) {
+    t.socket = o.socket;
+  } else if (!o.root.empty()) {
+    t.socket = machinedSocketUnder(o.root);
+  } else {
+    return failedPrecondition(
+        "no node to talk to: reaching nodes over the network (-e/--endpoints, -n/--nodes) goes through apid, "
+        "which this build does not have yet; use --root DIR to reach the local node started with "
+        "'machined --root DIR'");
+  }
+  if (!o.nodes.empty() || !o.endpoints.empty()) {
+    return failedPrecondition("-n/--nodes and -e/--endpoints need apid; with --root or --socket keelctl talks to "
+                              "that one local node only");
+  }
+  return t;
+}
+
+// Ctrl-C during a following stream cancels the call so the command ends cleanly.
+void watchInterrupts() {
+  static bool started = false;
+  if (started) return;
+  started = true;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    // Outside a stream there is nothing to end cleanly: stop as the signal would have.
+    if (!StreamCancel::instance().cancel()) std::_Exit(128 + sig);
+  }).detach();
+}
+
+struct Common {
+  std::string output = "table";
+  bool yes = false;
+};
+
+// Arguments of the commands; they live as long as the CLI parser that fills them.
+struct Args {
+  std::string serviceId;
+  std::string serviceAction = "status";
+  std::string logsService;
+  int logsTail = 0;
+  bool logsFollow = false;
+  int dmesgTail = 0;
+  bool dmesgFollow = false;
+  int eventsTail = -1;
+  bool eventsFollow = false;
+  std::string usagePath;
+  int usageDepth = 0;
+  std::string lsPath = "/var/log";
+  int lsDepth = 0;
+  std::vector<std::string> lsTypes;
+  std::string readPath;
+  std::string applyFile;
+  std::string applyMode = "auto";
+  std::string applyTimeout = "60s";
+};
+
+void addOutput(CLI::App* cmd, Common& c) {
+  cmd->add_option("-o,--output", c.output, "Output format: table, json or yaml")->capture_default_str();
+}
+
+}  // namespace
+
+void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action) {
+  app.add_option("--root", options.root, "Root directory of a local node (machined --root DIR): talk to its "
+                                         "machined.sock directly");
+  app.add_option("--socket", options.socket, "Path of a machined.sock to talk to directly");
+  app.add_option("-n,--nodes", options.nodes, "Target nodes (through apid)")->delimiter(',');
+  app.add_option("-e,--endpoints", options.endpoints, "apid endpoints to connect to")->delimiter(',');
+  app.add_option("--local-roles", options.roles, "Roles claimed on a local socket (testing)")
+      ->group("")
+      ->capture_default_str();
+
+  auto common = std::make_shared<Common>();
+  auto a = std::make_shared<Args>();
+  // Each command: its CLI11 subcommand and a function run with the resolved client.
+  auto bind = [&app, &options, &action, common](CLI::App* cmd,
+                                                std::function<Status(MachineCommandEnv&)> run) {
+    cmd->callback([&options, &action, common, run] {
+      action = [&options, common, run](CommandEnv& env) -> Status {
+        KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options));
+        KEEL_ASSIGN_OR_RETURN(auto format, parseOutputFormat(common->output));
+        MachineClient client(std::move(target));
+        MachineCommandEnv menv{client, format, env.out, std::cerr, std::cin, common->yes};
+        watchInterrupts();
+        return run(menv);
+      };
+    });
+    (void)app;
+  };
+
+  auto* version = app.add_subcommand("version", "Show the node's Keel version");
+  addOutput(version, *common);
+  bind(version, [](MachineCommandEnv& e) { return cmdVersion(e); });
+
+  auto* services = app.add_subcommand("services", "List the node's services and their state");
+  addOutput(services, *common);
+  bind(services, [](MachineCommandEnv& e) { return cmdServices(e); });
+
+  auto* service = app.add_subcommand("service", "Show, start, stop or restart one service");
+  service->add_option("id", a->serviceId, "Service id (see 'keelctl services')")->required();
+  service->add_option("action", a->serviceAction, "status, start, stop or restart")
+      ->check(CLI::IsMember({"status", "start", "stop", "restart"}))
+      ->capture_default_str();
+  addOutput(service, *common);
+  service->footer("Examples:\n  keelctl --root /tmp/node1 service heartbeat\n  keelctl --root /tmp/node1 service heartbeat restart");
+  bind(service, [a](MachineCommandEnv& e) { return cmdService(e, a->serviceId, a->serviceAction); });
+
+  auto* logs = app.add_subcommand("logs", "Show a service's log (machined's own is 'machined')");
+  logs->add_option("service", a->logsService, "Service id, or machined")->required();
+  logs->add_option("--tail", a->logsTail, "Only the last N lines (0: all kept)")->capture_default_str();
+  logs->add_flag("-f,--follow", a->logsFollow, "Keep printing new lines until Ctrl-C");
+  addOutput(logs, *common);
+  bind(logs, [a](MachineCommandEnv& e) { return cmdLogs(e, a->logsService, a->logsTail, a->logsFollow); });
+
+  auto* dmesg = app.add_subcommand("dmesg", "Show the kernel log");
+  dmesg->add_option("--tail", a->dmesgTail, "Only the last N lines (0: all)")->capture_default_str();
+  dmesg->add_flag("-f,--follow", a->dmesgFollow, "Keep printing new lines until Ctrl-C");
+  addOutput(dmesg, *common);
+  bind(dmesg, [a](MachineCommandEnv& e) { return cmdDmesg(e, a->dmesgTail, a->dmesgFollow); });
+
+  auto* events = app.add_subcommand("events", "Show service and configuration events");
+  events->add_option("--tail", a->eventsTail, "The last N events (-1: all kept, 0: only new ones)")
+      ->capture_default_str();
+  events->add_flag("-f,--follow", a->eventsFollow, "Keep printing new events until Ctrl-C");
+  addOutput(events, *common);
+  bind(events, [a](MachineCommandEnv& e) { return cmdEvents(e, a->eventsTail, a->eventsFollow); });
+
+  auto* memory = app.add_subcommand("memory", "Show memory usage");
+  addOutput(memory, *common);
+  bind(memory, [](MachineCommandEnv& e) { return cmdMemory(e); });
+
+  auto* processes = app.add_subcommand("processes", "List the node's processes");
+  addOutput(processes, *common);
+  bind(processes, [](MachineCommandEnv& e) { return cmdProcesses(e); });
+
+  auto* mounts = app.add_subcommand("mounts", "List mounted filesystems with their size");
+  addOutput(mounts, *common);
+  bind(mounts, [](MachineCommandEnv& e) { return cmdMounts(e); });
+
+  auto* usage = app.add_subcommand("usage", "Disk usage of a path under the allowed file roots");
+  usage->add_option("path", a->usagePath, "Absolute path on the node")->required();
+  usage->add_option("-d,--depth", a->usageDepth, "Also list subdirectories this many levels down")
+      ->capture_default_str();
+  addOutput(usage, *common);
+  bind(usage, [a](MachineCommandEnv& e) { return cmdUsage(e, a->usagePath, a->usageDepth); });
+
+  auto* ls = app.add_subcommand("ls", "List files under the allowed file roots");
+  ls->add_option("path", a->lsPath, "Absolute directory on the node")->capture_default_str();
+  ls->add_option("-d,--depth", a->lsDepth, "Recurse this many levels (-1: as deep as allowed)")->capture_default_str();
+  ls->add_option("-t,--type", a->lsTypes, "Only these types: f (file), d (directory), l (symlink)")->delimiter(',');
+  addOutput(ls, *common);
+  bind(ls, [a](MachineCommandEnv& e) { return cmdList(e, a->lsPath, a->lsDepth, a->lsTypes); });
+
+  auto* read = app.add_subcommand("read", "Print a file from the node (admin only)");
+  read->add_option("path", a->readPath, "Absolute path of a regular file under the allowed roots")->required();
+  bind(read, [a](MachineCommandEnv& e) { return cmdRead(e, a->readPath); });
+
+  auto* getConfig = app.add_subcommand("get-config", "Print the node's machine config, secrets redacted");
+  addOutput(getConfig, *common);
+  bind(getConfig, [](MachineCommandEnv& e) { return cmdGetConfig(e); });
+
+  auto* apply = app.add_subcommand("apply-config", "Replace the node's machine config");
+  apply->add_option("file", a->applyFile, "The whole new machine config (JSON)")->required()->check(CLI::ExistingFile);
+  apply->add_option("--mode", a->applyMode,
+                    "auto: without reboot when the change allows it; no-reboot: refuse otherwise; reboot; "
+                    "try: roll back unless confirmed within --timeout")
+      ->check(CLI::IsMember({"auto", "no-reboot", "reboot", "try"}))
+      ->capture_default_str();
+  apply->add_option("--timeout", a->applyTimeout, "With --mode try: how long until it rolls back")->capture_default_str();
+  addOutput(apply, *common);
+  apply->footer("Examples:\n  keelctl --root /tmp/node1 apply-config new.json --mode try --timeout 2m\n"
+                "  keelctl --root /tmp/node1 confirm-config");
+  bind(apply, [a](MachineCommandEnv& e) -> Status {
+    KEEL_ASSIGN_OR_RETURN(auto timeout, config::parseDuration(a->applyTimeout, std::chrono::hours(24)));
+    return cmdApplyConfig(e, a->applyFile, a->applyMode, timeout);
+  });
+
+  auto* confirm = app.add_subcommand("confirm-config", "Keep a config applied with --mode try");
+  addOutput(confirm, *common);
+  bind(confirm, [](MachineCommandEnv& e) { return cmdConfirmConfig(e); });
+
+  for (const char* power : {"reboot", "shutdown", "reset"}) {
+    const std::string name = power;
+    const std::string help = name == "reboot"     ? "Restart every service of the node"
+                             : name == "shutdown" ? "Stop the node"
+                                                  : "Wipe the node's state (not its config) and reboot it";
+    auto* cmd = app.add_subcommand(name, help);
+    cmd->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
+    addOutput(cmd, *common);
+    bind(cmd, [name](MachineCommandEnv& e) { return cmdPower(e, name); });
+  }
+}
+
+}  // namespace keel::keelctl

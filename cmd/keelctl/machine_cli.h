@@ -1,0 +1,29 @@
+// Registers keelctl's machine commands (version, services, logs, …) on the command
+// line, so main.cpp stays wiring only.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "command_env.h"
+
+namespace CLI {
+class App;
+}
+
+namespace keel::keelctl {
+
+struct MachineCliOptions {
+  std::string root;    // --root: a local node's root directory
+  std::string socket;  // --socket: machined.sock itself
+  std::vector<std::string> nodes;
+  std::vector<std::string> endpoints;
+  std::string roles = "os:admin";
+};
+
+// Adds the commands and the global flags they use. When a command is chosen, `action`
+// is set to run it.
+void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action);
+
+}  // namespace keel::keelctl

@@ -1,0 +1,62 @@
+// keelctl's connection to a node's machine API and the output formats its commands
+// share. Until apid exists, the connection is machined's Unix socket of a local node
+// (--root DIR), where the invoking user is on machined's allow-list.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "keel/common/status.h"
+#include "keel/machine/v1/machine.grpc.pb.h"
+
+namespace google::protobuf {
+class Message;
+}
+
+namespace keel::keelctl {
+
+enum class OutputFormat { kTable, kJson, kYaml };
+Result<OutputFormat> parseOutputFormat(std::string_view name);
+
+struct MachineTarget {
+  std::filesystem::path socket;  // machined.sock
+  // Roles claimed on the local socket, where machined trusts the allow-listed uid.
+  std::string roles = "os:admin";
+};
+
+// Where the machine socket of a node started with `machined --root DIR` is.
+std::filesystem::path machinedSocketUnder(const std::filesystem::path& root);
+
+class MachineClient {
+ public:
+  explicit MachineClient(MachineTarget target);
+
+  keel::machine::v1::MachineService::Stub& stub() { return *stub_; }
+  // A context carrying the roles; `timeout` zero means no deadline (streams that follow).
+  std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = std::chrono::seconds(30)) const;
+  const MachineTarget& target() const { return target_; }
+
+ private:
+  MachineTarget target_;
+  std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
+};
+
+// A failed call as a Status a person can act on; UNAVAILABLE names the socket.
+Status fromGrpc(const grpc::Status& status, const MachineTarget& target);
+
+// One message as pretty JSON (kJson) or YAML (kYaml).
+void printMessage(const google::protobuf::Message& message, OutputFormat format, std::ostream& out);
+// One message of a stream: a JSON line (kJson) or a YAML document (kYaml).
+void printStreamMessage(const google::protobuf::Message& message, OutputFormat format, std::ostream& out);
+
+// Human-readable sizes and times for tables.
+std::string humanBytes(uint64_t bytes);
+std::string humanTime(int64_t unixNanos);
+
+}  // namespace keel::keelctl
