@@ -107,9 +107,10 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
       action = [&options, common, run](CommandEnv& env) -> Status {
         KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options));
         KEEL_ASSIGN_OR_RETURN(auto format, parseOutputFormat(common->output));
+        // Before gRPC starts any thread, so that they all inherit the blocked mask.
+        watchInterrupts();
         MachineClient client(std::move(target));
         MachineCommandEnv menv{client, format, env.out, std::cerr, std::cin, common->yes};
-        watchInterrupts();
         return run(menv);
       };
     });
