@@ -305,6 +305,35 @@ TEST_CASE("gen config accepts every endpoint form and refuses others") {
   CHECK_FALSE(std::filesystem::exists(dir / "bad"));
 }
 
+TEST_CASE("gen config applies config patches to both configs or one, and refuses a patch that breaks them") {
+  TempDir dir;
+  const auto secrets = genSecrets(dir);
+  writeFile(dir / "both.json", R"({"machine": {"files": {"allowedRoots": ["/var/log", "/srv"]}}})");
+  writeFile(dir / "cp.json",
+            R"({"machine": {"extensions": [{"name": "timed", "command": "/usr/lib/keel/timed"}]}})");
+  requireOk(keelctl(dir, {"gen", "config", "lab", "10.0.0.1", "--with-secrets", secrets.string(), "-o", "out",
+                          "--config-patch", "both.json", "--config-patch-control-plane", "cp.json"}));
+  const auto cp = json::parse(readFile(dir / "out/controlplane.json"));
+  const auto worker = json::parse(readFile(dir / "out/worker.json"));
+  CHECK(cp["machine"]["files"]["allowedRoots"] == json::array({"/var/log", "/srv"}));
+  CHECK(worker["machine"]["files"]["allowedRoots"] == json::array({"/var/log", "/srv"}));
+  CHECK(cp["machine"]["extensions"][0]["name"] == "timed");
+  CHECK_FALSE(worker["machine"].contains("extensions"));
+
+  // A patch that would put a CA key into the worker config is refused, and nothing is written.
+  writeFile(dir / "leak.json", R"({"machine": {"ca": {"key": "x"}}})");
+  requireError(keelctl(dir, {"gen", "config", "lab", "10.0.0.1", "--with-secrets", secrets.string(), "-o", "out2",
+                             "--config-patch-worker", "leak.json"}),
+               "machine.ca.key");
+  CHECK_FALSE(std::filesystem::exists(dir / "out2/controlplane.json"));
+  writeFile(dir / "relative.json", R"({"machine": {"files": {"allowedRoots": ["var/log"]}}})");
+  requireError(keelctl(dir, {"gen", "config", "lab", "10.0.0.1", "-o", "out3", "--config-patch", "relative.json"}),
+               "machine.files.allowedRoots[0]");
+  writeFile(dir / "notobject.json", "[1, 2]");
+  requireError(keelctl(dir, {"gen", "config", "lab", "10.0.0.1", "-o", "out4", "--config-patch", "notobject.json"}),
+               "must be a JSON object");
+}
+
 TEST_CASE("a missing, corrupt or exposed secrets file is refused with a clear error") {
   TempDir dir;
   const auto good = readFile(genSecrets(dir));

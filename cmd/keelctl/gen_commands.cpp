@@ -1,5 +1,8 @@
 #include "gen_commands.h"
 
+#include <fstream>
+#include <sstream>
+
 #include <fmt/format.h>
 
 #include "keel/config/duration.h"
@@ -58,6 +61,22 @@ Status genConfig(const GenConfigOptions& options, CommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto context, config::generateClientContext(
                                           *secrets, {.commonName = "admin", .roles = {"os:admin"}, .ttl = *ttl},
                                           env.clock));
+  auto applyPatches = [](config::MachineConfig& c, const std::vector<std::filesystem::path>& files) -> Status {
+    for (const auto& file : files) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) return notFound(fmt::format("config patch {}: cannot be read", file.string()));
+      std::ostringstream text;
+      text << in.rdbuf();
+      auto patched = config::patchMachineConfig(c, text.str());
+      if (!patched.ok()) return patched.status().withContext("config patch " + file.string());
+      c = std::move(patched).value();
+    }
+    return Status::ok();
+  };
+  KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.controlPlane, options.configPatches));
+  KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.worker, options.configPatches));
+  KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.controlPlane, options.configPatchesControlPlane));
+  KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.worker, options.configPatchesWorker));
   context.endpoints = {endpoint.hostPort()};
   context.nodes = {endpoint.host};
   config::ClientConfig client{.context = options.clusterName, .contexts = {{options.clusterName, context}}};

@@ -29,6 +29,10 @@ struct GenConfigOptions {
   std::filesystem::path outputDir = ".";
   std::string crtTtl = "8760h";
   std::vector<std::string> additionalSans;
+  // JSON merge patches (RFC 7396) applied to both machine configs, then to one of them.
+  std::vector<std::filesystem::path> configPatches;
+  std::vector<std::filesystem::path> configPatchesControlPlane;
+  std::vector<std::filesystem::path> configPatchesWorker;
   bool force = false;
 };
 

@@ -75,6 +75,15 @@ int main(int argc, char** argv) {
   genConfig->add_option("--additional-sans", genConfigOptions.additionalSans,
                         "Extra IPs or DNS names for the control plane's API certificate")
       ->delimiter(',');
+  genConfig->add_option("--config-patch", genConfigOptions.configPatches,
+                        "JSON merge patch (RFC 7396) applied to both machine configs (repeatable)")
+      ->check(CLI::ExistingFile);
+  genConfig->add_option("--config-patch-control-plane", genConfigOptions.configPatchesControlPlane,
+                        "JSON merge patch applied to controlplane.json only (repeatable)")
+      ->check(CLI::ExistingFile);
+  genConfig->add_option("--config-patch-worker", genConfigOptions.configPatchesWorker,
+                        "JSON merge patch applied to worker.json only (repeatable)")
+      ->check(CLI::ExistingFile);
   genConfig->add_flag("--force", genConfigOptions.force, "Replace existing files");
   genConfig->footer(
       "Durations: 24h, 90m, 1h30m, 10d, 30s.\n\n"

@@ -268,6 +268,14 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
   return c;
 }
 
+Result<MachineConfig> patchMachineConfig(const MachineConfig& config, std::string_view patch) {
+  KEEL_ASSIGN_OR_RETURN(const auto patchJson, detail::parseJson(patch));
+  if (!patchJson.is_object()) return invalidArgument("a config patch must be a JSON object");
+  auto doc = nlohmann::json::parse(serializeMachineConfig(config));
+  doc.merge_patch(patchJson);
+  return parseMachineConfig(doc.dump());
+}
+
 MachineConfig redactMachineConfig(const MachineConfig& config) {
   MachineConfig r = config;
   const auto redact = [](std::string& s) {

@@ -73,6 +73,11 @@ Result<MachineConfig> parseMachineConfig(std::string_view text);
 // Validates a config built in memory with the same rules as parseMachineConfig.
 Status validateMachineConfig(const MachineConfig& config);
 
+// Applies a JSON merge patch (RFC 7396) to `config` and validates the result like
+// parseMachineConfig. Errors: INVALID_ARGUMENT for a patch that is not a JSON object or
+// a result that is not a valid config (naming the field).
+Result<MachineConfig> patchMachineConfig(const MachineConfig& config, std::string_view patch);
+
 // A copy with every secret (tokens, keys, cluster secret, secretbox key) replaced by
 // kRedacted, safe to show to a reader. Certificates and names stay.
 MachineConfig redactMachineConfig(const MachineConfig& config);
