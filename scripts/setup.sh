@@ -16,7 +16,7 @@ PACKAGES=(
   libseccomp-dev libcli11-dev
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   android-libboringssl-dev
-  procps iproute2
+  procps iproute2 strace systemd
 )
 BACKPORTS_PACKAGES=(libcatch2-dev)
 

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--address", options.address, "The node's address (for example 127.0.1.1): its apid binds it "
                                                "and it names the node in replies")
-      ->required();
+      ->required()
+      ->check([](const std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); });
   app.add_option("--allow-uid", allowUids, "A uid that may call machined.sock directly (repeatable); "
                                            "in --root mode the invoking user is always allowed");
   bool denyInvokingUser = false;

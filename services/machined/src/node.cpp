@@ -46,7 +46,8 @@ Node::~Node() { stopAll(); }
 Status Node::prepareDirectories() {
   const auto owner = fs::perms::owner_all;
   KEEL_RETURN_IF_ERROR(makeDir(paths_.etcDir(), owner));
-  KEEL_RETURN_IF_ERROR(makeDir(paths_.stateRoot(), owner));
+  // Services running under their own uids must reach their own directory below it.
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.stateRoot(), owner | fs::perms::group_exec | fs::perms::others_exec));
   KEEL_RETURN_IF_ERROR(makeDir(paths_.logDir(), owner));
   // Only machined's and apid's group may enter the socket directory.
   KEEL_RETURN_IF_ERROR(makeDir(paths_.runDir(), owner | fs::perms::group_read | fs::perms::group_exec));
