@@ -52,6 +52,9 @@ inline bool fileContains(const std::filesystem::path& path, const std::string& t
 class Node {
  public:
   explicit Node(const nlohmann::json& config, std::vector<std::string> extraArgs = {}) {
+    // Services run as another uid when the tests run as root: they must be able to
+    // traverse down to their own state directory and to the socket directory.
+    chmod(dir_.path().c_str(), 0711);
     std::filesystem::create_directories(dir_ / "root/srv/data");
     writeFile(dir_ / "config.json", config.dump(2));
     chmod((dir_ / "config.json").c_str(), 0600);

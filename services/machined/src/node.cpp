@@ -1,6 +1,10 @@
 #include "node.h"
 
+#include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
+
+#include <cstring>
 #include <unistd.h>
 
 #include <grpcpp/server.h>
@@ -13,6 +17,8 @@
 #include "file_roots.h"
 #include "keel/config/file_io.h"
 #include "keel/facts/system_facts.h"
+#include "keel/sandbox/diagnostics.h"
+#include "keel/sandbox/sandbox.h"
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
 #include "unix_listener.h"
@@ -45,6 +51,12 @@ Node::~Node() { stopAll(); }
 
 Status Node::prepareDirectories() {
   const auto owner = fs::perms::owner_all;
+  // Services running under their own uids traverse these on the way to their state
+  // directory and to the socket directory; listing them is not needed.
+  const auto traverse = owner | fs::perms::group_exec | fs::perms::others_exec;
+  for (const auto& dir : {paths_.root(), paths_.root() / "var", paths_.root() / "var/lib", paths_.root() / "run"}) {
+    if (!fs::exists(dir)) KEEL_RETURN_IF_ERROR(makeDir(dir, traverse));
+  }
   KEEL_RETURN_IF_ERROR(makeDir(paths_.etcDir(), owner));
   // Services running under their own uids must reach their own directory below it.
   KEEL_RETURN_IF_ERROR(makeDir(paths_.stateRoot(), owner | fs::perms::group_exec | fs::perms::others_exec));
@@ -79,6 +91,57 @@ Status Node::start() {
                    std::string(config::machineTypeName(cfg.type)) + " node of cluster " + cfg.clusterName);
   spdlog::info("machined: node {} is up; API on {}", options_.address, paths_.socket("machined").string());
   return Status::ok();
+}
+
+namespace {
+
+// The account a service runs under when machined runs as root: its own user
+// (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
+// nobody.
+std::pair<uid_t, gid_t> serviceAccount(const std::string& name, bool builtin) {
+  const std::string user = builtin ? "keel-" + name : "keel-ext";
+  if (const passwd* pw = getpwnam(user.c_str())) return {pw->pw_uid, pw->pw_gid};
+  return {65534, 65534};
+}
+
+}  // namespace
+
+Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const fs::path& stateDir,
+                                                   const fs::path& configFile) {
+  // Every service is confined by machined whether or not it confines itself: its own
+  // uid, no capabilities, no_new_privs, no core dumps, and the extension seccomp profile
+  // (everything but the hard deny list; a daemon of ours narrows it further itself).
+  sandbox::SandboxOptions options;
+  options.policy = sandbox::extensionPolicy();
+  const bool root = geteuid() == 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (root) {
+    const bool builtin = name == "apid" || name == "trustd";
+    std::tie(uid, gid) = serviceAccount(name, builtin);
+    options.uid = uid;
+    options.gid = gid;
+  }
+  auto prepared = sandbox::prepare(options);
+  if (!prepared.ok()) return prepared.status().withContext("sandbox of service " + name);
+  auto shared = std::make_shared<sandbox::PreparedSandbox>(std::move(prepared).value());
+  const std::string dir = stateDir.string();
+  const std::string file = configFile.string();
+  return std::function<void()>([shared, root, uid, gid, dir, file] {
+    // Runs between fork and exec: system calls only.
+    if (root) {
+      // The service owns its state; its config stays readable by it alone.
+      if (chown(dir.c_str(), uid, gid) != 0 || chown(file.c_str(), uid, gid) != 0) _exit(126);
+    }
+    if (shared->applyInChild() != 0) {
+      const auto step = sandbox::stepName(shared->failedStep());
+      constexpr std::string_view kMsg = "machined: confining the service failed at step ";
+      [[maybe_unused]] auto a = write(STDERR_FILENO, kMsg.data(), kMsg.size());
+      [[maybe_unused]] auto b = write(STDERR_FILENO, step.data(), step.size());
+      [[maybe_unused]] auto c = write(STDERR_FILENO, "\n", 1);
+      _exit(126);
+    }
+  });
 }
 
 namespace {
@@ -123,6 +186,7 @@ Status Node::startServices() {
     spec.stopGracePeriod = options_.serviceStopGrace;
     spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                 "KEEL_NODE_ADDRESS=" + options_.address};
+    KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, spec.stateDir, spec.configFile));
     // Each service's own config file: what it needs to know, nothing of the node's secrets.
     KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
     nlohmann::json own = {{"name", name},
@@ -171,6 +235,18 @@ Status Node::startServices() {
   logger->set_level(spdlog::default_logger()->level());
   spdlog::set_default_logger(logger);
   serviceEvents_ = supervisor_->followEvents([this](const supervisor::Event& e) {
+    if (e.type == supervisor::EventType::kExited && e.signal == SIGSYS) {
+      // Killed by a seccomp filter: name the system call when the kernel's record of it
+      // is already there (it is printed a moment later and rate-limited).
+      std::string what = "a system call its sandbox forbids";
+      if (auto kmsg = sandbox::readKernelLog(); kmsg.ok()) {
+        if (auto nr = sandbox::findSeccompKill(*kmsg, e.pid)) {
+          what = "the forbidden system call " + sandbox::describeSyscall(*nr) + " (" + std::to_string(*nr) + ")";
+        }
+      }
+      spdlog::error("machined: service {} (pid {}) was killed by its sandbox for {}", e.serviceId, e.pid, what);
+      journal_->record("service", e.serviceId, "sandbox-violation", "pid " + std::to_string(e.pid) + ": " + what);
+    }
     journal_->record("service", e.serviceId, std::string(supervisor::eventTypeName(e.type)), e.message);
     const auto level = e.type == supervisor::EventType::kFailed   ? spdlog::level::err
                        : e.type == supervisor::EventType::kExited ? spdlog::level::warn
@@ -209,6 +285,13 @@ Status Node::startApi() {
   });
   if (!listener.ok()) return listener.status();
   listener_ = std::move(*listener);
+  if (geteuid() == 0) {
+    // The socket's group is apid's: only machined and apid may reach it.
+    const gid_t apidGid = serviceAccount("apid", true).second;
+    if (chown(paths_.runDir().c_str(), 0, apidGid) != 0 || chown(paths_.socket("machined").c_str(), 0, apidGid) != 0) {
+      return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + std::strerror(errno));
+    }
+  }
   listener_->start(server_.get());
   return Status::ok();
 }

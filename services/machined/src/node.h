@@ -9,6 +9,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,9 @@ class Node {
  private:
   Status prepareDirectories();
   Status startServices();
+  // The pre-exec hook that confines service `name` (see node.cpp).
+  Result<std::function<void()>> serviceSandbox(const std::string& name, const std::filesystem::path& stateDir,
+                                               const std::filesystem::path& configFile);
   Status startApi();
   void stopAll();
   Status wipeState();
