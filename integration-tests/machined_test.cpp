@@ -193,6 +193,44 @@ TEST_CASE("every service machined starts is confined: own uid, no capabilities, 
   CHECK((log.find("ptrace") != std::string::npos || log.find("a system call its sandbox forbids") != std::string::npos));
 }
 
+TEST_CASE("machined's API threads run under its seccomp profile with only the capabilities they need",
+          "[machined][sandbox]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  const auto status = procStatus(node.process().pid());
+  CHECK(statusField(status, "NoNewPrivs") == "1");
+  CHECK(statusField(status, "Seccomp") == "2");
+  if (geteuid() == 0) {
+    // CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_SYSLOG.
+    CHECK(statusField(status, "CapEff") == "000000040000000f");
+    CHECK(statusField(status, "CapBnd") == "000000040000000f");
+  } else {
+    CHECK(statusField(status, "CapEff") == "0000000000000000");
+  }
+}
+
+TEST_CASE("a forbidden system call kills machined: no network socket, no ptrace, no mount", "[machined][sandbox]") {
+  for (const std::string call : {"socket-inet", "socket-inet6", "ptrace", "mount"}) {
+    INFO(call);
+    TempDir gen;
+    auto config = makeConfig(gen);
+    // No services: machined dies here without stopping them.
+    config["machine"].erase("extensions");
+    TempDir dir;
+    writeFile(dir / "config.json", config.dump());
+    chmod((dir / "config.json").c_str(), 0600);
+    ChildProcess machined({MACHINED_PATH, "--root", (dir / "root").string(), "--config", (dir / "config.json").string(),
+                           "--address", "127.0.1.1", "--service-stop-grace-ms", "1000"},
+                          dir / "machined.log", {{"KEEL_TEST_FORBIDDEN_SYSCALL", call}});
+    const auto status = machined.wait(30s);
+    REQUIRE(status.has_value());
+    CHECK(WIFSIGNALED(*status));
+    CHECK(WTERMSIG(*status) == SIGSYS);
+    CHECK_THAT(machined.log(), ContainsSubstring("attempting forbidden call " + call));
+    CHECK(machined.log().find("was not stopped") == std::string::npos);
+  }
+}
+
 TEST_CASE("machined supervises the declared services and restarts a killed one", "[machined]") {
   TempDir gen;
   Node node(makeConfig(gen));

@@ -1,21 +1,78 @@
 // machined: owns the machine. Parses flags and runs a Node; see src/node.h.
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <climits>
 #include <cstdlib>
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "keel/common/clock.h"
+#include "keel/sandbox/policy.h"
+#include "keel/sandbox/sandbox.h"
 #include "src/node.h"
 
+namespace keel::machined {
+extern const std::string_view kSeccompPolicy;
+}
+
+namespace {
+
+// machined's threads that serve the API run under its reviewed seccomp profile, with only
+// the capabilities the API needs when it runs as root. The supervisor's thread, started
+// before this, is left out: the services it forks get their own sandbox instead.
+keel::Status confineApiThreads() {
+  auto policy = keel::sandbox::parsePolicy(keel::machined::kSeccompPolicy);
+  if (!policy.ok()) return policy.status().withContext("machined's seccomp.policy");
+  keel::sandbox::SandboxOptions options;
+  options.policy = std::move(policy).value();
+  options.allThreads = false;
+  // Reading root-owned logs and files under the allowed roots, wiping services' state on
+  // Reset, the kernel log for Dmesg, and handing the socket directory to apid's group.
+  options.keepCapabilities = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_SYSLOG};
+  return keel::sandbox::apply(options);
+}
+
+#ifdef KEEL_TEST_HOOKS
+// Test builds only: make a call machined's profile forbids, so a test can watch the
+// filter kill it. Production builds do not contain this.
+void forbiddenCallForTests() {
+  const char* what = std::getenv("KEEL_TEST_FORBIDDEN_SYSCALL");
+  if (what == nullptr) return;
+  const std::string w = what;
+  spdlog::warn("machined: test hook: attempting forbidden call {}", w);
+  spdlog::default_logger()->flush();
+  if (w == "socket-inet") {
+    [[maybe_unused]] int fd = socket(AF_INET, SOCK_STREAM, 0);
+  } else if (w == "socket-inet6") {
+    [[maybe_unused]] int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  } else if (w == "ptrace") {
+    [[maybe_unused]] long r = ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+  } else if (w == "mount") {
+    [[maybe_unused]] int r = mount("none", "/tmp", "tmpfs", 0, nullptr);
+  }
+  spdlog::error("machined: test hook: forbidden call {} was not stopped", w);
+}
+#endif
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // Descriptors leaked by whoever started machined must not reach its services.
+  syscall(SYS_close_range, 3U, ~0U, 0U);
   // Files machined creates (logs, configs, keys) are its own unless made otherwise.
   umask(077);
   // Kept for the re-exec that a reboot outside PID 1 is.
@@ -91,6 +148,25 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // A reboot outside PID 1 re-executes machined. The filter of the thread that calls
+  // execve stays on the new image, so the exec is done by a thread started before
+  // anything is confined.
+  static std::mutex execMu;
+  static std::condition_variable execCv;
+  static bool execRequested = false;
+  std::thread execThread([&originalArgs, &self] {
+    std::unique_lock lock(execMu);
+    execCv.wait(lock, [] { return execRequested; });
+    std::vector<char*> args;
+    for (auto& a : originalArgs) args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(self, args.data());
+    spdlog::error("machined: re-exec of {} failed: {}", self, std::strerror(errno));
+    std::_Exit(1);
+  });
+  execThread.detach();
+
+  options.confine = confineApiThreads;
   keel::SystemClock clock;
   keel::machined::Node node(options, clock);
   const keel::Status started = node.start();
@@ -98,6 +174,9 @@ int main(int argc, char** argv) {
     spdlog::error("machined: the node did not start: {}", started.toString());
     return 1;
   }
+#ifdef KEEL_TEST_HOOKS
+  forbiddenCallForTests();
+#endif
   static std::atomic<bool> stopSignalled{false};
   std::thread signals([&node, stopSignals] {
     int sig = 0;
@@ -118,11 +197,12 @@ int main(int argc, char** argv) {
   signals.detach();
   spdlog::info("machined: re-executing for the reboot");
   spdlog::default_logger()->flush();
-  std::vector<char*> args;
-  for (auto& a : originalArgs) args.push_back(a.data());
-  args.push_back(nullptr);
-  // Stop signals stay blocked across exec; the new image blocks them again anyway.
-  execv(self, args.data());
-  spdlog::error("machined: re-exec of {} failed: {}", self, std::strerror(errno));
-  return 1;
+  {
+    // Stop signals stay blocked across exec; the new image blocks them again anyway.
+    std::lock_guard lock(execMu);
+    execRequested = true;
+  }
+  execCv.notify_one();
+  // The exec thread replaces the process; this thread only waits for that.
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }

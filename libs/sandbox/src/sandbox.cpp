@@ -135,6 +135,7 @@ Result<PreparedSandbox> prepare(const SandboxOptions& options) {
     p.keepCaps_ |= bit(cap);
   }
   p.capsSurviveExec_ = options.capabilitiesSurviveExec;
+  p.allThreads_ = options.allThreads;
   p.switchIdentity_ = geteuid() == 0 && options.uid.has_value();
   if (p.switchIdentity_) {
     p.uid_ = *options.uid;
@@ -157,13 +158,17 @@ int PreparedSandbox::applyInChild() noexcept {
 
   // (a) Descriptors the parent leaked (a CA key file, another client's socket) must not
   // outlive the privileges that opened them.
-  unsigned from = 3;
-  for (int fd : keepFds_) {
-    const auto keep = static_cast<unsigned>(fd);
-    if (keep > from && syscall(SYS_close_range, from, keep - 1, 0) != 0) return fail(Step::kCloseFds);
-    from = keep + 1;
+  // In per-thread mode the process is already running other threads whose descriptors
+  // are not "inherited": the caller closes inherited ones itself first thing in main.
+  if (allThreads_) {
+    unsigned from = 3;
+    for (int fd : keepFds_) {
+      const auto keep = static_cast<unsigned>(fd);
+      if (keep > from && syscall(SYS_close_range, from, keep - 1, 0) != 0) return fail(Step::kCloseFds);
+      from = keep + 1;
+    }
+    if (syscall(SYS_close_range, from, UINT_MAX, 0) != 0) return fail(Step::kCloseFds);
   }
-  if (syscall(SYS_close_range, from, UINT_MAX, 0) != 0) return fail(Step::kCloseFds);
 
   // (b) Files a daemon creates hold its secrets unless it says otherwise.
   umask(077);
@@ -220,10 +225,9 @@ int PreparedSandbox::applyInChild() noexcept {
   // (g) TSYNC puts threads started earlier (gRPC's) under the filter too; LOG makes the
   // kernel log every non-allow action, not just kills. Kernels before 4.14 lack LOG.
   sock_fprog program{static_cast<unsigned short>(filter_.size()), filter_.data()};
-  long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG,
-                    &program);
-  if (rc < 0 && errno == EINVAL)
-    rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
+  const unsigned long tsync = allThreads_ ? SECCOMP_FILTER_FLAG_TSYNC : 0;
+  long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, tsync | SECCOMP_FILTER_FLAG_LOG, &program);
+  if (rc < 0 && errno == EINVAL) rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, tsync, &program);
   if (rc > 0) {
     // TSYNC returns the id of a thread it could not synchronise (it has its own filter).
     errno = ESRCH;
@@ -235,7 +239,8 @@ int PreparedSandbox::applyInChild() noexcept {
 
 Status apply(const SandboxOptions& options) {
   KEEL_ASSIGN_OR_RETURN(PreparedSandbox prepared, prepare(options));
-  if (const int threads = threadCount(); threads > 1) {
+  // In per-thread mode the caller means to confine only itself (see SandboxOptions).
+  if (const int threads = threadCount(); threads > 1 && options.allThreads) {
     std::string change;
     if (geteuid() == 0 && options.uid) change = "switch uid/gid";
     if (capabilitiesToDrop(prepared.keepCaps_, prepared.lastCap_) != 0) {

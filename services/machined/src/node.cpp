@@ -82,6 +82,13 @@ Status Node::start() {
   factsOptions.sysRoot = options_.sysRoot;
   facts_ = std::make_unique<facts::SystemFacts>(factsOptions);
   KEEL_RETURN_IF_ERROR(startServices());
+  if (options_.confine) {
+    const Status confined = options_.confine();
+    if (!confined.isOk()) {
+      stopAll();
+      return confined.withContext("confining machined");
+    }
+  }
   const Status api = startApi();
   if (!api.isOk()) {
     stopAll();

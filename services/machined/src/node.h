@@ -47,6 +47,9 @@ struct NodeOptions {
   // Services started by machined: shorter timings make tests fast.
   std::chrono::milliseconds serviceSettleTime{1000};
   std::chrono::milliseconds serviceStopGrace{10'000};
+  // Confines the calling thread and every thread it starts later. Called once the services'
+  // supervisor runs (its thread stays outside) and before the API starts. Empty: none.
+  std::function<Status()> confine;
 };
 
 class Node {

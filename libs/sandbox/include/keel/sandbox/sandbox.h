@@ -33,6 +33,13 @@ struct SandboxOptions {
   // Also raise the kept capabilities as inheritable and ambient, so that a non-root
   // program exec'd after applyInChild() still holds them. Off: both sets end empty.
   bool capabilitiesSurviveExec = false;
+  // True: the filter covers every thread of the process (TSYNC). False: only the calling
+  // thread and the threads and children it creates later, for a daemon that keeps one
+  // thread outside its own filter on purpose (machined's supervisor thread forks services,
+  // which inherit the forking thread's filter and must get their own instead). Identity
+  // and capabilities are per thread in either case. False also skips closing inherited
+  // descriptors (the other threads own descriptors by then): close them first in main.
+  bool allThreads = true;
 };
 
 // The steps of applyInChild(), in order, for naming the one that failed.
@@ -87,6 +94,7 @@ class PreparedSandbox {
   std::uint64_t keepCaps_ = 0;
   int lastCap_ = 0;
   bool capsSurviveExec_ = false;
+  bool allThreads_ = true;
   std::vector<sock_filter> filter_;
   Step failedStep_ = Step::kNone;
 };
