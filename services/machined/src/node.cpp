@@ -179,6 +179,9 @@ std::vector<BuiltinService> builtinServices(config::MachineType type) {
 
 Status Node::startServices() {
   const auto cfg = config_->current();
+  // Looked up now: name lookups may talk to other daemons, which the API threads, once
+  // confined, may not.
+  apidGid_ = serviceAccount("apid", true).second;
   std::vector<supervisor::ServiceSpec> specs;
   auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
                      bool mayCallMachined) -> Status {
@@ -294,7 +297,7 @@ Status Node::startApi() {
   listener_ = std::move(*listener);
   if (geteuid() == 0) {
     // The socket's group is apid's: only machined and apid may reach it.
-    const gid_t apidGid = serviceAccount("apid", true).second;
+    const gid_t apidGid = apidGid_;
     if (chown(paths_.runDir().c_str(), 0, apidGid) != 0 || chown(paths_.socket("machined").c_str(), 0, apidGid) != 0) {
       return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + std::strerror(errno));
     }

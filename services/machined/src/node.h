@@ -97,6 +97,8 @@ class Node {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<UnixListener> listener_;
 
+  gid_t apidGid_ = 0;
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<PowerAction> requested_;
