@@ -33,6 +33,41 @@ TempDir::~TempDir() {
 
 namespace {
 
+// argv and the environment (this process's, with `extraEnv` added or overriding) as
+// execve wants them, built before fork so the child only calls exec.
+class ExecArgs {
+ public:
+  ExecArgs(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extraEnv) : args_(argv) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string entry(*e);
+      const auto eq = entry.find('=');
+      if (eq != std::string::npos && extraEnv.count(entry.substr(0, eq)) != 0) continue;
+      env_.push_back(std::move(entry));
+    }
+    for (const auto& [k, v] : extraEnv) env_.push_back(k + "=" + v);
+    for (auto& e : env_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+    for (auto& a : args_) argp_.push_back(a.data());
+    argp_.push_back(nullptr);
+  }
+
+  // In the child: execs argv[0] (searched in PATH when it has no '/'); never returns.
+  [[noreturn]] void execute() {
+    if (args_[0].find('/') == std::string::npos) {
+      execvpe(argp_[0], argp_.data(), envp_.data());
+    } else {
+      execve(argp_[0], argp_.data(), envp_.data());
+    }
+    _exit(127);
+  }
+
+ private:
+  std::vector<std::string> args_;
+  std::vector<std::string> env_;
+  std::vector<char*> envp_;
+  std::vector<char*> argp_;
+};
+
 void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 }  // namespace
@@ -46,21 +81,7 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
     throw std::runtime_error("pipe failed");
   }
 
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    const auto eq = entry.find('=');
-    if (eq != std::string::npos && options.extraEnv.count(entry.substr(0, eq)) != 0) continue;
-    env.push_back(std::move(entry));
-  }
-  for (const auto& [k, v] : options.extraEnv) env.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = argv;
-  std::vector<char*> argp;
-  for (auto& a : args) argp.push_back(a.data());
-  argp.push_back(nullptr);
+  ExecArgs exec(argv, options.extraEnv);
 
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -69,13 +90,7 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
     dup2(outPipe[1], STDOUT_FILENO);
     dup2(errPipe[1], STDERR_FILENO);
     if (options.workingDirectory && chdir(options.workingDirectory->c_str()) != 0) _exit(126);
-    if (args[0].find('/') == std::string::npos) {
-      // execvpe searches PATH of the parent; the environment passed is the child's.
-      execvpe(argp[0], argp.data(), envp.data());
-    } else {
-      execve(argp[0], argp.data(), envp.data());
-    }
-    _exit(127);
+    exec.execute();
   }
   close(outPipe[1]);
   close(errPipe[1]);
@@ -141,21 +156,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::file
                            const std::map<std::string, std::string>& extraEnv)
     : logPath_(logPath) {
   if (argv.empty()) throw std::invalid_argument("ChildProcess: empty argv");
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    const auto eq = entry.find('=');
-    if (eq != std::string::npos && extraEnv.count(entry.substr(0, eq)) != 0) continue;
-    env.push_back(std::move(entry));
-  }
-  for (const auto& [k, v] : extraEnv) env.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = argv;
-  std::vector<char*> argp;
-  for (auto& a : args) argp.push_back(a.data());
-  argp.push_back(nullptr);
+  ExecArgs exec(argv, extraEnv);
   const int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (logFd < 0) throw std::runtime_error("cannot open " + logPath.string());
   pid_ = fork();
@@ -165,12 +166,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::file
     dup2(devnull, STDIN_FILENO);
     dup2(logFd, STDOUT_FILENO);
     dup2(logFd, STDERR_FILENO);
-    if (args[0].find('/') == std::string::npos) {
-      execvpe(argp[0], argp.data(), envp.data());
-    } else {
-      execve(argp[0], argp.data(), envp.data());
-    }
-    _exit(127);
+    exec.execute();
   }
   close(logFd);
 }
