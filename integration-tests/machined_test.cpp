@@ -231,6 +231,17 @@ TEST_CASE("a forbidden system call kills machined: no network socket, no ptrace,
   }
 }
 
+TEST_CASE("services do not outlive a machined that was killed", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const int ticker = node.service("ticker").pid();
+  const int sleeper = node.service("sleeper").pid();
+  node.process().signal(SIGKILL);
+  REQUIRE(node.process().wait(10s).has_value());
+  CHECK(eventually([&] { return kill(ticker, 0) != 0 && kill(sleeper, 0) != 0; }, 10s));
+}
+
 TEST_CASE("machined supervises the declared services and restarts a killed one", "[machined]") {
   TempDir gen;
   Node node(makeConfig(gen));

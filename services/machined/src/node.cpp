@@ -1,6 +1,7 @@
 #include "node.h"
 
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -148,6 +149,9 @@ Result<std::function<void()>> Node::serviceSandbox(const std::string& name, cons
       [[maybe_unused]] auto c = write(STDERR_FILENO, "\n", 1);
       _exit(126);
     }
+    // A service must not outlive a machined that died: a restarted machined starts it
+    // again. Set after the identity switch, which clears it.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(126);
   });
 }
 
