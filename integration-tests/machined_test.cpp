@@ -556,9 +556,12 @@ TEST_CASE("a configuration applied in try mode rolls back by itself unless confi
   REQUIRE(st.ok());
   CHECK(resp.messages(0).mode() == "try");
   CHECK(getConfig(*stub)["machine"]["network"]["hostname"] == "trial-host");
-  REQUIRE(eventually([&] { return !getConfig(*stub)["machine"].contains("network") ||
-                                  getConfig(*stub)["machine"]["network"].value("hostname", "") != "trial-host"; },
-                     15s));
+  REQUIRE(eventually(
+      [&] {
+        const auto machine = getConfig(*stub)["machine"];
+        return !machine.contains("network") || machine["network"].value("hostname", "") != "trial-host";
+      },
+      15s));
   CHECK(nlohmann::json::parse(readFile(node.root() / "etc/keel/config.json")) == config);
 
   // Confirmed in time, it stays.
