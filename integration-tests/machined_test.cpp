@@ -201,12 +201,36 @@ TEST_CASE("machined's API threads run under its seccomp profile with only the ca
   CHECK(statusField(status, "NoNewPrivs") == "1");
   CHECK(statusField(status, "Seccomp") == "2");
   if (geteuid() == 0) {
-    // CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_SYSLOG.
-    CHECK(statusField(status, "CapEff") == "000000040000000f");
-    CHECK(statusField(status, "CapBnd") == "000000040000000f");
+    // CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_KILL, CAP_SYSLOG.
+    CHECK(statusField(status, "CapEff") == "000000040000002f");
+    CHECK(statusField(status, "CapBnd") == "000000040000002f");
   } else {
     CHECK(statusField(status, "CapEff") == "0000000000000000");
   }
+}
+
+TEST_CASE("every thread of machined runs under its seccomp filter", "[machined][sandbox]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const std::filesystem::path tasks = "/proc/" + std::to_string(node.process().pid()) + "/task";
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    const auto status = readFile(task.path() / "status");
+    INFO(task.path().string() << " (" << statusField(status, "Name") << ")");
+    CHECK(statusField(status, "Seccomp") == "2");
+    ++threads;
+  }
+  // The supervisor, the API and the signal thread at least.
+  CHECK(threads > 2);
+}
+
+TEST_CASE("a service's parent is machined, which reaps it", "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const auto status = procStatus(node.service("sleeper").pid());
+  CHECK(statusField(status, "PPid") == std::to_string(node.process().pid()));
 }
 
 TEST_CASE("a forbidden system call kills machined: no network socket, no ptrace, no mount", "[machined][sandbox]") {

@@ -1,7 +1,9 @@
 // machined: owns the machine. Parses flags and runs a Node; see src/node.h.
 #include <linux/capability.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,9 +14,9 @@
 #include <climits>
 #include <cstdlib>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
+#include <memory>
+#include <string_view>
 #include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -24,6 +26,7 @@
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "src/node.h"
+#include "src/spawner.h"
 
 namespace keel::machined {
 extern const std::string_view kSeccompPolicy;
@@ -31,19 +34,49 @@ extern const std::string_view kSeccompPolicy;
 
 namespace {
 
-// machined's threads that serve the API run under its reviewed seccomp profile, with only
-// the capabilities the API needs when it runs as root. The supervisor's thread, started
-// before this, is left out: the services it forks get their own sandbox instead.
-keel::Status confineApiThreads() {
+// machined runs entirely under its reviewed seccomp profile (TSYNC: every thread), with
+// only the capabilities its work needs when it runs as root. Applied before any thread
+// exists, since capabilities are per thread. Services are forked by the spawner, which
+// stays outside; `keep` is the spawner's socket.
+keel::Status confineMachined(int keep) {
   auto policy = keel::sandbox::parsePolicy(keel::machined::kSeccompPolicy);
   if (!policy.ok()) return policy.status().withContext("machined's seccomp.policy");
   keel::sandbox::SandboxOptions options;
   options.policy = std::move(policy).value();
-  options.allThreads = false;
+  options.allThreads = true;
+  options.keepFds = {keep};
   // Reading root-owned logs and files under the allowed roots, wiping services' state on
-  // Reset, the kernel log for Dmesg, and handing the socket directory to apid's group.
-  options.keepCapabilities = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_SYSLOG};
+  // Reset, the kernel log for Dmesg, handing the socket directory to apid's group, and
+  // stopping services, which run under their own uids.
+  options.keepCapabilities = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_KILL, CAP_SYSLOG};
   return keel::sandbox::apply(options);
+}
+
+// The spawner outlives machined's re-exec for a reboot: its socket is passed down under
+// this name, and the new image adopts it instead of forking another spawner, which would
+// inherit the filter the new image runs under from the start.
+constexpr const char* kSpawnerFdEnv = "KEEL_SPAWNER_FD";
+
+// Before anything else in main: adopts the spawner of the image this one replaced, or
+// forks a new one while the process has a single thread and no filter.
+keel::Result<std::unique_ptr<keel::machined::Spawner>> startSpawner() {
+  if (const char* inherited = std::getenv(kSpawnerFdEnv)) {
+    const std::string fd = inherited;
+    unsetenv(kSpawnerFdEnv);
+    char* end = nullptr;
+    const long n = std::strtol(fd.c_str(), &end, 10);
+    if (fd.empty() || *end != '\0' || n < 3 || n > INT_MAX) {
+      return keel::invalidArgument(std::string(kSpawnerFdEnv) + ": expected a descriptor number above 2, found '" +
+                                   fd + "'");
+    }
+    return keel::machined::Spawner::adopt(static_cast<int>(n));
+  }
+  // Services are double-forked by the spawner and handed to machined this way, so that
+  // machined reaps them as it would its own children.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    return keel::internalError(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + std::strerror(errno));
+  }
+  return keel::machined::Spawner::start();
 }
 
 #ifdef KEEL_TEST_HOOKS
@@ -71,8 +104,18 @@ void forbiddenCallForTests() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Descriptors leaked by whoever started machined must not reach its services.
-  syscall(SYS_close_range, 3U, ~0U, 0U);
+  // Descriptors leaked by whoever started machined must not reach its services; the
+  // spawner's socket, when this image replaces one that had it, stays.
+  int inheritedSpawner = -1;
+  if (const char* fd = std::getenv(kSpawnerFdEnv)) inheritedSpawner = std::atoi(fd);
+  if (inheritedSpawner > 3) syscall(SYS_close_range, 3U, static_cast<unsigned>(inheritedSpawner) - 1, 0U);
+  syscall(SYS_close_range, inheritedSpawner >= 3 ? static_cast<unsigned>(inheritedSpawner) + 1 : 3U, ~0U, 0U);
+  auto spawnerOr = startSpawner();
+  if (!spawnerOr.ok()) {
+    std::fprintf(stderr, "machined: no spawner: %s\n", spawnerOr.status().toString().c_str());
+    return 1;
+  }
+  std::shared_ptr<keel::machined::Spawner> spawner = std::move(spawnerOr).value();
   // Files machined creates (logs, configs, keys) are its own unless made otherwise.
   umask(077);
   // Kept for the re-exec that a reboot outside PID 1 is.
@@ -148,25 +191,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  // A reboot outside PID 1 re-executes machined. The filter of the thread that calls
-  // execve stays on the new image, so the exec is done by a thread started before
-  // anything is confined.
-  static std::mutex execMu;
-  static std::condition_variable execCv;
-  static bool execRequested = false;
-  std::thread execThread([&originalArgs, &self] {
-    std::unique_lock lock(execMu);
-    execCv.wait(lock, [] { return execRequested; });
-    std::vector<char*> args;
-    for (auto& a : originalArgs) args.push_back(a.data());
-    args.push_back(nullptr);
-    execv(self, args.data());
-    spdlog::error("machined: re-exec of {} failed: {}", self, std::strerror(errno));
-    std::_Exit(1);
-  });
-  execThread.detach();
-
-  options.confine = confineApiThreads;
+  // Before any thread starts (the node's first one is the supervisor's).
+  if (const keel::Status confined = confineMachined(spawner->fd()); !confined.isOk()) {
+    spdlog::error("machined: cannot confine machined: {}", confined.toString());
+    return 1;
+  }
+  options.spawn = [spawner](const keel::supervisor::ServiceSpec& spec) { return spawner->spawn(spec); };
+  options.lookupAccount = [spawner](const std::string& user) { return spawner->lookupAccount(user); };
   keel::SystemClock clock;
   keel::machined::Node node(options, clock);
   const keel::Status started = node.start();
@@ -197,12 +228,27 @@ int main(int argc, char** argv) {
   signals.detach();
   spdlog::info("machined: re-executing for the reboot");
   spdlog::default_logger()->flush();
-  {
-    // Stop signals stay blocked across exec; the new image blocks them again anyway.
-    std::lock_guard lock(execMu);
-    execRequested = true;
+  // A reboot outside PID 1 re-executes machined from this thread, the one that forked the
+  // spawner (a child's death signal follows the thread that forked it). The new image runs
+  // under this image's filter from its first instruction, and adopts the spawner through
+  // the socket left open for it. Stop signals stay blocked across exec; the new image
+  // blocks them again anyway.
+  if (fcntl(spawner->fd(), F_SETFD, 0) != 0) {
+    spdlog::error("machined: cannot keep the spawner's socket across the re-exec: {}", std::strerror(errno));
+    std::_Exit(1);
   }
-  execCv.notify_one();
-  // The exec thread replaces the process; this thread only waits for that.
-  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).rfind(std::string(kSpawnerFdEnv) + "=", 0) != 0) env.emplace_back(*e);
+  }
+  env.push_back(std::string(kSpawnerFdEnv) + "=" + std::to_string(spawner->fd()));
+  std::vector<char*> args;
+  for (auto& a : originalArgs) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  execve(self, args.data(), envp.data());
+  spdlog::error("machined: re-exec of {} failed: {}", self, std::strerror(errno));
+  std::_Exit(1);
 }

@@ -83,13 +83,6 @@ Status Node::start() {
   factsOptions.sysRoot = options_.sysRoot;
   facts_ = std::make_unique<facts::SystemFacts>(factsOptions);
   KEEL_RETURN_IF_ERROR(startServices());
-  if (options_.confine) {
-    const Status confined = options_.confine();
-    if (!confined.isOk()) {
-      stopAll();
-      return confined.withContext("confining machined");
-    }
-  }
   const Status api = startApi();
   if (!api.isOk()) {
     stopAll();
@@ -101,18 +94,16 @@ Status Node::start() {
   return Status::ok();
 }
 
-namespace {
-
-// The account a service runs under when machined runs as root: its own user
-// (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
-// nobody.
-std::pair<uid_t, gid_t> serviceAccount(const std::string& name, bool builtin) {
+Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bool builtin) {
   const std::string user = builtin ? "keel-" + name : "keel-ext";
-  if (const passwd* pw = getpwnam(user.c_str())) return {pw->pw_uid, pw->pw_gid};
-  return {65534, 65534};
+  std::optional<std::pair<uid_t, gid_t>> found;
+  if (options_.lookupAccount) {
+    KEEL_ASSIGN_OR_RETURN(found, options_.lookupAccount(user));
+  } else if (const passwd* pw = getpwnam(user.c_str())) {
+    found = std::make_pair(pw->pw_uid, pw->pw_gid);
+  }
+  return found.value_or(std::make_pair(uid_t{65534}, gid_t{65534}));
 }
-
-}  // namespace
 
 Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const fs::path& stateDir,
                                                    const fs::path& configFile) {
@@ -126,7 +117,7 @@ Result<std::function<void()>> Node::serviceSandbox(const std::string& name, cons
   gid_t gid = 0;
   if (root) {
     const bool builtin = name == "apid" || name == "trustd";
-    std::tie(uid, gid) = serviceAccount(name, builtin);
+    KEEL_ASSIGN_OR_RETURN(std::tie(uid, gid), serviceAccount(name, builtin));
     options.uid = uid;
     options.gid = gid;
   }
@@ -185,7 +176,8 @@ Status Node::startServices() {
   const auto cfg = config_->current();
   // Looked up now: name lookups may talk to other daemons, which the API threads, once
   // confined, may not.
-  apidGid_ = serviceAccount("apid", true).second;
+  KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+  apidGid_ = apidAccount.second;
   std::vector<supervisor::ServiceSpec> specs;
   auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
                      bool mayCallMachined) -> Status {
@@ -200,7 +192,19 @@ Status Node::startServices() {
     spec.stopGracePeriod = options_.serviceStopGrace;
     spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                 "KEEL_NODE_ADDRESS=" + options_.address};
-    KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, spec.stateDir, spec.configFile));
+    if (options_.spawn) {
+      // The spawner confines the service from this description (see spawner.h).
+      spec.sandbox.confine = true;
+      if (geteuid() == 0) {
+        const bool builtin = name == "apid" || name == "trustd";
+        KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
+        spec.sandbox.uid = account.first;
+        spec.sandbox.gid = account.second;
+        spec.sandbox.chownPaths = {spec.stateDir, spec.configFile};
+      }
+    } else {
+      KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, spec.stateDir, spec.configFile));
+    }
     // Each service's own config file: what it needs to know, nothing of the node's secrets.
     KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
     nlohmann::json own = {{"name", name},
@@ -238,6 +242,10 @@ Status Node::startServices() {
   }
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
+  sopts.spawn = options_.spawn;
+  // Services started by a spawner are reparented to machined, a child subreaper, which
+  // then also inherits their orphans; every child of machined is the supervisor's.
+  sopts.reapOrphans = static_cast<bool>(options_.spawn);
   auto sup = supervisor::Supervisor::create(sopts, std::move(specs), clock_);
   if (!sup.ok()) return sup.status().withContext("machine config services");
   supervisor_ = std::move(*sup);

@@ -19,6 +19,7 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/supervisor/subscription.h"
+#include "keel/supervisor/supervisor.h"
 #include "machine_service.h"
 #include "paths.h"
 
@@ -47,9 +48,14 @@ struct NodeOptions {
   // Services started by machined: shorter timings make tests fast.
   std::chrono::milliseconds serviceSettleTime{1000};
   std::chrono::milliseconds serviceStopGrace{10'000};
-  // Confines the calling thread and every thread it starts later. Called once the services'
-  // supervisor runs (its thread stays outside) and before the API starts. Empty: none.
-  std::function<Status()> confine;
+  // Starts a service process outside this process (machined's spawner), confined as
+  // ServiceSpec::sandbox says; the process must be a child of this one (see
+  // SupervisorOptions::spawn). Empty: the supervisor forks in-process and each service is
+  // confined by a pre-exec hook.
+  std::function<Result<supervisor::detail::SpawnedProcess>(const supervisor::ServiceSpec&)> spawn;
+  // The uid and gid of an account, nullopt when there is none. Empty: getpwnam in this
+  // process (name lookups may need calls a confined machined may not make).
+  std::function<Result<std::optional<std::pair<uid_t, gid_t>>>(const std::string&)> lookupAccount;
 };
 
 class Node {
@@ -77,6 +83,10 @@ class Node {
  private:
   Status prepareDirectories();
   Status startServices();
+  // The account service `name` runs under when machined runs as root: its own user
+  // (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
+  // nobody.
+  Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
   // The pre-exec hook that confines service `name` (see node.cpp).
   Result<std::function<void()>> serviceSandbox(const std::string& name, const std::filesystem::path& stateDir,
                                                const std::filesystem::path& configFile);

@@ -457,7 +457,8 @@ struct Supervisor::Impl {
       fail(s, "cannot start: " + st.message());
       return;
     }
-    auto spawned = detail::spawnProcess({s.spec.argv, s.spec.env, s.spec.stateDir, s.spec.preExec});
+    auto spawned = options_.spawn ? options_.spawn(s.spec)
+                                  : detail::spawnProcess({s.spec.argv, s.spec.env, s.spec.stateDir, s.spec.preExec});
     if (!spawned.ok()) {
       // pipe/fork failures are resource shortages that may pass: treat them as a crash.
       scheduleRestart(s, "could not start: " + spawned.status().message());
@@ -593,6 +594,27 @@ struct Supervisor::Impl {
         if (r == pid) status = raw;
       }
       onExit(s, pid, status);
+    }
+    if (options_.reapOrphans) reapOrphans();
+  }
+
+  // A child subreaper inherits the orphans of its services (helpers whose parent died);
+  // their zombies would pile up. Services still running are never touched: the first
+  // zombie that is a service ends the loop, and the next SIGCHLD handles it.
+  void reapOrphans() {
+    for (;;) {
+      siginfo_t info{};
+      if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      if (info.si_pid == 0) return;
+      const pid_t pid = info.si_pid;
+      for (const auto& s : services_) {
+        if (s->pid == pid) return;
+      }
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
     }
   }
 

@@ -35,8 +35,8 @@ struct SandboxOptions {
   bool capabilitiesSurviveExec = false;
   // True: the filter covers every thread of the process (TSYNC). False: only the calling
   // thread and the threads and children it creates later, for a daemon that keeps one
-  // thread outside its own filter on purpose (machined's supervisor thread forks services,
-  // which inherit the forking thread's filter and must get their own instead). Identity
+  // thread outside its own filter on purpose (a thread that forks children, which inherit
+  // the forking thread's filter and must get their own instead). Identity
   // and capabilities are per thread in either case. False also skips closing inherited
   // descriptors (the other threads own descriptors by then): close them first in main.
   bool allThreads = true;

@@ -18,6 +18,7 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/supervisor/log_store.h"
+#include "keel/supervisor/spawn.h"
 #include "keel/supervisor/subscription.h"
 
 namespace keel::supervisor {
@@ -58,6 +59,19 @@ struct RestartPolicy {
   std::chrono::milliseconds window{60'000};
 };
 
+// How a service is confined, as plain data for a spawner in another process (a closure
+// cannot cross a process boundary). The supervisor itself does not read it; the default
+// in-process spawn uses ServiceSpec::preExec instead.
+struct ServiceSandbox {
+  bool confine = false;  // extension seccomp profile, no capabilities, no_new_privs
+  // Identity to take when the spawner runs as root; both or neither.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  // Given to uid/gid before the identity switch (root only): the service's state directory
+  // and config file.
+  std::vector<std::filesystem::path> chownPaths;
+};
+
 struct ServiceSpec {
   std::string id;                  // [a-z0-9][a-z0-9._-]*, at most 63 bytes; not "machined"
   std::vector<std::string> argv;   // argv[0] is an absolute path: no PATH search
@@ -79,6 +93,8 @@ struct ServiceSpec {
   // calls, no locks, no heavy allocation, no logging. It may _exit(); an exception fails
   // the start. The supervisor's io thread waits for it, so it must be quick.
   std::function<void()> preExec;
+  // The same confinement as data, for SupervisorOptions::spawn implementations.
+  ServiceSandbox sandbox;
 };
 
 struct ServiceStatus {
@@ -97,6 +113,14 @@ struct SupervisorOptions {
   LogOptions logs;
   size_t maxEvents = 1000;             // events kept in total
   size_t recentEventsPerService = 20;  // events kept in each ServiceStatus
+  // Starts one process of a service (argv, env, stateDir as working directory, and its
+  // confinement) with the contract of detail::spawnProcess; the returned pid must be a
+  // child of this process, since the supervisor reaps it with waitpid. Called on the io
+  // thread. Empty: detail::spawnProcess in this process, with ServiceSpec::preExec.
+  std::function<Result<detail::SpawnedProcess>(const ServiceSpec&)> spawn;
+  // Also reaps children that are not services (orphans handed to a child subreaper):
+  // only for a process whose children all belong to the supervisor.
+  bool reapOrphans = false;
 };
 
 // Threading: the supervisor owns one io thread that runs every process, pipe, signal

@@ -1,0 +1,66 @@
+// Starting one service process: the result type every way of spawning returns (the
+// supervisor's own fork/exec, or a helper process such as machined's spawner) and the
+// in-process fork/exec itself, whose child follows the async-signal-safe rules.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "keel/common/status.h"
+
+namespace keel::supervisor::detail {
+
+// Owns one file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset();
+
+ private:
+  int fd_ = -1;
+};
+
+struct SpawnRequest {
+  std::vector<std::string> argv;  // argv[0] is the absolute path executed
+  std::vector<std::string> env;   // the child's whole environment
+  std::filesystem::path workingDir;
+  std::function<void()> preExec;  // may be empty
+};
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  UniqueFd stdoutFd;  // read ends, O_CLOEXEC
+  UniqueFd stderrFd;
+  // Set when the child failed before or at exec ("exec /x: No such file or directory");
+  // it has then exited with code 127 and still has to be reaped.
+  std::string setupError;
+};
+
+// Starts the process: stdin from /dev/null, stdout and stderr to fresh pipes, its own
+// process group (pgid == pid), signal dispositions and mask reset, every other fd
+// closed, cwd = workingDir, then preExec, then execve. Blocks until the child has exec'd
+// or failed, which a CLOEXEC pipe reports. An error means nothing was started (pipe or
+// fork failed). Thread-safe.
+Result<SpawnedProcess> spawnProcess(const SpawnRequest& request);
+
+}  // namespace keel::supervisor::detail
