@@ -389,10 +389,12 @@ class SpawnerProcess {
     }
     // machined may be the one compromised: the spawner, outside its filter, never starts
     // an unconfined process or one with root's uid, whatever the request says.
-    if (confine == 0 || (hasIdentity != 0 && (uid == 0 || gid == 0))) {
+    // Running as root, a request without an identity would leave the service root too.
+    const bool rootWithoutIdentity = ::geteuid() == 0 && hasIdentity == 0;
+    if (confine == 0 || rootWithoutIdentity || (hasIdentity != 0 && (uid == 0 || gid == 0))) {
+      const std::string found = confine == 0 ? "no confinement" : rootWithoutIdentity ? "no account" : "uid/gid 0";
       reply(statusReply(w, permissionDenied("spawner: expected a confined service under a non-root account, "
-                                            "found a request for " +
-                                            std::string(confine == 0 ? "no confinement" : "uid/gid 0")))
+                                            "found a request for " + found))
                 .take(),
             nullptr, 0);
       return;
