@@ -24,12 +24,15 @@
 
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
+#include "spawner_protocol.h"
 
 namespace keel::machined {
 namespace {
 
 using supervisor::detail::SpawnedProcess;
 using supervisor::detail::UniqueFd;
+using detail::Reader;
+using detail::Writer;
 
 // Arguments, environment and paths of one service fit well within this; a larger request
 // is refused rather than truncated.
@@ -40,76 +43,6 @@ enum class RequestType : std::uint8_t { kSpawn = 1, kLookupAccount = 2 };
 std::string errnoText(int error) {
   return std::error_code(error, std::generic_category()).message();
 }
-
-// ---- wire format: little helpers over a byte string, bounds-checked on read ----
-
-class Writer {
- public:
-  Writer& u8(std::uint8_t v) {
-    out_.push_back(static_cast<char>(v));
-    return *this;
-  }
-  Writer& u32(std::uint32_t v) {
-    out_.append(reinterpret_cast<const char*>(&v), sizeof v);
-    return *this;
-  }
-  Writer& str(std::string_view s) {
-    u32(static_cast<std::uint32_t>(s.size()));
-    out_.append(s);
-    return *this;
-  }
-  Writer& strings(const std::vector<std::string>& v) {
-    u32(static_cast<std::uint32_t>(v.size()));
-    for (const auto& s : v) str(s);
-    return *this;
-  }
-  std::string take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool u8(std::uint8_t& v) {
-    if (in_.size() < 1) return fail();
-    v = static_cast<std::uint8_t>(in_[0]);
-    in_.remove_prefix(1);
-    return true;
-  }
-  bool u32(std::uint32_t& v) {
-    if (in_.size() < sizeof v) return fail();
-    std::memcpy(&v, in_.data(), sizeof v);
-    in_.remove_prefix(sizeof v);
-    return true;
-  }
-  bool str(std::string& s) {
-    std::uint32_t n = 0;
-    if (!u32(n) || in_.size() < n) return fail();
-    s.assign(in_.data(), n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  bool strings(std::vector<std::string>& v) {
-    std::uint32_t n = 0;
-    if (!u32(n) || n > in_.size()) return fail();
-    v.resize(n);
-    for (auto& s : v) {
-      if (!str(s)) return false;
-    }
-    return true;
-  }
-  bool done() const { return ok_ && in_.empty(); }
-
- private:
-  bool fail() {
-    ok_ = false;
-    return false;
-  }
-  std::string_view in_;
-  bool ok_ = true;
-};
 
 Writer& statusReply(Writer& w, const Status& st) {
   return w.u8(static_cast<std::uint8_t>(st.code())).str(st.message());
@@ -370,23 +303,20 @@ class SpawnerProcess {
             0);
       return;
     }
-    SpawnJob job;
-    std::uint8_t confine = 0;
-    std::uint8_t hasIdentity = 0;
-    std::uint32_t uid = 0;
-    std::uint32_t gid = 0;
-    in.strings(job.argv);
-    in.strings(job.env);
-    in.str(job.cwd);
-    in.u8(confine);
-    in.u8(hasIdentity);
-    in.u32(uid);
-    in.u32(gid);
-    in.strings(job.chownPaths);
-    if (!in.done()) {
+    auto fields = detail::decodeSpawnRequest(std::string_view(request).substr(1));
+    if (!fields) {
       reply(statusReply(w, invalidArgument("spawner: malformed spawn request")).take(), nullptr, 0);
       return;
     }
+    SpawnJob job;
+    job.argv = std::move(fields->argv);
+    job.env = std::move(fields->env);
+    job.cwd = std::move(fields->cwd);
+    job.chownPaths = std::move(fields->chownPaths);
+    const std::uint8_t confine = fields->confine ? 1 : 0;
+    const std::uint8_t hasIdentity = fields->hasIdentity ? 1 : 0;
+    const std::uint32_t uid = fields->uid;
+    const std::uint32_t gid = fields->gid;
     // machined may be the one compromised: the spawner, outside its filter, never starts
     // an unconfined process or one with root's uid, whatever the request says.
     // Running as root, a request without an identity would leave the service root too.
