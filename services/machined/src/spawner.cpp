@@ -31,6 +31,7 @@ namespace {
 
 using supervisor::detail::SpawnedProcess;
 using supervisor::detail::UniqueFd;
+using supervisor::detail::makePipe;
 using detail::Reader;
 using detail::Writer;
 
@@ -137,27 +138,6 @@ std::string describeReport(const ChildReport& r, const std::vector<std::string>&
     case ChildStep::kExec: return fmt::format("exec {}: {}", argv.empty() ? "" : argv[0], err);
   }
   return "child setup: " + err;
-}
-
-// Pipes whose ends are all above fd 2, so the child's dup2 onto 0-2 never clobbers one.
-Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return internalError("pipe2: " + errnoText(errno));
-  for (int& fd : fds) {
-    if (fd <= STDERR_FILENO) {
-      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-      const int error = errno;
-      ::close(fd);
-      if (moved < 0) {
-        ::close(fds[0] == fd ? fds[1] : fds[0]);
-        return internalError("fcntl(F_DUPFD_CLOEXEC): " + errnoText(error));
-      }
-      fd = moved;
-    }
-  }
-  readEnd = UniqueFd(fds[0]);
-  writeEnd = UniqueFd(fds[1]);
-  return Status::ok();
 }
 
 [[noreturn]] void childReport(int statusFd, ChildStep step, int error, int detail = 0) {

@@ -46,26 +46,6 @@ std::string errnoText(int error) {
   return std::error_code(error, std::generic_category()).message();
 }
 
-// Pipes whose ends are all above fd 2, so the child's dup2 onto 0-2 never clobbers one.
-Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return internalError("pipe2: " + errnoText(errno));
-  for (int& fd : fds) {
-    if (fd <= STDERR_FILENO) {
-      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-      const int error = errno;
-      ::close(fd);
-      if (moved < 0) {
-        ::close(fds[0] == fd ? fds[1] : fds[0]);
-        return internalError("fcntl(F_DUPFD_CLOEXEC): " + errnoText(error));
-      }
-      fd = moved;
-    }
-  }
-  readEnd = UniqueFd(fds[0]);
-  writeEnd = UniqueFd(fds[1]);
-  return Status::ok();
-}
 
 // Runs in the child between fork and exec: async-signal-safe calls only, no allocation.
 [[noreturn]] void childReport(int statusFd, ChildStep step, int error) {
@@ -121,6 +101,26 @@ Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd) {
 }
 
 }  // namespace
+
+Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return internalError("pipe2: " + errnoText(errno));
+  for (int& fd : fds) {
+    if (fd <= STDERR_FILENO) {
+      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+      const int error = errno;
+      ::close(fd);
+      if (moved < 0) {
+        ::close(fds[0] == fd ? fds[1] : fds[0]);
+        return internalError("fcntl(F_DUPFD_CLOEXEC): " + errnoText(error));
+      }
+      fd = moved;
+    }
+  }
+  readEnd = UniqueFd(fds[0]);
+  writeEnd = UniqueFd(fds[1]);
+  return Status::ok();
+}
 
 Result<SpawnedProcess> spawnProcess(const SpawnRequest& request) {
   if (request.argv.empty()) return invalidArgument("spawn: expected a non-empty argv, found none");

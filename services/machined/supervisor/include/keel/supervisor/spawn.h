@@ -63,4 +63,8 @@ struct SpawnedProcess {
 // fork failed). Thread-safe.
 Result<SpawnedProcess> spawnProcess(const SpawnRequest& request);
 
+// A CLOEXEC pipe whose ends are both above fd 2, so a child's dup2 onto 0-2 never
+// clobbers one. Errors: INTERNAL with the failing call.
+Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd);
+
 }  // namespace keel::supervisor::detail
