@@ -4,6 +4,7 @@
 #include <google/protobuf/descriptor.pb.h>
 
 #include <functional>
+#include <memory>
 #include <set>
 
 #include "keel/common/v1/common.pb.h"
@@ -63,22 +64,22 @@ Result<RuleTable> rulesFromPool(const pb::DescriptorPool& pool, const std::vecto
   return table;
 }
 
-Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized) {
+Result<std::unique_ptr<pb::DescriptorPool>> poolFromDescriptorSet(std::string_view serialized) {
   pb::FileDescriptorSet set;
   if (!set.ParseFromArray(serialized.data(), static_cast<int>(serialized.size()))) {
     return invalidArgument("not a serialized FileDescriptorSet");
   }
-  pb::DescriptorPool pool;
+  auto pool = std::make_unique<pb::DescriptorPool>();
   // Imports the set omits but this binary knows (descriptor.proto, Keel's common.proto)
   // are taken from the generated pool, so a set built without --include_imports loads.
   std::set<std::string> inSet;
   for (const auto& file : set.file()) inSet.insert(file.name());
   std::function<void(const pb::FileDescriptor*)> addKnown = [&](const pb::FileDescriptor* fd) {
-    if (inSet.count(fd->name()) != 0 || pool.FindFileByName(fd->name()) != nullptr) return;
+    if (inSet.count(fd->name()) != 0 || pool->FindFileByName(fd->name()) != nullptr) return;
     for (int i = 0; i < fd->dependency_count(); ++i) addKnown(fd->dependency(i));
     pb::FileDescriptorProto proto;
     fd->CopyTo(&proto);
-    pool.BuildFile(proto);
+    pool->BuildFile(proto);
   };
   for (const auto& file : set.file()) {
     for (const auto& dep : file.dependency()) {
@@ -86,17 +87,25 @@ Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized) {
       if (const auto* known = pb::DescriptorPool::generated_pool()->FindFileByName(dep)) addKnown(known);
     }
   }
-  RuleTable table;
-  std::vector<const pb::FileDescriptor*> files;
   for (const auto& file : set.file()) {
-    const auto* fd = pool.BuildFile(file);
-    if (fd == nullptr) {
+    if (pool->BuildFile(file) == nullptr) {
       return invalidArgument("descriptor set file " + file.name() +
                              " does not build (missing imports? use protoc --include_imports)");
     }
-    files.push_back(fd);
   }
-  for (const auto* fd : files) {
+  return pool;
+}
+
+Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized) {
+  pb::FileDescriptorSet set;
+  if (!set.ParseFromArray(serialized.data(), static_cast<int>(serialized.size()))) {
+    return invalidArgument("not a serialized FileDescriptorSet");
+  }
+  KEEL_ASSIGN_OR_RETURN(const auto pool, poolFromDescriptorSet(serialized));
+  RuleTable table;
+  for (const auto& file : set.file()) {
+    const auto* fd = pool->FindFileByName(file.name());
+    KEEL_RELEASE_ASSERT(fd != nullptr, "a file just built is missing from its pool");
     for (int i = 0; i < fd->service_count(); ++i) {
       KEEL_ASSIGN_OR_RETURN(auto rules, rulesFromService(*fd->service(i)));
       KEEL_RETURN_IF_ERROR(table.merge(rules));

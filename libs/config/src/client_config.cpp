@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "json_fields.h"
+#include "keel/config/json_fields.h"
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
 

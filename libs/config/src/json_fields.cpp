@@ -1,4 +1,4 @@
-#include "json_fields.h"
+#include "keel/config/json_fields.h"
 
 #include <fmt/format.h>
 
@@ -91,6 +91,12 @@ Result<int64_t> ObjectReader::requiredInteger(std::string_view key) {
   if (v == nullptr) return fieldError(pathOf(key), "missing (required integer)");
   if (!v->is_number_integer()) return fieldError(pathOf(key), fmt::format("expected an integer, found {}", typeOf(*v)));
   return v->get<int64_t>();
+}
+
+Result<std::optional<int64_t>> ObjectReader::optionalInteger(std::string_view key) {
+  if (!has(key)) return std::optional<int64_t>();
+  KEEL_ASSIGN_OR_RETURN(const int64_t v, requiredInteger(key));
+  return std::optional<int64_t>(v);
 }
 
 Result<std::vector<std::string>> ObjectReader::stringArray(std::string_view key) {

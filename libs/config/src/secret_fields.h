@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "json_fields.h"
+#include "keel/config/json_fields.h"
 #include "keel/common/status.h"
 #include "keel/pki/pki.h"
 

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "json_fields.h"
+#include "keel/config/json_fields.h"
 #include "keel/config/base64.h"
 #include "secret_fields.h"
 

@@ -2,6 +2,7 @@
 // authorization library that knows about protobuf.
 #pragma once
 
+#include <memory>
 #include <string_view>
 
 #include "keel/authz/authz.h"
@@ -25,6 +26,10 @@ Result<RuleTable> rulesFromPool(const google::protobuf::DescriptorPool& pool,
 // Rules of every service of a serialized FileDescriptorSet (`protoc --include_imports
 // --descriptor_set_out`), the form an extension backend ships its rules in.
 Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized);
+
+// The pool of every file of a serialized FileDescriptorSet (imports it omits but this
+// binary knows are taken from the generated pool). Errors: INVALID_ARGUMENT.
+Result<std::unique_ptr<google::protobuf::DescriptorPool>> poolFromDescriptorSet(std::string_view serialized);
 
 // Keel's own built-in services (machine, …), from the linked generated code.
 std::vector<const google::protobuf::ServiceDescriptor*> builtinServices();

@@ -34,6 +34,7 @@ class ObjectReader {
   Result<std::string> requiredString(std::string_view key);
   Result<std::optional<std::string>> optionalString(std::string_view key);
   Result<int64_t> requiredInteger(std::string_view key);
+  Result<std::optional<int64_t>> optionalInteger(std::string_view key);
   // A missing array reads as empty.
   Result<std::vector<std::string>> stringArray(std::string_view key);
   // A missing array reads as empty; each element must be an object.
@@ -43,6 +44,9 @@ class ObjectReader {
   // Every key of the object, marking them all read (for maps with free-form keys).
   std::vector<std::string> allKeys();
   const nlohmann::json& raw() const { return *value_; }
+  // The raw value of `key` (null when absent), marked read: for types the helpers above
+  // do not cover.
+  const nlohmann::json* field(std::string_view key) { return find(key); }
 
   // Refuses a field that is present: `why` says why it is not allowed here.
   Status refuse(std::string_view key, std::string_view why) const;

@@ -1,0 +1,158 @@
+#include "apid.h"
+
+#include <unistd.h>
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include "keel/pki/pki.h"
+
+namespace keel::apid {
+
+namespace {
+
+constexpr auto kBackendsPoll = std::chrono::seconds(2);
+
+// The handshake already verified the chain and the validity window; this refuses a
+// certificate that chains correctly but may not act as a client (a server certificate,
+// a CA), so such a peer never reaches a handler.
+class ClientUsageVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)> /*callback*/, grpc::Status* syncStatus) override {
+    const auto pem = request->peer_cert();
+    auto cert = pki::Certificate::fromPem(std::string_view(pem.data(), pem.size()));
+    if (!cert.ok()) {
+      *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unreadable client certificate");
+      return true;
+    }
+    const auto ekus = cert->extendedKeyUsages();
+    if (std::find(ekus.begin(), ekus.end(), pki::ExtendedKeyUsage::kClientAuth) == ekus.end() || cert->isCa()) {
+      spdlog::warn("apid: refused a TLS client presenting '{}': not a client certificate (no clientAuth usage)",
+                   cert->subject().commonName);
+      *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "not a client certificate");
+      return true;
+    }
+    *syncStatus = grpc::Status::OK;
+    return true;
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest* /*request*/) override {}
+};
+
+Status readable(const std::filesystem::path& p, std::string_view what) {
+  if (access(p.c_str(), R_OK) != 0) {
+    return failedPrecondition(fmt::format("apid's {} {} cannot be read: {}", what, p.string(), std::strerror(errno)));
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock& clock) {
+  KEEL_RETURN_IF_ERROR(readable(config.tls.key, "serving key"));
+  KEEL_RETURN_IF_ERROR(readable(config.tls.cert, "serving certificate"));
+  KEEL_RETURN_IF_ERROR(readable(config.acceptedCas, "accepted CA bundle"));
+  if (config.impersonator) {
+    KEEL_RETURN_IF_ERROR(readable(config.impersonator->key, "impersonator key"));
+    KEEL_RETURN_IF_ERROR(readable(config.impersonator->cert, "impersonator certificate"));
+  }
+  std::unique_ptr<Apid> apid(new Apid(config, clock));
+  KEEL_ASSIGN_OR_RETURN(apid->audit_, AuditLog::open(config.stateDir, config.audit.maxFileBytes, config.audit.maxFiles,
+                                                     /*toStdout=*/true, clock));
+  apid->routes_ = Routes::load(config.backendsDir);
+  for (const auto& p : apid->routes_->problems()) spdlog::error("apid: backend manifest skipped: {}", p.status.message());
+  apid->backends_ = std::make_unique<BackendChannels>(config.limits.maxMessageBytes);
+  if (config.impersonator) {
+    apid->peers_ = std::make_unique<PeerChannels>(*config.impersonator, config.acceptedCas, config.peerPort,
+                                                  config.limits.maxMessageBytes, config.certRefresh);
+  }
+  GatewayOptions gopts;
+  gopts.selfNames = {config.nodeAddress};
+  if (config.hostname && *config.hostname != config.nodeAddress) gopts.selfNames.push_back(*config.hostname);
+  gopts.forwardTimeout = config.forwardTimeout;
+  GatewayDeps deps;
+  Apid* self = apid.get();
+  deps.routes = [self] { return self->routes(); };
+  deps.backends = apid->backends_.get();
+  deps.peers = apid->peers_.get();
+  deps.audit = apid->audit_.get();
+  deps.identities = &apid->identities_;
+  deps.clock = &clock;
+  apid->gateway_ = std::make_unique<Gateway>(gopts, deps);
+
+  // Certificates are re-read from their files while apid runs: a renewed serving
+  // certificate or a changed CA bundle applies to new handshakes; open ones stay.
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      config.tls.key.string(), config.tls.cert.string(), config.acceptedCas.string(),
+      static_cast<unsigned int>(config.certRefresh.count()));
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.set_certificate_verifier(grpc::experimental::ExternalCertificateVerifier::Create<ClientUsageVerifier>());
+
+  const auto& l = config.limits;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::experimental::TlsServerCredentials(tls), &apid->port_);
+  builder.RegisterCallbackGenericService(apid->gateway_.get());
+  builder.SetMaxReceiveMessageSize(l.maxMessageBytes);
+  builder.SetMaxSendMessageSize(l.maxMessageBytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, l.maxConcurrentStreams);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(l.handshakeTimeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(l.idleTimeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(l.keepaliveTime.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(l.keepaliveTimeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(l.minPingInterval.count()));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  apid->server_ = builder.BuildAndStart();
+  if (!apid->server_ || apid->port_ == 0) {
+    return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
+  }
+  apid->watcher_ = std::thread([self] { self->watchBackends(); });
+  spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
+               apid->port_, apid->routes_->backends().size(), apid->peers_ ? "enabled" : "disabled");
+  return apid;
+}
+
+std::shared_ptr<const Routes> Apid::routes() const {
+  std::lock_guard lock(mu_);
+  return routes_;
+}
+
+void Apid::watchBackends() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    stopCv_.wait_for(lock, kBackendsPoll);
+    if (stopping_) break;
+    const std::string fp = Routes::fingerprintDir(config_.backendsDir);
+    if (fp == routes_->fingerprint()) continue;
+    lock.unlock();
+    auto fresh = Routes::load(config_.backendsDir);
+    for (const auto& p : fresh->problems()) spdlog::error("apid: backend manifest skipped: {}", p.status.message());
+    spdlog::info("apid: backend manifests changed; {} backend(s) now", fresh->backends().size());
+    lock.lock();
+    routes_ = std::move(fresh);
+  }
+}
+
+void Apid::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  stopCv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
+  if (audit_) audit_->flush();
+}
+
+Apid::~Apid() { shutdown(std::chrono::milliseconds(0)); }
+
+}  // namespace keel::apid

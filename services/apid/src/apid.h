@@ -1,0 +1,57 @@
+// apid assembled: the mTLS listener with its limits and hot-reloaded certificates, the
+// gateway, the audit log, and a routing table that follows the backends directory.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <grpcpp/server.h>
+
+#include "apid_config.h"
+#include "audit.h"
+#include "call_policy.h"
+#include "channels.h"
+#include "gateway.h"
+#include "keel/common/clock.h"
+#include "routes.h"
+
+namespace keel::apid {
+
+class Apid {
+ public:
+  // Starts listening. Errors: FAILED_PRECONDITION naming a missing or unreadable
+  // certificate file, UNAVAILABLE when the address cannot be bound.
+  static Result<std::unique_ptr<Apid>> start(const ApidConfig& config, const Clock& clock);
+  ~Apid();
+
+  // The port actually bound (the configured one, or the one picked for port 0).
+  int port() const { return port_; }
+  // Stops accepting calls; open calls get `grace` to finish. Idempotent.
+  void shutdown(std::chrono::milliseconds grace);
+
+  std::shared_ptr<const Routes> routes() const;
+
+ private:
+  explicit Apid(const ApidConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
+  void watchBackends();
+
+  ApidConfig config_;
+  const Clock& clock_;
+  std::unique_ptr<AuditLog> audit_;
+  IdentityCache identities_;
+  std::unique_ptr<BackendChannels> backends_;
+  std::unique_ptr<PeerChannels> peers_;
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const Routes> routes_;
+  std::condition_variable stopCv_;
+  bool stopping_ = false;
+  std::thread watcher_;
+};
+
+}  // namespace keel::apid

@@ -1,0 +1,136 @@
+#include "apid_config.h"
+
+#include <fmt/format.h>
+
+#include "keel/config/endpoint.h"
+#include "keel/config/file_io.h"
+#include "keel/config/json_fields.h"
+
+namespace keel::apid {
+
+namespace {
+
+using config::detail::fieldError;
+using config::detail::ObjectReader;
+
+Result<std::filesystem::path> absolutePath(ObjectReader& r, std::string_view key) {
+  auto v = r.requiredString(key);
+  if (!v.ok()) return v.status();
+  if (v->empty() || v->front() != '/') return fieldError(r.pathOf(key), "expected an absolute path, found '" + *v + "'");
+  return std::filesystem::path(*v);
+}
+
+Result<KeyPairFiles> readPair(ObjectReader& r) {
+  KeyPairFiles files;
+  KEEL_ASSIGN_OR_RETURN(files.key, absolutePath(r, "key"));
+  KEEL_ASSIGN_OR_RETURN(files.cert, absolutePath(r, "cert"));
+  KEEL_RETURN_IF_ERROR(r.finish());
+  return files;
+}
+
+// A positive integer no larger than `max`, or `fallback` when absent.
+Result<int64_t> boundedInteger(ObjectReader& r, std::string_view key, int64_t fallback, int64_t min, int64_t max) {
+  KEEL_ASSIGN_OR_RETURN(const auto v, r.optionalInteger(key));
+  if (!v) return fallback;
+  if (*v < min || *v > max) return fieldError(r.pathOf(key), fmt::format("expected {}..{}, found {}", min, max, *v));
+  return *v;
+}
+
+Result<std::chrono::milliseconds> millis(ObjectReader& r, std::string_view key, std::chrono::milliseconds fallback) {
+  KEEL_ASSIGN_OR_RETURN(const int64_t v, boundedInteger(r, key, fallback.count(), 1, 24LL * 3600 * 1000));
+  return std::chrono::milliseconds(v);
+}
+
+}  // namespace
+
+Result<int> listenPort(std::string_view listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string_view::npos) return invalidArgument("expected host:port, found '" + std::string(listen) + "'");
+  int port = 0;
+  for (const char c : listen.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return invalidArgument("bad port in '" + std::string(listen) + "'");
+    port = port * 10 + (c - '0');
+  }
+  if (colon + 1 == listen.size() || port > 65535) return invalidArgument("bad port in '" + std::string(listen) + "'");
+  return port;
+}
+
+Result<ApidConfig> parseApidConfig(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
+  ApidConfig c;
+  // Fields machined writes for every service; apid does not use them all.
+  KEEL_ASSIGN_OR_RETURN(const auto name, r.optionalString("name"));
+  (void)name;
+  KEEL_ASSIGN_OR_RETURN(const auto socket, r.optionalString("socket"));
+  (void)socket;
+  KEEL_ASSIGN_OR_RETURN(const auto machinedSocket, r.optionalString("machinedSocket"));
+  (void)machinedSocket;
+
+  KEEL_ASSIGN_OR_RETURN(c.nodeAddress, r.requiredString("nodeAddress"));
+  if (!config::parseNodeName(c.nodeAddress).ok()) {
+    return fieldError("nodeAddress", "expected an address or host name, found '" + c.nodeAddress + "'");
+  }
+  KEEL_ASSIGN_OR_RETURN(c.hostname, r.optionalString("hostname"));
+  KEEL_ASSIGN_OR_RETURN(c.stateDir, absolutePath(r, "stateDir"));
+  KEEL_ASSIGN_OR_RETURN(c.listen, r.requiredString("listen"));
+  const auto port = listenPort(c.listen);
+  if (!port.ok()) return fieldError("listen", port.status().message());
+  KEEL_ASSIGN_OR_RETURN(c.backendsDir, absolutePath(r, "backendsDir"));
+  {
+    KEEL_ASSIGN_OR_RETURN(auto tls, r.requiredObject("tls"));
+    KeyPairFiles files;
+    KEEL_ASSIGN_OR_RETURN(files.key, absolutePath(tls, "key"));
+    KEEL_ASSIGN_OR_RETURN(files.cert, absolutePath(tls, "cert"));
+    KEEL_ASSIGN_OR_RETURN(c.acceptedCas, absolutePath(tls, "ca"));
+    KEEL_RETURN_IF_ERROR(tls.finish());
+    c.tls = files;
+  }
+  KEEL_ASSIGN_OR_RETURN(auto imp, r.optionalObject("impersonator"));
+  if (imp) {
+    KEEL_ASSIGN_OR_RETURN(c.impersonator, readPair(*imp));
+  }
+  KEEL_ASSIGN_OR_RETURN(const int64_t peerPort, boundedInteger(r, "peerPort", *port, 1, 65535));
+  c.peerPort = static_cast<int>(peerPort);
+  KEEL_ASSIGN_OR_RETURN(c.forwardTimeout, millis(r, "forwardTimeoutMs", c.forwardTimeout));
+  KEEL_ASSIGN_OR_RETURN(const int64_t refresh, boundedInteger(r, "certRefreshSeconds", c.certRefresh.count(), 1, 3600));
+  c.certRefresh = std::chrono::seconds(refresh);
+  KEEL_ASSIGN_OR_RETURN(auto limits, r.optionalObject("limits"));
+  if (limits) {
+    auto& l = *limits;
+    KEEL_ASSIGN_OR_RETURN(const int64_t msg, boundedInteger(l, "maxMessageBytes", c.limits.maxMessageBytes, 1024,
+                                                            256 * 1024 * 1024));
+    c.limits.maxMessageBytes = static_cast<int>(msg);
+    KEEL_ASSIGN_OR_RETURN(const int64_t streams,
+                          boundedInteger(l, "maxConcurrentStreams", c.limits.maxConcurrentStreams, 1, 10000));
+    c.limits.maxConcurrentStreams = static_cast<int>(streams);
+    KEEL_ASSIGN_OR_RETURN(c.limits.handshakeTimeout, millis(l, "handshakeTimeoutMs", c.limits.handshakeTimeout));
+    KEEL_ASSIGN_OR_RETURN(c.limits.idleTimeout, millis(l, "idleTimeoutMs", c.limits.idleTimeout));
+    KEEL_ASSIGN_OR_RETURN(c.limits.minPingInterval, millis(l, "minPingIntervalMs", c.limits.minPingInterval));
+    KEEL_ASSIGN_OR_RETURN(c.limits.keepaliveTime, millis(l, "keepaliveTimeMs", c.limits.keepaliveTime));
+    KEEL_ASSIGN_OR_RETURN(c.limits.keepaliveTimeout, millis(l, "keepaliveTimeoutMs", c.limits.keepaliveTimeout));
+    KEEL_RETURN_IF_ERROR(l.finish());
+  }
+  KEEL_ASSIGN_OR_RETURN(auto audit, r.optionalObject("audit"));
+  if (audit) {
+    KEEL_ASSIGN_OR_RETURN(const int64_t bytes, boundedInteger(*audit, "maxFileBytes",
+                                                              static_cast<int64_t>(c.audit.maxFileBytes), 4096,
+                                                              1LL << 32));
+    c.audit.maxFileBytes = static_cast<std::size_t>(bytes);
+    KEEL_ASSIGN_OR_RETURN(const int64_t files,
+                          boundedInteger(*audit, "maxFiles", static_cast<int64_t>(c.audit.maxFiles), 1, 100));
+    c.audit.maxFiles = static_cast<std::size_t>(files);
+    KEEL_RETURN_IF_ERROR(audit->finish());
+  }
+  KEEL_RETURN_IF_ERROR(r.finish());
+  return c;
+}
+
+Result<ApidConfig> readApidConfigFile(const std::filesystem::path& path) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(path, "apid config"));
+  auto parsed = parseApidConfig(text);
+  if (!parsed.ok()) return parsed.status().withContext(path.string());
+  return parsed;
+}
+
+}  // namespace keel::apid

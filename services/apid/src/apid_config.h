@@ -1,0 +1,62 @@
+// apid's own configuration file: where it listens, which certificates it serves and
+// accepts, where the backend manifests are, and the limits that hold under abuse.
+// machined writes it into apid's state directory; tests write it by hand.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "keel/common/status.h"
+
+namespace keel::apid {
+
+// A key and certificate pair on disk (PEM files).
+struct KeyPairFiles {
+  std::filesystem::path key;
+  std::filesystem::path cert;
+};
+
+// Limits of the :50000 listener. The defaults are documented in services/apid/README.md.
+struct Limits {
+  int maxMessageBytes = 16 * 1024 * 1024;
+  int maxConcurrentStreams = 100;  // per connection
+  std::chrono::milliseconds handshakeTimeout{10'000};
+  std::chrono::milliseconds idleTimeout{300'000};       // a connection without calls is closed
+  std::chrono::milliseconds minPingInterval{10'000};    // clients pinging more often are cut off
+  std::chrono::milliseconds keepaliveTime{60'000};      // apid pings an idle connection this often
+  std::chrono::milliseconds keepaliveTimeout{20'000};   // and closes it when no answer comes
+};
+
+struct AuditSettings {
+  std::size_t maxFileBytes = 10 * 1024 * 1024;
+  std::size_t maxFiles = 5;  // rotated files kept besides the current one
+};
+
+struct ApidConfig {
+  std::string nodeAddress;                 // this node's address (names it in fan-out replies)
+  std::optional<std::string> hostname;     // another name the node answers to
+  std::filesystem::path stateDir;          // audit log lives here
+  std::string listen;                      // "host:port" of the mTLS API
+  std::filesystem::path backendsDir;       // backend manifests (*.json)
+  KeyPairFiles tls;                        // serving key and certificate
+  std::filesystem::path acceptedCas;       // PEM bundle of the OS CAs clients must chain to
+  std::optional<KeyPairFiles> impersonator;  // absent: this node never forwards
+  int peerPort = 0;                        // other nodes' apid port; 0: the port of `listen`
+  std::chrono::milliseconds forwardTimeout{30'000};  // per node of a fan-out
+  std::chrono::seconds certRefresh{2};     // how often certificate files are re-read
+  Limits limits;
+  AuditSettings audit;
+};
+
+// Parses the JSON config. Unknown fields are refused by name; errors (INVALID_ARGUMENT)
+// start with the JSON path of the field.
+Result<ApidConfig> parseApidConfig(std::string_view text);
+Result<ApidConfig> readApidConfigFile(const std::filesystem::path& path);
+
+// The port part of a "host:port" listen address.
+Result<int> listenPort(std::string_view listen);
+
+}  // namespace keel::apid

@@ -1,0 +1,60 @@
+// apid's audit log: one JSON line per call (a stream gets a line when it opens and one
+// when it ends), to a size-rotated file in apid's state directory and to stdout, which
+// machined keeps as apid's service log (`keelctl logs apid`). Never a key, a token or a
+// message body: only who, what, where, the decision and its outcome.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "keel/common/clock.h"
+#include "keel/common/status.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace keel::apid {
+
+struct AuditRecord {
+  std::string event = "call";      // "call" (a whole call), "open" (a stream starts), "end" (it ended)
+  std::string requestId;
+  std::string peer;                // remote address
+  std::string identity;            // the client certificate's CN (or "<CN> via <apid>")
+  std::vector<std::string> roles;
+  std::string method;
+  std::vector<std::string> targets;  // nodes; empty: this node
+  bool allowed = false;
+  StatusCode code = StatusCode::kOk;
+  std::string reason;              // apid's own refusal message (never a backend's body)
+  std::chrono::microseconds duration{0};
+  uint64_t bytesIn = 0;
+  uint64_t bytesOut = 0;
+};
+
+// The JSON line of a record (no newline), with `time` in RFC 3339 UTC.
+std::string formatAuditLine(const AuditRecord& record, TimePoint time);
+
+class AuditLog {
+ public:
+  // Opens `dir`/audit.log, rotated at `maxFileBytes` keeping `maxFiles` old files.
+  // `toStdout` also writes each line to stdout.
+  static Result<std::unique_ptr<AuditLog>> open(const std::filesystem::path& dir, std::size_t maxFileBytes,
+                                                std::size_t maxFiles, bool toStdout, const Clock& clock);
+  ~AuditLog();
+
+  // Thread-safe; does not block on disk (lines are written by a background thread).
+  void write(const AuditRecord& record);
+  void flush();
+
+ private:
+  AuditLog(std::shared_ptr<spdlog::logger> logger, const Clock& clock) : logger_(std::move(logger)), clock_(clock) {}
+  std::shared_ptr<spdlog::logger> logger_;
+  const Clock& clock_;
+};
+
+}  // namespace keel::apid

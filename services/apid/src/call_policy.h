@@ -1,0 +1,93 @@
+// The trust rules of apid's edge as plain C++: who the peer is (from its certificate),
+// which of the client's metadata survives, which roles the call carries, which nodes it
+// targets, and whether the rule table lets it through. No gRPC types, so every rule is
+// unit-tested directly.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "keel/authz/authz.h"
+#include "keel/common/status.h"
+
+namespace keel::apid {
+
+// Metadata keys a client uses to target other nodes (DESIGN.md, "Routing and fan-out").
+inline constexpr std::string_view kNodesKey = "nodes";
+inline constexpr std::string_view kNodeKey = "node";
+// The most nodes one call may target.
+inline constexpr std::size_t kMaxTargets = 64;
+
+// What apid knows about a client from its verified leaf certificate.
+struct PeerIdentity {
+  std::string commonName;
+  std::vector<std::string> roles;  // known roles among the O= entries
+  bool clientAuth = false;         // extended key usage clientAuth present
+  bool impersonator() const;
+};
+
+// Reads the identity from the leaf certificate's PEM. Errors: UNAUTHENTICATED.
+Result<PeerIdentity> identityFromPem(std::string_view pem);
+
+// Parsing a certificate per call would cost more than the rest of the call: identities
+// are remembered by the certificate's PEM text. Thread-safe; bounded.
+class IdentityCache {
+ public:
+  explicit IdentityCache(std::size_t capacity = 4096) : capacity_(capacity) {}
+  Result<std::shared_ptr<const PeerIdentity>> lookup(std::string_view pem);
+
+ private:
+  std::mutex mu_;
+  std::size_t capacity_;
+  std::unordered_map<std::string, std::shared_ptr<const PeerIdentity>> entries_;
+  std::list<std::string> order_;  // insertion order, for eviction
+};
+
+using MetadataList = std::vector<std::pair<std::string, std::string>>;
+
+struct CallRequest {
+  std::string_view method;        // "/pkg.Service/Method"
+  std::string_view peerAddress;   // as gRPC reports it ("ipv4:127.0.0.1:4711")
+  const PeerIdentity* peer = nullptr;  // null: no verified client certificate
+  MetadataList metadata;          // every key/value the client sent, in order
+};
+
+struct PolicyOptions {
+  bool mayForward = false;              // this node holds an impersonator certificate
+  std::vector<std::string> selfNames;   // names of this node: targets that stay local
+  std::string newRequestId;             // used unless a forwarding apid passed one
+};
+
+struct CallDecision {
+  Status status;                        // OK: forward the call
+  std::vector<std::string> roles;       // roles the call carries on
+  std::string identity;                 // who asked (CN, or "<CN> via <apid CN>")
+  std::string requestId;
+  bool forwarded = false;               // arrived from another node's apid
+  std::vector<std::string> targets;     // explicit target nodes; empty: this node only
+  bool remoteTargets = false;           // some target is another node
+  MetadataList passOn;                  // client metadata that is neither reserved nor a target key
+};
+
+// Applies DESIGN.md's "Trust, step by step" to one call:
+// 1. every `keel-*` key is dropped, whatever the peer's roles;
+// 2. no verified certificate or no clientAuth usage: UNAUTHENTICATED;
+// 3. a peer holding os:impersonator carries the roles the previous hop put in exactly one
+//    `keel-roles` value (none: no role), and its call may not target nodes again;
+// 4. target nodes from `nodes` / `node`, each an address or host name;
+// 5. the rule table decides (UNIMPLEMENTED for an unknown method, PERMISSION_DENIED
+//    naming the needed roles), before anything is forwarded;
+// 6. targeting another node needs `mayForward`.
+CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rules, const PolicyOptions& options);
+
+// True for a request id a forwarding apid may pass on: 1-64 of [A-Za-z0-9-].
+bool isValidRequestId(std::string_view id);
+
+}  // namespace keel::apid

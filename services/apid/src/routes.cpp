@@ -1,0 +1,183 @@
+#include "routes.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <google/protobuf/descriptor.h>
+#include <spdlog/spdlog.h>
+
+#include "keel/authz/proto_rules.h"
+#include "keel/config/json_fields.h"
+
+namespace keel::apid {
+
+namespace pb = google::protobuf;
+namespace fs = std::filesystem;
+
+namespace {
+
+using config::detail::fieldError;
+using config::detail::ObjectReader;
+
+constexpr std::string_view kMetadataType = "keel.common.v1.Metadata";
+constexpr std::uintmax_t kMaxManifestBytes = 64 * 1024;
+constexpr std::uintmax_t kMaxDescriptorSetBytes = 16 * 1024 * 1024;
+
+bool startsWithMetadata(const pb::Descriptor& message) {
+  const auto* f = message.FindFieldByNumber(1);
+  return f != nullptr && !f->is_repeated() && f->type() == pb::FieldDescriptor::TYPE_MESSAGE &&
+         f->message_type()->full_name() == kMetadataType;
+}
+
+// Keel's per-node reply shape: a stream of messages starting with metadata, or a unary
+// reply `{ repeated Entry messages = 1; }` of such entries.
+bool hasPerNodeShape(const pb::MethodDescriptor& method) {
+  const auto& out = *method.output_type();
+  if (method.server_streaming()) return startsWithMetadata(out);
+  const auto* f = out.FindFieldByNumber(1);
+  return f != nullptr && f->is_repeated() && f->type() == pb::FieldDescriptor::TYPE_MESSAGE &&
+         startsWithMetadata(*f->message_type());
+}
+
+Result<std::string> readSmallFile(const fs::path& path, std::uintmax_t max) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return notFound(path.string() + ": " + ec.message());
+  if (size > max) return failedPrecondition(fmt::format("{} is {} bytes, more than the {} allowed", path.string(), size, max));
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!in) return internalError("cannot read " + path.string());
+  return ss.str();
+}
+
+}  // namespace
+
+Result<BackendManifest> parseBackendManifest(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
+  BackendManifest m;
+  KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));
+  if (m.name.empty() || m.name.size() > 63 ||
+      !std::all_of(m.name.begin(), m.name.end(), [](char c) {
+        return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+               c == '-' || c == '_' || c == '.';
+      })) {
+    return fieldError("name", "expected 1-63 characters of [a-z0-9._-], found '" + m.name + "'");
+  }
+  KEEL_ASSIGN_OR_RETURN(const std::string socket, r.requiredString("socket"));
+  if (socket.empty() || socket.front() != '/') return fieldError("socket", "expected an absolute path, found '" + socket + "'");
+  m.socket = socket;
+  KEEL_ASSIGN_OR_RETURN(m.services, r.stringArray("services"));
+  if (m.services.empty()) return fieldError("services", "expected at least one service name");
+  for (size_t i = 0; i < m.services.size(); ++i) {
+    const auto& s = m.services[i];
+    if (s.empty() || s.find('/') != std::string::npos) {
+      return fieldError(fmt::format("services[{}]", i), "expected a full service name like pkg.v1.Service, found '" + s + "'");
+    }
+  }
+  const nlohmann::json* uidsField = r.field("allowedUids");
+  if (uidsField == nullptr) return fieldError("allowedUids", "missing (the uids that may own the socket)");
+  const auto& uids = *uidsField;
+  if (!uids.is_array() || uids.empty()) return fieldError("allowedUids", "expected a non-empty array of uids");
+  for (size_t i = 0; i < uids.size(); ++i) {
+    if (!uids[i].is_number_unsigned() || uids[i].get<uint64_t>() > 0xfffffffeu) {
+      return fieldError(fmt::format("allowedUids[{}]", i), "expected a uid (a non-negative integer)");
+    }
+    m.allowedUids.push_back(static_cast<uid_t>(uids[i].get<uint64_t>()));
+  }
+  KEEL_ASSIGN_OR_RETURN(m.rules, r.requiredString("rules"));
+  if (m.rules != "builtin" && (m.rules.empty() || m.rules.front() != '/')) {
+    return fieldError("rules", "expected \"builtin\" or the absolute path of a descriptor set, found '" + m.rules + "'");
+  }
+  KEEL_RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+std::string Routes::fingerprintDir(const fs::path& dir) {
+  std::vector<std::string> parts;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0) continue;
+    parts.push_back(fmt::format("{}:{}:{}.{}", e.path().filename().string(), st.st_size, st.st_mtim.tv_sec,
+                                st.st_mtim.tv_nsec));
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string out;
+  for (const auto& p : parts) out += p + ";";
+  return out;
+}
+
+std::shared_ptr<const Routes> Routes::load(const fs::path& dir) {
+  auto routes = std::shared_ptr<Routes>(new Routes());
+  routes->fingerprint_ = fingerprintDir(dir);
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    auto text = readSmallFile(file, kMaxManifestBytes);
+    Status st = text.status();
+    if (st.isOk()) {
+      auto manifest = parseBackendManifest(*text);
+      st = manifest.ok() ? routes->add(std::move(manifest).value()) : manifest.status();
+    }
+    if (!st.isOk()) routes->problems_.push_back({file, st.withContext(file.string())});
+  }
+  return routes;
+}
+
+Status Routes::add(BackendManifest manifest) {
+  const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
+  std::unique_ptr<pb::DescriptorPool> own;
+  if (manifest.rules == "builtin") {
+    const auto builtin = authz::builtinServices();
+    for (const auto& s : manifest.services) {
+      if (std::none_of(builtin.begin(), builtin.end(), [&](const auto* d) { return d->full_name() == s; })) {
+        return notFound("service " + s + " is not built into apid; give its descriptor set as \"rules\"");
+      }
+    }
+  } else {
+    KEEL_ASSIGN_OR_RETURN(const std::string set, readSmallFile(manifest.rules, kMaxDescriptorSetBytes));
+    KEEL_ASSIGN_OR_RETURN(own, authz::poolFromDescriptorSet(set));
+    pool = own.get();
+  }
+  KEEL_ASSIGN_OR_RETURN(auto rules, authz::rulesFromPool(*pool, manifest.services));
+  for (const auto& [method, roles] : rules.rules()) {
+    (void)roles;
+    if (rules_.knows(method)) return alreadyExists("method " + method + " is already served by another backend");
+  }
+  auto backend = std::make_shared<const BackendManifest>(std::move(manifest));
+  std::map<std::string, MethodInfo, std::less<>> methods;
+  for (const auto& s : backend->services) {
+    const auto* service = pool->FindServiceByName(s);
+    for (int i = 0; i < service->method_count(); ++i) {
+      const auto* m = service->method(i);
+      MethodInfo info;
+      info.backend = backend;
+      info.clientStreaming = m->client_streaming();
+      info.serverStreaming = m->server_streaming();
+      info.fanOut = !m->client_streaming() && hasPerNodeShape(*m);
+      methods.emplace("/" + s + "/" + m->name(), info);
+    }
+  }
+  KEEL_RETURN_IF_ERROR(rules_.merge(rules));
+  methods_.merge(methods);
+  backends_.push_back(std::move(backend));
+  if (own) pools_.push_back(std::move(own));
+  return Status::ok();
+}
+
+const MethodInfo* Routes::find(std::string_view method) const {
+  const auto it = methods_.find(method);
+  return it == methods_.end() ? nullptr : &it->second;
+}
+
+}  // namespace keel::apid

@@ -1,0 +1,82 @@
+// apid's routing table, built from backend manifests (`backendsDir/*.json`): which Unix
+// socket serves each gRPC service, who may own that socket, and the authorization rules
+// of every method. Adding a backend is dropping a manifest in place. Manifest schema:
+//   {"name": "machined", "socket": "/run/keel/machined.sock",
+//    "services": ["keel.machine.v1.MachineService"], "allowedUids": [0],
+//    "rules": "builtin" | "/abs/path/descriptor-set.pb"}
+// "builtin": the rules compiled into apid; otherwise a FileDescriptorSet (protoc
+// --include_imports --descriptor_set_out) whose methods carry `allowed_roles` options.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/authz/authz.h"
+#include "keel/common/status.h"
+
+namespace google::protobuf {
+class DescriptorPool;
+}
+
+namespace keel::apid {
+
+struct BackendManifest {
+  std::string name;
+  std::filesystem::path socket;
+  std::vector<std::string> services;
+  std::vector<uid_t> allowedUids;  // uids that may own the socket
+  std::string rules;               // "builtin" or an absolute path
+};
+
+// Errors: INVALID_ARGUMENT naming the field.
+Result<BackendManifest> parseBackendManifest(std::string_view text);
+
+// What apid needs to know about one method without deserializing its messages.
+struct MethodInfo {
+  std::shared_ptr<const BackendManifest> backend;
+  bool clientStreaming = false;
+  bool serverStreaming = false;
+  // The reply follows Keel's per-node shape (see wire_stamp.h), so the call may be sent
+  // to several nodes.
+  bool fanOut = false;
+};
+
+class Routes {
+ public:
+  struct Problem {
+    std::filesystem::path file;
+    Status status;
+  };
+
+  // Reads every *.json of `dir`. A manifest that cannot be used is skipped and listed in
+  // problems() (one bad extension must not lock the node out); a missing dir is empty.
+  static std::shared_ptr<const Routes> load(const std::filesystem::path& dir);
+
+  // Null for a method no backend serves.
+  const MethodInfo* find(std::string_view method) const;
+  const authz::RuleTable& rules() const { return rules_; }
+  const std::vector<std::shared_ptr<const BackendManifest>>& backends() const { return backends_; }
+  const std::vector<Problem>& problems() const { return problems_; }
+  // A summary of the files the table was built from (names, sizes, mtimes), to notice changes.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+  static std::string fingerprintDir(const std::filesystem::path& dir);
+
+ private:
+  Status add(BackendManifest manifest);
+
+  std::vector<std::shared_ptr<const BackendManifest>> backends_;
+  std::vector<std::unique_ptr<google::protobuf::DescriptorPool>> pools_;
+  std::map<std::string, MethodInfo, std::less<>> methods_;
+  authz::RuleTable rules_;
+  std::vector<Problem> problems_;
+  std::string fingerprint_;
+};
+
+}  // namespace keel::apid
