@@ -51,7 +51,9 @@ inline bool fileContains(const std::filesystem::path& path, const std::string& t
 
 class Node {
  public:
-  explicit Node(const nlohmann::json& config, std::vector<std::string> extraArgs = {}) {
+  explicit Node(const nlohmann::json& config, std::vector<std::string> extraArgs = {},
+                std::string address = "127.0.1.1")
+      : address_(std::move(address)) {
     // Services run as another uid when the tests run as root: they must be able to
     // traverse down to their own state directory and to the socket directory.
     chmod(dir_.path().c_str(), 0711);
@@ -60,10 +62,11 @@ class Node {
     chmod((dir_ / "config.json").c_str(), 0600);
     writeFile(dir_ / "kmsg", "6,1,1000000,-;kernel says hello\n6,2,2000000,-;second record\n");
     std::vector<std::string> argv = {MACHINED_PATH, "--root", root().string(), "--config",
-                                     (dir_ / "config.json").string(), "--address", "127.0.1.1",
+                                     (dir_ / "config.json").string(), "--address", address_,
                                      "--kmsg", (dir_ / "kmsg").string(), "--service-settle-ms", "200",
                                      "--service-stop-grace-ms", "2000", "--log-level", "debug"};
     argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
+    argv_ = argv;
     process_ = std::make_unique<ChildProcess>(argv, dir_ / "machined.log");
     if (std::find(extraArgs.begin(), extraArgs.end(), "--no-allow-invoking-user") != extraArgs.end()) {
       REQUIRE(eventually([&] { return std::filesystem::exists(socket()); }, 20s));
@@ -79,6 +82,13 @@ class Node {
     if (!process_->wait(15s)) std::fprintf(stderr, "machined did not stop on SIGTERM:\n%s\n", process_->log().c_str());
   }
 
+  // Starts machined again on the same root after its process ended (a crash, a kill).
+  void restart() {
+    process_ = std::make_unique<ChildProcess>(argv_, dir_ / "machined.log");
+    REQUIRE(waitForApi());
+  }
+
+  const std::string& address() const { return address_; }
   std::filesystem::path root() const { return dir_ / "root"; }
   std::filesystem::path socket() const { return root() / "run/keel/machined.sock"; }
   ChildProcess& process() { return *process_; }
@@ -125,7 +135,9 @@ class Node {
   }
 
  private:
+  std::string address_;
   TempDir dir_;
+  std::vector<std::string> argv_;
   std::unique_ptr<ChildProcess> process_;
 };
 

@@ -137,10 +137,14 @@ class PassThrough {
         up_(this) {
     addForwardMetadata(cctx_, fwd, toBackend);
     if (hasDeadline(sctx_->deadline())) cctx_.set_deadline(sctx_->deadline());
-    stub_.PrepareBidiStreamingCall(&cctx_, sctx_->method(), grpc::StubOptions(), &up_);
-    up_.AddHold();  // released when nothing more will be written upstream
-    up_.StartRead(&resp_);
-    up_.StartCall();
+    // A single request is read before the upstream call exists, so a request apid
+    // refuses (too large, cut off) never reaches the backend.
+    if (clientStreaming_) {
+      stub_.PrepareBidiStreamingCall(&cctx_, sctx_->method(), grpc::StubOptions(), &up_);
+      up_.AddHold();  // released when nothing more will be written upstream
+      up_.StartRead(&resp_);
+      up_.StartCall();
+    }
     down_.StartRead(&req_);
   }
 
@@ -167,6 +171,18 @@ class PassThrough {
 
   void downReadDone(bool ok) {
     if (!ok) {
+      if (!clientStreaming_) {
+        // No request came (cut off, or refused as too large): nothing was forwarded.
+        {
+          std::lock_guard lock(mu_);
+          upDone_ = true;
+          finished_ = true;
+          status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message");
+        }
+        down_.Finish(status_);
+        dropRef();  // the upstream call's reference: it never existed
+        return;
+      }
       // The client half-closed (or went away): so does the upstream call.
       up_.StartWritesDone();
       up_.RemoveHold();
@@ -174,8 +190,10 @@ class PassThrough {
     }
     trace_->bytesIn += req_.Length();
     if (!clientStreaming_) {
+      stub_.PrepareBidiStreamingCall(&cctx_, sctx_->method(), grpc::StubOptions(), &up_);
       up_.StartWriteLast(&req_, grpc::WriteOptions());
-      up_.RemoveHold();
+      up_.StartRead(&resp_);
+      up_.StartCall();
       return;
     }
     up_.StartWrite(&req_);

@@ -1,0 +1,293 @@
+// apid from the outside: real TLS clients with right and wrong certificates, forged
+// metadata, oversized messages, a stand-in backend that records what reaches it, and
+// real machined nodes behind apid.
+#include "apid_fixture.h"
+
+#include <catch2/generators/catch_generators.hpp>
+
+#include "keel/authz/proto_rules.h"
+
+namespace keel::integration {
+namespace {
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+std::string serialize(const google::protobuf::Message& m) { return m.SerializeAsString(); }
+
+const std::string kVersion = "/keel.machine.v1.MachineService/Version";
+const std::string kRead = "/keel.machine.v1.MachineService/Read";
+const std::string kServiceStop = "/keel.machine.v1.MachineService/ServiceStop";
+
+// apid in front of a recording stand-in for machined.
+struct Gateway {
+  TestPki pki;
+  TempDir dir;
+  std::unique_ptr<RecordingBackend> backend;
+  std::unique_ptr<ApidProcess> apid;
+
+  explicit Gateway(ApidOptions options = {}) {
+    backend = std::make_unique<RecordingBackend>(dir / "machine.sock");
+    apid = std::make_unique<ApidProcess>(pki, options);
+    apid->addBackend("machined", backend->socket());
+    // The manifest was added after start: wait until apid routes to it.
+    auto admin = channel(pki.client({"os:admin"}));
+    grpc::Status last;
+    const bool routed = eventually(
+        [&] {
+          last = rawCall(*admin, kVersion, "");
+          return last.ok();
+        },
+        10s);
+    INFO(last.error_message() << "\n" << apid->log());
+    REQUIRE(routed);
+    backend->clear();
+  }
+  std::shared_ptr<grpc::Channel> channel(const Credential& c) const {
+    return mtlsChannel(apid->endpoint(), pki.caPem(), c);
+  }
+};
+
+TEST_CASE("apid forwards a call to the backend with the roles and identity of the client certificate") {
+  Gateway g;
+  auto ch = g.channel(g.pki.client({"os:reader"}, "bob"));
+  std::multimap<std::string, std::string> trailers;
+  REQUIRE(rawCall(*ch, kVersion, "", nullptr, {{"x-custom", "passes"}}, &trailers).ok());
+  REQUIRE(g.backend->calls().size() == 1);
+  CHECK(g.backend->calls().back().method == kVersion);
+  CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+  CHECK(g.backend->lastValues("keel-identity") == std::vector<std::string>{"bob"});
+  CHECK(g.backend->lastValues("keel-request-id").size() == 1);
+  REQUIRE(g.backend->lastValues("keel-peer").size() == 1);
+  CHECK_THAT(g.backend->lastValues("keel-peer").front(), ContainsSubstring("127.0.0.1"));
+  CHECK(g.backend->lastValues("x-custom") == std::vector<std::string>{"passes"});
+  // The backend's trailers come back unchanged.
+  CHECK(trailers.count("x-backend-trailer") == 1);
+}
+
+TEST_CASE("client keel-* metadata never reaches a backend, whatever its form") {
+  Gateway g;
+  auto reader = g.channel(g.pki.client({"os:reader"}, "mallory"));
+  const Metadata forged = {{"keel-roles", "os:admin"},
+                           {"keel-roles", "os:operator"},
+                           {"keel-identity", "root"},
+                           {"keel-peer", "10.0.0.1"},
+                           {"keel-request-id", "forged"},
+                           {"keel-anything", "x"}};
+  REQUIRE(rawCall(*reader, kVersion, "", nullptr, forged).ok());
+  CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+  CHECK(g.backend->lastValues("keel-identity") == std::vector<std::string>{"mallory"});
+  CHECK(g.backend->lastValues("keel-anything").empty());
+  CHECK(g.backend->lastValues("keel-request-id") != std::vector<std::string>{"forged"});
+  // And the forged admin role does not open an admin-only method.
+  g.backend->clear();
+  const auto st = rawCall(*reader, kRead, "", nullptr, forged);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("os:admin"));
+  CHECK(g.backend->calls().empty());
+}
+
+TEST_CASE("a certificate without a known role is denied even with a forged roles header") {
+  Gateway g;
+  auto nobody = g.channel(g.pki.client({"acme:devs"}, "nobody"));
+  const auto st = rawCall(*nobody, kVersion, "", nullptr, {{"keel-roles", "os:admin"}});
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("no role"));
+  auto empty = g.channel(g.pki.client({}, "no-o"));
+  CHECK(rawCall(*empty, kVersion, "", nullptr, {{"keel-roles", "os:admin"}}).error_code() ==
+        grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(g.backend->calls().empty());
+}
+
+TEST_CASE("an impersonator carries only the roles the previous hop put, exactly once") {
+  Gateway g;
+  auto imp = g.channel(g.pki.client({"os:impersonator"}, "apid@127.0.1.9"));
+  SECTION("without forwarded roles it is denied: impersonation grants nothing by itself") {
+    CHECK(rawCall(*imp, kVersion, "").error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(g.backend->calls().empty());
+  }
+  SECTION("with two roles values it is denied") {
+    CHECK(rawCall(*imp, kVersion, "", nullptr, {{"keel-roles", "os:reader"}, {"keel-roles", "os:admin"}})
+              .error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(g.backend->calls().empty());
+  }
+  SECTION("with one value the call carries those roles, and the identity names both hops") {
+    REQUIRE(rawCall(*imp, kVersion, "", nullptr, {{"keel-roles", "os:reader,os:impersonator"}, {"keel-identity", "alice"}})
+                .ok());
+    CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+    CHECK(g.backend->lastValues("keel-identity") == std::vector<std::string>{"alice via apid@127.0.1.9"});
+  }
+  SECTION("a forwarded call that targets nodes again is refused (no loops)") {
+    CHECK(rawCall(*imp, kVersion, "", nullptr, {{"keel-roles", "os:admin"}, {"nodes", "127.0.1.1,127.0.1.2"}})
+              .error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(g.backend->calls().empty());
+  }
+}
+
+TEST_CASE("a node without an impersonator certificate refuses to forward to other nodes") {
+  Gateway g;
+  auto admin = g.channel(g.pki.client({"os:admin"}));
+  const auto st = rawCall(*admin, kVersion, "", nullptr, {{"nodes", "127.0.1.2,127.0.1.3"}});
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("impersonator"));
+  // Targeting itself stays local and works.
+  CHECK(rawCall(*admin, kVersion, "", nullptr, {{"node", "127.0.1.1"}}).ok());
+  // A target is a node, never an endpoint.
+  CHECK(rawCall(*admin, kVersion, "", nullptr, {{"node", "127.0.1.2:22"}}).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_CASE("unknown methods are refused by apid and never forwarded") {
+  Gateway g;
+  auto admin = g.channel(g.pki.client({"os:admin"}));
+  CHECK(rawCall(*admin, "/keel.machine.v1.MachineService/NoSuchMethod", "").error_code() ==
+        grpc::StatusCode::UNIMPLEMENTED);
+  CHECK(rawCall(*admin, "/other.Service/Method", "").error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK(g.backend->calls().empty());
+}
+
+// Every role against every method of the machine API, from the rule table itself.
+TEST_CASE("role matrix: every role against every machine API method") {
+  Gateway g;
+  const auto& rules = authz::builtinRules().rules();
+  std::vector<std::string> roleSets = {"os:admin", "os:operator", "os:reader", "os:impersonator", "acme:other"};
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
+  for (const auto& role : roleSets) channels[role] = g.channel(g.pki.client({role}, "matrix-" + role));
+  size_t checked = 0;
+  for (const auto& [method, allowed] : rules) {
+    for (const auto& role : roleSets) {
+      g.backend->clear();
+      const bool expected = std::find(allowed.begin(), allowed.end(), role) != allowed.end();
+      const auto st = rawCall(*channels[role], method, "");
+      INFO(method << " as " << role << ": " << st.error_message());
+      if (expected) {
+        CHECK(st.ok());
+        REQUIRE(g.backend->calls().size() == 1);
+        CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{role});
+      } else {
+        CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+        CHECK(g.backend->calls().empty());
+      }
+      ++checked;
+    }
+  }
+  CHECK(checked == rules.size() * roleSets.size());
+  CHECK(rules.size() >= 25);
+}
+
+TEST_CASE("TLS 1.2 clients are refused; TLS 1.3 is served") {
+  Gateway g;
+  const auto client = g.pki.client({"os:admin"});
+  writeFile(g.dir / "c.key", client.key);
+  writeFile(g.dir / "c.crt", client.cert);
+  writeFile(g.dir / "ca.crt", g.pki.caPem());
+  auto sclient = [&](const std::string& version) {
+    return keel::testing::run({"openssl", "s_client", "-connect", g.apid->endpoint(), version, "-cert",
+                               (g.dir / "c.crt").string(), "-key", (g.dir / "c.key").string(), "-CAfile",
+                               (g.dir / "ca.crt").string(), "-alpn", "h2"},
+                              {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = "", .timeout = 10s});
+  };
+  const auto v12 = sclient("-tls1_2");
+  const std::string out12 = v12.out + v12.err;
+  INFO(out12);
+  CHECK(v12.exitCode != 0);
+  CHECK_THAT(out12, ContainsSubstring("Cipher is (NONE)"));
+  // apid's side names the reason (gRPC closes the connection without an alert).
+  CHECK(eventually([&] { return g.apid->log().find("unsupported protocol") != std::string::npos; }, 5s));
+  const auto v13 = sclient("-tls1_3");
+  const std::string out13 = v13.out + v13.err;
+  INFO(out13);
+  CHECK_THAT(out13, ContainsSubstring("TLSv1.3"));
+}
+
+TEST_CASE("certificates that must not authenticate are refused in the handshake") {
+  Gateway g;
+  TestPki other("other-cluster");
+  std::vector<std::pair<std::string, Credential>> bad;
+  bad.emplace_back("another cluster's CA", other.client({"os:admin"}));
+  {
+    TestPki::Spec s;
+    s.organizations = {"os:admin"};
+    s.ttl = std::chrono::hours(1);
+    s.shift = -std::chrono::hours(2);
+    bad.emplace_back("expired", g.pki.issue(s));
+  }
+  {
+    TestPki::Spec s;
+    s.organizations = {"os:admin"};
+    s.shift = std::chrono::hours(2);
+    bad.emplace_back("not yet valid", g.pki.issue(s));
+  }
+  {
+    TestPki::Spec s;
+    s.cn = "127.0.1.1";
+    s.organizations = {"os:admin"};
+    s.usages = {pki::ExtendedKeyUsage::kServerAuth};
+    s.ips = {"127.0.1.1"};
+    bad.emplace_back("a server certificate", g.pki.issue(s));
+  }
+  for (const auto& [what, cred] : bad) {
+    INFO(what);
+    auto ch = g.channel(cred);
+    const auto st = rawCall(*ch, kVersion, "");
+    CHECK_FALSE(st.ok());
+    CHECK(st.error_code() != grpc::StatusCode::PERMISSION_DENIED);  // refused before any handler
+  }
+  // No client certificate at all.
+  grpc::SslCredentialsOptions anon;
+  anon.pem_root_certs = g.pki.caPem();
+  auto noCert = grpc::CreateChannel(g.apid->endpoint(), grpc::SslCredentials(anon));
+  CHECK_FALSE(rawCall(*noCert, kVersion, "").ok());
+  CHECK(g.backend->calls().empty());
+  CHECK(g.apid->process().running());
+}
+
+TEST_CASE("an oversized message is refused before it reaches the backend") {
+  ApidOptions o;
+  o.limits = {{"maxMessageBytes", 64 * 1024}};
+  Gateway g(o);
+  auto admin = g.channel(g.pki.client({"os:admin"}));
+  const auto st = rawCall(*admin, kVersion, std::string(200 * 1024, 'x'));
+  CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK(g.backend->calls().empty());
+  CHECK(rawCall(*admin, kVersion, "").ok());
+}
+
+TEST_CASE("every call and every refusal is audited without message bodies") {
+  Gateway g;
+  auto reader = g.channel(g.pki.client({"os:reader"}, "carol"));
+  keel::machine::v1::ReadRequest secret;
+  secret.set_path("/var/log/top-secret-marker");
+  REQUIRE(rawCall(*reader, kVersion, serialize(secret)).ok());
+  CHECK(rawCall(*reader, kRead, serialize(secret)).error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  std::vector<nlohmann::json> lines;
+  REQUIRE(eventually(
+      [&] {
+        lines.clear();
+        std::istringstream in(g.apid->auditLog());
+        for (std::string line; std::getline(in, line);) {
+          auto j = nlohmann::json::parse(line);
+          if (j["identity"] == "carol") lines.push_back(j);
+        }
+        return lines.size() == 2;
+      },
+      5s));
+  std::sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a["method"] > b["method"]; });
+  CHECK(lines[0]["method"] == kVersion);
+  CHECK(lines[0]["decision"] == "allow");
+  CHECK(lines[0]["code"] == "OK");
+  CHECK(lines[0]["roles"] == nlohmann::json::array({"os:reader"}));
+  CHECK(lines[0].contains("durationUs"));
+  CHECK(lines[0]["bytesIn"].get<int>() > 0);
+  CHECK_THAT(lines[0]["peer"].get<std::string>(), ContainsSubstring("127.0.0.1"));
+  CHECK(lines[1]["method"] == kRead);
+  CHECK(lines[1]["decision"] == "deny");
+  CHECK(lines[1]["code"] == "PERMISSION_DENIED");
+  CHECK_THAT(lines[1]["reason"].get<std::string>(), ContainsSubstring("os:admin"));
+  CHECK(lines[0]["requestId"] != lines[1]["requestId"]);
+  CHECK(g.apid->auditLog().find("top-secret-marker") == std::string::npos);
+  // The same lines reach apid's own log (machined keeps it as the service log).
+  CHECK_THAT(g.apid->log(), ContainsSubstring("\"identity\":\"carol\""));
+}
+
+}  // namespace
+}  // namespace keel::integration
