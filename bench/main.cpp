@@ -68,7 +68,7 @@ struct Measured {
 std::string runAndCapture(const std::vector<std::string>& argv, const fs::path& log) {
   auto p = ChildProcess::start(argv, log);
   if (!p.ok()) return "";
-  p->stop(5s);
+  p->waitExit(5s);
   std::string out = readTextFile(log);
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;

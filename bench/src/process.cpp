@@ -87,6 +87,14 @@ int ChildProcess::stop(std::chrono::milliseconds grace) {
   return status;
 }
 
+int ChildProcess::waitExit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return stop(std::chrono::seconds(1));
+}
+
 std::string ChildProcess::logTail(size_t maxBytes) const {
   const std::string all = readTextFile(logPath_);
   return all.size() <= maxBytes ? all : all.substr(all.size() - maxBytes);

@@ -34,6 +34,9 @@ class ChildProcess {
   // SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it. Returns its wait
   // status (or -1 when it was already reaped). Idempotent.
   int stop(std::chrono::milliseconds grace);
+  // Waits up to `timeout` for the process to exit by itself, then stops it as stop()
+  // does. Returns its wait status.
+  int waitExit(std::chrono::milliseconds timeout);
   // The last `maxBytes` of its log, for error messages.
   std::string logTail(size_t maxBytes = 2000) const;
 

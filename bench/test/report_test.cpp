@@ -58,6 +58,7 @@ TEST_CASE("the nginx config requires client certificates, TLS 1.3 and proxies to
   CHECK(asRoot.find("ssl_protocols TLSv1.3;") != std::string::npos);
   CHECK(asRoot.find("ssl_verify_client on;") != std::string::npos);
   CHECK(asRoot.find("server unix:/tmp/x/machined.sock;") != std::string::npos);
+  CHECK(asRoot.find("keepalive_requests 1000000;") != std::string::npos);
   CHECK(asRoot.find("access_log /tmp/n/access.log;") != std::string::npos);
   CHECK(nginxConfig("/tmp/n", o, false).find("user ") == std::string::npos);
 }
