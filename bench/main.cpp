@@ -2,17 +2,17 @@
 // apid and through nginx as a reference mTLS proxy, and prints them side by side.
 // Sets up and tears down everything it measures; see bench/README.md.
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <map>
 #include <optional>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "src/fixture.h"
 #include "src/load.h"
@@ -52,7 +52,7 @@ struct Flags {
 // One measured path: how to reach it and which processes to charge CPU to.
 struct Path {
   std::string name;
-  std::optional<Target> target;      // nullopt: skipped
+  std::optional<Target> target;  // nullopt: skipped
   std::string skipReason;
   std::function<std::vector<pid_t>()> proxyPids;  // empty for direct
   bool backendIsOurMachined = true;
@@ -91,16 +91,18 @@ keel::Result<Target> waitForNodeApid(const fs::path& root, const std::string& ad
     }
     std::this_thread::sleep_for(100ms);
   }
-  return keel::unavailable(fmt::format("no {}/server.crt and ca.crt, or nothing listening on {}:{}, after 20 s",
-                                       dir.string(), address, port));
+  return keel::unavailable(fmt::format(
+      "no {}/server.crt and ca.crt, or nothing listening on {}:{}, after 20 s", dir.string(), address, port));
 }
 
 int run(const Flags& flags) {
   auto duration = parseDuration(flags.duration);
   auto warmup = parseDuration(flags.warmup);
   auto concurrencies = parseConcurrencyList(flags.concurrency);
-  auto handshakeDuration = parseDuration(flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration);
-  for (const keel::Status& s : {duration.status(), warmup.status(), concurrencies.status(), handshakeDuration.status()}) {
+  auto handshakeDuration =
+      parseDuration(flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration);
+  for (const keel::Status& s :
+       {duration.status(), warmup.status(), concurrencies.status(), handshakeDuration.status()}) {
     if (!s.isOk()) {
       std::fprintf(stderr, "keel_bench: %s\n", s.toString().c_str());
       return 2;
@@ -131,8 +133,8 @@ int run(const Flags& flags) {
   // must be able to traverse to their state directories.
   chmod(dir.c_str(), 0711);
 
-  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row\n", flags.warmup.c_str(),
-              flags.duration.c_str());
+  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row\n",
+              flags.warmup.c_str(), flags.duration.c_str());
   std::printf("machine:  %s\n", describeMachine().c_str());
   std::string nginxVersion = "not installed";
   if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
@@ -212,7 +214,8 @@ int run(const Flags& flags) {
     o.serving = *serving;
     o.accessLog = flags.nginxAccessLog;
     fs::create_directories(dir / "nginx");
-    auto started = port.ok() ? Nginx::start(dir / "nginx", o) : keel::Result<std::unique_ptr<Nginx>>(port.status());
+    auto started =
+        port.ok() ? Nginx::start(dir / "nginx", o) : keel::Result<std::unique_ptr<Nginx>>(port.status());
     if (started.ok()) {
       nginx = std::move(started).value();
       Target t{fmt::format("127.0.0.1:{}", o.port), mtlsCredentials(*admin), {{"keel-roles", "os:admin"}}};
@@ -232,12 +235,14 @@ int run(const Flags& flags) {
     if (!p.target) std::printf("%s not available: %s\n", p.name.c_str(), p.skipReason.c_str());
   }
   if (paths[1].target && paths[1].proxyPids) {
-    for (const pid_t pid : paths[1].proxyPids()) std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
+    for (const pid_t pid : paths[1].proxyPids())
+      std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
   }
   if (nginx) {
-    std::printf("nginx:    worker_processes 1 (+ master), TLS 1.3 only, ssl_verify_client on, access_log %s, "
-                "upstream keepalive 32 to machined.sock\n",
-                flags.nginxAccessLog ? (dir / "nginx/access.log").c_str() : "off");
+    std::printf(
+        "nginx:    worker_processes 1 (+ master), TLS 1.3 only, ssl_verify_client on, access_log %s, "
+        "upstream keepalive 32 to machined.sock\n",
+        flags.nginxAccessLog ? (dir / "nginx/access.log").c_str() : "off");
   }
   std::printf("client:   %d channel(s) per target, %d completion-queue threads; handshakes: %d threads, %s\n",
               flags.channels, flags.pollers, flags.handshakeConcurrency,
@@ -314,15 +319,16 @@ int run(const Flags& flags) {
         [&] { proxy0 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; },
         [&] { proxy1 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; }, stopRequested);
     if (r.errors > 0) {
-      std::printf("%s handshakes: %llu failed, first: %s\n", p.name.c_str(), static_cast<unsigned long long>(r.errors),
-                  r.firstError.c_str());
+      std::printf("%s handshakes: %llu failed, first: %s\n", p.name.c_str(),
+                  static_cast<unsigned long long>(r.errors), r.firstError.c_str());
     }
     if (r.handshakes == 0) {
       failed = true;
       continue;
     }
     hsRate[i] = r.perSecond();
-    if (p.proxyPids) hsCpu[i] = static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes);
+    if (p.proxyPids)
+      hsCpu[i] = static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes);
   }
   rows.push_back({fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRate});
   rows.push_back({"proxy CPU/handshake (us)", Better::kLower, hsCpu});
@@ -332,10 +338,11 @@ int run(const Flags& flags) {
     return 130;
   }
   std::printf("\n%s", formatTable(rows).c_str());
-  std::printf("\nCPU: utime+stime deltas from /proc/<pid>/stat over the measured window (tick %.0f us); proxy = "
-              "apid, or nginx master+workers. Latency measured at the client. All processes share this "
-              "machine's cores.\n",
-              usPerTick);
+  std::printf(
+      "\nCPU: utime+stime deltas from /proc/<pid>/stat over the measured window (tick %.0f us); proxy = "
+      "apid, or nginx master+workers. Latency measured at the client. All processes share this "
+      "machine's cores.\n",
+      usPerTick);
   if (nginx) nginx->stop();
   (*node)->stop();
   return failed ? 1 : 0;
@@ -354,8 +361,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  CLI::App app{"keel_bench: MachineService/Version throughput, latency, CPU per call and TLS handshakes — "
-               "directly on machined.sock, through apid, and through nginx as a reference mTLS gRPC proxy."};
+  CLI::App app{
+      "keel_bench: MachineService/Version throughput, latency, CPU per call and TLS handshakes — "
+      "directly on machined.sock, through apid, and through nginx as a reference mTLS gRPC proxy."};
   Flags flags;
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -365,9 +373,11 @@ int main(int argc, char** argv) {
   }
   app.add_option("--build-dir", flags.buildDir, "Build tree holding services/machined/machined (and apid)")
       ->capture_default_str();
-  app.add_option("--duration", flags.duration, "Measured time per row (5s, 500ms, 1m)")->capture_default_str();
+  app.add_option("--duration", flags.duration, "Measured time per row (5s, 500ms, 1m)")
+      ->capture_default_str();
   app.add_option("--warmup", flags.warmup, "Unmeasured time before each row")->capture_default_str();
-  app.add_option("--concurrency", flags.concurrency, "Outstanding calls, comma-separated (one set of rows each)")
+  app.add_option("--concurrency", flags.concurrency,
+                 "Outstanding calls, comma-separated (one set of rows each)")
       ->capture_default_str();
   app.add_option("--channels", flags.channels, "Channels (connections) per target the calls are spread over")
       ->check(CLI::Range(1, 1000))
@@ -375,22 +385,26 @@ int main(int argc, char** argv) {
   app.add_option("--pollers", flags.pollers, "Client threads draining the completion queue")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.add_option("--handshake-concurrency", flags.handshakeConcurrency, "Threads opening new mTLS connections")
+  app.add_option("--handshake-concurrency", flags.handshakeConcurrency,
+                 "Threads opening new mTLS connections")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  app.add_option("--handshake-duration", flags.handshakeDuration, "Time per handshake row (default: --duration)");
+  app.add_option("--handshake-duration", flags.handshakeDuration,
+                 "Time per handshake row (default: --duration)");
   app.add_option("--address", flags.address, "The node's address on 127.0.0.0/8 (apid binds it)")
       ->capture_default_str();
   app.add_option("--nginx", flags.nginxBinary, "nginx executable (default: /usr/sbin/nginx or PATH)");
   app.add_flag("!--no-nginx-access-log", flags.nginxAccessLog,
                "Turn nginx's access log off (on by default: apid writes an audit line per call)");
   app.add_flag("--require-nginx", flags.requireNginx, "Exit with 77 (skipped) when nginx is not installed");
-  app.add_flag("--smoke", flags.smoke, "Short run for CI: --duration 1s --warmup 0.2s --concurrency 1,4, "
-                                       "1 s of handshakes");
+  app.add_flag("--smoke", flags.smoke,
+               "Short run for CI: --duration 1s --warmup 0.2s --concurrency 1,4, "
+               "1 s of handshakes");
   app.add_option("--apid-endpoint", flags.apidEndpoint,
                  "Measure an apid already running at host:port instead of the node's own");
   app.add_option("--apid-ca", flags.apidCa, "With --apid-endpoint: CA to verify apid with (PEM file)");
-  app.add_option("--apid-cert", flags.apidCert, "With --apid-endpoint: os:admin client certificate (PEM file)");
+  app.add_option("--apid-cert", flags.apidCert,
+                 "With --apid-endpoint: os:admin client certificate (PEM file)");
   app.add_option("--apid-key", flags.apidKey, "With --apid-endpoint: its private key (PEM file)");
   app.add_option("--apid-pid", flags.apidPid, "With --apid-endpoint: apid's pid, for CPU per call");
   app.footer("Example: keel_bench --build-dir build --duration 10s --concurrency 1,32,128");
@@ -401,7 +415,8 @@ int main(int argc, char** argv) {
     flags.concurrency = "1,4";
     flags.handshakeDuration = "1s";
   }
-  if (!flags.apidEndpoint.empty() && (flags.apidCa.empty() || flags.apidCert.empty() || flags.apidKey.empty())) {
+  if (!flags.apidEndpoint.empty() &&
+      (flags.apidCa.empty() || flags.apidCert.empty() || flags.apidKey.empty())) {
     std::fprintf(stderr, "keel_bench: --apid-endpoint needs --apid-ca, --apid-cert and --apid-key\n");
     return 2;
   }

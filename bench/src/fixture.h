@@ -4,8 +4,6 @@
 // Everything lives in one temporary directory that is removed afterwards.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -14,8 +12,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "keel/common/status.h"
 #include "keel/config/secrets.h"
+
 #include "load.h"
 #include "process.h"
 
@@ -63,8 +64,8 @@ class Node {
   };
   // Writes the machine config and starts machined; returns once machined.sock answers
   // Version (up to 20 s), or an error carrying the tail of machined's log.
-  static Result<std::unique_ptr<Node>> start(const std::filesystem::path& dir, const config::SecretsBundle& secrets,
-                                             const Options& options);
+  static Result<std::unique_ptr<Node>> start(const std::filesystem::path& dir,
+                                             const config::SecretsBundle& secrets, const Options& options);
   ~Node();
 
   std::filesystem::path root() const { return root_; }
@@ -96,7 +97,7 @@ class Nginx {
     std::string address;  // listen address
     uint16_t port = 0;
     std::filesystem::path backendSocket;
-    TlsFiles serving;     // ca = the CA client certificates must chain to
+    TlsFiles serving;  // ca = the CA client certificates must chain to
     bool accessLog = true;
     int workers = 1;
   };

@@ -31,7 +31,8 @@ void prepareContext(grpc::ClientContext& ctx, const Target& target, std::chrono:
 }
 
 std::string describe(const grpc::Status& s) {
-  return statusCodeName(static_cast<StatusCode>(s.error_code())).data() + std::string(": ") + s.error_message();
+  return statusCodeName(static_cast<StatusCode>(s.error_code())).data() + std::string(": ") +
+         s.error_message();
 }
 
 // One outstanding call slot: reissued as soon as its previous call completes.
@@ -147,7 +148,8 @@ Result<LoadResult> runLoad(const Target& target, const LoadOptions& options, con
   }
   {
     std::unique_lock lock(mu);
-    drained.wait_for(lock, options.callTimeout + std::chrono::seconds(5), [&] { return outstanding.load() == 0; });
+    drained.wait_for(lock, options.callTimeout + std::chrono::seconds(5),
+                     [&] { return outstanding.load() == 0; });
   }
   cq.Shutdown();
   for (auto& t : pollers) t.join();

@@ -20,8 +20,8 @@ namespace keel::bench {
 
 // How to reach one target.
 struct Target {
-  std::string address;                                      // gRPC target ("unix:/…", "127.0.0.1:443")
-  std::shared_ptr<grpc::ChannelCredentials> credentials;    // insecure or mTLS
+  std::string address;                                        // gRPC target ("unix:/…", "127.0.0.1:443")
+  std::shared_ptr<grpc::ChannelCredentials> credentials;      // insecure or mTLS
   std::vector<std::pair<std::string, std::string>> metadata;  // sent on every call
 };
 
@@ -38,7 +38,7 @@ struct LoadResult {
   uint64_t calls = 0;   // successful calls that started and finished inside the window
   uint64_t errors = 0;  // failed calls that finished inside the window
   std::string firstError;
-  double seconds = 0;   // length of the measured window
+  double seconds = 0;  // length of the measured window
   double p50Us = 0;
   double p99Us = 0;
   double requestsPerSecond() const { return seconds > 0 ? static_cast<double>(calls) / seconds : 0; }

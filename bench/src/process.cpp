@@ -1,13 +1,7 @@
 #include "process.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,9 +11,17 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 namespace keel::bench {
 
-Result<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv, const std::filesystem::path& logPath) {
+Result<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv,
+                                         const std::filesystem::path& logPath) {
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls are allowed (gRPC's threads may exist already).
   std::vector<char*> args;
@@ -48,7 +50,10 @@ Result<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv, c
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(other.pid_), reaped_(other.reaped_), waitStatus_(other.waitStatus_), logPath_(std::move(other.logPath_)) {
+    : pid_(other.pid_),
+      reaped_(other.reaped_),
+      waitStatus_(other.waitStatus_),
+      logPath_(std::move(other.logPath_)) {
   other.pid_ = -1;
   other.reaped_ = true;
 }
@@ -151,7 +156,9 @@ uint64_t processCpuTicks(const std::vector<pid_t>& pids) {
   return sum;
 }
 
-double microsecondsPerTick() { return 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK)); }
+double microsecondsPerTick() {
+  return 1e6 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 std::vector<pid_t> childrenOf(pid_t parent) {
   std::vector<pid_t> out;

@@ -2,13 +2,13 @@
 // stopping them on every exit path, and reading how much CPU they spent.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "keel/common/status.h"
 
@@ -21,7 +21,8 @@ class ChildProcess {
  public:
   // Forks and execs argv[0] (an absolute path). Errors: INTERNAL when fork fails;
   // an exec failure shows as an early exit with status 127.
-  static Result<ChildProcess> start(const std::vector<std::string>& argv, const std::filesystem::path& logPath);
+  static Result<ChildProcess> start(const std::vector<std::string>& argv,
+                                    const std::filesystem::path& logPath);
 
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;

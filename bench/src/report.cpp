@@ -1,7 +1,5 @@
 #include "report.h"
 
-#include <sys/utsname.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -10,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <sys/utsname.h>
 
 #include "process.h"
 
@@ -21,8 +20,8 @@ Result<std::chrono::microseconds> parseDuration(std::string_view text) {
                            std::string(text) + "'");
   };
   size_t unitStart = 0;
-  while (unitStart < text.size() && (std::isdigit(static_cast<unsigned char>(text[unitStart])) != 0 ||
-                                     text[unitStart] == '.')) {
+  while (unitStart < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[unitStart])) != 0 || text[unitStart] == '.')) {
     ++unitStart;
   }
   if (unitStart == 0) return bad();
@@ -58,8 +57,9 @@ Result<std::vector<int>> parseConcurrencyList(std::string_view text) {
     int n = 0;
     const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
     if (item.empty() || ec != std::errc() || end != item.data() + item.size() || n < 1 || n > 10000) {
-      return invalidArgument("expected a comma-separated list of concurrencies from 1 to 10000 (\"1,32\"), found '" +
-                             std::string(text) + "'");
+      return invalidArgument(
+          "expected a comma-separated list of concurrencies from 1 to 10000 (\"1,32\"), found '" +
+          std::string(text) + "'");
     }
     out.push_back(n);
     start = comma + 1;

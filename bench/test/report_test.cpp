@@ -1,7 +1,8 @@
+#include "src/report.h"
+
 #include <catch2/catch_test_macros.hpp>
 
 #include "src/fixture.h"
-#include "src/report.h"
 
 using namespace keel::bench;
 using namespace std::chrono_literals;
