@@ -1,0 +1,429 @@
+// keel_bench: measures the machine API's Version call directly on machined.sock, through
+// apid and through nginx as a reference mTLS proxy, and prints them side by side.
+// Sets up and tears down everything it measures; see bench/README.md.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include "src/fixture.h"
+#include "src/load.h"
+#include "src/process.h"
+#include "src/report.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace keel::bench;
+using namespace std::chrono_literals;
+
+// ctest's "skipped" code: nginx is missing and --require-nginx was given.
+constexpr int kExitSkipped = 77;
+
+std::atomic<bool> stopRequested{false};
+
+struct Flags {
+  fs::path buildDir;
+  std::string duration = "5s";
+  std::string warmup = "1s";
+  std::string concurrency = "1,32";
+  int channels = 1;
+  int pollers = 2;
+  int handshakeConcurrency = 4;
+  std::string handshakeDuration;  // default: --duration
+  std::string address = "127.0.1.1";
+  std::string nginxBinary;
+  bool requireNginx = false;
+  bool smoke = false;
+  bool nginxAccessLog = true;
+  std::string apidEndpoint;
+  std::string apidCa, apidCert, apidKey;
+  int apidPid = 0;
+};
+
+// One measured path: how to reach it and which processes to charge CPU to.
+struct Path {
+  std::string name;
+  std::optional<Target> target;  // nullopt: skipped
+  std::string skipReason;
+  std::function<std::vector<pid_t>()> proxyPids;  // empty for direct
+  bool backendIsOurMachined = true;
+};
+
+struct Measured {
+  std::optional<LoadResult> load;
+  double proxyCpuUs = 0;
+  double machinedCpuUs = 0;
+  std::string error;
+};
+
+std::string runAndCapture(const std::vector<std::string>& argv, const fs::path& log) {
+  auto p = ChildProcess::start(argv, log);
+  if (!p.ok()) return "";
+  p->waitExit(5s);
+  std::string out = readTextFile(log);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+// Waits for the apid that machined started: its serving certificate and CA on disk and
+// its port open. Returns the reason when it does not come up.
+keel::Result<Target> waitForNodeApid(const fs::path& root, const std::string& address, uint16_t port,
+                                     const TlsFiles& admin) {
+  const fs::path dir = root / "var/lib/keel/apid";
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline && !stopRequested) {
+    if (fs::exists(dir / "server.crt") && fs::exists(dir / "ca.crt") && tcpPortAccepts(address, port)) {
+      TlsFiles files = admin;
+      files.ca = readTextFile(dir / "ca.crt");
+      Target t{fmt::format("{}:{}", address, port), mtlsCredentials(files), {}};
+      const keel::Status s = callVersionOnce(t, 5000ms);
+      if (!s.isOk()) return keel::unavailable("Version through apid failed: " + s.toString());
+      return t;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  return keel::unavailable(fmt::format(
+      "no {}/server.crt and ca.crt, or nothing listening on {}:{}, after 20 s", dir.string(), address, port));
+}
+
+int run(const Flags& flags) {
+  auto duration = parseDuration(flags.duration);
+  auto warmup = parseDuration(flags.warmup);
+  auto concurrencies = parseConcurrencyList(flags.concurrency);
+  auto handshakeDuration =
+      parseDuration(flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration);
+  for (const keel::Status& s :
+       {duration.status(), warmup.status(), concurrencies.status(), handshakeDuration.status()}) {
+    if (!s.isOk()) {
+      std::fprintf(stderr, "keel_bench: %s\n", s.toString().c_str());
+      return 2;
+    }
+  }
+  const fs::path machined = flags.buildDir / "services/machined/machined";
+  const fs::path apid = flags.buildDir / "services/apid/apid";
+  const fs::path trustd = flags.buildDir / "services/trustd/trustd";
+  if (access(machined.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "keel_bench: no machined executable at %s (set --build-dir)\n", machined.c_str());
+    return 2;
+  }
+  std::optional<fs::path> nginxBinary =
+      flags.nginxBinary.empty() ? findNginx() : std::optional<fs::path>(flags.nginxBinary);
+  if (nginxBinary && access(nginxBinary->c_str(), X_OK) != 0) nginxBinary.reset();
+  if (!nginxBinary && flags.requireNginx) {
+    std::printf("nginx not available: no nginx executable (apt-get install nginx); skipping\n");
+    return kExitSkipped;
+  }
+
+  auto tmp = TempDir::create("keel-bench-");
+  if (!tmp.ok()) {
+    std::fprintf(stderr, "keel_bench: %s\n", tmp.status().toString().c_str());
+    return 1;
+  }
+  const fs::path dir = tmp->path();
+  // Services machined starts run under their own uids when this runs as root: they
+  // must be able to traverse to their state directories.
+  chmod(dir.c_str(), 0711);
+
+  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row\n",
+              flags.warmup.c_str(), flags.duration.c_str());
+  std::printf("machine:  %s\n", describeMachine().c_str());
+  std::string nginxVersion = "not installed";
+  if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
+  std::printf("versions: %s; gRPC %s; OpenSSL 3\n", nginxVersion.c_str(), grpc::Version().c_str());
+
+  auto secrets = makeSecrets();
+  if (!secrets.ok()) {
+    std::fprintf(stderr, "keel_bench: secrets: %s\n", secrets.status().toString().c_str());
+    return 1;
+  }
+  auto admin = makeAdminClient(*secrets);
+  auto serving = makeServingCert(*secrets, "127.0.0.1");
+  if (!admin.ok() || !serving.ok()) {
+    std::fprintf(stderr, "keel_bench: certificates: %s %s\n", admin.status().toString().c_str(),
+                 serving.status().toString().c_str());
+    return 1;
+  }
+
+  // machined starts apid (and trustd) from --libexec when they are there.
+  const fs::path libexec = dir / "libexec";
+  fs::create_directories(libexec);
+  const bool haveApid = access(apid.c_str(), X_OK) == 0;
+  if (haveApid) fs::create_symlink(apid, libexec / "apid");
+  if (access(trustd.c_str(), X_OK) == 0) fs::create_symlink(trustd, libexec / "trustd");
+  Node::Options nodeOptions{machined, libexec, flags.address, std::nullopt};
+  uint16_t apiPort = 50000;
+  if (haveApid && binaryAcceptsFlag(machined, "--api-port", dir)) {
+    auto port = pickFreePort(flags.address);
+    if (!port.ok()) {
+      std::fprintf(stderr, "keel_bench: %s\n", port.status().toString().c_str());
+      return 1;
+    }
+    apiPort = *port;
+    nodeOptions.apiPort = apiPort;
+  }
+  auto node = Node::start(dir, *secrets, nodeOptions);
+  if (!node.ok()) {
+    std::fprintf(stderr, "keel_bench: %s\n", node.status().toString().c_str());
+    return 1;
+  }
+  const pid_t machinedPid = (*node)->pid();
+
+  std::vector<Path> paths(3);
+  paths[0].name = "direct";
+  paths[0].target = (*node)->directTarget();
+
+  paths[1].name = "apid";
+  if (!flags.apidEndpoint.empty()) {
+    TlsFiles files{readTextFile(flags.apidCa), readTextFile(flags.apidCert), readTextFile(flags.apidKey)};
+    paths[1].target = Target{flags.apidEndpoint, mtlsCredentials(files), {}};
+    const pid_t pid = flags.apidPid;
+    paths[1].proxyPids = [pid] { return pid > 0 ? std::vector<pid_t>{pid} : std::vector<pid_t>{}; };
+    paths[1].backendIsOurMachined = false;
+  } else if (!haveApid) {
+    paths[1].skipReason = "no executable at " + apid.string();
+  } else {
+    auto t = waitForNodeApid((*node)->root(), flags.address, apiPort, *admin);
+    if (t.ok()) {
+      paths[1].target = *t;
+      paths[1].proxyPids = [machinedPid] { return descendantsNamed(machinedPid, "apid"); };
+    } else {
+      paths[1].skipReason = t.status().message();
+    }
+  }
+
+  paths[2].name = "nginx";
+  std::unique_ptr<Nginx> nginx;
+  if (!nginxBinary) {
+    paths[2].skipReason = "no nginx executable (apt-get install nginx)";
+  } else {
+    auto port = pickFreePort("127.0.0.1");
+    Nginx::Options o;
+    o.binary = *nginxBinary;
+    o.address = "127.0.0.1";
+    o.port = port.ok() ? *port : 0;
+    o.backendSocket = (*node)->socket();
+    o.serving = *serving;
+    o.accessLog = flags.nginxAccessLog;
+    fs::create_directories(dir / "nginx");
+    auto started =
+        port.ok() ? Nginx::start(dir / "nginx", o) : keel::Result<std::unique_ptr<Nginx>>(port.status());
+    if (started.ok()) {
+      nginx = std::move(started).value();
+      Target t{fmt::format("127.0.0.1:{}", o.port), mtlsCredentials(*admin), {{"keel-roles", "os:admin"}}};
+      const keel::Status s = callVersionOnce(t, 5000ms);
+      if (s.isOk()) {
+        paths[2].target = t;
+        Nginx* n = nginx.get();
+        paths[2].proxyPids = [n] { return n->pids(); };
+      } else {
+        paths[2].skipReason = "Version through nginx failed: " + s.toString();
+      }
+    } else {
+      paths[2].skipReason = started.status().toString();
+    }
+  }
+  for (const auto& p : paths) {
+    if (!p.target) std::printf("%s not available: %s\n", p.name.c_str(), p.skipReason.c_str());
+  }
+  if (paths[1].target && paths[1].proxyPids) {
+    for (const pid_t pid : paths[1].proxyPids())
+      std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
+  }
+  if (nginx) {
+    std::printf(
+        "nginx:    worker_processes 1 (+ master), TLS 1.3 only, ssl_verify_client on, access_log %s, "
+        "upstream keepalive 32 to machined.sock\n",
+        flags.nginxAccessLog ? (dir / "nginx/access.log").c_str() : "off");
+  }
+  std::printf("client:   %d channel(s) per target, %d completion-queue threads; handshakes: %d threads, %s\n",
+              flags.channels, flags.pollers, flags.handshakeConcurrency,
+              (flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration).c_str());
+  std::fflush(stdout);
+
+  const double usPerTick = microsecondsPerTick();
+  std::vector<TableRow> rows;
+  bool failed = false;
+  for (const int c : *concurrencies) {
+    std::array<Measured, 3> m;
+    for (size_t i = 0; i < paths.size() && !stopRequested; ++i) {
+      const Path& p = paths[i];
+      if (!p.target) continue;
+      LoadOptions lo;
+      lo.concurrency = c;
+      lo.channels = flags.channels;
+      lo.pollers = flags.pollers;
+      lo.warmup = *warmup;
+      lo.duration = *duration;
+      uint64_t proxy0 = 0, proxy1 = 0, mach0 = 0, mach1 = 0;
+      auto start = [&] {
+        if (p.proxyPids) proxy0 = processCpuTicks(p.proxyPids());
+        mach0 = processCpuTicks(machinedPid);
+      };
+      auto end = [&] {
+        if (p.proxyPids) proxy1 = processCpuTicks(p.proxyPids());
+        mach1 = processCpuTicks(machinedPid);
+      };
+      auto r = runLoad(*p.target, lo, start, end, stopRequested);
+      if (!r.ok()) {
+        m[i].error = r.status().toString();
+        std::printf("%s c=%d: %s\n", p.name.c_str(), c, m[i].error.c_str());
+        failed = true;
+        continue;
+      }
+      m[i].load = *r;
+      const double calls = static_cast<double>(std::max<uint64_t>(r->calls, 1));
+      m[i].proxyCpuUs = static_cast<double>(proxy1 - proxy0) * usPerTick / calls;
+      m[i].machinedCpuUs = static_cast<double>(mach1 - mach0) * usPerTick / calls;
+      if (r->errors > 0) {
+        std::printf("%s c=%d: %llu failed calls, first: %s\n", p.name.c_str(), c,
+                    static_cast<unsigned long long>(r->errors), r->firstError.c_str());
+      }
+      if (r->calls == 0) failed = true;
+    }
+    auto row = [&](std::string label, Better better, auto get) {
+      TableRow t{std::move(label), better, {}};
+      for (size_t i = 0; i < 3; ++i) t.values[i] = get(i);
+      rows.push_back(std::move(t));
+    };
+    const std::string pre = fmt::format("c={:<3} ", c);
+    row(pre + "requests/s", Better::kHigher,
+        [&](size_t i) { return m[i].load ? std::optional(m[i].load->requestsPerSecond()) : std::nullopt; });
+    row(pre + "p50 latency (us)", Better::kLower,
+        [&](size_t i) { return m[i].load ? std::optional(m[i].load->p50Us) : std::nullopt; });
+    row(pre + "p99 latency (us)", Better::kLower,
+        [&](size_t i) { return m[i].load ? std::optional(m[i].load->p99Us) : std::nullopt; });
+    row(pre + "proxy CPU/call (us)", Better::kLower, [&](size_t i) {
+      return m[i].load && paths[i].proxyPids ? std::optional(m[i].proxyCpuUs) : std::nullopt;
+    });
+    row(pre + "machined CPU/call (us)", Better::kLower, [&](size_t i) {
+      return m[i].load && paths[i].backendIsOurMachined ? std::optional(m[i].machinedCpuUs) : std::nullopt;
+    });
+  }
+
+  std::array<std::optional<double>, 3> hsRate, hsCpu;
+  for (size_t i = 1; i < paths.size() && !stopRequested; ++i) {
+    const Path& p = paths[i];
+    if (!p.target) continue;
+    uint64_t proxy0 = 0, proxy1 = 0;
+    auto r = runHandshakes(
+        *p.target, flags.handshakeConcurrency, *handshakeDuration,
+        [&] { proxy0 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; },
+        [&] { proxy1 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; }, stopRequested);
+    if (r.errors > 0) {
+      std::printf("%s handshakes: %llu failed, first: %s\n", p.name.c_str(),
+                  static_cast<unsigned long long>(r.errors), r.firstError.c_str());
+    }
+    if (r.handshakes == 0) {
+      failed = true;
+      continue;
+    }
+    hsRate[i] = r.perSecond();
+    if (p.proxyPids)
+      hsCpu[i] = static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes);
+  }
+  rows.push_back({fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRate});
+  rows.push_back({"proxy CPU/handshake (us)", Better::kLower, hsCpu});
+
+  if (stopRequested) {
+    std::printf("interrupted: stopping everything keel_bench started\n");
+    return 130;
+  }
+  std::printf("\n%s", formatTable(rows).c_str());
+  std::printf(
+      "\nCPU: utime+stime deltas from /proc/<pid>/stat over the measured window (tick %.0f us); proxy = "
+      "apid, or nginx master+workers. Latency measured at the client. All processes share this "
+      "machine's cores.\n",
+      usPerTick);
+  if (nginx) nginx->stop();
+  (*node)->stop();
+  return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // SIGINT/SIGTERM are taken by one thread with sigwait; every other thread (gRPC's
+  // too) inherits the blocked mask, and the run winds down through the normal path so
+  // that nginx, machined and the temporary directory are cleaned up.
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{
+      "keel_bench: MachineService/Version throughput, latency, CPU per call and TLS handshakes — "
+      "directly on machined.sock, through apid, and through nginx as a reference mTLS gRPC proxy."};
+  Flags flags;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    flags.buildDir = fs::path(self).parent_path().parent_path();
+  }
+  app.add_option("--build-dir", flags.buildDir, "Build tree holding services/machined/machined (and apid)")
+      ->capture_default_str();
+  app.add_option("--duration", flags.duration, "Measured time per row (5s, 500ms, 1m)")
+      ->capture_default_str();
+  app.add_option("--warmup", flags.warmup, "Unmeasured time before each row")->capture_default_str();
+  app.add_option("--concurrency", flags.concurrency,
+                 "Outstanding calls, comma-separated (one set of rows each)")
+      ->capture_default_str();
+  app.add_option("--channels", flags.channels, "Channels (connections) per target the calls are spread over")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--pollers", flags.pollers, "Client threads draining the completion queue")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--handshake-concurrency", flags.handshakeConcurrency,
+                 "Threads opening new mTLS connections")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--handshake-duration", flags.handshakeDuration,
+                 "Time per handshake row (default: --duration)");
+  app.add_option("--address", flags.address, "The node's address on 127.0.0.0/8 (apid binds it)")
+      ->capture_default_str();
+  app.add_option("--nginx", flags.nginxBinary, "nginx executable (default: /usr/sbin/nginx or PATH)");
+  app.add_flag("!--no-nginx-access-log", flags.nginxAccessLog,
+               "Turn nginx's access log off (on by default: apid writes an audit line per call)");
+  app.add_flag("--require-nginx", flags.requireNginx, "Exit with 77 (skipped) when nginx is not installed");
+  app.add_flag("--smoke", flags.smoke,
+               "Short run for CI: --duration 1s --warmup 0.2s --concurrency 1,4, "
+               "1 s of handshakes");
+  app.add_option("--apid-endpoint", flags.apidEndpoint,
+                 "Measure an apid already running at host:port instead of the node's own");
+  app.add_option("--apid-ca", flags.apidCa, "With --apid-endpoint: CA to verify apid with (PEM file)");
+  app.add_option("--apid-cert", flags.apidCert,
+                 "With --apid-endpoint: os:admin client certificate (PEM file)");
+  app.add_option("--apid-key", flags.apidKey, "With --apid-endpoint: its private key (PEM file)");
+  app.add_option("--apid-pid", flags.apidPid, "With --apid-endpoint: apid's pid, for CPU per call");
+  app.footer("Example: keel_bench --build-dir build --duration 10s --concurrency 1,32,128");
+  CLI11_PARSE(app, argc, argv);
+  if (flags.smoke) {
+    flags.duration = "1s";
+    flags.warmup = "0.2s";
+    flags.concurrency = "1,4";
+    flags.handshakeDuration = "1s";
+  }
+  if (!flags.apidEndpoint.empty() &&
+      (flags.apidCa.empty() || flags.apidCert.empty() || flags.apidKey.empty())) {
+    std::fprintf(stderr, "keel_bench: --apid-endpoint needs --apid-ca, --apid-cert and --apid-key\n");
+    return 2;
+  }
+
+  std::thread([stopSignals] {
+    int sig = 0;
+    if (sigwait(&stopSignals, &sig) == 0) stopRequested = true;
+  }).detach();
+  return run(flags);
+}
