@@ -4,6 +4,7 @@
 #include "apid_fixture.h"
 
 #include <catch2/generators/catch_generators.hpp>
+#include <set>
 
 #include "keel/authz/proto_rules.h"
 
@@ -287,6 +288,257 @@ TEST_CASE("every call and every refusal is audited without message bodies") {
   CHECK(g.apid->auditLog().find("top-secret-marker") == std::string::npos);
   // The same lines reach apid's own log (machined keeps it as the service log).
   CHECK_THAT(g.apid->log(), ContainsSubstring("\"identity\":\"carol\""));
+}
+
+}  // namespace
+}  // namespace keel::integration
+
+namespace keel::integration {
+namespace {
+
+TEST_CASE("a backend added by dropping a manifest is routed with the rules it ships") {
+  Gateway g;
+  RecordingBackend toy(g.dir / "toy.sock");
+  auto reader = g.channel(g.pki.client({"os:reader"}, "dave"));
+  const std::string echo = "/keel.toy.v1.ToyService/Echo";
+  CHECK(rawCall(*reader, echo, "").error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  g.apid->addBackend("toy", toy.socket(), {"keel.toy.v1.ToyService"}, TOY_DESCRIPTOR_SET);
+  REQUIRE(eventually([&] { return rawCall(*reader, echo, "").ok(); }, 10s));
+  CHECK(toy.lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+  const auto st = rawCall(*reader, "/keel.toy.v1.ToyService/Wipe", "");
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("os:admin"));
+  // The machine API is still served by its own backend.
+  CHECK(rawCall(*reader, kVersion, "").ok());
+}
+
+TEST_CASE("a manifest whose socket belongs to another uid is not forwarded to") {
+  Gateway g;
+  RecordingBackend impostor(g.dir / "impostor.sock");
+  nlohmann::json m = {{"name", "impostor"},
+                      {"socket", impostor.socket().string()},
+                      {"services", {"keel.toy.v1.ToyService"}},
+                      {"allowedUids", {getuid() + 4242}},
+                      {"rules", TOY_DESCRIPTOR_SET}};
+  writeFile(g.apid->backendsDir() / "impostor.json", m.dump());
+  auto admin = g.channel(g.pki.client({"os:admin"}));
+  grpc::Status st;
+  REQUIRE(eventually(
+      [&] {
+        st = rawCall(*admin, "/keel.toy.v1.ToyService/Echo", "");
+        return st.error_code() != grpc::StatusCode::UNIMPLEMENTED;
+      },
+      10s));
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK_THAT(st.error_message(), ContainsSubstring("owned by uid"));
+  CHECK(impostor.calls().empty());
+}
+
+// apid in front of a real machined node.
+struct NodeWithApid {
+  TestPki pki;
+  Node node;
+  std::unique_ptr<ApidProcess> apid;
+  NodeWithApid(const std::string& address, int port, bool impersonator, const TestPki* shared = nullptr)
+      : node(makeConfigFor(), {}, address) {
+    ApidOptions o;
+    o.address = address;
+    o.port = port;
+    o.impersonator = impersonator;
+    apid = std::make_unique<ApidProcess>(shared != nullptr ? *shared : pki, o);
+    apid->addBackend("machined", node.socket());
+  }
+  static nlohmann::json makeConfigFor() {
+    TempDir d;
+    return makeConfig(d);
+  }
+};
+
+v1::VersionResponse version(grpc::Channel& ch, const Metadata& md, grpc::Status* status = nullptr) {
+  std::string bytes;
+  const auto st = rawCall(ch, kVersion, "", &bytes, md);
+  if (status != nullptr) *status = st;
+  v1::VersionResponse resp;
+  if (st.ok()) REQUIRE(resp.ParseFromString(bytes));
+  return resp;
+}
+
+TEST_CASE("apid serves the real machine API and recovers by itself when machined comes back") {
+  TestPki pki;
+  NodeWithApid n("127.0.1.1", freePort(), false, &pki);
+  auto admin = mtlsChannel(n.apid->endpoint(), pki.caPem(), pki.client({"os:admin"}));
+  REQUIRE(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+  grpc::Status st;
+  const auto v = version(*admin, {}, &st);
+  REQUIRE(st.ok());
+  REQUIRE(v.messages_size() == 1);
+  CHECK(v.messages(0).metadata().node() == "127.0.1.1");
+
+  // machined dies: calls fail at once with UNAVAILABLE, not at their deadline.
+  n.node.process().signal(SIGKILL);
+  REQUIRE(n.node.process().wait(10s));
+  const auto t0 = std::chrono::steady_clock::now();
+  st = rawCall(*admin, kVersion, "");
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(std::chrono::steady_clock::now() - t0 < kCallTimeout);
+  CHECK(n.apid->process().running());
+
+  n.node.restart();
+  CHECK(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+}
+
+TEST_CASE("fan-out to three nodes: replies stamped per node, one node down or slow does not fail the others") {
+  TestPki pki;
+  const int port = freePort();
+  NodeWithApid a("127.0.1.1", port, true, &pki);
+  NodeWithApid b("127.0.1.2", port, true, &pki);
+  auto c = std::make_unique<NodeWithApid>("127.0.1.3", port, true, &pki);
+  auto admin = mtlsChannel(a.apid->endpoint(), pki.caPem(), pki.client({"os:admin"}, "eve"));
+  REQUIRE(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+  const Metadata all = {{"nodes", "127.0.1.1,127.0.1.2,127.0.1.3"}};
+
+  grpc::Status st;
+  v1::VersionResponse v;
+  REQUIRE(eventually(
+      [&] {
+        v = version(*admin, all, &st);
+        if (!st.ok() || v.messages_size() != 3) return false;
+        for (const auto& m : v.messages()) {
+          if (!m.metadata().error().empty()) return false;
+        }
+        return true;
+      },
+      15s));
+  std::set<std::string> nodes;
+  for (const auto& m : v.messages()) nodes.insert(m.metadata().node());
+  CHECK(nodes == std::set<std::string>{"127.0.1.1", "127.0.1.2", "127.0.1.3"});
+
+  // The forwarded calls carried the caller's identity, through the impersonator hop.
+  CHECK(eventually([&] { return b.apid->auditLog().find("\"identity\":\"eve via apid@127.0.1.1\"") != std::string::npos; },
+                   5s));
+
+  SECTION("a streaming call interleaves every node's messages") {
+    v1::EventsRequest req;
+    req.set_tail_events(-1);
+    auto stub = v1::MachineService::NewStub(admin);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("nodes", "127.0.1.1,127.0.1.2");
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    auto reader = stub->Events(&ctx, req);
+    std::set<std::string> seen;
+    v1::Event e;
+    while (reader->Read(&e)) {
+      CHECK(e.metadata().error().empty());
+      seen.insert(e.metadata().node());
+    }
+    CHECK(reader->Finish().ok());
+    CHECK(seen == std::set<std::string>{"127.0.1.1", "127.0.1.2"});
+  }
+
+  SECTION("a stopped node becomes an entry with its error") {
+    c->apid->stop();
+    v = version(*admin, all, &st);
+    REQUIRE(st.ok());
+    REQUIRE(v.messages_size() == 3);
+    for (const auto& m : v.messages()) {
+      INFO(m.metadata().node() << ": " << m.metadata().error());
+      if (m.metadata().node() == "127.0.1.3") {
+        CHECK_FALSE(m.metadata().error().empty());
+        CHECK(m.metadata().code() == static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+      } else {
+        CHECK(m.metadata().error().empty());
+        CHECK_FALSE(m.version().empty());
+      }
+    }
+  }
+
+  SECTION("a node that accepts connections but never answers only costs its own deadline") {
+    // A listener that never completes a handshake, at a node address apid never dialled.
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.1.4", &addr.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 16) == 0);
+    v = version(*admin, {{"nodes", "127.0.1.1,127.0.1.2,127.0.1.4"}}, &st);
+    ::close(fd);
+    REQUIRE(st.ok());
+    REQUIRE(v.messages_size() == 3);
+    int ok = 0;
+    for (const auto& m : v.messages()) {
+      if (m.metadata().node() == "127.0.1.4") {
+        CHECK(m.metadata().code() == static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED));
+      } else {
+        ok += m.metadata().error().empty() ? 1 : 0;
+      }
+    }
+    CHECK(ok == 2);
+  }
+}
+
+TEST_CASE("certificates are hot-reloaded without dropping an open stream") {
+  TestPki pki;
+  NodeWithApid n("127.0.1.1", freePort(), false, &pki);
+  auto admin = mtlsChannel(n.apid->endpoint(), pki.caPem(), pki.client({"os:admin"}));
+  REQUIRE(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+
+  // An open stream: events, followed.
+  auto stub = v1::MachineService::NewStub(admin);
+  grpc::ClientContext streamCtx;
+  v1::EventsRequest req;
+  req.set_tail_events(0);
+  req.set_follow(true);
+  auto events = stub->Events(&streamCtx, req);
+  auto restartTicker = [&] {
+    grpc::ClientContext ctx;
+    Node::withRoles(ctx, "os:admin");
+    v1::ServiceRequest r;
+    r.set_id("ticker");
+    v1::ServiceActionResponse resp;
+    REQUIRE(n.node.stub()->ServiceRestart(&ctx, r, &resp).ok());
+  };
+  auto nextEventFor = [&](const std::string& subject) {
+    v1::Event e;
+    while (events->Read(&e)) {
+      if (e.subject() == subject) return true;
+    }
+    return false;
+  };
+  restartTicker();
+  REQUIRE(nextEventFor("ticker"));
+
+  auto servedCert = [&](const Credential& client, const std::string& caPem) -> std::string {
+    auto ch = mtlsChannel(n.apid->endpoint(), caPem, client);
+    auto s = v1::MachineService::NewStub(ch);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+    v1::VersionResponse resp;
+    if (!s->Version(&ctx, {}, &resp).ok()) return "";
+    const auto pems = ctx.auth_context()->FindPropertyValues("x509_pem_cert");
+    return pems.empty() ? "" : std::string(pems.front().data(), pems.front().size());
+  };
+
+  SECTION("a new serving certificate is used by new handshakes") {
+    const auto fresh = pki.server("127.0.1.1");
+    n.apid->writeCredential("server", fresh);
+    const auto client = pki.client({"os:reader"});
+    CHECK(eventually([&] { return servedCert(client, pki.caPem()) == fresh.cert; }, 10s));
+  }
+  SECTION("a new accepted CA set admits the new CA's clients and refuses the old one's") {
+    TestPki next("keel-os-next");
+    writeFile(n.apid->dir() / "ca.crt.tmp", next.caPem());
+    std::filesystem::rename(n.apid->dir() / "ca.crt.tmp", n.apid->dir() / "ca.crt");
+    const auto newClient = next.client({"os:reader"});
+    const auto oldClient = pki.client({"os:reader"});
+    CHECK(eventually([&] { return !servedCert(newClient, pki.caPem()).empty(); }, 10s));
+    CHECK(servedCert(oldClient, pki.caPem()).empty());
+  }
+  // The stream opened before the change still delivers.
+  restartTicker();
+  CHECK(nextEventFor("ticker"));
+  streamCtx.TryCancel();
+  (void)events->Finish();
 }
 
 }  // namespace

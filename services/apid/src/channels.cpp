@@ -16,14 +16,16 @@ namespace keel::apid {
 
 namespace {
 
-void commonArgs(grpc::ChannelArguments& args, int maxMessageBytes) {
+// `connectTimeout`: how long one connection attempt (with its handshake) may take.
+void commonArgs(grpc::ChannelArguments& args, int maxMessageBytes, std::chrono::milliseconds connectTimeout) {
   args.SetMaxReceiveMessageSize(maxMessageBytes);
   args.SetMaxSendMessageSize(maxMessageBytes);
   // A backend or node that restarts is found again within a second, not after gRPC's
   // default backoff of up to two minutes.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // gRPC takes its connection-attempt timeout from this argument.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(connectTimeout.count()));
   // Channels are shared by every call, so several are kept distinct per target.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
 }
@@ -60,7 +62,7 @@ Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifes
   auto& ch = channels_[backend.socket];
   if (!ch) {
     grpc::ChannelArguments args;
-    commonArgs(args, maxMessageBytes_);
+    commonArgs(args, maxMessageBytes_, std::chrono::seconds(1));
     ch = grpc::CreateCustomChannel("unix:" + backend.socket.string(), grpc::InsecureChannelCredentials(), args);
   }
   return ch;
@@ -96,7 +98,7 @@ Result<std::shared_ptr<grpc::Channel>> PeerChannels::get(const std::string& node
     tls.pem_private_key = key_;
     tls.pem_cert_chain = cert_;
     grpc::ChannelArguments args;
-    commonArgs(args, maxMessageBytes_);
+    commonArgs(args, maxMessageBytes_, std::chrono::seconds(5));
     const std::string target = node.find(':') != std::string::npos ? fmt::format("[{}]:{}", node, port_)
                                                                     : fmt::format("{}:{}", node, port_);
     ch = grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
