@@ -2,6 +2,8 @@
 // when a certificate or the TLS connection to apid is wrong.
 #include "apid_target.h"
 
+#include <algorithm>
+#include <mutex>
 #include <sstream>
 
 #include <catch2/catch_test_macros.hpp>
@@ -18,6 +20,7 @@ namespace keel::keelctl {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
+using Catch::Matchers::StartsWith;
 namespace v1 = keel::machine::v1;
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
@@ -80,6 +83,27 @@ struct PrintFixture {
   MachineCommandEnv env{client, OutputFormat::kTable, out, err, in, true};
 };
 
+// Answers Version as apid would after a fan-out to nodes a and b, where b failed, and
+// keeps the metadata of the call.
+class FanOutVersion final : public v1::MachineService::Service {
+ public:
+  grpc::Status Version(grpc::ServerContext* ctx, const keel::common::v1::Empty*, v1::VersionResponse* resp) override {
+    std::lock_guard lock(mu_);
+    for (const auto& [k, v] : ctx->client_metadata()) metadata_.emplace_back(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    *resp->add_messages() = versionEntry("a", "1.0.0");
+    *resp->add_messages() = versionEntry("b", "", "connection refused", 14);
+    return grpc::Status::OK;
+  }
+  Metadata metadata() const {
+    std::lock_guard lock(mu_);
+    return metadata_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Metadata metadata_;
+};
+
 // An mTLS gRPC server on 127.0.0.1 at a port chosen at run time, serving with `serving`
 // and accepting clients of `clientCa`. Stopped when it goes out of scope.
 class TlsServer {
@@ -97,9 +121,10 @@ class TlsServer {
   }
   ~TlsServer() { server_->Shutdown(std::chrono::system_clock::now()); }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  Metadata metadata() const { return service_.metadata(); }
 
  private:
-  v1::MachineService::Service service_;
+  FanOutVersion service_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };
@@ -199,6 +224,35 @@ TEST_CASE("a server with a certificate from another CA is named with both CAs' f
   CHECK_THAT(st.message(), ContainsSubstring("'keel-os-staging' (sha256 " + theirs.certificate.fingerprintSha256() + ")"));
   CHECK_THAT(st.message(), ContainsSubstring("trusts only CA 'keel-os-prod' (sha256 " +
                                              ours.certificate.fingerprintSha256() + ")"));
+}
+
+TEST_CASE("over mutual TLS a command names its nodes, sends no roles, and reports the node that failed",
+          "[apid-target]") {
+  ManualClock clock(std::chrono::system_clock::now());
+  const auto ca = makeCa("keel-os-prod", clock);
+  const auto serving = makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  TlsServer server(serving, ca);
+  MachineTarget target;
+  target.endpoint = server.endpoint();
+  target.tls = {.ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  target.nodes = {"a", "b"};
+  target.clock = &clock;
+  MachineClient machine(target);
+  std::ostringstream out;
+  std::ostringstream err;
+  std::istringstream in;
+  MachineCommandEnv env{machine, OutputFormat::kTable, out, err, in, true};
+  const Status st = cmdVersion(env);
+  CHECK(st.code() == StatusCode::kUnavailable);
+  CHECK(st.message() == "1 of 2 nodes failed");
+  CHECK(err.str() == "b: connection refused\n");
+  CHECK_THAT(out.str(), StartsWith("NODE"));
+  CHECK_THAT(out.str(), ContainsSubstring("\na "));
+  CHECK_THAT(out.str(), ContainsSubstring("1.0.0"));
+  const auto md = server.metadata();
+  CHECK(std::find(md.begin(), md.end(), std::make_pair(std::string("nodes"), std::string("a,b"))) != md.end());
+  for (const auto& [k, v] : md) CHECK(k != "keel-roles");
 }
 
 TEST_CASE("a server that refuses the client certificate is told apart from an unknown server", "[apid-target]") {
