@@ -5,6 +5,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -164,6 +166,20 @@ std::vector<std::pair<std::string, std::string>> nodeTargetMetadata(const std::v
   return {{kNodesMetadata, fmt::format("{}", fmt::join(nodes, ","))}};
 }
 
+bool isConnectionFailure(std::string_view grpcMessage) {
+  // What gRPC 1.51's transport says; apid's own messages name a backend or a node.
+  static constexpr std::string_view kMarkers[] = {
+      "failed to connect", "socket closed", "connection reset", "connection refused", "broken pipe",
+      "dns resolution failed", "handshake", "ssl", "endpoint read failed", "transport closed", "connection closed",
+  };
+  std::string lower(grpcMessage);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const auto marker : kMarkers) {
+    if (lower.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
 Status checkClientCertificate(std::string_view crtPem, std::string_view contextName, const Clock& clock) {
   auto crt = pki::Certificate::fromPem(crtPem);
   if (!crt.ok()) {
@@ -238,7 +254,20 @@ Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& ident
         "expired; check it with 'keelctl config info'",
         endpoint, *probed->refused));
   }
-  return unavailable(unreachable);
+  // gRPC also checks that the certificate names the host dialled.
+  const auto sans = leaf.subjectAltNames();
+  const auto& names = config::isIpAddress(ep->host) ? sans.ipAddresses : sans.dnsNames;
+  if (std::find(names.begin(), names.end(), ep->host) == names.end()) {
+    std::vector<std::string> all = sans.ipAddresses;
+    all.insert(all.end(), sans.dnsNames.begin(), sans.dnsNames.end());
+    return unavailable(fmt::format("server {} presented a certificate for {}, which does not name {}: use one of "
+                                   "those names in -e/--endpoints, or add {} to the node's certSans",
+                                   endpoint, all.empty() ? "no names" : fmt::format("{}", fmt::join(all, ", ")),
+                                   ep->host, ep->host));
+  }
+  // The TLS connection works: the call failed for another reason.
+  return unavailable(fmt::format("apid at {} accepts keelctl's TLS connection, but the call failed: {}", endpoint,
+                                 grpcMessage));
 }
 
 }  // namespace keel::keelctl

@@ -29,6 +29,11 @@ std::vector<std::pair<std::string, std::string>> nodeTargetMetadata(const std::v
 // saying when it expired and how to get a new one, or from when it will be valid.
 Status checkClientCertificate(std::string_view crtPem, std::string_view contextName, const Clock& clock);
 
+// True when a gRPC UNAVAILABLE message comes from the connection to apid (refused, reset,
+// TLS handshake, name resolution) rather than from apid itself, which also answers
+// UNAVAILABLE when a backend is down and names it.
+bool isConnectionFailure(std::string_view grpcMessage);
+
 // What keelctl presents and trusts on the network path (PEM).
 struct TlsIdentity {
   std::string ca;   // the CAs the context trusts (the OS CA)
@@ -42,7 +47,9 @@ struct TlsIdentity {
 //   - the server's certificate was issued by a CA the context does not trust (naming
 //     both, with SHA-256 fingerprints), or does not verify for another reason;
 //   - the server refused the client certificate, with the likely causes;
-//   - otherwise "cannot reach apid at <endpoint>: <grpcMessage>" with a hint.
+//   - the server's certificate does not name the host dialled;
+//   - nothing listens there: "cannot reach apid at <endpoint>: <grpcMessage>" with a hint;
+//   - the TLS connection works: the call failed for another reason, `grpcMessage`.
 // Blocks for at most about 2 × `timeout`. Thread-compatible.
 Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& identity, std::string_view grpcMessage,
                            const Clock& clock, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));

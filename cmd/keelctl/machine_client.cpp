@@ -52,7 +52,7 @@ std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds
 Status fromGrpc(const grpc::Status& status, const MachineTarget& target) {
   if (status.ok()) return Status::ok();
   const auto code = static_cast<StatusCode>(status.error_code());
-  if (code == StatusCode::kUnavailable && target.viaApid()) {
+  if (code == StatusCode::kUnavailable && target.viaApid() && isConnectionFailure(status.error_message())) {
     SystemClock systemClock;
     return diagnoseUnavailable(target.endpoint, target.tls, status.error_message(),
                                target.clock != nullptr ? *target.clock : systemClock);

@@ -62,9 +62,9 @@ class MachineClient {
   std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
 };
 
-// A failed call as a Status a person can act on: UNAVAILABLE names the socket, or for
-// apid says what is wrong with the TLS connection (see diagnoseUnavailable). Other codes,
-// PERMISSION_DENIED among them, keep the server's message unchanged.
+// A failed call as a Status a person can act on: UNAVAILABLE names the socket, or, when
+// the connection to apid failed, says what is wrong with it (see diagnoseUnavailable).
+// Other failures, PERMISSION_DENIED among them, keep the server's message unchanged.
 Status fromGrpc(const grpc::Status& status, const MachineTarget& target);
 
 // One message as pretty JSON (kJson) or YAML (kYaml).

@@ -37,12 +37,12 @@ struct Leaf {
 };
 
 Leaf makeLeaf(const pki::CertificateAuthority& ca, const std::string& cn, pki::ExtendedKeyUsage usage,
-              std::chrono::seconds ttl, const Clock& clock) {
+              std::chrono::seconds ttl, const Clock& clock, const std::string& ipSan = "127.0.0.1") {
   auto key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256);
   REQUIRE(key.ok());
   pki::CsrOptions csr;
   csr.subject.commonName = cn;
-  if (usage == pki::ExtendedKeyUsage::kServerAuth) csr.subjectAltNames.ipAddresses = {"127.0.0.1"};
+  if (usage == pki::ExtendedKeyUsage::kServerAuth) csr.subjectAltNames.ipAddresses = {ipSan};
   auto req = pki::CertificateRequest::create(*key, csr);
   REQUIRE(req.ok());
   pki::IssuePolicy policy;
@@ -133,6 +133,14 @@ TEST_CASE("a call targets one node with 'node' and several with 'nodes'", "[apid
   CHECK(nodeTargetMetadata({}).empty());
   CHECK(nodeTargetMetadata({"10.0.0.2"}) == Metadata{{"node", "10.0.0.2"}});
   CHECK(nodeTargetMetadata({"10.0.0.2", "cp1", "10.0.0.4"}) == Metadata{{"nodes", "10.0.0.2,cp1,10.0.0.4"}});
+}
+
+TEST_CASE("connection failures are told apart from apid's own UNAVAILABLE answers", "[apid-target]") {
+  CHECK(isConnectionFailure("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+                            "Failed to connect to remote host: Connection refused"));
+  CHECK(isConnectionFailure("Socket closed"));
+  CHECK(isConnectionFailure("Ssl handshake failed: SSL_ERROR_SSL"));
+  CHECK_FALSE(isConnectionFailure("backend machined (keel.machine.v1.MachineService) is not running"));
 }
 
 TEST_CASE("a table names each node and reports a failed node without hiding the others", "[apid-target]") {
@@ -267,6 +275,20 @@ TEST_CASE("a server that refuses the client certificate is told apart from an un
   const Status st = diagnoseUnavailable(server.endpoint(), identity, "failed to connect", clock);
   CHECK(st.code() == StatusCode::kUnavailable);
   CHECK_THAT(st.message(), ContainsSubstring("rejected the client certificate"));
+}
+
+TEST_CASE("a server certificate that does not name the host dialled is reported with the names it has",
+          "[apid-target]") {
+  ManualClock clock(std::chrono::system_clock::now());
+  const auto ca = makeCa("keel-os-prod", clock);
+  const auto serving =
+      makeLeaf(ca, "127.0.1.7", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock, "127.0.1.7");
+  const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  TlsServer server(serving, ca);
+  const TlsIdentity identity{.ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  const Status st = diagnoseUnavailable(server.endpoint(), identity, "failed to connect to all addresses", clock);
+  CHECK(st.code() == StatusCode::kUnavailable);
+  CHECK_THAT(st.message(), ContainsSubstring("presented a certificate for 127.0.1.7, which does not name 127.0.0.1"));
 }
 
 TEST_CASE("nothing listening keeps the cannot-reach message", "[apid-target]") {
