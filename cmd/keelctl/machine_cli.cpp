@@ -65,8 +65,8 @@ Result<MachineTarget> resolveTarget(const MachineCliOptions& o, const CommandEnv
     }
   }
   KEEL_RETURN_IF_ERROR(checkClientCertificate(ctx->crt, cfg->context, env.clock));
-  // Only the first endpoint is dialled; the others are there for a later failover.
   t.endpoint = endpoints.front();
+  t.fallbackEndpoints.assign(endpoints.begin() + 1, endpoints.end());
   t.tls = {.ca = ctx->ca, .crt = ctx->crt, .key = ctx->key};
   return t;
 }
@@ -133,7 +133,8 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
       ->delimiter(',');
   app.add_option("-e,--endpoints", options.endpoints,
                  "apid endpoints to connect to (host or host:port, default port 50000), over mutual TLS with the "
-                 "current context's certificate; the first is used. Default: the context's endpoints")
+                 "current context's certificate; the next is tried when one cannot be reached. Default: the context's "
+                 "endpoints")
       ->delimiter(',');
   app.add_option("--local-roles", options.roles, "Roles claimed on a local socket (testing)")
       ->group("")

@@ -21,7 +21,23 @@ std::filesystem::path machinedSocketUnder(const std::filesystem::path& root) {
   return root / "run/keel/machined.sock";
 }
 
-MachineClient::MachineClient(MachineTarget target) : target_(std::move(target)) {
+MachineClient::MachineClient(MachineTarget target) : target_(std::move(target)) { connect(); }
+
+bool MachineClient::failOver(const grpc::Status& status, std::ostream& err) {
+  if (!target_.viaApid() || target_.fallbackEndpoints.empty()) return false;
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE || !isConnectionFailure(status.error_message())) {
+    return false;
+  }
+  const std::string next = target_.fallbackEndpoints.front();
+  target_.fallbackEndpoints.erase(target_.fallbackEndpoints.begin());
+  err << fmt::format("keelctl: cannot reach apid at {} ({}); trying {}\n", target_.endpoint, status.error_message(),
+                     next);
+  target_.endpoint = next;
+  connect();
+  return true;
+}
+
+void MachineClient::connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
   if (target_.viaApid()) {

@@ -36,6 +36,8 @@ struct MachineTarget {
   // Network path: apid's "host:port", the context's TLS identity and the target nodes
   // (none: the node apid runs on).
   std::string endpoint;
+  // Tried in order when `endpoint` cannot be reached (see MachineClient::failOver).
+  std::vector<std::string> fallbackEndpoints;
   TlsIdentity tls;
   std::vector<std::string> nodes;
   // For judging certificates when a connection fails; outlives the target.
@@ -57,7 +59,14 @@ class MachineClient {
   std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = std::chrono::seconds(30)) const;
   const MachineTarget& target() const { return target_; }
 
+  // After a call that failed with `status`: when it is a connection failure to apid and
+  // a fallback endpoint is left, says so on `err`, switches to that endpoint and returns
+  // true (the caller repeats the call, which never reached a server). Not thread-safe.
+  bool failOver(const grpc::Status& status, std::ostream& err);
+
  private:
+  void connect();
+
   MachineTarget target_;
   std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
 };

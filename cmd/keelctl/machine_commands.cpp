@@ -48,11 +48,13 @@ namespace {
 // Calls a unary method with a fresh context; the error names what failed.
 template <typename Resp, typename Req, typename Method>
 Result<Resp> call(MachineCommandEnv& env, Method method, const Req& req) {
-  auto ctx = env.client.context();
-  Resp resp;
-  const auto st = (env.client.stub().*method)(ctx.get(), req, &resp);
-  if (!st.ok()) return fromGrpc(st, env.client.target());
-  return resp;
+  for (;;) {
+    auto ctx = env.client.context();
+    Resp resp;
+    const auto st = (env.client.stub().*method)(ctx.get(), req, &resp);
+    if (st.ok()) return resp;
+    if (!env.client.failOver(st, env.err)) return fromGrpc(st, env.client.target());
+  }
 }
 
 // Reads a server stream to its end, handing each message to `each`. A stream the user
@@ -62,17 +64,24 @@ Result<Resp> call(MachineCommandEnv& env, Method method, const Req& req) {
 // when any node did.
 template <typename Msg, typename Req, typename Method, typename Each>
 Status stream(MachineCommandEnv& env, Method method, const Req& req, bool follow, Each each) {
-  auto ctx = env.client.context(follow ? std::chrono::seconds(0) : std::chrono::seconds(60));
-  StreamCancel::instance().set(ctx.get());
-  auto reader = (env.client.stub().*method)(ctx.get(), req);
   NodeResults results(env.err);
-  Msg msg;
-  while (reader->Read(&msg)) {
-    const bool data = results.accept(msg.metadata());
-    if (data || env.format != OutputFormat::kTable) each(msg);
+  grpc::Status st;
+  for (;;) {
+    auto ctx = env.client.context(follow ? std::chrono::seconds(0) : std::chrono::seconds(60));
+    StreamCancel::instance().set(ctx.get());
+    auto reader = (env.client.stub().*method)(ctx.get(), req);
+    bool received = false;
+    Msg msg;
+    while (reader->Read(&msg)) {
+      received = true;
+      const bool data = results.accept(msg.metadata());
+      if (data || env.format != OutputFormat::kTable) each(msg);
+    }
+    st = reader->Finish();
+    StreamCancel::instance().clear();
+    // Only a stream that never got going is repeated elsewhere.
+    if (received || !env.client.failOver(st, env.err)) break;
   }
-  const auto st = reader->Finish();
-  StreamCancel::instance().clear();
   if (st.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled()) return results.finish();
   KEEL_RETURN_IF_ERROR(fromGrpc(st, env.client.target()));
   return results.finish();

@@ -263,6 +263,35 @@ TEST_CASE("over mutual TLS a command names its nodes, sends no roles, and report
   for (const auto& [k, v] : md) CHECK(k != "keel-roles");
 }
 
+TEST_CASE("an endpoint that cannot be reached is skipped for the next one", "[apid-target]") {
+  ManualClock clock(std::chrono::system_clock::now());
+  const auto ca = makeCa("keel-os-prod", clock);
+  const auto serving = makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  // Started first, so the port of the one stopped below cannot be its own.
+  TlsServer server(serving, ca);
+  std::string dead;
+  {
+    TlsServer gone(serving, ca);
+    dead = gone.endpoint();
+  }
+  MachineTarget target;
+  target.endpoint = dead;
+  target.fallbackEndpoints = {server.endpoint()};
+  target.tls = {.ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  target.clock = &clock;
+  MachineClient machine(target);
+  std::ostringstream out;
+  std::ostringstream err;
+  std::istringstream in;
+  MachineCommandEnv env{machine, OutputFormat::kTable, out, err, in, true};
+  // The server's reply carries a failed node: the call itself went through.
+  CHECK(cmdVersion(env).message() == "1 of 2 nodes failed");
+  CHECK_THAT(err.str(), ContainsSubstring("cannot reach apid at " + dead));
+  CHECK_THAT(err.str(), ContainsSubstring("trying " + server.endpoint()));
+  CHECK(machine.target().endpoint == server.endpoint());
+}
+
 TEST_CASE("a server that refuses the client certificate is told apart from an unknown server", "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ours = makeCa("keel-os-prod", clock);
