@@ -1,8 +1,6 @@
 #include "apid_target.h"
 
 #include <netdb.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
@@ -28,7 +28,8 @@ namespace {
 // What to run for a new client certificate: a new admin config for a new cluster, or a
 // config with chosen roles from the existing cluster's secrets bundle.
 constexpr std::string_view kNewCertificateHint =
-    "make a new client config with 'keelctl config new <file> --roles <roles> --from <secrets bundle>' and add it "
+    "make a new client config with 'keelctl config new <file> --roles <roles> --from <secrets bundle>' and "
+    "add it "
     "with 'keelctl config merge <file>' (or take the keelconfig 'keelctl gen config' writes)";
 
 std::string nameOf(const pki::DistinguishedName& dn) {
@@ -99,7 +100,8 @@ struct Probe {
 
 // A TLS 1.3 handshake that trusts anything and presents the client certificate, to see
 // what the server presents and whether it accepts ours.
-Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity, std::chrono::milliseconds timeout) {
+Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity,
+                    std::chrono::milliseconds timeout) {
   KEEL_ASSIGN_OR_RETURN(auto crt, pki::Certificate::fromPem(identity.crt));
   KEEL_ASSIGN_OR_RETURN(auto key, pki::PrivateKey::fromPem(identity.key));
   ERR_clear_error();
@@ -107,7 +109,8 @@ Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity, std
   if (!ctx) return internalError("SSL_CTX_new: " + opensslErrors());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-  if (SSL_CTX_use_certificate(ctx.get(), crt.raw()) != 1 || SSL_CTX_use_PrivateKey(ctx.get(), key.raw()) != 1) {
+  if (SSL_CTX_use_certificate(ctx.get(), crt.raw()) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), key.raw()) != 1) {
     return internalError("cannot use the client certificate for the TLS probe: " + opensslErrors());
   }
   static constexpr unsigned char kAlpn[] = {2, 'h', '2'};
@@ -120,7 +123,8 @@ Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity, std
   SSL_set_fd(ssl.get(), fd.get());
   if (!config::isIpAddress(ep.host)) {
     // SSL_set_tlsext_host_name without its C cast.
-    SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, const_cast<char*>(ep.host.c_str()));
+    SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(ep.host.c_str()));
   }
   if (SSL_connect(ssl.get()) != 1) {
     const std::string why = opensslErrors();
@@ -154,7 +158,8 @@ Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity, std
 
 std::string describeCas(const std::vector<pki::Certificate>& cas) {
   std::vector<std::string> parts;
-  for (const auto& ca : cas) parts.push_back(fmt::format("'{}' (sha256 {})", nameOf(ca.subject()), ca.fingerprintSha256()));
+  for (const auto& ca : cas)
+    parts.push_back(fmt::format("'{}' (sha256 {})", nameOf(ca.subject()), ca.fingerprintSha256()));
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
@@ -169,8 +174,9 @@ std::vector<std::pair<std::string, std::string>> nodeTargetMetadata(const std::v
 bool isConnectionFailure(std::string_view grpcMessage) {
   // What gRPC 1.51's transport says; apid's own messages name a backend or a node.
   static constexpr std::string_view kMarkers[] = {
-      "failed to connect", "socket closed", "connection reset", "connection refused", "broken pipe",
-      "dns resolution failed", "handshake", "ssl", "endpoint read failed", "transport closed", "connection closed",
+      "failed to connect",    "socket closed",         "connection reset",  "connection refused",
+      "broken pipe",          "dns resolution failed", "handshake",         "ssl",
+      "endpoint read failed", "transport closed",      "connection closed",
   };
   std::string lower(grpcMessage);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -183,39 +189,42 @@ bool isConnectionFailure(std::string_view grpcMessage) {
 Status checkClientCertificate(std::string_view crtPem, std::string_view contextName, const Clock& clock) {
   auto crt = pki::Certificate::fromPem(crtPem);
   if (!crt.ok()) {
-    return invalidArgument(fmt::format("the client certificate of context '{}' does not parse: {}", contextName,
-                                       crt.status().message()));
+    return invalidArgument(fmt::format("the client certificate of context '{}' does not parse: {}",
+                                       contextName, crt.status().message()));
   }
   const TimePoint now = clock.now();
   if (now > crt->notAfter()) {
-    return unauthenticated(fmt::format("the client certificate of context '{}' ({}) expired at {} (now {}): {}",
-                                       contextName, crt->subject().toString(), formatTime(crt->notAfter()),
-                                       formatTime(now), kNewCertificateHint));
+    return unauthenticated(fmt::format(
+        "the client certificate of context '{}' ({}) expired at {} (now {}): {}", contextName,
+        crt->subject().toString(), formatTime(crt->notAfter()), formatTime(now), kNewCertificateHint));
   }
   if (now < crt->notBefore()) {
-    return unauthenticated(fmt::format(
-        "the client certificate of context '{}' ({}) is not valid before {} (now {}): check this machine's clock, "
-        "or wait until then",
-        contextName, crt->subject().toString(), formatTime(crt->notBefore()), formatTime(now)));
+    return unauthenticated(
+        fmt::format("the client certificate of context '{}' ({}) is not valid before {} (now {}): check this "
+                    "machine's clock, "
+                    "or wait until then",
+                    contextName, crt->subject().toString(), formatTime(crt->notBefore()), formatTime(now)));
   }
   return Status::ok();
 }
 
-Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& identity, std::string_view grpcMessage,
-                           const Clock& clock, std::chrono::milliseconds timeout) {
-  const std::string unreachable =
-      fmt::format("cannot reach apid at {}: {} (is the node up and apid running? check the endpoint with "
-                  "'keelctl config info', or pass -e/--endpoints)",
-                  endpoint, grpcMessage);
+Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& identity,
+                           std::string_view grpcMessage, const Clock& clock,
+                           std::chrono::milliseconds timeout) {
+  const std::string unreachable = fmt::format(
+      "cannot reach apid at {}: {} (is the node up and apid running? check the endpoint with "
+      "'keelctl config info', or pass -e/--endpoints)",
+      endpoint, grpcMessage);
   auto ep = config::parseEndpoint(endpoint);
   if (!ep.ok()) return unavailable(unreachable);
   auto probed = probe(*ep, identity, timeout);
   if (!probed.ok()) {
     if (probed.status().code() == StatusCode::kUnauthenticated) {
-      return unavailable(fmt::format(
-          "apid at {} rejected the client certificate during the TLS handshake ({}): it was likely issued for "
-          "another cluster, or it expired; check it with 'keelctl config info'",
-          endpoint, probed.status().message()));
+      return unavailable(
+          fmt::format("apid at {} rejected the client certificate during the TLS handshake ({}): it was "
+                      "likely issued for "
+                      "another cluster, or it expired; check it with 'keelctl config info'",
+                      endpoint, probed.status().message()));
     }
     return unavailable(unreachable);
   }
@@ -240,13 +249,15 @@ Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& ident
       for (const auto& c : options.intermediates) {
         if (c.subject() == leaf.issuer()) fingerprint = c.fingerprintSha256();
       }
-      return unavailable(fmt::format(
-          "server {} presented a certificate issued by '{}' (sha256 {}), but this context trusts only CA {}: the "
-          "endpoint belongs to another cluster, or the context is outdated",
-          endpoint, nameOf(leaf.issuer()), fingerprint, describeCas(*cas)));
+      return unavailable(
+          fmt::format("server {} presented a certificate issued by '{}' (sha256 {}), but this context trusts "
+                      "only CA {}: the "
+                      "endpoint belongs to another cluster, or the context is outdated",
+                      endpoint, nameOf(leaf.issuer()), fingerprint, describeCas(*cas)));
     }
-    return unavailable(fmt::format("server {} presented a certificate that does not verify against this context's CA: {}",
-                                   endpoint, verified.message()));
+    return unavailable(
+        fmt::format("server {} presented a certificate that does not verify against this context's CA: {}",
+                    endpoint, verified.message()));
   }
   if (probed->refused) {
     return unavailable(fmt::format(
@@ -260,14 +271,14 @@ Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& ident
   if (std::find(names.begin(), names.end(), ep->host) == names.end()) {
     std::vector<std::string> all = sans.ipAddresses;
     all.insert(all.end(), sans.dnsNames.begin(), sans.dnsNames.end());
-    return unavailable(fmt::format("server {} presented a certificate for {}, which does not name {}: use one of "
-                                   "those names in -e/--endpoints, or add {} to the node's certSans",
-                                   endpoint, all.empty() ? "no names" : fmt::format("{}", fmt::join(all, ", ")),
-                                   ep->host, ep->host));
+    return unavailable(fmt::format(
+        "server {} presented a certificate for {}, which does not name {}: use one of "
+        "those names in -e/--endpoints, or add {} to the node's certSans",
+        endpoint, all.empty() ? "no names" : fmt::format("{}", fmt::join(all, ", ")), ep->host, ep->host));
   }
   // The TLS connection works: the call failed for another reason.
-  return unavailable(fmt::format("apid at {} accepts keelctl's TLS connection, but the call failed: {}", endpoint,
-                                 grpcMessage));
+  return unavailable(fmt::format("apid at {} accepts keelctl's TLS connection, but the call failed: {}",
+                                 endpoint, grpcMessage));
 }
 
 }  // namespace keel::keelctl

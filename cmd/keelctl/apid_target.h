@@ -51,7 +51,8 @@ struct TlsIdentity {
 //   - nothing listens there: "cannot reach apid at <endpoint>: <grpcMessage>" with a hint;
 //   - the TLS connection works: the call failed for another reason, `grpcMessage`.
 // Blocks for at most about 2 × `timeout`. Thread-compatible.
-Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& identity, std::string_view grpcMessage,
-                           const Clock& clock, std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
+Status diagnoseUnavailable(const std::string& endpoint, const TlsIdentity& identity,
+                           std::string_view grpcMessage, const Clock& clock,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(3000));
 
 }  // namespace keel::keelctl

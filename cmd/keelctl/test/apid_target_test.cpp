@@ -13,6 +13,7 @@
 #include <grpcpp/server_builder.h>
 
 #include "keel/pki/pki.h"
+
 #include "machine_client.h"
 #include "machine_commands.h"
 
@@ -87,9 +88,11 @@ struct PrintFixture {
 // keeps the metadata of the call.
 class FanOutVersion final : public v1::MachineService::Service {
  public:
-  grpc::Status Version(grpc::ServerContext* ctx, const keel::common::v1::Empty*, v1::VersionResponse* resp) override {
+  grpc::Status Version(grpc::ServerContext* ctx, const keel::common::v1::Empty*,
+                       v1::VersionResponse* resp) override {
     std::lock_guard lock(mu_);
-    for (const auto& [k, v] : ctx->client_metadata()) metadata_.emplace_back(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    for (const auto& [k, v] : ctx->client_metadata())
+      metadata_.emplace_back(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
     *resp->add_messages() = versionEntry("a", "1.0.0");
     *resp->add_messages() = versionEntry("b", "", "connection refused", 14);
     return grpc::Status::OK;
@@ -136,8 +139,9 @@ TEST_CASE("a call targets one node with 'node' and several with 'nodes'", "[apid
 }
 
 TEST_CASE("connection failures are told apart from apid's own UNAVAILABLE answers", "[apid-target]") {
-  CHECK(isConnectionFailure("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
-                            "Failed to connect to remote host: Connection refused"));
+  CHECK(
+      isConnectionFailure("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+                          "Failed to connect to remote host: Connection refused"));
   CHECK(isConnectionFailure("Socket closed"));
   CHECK(isConnectionFailure("Ssl handshake failed: SSL_ERROR_SSL"));
   CHECK_FALSE(isConnectionFailure("backend machined (keel.machine.v1.MachineService) is not running"));
@@ -205,14 +209,18 @@ TEST_CASE("a client certificate that is not valid yet is refused, saying from wh
   CHECK_THAT(st.message(), ContainsSubstring("not valid before 2026-01-01T00:00:00Z"));
 }
 
-TEST_CASE("a server with a certificate from another CA is named with both CAs' fingerprints", "[apid-target]") {
+TEST_CASE("a server with a certificate from another CA is named with both CAs' fingerprints",
+          "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ours = makeCa("keel-os-prod", clock);
   const auto theirs = makeCa("keel-os-staging", clock);
-  const auto serving = makeLeaf(theirs, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
-  const auto client = makeLeaf(ours, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  const auto serving =
+      makeLeaf(theirs, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto client =
+      makeLeaf(ours, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
   TlsServer server(serving, theirs);
-  const TlsIdentity identity{.ca = ours.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  const TlsIdentity identity{
+      .ca = ours.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
 
   // Through the client, as a command sees it.
   MachineTarget target;
@@ -226,10 +234,12 @@ TEST_CASE("a server with a certificate from another CA is named with both CAs' f
   REQUIRE(grpcStatus.error_code() == grpc::StatusCode::UNAVAILABLE);
   const Status st = fromGrpc(grpcStatus, machine.target());
   CHECK(st.code() == StatusCode::kUnavailable);
-  CHECK_THAT(st.message(), ContainsSubstring("server " + server.endpoint() +
-                                             " presented a certificate issued by 'keel-os-staging' (sha256 "));
+  CHECK_THAT(st.message(),
+             ContainsSubstring("server " + server.endpoint() +
+                               " presented a certificate issued by 'keel-os-staging' (sha256 "));
   // The server sends its CA along, so the issuer's own fingerprint is known.
-  CHECK_THAT(st.message(), ContainsSubstring("'keel-os-staging' (sha256 " + theirs.certificate.fingerprintSha256() + ")"));
+  CHECK_THAT(st.message(),
+             ContainsSubstring("'keel-os-staging' (sha256 " + theirs.certificate.fingerprintSha256() + ")"));
   CHECK_THAT(st.message(), ContainsSubstring("trusts only CA 'keel-os-prod' (sha256 " +
                                              ours.certificate.fingerprintSha256() + ")"));
 }
@@ -238,7 +248,8 @@ TEST_CASE("over mutual TLS a command names its nodes, sends no roles, and report
           "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ca = makeCa("keel-os-prod", clock);
-  const auto serving = makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto serving =
+      makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
   const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
   TlsServer server(serving, ca);
   MachineTarget target;
@@ -259,14 +270,16 @@ TEST_CASE("over mutual TLS a command names its nodes, sends no roles, and report
   CHECK_THAT(out.str(), ContainsSubstring("\na "));
   CHECK_THAT(out.str(), ContainsSubstring("1.0.0"));
   const auto md = server.metadata();
-  CHECK(std::find(md.begin(), md.end(), std::make_pair(std::string("nodes"), std::string("a,b"))) != md.end());
+  CHECK(std::find(md.begin(), md.end(), std::make_pair(std::string("nodes"), std::string("a,b"))) !=
+        md.end());
   for (const auto& [k, v] : md) CHECK(k != "keel-roles");
 }
 
 TEST_CASE("an endpoint that cannot be reached is skipped for the next one", "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ca = makeCa("keel-os-prod", clock);
-  const auto serving = makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto serving =
+      makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
   const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
   // Started first, so the port of the one stopped below cannot be its own.
   TlsServer server(serving, ca);
@@ -292,15 +305,19 @@ TEST_CASE("an endpoint that cannot be reached is skipped for the next one", "[ap
   CHECK(machine.target().endpoint == server.endpoint());
 }
 
-TEST_CASE("a server that refuses the client certificate is told apart from an unknown server", "[apid-target]") {
+TEST_CASE("a server that refuses the client certificate is told apart from an unknown server",
+          "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ours = makeCa("keel-os-prod", clock);
   const auto theirs = makeCa("keel-os-staging", clock);
   // The server is ours, but accepts only the other cluster's clients.
-  const auto serving = makeLeaf(ours, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
-  const auto client = makeLeaf(ours, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  const auto serving =
+      makeLeaf(ours, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+  const auto client =
+      makeLeaf(ours, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
   TlsServer server(serving, theirs);
-  const TlsIdentity identity{.ca = ours.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  const TlsIdentity identity{
+      .ca = ours.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
   const Status st = diagnoseUnavailable(server.endpoint(), identity, "failed to connect", clock);
   CHECK(st.code() == StatusCode::kUnavailable);
   CHECK_THAT(st.message(), ContainsSubstring("rejected the client certificate"));
@@ -310,14 +327,17 @@ TEST_CASE("a server certificate that does not name the host dialled is reported 
           "[apid-target]") {
   ManualClock clock(std::chrono::system_clock::now());
   const auto ca = makeCa("keel-os-prod", clock);
-  const auto serving =
-      makeLeaf(ca, "127.0.1.7", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock, "127.0.1.7");
+  const auto serving = makeLeaf(ca, "127.0.1.7", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1),
+                                clock, "127.0.1.7");
   const auto client = makeLeaf(ca, "admin", pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
   TlsServer server(serving, ca);
-  const TlsIdentity identity{.ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
-  const Status st = diagnoseUnavailable(server.endpoint(), identity, "failed to connect to all addresses", clock);
+  const TlsIdentity identity{
+      .ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  const Status st =
+      diagnoseUnavailable(server.endpoint(), identity, "failed to connect to all addresses", clock);
   CHECK(st.code() == StatusCode::kUnavailable);
-  CHECK_THAT(st.message(), ContainsSubstring("presented a certificate for 127.0.1.7, which does not name 127.0.0.1"));
+  CHECK_THAT(st.message(),
+             ContainsSubstring("presented a certificate for 127.0.1.7, which does not name 127.0.0.1"));
 }
 
 TEST_CASE("nothing listening keeps the cannot-reach message", "[apid-target]") {
@@ -327,11 +347,13 @@ TEST_CASE("nothing listening keeps the cannot-reach message", "[apid-target]") {
   // A port that was just free: bound by a server that is then stopped.
   std::string endpoint;
   {
-    const auto serving = makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
+    const auto serving =
+        makeLeaf(ca, "127.0.0.1", pki::ExtendedKeyUsage::kServerAuth, std::chrono::hours(1), clock);
     TlsServer server(serving, ca);
     endpoint = server.endpoint();
   }
-  const TlsIdentity identity{.ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
+  const TlsIdentity identity{
+      .ca = ca.certificate.toPem(), .crt = client.cert.toPem(), .key = client.key.toPem()};
   const Status st = diagnoseUnavailable(endpoint, identity, "connection refused", clock);
   CHECK(st.code() == StatusCode::kUnavailable);
   CHECK_THAT(st.message(), ContainsSubstring("cannot reach apid at " + endpoint + ": connection refused"));

@@ -1,6 +1,5 @@
 #include "apid_identity.h"
 
-#include <arpa/inet.h>
 #include <limits.h>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
 #include "keel/config/file_io.h"
@@ -73,21 +73,26 @@ Result<std::string> nodeHostname(const config::MachineConfig& cfg) {
   return std::string(name);
 }
 
-Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
-                                                const Clock& clock) {
-  if (req.nodeAddress.empty()) return invalidArgument("apid identity: expected the node's address, found none");
-  if (cfg.ca.crt.empty()) return invalidArgument("apid identity: expected the OS CA certificate in machine.ca.crt, found none");
+Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg,
+                                                const ApidIdentityRequest& req, const Clock& clock) {
+  if (req.nodeAddress.empty())
+    return invalidArgument("apid identity: expected the node's address, found none");
+  if (cfg.ca.crt.empty())
+    return invalidArgument("apid identity: expected the OS CA certificate in machine.ca.crt, found none");
   ApidIdentityFiles files;
   files.ca = req.stateDir / kApidCaFile;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(files.ca, cfg.ca.crt, config::Overwrite::kYes));
 
   if (cfg.ca.key.empty()) {
-    spdlog::warn("machined: this node holds no OS CA key, so apid has no serving certificate until it can get one "
-                 "from a control plane; it will refuse to start meanwhile");
+    spdlog::warn(
+        "machined: this node holds no OS CA key, so apid has no serving certificate until it can get one "
+        "from a control plane; it will refuse to start meanwhile");
     return files;
   }
   auto ca = pki::CertificateAuthority::fromPem(cfg.ca.crt, cfg.ca.key);
-  if (!ca.ok()) return invalidArgument("apid identity: the OS CA in the machine config is unusable: " + ca.status().message());
+  if (!ca.ok())
+    return invalidArgument("apid identity: the OS CA in the machine config is unusable: " +
+                           ca.status().message());
 
   pki::CsrOptions server;
   server.subject.commonName = req.nodeAddress;
@@ -131,7 +136,8 @@ nlohmann::json apidIdentityConfig(const fs::path& stateDir, const ApidIdentityFi
                           {"cert", (stateDir / kApidServerCertFile).string()},
                           {"ca", files.ca.string()}}}};
   if (!files.impersonatorCert.empty()) {
-    out["impersonator"] = {{"key", files.impersonatorKey.string()}, {"cert", files.impersonatorCert.string()}};
+    out["impersonator"] = {{"key", files.impersonatorKey.string()},
+                           {"cert", files.impersonatorCert.string()}};
   }
   return out;
 }

@@ -65,8 +65,8 @@ Result<std::string> nodeHostname(const config::MachineConfig& cfg);
 // A worker (cfg.ca.key empty) gets only ca.crt, with a warning in the log; files from an
 // earlier run are left alone. Errors: INVALID_ARGUMENT for an empty node address or an
 // unusable CA; INTERNAL/PERMISSION_DENIED when a file cannot be written.
-Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
-                                                const Clock& clock);
+Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg,
+                                                const ApidIdentityRequest& req, const Clock& clock);
 
 // The fields of apid's config.json that point at its identity:
 //   "tls": {"key", "cert", "ca"}   (key and cert are where apid will look even on a worker)

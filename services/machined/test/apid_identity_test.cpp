@@ -1,16 +1,16 @@
 #include "src/apid_identity.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
+#include <sys/stat.h>
 
 #include "keel/pki/pki.h"
 #include "keel/testing/testing.h"
+
 #include "test_config.h"
 
 namespace keel::machined {
@@ -82,7 +82,8 @@ TEST_CASE("a control plane's apid gets a serving certificate from the OS CA with
   }
 }
 
-TEST_CASE("a control plane's apid gets an os:impersonator client certificate for forwarding", "[apid_identity]") {
+TEST_CASE("a control plane's apid gets an os:impersonator client certificate for forwarding",
+          "[apid_identity]") {
   keel::testing::TempDir dir;
   const auto cfg = testing::controlPlaneConfig();
   ManualClock clock(std::chrono::system_clock::now());
