@@ -84,6 +84,12 @@ Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(files.ca, cfg.ca.crt, config::Overwrite::kYes));
 
   if (cfg.ca.key.empty()) {
+    for (const char* stale :
+         {kApidServerKeyFile, kApidServerCertFile, kApidImpersonatorKeyFile, kApidImpersonatorCertFile}) {
+      std::error_code ec;
+      fs::remove(req.stateDir / stale, ec);
+      if (ec) return internalError("cannot remove " + (req.stateDir / stale).string() + ": " + ec.message());
+    }
     spdlog::warn(
         "machined: this node holds no OS CA key, so apid has no serving certificate until it can get one "
         "from a control plane; it will refuse to start meanwhile");

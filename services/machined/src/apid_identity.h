@@ -38,7 +38,7 @@ struct ApidIdentityRequest {
   std::string hostname;            // the node's host name (see nodeHostname)
 };
 
-// What provisionApidIdentity wrote, as absolute-or-as-given paths inside the state dir.
+// What provisionApidIdentity wrote: paths under ApidIdentityRequest::stateDir.
 struct ApidIdentityFiles {
   std::filesystem::path ca;
   // Empty on a worker (no OS CA key): apid has no serving identity yet.
@@ -62,9 +62,10 @@ Result<std::string> nodeHostname(const config::MachineConfig& cfg);
 //                             node address, hostname, 127.0.0.1, every cfg.certSans entry
 //   impersonator.key/.crt     control plane: P-256, clientAuth, O=os:impersonator,
 //                             CN = apid@<node address>
-// A worker (cfg.ca.key empty) gets only ca.crt, with a warning in the log; files from an
-// earlier run are left alone. Errors: INVALID_ARGUMENT for an empty node address or an
-// unusable CA; INTERNAL/PERMISSION_DENIED when a file cannot be written.
+// A worker (cfg.ca.key empty) gets only ca.crt, with a warning in the log; keys and
+// certificates left from a run as a control plane are removed, so that apid refuses to
+// start instead of serving with an identity the machine config no longer grants. Errors: INVALID_ARGUMENT for
+// an empty node address or an unusable CA; INTERNAL/PERMISSION_DENIED when a file cannot be written.
 Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg,
                                                 const ApidIdentityRequest& req, const Clock& clock);
 

@@ -108,11 +108,13 @@ TEST_CASE("a control plane's apid gets an os:impersonator client certificate for
   CHECK(json["impersonator"]["key"] == (dir / "impersonator.key").string());
 }
 
-TEST_CASE("a worker's apid gets only the OS CA certificate", "[apid_identity]") {
+TEST_CASE("a worker's apid gets only the OS CA certificate, even where a control plane ran before",
+          "[apid_identity]") {
   keel::testing::TempDir dir;
   auto cfg = testing::controlPlaneConfig();
-  cfg.ca.key.clear();
   ManualClock clock(std::chrono::system_clock::now());
+  REQUIRE(provisionApidIdentity(cfg, {dir.path(), "127.0.1.2", "node-b"}, clock).ok());
+  cfg.ca.key.clear();
   auto files = provisionApidIdentity(cfg, {dir.path(), "127.0.1.2", "node-b"}, clock);
   REQUIRE(files.ok());
   CHECK_FALSE(files->hasServingIdentity());
