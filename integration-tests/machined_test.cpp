@@ -135,6 +135,29 @@ TEST_CASE("built-in services start in order when installed, and only those allow
   struct stat st {};
   REQUIRE(stat((node.root() / "var/lib/keel/apid/config.json").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
+  // apid's config points at the identity machined minted for it on this control plane.
+  const std::filesystem::path apidState = node.root() / "var/lib/keel/apid";
+  const auto apidConfig = nlohmann::json::parse(readFile(apidState / "config.json"));
+  CHECK(apidConfig["listen"] == "127.0.1.1:50000");
+  CHECK(apidConfig["backendsDir"] == (node.root() / "run/keel/backends.d").string());
+  CHECK(apidConfig["tls"]["cert"] == (apidState / "server.crt").string());
+  CHECK(apidConfig["tls"]["ca"] == (apidState / "ca.crt").string());
+  CHECK(apidConfig["impersonator"]["key"] == (apidState / "impersonator.key").string());
+  for (const char* name : {"ca.crt", "server.key", "server.crt", "impersonator.key", "impersonator.crt"}) {
+    INFO(name);
+    REQUIRE(stat((apidState / name).c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+  }
+  // machined announced its own backend to apid.
+  const std::filesystem::path manifestPath = node.root() / "run/keel/backends.d/machined.json";
+  REQUIRE(stat(manifestPath.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+  const auto manifest = nlohmann::json::parse(readFile(manifestPath));
+  CHECK(manifest["name"] == "machined");
+  CHECK(manifest["socket"] == std::filesystem::absolute(node.root() / "run/keel/machined.sock").lexically_normal().string());
+  CHECK(manifest["services"] == nlohmann::json::array({"keel.machine.v1.MachineService"}));
+  CHECK(manifest["allowedUids"] == nlohmann::json::array({geteuid()}));
+  CHECK(manifest["rules"] == "builtin");
   // trustd was started before apid, which depends on it on a control plane.
   const auto log = node.log();
   const auto trustdUp = log.find("service trustd running");

@@ -10,30 +10,64 @@
 
 #include <fmt/format.h>
 
+#include "keel/config/client_config.h"
 #include "keel/config/duration.h"
+#include "keel/config/endpoint.h"
 #include "machine_commands.h"
 
 namespace keel::keelctl {
 
 namespace {
 
-Result<MachineTarget> resolveTarget(const MachineCliOptions& o) {
+constexpr std::string_view kMissingConfigHint =
+    "create one with 'keelctl gen config' or 'keelctl config new', point --keelconfig or $KEELCONFIG at one, or "
+    "use --root DIR to reach a local node started with 'machined --root DIR'";
+
+// The local path (--root/--socket: machined.sock directly) or the network path (apid,
+// with the current context of the client config).
+Result<MachineTarget> resolveTarget(const MachineCliOptions& o, const CommandEnv& env) {
   MachineTarget t;
   t.roles = o.roles;
-  if (!o.socket.empty()) {
-    t.socket = o.socket;
-  } else if (!o.root.empty()) {
-    t.socket = machinedSocketUnder(o.root);
-  } else {
-    return failedPrecondition(
-        "no node to talk to: reaching nodes over the network (-e/--endpoints, -n/--nodes) goes through apid, "
-        "which this build does not have yet; use --root DIR to reach the local node started with "
-        "'machined --root DIR'");
+  t.clock = &env.clock;
+  if (!o.socket.empty() || !o.root.empty()) {
+    if (!o.nodes.empty() || !o.endpoints.empty()) {
+      return invalidArgument("-n/--nodes and -e/--endpoints choose nodes reached through apid; --root and --socket "
+                             "talk to one local machined directly: use one or the other");
+    }
+    t.socket = !o.socket.empty() ? std::filesystem::path(o.socket) : machinedSocketUnder(o.root);
+    return t;
   }
-  if (!o.nodes.empty() || !o.endpoints.empty()) {
-    return failedPrecondition("-n/--nodes and -e/--endpoints need apid; with --root or --socket keelctl talks to "
-                              "that one local node only");
+  KEEL_ASSIGN_OR_RETURN(const auto path, config::resolveClientConfigPath(env.keelconfigFlag, env.env));
+  auto cfg = config::readClientConfigFile(path);
+  if (!cfg.ok()) return withHint(cfg.status(), kMissingConfigHint);
+  KEEL_ASSIGN_OR_RETURN(config::ClientContext* const ctx, config::currentContext(*cfg));
+  std::vector<std::string> endpoints = ctx->endpoints;
+  if (!o.endpoints.empty()) {
+    endpoints.clear();
+    for (const auto& e : o.endpoints) {
+      auto parsed = config::parseEndpoint(e);
+      if (!parsed.ok()) return parsed.status().withContext("-e/--endpoints");
+      endpoints.push_back(parsed->hostPort());
+    }
   }
+  if (endpoints.empty()) {
+    return failedPrecondition(fmt::format("context '{}' of {} has no endpoints: set them with 'keelctl config "
+                                          "endpoint <address>' or pass -e/--endpoints",
+                                          cfg->context, path.string()));
+  }
+  t.nodes = ctx->nodes;
+  if (!o.nodes.empty()) {
+    t.nodes.clear();
+    for (const auto& n : o.nodes) {
+      auto parsed = config::parseNodeName(n);
+      if (!parsed.ok()) return parsed.status().withContext("-n/--nodes");
+      t.nodes.push_back(*parsed);
+    }
+  }
+  KEEL_RETURN_IF_ERROR(checkClientCertificate(ctx->crt, cfg->context, env.clock));
+  t.endpoint = endpoints.front();
+  t.fallbackEndpoints.assign(endpoints.begin() + 1, endpoints.end());
+  t.tls = {.ca = ctx->ca, .crt = ctx->crt, .key = ctx->key};
   return t;
 }
 
@@ -90,10 +124,18 @@ void addOutput(CLI::App* cmd, Common& c) {
 
 void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action) {
   app.add_option("--root", options.root, "Root directory of a local node (machined --root DIR): talk to its "
-                                         "machined.sock directly");
-  app.add_option("--socket", options.socket, "Path of a machined.sock to talk to directly");
-  app.add_option("-n,--nodes", options.nodes, "Target nodes (through apid)")->delimiter(',');
-  app.add_option("-e,--endpoints", options.endpoints, "apid endpoints to connect to")->delimiter(',');
+                                         "machined.sock directly instead of through apid");
+  app.add_option("--socket", options.socket, "Path of a machined.sock to talk to directly instead of through apid");
+  app.add_option("-n,--nodes", options.nodes,
+                 "Nodes to run the command on (addresses or host names, comma-separated); apid forwards the call "
+                 "to each and tables gain their names. Default: the context's nodes, else the node behind the "
+                 "endpoint")
+      ->delimiter(',');
+  app.add_option("-e,--endpoints", options.endpoints,
+                 "apid endpoints to connect to (host or host:port, default port 50000), over mutual TLS with the "
+                 "current context's certificate; the next is tried when one cannot be reached. Default: the context's "
+                 "endpoints")
+      ->delimiter(',');
   app.add_option("--local-roles", options.roles, "Roles claimed on a local socket (testing)")
       ->group("")
       ->capture_default_str();
@@ -105,7 +147,7 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
                                                 std::function<Status(MachineCommandEnv&)> run) {
     cmd->callback([&options, &action, common, run] {
       action = [&options, common, run](CommandEnv& env) -> Status {
-        KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options));
+        KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
         KEEL_ASSIGN_OR_RETURN(auto format, parseOutputFormat(common->output));
         // Before gRPC starts any thread, so that they all inherit the blocked mask.
         watchInterrupts();

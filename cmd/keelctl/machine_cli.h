@@ -17,8 +17,9 @@ namespace keel::keelctl {
 struct MachineCliOptions {
   std::string root;    // --root: a local node's root directory
   std::string socket;  // --socket: machined.sock itself
-  std::vector<std::string> nodes;
-  std::vector<std::string> endpoints;
+  // Network path (neither --root nor --socket): override the current context's.
+  std::vector<std::string> nodes;      // -n: targets apid forwards to (metadata node/nodes)
+  std::vector<std::string> endpoints;  // -e: apid endpoints; the first is dialled
   std::string roles = "os:admin";
 };
 

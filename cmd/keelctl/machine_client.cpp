@@ -21,16 +21,46 @@ std::filesystem::path machinedSocketUnder(const std::filesystem::path& root) {
   return root / "run/keel/machined.sock";
 }
 
-MachineClient::MachineClient(MachineTarget target) : target_(std::move(target)) {
+MachineClient::MachineClient(MachineTarget target) : target_(std::move(target)) { connect(); }
+
+bool MachineClient::failOver(const grpc::Status& status, std::ostream& err) {
+  if (!target_.viaApid() || target_.fallbackEndpoints.empty()) return false;
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE || !isConnectionFailure(status.error_message())) {
+    return false;
+  }
+  const std::string next = target_.fallbackEndpoints.front();
+  target_.fallbackEndpoints.erase(target_.fallbackEndpoints.begin());
+  err << fmt::format("keelctl: cannot reach apid at {} ({}); trying {}\n", target_.endpoint, status.error_message(),
+                     next);
+  target_.endpoint = next;
+  connect();
+  return true;
+}
+
+void MachineClient::connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  if (target_.viaApid()) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = target_.tls.ca;
+    tls.pem_cert_chain = target_.tls.crt;
+    tls.pem_private_key = target_.tls.key;
+    stub_ = keel::machine::v1::MachineService::NewStub(
+        grpc::CreateCustomChannel(target_.endpoint, grpc::SslCredentials(tls), args));
+    return;
+  }
   stub_ = keel::machine::v1::MachineService::NewStub(grpc::CreateCustomChannel(
       "unix:" + target_.socket.string(), grpc::InsecureChannelCredentials(), args));
 }
 
 std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds timeout) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->AddMetadata("keel-roles", target_.roles);
+  if (target_.viaApid()) {
+    // apid takes the roles from the client certificate; it only needs the targets.
+    for (const auto& [key, value] : nodeTargetMetadata(target_.nodes)) ctx->AddMetadata(key, value);
+  } else {
+    ctx->AddMetadata("keel-roles", target_.roles);
+  }
   if (timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + timeout);
   return ctx;
 }
@@ -38,6 +68,11 @@ std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds
 Status fromGrpc(const grpc::Status& status, const MachineTarget& target) {
   if (status.ok()) return Status::ok();
   const auto code = static_cast<StatusCode>(status.error_code());
+  if (code == StatusCode::kUnavailable && target.viaApid() && isConnectionFailure(status.error_message())) {
+    SystemClock systemClock;
+    return diagnoseUnavailable(target.endpoint, target.tls, status.error_message(),
+                               target.clock != nullptr ? *target.clock : systemClock);
+  }
   if (code == StatusCode::kUnavailable) {
     return {code, fmt::format("cannot reach machined at {}: {} (is the node running? start one with "
                               "'machined --root DIR --config controlplane.json --address 127.0.1.1')",

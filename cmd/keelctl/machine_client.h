@@ -1,6 +1,7 @@
 // keelctl's connection to a node's machine API and the output formats its commands
-// share. Until apid exists, the connection is machined's Unix socket of a local node
-// (--root DIR), where the invoking user is on machined's allow-list.
+// share. The connection is apid over mutual TLS (the client config's current context),
+// or machined's Unix socket of a local node (--root DIR / --socket), where the invoking
+// user is on machined's allow-list.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "apid_target.h"
+#include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
 
@@ -25,9 +28,22 @@ enum class OutputFormat { kTable, kJson, kYaml };
 Result<OutputFormat> parseOutputFormat(std::string_view name);
 
 struct MachineTarget {
-  std::filesystem::path socket;  // machined.sock
+  // Local path: machined.sock. Empty on the network path.
+  std::filesystem::path socket;
   // Roles claimed on the local socket, where machined trusts the allow-listed uid.
   std::string roles = "os:admin";
+
+  // Network path: apid's "host:port", the context's TLS identity and the target nodes
+  // (none: the node apid runs on).
+  std::string endpoint;
+  // Tried in order when `endpoint` cannot be reached (see MachineClient::failOver).
+  std::vector<std::string> fallbackEndpoints;
+  TlsIdentity tls;
+  std::vector<std::string> nodes;
+  // For judging certificates when a connection fails; outlives the target.
+  const Clock* clock = nullptr;
+
+  bool viaApid() const { return !endpoint.empty(); }
 };
 
 // Where the machine socket of a node started with `machined --root DIR` is.
@@ -38,16 +54,26 @@ class MachineClient {
   explicit MachineClient(MachineTarget target);
 
   keel::machine::v1::MachineService::Stub& stub() { return *stub_; }
-  // A context carrying the roles; `timeout` zero means no deadline (streams that follow).
+  // A context carrying the roles (local socket) or the target nodes (apid); `timeout`
+  // zero means no deadline (streams that follow).
   std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = std::chrono::seconds(30)) const;
   const MachineTarget& target() const { return target_; }
 
+  // After a call that failed with `status`: when it is a connection failure to apid and
+  // a fallback endpoint is left, says so on `err`, switches to that endpoint and returns
+  // true (the caller repeats the call, which never reached a server). Not thread-safe.
+  bool failOver(const grpc::Status& status, std::ostream& err);
+
  private:
+  void connect();
+
   MachineTarget target_;
   std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
 };
 
-// A failed call as a Status a person can act on; UNAVAILABLE names the socket.
+// A failed call as a Status a person can act on: UNAVAILABLE names the socket, or, when
+// the connection to apid failed, says what is wrong with it (see diagnoseUnavailable).
+// Other failures, PERMISSION_DENIED among them, keep the server's message unchanged.
 Status fromGrpc(const grpc::Status& status, const MachineTarget& target);
 
 // One message as pretty JSON (kJson) or YAML (kYaml).

@@ -1,5 +1,6 @@
 #include "machine_commands.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -47,26 +48,43 @@ namespace {
 // Calls a unary method with a fresh context; the error names what failed.
 template <typename Resp, typename Req, typename Method>
 Result<Resp> call(MachineCommandEnv& env, Method method, const Req& req) {
-  auto ctx = env.client.context();
-  Resp resp;
-  const auto st = (env.client.stub().*method)(ctx.get(), req, &resp);
-  if (!st.ok()) return fromGrpc(st, env.client.target());
-  return resp;
+  for (;;) {
+    auto ctx = env.client.context();
+    Resp resp;
+    const auto st = (env.client.stub().*method)(ctx.get(), req, &resp);
+    if (st.ok()) return resp;
+    if (!env.client.failOver(st, env.err)) return fromGrpc(st, env.client.target());
+  }
 }
 
 // Reads a server stream to its end, handing each message to `each`. A stream the user
 // ended with Ctrl-C counts as success.
+// Messages that carry a node's failure are reported on env.err and not handed to `each`
+// (except in JSON/YAML, which pass every message through); the stream fails at its end
+// when any node did.
 template <typename Msg, typename Req, typename Method, typename Each>
 Status stream(MachineCommandEnv& env, Method method, const Req& req, bool follow, Each each) {
-  auto ctx = env.client.context(follow ? std::chrono::seconds(0) : std::chrono::seconds(60));
-  StreamCancel::instance().set(ctx.get());
-  auto reader = (env.client.stub().*method)(ctx.get(), req);
-  Msg msg;
-  while (reader->Read(&msg)) each(msg);
-  const auto st = reader->Finish();
-  StreamCancel::instance().clear();
-  if (st.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled()) return Status::ok();
-  return fromGrpc(st, env.client.target());
+  NodeResults results(env.err);
+  grpc::Status st;
+  for (;;) {
+    auto ctx = env.client.context(follow ? std::chrono::seconds(0) : std::chrono::seconds(60));
+    StreamCancel::instance().set(ctx.get());
+    auto reader = (env.client.stub().*method)(ctx.get(), req);
+    bool received = false;
+    Msg msg;
+    while (reader->Read(&msg)) {
+      received = true;
+      const bool data = results.accept(msg.metadata());
+      if (data || env.format != OutputFormat::kTable) each(msg);
+    }
+    st = reader->Finish();
+    StreamCancel::instance().clear();
+    // Only a stream that never got going is repeated elsewhere.
+    if (received || !env.client.failOver(st, env.err)) break;
+  }
+  if (st.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled()) return results.finish();
+  KEEL_RETURN_IF_ERROR(fromGrpc(st, env.client.target()));
+  return results.finish();
 }
 
 const std::string& nodeOf(const keel::common::v1::Metadata& m) {
@@ -74,40 +92,61 @@ const std::string& nodeOf(const keel::common::v1::Metadata& m) {
   return m.node().empty() ? kLocal : m.node();
 }
 
-// A reply entry that carries a node's failure instead of data.
-Status entryError(const keel::common::v1::Metadata& m) {
-  if (m.error().empty()) return Status::ok();
-  return {static_cast<StatusCode>(m.code() == 0 ? 2 : m.code()), nodeOf(m) + ": " + m.error()};
-}
-
+// JSON and YAML print the whole reply as it is; the exit status still reflects the
+// nodes that failed.
 template <typename Resp>
-bool printed(MachineCommandEnv& env, const Resp& resp) {
+bool printed(MachineCommandEnv& env, const Resp& resp, Status& status) {
   if (env.format == OutputFormat::kTable) return false;
   printMessage(resp, env.format, env.out);
+  NodeResults results(env.err);
+  for (const auto& m : resp.messages()) (void)results.accept(m.metadata());
+  status = results.finish();
   return true;
 }
 
 }  // namespace
 
-Status cmdVersion(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::VersionResponse>(env, &v1::MachineService::Stub::Version, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+bool NodeResults::accept(const keel::common::v1::Metadata& m) {
+  const std::string& node = nodeOf(m);
+  if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) nodes_.push_back(node);
+  if (m.error().empty()) return true;
+  err_ << node << ": " << m.error() << '\n';
+  err_.flush();
+  const auto code = static_cast<StatusCode>(m.code() == 0 ? static_cast<int>(StatusCode::kUnknown) : m.code());
+  if (std::find(failed_.begin(), failed_.end(), node) == failed_.end()) failed_.push_back(node);
+  if (!firstCode_) firstCode_ = code;
+  sameCode_ = sameCode_ && *firstCode_ == code;
+  return false;
+}
+
+Status NodeResults::finish() const {
+  if (failed_.empty()) return Status::ok();
+  const std::string message = fmt::format("{} of {} nodes failed", failed_.size(), nodes_.size());
+  // Every node failed the same way: that is the command's failure.
+  if (failed_.size() == nodes_.size() && sameCode_) return {*firstCode_, message};
+  return unavailable(message);
+}
+
+Status printVersions(MachineCommandEnv& env, const v1::VersionResponse& resp) {
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     rows.push_back({nodeOf(m.metadata()), m.version(), m.git_commit(), m.build_date(), m.arch()});
   }
   printTable(env.out, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH"}, rows);
-  return Status::ok();
+  return results.finish();
 }
 
-Status cmdServices(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp,
-                        (call<v1::ServiceListResponse>(env, &v1::MachineService::Stub::ServiceList, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+Status printServices(MachineCommandEnv& env, const v1::ServiceListResponse& resp) {
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     for (const auto& s : m.services()) {
       std::string lastExit = "-";
       if (s.last_exit_signal() != 0) {
@@ -120,7 +159,18 @@ Status cmdServices(MachineCommandEnv& env) {
     }
   }
   printTable(env.out, {"NODE", "SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT"}, rows);
-  return Status::ok();
+  return results.finish();
+}
+
+Status cmdVersion(MachineCommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::VersionResponse>(env, &v1::MachineService::Stub::Version, Empty{})));
+  return printVersions(env, resp);
+}
+
+Status cmdServices(MachineCommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(auto resp,
+                        (call<v1::ServiceListResponse>(env, &v1::MachineService::Stub::ServiceList, Empty{})));
+  return printServices(env, resp);
 }
 
 Status cmdService(MachineCommandEnv& env, const std::string& id, const std::string& action) {
@@ -129,11 +179,15 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
   if (action == "status") {
     KEEL_ASSIGN_OR_RETURN(auto resp,
                           (call<v1::ServiceListResponse>(env, &v1::MachineService::Stub::ServiceList, Empty{})));
+    NodeResults results(env.err);
     for (const auto& m : resp.messages()) {
-      KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+      if (!results.accept(m.metadata())) continue;
       for (const auto& s : m.services()) {
         if (s.id() != id) continue;
-        if (printed(env, s)) return Status::ok();
+        if (env.format != OutputFormat::kTable) {
+          printMessage(s, env.format, env.out);
+          return results.finish();
+        }
         env.out << fmt::format("NODE       {}\nSERVICE    {}\nSTATE      {}\nPID        {}\nRESTARTS   {}\nSINCE      {}\n",
                                nodeOf(m.metadata()), s.id(), s.state(), s.pid() > 0 ? std::to_string(s.pid()) : "-",
                                s.restarts(), humanTime(s.since_unix_nanos()));
@@ -141,9 +195,10 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
         std::vector<std::vector<std::string>> rows;
         for (const auto& e : s.events()) rows.push_back({"  " + humanTime(e.unix_nanos()), e.state(), e.message()});
         printTable(env.out, {"  TIME", "STATE", "MESSAGE"}, rows);
-        return Status::ok();
+        return results.finish();
       }
     }
+    KEEL_RETURN_IF_ERROR(results.finish());
     return notFound(fmt::format("no service '{}' on the node (see 'keelctl services')", id));
   }
   using Method = grpc::Status (v1::MachineService::Stub::*)(grpc::ClientContext*, const v1::ServiceRequest&,
@@ -156,12 +211,14 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
     return invalidArgument(fmt::format("unknown service action '{}': expected start, stop, restart or status", action));
   }
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ServiceActionResponse>(env, method, req)));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     env.out << nodeOf(m.metadata()) << ": " << m.response() << '\n';
   }
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdLogs(MachineCommandEnv& env, const std::string& service, int tail, bool follow) {
@@ -216,10 +273,12 @@ Status cmdEvents(MachineCommandEnv& env, int tail, bool follow) {
 
 Status cmdMemory(MachineCommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::MemoryResponse>(env, &v1::MachineService::Stub::Memory, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     const auto& i = m.meminfo();
     const auto kb = [](uint64_t v) { return humanBytes(v * 1024); };
     const uint64_t used = i.total_kb() > i.available_kb() ? i.total_kb() - i.available_kb() : 0;
@@ -227,16 +286,18 @@ Status cmdMemory(MachineCommandEnv& env) {
                     kb(i.buffers_kb()), kb(i.cached_kb()), kb(i.swap_total_kb()), kb(i.swap_free_kb())});
   }
   printTable(env.out, {"NODE", "TOTAL", "USED", "FREE", "AVAILABLE", "BUFFERS", "CACHED", "SWAP", "SWAP FREE"}, rows);
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdProcesses(MachineCommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto resp,
                         (call<v1::ProcessesResponse>(env, &v1::MachineService::Stub::Processes, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     for (const auto& p : m.processes()) {
       std::string args = p.args().empty() ? "[" + p.command() + "]" : p.args();
       if (args.size() > 100) args = args.substr(0, 97) + "...";
@@ -246,15 +307,17 @@ Status cmdProcesses(MachineCommandEnv& env) {
     }
   }
   printTable(env.out, {"NODE", "PID", "PPID", "STATE", "THREADS", "CPU", "RES", "COMMAND", "ARGS"}, rows);
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdMounts(MachineCommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::MountsResponse>(env, &v1::MachineService::Stub::Mounts, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     for (const auto& mt : m.mounts()) {
       const bool sized = mt.size_bytes() > 0;
       rows.push_back({nodeOf(m.metadata()), mt.source(), mt.target(), mt.filesystem(),
@@ -262,7 +325,7 @@ Status cmdMounts(MachineCommandEnv& env) {
     }
   }
   printTable(env.out, {"NODE", "SOURCE", "MOUNTED ON", "TYPE", "SIZE", "AVAILABLE"}, rows);
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdUsage(MachineCommandEnv& env, const std::string& path, int depth) {
@@ -270,16 +333,18 @@ Status cmdUsage(MachineCommandEnv& env, const std::string& path, int depth) {
   req.set_path(path);
   req.set_depth(depth);
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::DiskUsageResponse>(env, &v1::MachineService::Stub::DiskUsage, req)));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   std::vector<std::vector<std::string>> rows;
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     for (const auto& e : m.entries()) {
       rows.push_back({nodeOf(m.metadata()), humanBytes(e.size_bytes()), e.path() + (e.error().empty() ? "" : "  (" + e.error() + ")")});
     }
   }
   printTable(env.out, {"NODE", "SIZE", "PATH"}, rows);
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdList(MachineCommandEnv& env, const std::string& path, int depth, const std::vector<std::string>& types) {
@@ -329,11 +394,12 @@ Status cmdGetConfig(MachineCommandEnv& env) {
     printMessage(resp, env.format, env.out);
     return Status::ok();
   }
+  NodeResults results(env.err);
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     env.out << m.data();
   }
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdApplyConfig(MachineCommandEnv& env, const std::string& file, const std::string& mode,
@@ -358,25 +424,29 @@ Status cmdApplyConfig(MachineCommandEnv& env, const std::string& file, const std
   req.set_try_timeout_seconds(static_cast<int32_t>(tryTimeout.count()));
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ApplyConfigurationResponse>(
                                        env, &v1::MachineService::Stub::ApplyConfiguration, req)));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     env.out << fmt::format("{}: {} ({})\n", nodeOf(m.metadata()), m.summary(), m.mode());
     for (const auto& w : m.warnings()) env.out << "  warning: " << w << '\n';
     if (m.mode() == "try") env.out << "  confirm with 'keelctl confirm-config' to keep it\n";
   }
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdConfirmConfig(MachineCommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ConfirmConfigurationResponse>(
                                        env, &v1::MachineService::Stub::ConfirmConfiguration, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     env.out << nodeOf(m.metadata()) << ": " << m.summary() << '\n';
   }
-  return Status::ok();
+  return results.finish();
 }
 
 Status cmdPower(MachineCommandEnv& env, const std::string& action) {
@@ -405,12 +475,14 @@ Status cmdPower(MachineCommandEnv& env, const std::string& action) {
     }
   }
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::PowerResponse>(env, method, Empty{})));
-  if (printed(env, resp)) return Status::ok();
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
   for (const auto& m : resp.messages()) {
-    KEEL_RETURN_IF_ERROR(entryError(m.metadata()));
+    if (!results.accept(m.metadata())) continue;
     env.out << nodeOf(m.metadata()) << ": " << m.action() << " requested\n";
   }
-  return Status::ok();
+  return results.finish();
 }
 
 }  // namespace keel::keelctl

@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
                                                "and it names the node in replies")
       ->required()
       ->check([](const std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); });
+  app.add_option("--api-port", options.apiPort, "The TCP port apid serves the API on, on --address")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
   app.add_option("--allow-uid", allowUids, "A uid that may call machined.sock directly (repeatable); "
                                            "in --root mode the invoking user is always allowed");
   bool denyInvokingUser = false;

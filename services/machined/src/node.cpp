@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "apid_identity.h"
 #include "config_store.h"
 #include "event_journal.h"
 #include "file_roots.h"
@@ -41,6 +42,12 @@ Status makeDir(const fs::path& dir, fs::perms perms) {
   fs::permissions(dir, perms, fs::perm_options::replace, ec);
   if (ec) return internalError("cannot set the mode of " + dir.string() + ": " + ec.message());
   return Status::ok();
+}
+
+// "host:port", bracketing an IPv6 address.
+std::string hostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
 }
 
 }  // namespace
@@ -82,6 +89,11 @@ Status Node::start() {
   factsOptions.procRoot = options_.procRoot;
   factsOptions.sysRoot = options_.sysRoot;
   facts_ = std::make_unique<facts::SystemFacts>(factsOptions);
+  // Looked up now: name lookups may talk to other daemons, which the API threads, once
+  // confined, may not.
+  KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+  apidGid_ = apidAccount.second;
+  KEEL_RETURN_IF_ERROR(writeBackendManifest());
   KEEL_RETURN_IF_ERROR(startServices());
   const Status api = startApi();
   if (!api.isOk()) {
@@ -105,8 +117,37 @@ Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bo
   return found.value_or(std::make_pair(uid_t{65534}, gid_t{65534}));
 }
 
-Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const fs::path& stateDir,
-                                                   const fs::path& configFile) {
+Status Node::writeBackendManifest() {
+  const fs::path dir = paths_.backendsDir();
+  // Like the socket directory: only machined and apid's group may read the manifests.
+  KEEL_RETURN_IF_ERROR(makeDir(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
+  const bool root = geteuid() == 0;
+  if (root && chown(dir.c_str(), 0, apidGid_) != 0) {
+    return internalError("cannot give " + dir.string() + " to apid's group: " + std::strerror(errno));
+  }
+  const nlohmann::json manifest = {{"name", "machined"},
+                                   {"socket", fs::absolute(paths_.socket("machined")).lexically_normal().string()},
+                                   {"services", nlohmann::json::array({"keel.machine.v1.MachineService"})},
+                                   {"allowedUids", nlohmann::json::array({geteuid()})},
+                                   {"rules", "builtin"}};
+  // Mode and group are set on a temporary name, then renamed: apid never sees the file
+  // with the wrong ones.
+  const fs::path file = dir / "machined.json";
+  const fs::path tmp = dir / ".machined.json.new";
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(tmp, manifest.dump(2) + "\n", config::Overwrite::kYes));
+  std::error_code ec;
+  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
+                  fs::perm_options::replace, ec);
+  if (ec) return internalError("cannot set the mode of " + tmp.string() + ": " + ec.message());
+  if (root && chown(tmp.c_str(), 0, apidGid_) != 0) {
+    return internalError("cannot give " + tmp.string() + " to apid's group: " + std::strerror(errno));
+  }
+  fs::rename(tmp, file, ec);
+  if (ec) return internalError("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
+  return Status::ok();
+}
+
+Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const std::vector<fs::path>& owned) {
   // Every service is confined by machined whether or not it confines itself: its own
   // uid, no capabilities, no_new_privs, no core dumps, and the extension seccomp profile
   // (everything but the hard deny list; a daemon of ours narrows it further itself).
@@ -124,13 +165,15 @@ Result<std::function<void()>> Node::serviceSandbox(const std::string& name, cons
   auto prepared = sandbox::prepare(options);
   if (!prepared.ok()) return prepared.status().withContext("sandbox of service " + name);
   auto shared = std::make_shared<sandbox::PreparedSandbox>(std::move(prepared).value());
-  const std::string dir = stateDir.string();
-  const std::string file = configFile.string();
-  return std::function<void()>([shared, root, uid, gid, dir, file] {
+  std::vector<std::string> paths;
+  for (const auto& p : owned) paths.push_back(p.string());
+  return std::function<void()>([shared, root, uid, gid, paths] {
     // Runs between fork and exec: system calls only.
     if (root) {
-      // The service owns its state; its config stays readable by it alone.
-      if (chown(dir.c_str(), uid, gid) != 0 || chown(file.c_str(), uid, gid) != 0) _exit(126);
+      // The service owns its state; its config and keys stay readable by it alone.
+      for (const auto& p : paths) {
+        if (chown(p.c_str(), uid, gid) != 0) _exit(126);
+      }
     }
     if (shared->applyInChild() != 0) {
       const auto step = sandbox::stepName(shared->failedStep());
@@ -174,10 +217,6 @@ std::vector<BuiltinService> builtinServices(config::MachineType type) {
 
 Status Node::startServices() {
   const auto cfg = config_->current();
-  // Looked up now: name lookups may talk to other daemons, which the API threads, once
-  // confined, may not.
-  KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
-  apidGid_ = apidAccount.second;
   std::vector<supervisor::ServiceSpec> specs;
   auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
                      bool mayCallMachined) -> Status {
@@ -192,6 +231,25 @@ Status Node::startServices() {
     spec.stopGracePeriod = options_.serviceStopGrace;
     spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                 "KEEL_NODE_ADDRESS=" + options_.address};
+    // Each service's own config file: what it needs to know, nothing of the node's secrets.
+    KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
+    nlohmann::json own = {{"name", name},
+                          {"socket", paths_.socket(name).string()},
+                          {"stateDir", spec.stateDir.string()},
+                          {"nodeAddress", options_.address},
+                          {"machinedSocket", paths_.socket("machined").string()}};
+    std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
+    if (name == "apid") {
+      // Minted afresh before every node start; apid reads them when it starts.
+      KEEL_ASSIGN_OR_RETURN(const std::string hostname, nodeHostname(cfg));
+      const ApidIdentityRequest request{spec.stateDir, options_.address, hostname};
+      KEEL_ASSIGN_OR_RETURN(const auto identity, provisionApidIdentity(cfg, request, clock_));
+      const auto keys = identity.all();
+      owned.insert(owned.end(), keys.begin(), keys.end());
+      own["listen"] = hostPort(options_.address, options_.apiPort);
+      own["backendsDir"] = paths_.backendsDir().string();
+      own.update(apidIdentityConfig(spec.stateDir, identity));
+    }
     if (options_.spawn) {
       // The spawner confines the service from this description (see spawner.h).
       spec.sandbox.confine = true;
@@ -200,18 +258,11 @@ Status Node::startServices() {
         KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
         spec.sandbox.uid = account.first;
         spec.sandbox.gid = account.second;
-        spec.sandbox.chownPaths = {spec.stateDir, spec.configFile};
+        spec.sandbox.chownPaths = owned;
       }
     } else {
-      KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, spec.stateDir, spec.configFile));
+      KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, owned));
     }
-    // Each service's own config file: what it needs to know, nothing of the node's secrets.
-    KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
-    nlohmann::json own = {{"name", name},
-                          {"socket", paths_.socket(name).string()},
-                          {"stateDir", spec.stateDir.string()},
-                          {"nodeAddress", options_.address},
-                          {"machinedSocket", paths_.socket("machined").string()}};
     KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
     specs.push_back(std::move(spec));
     return Status::ok();

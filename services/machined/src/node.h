@@ -38,6 +38,7 @@ struct NodeOptions {
   std::filesystem::path root = "/";
   std::optional<std::filesystem::path> configPath;  // used when no config is stored yet
   std::string address;                              // the node's address: its name in replies
+  int apiPort = 50000;                              // apid's API port on `address`
   // Peers allowed on machined.sock by uid, besides the services machined started.
   std::vector<uid_t> allowedUids;
   std::filesystem::path kmsgPath = "/dev/kmsg";
@@ -82,14 +83,17 @@ class Node {
 
  private:
   Status prepareDirectories();
+  // <root>/run/keel/backends.d/machined.json: tells apid where the machine API is.
+  Status writeBackendManifest();
   Status startServices();
   // The account service `name` runs under when machined runs as root: its own user
   // (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
   // nobody.
   Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
-  // The pre-exec hook that confines service `name` (see node.cpp).
-  Result<std::function<void()>> serviceSandbox(const std::string& name, const std::filesystem::path& stateDir,
-                                               const std::filesystem::path& configFile);
+  // The pre-exec hook that confines service `name` (see node.cpp); as root it first gives
+  // `owned` (state dir, config file, keys) to the service's account.
+  Result<std::function<void()>> serviceSandbox(const std::string& name,
+                                               const std::vector<std::filesystem::path>& owned);
   Status startApi();
   void stopAll();
   Status wipeState();

@@ -24,6 +24,8 @@ class NodePaths {
   // /run/keel: the daemons' Unix sockets; only machined's and apid's group may enter.
   std::filesystem::path runDir() const { return root_ / "run/keel"; }
   std::filesystem::path socket(const std::string& daemon) const { return runDir() / (daemon + ".sock"); }
+  // /run/keel/backends.d: one manifest per backend apid routes to; apid's group reads it.
+  std::filesystem::path backendsDir() const { return runDir() / "backends.d"; }
 
  private:
   std::filesystem::path root_;
