@@ -1,7 +1,11 @@
 #include "audit.h"
 
+#include <condition_variable>
+#include <mutex>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/async.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -9,6 +13,33 @@
 #include "keel/common/clock.h"
 
 namespace keel::apid {
+
+// The last sink of the audit logger. The logging thread flushes sinks in order, so once
+// this one has flushed N lines, the file sink before it has written and flushed them too.
+// spdlog 1.10's flush() of an async logger only queues a request; this makes it wait.
+class AuditFlushBarrier final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  void waitFor(uint64_t lines) {
+    std::unique_lock lock(waitMu_);
+    flushedCv_.wait(lock, [&] { return flushed_ >= lines; });
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& /*msg*/) override { ++seen_; }
+  void flush_() override {
+    {
+      std::lock_guard lock(waitMu_);
+      flushed_ = seen_;
+    }
+    flushedCv_.notify_all();
+  }
+
+ private:
+  uint64_t seen_ = 0;  // guarded by base_sink's mutex
+  std::mutex waitMu_;
+  std::condition_variable flushedCv_;
+  uint64_t flushed_ = 0;
+};
 
 std::string formatAuditLine(const AuditRecord& r, TimePoint time) {
   nlohmann::json j = {
@@ -43,6 +74,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& di
     return internalError("cannot open the audit log in " + dir.string() + ": " + e.what());
   }
   if (toStdout) sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
+  auto barrier = std::make_shared<AuditFlushBarrier>();
+  sinks.push_back(barrier);
   // One background thread writes; callers only queue. A full queue blocks rather than
   // drops: an audit line is never lost.
   static std::once_flag poolOnce;
@@ -52,13 +85,20 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& di
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::info);
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), clock));
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), std::move(barrier), clock));
 }
 
 AuditLog::~AuditLog() { flush(); }
 
-void AuditLog::write(const AuditRecord& record) { logger_->info(formatAuditLine(record, clock_.now())); }
+void AuditLog::write(const AuditRecord& record) {
+  written_.fetch_add(1);
+  logger_->info(formatAuditLine(record, clock_.now()));
+}
 
-void AuditLog::flush() { logger_->flush(); }
+void AuditLog::flush() {
+  const uint64_t lines = written_.load();
+  logger_->flush();
+  barrier_->waitFor(lines);
+}
 
 }  // namespace keel::apid

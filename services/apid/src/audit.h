@@ -4,6 +4,7 @@
 // message body: only who, what, where, the decision and its outcome.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -36,6 +37,8 @@ struct AuditRecord {
   uint64_t bytesOut = 0;
 };
 
+class AuditFlushBarrier;
+
 // The JSON line of a record (no newline), with `time` in RFC 3339 UTC.
 std::string formatAuditLine(const AuditRecord& record, TimePoint time);
 
@@ -49,11 +52,15 @@ class AuditLog {
 
   // Thread-safe; does not block on disk (lines are written by a background thread).
   void write(const AuditRecord& record);
+  // Returns once every line written before the call is in the file. Thread-safe.
   void flush();
 
  private:
-  AuditLog(std::shared_ptr<spdlog::logger> logger, const Clock& clock) : logger_(std::move(logger)), clock_(clock) {}
+  AuditLog(std::shared_ptr<spdlog::logger> logger, std::shared_ptr<AuditFlushBarrier> barrier, const Clock& clock)
+      : logger_(std::move(logger)), barrier_(std::move(barrier)), clock_(clock) {}
   std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<AuditFlushBarrier> barrier_;
+  std::atomic<uint64_t> written_{0};
   const Clock& clock_;
 };
 

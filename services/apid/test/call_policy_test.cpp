@@ -1,1 +1,406 @@
+#include "call_policy.h"
+
+#include <algorithm>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "keel/authz/proto_rules.h"
+#include "keel/common/clock.h"
+#include "keel/pki/pki.h"
+
+namespace keel::apid {
+namespace {
+
+using Catch::Matchers::ContainsSubstring;
+using namespace std::chrono_literals;
+
+const std::string kVersion = "/keel.machine.v1.MachineService/Version";
+const std::string kServiceStart = "/keel.machine.v1.MachineService/ServiceStart";
+const std::string kRead = "/keel.machine.v1.MachineService/Read";  // os:admin only
+
+PeerIdentity client(std::string cn, std::vector<std::string> roles, bool clientAuth = true) {
+  PeerIdentity id;
+  id.commonName = std::move(cn);
+  id.roles = std::move(roles);
+  id.clientAuth = clientAuth;
+  return id;
+}
+
+PeerIdentity otherApid() { return client("node-b", {"os:impersonator"}); }
+
+CallDecision decide(const PeerIdentity* peer, std::string_view method, MetadataList metadata,
+                    PolicyOptions options = {}) {
+  if (options.newRequestId.empty()) options.newRequestId = "fresh-id";
+  CallRequest request;
+  request.method = method;
+  request.peerAddress = "ipv4:127.0.0.1:4711";
+  request.peer = peer;
+  request.metadata = std::move(metadata);
+  return decideCall(request, authz::builtinRules(), options);
+}
+
+bool anyReservedKey(const MetadataList& list) {
+  return std::any_of(list.begin(), list.end(), [](const auto& kv) {
+    std::string lower = kv.first;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    return lower.starts_with("keel-");
+  });
+}
+
+// --- 1. reserved keys ---
+
+TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the rest is passed on in order",
+          "[call_policy]") {
+  const auto peer = client("alice", {"os:reader"});
+  const auto d = decide(&peer, kVersion,
+                        {{"x-trace", "1"},
+                         {"Keel-Roles", "os:admin"},
+                         {"KEEL-ROLES", "os:admin"},
+                         {"keel-identity", "mallory"},
+                         {"Keel-Request-Id", "chosen-by-client"},
+                         {"keel-peer", "ipv4:10.9.9.9:1"},
+                         {"keel-whatever", "x"},
+                         {"authorization", "bearer"}});
+  CHECK(d.status.isOk());
+  CHECK(d.passOn == MetadataList{{"x-trace", "1"}, {"authorization", "bearer"}});
+  CHECK(d.roles == std::vector<std::string>{"os:reader"});
+  CHECK(d.identity == "alice");
+  CHECK(d.requestId == "fresh-id");
+  CHECK_FALSE(d.forwarded);
+}
+
+TEST_CASE("reserved keys are not passed on even when the call is refused", "[call_policy]") {
+  const MetadataList md{{"keel-roles", "os:admin"}, {"KeEl-IdEnTiTy", "x"}, {"ok", "1"}};
+  const auto d = decide(nullptr, kVersion, md);
+  CHECK_FALSE(d.status.isOk());
+  CHECK_FALSE(anyReservedKey(d.passOn));
+  const auto peer = client("nobody", {});
+  CHECK_FALSE(anyReservedKey(decide(&peer, kVersion, md).passOn));
+}
+
+// --- 2. authentication ---
+
+TEST_CASE("a call without a verified client certificate is unauthenticated", "[call_policy]") {
+  const auto d = decide(nullptr, kVersion, {});
+  CHECK(d.status.code() == StatusCode::kUnauthenticated);
+  CHECK(d.roles.empty());
+}
+
+TEST_CASE("a certificate without the clientAuth usage is unauthenticated even with os:admin", "[call_policy]") {
+  const auto peer = client("server-only", {"os:admin"}, /*clientAuth=*/false);
+  const auto d = decide(&peer, kVersion, {});
+  CHECK(d.status.code() == StatusCode::kUnauthenticated);
+  CHECK_THAT(d.status.message(), ContainsSubstring("clientAuth"));
+}
+
+// --- 3. roles ---
+
+TEST_CASE("a client's roles come from its certificate only: a forged keel-roles is ignored", "[call_policy]") {
+  SECTION("a reader claiming os:admin is still a reader") {
+    const auto peer = client("alice", {"os:reader"});
+    const auto d = decide(&peer, kRead, {{"keel-roles", "os:admin"}});
+    CHECK(d.status.code() == StatusCode::kPermissionDenied);
+    CHECK(d.roles == std::vector<std::string>{"os:reader"});
+    CHECK_FALSE(d.forwarded);
+  }
+  SECTION("a client with no role claiming os:admin holds no role") {
+    const auto peer = client("eve", {});
+    const auto d = decide(&peer, kVersion, {{"keel-roles", "os:admin"}, {"keel-identity", "root"}});
+    CHECK(d.status.code() == StatusCode::kPermissionDenied);
+    CHECK(d.roles.empty());
+    CHECK(d.identity == "eve");
+  }
+}
+
+TEST_CASE("a client without a known role is denied with a message saying it holds no role", "[call_policy]") {
+  const auto peer = client("eve", {});
+  const auto d = decide(&peer, kVersion, {});
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(d.status.message(), ContainsSubstring("no role"));
+  CHECK_THAT(d.status.message(), ContainsSubstring("eve"));
+}
+
+TEST_CASE("a forwarding apid's call carries the roles of its single keel-roles value, minus impersonation",
+          "[call_policy]") {
+  const auto peer = otherApid();
+  const auto d = decide(&peer, kServiceStart,
+                        {{"keel-roles", "os:operator,os:impersonator"}, {"keel-identity", "alice"}, {"x", "y"}});
+  CHECK(d.status.isOk());
+  CHECK(d.forwarded);
+  CHECK(d.roles == std::vector<std::string>{"os:operator"});
+  CHECK(d.identity == "alice via node-b");
+  CHECK(d.passOn == MetadataList{{"x", "y"}});
+}
+
+TEST_CASE("impersonation alone passed on by the previous hop is no role", "[call_policy]") {
+  const auto peer = otherApid();
+  const auto d = decide(&peer, kVersion, {{"keel-roles", "os:impersonator"}, {"keel-identity", "alice"}});
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK(d.roles.empty());
+  CHECK_THAT(d.status.message(), ContainsSubstring("no role"));
+}
+
+TEST_CASE("a forwarded call without keel-roles has no role, whatever the forwarder's certificate holds",
+          "[call_policy]") {
+  const auto peer = client("node-b", {"os:admin", "os:impersonator"});
+  const auto d = decide(&peer, kVersion, {{"keel-identity", "alice"}});
+  CHECK(d.forwarded);
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK(d.roles.empty());
+}
+
+TEST_CASE("a forwarded call with two keel-roles values is denied, whatever their letter case", "[call_policy]") {
+  const auto peer = otherApid();
+  SECTION("same case") {
+    const auto d = decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"keel-roles", "os:admin"}});
+    CHECK(d.status.code() == StatusCode::kPermissionDenied);
+    CHECK_THAT(d.status.message(), ContainsSubstring("exactly once"));
+  }
+  SECTION("different case") {
+    const auto d = decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"Keel-Roles", "os:admin"}});
+    CHECK(d.status.code() == StatusCode::kPermissionDenied);
+    CHECK(d.roles.empty());
+  }
+}
+
+TEST_CASE("a forwarded call names who asked through which apid", "[call_policy]") {
+  const auto peer = otherApid();
+  CHECK(decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"keel-identity", "bob"}}).identity == "bob via node-b");
+  CHECK(decide(&peer, kVersion, {{"keel-roles", "os:reader"}}).identity == "unknown via node-b");
+  CHECK(decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"keel-identity", "a"}, {"keel-identity", "b"}})
+            .identity == "unknown via node-b");
+}
+
+TEST_CASE("a forwarding apid's request id is kept only when it is valid", "[call_policy]") {
+  const auto peer = otherApid();
+  const MetadataList roles{{"keel-roles", "os:reader"}};
+  auto with = [&](MetadataList extra) {
+    MetadataList md = roles;
+    md.insert(md.end(), extra.begin(), extra.end());
+    return decide(&peer, kVersion, md).requestId;
+  };
+  CHECK(with({{"keel-request-id", "req-42-abc"}}) == "req-42-abc");
+  CHECK(with({{"keel-request-id", "bad id"}}) == "fresh-id");
+  CHECK(with({{"keel-request-id", std::string(65, 'a')}}) == "fresh-id");
+  CHECK(with({{"keel-request-id", "a"}, {"keel-request-id", "b"}}) == "fresh-id");
+  CHECK(with({}) == "fresh-id");
+}
+
+TEST_CASE("a client that is not an apid cannot choose its request id", "[call_policy]") {
+  const auto peer = client("alice", {"os:admin"});
+  CHECK(decide(&peer, kVersion, {{"keel-request-id", "mine"}}).requestId == "fresh-id");
+}
+
+TEST_CASE("request ids are 1-64 characters of letters, digits and dashes", "[call_policy]") {
+  CHECK(isValidRequestId("a"));
+  CHECK(isValidRequestId("Abc-123-xyz"));
+  CHECK(isValidRequestId(std::string(64, 'z')));
+  CHECK_FALSE(isValidRequestId(""));
+  CHECK_FALSE(isValidRequestId(std::string(65, 'z')));
+  CHECK_FALSE(isValidRequestId("a_b"));
+  CHECK_FALSE(isValidRequestId("a b"));
+  CHECK_FALSE(isValidRequestId("a\nb"));
+  CHECK_FALSE(isValidRequestId("\xc3\xa9"));
+}
+
+// --- 4. targets ---
+
+TEST_CASE("targets come from nodes (a comma list) and node, trimmed and without duplicates", "[call_policy]") {
+  const auto peer = client("alice", {"os:reader"});
+  PolicyOptions options;
+  options.mayForward = true;
+  const auto d = decide(&peer, kVersion,
+                        {{"nodes", " 10.0.0.2 ,10.0.0.3,10.0.0.2"}, {"node", "node-c"}, {"Nodes", "10.0.0.3"},
+                         {"other", "kept"}},
+                        options);
+  CHECK(d.status.isOk());
+  CHECK(d.targets == std::vector<std::string>{"10.0.0.2", "10.0.0.3", "node-c"});
+  CHECK(d.remoteTargets);
+  CHECK(d.passOn == MetadataList{{"other", "kept"}});
+}
+
+TEST_CASE("a target with a port or a scheme is an invalid argument", "[call_policy]") {
+  const auto peer = client("alice", {"os:admin"});
+  PolicyOptions options;
+  options.mayForward = true;
+  for (const std::string bad : {"10.0.0.2:50000", "https://node-c", "node-c/path", "[::1]:50000", "bad host"}) {
+    INFO(bad);
+    const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.2," + bad}}, options);
+    CHECK(d.status.code() == StatusCode::kInvalidArgument);
+  }
+  CHECK(decide(&peer, kVersion, {{"node", "node-c:1"}}, options).status.code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("a call may target at most 64 distinct nodes", "[call_policy]") {
+  const auto peer = client("alice", {"os:reader"});
+  PolicyOptions options;
+  options.mayForward = true;
+  auto list = [](int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += (i ? "," : "") + std::string("10.0.1.") + std::to_string(i + 1);
+    return s;
+  };
+  CHECK(decide(&peer, kVersion, {{"nodes", list(64)}}, options).status.isOk());
+  const auto tooMany = decide(&peer, kVersion, {{"nodes", list(65)}}, options);
+  CHECK(tooMany.status.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(tooMany.status.message(), ContainsSubstring("64"));
+  // Duplicates do not count.
+  CHECK(decide(&peer, kVersion, {{"nodes", list(64) + ",10.0.1.1"}}, options).status.isOk());
+}
+
+// --- 6. forwarding ---
+
+TEST_CASE("a forwarded call may not target nodes again", "[call_policy]") {
+  const auto peer = otherApid();
+  PolicyOptions options;
+  options.mayForward = true;
+  const auto d = decide(&peer, kVersion, {{"keel-roles", "os:admin"}, {"nodes", "10.0.0.3"}}, options);
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(d.status.message(), ContainsSubstring("never forwarded again"));
+}
+
+TEST_CASE("targeting another node needs the impersonator certificate, this node's own names do not",
+          "[call_policy]") {
+  const auto peer = client("alice", {"os:reader"});
+  PolicyOptions options;
+  options.selfNames = {"10.0.0.1", "node-a"};
+  SECTION("remote target without mayForward is denied") {
+    const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.1,10.0.0.2"}}, options);
+    CHECK(d.status.code() == StatusCode::kPermissionDenied);
+    CHECK(d.remoteTargets);
+  }
+  SECTION("only own names are allowed without mayForward") {
+    const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.1"}, {"node", "node-a"}}, options);
+    CHECK(d.status.isOk());
+    CHECK_FALSE(d.remoteTargets);
+    CHECK(d.targets == std::vector<std::string>{"10.0.0.1", "node-a"});
+  }
+  SECTION("remote target with mayForward is allowed") {
+    options.mayForward = true;
+    const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.2"}}, options);
+    CHECK(d.status.isOk());
+    CHECK(d.remoteTargets);
+  }
+}
+
+// --- 5. the rule table ---
+
+TEST_CASE("an unknown method is unimplemented, even for a client with no role", "[call_policy]") {
+  const auto none = client("eve", {});
+  const auto admin = client("root", {"os:admin"});
+  const std::string unknown = "/keel.machine.v1.MachineService/NoSuchMethod";
+  CHECK(decide(&none, unknown, {}).status.code() == StatusCode::kUnimplemented);
+  CHECK(decide(&admin, unknown, {}).status.code() == StatusCode::kUnimplemented);
+  CHECK(decide(&admin, "/nope.Service/X", {}).status.code() == StatusCode::kUnimplemented);
+}
+
+TEST_CASE("a denial by the rule table names the roles the method needs", "[call_policy]") {
+  const auto peer = client("olga", {"os:operator", "os:reader"});
+  const auto d = decide(&peer, kRead, {});
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(d.status.message(), ContainsSubstring("os:admin"));
+  const auto admin = client("root", {"os:admin"});
+  CHECK(decide(&admin, kRead, {}).status.isOk());
+}
+
+TEST_CASE("the rule is checked before a call is forwarded anywhere", "[call_policy]") {
+  const auto peer = client("alice", {"os:reader"});
+  PolicyOptions options;
+  options.mayForward = true;
+  const auto d = decide(&peer, kRead, {{"nodes", "10.0.0.2"}}, options);
+  CHECK(d.status.code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(d.status.message(), ContainsSubstring("os:admin"));
+}
+
+// --- identities from certificates ---
+
+pki::CertificateAuthority makeCa(const Clock& clock) {
+  pki::CaOptions options;
+  options.subject.commonName = "keel-os";
+  return pki::createSelfSignedCa(options, clock).value();
+}
+
+struct Issuer {
+  ManualClock clock{TimePoint{std::chrono::sys_days{std::chrono::year{2030} / 1 / 1}}};
+  pki::CertificateAuthority ca = makeCa(clock);
+
+  std::string issue(const std::string& cn, const std::vector<std::string>& organizations,
+                    std::vector<pki::ExtendedKeyUsage> usages = {pki::ExtendedKeyUsage::kClientAuth}) {
+    auto key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+    pki::CsrOptions csrOptions;
+    csrOptions.subject.commonName = cn;
+    auto csr = pki::CertificateRequest::create(key, csrOptions).value();
+    pki::IssuePolicy policy;
+    policy.extendedKeyUsages = std::move(usages);
+    policy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
+    policy.organizations = organizations;
+    return pki::issueCertificate(ca, csr, policy, clock).value().toPem();
+  }
+};
+
+TEST_CASE("the identity of a client certificate is its CN, its known roles and its clientAuth usage",
+          "[call_policy]") {
+  Issuer issuer;
+  const auto id = identityFromPem(issuer.issue("alice", {"os:reader", "system:masters", "os:operator"}));
+  REQUIRE(id.ok());
+  CHECK(id->commonName == "alice");
+  CHECK(id->roles == std::vector<std::string>{"os:operator", "os:reader"});
+  CHECK(id->clientAuth);
+  CHECK_FALSE(id->impersonator());
+}
+
+TEST_CASE("a certificate without clientAuth or without known roles reads as such", "[call_policy]") {
+  Issuer issuer;
+  const auto server = identityFromPem(issuer.issue("node-a", {"os:admin"}, {pki::ExtendedKeyUsage::kServerAuth}));
+  REQUIRE(server.ok());
+  CHECK_FALSE(server->clientAuth);
+  const auto nobody = identityFromPem(issuer.issue("nobody", {"kubernetes", "OS:ADMIN"}));
+  REQUIRE(nobody.ok());
+  CHECK(nobody->roles.empty());
+  const auto apid = identityFromPem(issuer.issue("node-b", {"os:impersonator"}));
+  REQUIRE(apid.ok());
+  CHECK(apid->impersonator());
+}
+
+TEST_CASE("a PEM that is not a certificate is unauthenticated", "[call_policy]") {
+  CHECK(identityFromPem("").status().code() == StatusCode::kUnauthenticated);
+  CHECK(identityFromPem("garbage").status().code() == StatusCode::kUnauthenticated);
+  CHECK(identityFromPem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").status().code() ==
+        StatusCode::kUnauthenticated);
+}
+
+TEST_CASE("the identity cache returns the same identity for the same certificate", "[call_policy]") {
+  Issuer issuer;
+  const std::string pem = issuer.issue("alice", {"os:admin"});
+  IdentityCache cache;
+  const auto first = cache.lookup(pem);
+  const auto second = cache.lookup(pem);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  CHECK(first->get() == second->get());
+  CHECK((*first)->commonName == "alice");
+  CHECK(cache.lookup("garbage").status().code() == StatusCode::kUnauthenticated);
+}
+
+TEST_CASE("the identity cache forgets its oldest entry beyond its capacity", "[call_policy]") {
+  Issuer issuer;
+  const std::string a = issuer.issue("a", {"os:admin"});
+  const std::string b = issuer.issue("b", {"os:admin"});
+  const std::string c = issuer.issue("c", {"os:admin"});
+  IdentityCache cache(2);
+  const auto a1 = cache.lookup(a).value();
+  const auto b1 = cache.lookup(b).value();
+  CHECK(cache.lookup(a).value() == a1);  // still cached
+  const auto c1 = cache.lookup(c).value();
+  CHECK(cache.lookup(b).value() == b1);  // b and c are the two kept
+  CHECK(cache.lookup(c).value() == c1);
+  const auto a2 = cache.lookup(a).value();  // a was evicted: parsed again
+  CHECK(a2 != a1);
+  CHECK(a2->commonName == "a");
+}
+
+}  // namespace
+}  // namespace keel::apid
