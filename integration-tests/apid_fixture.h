@@ -230,6 +230,12 @@ class ApidProcess {
   }
   void stop() {
     if (!process_ || !process_->running()) return;
+    if (const auto status = process_->wait(std::chrono::milliseconds(0))) {
+      // It ended by itself: that is a failure of the test, which shows why.
+      std::fprintf(stderr, "apid ended by itself (wait status %d):\n%s\n", *status, log().c_str());
+      FAIL_CHECK("apid ended by itself");
+      return;
+    }
     process_->signal(SIGTERM);
     if (!process_->wait(10s)) std::fprintf(stderr, "apid did not stop on SIGTERM:\n%s\n", log().c_str());
   }

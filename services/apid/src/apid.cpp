@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
@@ -74,6 +76,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   gopts.selfNames = {config.nodeAddress};
   if (config.hostname && *config.hostname != config.nodeAddress) gopts.selfNames.push_back(*config.hostname);
   gopts.forwardTimeout = config.forwardTimeout;
+  gopts.threads = config.threads;
   GatewayDeps deps;
   Apid* self = apid.get();
   deps.routes = [self] { return self->routes(); };
@@ -98,7 +101,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   const auto& l = config.limits;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, grpc::experimental::TlsServerCredentials(tls), &apid->port_);
-  builder.RegisterCallbackGenericService(apid->gateway_.get());
+  apid->gateway_->registerWith(builder);
   builder.SetMaxReceiveMessageSize(l.maxMessageBytes);
   builder.SetMaxSendMessageSize(l.maxMessageBytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, l.maxConcurrentStreams);
@@ -114,6 +117,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   if (!apid->server_ || apid->port_ == 0) {
     return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
   }
+  apid->gateway_->start();
   apid->watcher_ = std::thread([self] { self->watchBackends(); });
   spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
                apid->port_, apid->routes_->backends().size(), apid->peers_ ? "enabled" : "disabled");
@@ -150,6 +154,7 @@ void Apid::shutdown(std::chrono::milliseconds grace) {
   stopCv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
+  if (gateway_) gateway_->stop();
   if (audit_) audit_->flush();
 }
 

@@ -95,6 +95,8 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(c.forwardTimeout, millis(r, "forwardTimeoutMs", c.forwardTimeout));
   KEEL_ASSIGN_OR_RETURN(const int64_t refresh, boundedInteger(r, "certRefreshSeconds", c.certRefresh.count(), 1, 3600));
   c.certRefresh = std::chrono::seconds(refresh);
+  KEEL_ASSIGN_OR_RETURN(const int64_t threads, boundedInteger(r, "threads", c.threads, 1, 64));
+  c.threads = static_cast<int>(threads);
   KEEL_ASSIGN_OR_RETURN(auto limits, r.optionalObject("limits"));
   if (limits) {
     auto& l = *limits;

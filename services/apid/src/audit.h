@@ -50,7 +50,7 @@ class AuditLog {
                                                 std::size_t maxFiles, bool toStdout, const Clock& clock);
   ~AuditLog();
 
-  // Thread-safe; does not block on disk (lines are written by a background thread).
+  // Thread-safe; the line is written (and flushed to the file) before it returns.
   void write(const AuditRecord& record);
   // Returns once every line written before the call is in the file. Thread-safe.
   void flush();

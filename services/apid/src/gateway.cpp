@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <random>
 
@@ -80,13 +79,6 @@ void addForwardMetadata(grpc::ClientContext& ctx, const Forwarding& f, bool toBa
   if (toBackend) ctx.AddMetadata(std::string(authz::kPeerKey), f.peer);
 }
 
-// Ends a refused call at once.
-class Refusal final : public grpc::ServerGenericBidiReactor {
- public:
-  explicit Refusal(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 // Audit bookkeeping shared by both kinds of forwarding.
 class Trace {
  public:
@@ -119,381 +111,369 @@ class Trace {
   bool streaming_;
 };
 
-// One call forwarded to one upstream (a backend, or one node's apid), bytes in both
-// directions with flow control: a message is read from one side only after the previous
-// one was written to the other. A unary request is sent with its end of stream; a unary
-// reply goes back together with the status.
-class PassThrough {
- public:
-  PassThrough(grpc::GenericCallbackServerContext* sctx, std::shared_ptr<grpc::Channel> channel, const Forwarding& fwd,
-              bool toBackend, bool clientStreaming, bool serverStreaming, std::unique_ptr<Trace> trace)
-      : sctx_(sctx),
-        channel_(std::move(channel)),
-        stub_(channel_),
-        clientStreaming_(clientStreaming),
-        serverStreaming_(serverStreaming),
-        trace_(std::move(trace)),
-        down_(this),
-        up_(this) {
-    addForwardMetadata(cctx_, fwd, toBackend);
-    if (hasDeadline(sctx_->deadline())) cctx_.set_deadline(sctx_->deadline());
-    // A single request is read before the upstream call exists, so a request apid
-    // refuses (too large, cut off) never reaches the backend.
-    if (clientStreaming_) {
-      stub_.PrepareBidiStreamingCall(&cctx_, sctx_->method(), grpc::StubOptions(), &up_);
-      up_.AddHold();  // released when nothing more will be written upstream
-      up_.StartRead(&resp_);
-      up_.StartCall();
-    }
-    down_.StartRead(&req_);
-  }
 
-  grpc::ServerGenericBidiReactor* reactor() { return &down_; }
-
- private:
-  // The client's side (downstream).
-  struct Down final : grpc::ServerGenericBidiReactor {
-    explicit Down(PassThrough* p) : p_(p) {}
-    void OnReadDone(bool ok) override { p_->downReadDone(ok); }
-    void OnWriteDone(bool ok) override { p_->downWriteDone(ok); }
-    void OnCancel() override { p_->cctx_.TryCancel(); }
-    void OnDone() override { p_->release(); }
-    PassThrough* p_;
-  };
-  // The upstream call.
-  struct Up final : grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-    explicit Up(PassThrough* p) : p_(p) {}
-    void OnWriteDone(bool ok) override { p_->upWriteDone(ok); }
-    void OnReadDone(bool ok) override { p_->upReadDone(ok); }
-    void OnDone(const grpc::Status& s) override { p_->upDone(s); }
-    PassThrough* p_;
-  };
-
-  void downReadDone(bool ok) {
-    if (!ok) {
-      if (!clientStreaming_) {
-        // No request came (cut off, or refused as too large): nothing was forwarded.
-        {
-          std::lock_guard lock(mu_);
-          upDone_ = true;
-          finished_ = true;
-          status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message");
-        }
-        down_.Finish(status_);
-        dropRef();  // the upstream call's reference: it never existed
-        return;
-      }
-      // The client half-closed (or went away): so does the upstream call.
-      up_.StartWritesDone();
-      up_.RemoveHold();
-      return;
-    }
-    trace_->bytesIn += req_.Length();
-    if (!clientStreaming_) {
-      stub_.PrepareBidiStreamingCall(&cctx_, sctx_->method(), grpc::StubOptions(), &up_);
-      up_.StartWriteLast(&req_, grpc::WriteOptions());
-      up_.StartRead(&resp_);
-      up_.StartCall();
-      return;
-    }
-    up_.StartWrite(&req_);
-  }
-
-  void upWriteDone(bool ok) {
-    if (!clientStreaming_) return;
-    if (!ok) {
-      up_.RemoveHold();  // the upstream call is over; its status ends ours
-      return;
-    }
-    down_.StartRead(&req_);
-  }
-
-  void copyInitialMetadata() {
-    if (initialCopied_) return;
-    initialCopied_ = true;
-    copyMetadata(cctx_.GetServerInitialMetadata(),
-                 [this](const std::string& k, const std::string& v) { sctx_->AddInitialMetadata(k, v); });
-  }
-
-  // gRPC may run a reaction inline in the thread that starts an operation (RemoveHold
-  // ends a client call at once), so no operation is started while mu_ is held.
-  void upReadDone(bool ok) {
-    if (!ok) return;  // the status follows in upDone
-    {
-      std::lock_guard lock(mu_);
-      copyInitialMetadata();
-      trace_->bytesOut += resp_.Length();
-      if (!serverStreaming_) {
-        haveReply_ = true;  // sent together with the status
-        return;
-      }
-      writing_ = true;
-    }
-    down_.StartWrite(&resp_);
-  }
-
-  void downWriteDone(bool ok) {
-    bool finish = false;
-    {
-      std::lock_guard lock(mu_);
-      writing_ = false;
-      if (upDone_) finish = takeFinishLocked();
-    }
-    if (finish) {
-      doFinish();
-    } else if (!ok) {
-      cctx_.TryCancel();  // upDone follows
-    } else {
-      up_.StartRead(&resp_);
-    }
-  }
-
-  void upDone(const grpc::Status& status) {
-    bool finish = false;
-    {
-      std::lock_guard lock(mu_);
-      upDone_ = true;
-      status_ = status;
-      copyInitialMetadata();
-      copyMetadata(cctx_.GetServerTrailingMetadata(),
-                   [this](const std::string& k, const std::string& v) { sctx_->AddTrailingMetadata(k, v); });
-      if (!writing_) finish = takeFinishLocked();
-    }
-    if (finish) doFinish();
-    dropRef();
-  }
-
-  bool takeFinishLocked() {
-    if (finished_) return false;
-    finished_ = true;
-    return true;
-  }
-
-  void doFinish() {
-    if (haveReply_ && status_.ok()) {
-      down_.StartWriteAndFinish(&resp_, grpc::WriteOptions(), status_);
-    } else {
-      down_.Finish(status_);
-    }
-  }
-
-  void release() {
-    trace_->end(status_);
-    dropRef();
-  }
-
-  void dropRef() {
-    bool last = false;
-    {
-      std::lock_guard lock(mu_);
-      last = --refs_ == 0;
-    }
-    if (last) delete this;
-  }
-
-  grpc::GenericCallbackServerContext* sctx_;
-  std::shared_ptr<grpc::Channel> channel_;
-  grpc::GenericStub stub_;
-  grpc::ClientContext cctx_;
-  const bool clientStreaming_;
-  const bool serverStreaming_;
-  std::unique_ptr<Trace> trace_;
-  Down down_;
-  Up up_;
-  grpc::ByteBuffer req_;
-  grpc::ByteBuffer resp_;
-  std::mutex mu_;
-  bool initialCopied_ = false;
-  bool writing_ = false;
-  bool haveReply_ = false;
-  bool upDone_ = false;
-  bool finished_ = false;
-  int refs_ = 2;
-  grpc::Status status_;
+// A completion-queue tag that calls a member function of its owner.
+struct Op {
+  virtual ~Op() = default;
+  virtual void complete(bool ok) = 0;
+};
+template <class T, void (T::*F)(bool)>
+struct OpOf final : Op {
+  explicit OpOf(T* owner) : self(owner) {}
+  void complete(bool ok) override { (self->*F)(ok); }
+  T* self;
 };
 
-// One call sent to several nodes at once. Each node's reply is stamped with the node's
-// name; a node that fails or does not answer in time becomes an entry with its error.
-// Unary: the entries of every node in one reply. Server streaming: messages of all
-// nodes interleaved, each node's stream flow-controlled on its own (its next message is
-// read once the previous one was written to the client). Like PassThrough, no gRPC
-// operation is started while mu_ is held.
-class FanOut {
+// One call to an upstream in a fan-out: its context, stream or unary reader, and ops.
+class Call;
+struct Branch {
+  Branch(Call* c, size_t i) : call(c), index(i) {}
+  void onUnaryFinish(bool ok);
+  void onStreamWrite(bool ok);
+  void onStreamRead(bool ok);
+  void onStreamFinish(bool ok);
+
+  Call* call;
+  size_t index;
+  std::string node;
+  bool toBackend = false;
+  std::shared_ptr<grpc::Channel> channel;
+  Status error;  // why there is no channel
+  std::unique_ptr<grpc::GenericStub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> unary;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> stream;
+  grpc::ByteBuffer resp;
+  grpc::Status status;
+  OpOf<Branch, &Branch::onUnaryFinish> unaryFinishOp{this};
+  OpOf<Branch, &Branch::onStreamWrite> writeOp{this};
+  OpOf<Branch, &Branch::onStreamRead> readOp{this};
+  OpOf<Branch, &Branch::onStreamFinish> finishOp{this};
+};
+
+// One call received on :50000, from the moment it is accepted to the moment gRPC is done
+// with it. Every operation it starts, on its own stream or on upstream calls, completes
+// on `cq_`, which one thread drains: the members need no lock. `pending_` counts the
+// operations in flight; the object deletes itself when none is left and gRPC said the
+// call is done.
+class Call {
  public:
-  struct Target {
-    std::string node;
-    std::shared_ptr<grpc::Channel> channel;  // null: `error` says why
-    bool toBackend = false;
-    Status error;
-  };
+  Call(Gateway& g, grpc::ServerCompletionQueue* cq) : g_(g), cq_(cq), stream_(&ctx_) {}
 
-  FanOut(grpc::GenericCallbackServerContext* sctx, std::vector<Target> targets, Forwarding fwd, bool streaming,
-         std::chrono::milliseconds perNode, std::unique_ptr<Trace> trace)
-      : sctx_(sctx), fwd_(std::move(fwd)), streaming_(streaming), perNode_(perNode), trace_(std::move(trace)),
-        down_(this) {
-    for (size_t i = 0; i < targets.size(); ++i) {
-      branches_.push_back(std::make_unique<Branch>(this, i, std::move(targets[i])));
-    }
-    results_.resize(branches_.size());
-    refs_ = 1 + static_cast<int>(branches_.size());
-    down_.StartRead(&req_);
+  void arm() {
+    ctx_.AsyncNotifyWhenDone(&doneOp_);
+    g_.service().RequestCall(&ctx_, &stream_, cq_, cq_, &acceptOp_);
   }
-
-  grpc::ServerGenericBidiReactor* reactor() { return &down_; }
 
  private:
-  struct Branch final : grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-    Branch(FanOut* p, size_t i, Target t) : parent(p), index(i), target(std::move(t)) {}
-    void OnReadDone(bool ok) override { parent->branchRead(*this, ok); }
-    void OnDone(const grpc::Status& s) override { parent->branchDone(*this, s); }
-    FanOut* parent;
-    size_t index;
-    Target target;
-    std::unique_ptr<grpc::GenericStub> stub;
-    grpc::ClientContext ctx;
-    grpc::ByteBuffer resp;
-    std::string reply;
-    bool haveReply = false;
-    bool started = false;
-  };
-  struct Down final : grpc::ServerGenericBidiReactor {
-    explicit Down(FanOut* p) : p_(p) {}
-    void OnReadDone(bool ok) override { p_->requestRead(ok); }
-    void OnWriteDone(bool ok) override { p_->written(ok); }
-    void OnCancel() override { p_->cancelAll(); }
-    void OnDone() override { p_->release(); }
-    FanOut* p_;
-  };
+  friend struct Branch;
+  enum class Mode { kRefused, kUnary, kServerStream, kBidi, kFanOutUnary, kFanOutStream };
 
-  // What to do once mu_ is released.
-  struct Next {
-    std::optional<grpc::Status> finish;  // Finish the client's call with this status
-    bool writeReply = false;             // StartWrite(reply_)
-    bool writeAndFinish = false;         // StartWriteAndFinish(reply_, OK)
-  };
-
-  void run(const Next& n) {
-    if (n.writeAndFinish) {
-      down_.StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
-    } else if (n.writeReply) {
-      down_.StartWrite(&reply_);
-    } else if (n.finish) {
-      down_.Finish(*n.finish);
+  // --- bookkeeping ---------------------------------------------------------------
+  void started() { ++pending_; }
+  // Called at the end of every completion handler.
+  void settle() {
+    if (pending_ == 0 && doneSeen_) {
+      if (trace_) trace_->end(finalStatus_);
+      delete this;
     }
   }
+  void finish(const grpc::Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    finalStatus_ = status;
+    copyInitialFromUpstream();
+    started();
+    stream_.Finish(status, &finishOp_);
+  }
+  void finishWith(grpc::ByteBuffer* reply, const grpc::Status& status) {
+    finished_ = true;
+    finalStatus_ = status;
+    started();
+    stream_.WriteAndFinish(*reply, grpc::WriteOptions(), status, &finishOp_);
+  }
+  void copyInitialFromUpstream() {
+    if (initialCopied_ || !upstreamHasInitial_) return;
+    initialCopied_ = true;
+    copyMetadata(cctx_.GetServerInitialMetadata(),
+                 [this](const std::string& k, const std::string& v) { ctx_.AddInitialMetadata(k, v); });
+  }
+  void copyTrailersFromUpstream() {
+    copyMetadata(cctx_.GetServerTrailingMetadata(),
+                 [this](const std::string& k, const std::string& v) { ctx_.AddTrailingMetadata(k, v); });
+  }
 
-  void requestRead(bool ok) {
-    if (!ok) {
-      int unused = 0;
-      {
-        std::lock_guard lock(mu_);
-        finished_ = true;
-        status_ = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the call ended before its request message");
-        unused = static_cast<int>(branches_.size());
-        refs_ -= unused;  // no branch will run
+  // --- accepting and deciding ----------------------------------------------------
+  void onAccept(bool ok) {
+    if (!ok) return;  // the server is shutting down; the queue drains and the process ends
+    (new Call(g_, cq_))->arm();
+    ++pending_;  // the done notification, armed in arm()
+    decide();
+    settle();
+  }
+
+  void onDone(bool /*ok*/) {
+    --pending_;
+    doneSeen_ = true;
+    if (ctx_.IsCancelled()) cancelUpstream();
+    settle();
+  }
+
+  void onFinished(bool /*ok*/) {
+    --pending_;
+    settle();
+  }
+
+  void cancelUpstream() {
+    if (clientGone_) return;
+    clientGone_ = true;
+    if (upstreamStarted_) cctx_.TryCancel();
+    for (auto& b : branches_) {
+      if (b->stub) b->ctx.TryCancel();
+    }
+    // Branches whose message waits to be written read again instead: the read fails after
+    // the cancel and their status is collected.
+    for (auto& item : queue_) {
+      if (item.first != nullptr) {
+        started();
+        item.first->stream->Read(&item.first->resp, &item.first->readOp);
       }
-      down_.Finish(status_);
+    }
+    queue_.clear();
+  }
+
+  void decide();
+
+  // --- one upstream: unary ----------------------------------------------------------
+  void onRequest(bool ok) {
+    --pending_;
+    if (!ok) {
+      // No request came (cut off, or refused as too large): nothing was forwarded.
+      finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+      settle();
       return;
     }
     trace_->bytesIn += req_.Length();
+    switch (mode_) {
+      case Mode::kUnary:
+        upstreamStarted_ = true;
+        unary_ = stub_->PrepareUnaryCall(&cctx_, ctx_.method(), req_, cq_);
+        unary_->StartCall();
+        started();
+        unary_->Finish(&resp_, &upStatus_, &upUnaryFinishOp_);
+        break;
+      case Mode::kServerStream:
+        upstreamStarted_ = true;
+        // The initial metadata waits for the request: one batch, and no second write
+        // while the first is in flight.
+        cctx_.set_initial_metadata_corked(true);
+        up_ = stub_->PrepareCall(&cctx_, ctx_.method(), cq_);
+        up_->StartCall(nullptr);
+        started();
+        up_->WriteLast(req_, grpc::WriteOptions(), &upWriteOp_);
+        started();
+        up_->Read(&resp_, &upReadOp_);
+        break;
+      case Mode::kFanOutUnary:
+      case Mode::kFanOutStream:
+        startBranches();
+        break;
+      default:
+        KEEL_RELEASE_ASSERT(false, "a request read in a mode that reads none");
+    }
+    settle();
+  }
+
+  void onUpUnaryFinish(bool /*ok*/) {
+    --pending_;
+    upstreamHasInitial_ = true;
+    copyTrailersFromUpstream();
+    if (clientGone_) {
+      finalStatus_ = upStatus_;
+    } else if (upStatus_.ok()) {
+      copyInitialFromUpstream();
+      trace_->bytesOut += resp_.Length();
+      finishWith(&resp_, upStatus_);
+    } else {
+      finish(upStatus_);
+    }
+    settle();
+  }
+
+  // --- one upstream: streams ----------------------------------------------------------
+  void onUpStart(bool ok) {
+    --pending_;
+    (void)ok;  // a failed start shows in the reads and the status
+    upStartDone_ = true;
+    // A client message that came first waited for the start (they share one slot).
+    if (heldMessage_) {
+      heldMessage_ = false;
+      forwardClientMessage(heldOk_);
+    }
+    settle();
+  }
+
+  void onUpWrite(bool ok) {
+    --pending_;
+    if (mode_ == Mode::kBidi && ok && !clientGone_) {
+      started();
+      stream_.Read(&req_, &readOp_);
+    }
+    settle();
+  }
+
+  void onUpWritesDone(bool /*ok*/) {
+    --pending_;
+    settle();
+  }
+
+  void onUpRead(bool ok) {
+    --pending_;
+    if (!ok || clientGone_) {
+      started();
+      up_->Finish(&upStatus_, &upFinishOp_);
+      settle();
+      return;
+    }
+    upstreamHasInitial_ = true;
+    copyInitialFromUpstream();
+    trace_->bytesOut += resp_.Length();
+    started();
+    stream_.Write(resp_, &writeOp_);
+    settle();
+  }
+
+  void onWrite(bool ok) {
+    --pending_;
+    if (!ok) cancelUpstream();
+    if (mode_ == Mode::kFanOutStream) {
+      Branch* from = writingFrom_;
+      writingFrom_ = nullptr;
+      writing_ = false;
+      if (from != nullptr) {
+        started();
+        from->stream->Read(&from->resp, &from->readOp);
+      }
+      pump();
+    } else {
+      // After a cancel this read fails at once, and the status is collected.
+      started();
+      up_->Read(&resp_, &upReadOp_);
+    }
+    settle();
+  }
+
+  void onUpFinish(bool /*ok*/) {
+    --pending_;
+    upstreamHasInitial_ = true;
+    copyTrailersFromUpstream();
+    if (clientGone_) {
+      finalStatus_ = upStatus_;
+    } else {
+      finish(upStatus_);
+    }
+    settle();
+  }
+
+  // Bidi and client streaming: the client's messages, one at a time.
+  void onClientMessage(bool ok) {
+    --pending_;
+    if (!upStartDone_) {
+      heldMessage_ = true;
+      heldOk_ = ok;
+      settle();
+      return;
+    }
+    forwardClientMessage(ok);
+    settle();
+  }
+
+  void forwardClientMessage(bool ok) {
+    if (!ok) {
+      if (!clientGone_ && !writesDone_) {
+        writesDone_ = true;
+        started();
+        up_->WritesDone(&upWritesDoneOp_);
+      }
+      return;
+    }
+    trace_->bytesIn += req_.Length();
+    started();
+    up_->Write(req_, &upWriteOp_);
+  }
+
+  // --- fan-out ------------------------------------------------------------------------
+  void startBranches() {
     const auto now = std::chrono::system_clock::now();
-    auto deadline = now + perNode_;
-    if (hasDeadline(sctx_->deadline())) {
+    auto deadline = now + g_.options().forwardTimeout;
+    if (hasDeadline(ctx_.deadline())) {
       // Leave a little of the client's time for the reply that gathers every node.
-      const auto clientLeft = sctx_->deadline() - now;
-      deadline = std::min(deadline, now + clientLeft * 9 / 10);
+      deadline = std::min(deadline, now + (ctx_.deadline() - now) * 9 / 10);
     }
+    results_.resize(branches_.size());
     for (auto& b : branches_) {
-      if (!b->target.channel) continue;
-      b->stub = std::make_unique<grpc::GenericStub>(b->target.channel);
-      addForwardMetadata(b->ctx, fwd_, b->target.toBackend);
+      if (!b->channel) {
+        branchDone(*b, grpc::Status(static_cast<grpc::StatusCode>(b->error.code()), b->error.message()));
+        continue;
+      }
+      b->stub = std::make_unique<grpc::GenericStub>(b->channel);
+      addForwardMetadata(b->ctx, fwd_, b->toBackend);
       b->ctx.set_deadline(deadline);
-      b->stub->PrepareBidiStreamingCall(&b->ctx, sctx_->method(), grpc::StubOptions(), b.get());
-      if (streaming_) b->AddHold();  // later reads start after each write to the client
-      b->StartWriteLast(&req_, grpc::WriteOptions());
-      b->StartRead(&b->resp);
-      b->started = true;
-    }
-    for (auto& b : branches_) {
-      if (b->started) {
-        b->StartCall();
+      if (mode_ == Mode::kFanOutUnary) {
+        b->unary = b->stub->PrepareUnaryCall(&b->ctx, ctx_.method(), req_, cq_);
+        b->unary->StartCall();
+        started();
+        b->unary->Finish(&b->resp, &b->status, &b->unaryFinishOp);
       } else {
-        const auto code = static_cast<grpc::StatusCode>(b->target.error.code());
-        branchDone(*b, grpc::Status(code, b->target.error.message()));
+        b->ctx.set_initial_metadata_corked(true);
+        b->stream = b->stub->PrepareCall(&b->ctx, ctx_.method(), cq_);
+        b->stream->StartCall(nullptr);
+        started();
+        b->stream->WriteLast(req_, grpc::WriteOptions(), &b->writeOp);
+        started();
+        b->stream->Read(&b->resp, &b->readOp);
       }
     }
   }
 
-  void branchRead(Branch& b, bool ok) {
-    if (!ok) {
-      if (streaming_) b.RemoveHold();
+  void branchMessage(Branch& b) {
+    if (clientGone_) {
+      started();
+      b.stream->Read(&b.resp, &b.readOp);  // fails after the cancel; then the status
       return;
     }
-    std::string bytes = bufferToString(b.resp);
-    if (!streaming_) {
-      b.reply = std::move(bytes);
-      b.haveReply = true;
-      return;
-    }
-    Next next;
-    bool readAgain = false;
-    {
-      std::lock_guard lock(mu_);
-      if (cancelled_) {
-        readAgain = true;  // nobody will write it; the failing read releases the hold
-      } else {
-        queue_.push_back({&b, stampStreamMessage(bytes, b.target.node)});
-        next = pumpLocked();
-      }
-    }
-    if (readAgain) b.StartRead(&b.resp);
-    run(next);
+    queue_.push_back({&b, stampStreamMessage(bufferToString(b.resp), b.node)});
+    pump();
   }
 
   void branchDone(Branch& b, const grpc::Status& s) {
-    Next next;
-    bool last = false;
-    {
-      std::lock_guard lock(mu_);
-      const std::string& node = b.target.node;
-      if (streaming_) {
-        if (!s.ok()) queue_.push_back({nullptr, errorStreamMessage(node, s.error_code(), s.error_message())});
-      } else if (s.ok() && b.haveReply) {
-        auto stamped = stampUnaryReply(b.reply, node);
-        results_[b.index] = stamped.ok() ? std::move(stamped).value()
-                                         : errorUnaryReply(node, static_cast<int>(stamped.status().code()),
-                                                           stamped.status().message());
-      } else {
-        const int code = s.ok() ? static_cast<int>(grpc::StatusCode::INTERNAL) : s.error_code();
-        results_[b.index] = errorUnaryReply(node, code, s.ok() ? "the node sent no reply" : s.error_message());
-      }
-      ++done_;
-      if (streaming_) {
-        next = pumpLocked();
-      } else if (done_ == branches_.size() && !finished_) {
-        std::string all;
-        for (const auto& r : results_) all += r;
-        trace_->bytesOut += all.size();
-        reply_ = stringToBuffer(std::move(all));
-        finished_ = true;
-        next.writeAndFinish = true;
-      }
-      last = --refs_ == 0;
+    if (mode_ == Mode::kFanOutStream) {
+      if (!s.ok() && !clientGone_) queue_.push_back({nullptr, errorStreamMessage(b.node, s.error_code(), s.error_message())});
+    } else if (s.ok()) {
+      auto stamped = stampUnaryReply(bufferToString(b.resp), b.node);
+      results_[b.index] = stamped.ok() ? std::move(stamped).value()
+                                       : errorUnaryReply(b.node, static_cast<int>(stamped.status().code()),
+                                                         stamped.status().message());
+    } else {
+      results_[b.index] = errorUnaryReply(b.node, s.error_code(), s.error_message());
     }
-    run(next);
-    if (last) delete this;
+    ++branchesDone_;
+    if (mode_ == Mode::kFanOutStream) {
+      pump();
+    } else if (branchesDone_ == branches_.size() && !clientGone_) {
+      std::string all;
+      for (const auto& r : results_) all += r;
+      trace_->bytesOut += all.size();
+      reply_ = stringToBuffer(std::move(all));
+      finishWith(&reply_, grpc::Status::OK);
+    }
   }
 
-  Next pumpLocked() {
-    Next n;
-    if (writing_ || finished_) return n;
-    if (cancelled_) {
-      if (done_ == branches_.size()) {
-        finished_ = true;
-        n.finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      queue_.clear();
-      return n;
+  void pump() {
+    if (writing_ || finished_) return;
+    if (clientGone_) {
+      if (branchesDone_ == branches_.size()) finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
     }
     if (!queue_.empty()) {
       auto item = std::move(queue_.front());
@@ -502,103 +482,101 @@ class FanOut {
       trace_->bytesOut += item.second.size();
       reply_ = stringToBuffer(std::move(item.second));
       writing_ = true;
-      n.writeReply = true;
-    } else if (done_ == branches_.size()) {
-      finished_ = true;
-      n.finish = grpc::Status::OK;
+      started();
+      stream_.Write(reply_, &writeOp_);
+    } else if (branchesDone_ == branches_.size()) {
+      finish(grpc::Status::OK);
     }
-    return n;
   }
 
-  void written(bool ok) {
-    Branch* from = nullptr;
-    Next next;
-    {
-      std::lock_guard lock(mu_);
-      writing_ = false;
-      from = writingFrom_;
-      writingFrom_ = nullptr;
-      if (ok) next = pumpLocked();
-    }
-    // After a cancel this read fails at once and releases the branch's hold.
-    if (from != nullptr) from->StartRead(&from->resp);
-    if (!ok) {
-      cancelAll();
-      return;
-    }
-    run(next);
-  }
-
-  // The client is gone: every branch is cancelled, and the ones whose message waits in
-  // the queue get their next (failing) read, which releases their hold.
-  void cancelAll() {
-    std::vector<Branch*> waiting;
-    Next next;
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-      for (auto& item : queue_) {
-        if (item.first != nullptr) waiting.push_back(item.first);
-      }
-      queue_.clear();
-      if (!writing_ && !finished_ && done_ == branches_.size()) {
-        finished_ = true;
-        next.finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-    }
-    for (auto& b : branches_) {
-      if (b->started) b->ctx.TryCancel();
-    }
-    for (Branch* b : waiting) b->StartRead(&b->resp);
-    run(next);
-  }
-
-  void release() {
-    bool last = false;
-    {
-      std::lock_guard lock(mu_);
-      trace_->end(finished_ && !cancelled_ ? status_ : grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-      last = --refs_ == 0;
-    }
-    if (last) delete this;
-  }
-
-  grpc::GenericCallbackServerContext* sctx_;
-  Forwarding fwd_;
-  const bool streaming_;
-  std::chrono::milliseconds perNode_;
+  Gateway& g_;
+  grpc::ServerCompletionQueue* cq_;
+  grpc::GenericServerContext ctx_;
+  grpc::GenericServerAsyncReaderWriter stream_;
+  Mode mode_ = Mode::kRefused;
+  int pending_ = 0;
+  bool doneSeen_ = false;
+  bool finished_ = false;
+  bool clientGone_ = false;
+  bool initialCopied_ = false;
+  bool upstreamHasInitial_ = false;
+  bool upstreamStarted_ = false;
+  bool writesDone_ = false;
+  bool upStartDone_ = false;
+  bool heldMessage_ = false;
+  bool heldOk_ = false;
+  grpc::Status finalStatus_;
   std::unique_ptr<Trace> trace_;
-  Down down_;
+  Forwarding fwd_;
+
+  grpc::ByteBuffer req_;
+  grpc::ByteBuffer resp_;
+  grpc::ByteBuffer reply_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+  grpc::ClientContext cctx_;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> unary_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> up_;
+  grpc::Status upStatus_;
+
   std::vector<std::unique_ptr<Branch>> branches_;
   std::vector<std::string> results_;
-  grpc::ByteBuffer req_;
-  grpc::ByteBuffer reply_;
-  std::mutex mu_;
   std::deque<std::pair<Branch*, std::string>> queue_;
   Branch* writingFrom_ = nullptr;
   bool writing_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  size_t done_ = 0;
-  int refs_ = 0;
-  grpc::Status status_;
+  size_t branchesDone_ = 0;
+
+  OpOf<Call, &Call::onAccept> acceptOp_{this};
+  OpOf<Call, &Call::onDone> doneOp_{this};
+  OpOf<Call, &Call::onFinished> finishOp_{this};
+  OpOf<Call, &Call::onRequest> requestOp_{this};
+  OpOf<Call, &Call::onClientMessage> readOp_{this};
+  OpOf<Call, &Call::onWrite> writeOp_{this};
+  OpOf<Call, &Call::onUpUnaryFinish> upUnaryFinishOp_{this};
+  OpOf<Call, &Call::onUpStart> upStartOp_{this};
+  OpOf<Call, &Call::onUpWrite> upWriteOp_{this};
+  OpOf<Call, &Call::onUpWritesDone> upWritesDoneOp_{this};
+  OpOf<Call, &Call::onUpRead> upReadOp_{this};
+  OpOf<Call, &Call::onUpFinish> upFinishOp_{this};
 };
 
-}  // namespace
+void Branch::onUnaryFinish(bool /*ok*/) {
+  --call->pending_;
+  call->branchDone(*this, status);
+  call->settle();
+}
+void Branch::onStreamWrite(bool /*ok*/) {
+  --call->pending_;
+  call->settle();
+}
+void Branch::onStreamRead(bool ok) {
+  --call->pending_;
+  if (ok) {
+    call->branchMessage(*this);
+  } else {
+    call->started();
+    stream->Finish(&status, &finishOp);
+  }
+  call->settle();
+}
+void Branch::onStreamFinish(bool /*ok*/) {
+  --call->pending_;
+  call->branchDone(*this, status);
+  call->settle();
+}
 
-grpc::ServerGenericBidiReactor* Gateway::CreateReactor(grpc::GenericCallbackServerContext* ctx) {
-  const auto routes = deps_.routes();
+void Call::decide() {
+  const auto routes = g_.deps().routes();
   AuditRecord record;
-  record.method = ctx->method();
-  record.peer = ctx->peer();
+  record.method = ctx_.method();
+  record.peer = ctx_.peer();
 
   // Who is calling: the verified leaf certificate of the TLS session.
   std::shared_ptr<const PeerIdentity> identity;
   Status identityError;
-  if (const auto auth = ctx->auth_context(); auth) {
+  if (const auto auth = ctx_.auth_context(); auth) {
     const auto pems = auth->FindPropertyValues("x509_pem_cert");
     if (!pems.empty()) {
-      auto found = deps_.identities->lookup(std::string_view(pems.front().data(), pems.front().size()));
+      auto found = g_.deps().identities->lookup(std::string_view(pems.front().data(), pems.front().size()));
       if (found.ok()) {
         identity = *found;
       } else {
@@ -611,14 +589,14 @@ grpc::ServerGenericBidiReactor* Gateway::CreateReactor(grpc::GenericCallbackServ
   request.method = record.method;
   request.peerAddress = record.peer;
   request.peer = identity.get();
-  for (const auto& [k, v] : ctx->client_metadata()) {
+  for (const auto& [k, v] : ctx_.client_metadata()) {
     std::string key = toString(k);
     if (isTransportKey(key)) continue;
     request.metadata.emplace_back(std::move(key), toString(v));
   }
   PolicyOptions policy;
-  policy.mayForward = deps_.peers != nullptr;
-  policy.selfNames = options_.selfNames;
+  policy.mayForward = g_.deps().peers != nullptr;
+  policy.selfNames = g_.options().selfNames;
   policy.newRequestId = newRequestId();
   CallDecision d = decideCall(request, routes->rules(), policy);
   if (d.status.isOk() && !identityError.isOk()) d.status = identityError;
@@ -634,26 +612,28 @@ grpc::ServerGenericBidiReactor* Gateway::CreateReactor(grpc::GenericCallbackServ
     d.status = invalidArgument(fmt::format("{} cannot be sent to several nodes at once; target one node", record.method));
   }
 
-  Forwarding fwd;
-  fwd.roles = authz::formatRoles(d.roles);
-  fwd.identity = d.identity;
-  fwd.peer = record.peer;
-  fwd.requestId = d.requestId;
-  fwd.passOn = std::move(d.passOn);
+  fwd_.roles = authz::formatRoles(d.roles);
+  fwd_.identity = d.identity;
+  fwd_.peer = record.peer;
+  fwd_.requestId = d.requestId;
+  fwd_.passOn = std::move(d.passOn);
 
-  auto localChannel = [&]() -> Result<std::shared_ptr<grpc::Channel>> { return deps_.backends->get(*info->backend); };
-  auto nodeChannel = [&](const std::string& node) -> Result<std::shared_ptr<grpc::Channel>> {
-    return deps_.peers->get(node);
-  };
+  const auto& selfNames = g_.options().selfNames;
   auto isSelf = [&](const std::string& node) {
-    return std::find(options_.selfNames.begin(), options_.selfNames.end(), node) != options_.selfNames.end();
+    return std::find(selfNames.begin(), selfNames.end(), node) != selfNames.end();
+  };
+  auto channelFor = [&](const std::string* node) -> Result<std::shared_ptr<grpc::Channel>> {
+    if (node == nullptr || isSelf(*node)) return g_.deps().backends->get(*info->backend);
+    return g_.deps().peers->get(*node);
   };
 
   std::shared_ptr<grpc::Channel> single;
   bool singleToBackend = true;
-  if (d.status.isOk() && (d.targets.empty() || (d.targets.size() == 1 && !info->fanOut))) {
-    auto ch = d.targets.empty() || isSelf(d.targets.front()) ? localChannel() : nodeChannel(d.targets.front());
-    singleToBackend = d.targets.empty() || isSelf(d.targets.front());
+  const bool oneUpstream = d.targets.empty() || (d.targets.size() == 1 && !info->fanOut);
+  if (d.status.isOk() && oneUpstream) {
+    const std::string* node = d.targets.empty() ? nullptr : &d.targets.front();
+    singleToBackend = node == nullptr || isSelf(*node);
+    auto ch = channelFor(node);
     if (ch.ok()) {
       single = *ch;
     } else {
@@ -666,34 +646,87 @@ grpc::ServerGenericBidiReactor* Gateway::CreateReactor(grpc::GenericCallbackServ
     record.allowed = false;
     record.code = d.status.code();
     record.reason = d.status.message();
-    deps_.audit->write(record);
-    return new Refusal(toGrpc(d.status));
+    g_.deps().audit->write(record);
+    mode_ = Mode::kRefused;
+    finish(toGrpc(d.status));
+    return;
   }
   record.allowed = true;
   const bool streaming = info->clientStreaming || info->serverStreaming;
-  auto trace = std::make_unique<Trace>(record, deps_.audit, deps_.clock, streaming);
+  trace_ = std::make_unique<Trace>(record, g_.deps().audit, g_.deps().clock, streaming);
 
   if (single) {
-    auto* call = new PassThrough(ctx, std::move(single), fwd, singleToBackend, info->clientStreaming,
-                                 info->serverStreaming, std::move(trace));
-    return call->reactor();
-  }
-  std::vector<FanOut::Target> targets;
-  for (const auto& node : d.targets) {
-    FanOut::Target t;
-    t.node = node;
-    t.toBackend = isSelf(node);
-    auto ch = t.toBackend ? localChannel() : nodeChannel(node);
-    if (ch.ok()) {
-      t.channel = *ch;
-    } else {
-      t.error = ch.status();
+    stub_ = std::make_unique<grpc::GenericStub>(single);
+    addForwardMetadata(cctx_, fwd_, singleToBackend);
+    if (hasDeadline(ctx_.deadline())) cctx_.set_deadline(ctx_.deadline());
+    if (info->clientStreaming) {
+      // Both directions at once, each flow-controlled: the next message is read from
+      // one side once the previous one was written to the other.
+      mode_ = Mode::kBidi;
+      upstreamStarted_ = true;
+      up_ = stub_->PrepareCall(&cctx_, ctx_.method(), cq_);
+      started();
+      up_->StartCall(&upStartOp_);
+      started();
+      up_->Read(&resp_, &upReadOp_);
+      started();
+      stream_.Read(&req_, &readOp_);
+      return;
     }
-    targets.push_back(std::move(t));
+    // A single request is read before the upstream call exists, so a request apid
+    // refuses (too large, cut off) never reaches the backend.
+    mode_ = info->serverStreaming ? Mode::kServerStream : Mode::kUnary;
+    started();
+    stream_.Read(&req_, &requestOp_);
+    return;
   }
-  auto* call = new FanOut(ctx, std::move(targets), std::move(fwd), info->serverStreaming, options_.forwardTimeout,
-                          std::move(trace));
-  return call->reactor();
+  mode_ = info->serverStreaming ? Mode::kFanOutStream : Mode::kFanOutUnary;
+  for (const auto& node : d.targets) {
+    auto b = std::make_unique<Branch>(this, branches_.size());
+    b->node = node;
+    b->toBackend = isSelf(node);
+    auto ch = channelFor(&node);
+    if (ch.ok()) {
+      b->channel = *ch;
+    } else {
+      b->error = ch.status();
+    }
+    branches_.push_back(std::move(b));
+  }
+  started();
+  stream_.Read(&req_, &requestOp_);
 }
+
+}  // namespace
+
+void Gateway::registerWith(grpc::ServerBuilder& builder) {
+  builder.RegisterAsyncGenericService(&service_);
+  const int n = std::max(1, options_.threads);
+  for (int i = 0; i < n; ++i) queues_.push_back(builder.AddCompletionQueue());
+}
+
+void Gateway::start() {
+  for (auto& q : queues_) {
+    auto* cq = q.get();
+    // Several calls may be accepted at once on each queue.
+    for (int i = 0; i < 4; ++i) (new Call(*this, cq))->arm();
+    threads_.emplace_back([cq] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) static_cast<Op*>(tag)->complete(ok);
+    });
+  }
+}
+
+void Gateway::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& q : queues_) q->Shutdown();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+Gateway::~Gateway() { stop(); }
 
 }  // namespace keel::apid

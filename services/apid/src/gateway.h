@@ -2,15 +2,21 @@
 // authenticates and authorizes it (call_policy.h), audits it, and forwards its bytes to
 // the backend that serves the method, or to the target nodes' apid. Messages are never
 // deserialized; a fan-out only stamps each reply with the node it came from.
+//
+// Calls run on completion queues, one thread each. A call's own operations and those of
+// the upstream calls it makes all complete on the queue it arrived on, so one thread
+// handles a whole call: no locks and no thread hops on the forwarding path.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/server_builder.h>
 
 #include "audit.h"
 #include "call_policy.h"
@@ -23,6 +29,7 @@ namespace keel::apid {
 struct GatewayOptions {
   std::vector<std::string> selfNames;  // the node's address first, then its other names
   std::chrono::milliseconds forwardTimeout{30'000};
+  int threads = 2;                     // completion queues, one thread each
 };
 
 struct GatewayDeps {
@@ -34,15 +41,30 @@ struct GatewayDeps {
   const Clock* clock = nullptr;
 };
 
-class Gateway final : public grpc::CallbackGenericService {
+class Gateway {
  public:
   Gateway(GatewayOptions options, GatewayDeps deps) : options_(std::move(options)), deps_(std::move(deps)) {}
+  ~Gateway();
 
-  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override;
+  // Before the server is built: registers the generic service and its queues.
+  void registerWith(grpc::ServerBuilder& builder);
+  // After the server started: serves calls.
+  void start();
+  // After the server's Shutdown(): drains the queues and joins the threads.
+  void stop();
+
+  // Internal to gateway.cpp.
+  const GatewayOptions& options() const { return options_; }
+  const GatewayDeps& deps() const { return deps_; }
+  grpc::AsyncGenericService& service() { return service_; }
 
  private:
   GatewayOptions options_;
   GatewayDeps deps_;
+  grpc::AsyncGenericService service_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> threads_;
+  bool stopped_ = false;
 };
 
 }  // namespace keel::apid
