@@ -113,6 +113,9 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
                              static_cast<int>(l.minPingInterval.count()));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Bandwidth probing pings along with data; API calls are small and the window default
+  // is plenty, so the pings only cost wake-ups.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   apid->server_ = builder.BuildAndStart();
   if (!apid->server_ || apid->port_ == 0) {
     return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
