@@ -1,0 +1,101 @@
+// keelctl as an operator runs it: a node whose machined starts the real apid, reached
+// only over mutual TLS with the keelconfig that `keelctl gen config` wrote.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "apid_fixture.h"
+
+namespace {
+
+using namespace keel::integration;
+using keel::testing::ProcessResult;
+
+// A cluster made by keelctl, one control-plane node with apid on a port picked now.
+struct Cluster {
+  TempDir gen;
+  TempDir libexec;
+  int port = freePort();
+  std::unique_ptr<Node> node;
+
+  explicit Cluster(const std::string& address = "127.0.1.1") {
+    chmod(gen.path().c_str(), 0711);
+    chmod(libexec.path().c_str(), 0755);
+    REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode == 0);
+    const auto made = keel::testing::run({KEELCTL_PATH, "gen", "config", "test", address + ":" + std::to_string(port),
+                                          "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()});
+    INFO(made.err);
+    REQUIRE(made.exitCode == 0);
+    // apid runs under its own account when the tests run as root: a copy it may execute.
+    std::filesystem::copy_file(APID_PATH, libexec / "apid");
+    chmod((libexec / "apid").c_str(), 0755);
+    auto config = nlohmann::json::parse(readFile(gen / "controlplane.json"));
+    node = std::make_unique<Node>(config,
+                                  std::vector<std::string>{"--libexec", libexec.path().string(), "--api-port",
+                                                           std::to_string(port)},
+                                  address);
+    REQUIRE(eventually([&] { return keelctl({"version"}).exitCode == 0; }, 20s));
+  }
+
+  ProcessResult keelctl(std::vector<std::string> args, const std::filesystem::path& keelconfig = {}) const {
+    std::vector<std::string> argv = {KEELCTL_PATH, "--keelconfig",
+                                     (keelconfig.empty() ? gen / "keelconfig" : keelconfig).string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return keel::testing::run(argv, {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = "", .timeout = 60s});
+  }
+};
+
+TEST_CASE("keelctl reaches a node through apid with the generated keelconfig", "[keelctl-apid]") {
+  Cluster c;
+  const auto version = c.keelctl({"version"});
+  INFO(version.err);
+  REQUIRE(version.exitCode == 0);
+  CHECK_THAT(version.out, ContainsSubstring("127.0.1.1"));
+  const auto services = c.keelctl({"services"});
+  REQUIRE(services.exitCode == 0);
+  CHECK_THAT(services.out, ContainsSubstring("apid"));
+  // apid's audit lines are its service log.
+  const auto logs = c.keelctl({"logs", "apid", "--tail", "50"});
+  REQUIRE(logs.exitCode == 0);
+  CHECK_THAT(logs.out, ContainsSubstring("\"method\":\"/keel.machine.v1.MachineService/Version\""));
+  CHECK_THAT(logs.out, ContainsSubstring("\"identity\":\"admin\""));
+}
+
+TEST_CASE("keelctl -n shows each node's failure and exits non-zero", "[keelctl-apid]") {
+  Cluster c;
+  const auto r = c.keelctl({"-n", "127.0.1.1,127.0.1.9", "version"});
+  INFO(r.out << r.err);
+  CHECK(r.exitCode != 0);
+  CHECK_THAT(r.out, ContainsSubstring("127.0.1.1"));
+  CHECK_THAT(r.err, ContainsSubstring("127.0.1.9"));
+  CHECK_THAT(r.err, ContainsSubstring("1 of 2 nodes failed"));
+}
+
+TEST_CASE("keelctl names the missing role when apid denies a call", "[keelctl-apid]") {
+  Cluster c;
+  const auto reader = c.gen / "reader.keelconfig";
+  const auto made = keel::testing::run({KEELCTL_PATH, "config", "new", reader.string(), "--roles", "os:reader",
+                                        "--endpoints", "127.0.1.1:" + std::to_string(c.port), "--from",
+                                        (c.gen / "secrets.json").string()});
+  INFO(made.err);
+  REQUIRE(made.exitCode == 0);
+  CHECK(c.keelctl({"version"}, reader).exitCode == 0);
+  const auto denied = c.keelctl({"reboot", "--yes"}, reader);
+  CHECK(denied.exitCode != 0);
+  CHECK_THAT(denied.err, ContainsSubstring("os:operator") || ContainsSubstring("os:admin"));
+  CHECK(c.node->process().running());
+}
+
+TEST_CASE("keelctl explains a server certificate from another cluster's CA", "[keelctl-apid]") {
+  Cluster c;
+  TempDir other;
+  REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "config", "other", "127.0.1.1:" + std::to_string(c.port), "-o",
+                              other.path().string()})
+              .exitCode == 0);
+  const auto r = c.keelctl({"version"}, other / "keelconfig");
+  INFO(r.err);
+  CHECK(r.exitCode != 0);
+  CHECK_THAT(r.err, ContainsSubstring("sha256"));
+  CHECK(c.node->process().running());
+}
+
+}  // namespace
