@@ -19,7 +19,7 @@ struct KeyPairFiles {
   std::filesystem::path cert;
 };
 
-// Limits of the :50000 listener. The defaults are documented in services/apid/README.md.
+// Limits of the :50000 listener. The defaults are documented in README.md ("apid").
 struct Limits {
   int maxMessageBytes = 16 * 1024 * 1024;
   int maxConcurrentStreams = 100;  // per connection
