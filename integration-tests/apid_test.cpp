@@ -310,6 +310,42 @@ TEST_CASE("a backend added by dropping a manifest is routed with the rules it sh
   CHECK_THAT(st.error_message(), ContainsSubstring("os:admin"));
   // The machine API is still served by its own backend.
   CHECK(rawCall(*reader, kVersion, "").ok());
+
+  SECTION("a bidirectional stream passes through both ways") {
+    grpc::GenericStub stub(reader);
+    grpc::CompletionQueue cq;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    auto step = [&](intptr_t expected) {
+      void* tag = nullptr;
+      bool ok = false;
+      REQUIRE(cq.Next(&tag, &ok));
+      CHECK(reinterpret_cast<intptr_t>(tag) == expected);
+      return ok;
+    };
+    auto call = stub.PrepareCall(&ctx, "/keel.toy.v1.ToyService/Chat", &cq);
+    call->StartCall(reinterpret_cast<void*>(1));
+    CHECK(step(1));
+    grpc::Slice slice(std::string("hello"));
+    grpc::ByteBuffer msg(&slice, 1);
+    call->Write(msg, reinterpret_cast<void*>(2));
+    CHECK(step(2));
+    call->WritesDone(reinterpret_cast<void*>(3));
+    CHECK(step(3));
+    grpc::ByteBuffer reply;
+    call->Read(&reply, reinterpret_cast<void*>(4));
+    CHECK(step(4));
+    grpc::Status status;
+    call->Finish(&status, reinterpret_cast<void*>(5));
+    CHECK(step(5));
+    CHECK(status.ok());
+    CHECK(toy.calls().back().method == "/keel.toy.v1.ToyService/Chat");
+    cq.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
 }
 
 TEST_CASE("a manifest whose socket belongs to another uid is not forwarded to") {
