@@ -579,3 +579,60 @@ TEST_CASE("certificates are hot-reloaded without dropping an open stream") {
 
 }  // namespace
 }  // namespace keel::integration
+
+namespace keel::integration {
+namespace {
+
+TEST_CASE("a client that cancels a followed stream ends the backend's stream too") {
+  TestPki pki;
+  NodeWithApid n("127.0.1.1", freePort(), false, &pki);
+  auto admin = mtlsChannel(n.apid->endpoint(), pki.caPem(), pki.client({"os:admin"}, "frank"));
+  REQUIRE(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+  auto stub = v1::MachineService::NewStub(admin);
+  grpc::ClientContext ctx;
+  v1::LogsRequest req;
+  req.set_service("ticker");
+  req.set_follow(true);
+  auto lines = stub->Logs(&ctx, req);
+  v1::LogLine line;
+  REQUIRE(lines->Read(&line));  // the stream is flowing through apid
+  CHECK(line.metadata().node() == "127.0.1.1");
+  ctx.TryCancel();
+  while (lines->Read(&line)) {
+  }
+  CHECK(lines->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  // apid saw the end and closed the upstream stream: its audit line for the stream's end.
+  CHECK(eventually(
+      [&] {
+        std::istringstream in(n.apid->auditLog());
+        for (std::string l; std::getline(in, l);) {
+          auto j = nlohmann::json::parse(l);
+          if (j["identity"] == "frank" && j["event"] == "end" && j["method"] == "/keel.machine.v1.MachineService/Logs") {
+            return true;
+          }
+        }
+        return false;
+      },
+      10s));
+}
+
+TEST_CASE("a client's deadline travels with the call to the backend") {
+  TestPki pki;
+  NodeWithApid n("127.0.1.1", freePort(), false, &pki);
+  auto admin = mtlsChannel(n.apid->endpoint(), pki.caPem(), pki.client({"os:admin"}));
+  REQUIRE(eventually([&] { return rawCall(*admin, kVersion, "").ok(); }, 10s));
+  auto stub = v1::MachineService::NewStub(admin);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 500ms);
+  v1::EventsRequest req;
+  req.set_tail_events(0);
+  req.set_follow(true);  // never ends by itself
+  auto events = stub->Events(&ctx, req);
+  v1::Event e;
+  while (events->Read(&e)) {
+  }
+  CHECK(events->Finish().error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+}  // namespace
+}  // namespace keel::integration
