@@ -121,6 +121,7 @@ class RecordingBackend final : public grpc::CallbackGenericService {
   struct Call {
     std::string method;
     std::multimap<std::string, std::string> metadata;
+    std::chrono::system_clock::time_point deadline;
   };
 
   std::vector<Call> calls() {
@@ -145,6 +146,7 @@ class RecordingBackend final : public grpc::CallbackGenericService {
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
     Call call;
     call.method = ctx->method();
+    call.deadline = ctx->deadline();
     for (const auto& [k, v] : ctx->client_metadata()) call.metadata.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
     {
       std::lock_guard lock(mu_);
