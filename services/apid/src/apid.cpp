@@ -116,6 +116,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   // Bandwidth probing pings along with data; API calls are small and the window default
   // is plenty, so the pings only cost wake-ups.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
   apid->server_ = builder.BuildAndStart();
   if (!apid->server_ || apid->port_ == 0) {
     return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
