@@ -54,9 +54,14 @@ TEST_CASE("keelctl reaches a node through apid with the generated keelconfig", "
   REQUIRE(services.exitCode == 0);
   CHECK_THAT(services.out, ContainsSubstring("apid"));
   // apid's audit lines are its service log.
-  const auto logs = c.keelctl({"logs", "apid", "--tail", "50"});
-  REQUIRE(logs.exitCode == 0);
-  CHECK_THAT(logs.out, ContainsSubstring("\"method\":\"/keel.machine.v1.MachineService/Version\""));
+  ProcessResult logs;
+  CHECK(eventually(
+      [&] {
+        logs = c.keelctl({"logs", "apid", "--tail", "50"});
+        return logs.exitCode == 0 &&
+               logs.out.find("\"method\":\"/keel.machine.v1.MachineService/Version\"") != std::string::npos;
+      },
+      10s));
   CHECK_THAT(logs.out, ContainsSubstring("\"identity\":\"admin\""));
 }
 

@@ -17,7 +17,10 @@ namespace keel::apid {
 
 namespace {
 
-constexpr auto kBackendsPoll = std::chrono::seconds(2);
+// The stdout copy of the audit lines is pushed out this often; the backends directory is
+// looked at every kBackendsPollTicks of it (2 s).
+constexpr auto kOutputFlush = std::chrono::milliseconds(250);
+constexpr int kBackendsPollTicks = 8;
 
 // The handshake already verified the chain and the validity window; this refuses a
 // certificate that chains correctly but may not act as a client (a server certificate,
@@ -135,9 +138,11 @@ std::shared_ptr<const Routes> Apid::routes() const {
 
 void Apid::watchBackends() {
   std::unique_lock lock(mu_);
-  while (!stopping_) {
-    stopCv_.wait_for(lock, kBackendsPoll);
+  for (int tick = 1; !stopping_; ++tick) {
+    stopCv_.wait_for(lock, kOutputFlush);
     if (stopping_) break;
+    audit_->flushOutput();
+    if (tick % kBackendsPollTicks != 0) continue;
     const std::string fp = Routes::fingerprintDir(config_.backendsDir);
     if (fp == routes_->fingerprint()) continue;
     lock.unlock();

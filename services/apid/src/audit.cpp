@@ -4,7 +4,6 @@
 #include <mutex>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/async.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -73,29 +72,44 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& di
   } catch (const spdlog::spdlog_ex& e) {
     return internalError("cannot open the audit log in " + dir.string() + ": " + e.what());
   }
-  if (toStdout) sinks.push_back(std::make_shared<spdlog::sinks::stdout_sink_mt>());
   auto barrier = std::make_shared<AuditFlushBarrier>();
   sinks.push_back(barrier);
   // Written by the thread that handles the call, before the call's reply: no thread hop
-  // per call, and a line is on its way to disk before the client hears back.
+  // per call, and a line is in the file before the client hears back.
   auto logger = std::make_shared<spdlog::logger>("audit", sinks.begin(), sinks.end());
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::info);
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), std::move(barrier), clock));
+  // The copy on stdout (machined's service log of apid) is buffered and flushed by
+  // flushOutput(): one pipe write per batch of lines rather than one per call.
+  std::shared_ptr<spdlog::logger> out;
+  if (toStdout) {
+    out = std::make_shared<spdlog::logger>("audit-out", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+    out->set_pattern("%v");
+    out->set_level(spdlog::level::info);
+    out->flush_on(spdlog::level::off);
+  }
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), std::move(out), std::move(barrier), clock));
 }
 
 AuditLog::~AuditLog() { flush(); }
 
 void AuditLog::write(const AuditRecord& record) {
   written_.fetch_add(1);
-  logger_->info(formatAuditLine(record, clock_.now()));
+  const std::string line = formatAuditLine(record, clock_.now());
+  logger_->info(line);
+  if (out_) out_->info(line);
+}
+
+void AuditLog::flushOutput() {
+  if (out_) out_->flush();
 }
 
 void AuditLog::flush() {
   const uint64_t lines = written_.load();
   logger_->flush();
   barrier_->waitFor(lines);
+  flushOutput();
 }
 
 }  // namespace keel::apid

@@ -45,20 +45,25 @@ std::string formatAuditLine(const AuditRecord& record, TimePoint time);
 class AuditLog {
  public:
   // Opens `dir`/audit.log, rotated at `maxFileBytes` keeping `maxFiles` old files.
-  // `toStdout` also writes each line to stdout.
+  // `toStdout` also writes each line to stdout, buffered until flushOutput().
   static Result<std::unique_ptr<AuditLog>> open(const std::filesystem::path& dir, std::size_t maxFileBytes,
                                                 std::size_t maxFiles, bool toStdout, const Clock& clock);
   ~AuditLog();
 
   // Thread-safe; the line is written (and flushed to the file) before it returns.
   void write(const AuditRecord& record);
-  // Returns once every line written before the call is in the file. Thread-safe.
+  // Returns once every line written before the call is in the file (and on stdout).
+  // Thread-safe.
   void flush();
+  // Pushes the buffered stdout copy out; apid calls it a few times a second. Thread-safe.
+  void flushOutput();
 
  private:
-  AuditLog(std::shared_ptr<spdlog::logger> logger, std::shared_ptr<AuditFlushBarrier> barrier, const Clock& clock)
-      : logger_(std::move(logger)), barrier_(std::move(barrier)), clock_(clock) {}
+  AuditLog(std::shared_ptr<spdlog::logger> logger, std::shared_ptr<spdlog::logger> out,
+           std::shared_ptr<AuditFlushBarrier> barrier, const Clock& clock)
+      : logger_(std::move(logger)), out_(std::move(out)), barrier_(std::move(barrier)), clock_(clock) {}
   std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<spdlog::logger> out_;  // null: no stdout copy
   std::shared_ptr<AuditFlushBarrier> barrier_;
   std::atomic<uint64_t> written_{0};
   const Clock& clock_;
