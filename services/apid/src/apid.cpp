@@ -27,18 +27,21 @@ constexpr int kBackendsPollTicks = 8;
 // a CA), so such a peer never reaches a handler.
 class ClientUsageVerifier final : public grpc::experimental::ExternalCertificateVerifier {
  public:
+  explicit ClientUsageVerifier(IdentityCache* identities) : identities_(identities) {}
+
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> /*callback*/, grpc::Status* syncStatus) override {
     const auto pem = request->peer_cert();
-    auto cert = pki::Certificate::fromPem(std::string_view(pem.data(), pem.size()));
-    if (!cert.ok()) {
+    // The same cache the calls use: a client reconnecting is not parsed again, and its
+    // first call finds its identity ready.
+    auto id = identities_->lookup(std::string_view(pem.data(), pem.size()));
+    if (!id.ok()) {
       *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unreadable client certificate");
       return true;
     }
-    const auto ekus = cert->extendedKeyUsages();
-    if (std::find(ekus.begin(), ekus.end(), pki::ExtendedKeyUsage::kClientAuth) == ekus.end() || cert->isCa()) {
+    if (!(*id)->clientAuth || (*id)->isCa) {
       spdlog::warn("apid: refused a TLS client presenting '{}': not a client certificate (no clientAuth usage)",
-                   cert->subject().commonName);
+                   (*id)->commonName);
       *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "not a client certificate");
       return true;
     }
@@ -46,6 +49,9 @@ class ClientUsageVerifier final : public grpc::experimental::ExternalCertificate
     return true;
   }
   void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest* /*request*/) override {}
+
+ private:
+  IdentityCache* identities_;
 };
 
 Status readable(const std::filesystem::path& p, std::string_view what) {
@@ -99,7 +105,8 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   tls.watch_root_certs();
   tls.watch_identity_key_cert_pairs();
   tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  tls.set_certificate_verifier(grpc::experimental::ExternalCertificateVerifier::Create<ClientUsageVerifier>());
+  tls.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<ClientUsageVerifier>(&apid->identities_));
 
   const auto& l = config.limits;
   grpc::ServerBuilder builder;

@@ -46,6 +46,7 @@ Result<PeerIdentity> identityFromPem(std::string_view pem) {
   id.roles = authz::rolesFromOrganizations(subject.organizations);
   const auto ekus = cert->extendedKeyUsages();
   id.clientAuth = std::find(ekus.begin(), ekus.end(), pki::ExtendedKeyUsage::kClientAuth) != ekus.end();
+  id.isCa = cert->isCa();
   return id;
 }
 
@@ -102,7 +103,7 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
   }
   const PeerIdentity& peer = *request.peer;
   d.identity = peer.commonName;
-  if (!peer.clientAuth) {
+  if (!peer.clientAuth || peer.isCa) {
     d.status = unauthenticated(fmt::format("certificate '{}' is not a client certificate (no clientAuth usage)",
                                            peer.commonName));
     return d;

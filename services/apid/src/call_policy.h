@@ -30,6 +30,7 @@ struct PeerIdentity {
   std::string commonName;
   std::vector<std::string> roles;  // known roles among the O= entries
   bool clientAuth = false;         // extended key usage clientAuth present
+  bool isCa = false;               // basicConstraints CA:TRUE
   bool impersonator() const;
 };
 

@@ -96,6 +96,13 @@ TEST_CASE("a certificate without the clientAuth usage is unauthenticated even wi
   CHECK_THAT(d.status.message(), ContainsSubstring("clientAuth"));
 }
 
+TEST_CASE("a CA certificate is unauthenticated even with clientAuth and os:admin", "[call_policy]") {
+  auto peer = client("intermediate", {"os:admin"});
+  peer.isCa = true;
+  const auto d = decide(&peer, kVersion, {});
+  CHECK(d.status.code() == StatusCode::kUnauthenticated);
+}
+
 // --- 3. roles ---
 
 TEST_CASE("a client's roles come from its certificate only: a forged keel-roles is ignored", "[call_policy]") {
@@ -349,7 +356,15 @@ TEST_CASE("the identity of a client certificate is its CN, its known roles and i
   CHECK(id->commonName == "alice");
   CHECK(id->roles == std::vector<std::string>{"os:operator", "os:reader"});
   CHECK(id->clientAuth);
+  CHECK_FALSE(id->isCa);
   CHECK_FALSE(id->impersonator());
+}
+
+TEST_CASE("a CA certificate reads as a CA", "[call_policy]") {
+  Issuer issuer;
+  const auto id = identityFromPem(issuer.ca.certificate.toPem());
+  REQUIRE(id.ok());
+  CHECK(id->isCa);
 }
 
 TEST_CASE("a certificate without clientAuth or without known roles reads as such", "[call_policy]") {
