@@ -93,7 +93,6 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   deps.peers = apid->peers_.get();
   deps.audit = apid->audit_.get();
   deps.identities = &apid->identities_;
-  deps.clock = &clock;
   apid->gateway_ = std::make_unique<Gateway>(gopts, deps);
 
   // Certificates are re-read from their files while apid runs: a renewed serving

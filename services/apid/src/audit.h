@@ -4,7 +4,6 @@
 // message body: only who, what, where, the decision and its outcome.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -37,7 +36,6 @@ struct AuditRecord {
   uint64_t bytesOut = 0;
 };
 
-class AuditFlushBarrier;
 
 // The JSON line of a record (no newline), with `time` in RFC 3339 UTC.
 std::string formatAuditLine(const AuditRecord& record, TimePoint time);
@@ -60,12 +58,10 @@ class AuditLog {
 
  private:
   AuditLog(std::shared_ptr<spdlog::logger> logger, std::shared_ptr<spdlog::logger> out,
-           std::shared_ptr<AuditFlushBarrier> barrier, const Clock& clock)
-      : logger_(std::move(logger)), out_(std::move(out)), barrier_(std::move(barrier)), clock_(clock) {}
+           const Clock& clock)
+      : logger_(std::move(logger)), out_(std::move(out)), clock_(clock) {}
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<spdlog::logger> out_;  // null: no stdout copy
-  std::shared_ptr<AuditFlushBarrier> barrier_;
-  std::atomic<uint64_t> written_{0};
   const Clock& clock_;
 };
 

@@ -82,9 +82,8 @@ void addForwardMetadata(grpc::ClientContext& ctx, const Forwarding& f, bool toBa
 // Audit bookkeeping shared by both kinds of forwarding.
 class Trace {
  public:
-  Trace(AuditRecord record, AuditLog* log, const Clock* clock, bool streaming)
+  Trace(AuditRecord record, AuditLog* log, bool streaming)
       : record_(std::move(record)), log_(log), started_(Clk::now()), streaming_(streaming) {
-    (void)clock;
     if (streaming_) {
       AuditRecord open = record_;
       open.event = "open";
@@ -653,7 +652,7 @@ void Call::decide() {
   }
   record.allowed = true;
   const bool streaming = info->clientStreaming || info->serverStreaming;
-  trace_ = std::make_unique<Trace>(record, g_.deps().audit, g_.deps().clock, streaming);
+  trace_ = std::make_unique<Trace>(record, g_.deps().audit, streaming);
 
   if (single) {
     stub_ = std::make_unique<grpc::GenericStub>(single);

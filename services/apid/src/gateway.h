@@ -21,7 +21,6 @@
 #include "audit.h"
 #include "call_policy.h"
 #include "channels.h"
-#include "keel/common/clock.h"
 #include "routes.h"
 
 namespace keel::apid {
@@ -38,7 +37,6 @@ struct GatewayDeps {
   PeerChannels* peers = nullptr;  // null: this node does not forward
   AuditLog* audit = nullptr;
   IdentityCache* identities = nullptr;
-  const Clock* clock = nullptr;
 };
 
 class Gateway {
