@@ -108,9 +108,11 @@ int run(const Flags& flags) {
       return 2;
     }
   }
-  const fs::path machined = flags.buildDir / "services/machined/machined";
-  const fs::path apid = flags.buildDir / "services/apid/apid";
-  const fs::path trustd = flags.buildDir / "services/trustd/trustd";
+  // Absolute: the binaries are linked into a scratch directory and started from there.
+  const fs::path buildDir = fs::absolute(flags.buildDir);
+  const fs::path machined = buildDir / "services/machined/machined";
+  const fs::path apid = buildDir / "services/apid/apid";
+  const fs::path trustd = buildDir / "services/trustd/trustd";
   if (access(machined.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "keel_bench: no machined executable at %s (set --build-dir)\n", machined.c_str());
     return 2;

@@ -266,6 +266,7 @@ class ApidProcess {
   std::filesystem::path backendsDir() const { return dir_ / "backends.d"; }
   std::string endpoint() const { return options_.address + ":" + std::to_string(port_); }
   int port() const { return port_; }
+  const std::string& host() const { return options_.address; }
   std::string log() const { return process_ ? process_->log() : std::string(); }
   std::string auditLog() const { return readFile(dir_ / "audit.log"); }
   ChildProcess& process() { return *process_; }

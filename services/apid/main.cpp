@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Before anything creates a TLS context.
-  if (const auto st = keel::transport::restrictToTls13(); !st.isOk()) {
+  if (const auto st = keel::transport::applyTlsPolicy(); !st.isOk()) {
     spdlog::error("apid: {}", st.message());
     return 1;
   }

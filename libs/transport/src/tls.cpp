@@ -22,7 +22,8 @@ constexpr char kConfig[] =
     "[keel_tls_ssl]\n"
     "system_default = keel_tls_default\n"
     "[keel_tls_default]\n"
-    "Protocol = -ALL, TLSv1.3\n";
+    "Protocol = -ALL, TLSv1.3\n"
+    "NumTickets = 0\n";
 
 std::string opensslError() {
   const unsigned long e = ERR_get_error();
@@ -53,7 +54,7 @@ Status load() {
 
 }  // namespace
 
-Status restrictToTls13() {
+Status applyTlsPolicy() {
   static std::once_flag once;
   static Status result;
   std::call_once(once, [] { result = load(); });

@@ -26,6 +26,9 @@ void commonArgs(grpc::ChannelArguments& args, int maxMessageBytes, std::chrono::
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  // The client decides whether to retry; apid forwards each call once. This also keeps
+  // gRPC's retry machinery (which buffers every outgoing message) off the forwarding path.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   // gRPC takes its connection-attempt timeout from this argument.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(connectTimeout.count()));
   // Channels are shared by every call, so several are kept distinct per target.
