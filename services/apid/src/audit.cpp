@@ -1,35 +1,36 @@
 #include "audit.h"
 
-#include <nlohmann/json.hpp>
+#include <unistd.h>
+
 #include <spdlog/sinks/rotating_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+
+#include "json_line.h"
 #include "keel/common/clock.h"
 
 namespace keel::apid {
 
 std::string formatAuditLine(const AuditRecord& r, TimePoint time) {
-  nlohmann::json j = {
-      {"time", formatTime(time)},
-      {"event", r.event},
-      {"requestId", r.requestId},
-      {"peer", r.peer},
-      {"identity", r.identity},
-      {"roles", r.roles},
-      {"method", r.method},
-      {"targets", r.targets},
-      {"decision", r.allowed ? "allow" : "deny"},
-      {"code", std::string(statusCodeName(r.code))},
-  };
-  if (!r.reason.empty()) j["reason"] = r.reason;
+  JsonLine line;
+  line.field("time", formatTime(time))
+      .field("event", r.event)
+      .field("requestId", r.requestId)
+      .field("peer", r.peer)
+      .field("identity", r.identity)
+      .field("roles", r.roles)
+      .field("method", r.method)
+      .field("targets", r.targets)
+      .field("decision", r.allowed ? "allow" : "deny")
+      .field("code", statusCodeName(r.code));
+  if (!r.reason.empty()) line.field("reason", r.reason);
   if (r.event != "open") {
-    j["durationUs"] = r.duration.count();
-    j["bytesIn"] = r.bytesIn;
-    j["bytesOut"] = r.bytesOut;
+    line.field("durationUs", static_cast<int64_t>(r.duration.count()))
+        .field("bytesIn", r.bytesIn)
+        .field("bytesOut", r.bytesOut);
   }
-  // Identities and methods come from clients: replace invalid UTF-8 rather than fail.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return std::move(line).finish();
 }
 
 Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& dir, std::size_t maxFileBytes,
@@ -47,16 +48,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& di
   logger->set_pattern("%v");
   logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::info);
-  // The copy on stdout (machined's service log of apid) is buffered and flushed by
-  // flushOutput(): one pipe write per batch of lines rather than one per call.
-  std::shared_ptr<spdlog::logger> out;
-  if (toStdout) {
-    out = std::make_shared<spdlog::logger>("audit-out", std::make_shared<spdlog::sinks::stdout_sink_mt>());
-    out->set_pattern("%v");
-    out->set_level(spdlog::level::info);
-    out->flush_on(spdlog::level::off);
-  }
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), std::move(out), clock));
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(logger), toStdout, clock));
 }
 
 AuditLog::~AuditLog() { flush(); }
@@ -64,11 +56,34 @@ AuditLog::~AuditLog() { flush(); }
 void AuditLog::write(const AuditRecord& record) {
   const std::string line = formatAuditLine(record, clock_.now());
   logger_->info(line);
-  if (out_) out_->info(line);
+  if (!toStdout_) return;
+  bool full = false;
+  {
+    std::lock_guard lock(bufferMu_);
+    buffer_ += line;
+    buffer_ += '\n';
+    full = buffer_.size() >= kMaxBufferedOutput;
+  }
+  if (full) flushOutput();
 }
 
 void AuditLog::flushOutput() {
-  if (out_) out_->flush();
+  if (!toStdout_) return;
+  // One writer at a time keeps batches in order; lines go on being buffered meanwhile.
+  std::lock_guard writing(writeMu_);
+  std::string batch;
+  {
+    std::lock_guard lock(bufferMu_);
+    batch.swap(buffer_);
+  }
+  size_t done = 0;
+  while (done < batch.size()) {
+    const ssize_t n = ::write(STDOUT_FILENO, batch.data() + done, batch.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    // Nobody reads the copy any more (the file still has every line): drop it.
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
 }
 
 void AuditLog::flush() {

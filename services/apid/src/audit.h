@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,8 @@ std::string formatAuditLine(const AuditRecord& record, TimePoint time);
 class AuditLog {
  public:
   // Opens `dir`/audit.log, rotated at `maxFileBytes` keeping `maxFiles` old files.
-  // `toStdout` also writes each line to stdout, buffered until flushOutput().
+  // `toStdout` also writes each line to stdout, buffered until flushOutput() or until
+  // kMaxBufferedOutput bytes are waiting.
   static Result<std::unique_ptr<AuditLog>> open(const std::filesystem::path& dir, std::size_t maxFileBytes,
                                                 std::size_t maxFiles, bool toStdout, const Clock& clock);
   ~AuditLog();
@@ -57,11 +59,16 @@ class AuditLog {
   void flushOutput();
 
  private:
-  AuditLog(std::shared_ptr<spdlog::logger> logger, std::shared_ptr<spdlog::logger> out,
-           const Clock& clock)
-      : logger_(std::move(logger)), out_(std::move(out)), clock_(clock) {}
+  static constexpr size_t kMaxBufferedOutput = 64 * 1024;
+
+  AuditLog(std::shared_ptr<spdlog::logger> logger, bool toStdout, const Clock& clock)
+      : logger_(std::move(logger)), toStdout_(toStdout), clock_(clock) {}
   std::shared_ptr<spdlog::logger> logger_;
-  std::shared_ptr<spdlog::logger> out_;  // null: no stdout copy
+  // The stdout copy: lines wait in `buffer_` and leave in one write per batch.
+  const bool toStdout_;
+  std::mutex bufferMu_;
+  std::string buffer_;
+  std::mutex writeMu_;
   const Clock& clock_;
 };
 

@@ -1,5 +1,8 @@
 #include "audit.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch_test_macros.hpp>
 #include <chrono>
 #include <filesystem>
@@ -157,6 +160,68 @@ TEST_CASE("the audit log rotates and keeps at most maxFiles old files", "[audit]
   const auto current = jsonLines(readFile(dir / "audit.log"));
   REQUIRE_FALSE(current.empty());
   CHECK(current.back().at("requestId") == "req-" + std::to_string(records - 1));
+}
+
+// Points stdout at a file for the life of the object.
+class StdoutCapture {
+ public:
+  explicit StdoutCapture(const std::filesystem::path& file) : path_(file) {
+    std::fflush(stdout);
+    saved_ = ::dup(STDOUT_FILENO);
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE((saved_ >= 0 && fd >= 0));
+    REQUIRE(::dup2(fd, STDOUT_FILENO) == STDOUT_FILENO);
+    ::close(fd);
+  }
+  ~StdoutCapture() {
+    ::dup2(saved_, STDOUT_FILENO);
+    ::close(saved_);
+  }
+  std::string text() const { return readFile(path_); }
+
+ private:
+  std::filesystem::path path_;
+  int saved_ = -1;
+};
+
+TEST_CASE("the stdout copy leaves in batches: on flushOutput, or once 64 KiB are waiting", "[audit]") {
+  TempDir dir;
+  ManualClock clock(fixedTime());
+  StdoutCapture out(dir / "stdout");
+  auto log = AuditLog::open(dir.path(), 16 * 1024 * 1024, 1, /*toStdout=*/true, clock);
+  REQUIRE(log.ok());
+  for (int i = 0; i < 3; ++i) {
+    AuditRecord r = sampleCall();
+    r.requestId = "req-" + std::to_string(i);
+    (*log)->write(r);
+  }
+  // In the file at once; on stdout only when flushed.
+  CHECK(jsonLines(readFile(dir / "audit.log")).size() == 3);
+  CHECK(out.text().empty());
+  (*log)->flushOutput();
+  auto lines = jsonLines(out.text());
+  REQUIRE(lines.size() == 3);
+  for (int i = 0; i < 3; ++i) CHECK(lines[i].at("requestId") == "req-" + std::to_string(i));
+
+  // Without a flush, a full buffer goes out by itself, whole lines and in order.
+  const std::size_t lineBytes = formatAuditLine(sampleCall(), clock.now()).size() + 1;
+  const std::size_t records = 64 * 1024 / lineBytes + 2;
+  for (std::size_t i = 0; i < records; ++i) {
+    AuditRecord r = sampleCall();
+    r.requestId = "bulk-" + std::to_string(i);
+    (*log)->write(r);
+  }
+  const std::string text = out.text();
+  REQUIRE_FALSE(text.empty());
+  CHECK(text.back() == '\n');
+  lines = jsonLines(text);
+  REQUIRE(lines.size() > 3);
+  CHECK(lines[3].at("requestId") == "bulk-0");
+  CHECK(lines.back().at("requestId").get<std::string>().starts_with("bulk-"));
+  (*log)->flush();
+  lines = jsonLines(out.text());
+  CHECK(lines.size() == 3 + records);
+  CHECK(lines.back().at("requestId") == "bulk-" + std::to_string(records - 1));
 }
 
 TEST_CASE("an audit log that cannot be created is an error", "[audit]") {
