@@ -39,6 +39,7 @@ struct Flags {
   int pollers = 2;
   int handshakeConcurrency = 4;
   std::string handshakeDuration;  // default: --duration
+  int rounds = 3;
   std::string address = "127.0.1.1";
   std::string nginxBinary;
   bool requireNginx = false;
@@ -64,6 +65,14 @@ struct Measured {
   double machinedCpuUs = 0;
   std::string error;
 };
+
+// The median of the values present (rounds that failed have none).
+std::optional<double> medianOf(std::vector<double> v) {
+  if (v.empty()) return std::nullopt;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 std::string runAndCapture(const std::vector<std::string>& argv, const fs::path& log) {
   auto p = ChildProcess::start(argv, log);
@@ -135,8 +144,9 @@ int run(const Flags& flags) {
   // must be able to traverse to their state directories.
   chmod(dir.c_str(), 0711);
 
-  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row\n",
-              flags.warmup.c_str(), flags.duration.c_str());
+  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row and path, "
+              "%d round(s), medians shown\n",
+              flags.warmup.c_str(), flags.duration.c_str(), flags.rounds);
   std::printf("machine:  %s\n", describeMachine().c_str());
   std::string nginxVersion = "not installed";
   if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
@@ -254,83 +264,97 @@ int run(const Flags& flags) {
   const double usPerTick = microsecondsPerTick();
   std::vector<TableRow> rows;
   bool failed = false;
+  // Each round measures every path once, one after the other, and the table shows the
+  // median over rounds: drift on a shared machine then touches every path alike.
   for (const int c : *concurrencies) {
-    std::array<Measured, 3> m;
-    for (size_t i = 0; i < paths.size() && !stopRequested; ++i) {
+    std::array<std::vector<Measured>, 3> m;
+    for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
+      for (size_t i = 0; i < paths.size() && !stopRequested; ++i) {
+        const Path& p = paths[i];
+        if (!p.target) continue;
+        LoadOptions lo;
+        lo.concurrency = c;
+        lo.channels = flags.channels;
+        lo.pollers = flags.pollers;
+        lo.warmup = *warmup;
+        lo.duration = *duration;
+        uint64_t proxy0 = 0, proxy1 = 0, mach0 = 0, mach1 = 0;
+        auto start = [&] {
+          if (p.proxyPids) proxy0 = processCpuTicks(p.proxyPids());
+          mach0 = processCpuTicks(machinedPid);
+        };
+        auto end = [&] {
+          if (p.proxyPids) proxy1 = processCpuTicks(p.proxyPids());
+          mach1 = processCpuTicks(machinedPid);
+        };
+        auto r = runLoad(*p.target, lo, start, end, stopRequested);
+        if (!r.ok()) {
+          std::printf("%s c=%d: %s\n", p.name.c_str(), c, r.status().toString().c_str());
+          failed = true;
+          continue;
+        }
+        Measured one;
+        one.load = *r;
+        const double calls = static_cast<double>(std::max<uint64_t>(r->calls, 1));
+        one.proxyCpuUs = static_cast<double>(proxy1 - proxy0) * usPerTick / calls;
+        one.machinedCpuUs = static_cast<double>(mach1 - mach0) * usPerTick / calls;
+        if (r->errors > 0) {
+          std::printf("%s c=%d: %llu failed calls, first: %s\n", p.name.c_str(), c,
+                      static_cast<unsigned long long>(r->errors), r->firstError.c_str());
+        }
+        if (r->calls == 0) failed = true;
+        m[i].push_back(std::move(one));
+      }
+    }
+    auto row = [&](std::string label, Better better, bool applies(const Path&), auto get) {
+      TableRow t{std::move(label), better, {}};
+      for (size_t i = 0; i < 3; ++i) {
+        if (!applies(paths[i])) continue;
+        std::vector<double> v;
+        for (const auto& one : m[i]) v.push_back(get(one));
+        t.values[i] = medianOf(std::move(v));
+      }
+      rows.push_back(std::move(t));
+    };
+    auto any = [](const Path&) { return true; };
+    auto proxied = [](const Path& p) { return static_cast<bool>(p.proxyPids); };
+    auto ourMachined = [](const Path& p) { return p.backendIsOurMachined; };
+    const std::string pre = fmt::format("c={:<3} ", c);
+    row(pre + "requests/s", Better::kHigher, any, [](const Measured& x) { return x.load->requestsPerSecond(); });
+    row(pre + "p50 latency (us)", Better::kLower, any, [](const Measured& x) { return double(x.load->p50Us); });
+    row(pre + "p99 latency (us)", Better::kLower, any, [](const Measured& x) { return double(x.load->p99Us); });
+    row(pre + "proxy CPU/call (us)", Better::kLower, proxied, [](const Measured& x) { return x.proxyCpuUs; });
+    row(pre + "machined CPU/call (us)", Better::kLower, ourMachined,
+        [](const Measured& x) { return x.machinedCpuUs; });
+  }
+
+  std::array<std::vector<double>, 3> hsRates, hsCpus;
+  for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
+    for (size_t i = 1; i < paths.size() && !stopRequested; ++i) {
       const Path& p = paths[i];
       if (!p.target) continue;
-      LoadOptions lo;
-      lo.concurrency = c;
-      lo.channels = flags.channels;
-      lo.pollers = flags.pollers;
-      lo.warmup = *warmup;
-      lo.duration = *duration;
-      uint64_t proxy0 = 0, proxy1 = 0, mach0 = 0, mach1 = 0;
-      auto start = [&] {
-        if (p.proxyPids) proxy0 = processCpuTicks(p.proxyPids());
-        mach0 = processCpuTicks(machinedPid);
-      };
-      auto end = [&] {
-        if (p.proxyPids) proxy1 = processCpuTicks(p.proxyPids());
-        mach1 = processCpuTicks(machinedPid);
-      };
-      auto r = runLoad(*p.target, lo, start, end, stopRequested);
-      if (!r.ok()) {
-        m[i].error = r.status().toString();
-        std::printf("%s c=%d: %s\n", p.name.c_str(), c, m[i].error.c_str());
+      uint64_t proxy0 = 0, proxy1 = 0;
+      auto r = runHandshakes(
+          *p.target, flags.handshakeConcurrency, *handshakeDuration,
+          [&] { proxy0 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; },
+          [&] { proxy1 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; }, stopRequested);
+      if (r.errors > 0) {
+        std::printf("%s handshakes: %llu failed, first: %s\n", p.name.c_str(),
+                    static_cast<unsigned long long>(r.errors), r.firstError.c_str());
+      }
+      if (r.handshakes == 0) {
         failed = true;
         continue;
       }
-      m[i].load = *r;
-      const double calls = static_cast<double>(std::max<uint64_t>(r->calls, 1));
-      m[i].proxyCpuUs = static_cast<double>(proxy1 - proxy0) * usPerTick / calls;
-      m[i].machinedCpuUs = static_cast<double>(mach1 - mach0) * usPerTick / calls;
-      if (r->errors > 0) {
-        std::printf("%s c=%d: %llu failed calls, first: %s\n", p.name.c_str(), c,
-                    static_cast<unsigned long long>(r->errors), r->firstError.c_str());
-      }
-      if (r->calls == 0) failed = true;
+      hsRates[i].push_back(r.perSecond());
+      if (p.proxyPids)
+        hsCpus[i].push_back(static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes));
     }
-    auto row = [&](std::string label, Better better, auto get) {
-      TableRow t{std::move(label), better, {}};
-      for (size_t i = 0; i < 3; ++i) t.values[i] = get(i);
-      rows.push_back(std::move(t));
-    };
-    const std::string pre = fmt::format("c={:<3} ", c);
-    row(pre + "requests/s", Better::kHigher,
-        [&](size_t i) { return m[i].load ? std::optional(m[i].load->requestsPerSecond()) : std::nullopt; });
-    row(pre + "p50 latency (us)", Better::kLower,
-        [&](size_t i) { return m[i].load ? std::optional(m[i].load->p50Us) : std::nullopt; });
-    row(pre + "p99 latency (us)", Better::kLower,
-        [&](size_t i) { return m[i].load ? std::optional(m[i].load->p99Us) : std::nullopt; });
-    row(pre + "proxy CPU/call (us)", Better::kLower, [&](size_t i) {
-      return m[i].load && paths[i].proxyPids ? std::optional(m[i].proxyCpuUs) : std::nullopt;
-    });
-    row(pre + "machined CPU/call (us)", Better::kLower, [&](size_t i) {
-      return m[i].load && paths[i].backendIsOurMachined ? std::optional(m[i].machinedCpuUs) : std::nullopt;
-    });
   }
-
   std::array<std::optional<double>, 3> hsRate, hsCpu;
-  for (size_t i = 1; i < paths.size() && !stopRequested; ++i) {
-    const Path& p = paths[i];
-    if (!p.target) continue;
-    uint64_t proxy0 = 0, proxy1 = 0;
-    auto r = runHandshakes(
-        *p.target, flags.handshakeConcurrency, *handshakeDuration,
-        [&] { proxy0 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; },
-        [&] { proxy1 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; }, stopRequested);
-    if (r.errors > 0) {
-      std::printf("%s handshakes: %llu failed, first: %s\n", p.name.c_str(),
-                  static_cast<unsigned long long>(r.errors), r.firstError.c_str());
-    }
-    if (r.handshakes == 0) {
-      failed = true;
-      continue;
-    }
-    hsRate[i] = r.perSecond();
-    if (p.proxyPids)
-      hsCpu[i] = static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes);
+  for (size_t i = 0; i < 3; ++i) {
+    hsRate[i] = medianOf(hsRates[i]);
+    hsCpu[i] = medianOf(hsCpus[i]);
   }
   rows.push_back({fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRate});
   rows.push_back({"proxy CPU/handshake (us)", Better::kLower, hsCpu});
@@ -399,8 +423,12 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-nginx-access-log", flags.nginxAccessLog,
                "Turn nginx's access log off (on by default: apid writes an audit line per call)");
   app.add_flag("--require-nginx", flags.requireNginx, "Exit with 77 (skipped) when nginx is not installed");
+  app.add_option("--rounds", flags.rounds,
+                 "Rounds; each measures every path once in turn, and the table shows the median")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   app.add_flag("--smoke", flags.smoke,
-               "Short run for CI: --duration 1s --warmup 0.2s --concurrency 1,4, "
+               "Short run for CI: one round, --duration 1s --warmup 0.2s --concurrency 1,4, "
                "1 s of handshakes");
   app.add_option("--apid-endpoint", flags.apidEndpoint,
                  "Measure an apid already running at host:port instead of the node's own");
@@ -416,6 +444,7 @@ int main(int argc, char** argv) {
     flags.warmup = "0.2s";
     flags.concurrency = "1,4";
     flags.handshakeDuration = "1s";
+    flags.rounds = 1;
   }
   if (!flags.apidEndpoint.empty() &&
       (flags.apidCa.empty() || flags.apidCert.empty() || flags.apidKey.empty())) {
