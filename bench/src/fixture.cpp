@@ -66,7 +66,9 @@ Result<TlsFiles> makeServingCert(const config::SecretsBundle& secrets, const std
   policy.ttl = std::chrono::hours(24);
   policy.notBeforeSkew = std::chrono::minutes(5);
   KEEL_ASSIGN_OR_RETURN(auto cert, pki::issueCertificate(secrets.osCa, request, policy, clock));
-  return TlsFiles{secrets.osCa.certificate.toPem(), cert.toPem(), key.toPem()};
+  // The same chain apid presents (machined writes apid's serving file so): the
+  // certificate, then the OS CA's.
+  return TlsFiles{secrets.osCa.certificate.toPem(), cert.toPem() + secrets.osCa.certificate.toPem(), key.toPem()};
 }
 
 std::shared_ptr<grpc::ChannelCredentials> mtlsCredentials(const TlsFiles& client) {

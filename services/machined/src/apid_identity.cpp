@@ -115,6 +115,10 @@ Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg
   serverPolicy.notBeforeSkew = kNotBeforeSkew;
   auto serving = mint(*ca, server, serverPolicy, clock);
   if (!serving.ok()) return serving.status().withContext("apid serving certificate");
+  // The file holds the chain apid presents: its certificate, then the OS CA's. Given the
+  // chain, OpenSSL sends it as it is; given the leaf alone, it would build the same chain
+  // from the trust store again at every handshake.
+  serving->certPem += ca->certificate.toPem();
   files.serverKey = req.stateDir / kApidServerKeyFile;
   files.serverCert = req.stateDir / kApidServerCertFile;
   KEEL_RETURN_IF_ERROR(writePair(files.serverKey, files.serverCert, *serving));

@@ -55,7 +55,12 @@ TEST_CASE("a control plane's apid gets a serving certificate from the OS CA with
   CHECK(readAll(dir / "ca.crt") == cfg.ca.crt);
   auto ca = pki::Certificate::fromPem(cfg.ca.crt);
   REQUIRE(ca.ok());
-  const auto cert = readCert(dir / "server.crt");
+  // The serving chain: apid's certificate, then the CA's.
+  auto chain = pki::Certificate::bundleFromPem(readAll(dir / "server.crt"));
+  REQUIRE(chain.ok());
+  REQUIRE(chain->size() == 2);
+  CHECK((*chain)[1].toPem() == ca->toPem());
+  const auto cert = (*chain)[0];
   pki::VerifyOptions options;
   options.requiredUsage = pki::ExtendedKeyUsage::kServerAuth;
   CHECK(pki::verifyCertificate(cert, {*ca}, options, clock).isOk());
