@@ -100,21 +100,18 @@ JsonLine& JsonLine::field(std::string_view k, std::string_view value) {
   return *this;
 }
 
-JsonLine& JsonLine::field(std::string_view k, int64_t value) {
+template <typename Integer>
+JsonLine& JsonLine::integer(std::string_view k, Integer value) {
   key(k);
-  char buf[24];
+  char buf[24];  // 20 digits and a sign at most
   const auto r = std::to_chars(buf, buf + sizeof buf, value);
   out_.append(buf, r.ptr);
   return *this;
 }
 
-JsonLine& JsonLine::field(std::string_view k, uint64_t value) {
-  key(k);
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
-  return *this;
-}
+JsonLine& JsonLine::field(std::string_view k, int64_t value) { return integer(k, value); }
+
+JsonLine& JsonLine::field(std::string_view k, uint64_t value) { return integer(k, value); }
 
 JsonLine& JsonLine::field(std::string_view k, const std::vector<std::string>& values) {
   key(k);

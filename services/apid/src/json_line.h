@@ -30,6 +30,8 @@ class JsonLine {
 
  private:
   void key(std::string_view k);
+  template <typename Integer>
+  JsonLine& integer(std::string_view k, Integer value);
   std::string out_ = "{";
 };
 
