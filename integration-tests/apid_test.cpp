@@ -3,12 +3,11 @@
 // real machined nodes behind apid.
 #include "apid_fixture.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <poll.h>
+#include "raw_h2.h"
 
 #include <catch2/generators/catch_generators.hpp>
+#include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "keel/authz/proto_rules.h"
@@ -205,87 +204,73 @@ TEST_CASE("TLS 1.2 clients are refused; TLS 1.3 is served") {
   CHECK_THAT(out13, ContainsSubstring("TLSv1.3"));
 }
 
+TEST_CASE("apid sends no session tickets: no Keel client resumes a session") {
+  Gateway g;
+  const auto client = g.pki.client({"os:admin"});
+  RawH2Client h2(g.apid->host(), g.apid->port(), g.pki.caPem(), client.cert, client.key);
+  INFO(h2.error());
+  REQUIRE(h2.connected());
+  // Tickets come right after the handshake, before any application data: once apid's
+  // SETTINGS have arrived, every ticket it sent has been counted.
+  REQUIRE(h2.start());
+  CHECK(h2.ticketsReceived() == 0);
+}
+
 namespace {
 
-// A plain OpenSSL client: handshakes with apid, sends the HTTP/2 preface and reads until
-// apid's first frame has arrived. Session tickets are sent right after the handshake,
-// before any application data, so by then every ticket apid sent has been seen.
-struct TicketProbe {
-  bool gotApplicationData = false;
-  int tickets = 0;
-  std::string error;
-};
-
-TicketProbe probeSessionTickets(const std::string& host, int port, const std::string& caPem, const Credential& client) {
-  TicketProbe probe;
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
-  REQUIRE(ctx);
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
-  auto pemBio = [](const std::string& pem) {
-    return std::unique_ptr<BIO, decltype(&BIO_free)>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
-                                                     BIO_free);
-  };
-  auto certBio = pemBio(client.cert);
-  auto keyBio = pemBio(client.key);
-  auto caBio = pemBio(caPem);
-  X509* cert = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr);
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr);
-  X509* ca = PEM_read_bio_X509(caBio.get(), nullptr, nullptr, nullptr);
-  REQUIRE((cert != nullptr && key != nullptr && ca != nullptr));
-  REQUIRE(SSL_CTX_use_certificate(ctx.get(), cert) == 1);
-  REQUIRE(SSL_CTX_use_PrivateKey(ctx.get(), key) == 1);
-  REQUIRE(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca) == 1);
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  X509_free(ca);
-  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-  static const unsigned char kAlpn[] = {2, 'h', '2'};
-  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);
-  // Called once per ticket received (TLS 1.3 delivers sessions only through tickets).
-  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-  SSL_CTX_sess_set_new_cb(ctx.get(), [](SSL* ssl, SSL_SESSION*) {
-    ++static_cast<TicketProbe*>(SSL_get_app_data(ssl))->tickets;
-    return 0;
-  });
-
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  REQUIRE(::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) == 1);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
-  SSL_set_app_data(ssl.get(), &probe);
-  SSL_set_fd(ssl.get(), fd);
-  if (SSL_connect(ssl.get()) != 1) {
-    probe.error = "handshake failed: " + std::string(ERR_error_string(ERR_get_error(), nullptr));
-    ::close(fd);
-    return probe;
-  }
-  // The client connection preface and an empty SETTINGS frame.
-  static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
-  REQUIRE(SSL_write(ssl.get(), kPreface, sizeof kPreface - 1) == static_cast<int>(sizeof kPreface - 1));
-  char buf[256];
-  const int n = SSL_read(ssl.get(), buf, sizeof buf);
-  probe.gotApplicationData = n > 0;
-  if (n <= 0) probe.error = "no HTTP/2 frame from apid after the handshake";
-  SSL_shutdown(ssl.get());
-  ::close(fd);
-  return probe;
+RawH2Client::End rawRequest(const Gateway& g, const Credential& who, const std::string& method,
+                            const Metadata& extra) {
+  RawH2Client h2(g.apid->host(), g.apid->port(), g.pki.caPem(), who.cert, who.key);
+  INFO(h2.error());
+  REQUIRE(h2.connected());
+  REQUIRE(h2.start());
+  Metadata headers = {{":method", "POST"},
+                      {":scheme", "https"},
+                      {":path", method},
+                      {":authority", g.apid->endpoint()},
+                      {"content-type", "application/grpc"},
+                      {"te", "trailers"}};
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  return h2.request(1, headers, "");
 }
 
 }  // namespace
 
-TEST_CASE("apid sends no session tickets: no Keel client resumes a session") {
+TEST_CASE("roles in upper- or mixed-case header names, sent as raw HTTP/2, never reach a backend") {
   Gateway g;
-  const auto client = g.pki.client({"os:admin"});
-  const auto probe = probeSessionTickets(g.apid->host(), g.apid->port(), g.pki.caPem(), client);
-  INFO(probe.error);
-  REQUIRE(probe.gotApplicationData);
-  CHECK(probe.tickets == 0);
+  const auto reader = g.pki.client({"os:reader"}, "mallory");
+  // The hand-built request is well formed: without forged headers it is served.
+  REQUIRE(rawRequest(g, reader, kVersion, {}) == RawH2Client::End::kEndStream);
+  REQUIRE(g.backend->calls().size() == 1);
+  CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+  g.backend->clear();
+
+  for (const std::string name : {"Keel-Roles", "KEEL-ROLES", "keel-Roles", "kEEL-rOLES"}) {
+    INFO(name);
+    // An admin-only method: nothing reaches the backend, and apid answers (a reset, a
+    // GOAWAY or a status), rather than leaving the stream hanging.
+    const auto end = rawRequest(g, reader, kRead, {{name, "os:admin"}, {"keel-roles", "os:admin"}});
+    CHECK(end != RawH2Client::End::kClosed);
+    CHECK(g.backend->calls().empty());
+    // A method the reader may call: refused, or served with the certificate's roles only.
+    rawRequest(g, reader, kVersion, {{name, "os:admin"}, {name, "os:operator"}});
+    for (const auto& call : g.backend->calls()) {
+      std::vector<std::string> roles;
+      for (const auto& [key, value] : call.metadata) {
+        std::string lower = key;
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (!lower.starts_with("keel-")) continue;
+        // Only apid's own keys, in lower case.
+        CHECK(key == lower);
+        CHECK((key == "keel-roles" || key == "keel-identity" || key == "keel-peer" || key == "keel-request-id"));
+        if (key == "keel-roles") roles.push_back(value);
+      }
+      CHECK(roles == std::vector<std::string>{"os:reader"});
+    }
+    g.backend->clear();
+  }
+  // apid is still serving.
+  CHECK(rawCall(*g.channel(reader), kVersion, "").ok());
 }
 
 TEST_CASE("certificates that must not authenticate are refused in the handshake") {
