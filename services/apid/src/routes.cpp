@@ -11,7 +11,6 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/proto_rules.h"
-#include "keel/config/json_fields.h"
 
 namespace keel::apid {
 
@@ -19,9 +18,6 @@ namespace pb = google::protobuf;
 namespace fs = std::filesystem;
 
 namespace {
-
-using config::detail::fieldError;
-using config::detail::ObjectReader;
 
 constexpr std::string_view kMetadataType = "keel.common.v1.Metadata";
 constexpr std::uintmax_t kMaxManifestBytes = 64 * 1024;
@@ -57,46 +53,6 @@ Result<std::string> readSmallFile(const fs::path& path, std::uintmax_t max) {
 
 }  // namespace
 
-Result<BackendManifest> parseBackendManifest(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
-  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
-  BackendManifest m;
-  KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));
-  if (m.name.empty() || m.name.size() > 63 ||
-      !std::all_of(m.name.begin(), m.name.end(), [](char c) {
-        return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-               c == '-' || c == '_' || c == '.';
-      })) {
-    return fieldError("name", "expected 1-63 characters of [a-z0-9._-], found '" + m.name + "'");
-  }
-  KEEL_ASSIGN_OR_RETURN(const std::string socket, r.requiredString("socket"));
-  if (socket.empty() || socket.front() != '/') return fieldError("socket", "expected an absolute path, found '" + socket + "'");
-  m.socket = socket;
-  KEEL_ASSIGN_OR_RETURN(m.services, r.stringArray("services"));
-  if (m.services.empty()) return fieldError("services", "expected at least one service name");
-  for (size_t i = 0; i < m.services.size(); ++i) {
-    const auto& s = m.services[i];
-    if (s.empty() || s.find('/') != std::string::npos) {
-      return fieldError(fmt::format("services[{}]", i), "expected a full service name like pkg.v1.Service, found '" + s + "'");
-    }
-  }
-  const nlohmann::json* uidsField = r.field("allowedUids");
-  if (uidsField == nullptr) return fieldError("allowedUids", "missing (the uids that may own the socket)");
-  const auto& uids = *uidsField;
-  if (!uids.is_array() || uids.empty()) return fieldError("allowedUids", "expected a non-empty array of uids");
-  for (size_t i = 0; i < uids.size(); ++i) {
-    if (!uids[i].is_number_unsigned() || uids[i].get<uint64_t>() > 0xfffffffeu) {
-      return fieldError(fmt::format("allowedUids[{}]", i), "expected a uid (a non-negative integer)");
-    }
-    m.allowedUids.push_back(static_cast<uid_t>(uids[i].get<uint64_t>()));
-  }
-  KEEL_ASSIGN_OR_RETURN(m.rules, r.requiredString("rules"));
-  if (m.rules != "builtin" && (m.rules.empty() || m.rules.front() != '/')) {
-    return fieldError("rules", "expected \"builtin\" or the absolute path of a descriptor set, found '" + m.rules + "'");
-  }
-  KEEL_RETURN_IF_ERROR(r.finish());
-  return m;
-}
 
 std::string Routes::fingerprintDir(const fs::path& dir) {
   std::vector<std::string> parts;

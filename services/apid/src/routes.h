@@ -1,10 +1,7 @@
 // apid's routing table, built from backend manifests (`backendsDir/*.json`): which Unix
 // socket serves each gRPC service, who may own that socket, and the authorization rules
-// of every method. Adding a backend is dropping a manifest in place. Manifest schema:
-//   {"name": "machined", "socket": "/run/keel/machined.sock",
-//    "services": ["keel.machine.v1.MachineService"], "allowedUids": [0],
-//    "rules": "builtin" | "/abs/path/descriptor-set.pb"}
-// "builtin": the rules compiled into apid; otherwise a FileDescriptorSet (protoc
+// of every method. Adding a backend is dropping a manifest in place (schema in
+// backend_manifest.h). A manifest's "rules": "builtin" means the rules compiled into apid; otherwise a FileDescriptorSet (protoc
 // --include_imports --descriptor_set_out) whose methods carry `allowed_roles` options.
 #pragma once
 
@@ -17,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend_manifest.h"
 #include "keel/authz/authz.h"
 #include "keel/common/status.h"
 
@@ -26,16 +24,6 @@ class DescriptorPool;
 
 namespace keel::apid {
 
-struct BackendManifest {
-  std::string name;
-  std::filesystem::path socket;
-  std::vector<std::string> services;
-  std::vector<uid_t> allowedUids;  // uids that may own the socket
-  std::string rules;               // "builtin" or an absolute path
-};
-
-// Errors: INVALID_ARGUMENT naming the field.
-Result<BackendManifest> parseBackendManifest(std::string_view text);
 
 // What apid needs to know about one method without deserializing its messages.
 struct MethodInfo {
