@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <linux/close_range.h>
 
+#include "keel/common/fd_io.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "spawner_protocol.h"
@@ -409,13 +410,7 @@ class SpawnerProcess {
     [[maybe_unused]] ssize_t ignored = ::write(goWrite.get(), &go, 1);
     goWrite.reset();
     ChildReport report{};
-    size_t got = 0;
-    while (got < sizeof report) {
-      const ssize_t r = ::read(statusRead.get(), reinterpret_cast<char*>(&report) + got, sizeof report - got);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
+    const size_t got = readFully(statusRead.get(), &report, sizeof report);
     if (got == sizeof report) {
       spawned.setupError = describeReport(report, job.argv, job.cwd);
     } else if (got != 0) {

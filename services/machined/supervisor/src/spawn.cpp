@@ -12,6 +12,8 @@
 #include <linux/close_range.h>
 #include <sys/resource.h>
 
+#include "keel/common/fd_io.h"
+
 namespace keel::supervisor::detail {
 
 void UniqueFd::reset() {
@@ -164,13 +166,7 @@ Result<SpawnedProcess> spawnProcess(const SpawnRequest& request) {
   statusWrite.reset();
 
   ChildReport report{};
-  size_t got = 0;
-  while (got < sizeof report) {
-    const ssize_t n = ::read(statusRead.get(), reinterpret_cast<char*>(&report) + got, sizeof report - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
+  const size_t got = readFully(statusRead.get(), &report, sizeof report);
   if (got == sizeof report) {
     const auto step = static_cast<ChildStep>(report.step);
     if (step == ChildStep::kExec) {
