@@ -302,27 +302,11 @@ Result<NamePtr> buildName(const DistinguishedName& name) {
   return out;
 }
 
-SubjectAltNames readSubjectAltNames(const GENERAL_NAMES* names) {
-  SubjectAltNames out;
-  if (names == nullptr) return out;
-  const auto count = sk_GENERAL_NAME_num(names);  // int in OpenSSL, size_t in BoringSSL
-  for (decltype(sk_GENERAL_NAME_num(names)) i = 0; i < count; ++i) {
-    const GENERAL_NAME* gen = sk_GENERAL_NAME_value(names, i);
-    int type = 0;
-    const void* value = GENERAL_NAME_get0_value(gen, &type);
-    if (type == GEN_DNS) {
-      const auto* s = static_cast<const ASN1_IA5STRING*>(value);
-      out.dnsNames.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                static_cast<size_t>(ASN1_STRING_length(s)));
-    } else if (type == GEN_IPADD) {
-      if (auto ip = formatIp(static_cast<const ASN1_OCTET_STRING*>(value)))
-        out.ipAddresses.push_back(std::move(*ip));
-    }
-  }
-  return out;
-}
+namespace {
 
-Result<SubjectAltNames> readSubjectAltNamesForIssuing(const GENERAL_NAMES* names) {
+// Strict (for issuing): every SAN must be a valid DNS name or an IP address of 4 or 16
+// bytes, and of no other kind. Lenient (for showing): what cannot be shown is skipped.
+Result<SubjectAltNames> readSans(const GENERAL_NAMES* names, bool strict) {
   SubjectAltNames out;
   if (names == nullptr) return out;
   const auto count = sk_GENERAL_NAME_num(names);  // int in OpenSSL, size_t in BoringSSL
@@ -334,17 +318,18 @@ Result<SubjectAltNames> readSubjectAltNamesForIssuing(const GENERAL_NAMES* names
       const auto* s = static_cast<const ASN1_IA5STRING*>(value);
       std::string dns(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                       static_cast<size_t>(ASN1_STRING_length(s)));
-      KEEL_RETURN_IF_ERROR(checkDnsName(dns));
+      if (strict) KEEL_RETURN_IF_ERROR(checkDnsName(dns));
       out.dnsNames.push_back(std::move(dns));
     } else if (type == GEN_IPADD) {
       const auto* ip = static_cast<const ASN1_OCTET_STRING*>(value);
       auto text = formatIp(ip);
-      if (!text) {
+      if (text) {
+        out.ipAddresses.push_back(std::move(*text));
+      } else if (strict) {
         return invalidArgument("expected IP SANs of 4 or 16 bytes, found one of " +
                                std::to_string(ASN1_STRING_length(ip)) + " bytes");
       }
-      out.ipAddresses.push_back(std::move(*text));
-    } else {
+    } else if (strict) {
       // Keel only issues DNS and IP SANs; dropping another kind silently would issue a
       // certificate that differs from the request without saying so.
       return invalidArgument("expected only DNS and IP SANs, found a SAN of GeneralName type " +
@@ -352,6 +337,18 @@ Result<SubjectAltNames> readSubjectAltNamesForIssuing(const GENERAL_NAMES* names
     }
   }
   return out;
+}
+
+}  // namespace
+
+SubjectAltNames readSubjectAltNames(const GENERAL_NAMES* names) {
+  auto sans = readSans(names, /*strict=*/false);
+  KEEL_RELEASE_ASSERT(sans.ok(), "reading SANs leniently cannot fail");
+  return std::move(sans).value();
+}
+
+Result<SubjectAltNames> readSubjectAltNamesForIssuing(const GENERAL_NAMES* names) {
+  return readSans(names, /*strict=*/true);
 }
 
 Result<GeneralNamesPtr> buildSubjectAltNames(const SubjectAltNames& sans) {
