@@ -187,6 +187,9 @@ struct ApidOptions {
   bool impersonator = false;
   nlohmann::json limits;  // merged into the config's "limits"
   std::string hostname;
+  // Where apid's stdout and stderr go instead of apid.log (a FIFO, say). apid is then
+  // taken as started once its port accepts connections.
+  std::filesystem::path output;
 };
 
 // The real apid binary, run alone with a config written by the test.
@@ -224,8 +227,14 @@ class ApidProcess {
   ~ApidProcess() { stop(); }
 
   void start() {
+    const bool ownOutput = !options_.output.empty();
     process_ = std::make_unique<ChildProcess>(std::vector<std::string>{APID_PATH, "--config", (dir_ / "config.json").string()},
-                                              dir_ / "apid.log");
+                                              ownOutput ? options_.output : dir_ / "apid.log");
+    if (ownOutput) {
+      REQUIRE(eventually([&] { return accepts() || !process_->running(); }, 20s));
+      REQUIRE(process_->running());
+      return;
+    }
     REQUIRE(eventually([&] { return log().find("listening on") != std::string::npos || !process_->running(); }, 20s));
     INFO(log());
     REQUIRE(process_->running());
@@ -262,12 +271,29 @@ class ApidProcess {
     std::filesystem::rename(dir_ / (name + ".crt.tmp"), dir_ / (name + ".crt"));
   }
 
+  // Whether apid's port takes a TCP connection.
+  bool accepts() const {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    ::inet_pton(AF_INET, options_.address.c_str(), &addr.sin_addr);
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  }
+
   std::filesystem::path dir() const { return dir_.path(); }
   std::filesystem::path backendsDir() const { return dir_ / "backends.d"; }
   std::string endpoint() const { return options_.address + ":" + std::to_string(port_); }
   int port() const { return port_; }
   const std::string& host() const { return options_.address; }
-  std::string log() const { return process_ ? process_->log() : std::string(); }
+  std::string log() const {
+    // A FIFO is not read back: that would block, or take what the test means to read.
+    if (!options_.output.empty()) return "(apid's output goes to " + options_.output.string() + ")";
+    return process_ ? process_->log() : std::string();
+  }
   std::string auditLog() const { return readFile(dir_ / "audit.log"); }
   ChildProcess& process() { return *process_; }
 

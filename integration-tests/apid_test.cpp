@@ -5,6 +5,9 @@
 
 #include "raw_h2.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <catch2/generators/catch_generators.hpp>
 #include <algorithm>
 #include <cctype>
@@ -313,6 +316,41 @@ TEST_CASE("certificates that must not authenticate are refused in the handshake"
   CHECK_FALSE(rawCall(*noCert, kVersion, "").ok());
   CHECK(g.backend->calls().empty());
   CHECK(g.apid->process().running());
+}
+
+TEST_CASE("apid keeps serving and auditing when the reader of its output goes away") {
+  TempDir outDir;
+  const auto fifo = outDir / "apid-output";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Held open only until apid runs: then nobody reads apid's stdout any more.
+  int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  REQUIRE(reader >= 0);
+  ApidOptions options;
+  options.output = fifo;
+  Gateway g(options);
+  ::close(reader);
+
+  auto ch = g.channel(g.pki.client({"os:reader"}, "after-the-reader"));
+  REQUIRE(rawCall(*ch, kVersion, "").ok());
+  // The audit copy on stdout is pushed out four times a second: let a push hit the
+  // closed pipe, then call again.
+  std::this_thread::sleep_for(700ms);
+  const auto again = rawCall(*ch, kVersion, "");
+  INFO(again.error_message());
+  CHECK(again.ok());
+  CHECK(g.apid->process().running());
+  CHECK(g.apid->process().wait(std::chrono::milliseconds(0)) == std::nullopt);
+  // The file has every line.
+  CHECK(eventually(
+      [&] {
+        const std::string audit = g.apid->auditLog();
+        size_t n = 0;
+        for (size_t at = audit.find("after-the-reader"); at != std::string::npos;
+             at = audit.find("after-the-reader", at + 1))
+          ++n;
+        return n == 2;
+      },
+      5s));
 }
 
 TEST_CASE("an oversized message is refused before it reaches the backend") {

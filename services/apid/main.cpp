@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
     spdlog::error("apid: {}", st.message());
     return 1;
   }
+  // A reader of apid's output that goes away (the audit copy, the log) must not take
+  // apid down: the write fails instead, and the audit file still has every line.
+  ::signal(SIGPIPE, SIG_IGN);
   // Before any thread: the filter then covers every thread gRPC starts.
   if (const auto st = confine(); !st.isOk()) {
     spdlog::error("apid: cannot confine apid: {}", st.toString());
