@@ -39,7 +39,7 @@ class ClientUsageVerifier final : public grpc::experimental::ExternalCertificate
       *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unreadable client certificate");
       return true;
     }
-    if (!(*id)->clientAuth || (*id)->isCa) {
+    if (!(*id)->mayActAsClient()) {
       spdlog::warn("apid: refused a TLS client presenting '{}': not a client certificate (no clientAuth usage)",
                    (*id)->commonName);
       *syncStatus = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "not a client certificate");

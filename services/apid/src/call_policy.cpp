@@ -103,7 +103,7 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
   }
   const PeerIdentity& peer = *request.peer;
   d.identity = peer.commonName;
-  if (!peer.clientAuth || peer.isCa) {
+  if (!peer.mayActAsClient()) {
     d.status = unauthenticated(fmt::format("certificate '{}' is not a client certificate (no clientAuth usage)",
                                            peer.commonName));
     return d;

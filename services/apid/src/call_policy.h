@@ -32,6 +32,9 @@ struct PeerIdentity {
   bool clientAuth = false;         // extended key usage clientAuth present
   bool isCa = false;               // basicConstraints CA:TRUE
   bool impersonator() const;
+  // The one rule for who may act as a client, used in the handshake and again per call:
+  // clientAuth usage, and not a CA.
+  bool mayActAsClient() const { return clientAuth && !isCa; }
 };
 
 // Reads the identity from the leaf certificate's PEM. Errors: UNAUTHENTICATED.
