@@ -1,6 +1,10 @@
 #include "channels.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cstring>
@@ -9,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/create_channel_posix.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
@@ -51,7 +56,21 @@ Result<std::string> slurp(const std::filesystem::path& p) {
 
 }  // namespace
 
+bool BackendChannels::Connection::alive() const {
+  pollfd p{watch.get(), POLLRDHUP, 0};
+  const int n = ::poll(&p, 1, 0);
+  return n == 0 || (n < 0 && errno == EINTR);
+}
+
+bool BackendChannels::allowed(const BackendManifest& backend, uid_t uid) {
+  return std::find(backend.allowedUids.begin(), backend.allowedUids.end(), uid) != backend.allowedUids.end();
+}
+
 Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifest& backend) {
+  std::lock_guard lock(mu_);
+  auto& conn = channels_[backend.socket];
+  if (conn.channel && conn.alive()) return conn.channel;
+  conn = {};
   struct stat st {};
   if (::lstat(backend.socket.c_str(), &st) != 0) {
     return unavailable(fmt::format("backend {} is not running: no socket at {}", backend.name, backend.socket.string()));
@@ -59,18 +78,37 @@ Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifes
   if (!S_ISSOCK(st.st_mode)) {
     return unavailable(fmt::format("backend {}: {} is not a socket", backend.name, backend.socket.string()));
   }
-  if (std::find(backend.allowedUids.begin(), backend.allowedUids.end(), st.st_uid) == backend.allowedUids.end()) {
+  if (!allowed(backend, st.st_uid)) {
     return unavailable(fmt::format("backend {}: socket {} is owned by uid {}, which its manifest does not allow",
                                    backend.name, backend.socket.string(), st.st_uid));
   }
-  std::lock_guard lock(mu_);
-  auto& ch = channels_[backend.socket];
-  if (!ch) {
-    grpc::ChannelArguments args;
-    commonArgs(args, maxMessageBytes_, std::chrono::seconds(1));
-    ch = grpc::CreateCustomChannel("unix:" + backend.socket.string(), grpc::InsecureChannelCredentials(), args);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = backend.socket.string();
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return unavailable(fmt::format("backend {}: socket path {} is too long", backend.name, path));
   }
-  return ch;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return unavailable(fmt::format("backend {}: no socket: {}", backend.name, std::strerror(errno)));
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const bool down = errno == ECONNREFUSED || errno == ENOENT;
+    return unavailable(fmt::format("backend {}{}: cannot connect to {}: {}", backend.name, down ? " is not running" : "",
+                                   path, std::strerror(errno)));
+  }
+  ucred peer{};
+  socklen_t len = sizeof(peer);
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || !allowed(backend, peer.uid)) {
+    return unavailable(fmt::format("backend {}: the process serving {} runs as uid {}, which its manifest does not allow",
+                                   backend.name, path, peer.uid));
+  }
+  UniqueFd watch(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!watch) return unavailable(fmt::format("backend {}: {}", backend.name, std::strerror(errno)));
+  grpc::ChannelArguments args;
+  commonArgs(args, maxMessageBytes_, std::chrono::seconds(1));
+  conn.channel = grpc::CreateCustomInsecureChannelFromFd("localhost", fd.release(), args);
+  conn.watch = std::move(watch);
+  return conn.channel;
 }
 
 Status PeerChannels::reloadIfChanged() {

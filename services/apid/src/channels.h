@@ -10,9 +10,12 @@
 #include <mutex>
 #include <string>
 
+#include <sys/types.h>
+
 #include <grpcpp/channel.h>
 
 #include "apid_config.h"
+#include "keel/common/fd_io.h"
 #include "keel/common/status.h"
 #include "routes.h"
 
@@ -22,14 +25,28 @@ class BackendChannels {
  public:
   explicit BackendChannels(int maxMessageBytes) : maxMessageBytes_(maxMessageBytes) {}
 
-  // The channel to `backend`'s socket. UNAVAILABLE when the socket is missing, or owned
-  // by a uid the manifest does not allow (someone else's socket in its place).
+  // The channel to `backend`'s socket, connected on first use and again after the
+  // backend closed the connection. UNAVAILABLE when nothing listens on the socket, or
+  // when the socket's owner or the process serving it runs as a uid the manifest does
+  // not allow (someone else's socket in its place).
   Result<std::shared_ptr<grpc::Channel>> get(const BackendManifest& backend);
 
  private:
+  // One HTTP/2 connection, made by apid and handed to gRPC as it is: no name resolution,
+  // load balancing or reconnection machinery sits between a call and the socket.
+  // `watch` is a second descriptor on the same socket, never read: once the backend
+  // closes its end (it exited, or shut the connection down), it polls as hung up, and
+  // the next call connects again.
+  struct Connection {
+    std::shared_ptr<grpc::Channel> channel;
+    UniqueFd watch;
+    bool alive() const;
+  };
+  static bool allowed(const BackendManifest& backend, uid_t uid);
+
   int maxMessageBytes_;
   std::mutex mu_;
-  std::map<std::filesystem::path, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<std::filesystem::path, Connection> channels_;
 };
 
 class PeerChannels {

@@ -16,11 +16,6 @@
 
 namespace keel::supervisor::detail {
 
-void UniqueFd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 namespace {
 
 // What the child reports through the status pipe when a step fails.
