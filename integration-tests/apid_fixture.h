@@ -109,8 +109,14 @@ inline int freePort() {
 // (or the status it is told to), and records the metadata of each call it received.
 class RecordingBackend final : public grpc::CallbackGenericService {
  public:
-  explicit RecordingBackend(std::filesystem::path socket) : socket_(std::move(socket)) {
+  // `maxConnectionAge`: when set, the server sends GOAWAY on each connection once it is
+  // that old, and keeps it open for the calls still running on it.
+  explicit RecordingBackend(std::filesystem::path socket, std::chrono::milliseconds maxConnectionAge = {})
+      : socket_(std::move(socket)) {
     grpc::ServerBuilder builder;
+    if (maxConnectionAge.count() > 0) {
+      builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(maxConnectionAge.count()));
+    }
     builder.AddListeningPort("unix:" + socket_.string(), grpc::InsecureServerCredentials());
     builder.RegisterCallbackGenericService(this);
     server_ = builder.BuildAndStart();

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <thread>
 
 #include "keel/authz/proto_rules.h"
 
@@ -475,6 +476,58 @@ TEST_CASE("a backend that shuts down and starts again is reached by the first ca
   INFO(up.error_message());
   CHECK(up.ok());
   CHECK(g.backend->calls().size() == 1);
+}
+
+TEST_CASE("a backend that drains its connection with GOAWAY while a stream stays open is reached on a new one") {
+  Gateway g;
+  RecordingBackend toy(g.dir / "toy.sock", 300ms);
+  g.apid->addBackend("toy", toy.socket(), {"keel.toy.v1.ToyService"}, TOY_DESCRIPTOR_SET);
+  auto reader = g.channel(g.pki.client({"os:reader"}));
+  const std::string echo = "/keel.toy.v1.ToyService/Echo";
+  REQUIRE(eventually([&] { return rawCall(*reader, echo, "").ok(); }, 10s));
+
+  // A stream that stays open keeps apid's connection to the backend open after GOAWAY.
+  grpc::GenericStub stub(reader);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  auto step = [&](intptr_t expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(reinterpret_cast<intptr_t>(tag) == expected);
+    return ok;
+  };
+  auto chat = stub.PrepareCall(&ctx, "/keel.toy.v1.ToyService/Chat", &cq);
+  chat->StartCall(reinterpret_cast<void*>(1));
+  REQUIRE(step(1));
+  REQUIRE(eventually([&] { return !toy.calls().empty() && toy.calls().back().method.ends_with("/Chat"); }, 5s));
+  std::this_thread::sleep_for(1s);  // past the connection's age: the backend has sent GOAWAY
+
+  // At most one call finds the drained connection; the next goes to a new one.
+  auto st = rawCall(*reader, echo, "");
+  if (!st.ok()) {
+    CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+    st = rawCall(*reader, echo, "");
+  }
+  INFO(st.error_message());
+  CHECK(st.ok());
+
+  // The open stream still finishes on the old connection.
+  chat->WritesDone(reinterpret_cast<void*>(2));
+  CHECK(step(2));
+  grpc::ByteBuffer reply;
+  chat->Read(&reply, reinterpret_cast<void*>(3));
+  CHECK(step(3));
+  grpc::Status status;
+  chat->Finish(&status, reinterpret_cast<void*>(4));
+  CHECK(step(4));
+  CHECK(status.ok());
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST_CASE("a manifest whose socket belongs to another uid is not forwarded to") {

@@ -111,6 +111,13 @@ Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifes
   return conn.channel;
 }
 
+void BackendChannels::retire(const std::shared_ptr<grpc::Channel>& channel) {
+  std::lock_guard lock(mu_);
+  for (auto& [socket, conn] : channels_) {
+    if (conn.channel == channel) conn = {};
+  }
+}
+
 Status PeerChannels::reloadIfChanged() {
   const auto now = std::chrono::steady_clock::now();
   if (!stamp_.empty() && now - checked_ < refresh_) return Status::ok();

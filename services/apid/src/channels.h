@@ -31,6 +31,11 @@ class BackendChannels {
   // not allow (someone else's socket in its place).
   Result<std::shared_ptr<grpc::Channel>> get(const BackendManifest& backend);
 
+  // A call on `channel` ended UNAVAILABLE: the connection may no longer take new calls
+  // while it stays open (the backend sent GOAWAY to drain it, say). The next call
+  // connects again; calls still open on the old connection finish on it.
+  void retire(const std::shared_ptr<grpc::Channel>& channel);
+
  private:
   // One HTTP/2 connection, made by apid and handed to gRPC as it is: no name resolution,
   // load balancing or reconnection machinery sits between a call and the socket.

@@ -243,6 +243,14 @@ class Call {
 
   void decide();
 
+  // A backend connection that fails a call as unavailable is given up, so the next call
+  // opens a new one instead of failing the same way.
+  void checkBackend(const grpc::Status& upstream) {
+    if (backendChannel_ && upstream.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      g_.deps().backends->retire(backendChannel_);
+    }
+  }
+
   // --- one upstream: unary ----------------------------------------------------------
   void onRequest(bool ok) {
     --pending_;
@@ -285,6 +293,7 @@ class Call {
 
   void onUpUnaryFinish(bool /*ok*/) {
     --pending_;
+    checkBackend(upStatus_);
     upstreamHasInitial_ = true;
     copyTrailersFromUpstream();
     if (clientGone_) {
@@ -364,6 +373,7 @@ class Call {
 
   void onUpFinish(bool /*ok*/) {
     --pending_;
+    checkBackend(upStatus_);
     upstreamHasInitial_ = true;
     copyTrailersFromUpstream();
     if (clientGone_) {
@@ -446,6 +456,7 @@ class Call {
   }
 
   void branchDone(Branch& b, const grpc::Status& s) {
+    if (b.toBackend && b.channel && s.error_code() == grpc::StatusCode::UNAVAILABLE) g_.deps().backends->retire(b.channel);
     if (mode_ == Mode::kFanOutStream) {
       if (!s.ok() && !clientGone_) queue_.push_back({nullptr, errorStreamMessage(b.node, s.error_code(), s.error_message())});
     } else if (s.ok()) {
@@ -512,6 +523,7 @@ class Call {
   grpc::ByteBuffer resp_;
   grpc::ByteBuffer reply_;
   std::unique_ptr<grpc::GenericStub> stub_;
+  std::shared_ptr<grpc::Channel> backendChannel_;  // set when the one upstream is a backend
   grpc::ClientContext cctx_;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> unary_;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> up_;
@@ -655,6 +667,7 @@ void Call::decide() {
   trace_ = std::make_unique<Trace>(record, g_.deps().audit, streaming);
 
   if (single) {
+    if (singleToBackend) backendChannel_ = single;
     stub_ = std::make_unique<grpc::GenericStub>(single);
     addForwardMetadata(cctx_, fwd_, singleToBackend);
     if (hasDeadline(ctx_.deadline())) cctx_.set_deadline(ctx_.deadline());
