@@ -66,13 +66,6 @@ struct Measured {
   std::string error;
 };
 
-// The median of the values present (rounds that failed have none).
-std::optional<double> medianOf(std::vector<double> v) {
-  if (v.empty()) return std::nullopt;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 std::string runAndCapture(const std::vector<std::string>& argv, const fs::path& log) {
   auto p = ChildProcess::start(argv, log);
@@ -267,8 +260,10 @@ int run(const Flags& flags) {
   // Each round measures every path once, one after the other, and the table shows the
   // median over rounds: drift on a shared machine then touches every path alike.
   for (const int c : *concurrencies) {
-    std::array<std::vector<Measured>, 3> m;
+    // One slot per round and path; a round that failed leaves its slot empty.
+    std::array<std::vector<std::optional<Measured>>, 3> m;
     for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
+      for (auto& slots : m) slots.emplace_back();
       for (size_t i = 0; i < paths.size() && !stopRequested; ++i) {
         const Path& p = paths[i];
         if (!p.target) continue;
@@ -303,18 +298,16 @@ int run(const Flags& flags) {
                       static_cast<unsigned long long>(r->errors), r->firstError.c_str());
         }
         if (r->calls == 0) failed = true;
-        m[i].push_back(std::move(one));
+        m[i].back() = std::move(one);
       }
     }
     auto row = [&](std::string label, Better better, bool applies(const Path&), auto get) {
-      TableRow t{std::move(label), better, {}};
+      std::array<std::vector<std::optional<double>>, 3> perRound;
       for (size_t i = 0; i < 3; ++i) {
         if (!applies(paths[i])) continue;
-        std::vector<double> v;
-        for (const auto& one : m[i]) v.push_back(get(one));
-        t.values[i] = medianOf(std::move(v));
+        for (const auto& one : m[i]) perRound[i].push_back(one ? std::optional<double>(get(*one)) : std::nullopt);
       }
-      rows.push_back(std::move(t));
+      rows.push_back(summarize(std::move(label), better, perRound));
     };
     auto any = [](const Path&) { return true; };
     auto proxied = [](const Path& p) { return static_cast<bool>(p.proxyPids); };
@@ -328,8 +321,12 @@ int run(const Flags& flags) {
         [](const Measured& x) { return x.machinedCpuUs; });
   }
 
-  std::array<std::vector<double>, 3> hsRates, hsCpus;
+  std::array<std::vector<std::optional<double>>, 3> hsRates, hsCpus;
   for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
+    for (size_t i = 0; i < paths.size(); ++i) {
+      hsRates[i].emplace_back();
+      hsCpus[i].emplace_back();
+    }
     for (size_t i = 1; i < paths.size() && !stopRequested; ++i) {
       const Path& p = paths[i];
       if (!p.target) continue;
@@ -346,18 +343,13 @@ int run(const Flags& flags) {
         failed = true;
         continue;
       }
-      hsRates[i].push_back(r.perSecond());
+      hsRates[i].back() = r.perSecond();
       if (p.proxyPids)
-        hsCpus[i].push_back(static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes));
+        hsCpus[i].back() = static_cast<double>(proxy1 - proxy0) * usPerTick / static_cast<double>(r.handshakes);
     }
   }
-  std::array<std::optional<double>, 3> hsRate, hsCpu;
-  for (size_t i = 0; i < 3; ++i) {
-    hsRate[i] = medianOf(hsRates[i]);
-    hsCpu[i] = medianOf(hsCpus[i]);
-  }
-  rows.push_back({fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRate});
-  rows.push_back({"proxy CPU/handshake (us)", Better::kLower, hsCpu});
+  rows.push_back(summarize(fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRates));
+  rows.push_back(summarize("proxy CPU/handshake (us)", Better::kLower, hsCpus));
 
   if (stopRequested) {
     std::printf("interrupted: stopping everything keel_bench started\n");

@@ -93,6 +93,34 @@ std::string ratioText(const TableRow& row) {
   return fmt::format("{:.2f}x {}", ratio, better ? "better" : "worse");
 }
 
+std::optional<double> medianOf(const std::vector<std::optional<double>>& values) {
+  std::vector<double> v;
+  for (const auto& x : values) {
+    if (x) v.push_back(*x);
+  }
+  if (v.empty()) return std::nullopt;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+TableRow summarize(std::string label, Better better, const std::array<std::vector<std::optional<double>>, 3>& perRound) {
+  TableRow row{std::move(label), better, {}, {}};
+  for (size_t i = 0; i < 3; ++i) row.values[i] = medianOf(perRound[i]);
+  const auto& apid = perRound[1];
+  const auto& nginx = perRound[2];
+  for (size_t k = 0; k < std::min(apid.size(), nginx.size()); ++k) {
+    if (apid[k] && nginx[k] && *nginx[k] > 0) row.roundRatios.push_back(*apid[k] / *nginx[k]);
+  }
+  return row;
+}
+
+std::string spreadText(const TableRow& row) {
+  if (row.roundRatios.size() < 2) return "";
+  const auto [lo, hi] = std::minmax_element(row.roundRatios.begin(), row.roundRatios.end());
+  return fmt::format("rounds {:.2f}-{:.2f}", *lo, *hi);
+}
+
 namespace {
 
 std::string formatValue(const std::optional<double>& v) {
@@ -110,12 +138,15 @@ std::string formatTable(const std::vector<TableRow>& rows) {
   constexpr size_t kValueWidth = 12;
   std::string out = fmt::format("{:<{}}", "metric", labelWidth);
   for (const auto c : kColumns) out += fmt::format(" {:>{}}", c, kValueWidth);
-  out += fmt::format("  {}\n", "apid/nginx");
-  out += std::string(labelWidth + 3 * (kValueWidth + 1) + 14, '-') + "\n";
+  const bool spread = std::any_of(rows.begin(), rows.end(), [](const TableRow& r) { return !spreadText(r).empty(); });
+  constexpr size_t kRatioWidth = 13;
+  out += spread ? fmt::format("  {:<{}} {}\n", "apid/nginx", kRatioWidth, "spread") : "  apid/nginx\n";
+  out += std::string(labelWidth + 3 * (kValueWidth + 1) + 2 + kRatioWidth + (spread ? 18 : 0), '-') + "\n";
   for (const auto& r : rows) {
     out += fmt::format("{:<{}}", r.label, labelWidth);
     for (const auto& v : r.values) out += fmt::format(" {:>{}}", formatValue(v), kValueWidth);
-    out += fmt::format("  {}\n", ratioText(r));
+    const std::string s = spreadText(r);
+    out += s.empty() ? fmt::format("  {}\n", ratioText(r)) : fmt::format("  {:<{}} {}\n", ratioText(r), kRatioWidth, s);
   }
   return out;
 }

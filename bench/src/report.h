@@ -33,12 +33,27 @@ struct TableRow {
   std::string label;
   Better better = Better::kHigher;
   std::array<std::optional<double>, 3> values;  // direct, apid, nginx; nullopt prints "-"
+  // apid's figure over nginx's in each round that measured both: how far the ratio moves
+  // from one round to the next.
+  std::vector<double> roundRatios;
 };
+
+// The median of the values present (nullopt when none is).
+std::optional<double> medianOf(const std::vector<std::optional<double>>& values);
+
+// A row from each path's figure per round (nullopt: that round measured nothing): the
+// median per path, and apid/nginx in each round that has both.
+TableRow summarize(std::string label, Better better, const std::array<std::vector<std::optional<double>>, 3>& perRound);
+
+// The lowest and highest of the round ratios ("rounds 0.88-1.10"), or "" with fewer
+// than two.
+std::string spreadText(const TableRow& row);
 
 // "1.23x better", "0.80x worse" or "-" when either side is missing or nginx's is 0.
 std::string ratioText(const TableRow& row);
 
-// The rows as an aligned text table with a header and the apid/nginx column.
+// The rows as an aligned text table with a header, the apid/nginx column and the spread
+// of that ratio over the rounds.
 std::string formatTable(const std::vector<TableRow>& rows);
 
 }  // namespace keel::bench

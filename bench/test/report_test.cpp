@@ -32,20 +32,46 @@ TEST_CASE("parses a concurrency list and refuses empty or out-of-range entries")
 }
 
 TEST_CASE("the apid/nginx ratio says better or worse by the metric's direction") {
-  TableRow rps{"rps", Better::kHigher, {1000.0, 1200.0, 1000.0}};
+  TableRow rps{"rps", Better::kHigher, {1000.0, 1200.0, 1000.0}, {}};
   CHECK(ratioText(rps) == "1.20x better");
-  TableRow latency{"p50", Better::kLower, {10.0, 200.0, 100.0}};
+  TableRow latency{"p50", Better::kLower, {10.0, 200.0, 100.0}, {}};
   CHECK(ratioText(latency) == "2.00x worse");
-  TableRow missing{"p50", Better::kLower, {10.0, std::nullopt, 100.0}};
+  TableRow missing{"p50", Better::kLower, {10.0, std::nullopt, 100.0}, {}};
   CHECK(ratioText(missing) == "-");
 }
 
 TEST_CASE("the table prints every column and row") {
-  const std::string t = formatTable({{"c=1 requests/s", Better::kHigher, {5000.0, std::nullopt, 2500.0}}});
+  const std::string t = formatTable({{"c=1 requests/s", Better::kHigher, {5000.0, std::nullopt, 2500.0}, {}}});
   CHECK(t.find("direct") != std::string::npos);
   CHECK(t.find("apid/nginx") != std::string::npos);
   CHECK(t.find("5000") != std::string::npos);
   CHECK(t.find("2500") != std::string::npos);
+}
+
+TEST_CASE("a row takes each path's median over the rounds, and pairs apid with nginx round by round") {
+  // Round 2 of apid failed: its median comes from the others, and that round has no ratio.
+  const TableRow r = summarize("c=1 p50 latency (us)", Better::kLower,
+                               {{{100.0, 120.0, 110.0}, {400.0, std::nullopt, 600.0}, {500.0, 450.0, 480.0}}});
+  REQUIRE(r.values[0].has_value());
+  CHECK(*r.values[0] == 110.0);
+  REQUIRE(r.values[1].has_value());
+  CHECK(*r.values[1] == 500.0);  // the mean of the two present: 400 and 600
+  CHECK(*r.values[2] == 480.0);
+  REQUIRE(r.roundRatios.size() == 2);
+  CHECK(r.roundRatios[0] == 400.0 / 500.0);
+  CHECK(r.roundRatios[1] == 600.0 / 480.0);
+  CHECK(spreadText(r) == "rounds 0.80-1.25");
+  const std::string t = formatTable({r});
+  CHECK(t.find("spread") != std::string::npos);
+  CHECK(t.find("rounds 0.80-1.25") != std::string::npos);
+}
+
+TEST_CASE("one round prints no spread") {
+  const TableRow r = summarize("handshakes/s (c=4)", Better::kHigher, {{{std::nullopt}, {200.0}, {210.0}}});
+  CHECK_FALSE(r.values[0].has_value());
+  CHECK(spreadText(r).empty());
+  CHECK(formatTable({r}).find("spread") == std::string::npos);
+  CHECK(medianOf({}) == std::nullopt);
 }
 
 TEST_CASE("the nginx config requires client certificates, TLS 1.3 and proxies to the socket") {
