@@ -408,6 +408,43 @@ TEST_CASE("every call and every refusal is audited without message bodies") {
 namespace keel::integration {
 namespace {
 
+// A generic client stream driven one operation at a time: each operation is started
+// with the next tag and waited for with step().
+class StepStream {
+ public:
+  StepStream(const std::shared_ptr<grpc::Channel>& channel, const std::string& method) : stub_(channel) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    call = stub_.PrepareCall(&ctx_, method, &cq_);
+  }
+  ~StepStream() {
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+  // The next tag to start an operation with.
+  void* tag() { return reinterpret_cast<void*>(++started_); }
+  // Waits for the operation started last; returns its ok.
+  bool step() {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq_.Next(&tag, &ok));
+    CHECK(reinterpret_cast<intptr_t>(tag) == started_);
+    return ok;
+  }
+
+ private:
+  grpc::GenericStub stub_;
+  grpc::CompletionQueue cq_;
+  grpc::ClientContext ctx_;
+  intptr_t started_ = 0;
+
+ public:
+  // Declared last: it lives in the call's memory, which the context frees.
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call;
+};
+
 TEST_CASE("a backend added by dropping a manifest is routed with the rules it ships") {
   Gateway g;
   RecordingBackend toy(g.dir / "toy.sock");
@@ -424,39 +461,23 @@ TEST_CASE("a backend added by dropping a manifest is routed with the rules it sh
   CHECK(rawCall(*reader, kVersion, "").ok());
 
   SECTION("a bidirectional stream passes through both ways") {
-    grpc::GenericStub stub(reader);
-    grpc::CompletionQueue cq;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-    auto step = [&](intptr_t expected) {
-      void* tag = nullptr;
-      bool ok = false;
-      REQUIRE(cq.Next(&tag, &ok));
-      CHECK(reinterpret_cast<intptr_t>(tag) == expected);
-      return ok;
-    };
-    auto call = stub.PrepareCall(&ctx, "/keel.toy.v1.ToyService/Chat", &cq);
-    call->StartCall(reinterpret_cast<void*>(1));
-    CHECK(step(1));
+    StepStream chat(reader, "/keel.toy.v1.ToyService/Chat");
+    chat.call->StartCall(chat.tag());
+    CHECK(chat.step());
     grpc::Slice slice(std::string("hello"));
     grpc::ByteBuffer msg(&slice, 1);
-    call->Write(msg, reinterpret_cast<void*>(2));
-    CHECK(step(2));
-    call->WritesDone(reinterpret_cast<void*>(3));
-    CHECK(step(3));
+    chat.call->Write(msg, chat.tag());
+    CHECK(chat.step());
+    chat.call->WritesDone(chat.tag());
+    CHECK(chat.step());
     grpc::ByteBuffer reply;
-    call->Read(&reply, reinterpret_cast<void*>(4));
-    CHECK(step(4));
+    chat.call->Read(&reply, chat.tag());
+    CHECK(chat.step());
     grpc::Status status;
-    call->Finish(&status, reinterpret_cast<void*>(5));
-    CHECK(step(5));
+    chat.call->Finish(&status, chat.tag());
+    CHECK(chat.step());
     CHECK(status.ok());
     CHECK(toy.calls().back().method == "/keel.toy.v1.ToyService/Chat");
-    cq.Shutdown();
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq.Next(&tag, &ok)) {
-    }
   }
 }
 
@@ -487,20 +508,9 @@ TEST_CASE("a backend that drains its connection with GOAWAY while a stream stays
   REQUIRE(eventually([&] { return rawCall(*reader, echo, "").ok(); }, 10s));
 
   // A stream that stays open keeps apid's connection to the backend open after GOAWAY.
-  grpc::GenericStub stub(reader);
-  grpc::CompletionQueue cq;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  auto step = [&](intptr_t expected) {
-    void* tag = nullptr;
-    bool ok = false;
-    REQUIRE(cq.Next(&tag, &ok));
-    CHECK(reinterpret_cast<intptr_t>(tag) == expected);
-    return ok;
-  };
-  auto chat = stub.PrepareCall(&ctx, "/keel.toy.v1.ToyService/Chat", &cq);
-  chat->StartCall(reinterpret_cast<void*>(1));
-  REQUIRE(step(1));
+  StepStream chat(reader, "/keel.toy.v1.ToyService/Chat");
+  chat.call->StartCall(chat.tag());
+  REQUIRE(chat.step());
   REQUIRE(eventually([&] { return !toy.calls().empty() && toy.calls().back().method.ends_with("/Chat"); }, 5s));
   // The GOAWAY comes from the backend's own timer (the connection's age, 300 ms, with
   // gRPC's jitter), and nothing outside the connection shows it: wait well past it.
@@ -516,20 +526,15 @@ TEST_CASE("a backend that drains its connection with GOAWAY while a stream stays
   CHECK(st.ok());
 
   // The open stream still finishes on the old connection.
-  chat->WritesDone(reinterpret_cast<void*>(2));
-  CHECK(step(2));
+  chat.call->WritesDone(chat.tag());
+  CHECK(chat.step());
   grpc::ByteBuffer reply;
-  chat->Read(&reply, reinterpret_cast<void*>(3));
-  CHECK(step(3));
+  chat.call->Read(&reply, chat.tag());
+  CHECK(chat.step());
   grpc::Status status;
-  chat->Finish(&status, reinterpret_cast<void*>(4));
-  CHECK(step(4));
+  chat.call->Finish(&status, chat.tag());
+  CHECK(chat.step());
   CHECK(status.ok());
-  cq.Shutdown();
-  void* tag = nullptr;
-  bool ok = false;
-  while (cq.Next(&tag, &ok)) {
-  }
 }
 
 TEST_CASE("a manifest whose socket belongs to another uid is not forwarded to") {
