@@ -8,6 +8,7 @@ namespace keel::apid {
 namespace {
 
 constexpr uint32_t kLengthDelimited = 2;
+constexpr uint64_t kMaxLength = 0x7fffffff;
 
 void putVarint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -78,8 +79,13 @@ Result<std::string> stampUnaryReply(std::string_view reply, std::string_view nod
         pos += 4;
         break;
       case kLengthDelimited: {
+        const size_t lengthStart = pos;
         const auto len = getVarint(reply, pos);
-        if (!len || *len > reply.size() - pos) return dataLoss("the reply is not valid protobuf (bad length)");
+        // protobuf reads a length as at most five bytes, below 2^31; what it would refuse
+        // is refused here too.
+        if (!len || pos - lengthStart > 5 || *len > kMaxLength || *len > reply.size() - pos) {
+          return dataLoss("the reply is not valid protobuf (bad length)");
+        }
         if (field == 1) {
           std::string entry(reply.substr(pos, *len));
           entry += stamp;

@@ -51,6 +51,32 @@ TEST_CASE("every entry of a unary reply gets the node, and nothing else changes"
   CHECK(parsed.SerializeAsString() == expected.SerializeAsString());
 }
 
+TEST_CASE("an entry whose length is spelled longer than needed is stamped, with its length in shortest form",
+          "[wire_stamp]") {
+  // Field 1, length 0 written as a five-byte varint: valid wire format, six bytes.
+  const std::string reply("\x0a\x80\x80\x80\x80\x00", 6);
+  machine::VersionResponse original;
+  REQUIRE(original.ParseFromString(reply));
+  REQUIRE(original.messages_size() == 1);
+  const auto stamped = stampUnaryReply(reply, "node-a");
+  REQUIRE(stamped.ok());
+  machine::VersionResponse parsed;
+  REQUIRE(parsed.ParseFromString(*stamped));
+  REQUIRE(parsed.messages_size() == 1);
+  CHECK(parsed.messages(0).metadata().node() == "node-a");
+  CHECK(stamped->size() == 2 + 10);  // tag, length, and the 10-byte metadata for "node-a"
+}
+
+TEST_CASE("a length spelled in more bytes than protobuf reads is data loss, as protobuf has it", "[wire_stamp]") {
+  // Length 0 in ten bytes: protobuf reads a length in at most five.
+  const std::string reply("\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11);
+  machine::VersionResponse viaProtobuf;
+  CHECK_FALSE(viaProtobuf.ParseFromString(reply));
+  const auto stamped = stampUnaryReply(reply, "node-a");
+  REQUIRE_FALSE(stamped.ok());
+  CHECK(stamped.status().code() == StatusCode::kDataLoss);
+}
+
 TEST_CASE("a node name already in an entry is replaced by the stamping node's", "[wire_stamp]") {
   machine::VersionResponse reply;
   reply.add_messages()->mutable_metadata()->set_node("spoofed");
