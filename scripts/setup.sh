@@ -17,6 +17,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
   android-libboringssl-dev
   procps iproute2 strace systemd
+  python3 python3-cryptography  # strict DER parser (not OpenSSL) for the certificate tests
   nginx  # reference mTLS gRPC proxy that bench/keel_bench compares apid with
 )
 BACKPORTS_PACKAGES=(libcatch2-dev)

@@ -100,7 +100,10 @@ Status addKeyIdentifiers(X509* cert, X509* issuer) {
 Status addBasicConstraints(X509* cert, bool ca) {
   BasicConstraintsPtr bc(BASIC_CONSTRAINTS_new());
   KEEL_RELEASE_ASSERT(bc != nullptr, "out of memory");
-  bc->ca = ca ? 1 : 0;
+  // DER (X.690 11.1) encodes TRUE as 0xFF only. OpenSSL writes the int's low byte, so
+  // 1 would come out as 0x01, which strict parsers (Go's crypto/x509, Python's
+  // cryptography) refuse. FALSE is basicConstraints' DEFAULT and is left out entirely.
+  bc->ca = ca ? 0xFF : 0;
   if (ca) {
     // pathlen 0: a Keel CA signs leaves only, never another CA.
     bc->pathlen = ASN1_INTEGER_new();
