@@ -138,6 +138,9 @@ TEST_CASE("a node without an impersonator certificate refuses to forward to othe
   const auto st = rawCall(*admin, kVersion, "", nullptr, {{"nodes", "127.0.1.2,127.0.1.3"}});
   CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   CHECK_THAT(st.error_message(), ContainsSubstring("impersonator"));
+  // One other node is refused the same way (a refused call has no route to look at).
+  const auto one = rawCall(*admin, kVersion, "", nullptr, {{"node", "127.0.1.2"}});
+  CHECK(one.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   // Targeting itself stays local and works.
   CHECK(rawCall(*admin, kVersion, "", nullptr, {{"node", "127.0.1.1"}}).ok());
   // A target is a node, never an endpoint.

@@ -138,8 +138,9 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
     }
     if (std::find(d.targets.begin(), d.targets.end(), *name) == d.targets.end()) d.targets.push_back(*name);
   }
-  if (d.targets.size() > kMaxTargets) {
-    d.status = invalidArgument(fmt::format("a call may target at most {} nodes, found {}", kMaxTargets, d.targets.size()));
+  if (d.targets.size() > options.maxTargets) {
+    d.status = invalidArgument(fmt::format("a call may target at most {} nodes (apid's limits.maxTargets), found {}",
+                                           options.maxTargets, d.targets.size()));
     return d;
   }
   for (const auto& t : d.targets) {

@@ -22,8 +22,8 @@ namespace keel::apid {
 // Metadata keys a client uses to target other nodes (DESIGN.md, "Routing and fan-out").
 inline constexpr std::string_view kNodesKey = "nodes";
 inline constexpr std::string_view kNodeKey = "node";
-// The most nodes one call may target.
-inline constexpr std::size_t kMaxTargets = 64;
+// The most nodes one call may target, unless apid's config says otherwise (limits.maxTargets).
+inline constexpr std::size_t kDefaultMaxTargets = 256;
 
 // What apid knows about a client from its verified leaf certificate.
 struct PeerIdentity {
@@ -67,6 +67,7 @@ struct PolicyOptions {
   bool mayForward = false;              // this node holds an impersonator certificate
   std::vector<std::string> selfNames;   // names of this node: targets that stay local
   std::string newRequestId;             // used unless a forwarding apid passed one
+  std::size_t maxTargets = kDefaultMaxTargets;
 };
 
 struct CallDecision {

@@ -609,6 +609,7 @@ void Call::decide() {
   policy.mayForward = g_.deps().peers != nullptr;
   policy.selfNames = g_.options().selfNames;
   policy.newRequestId = newRequestId();
+  policy.maxTargets = g_.options().maxTargets;
   CallDecision d = decideCall(request, routes->rules(), policy);
   if (d.status.isOk() && !identityError.isOk()) d.status = identityError;
 
@@ -640,7 +641,8 @@ void Call::decide() {
 
   std::shared_ptr<grpc::Channel> single;
   bool singleToBackend = true;
-  const bool oneUpstream = d.targets.empty() || (d.targets.size() == 1 && !info->fanOut);
+  // `info` is null when the call was refused: no route was looked up.
+  const bool oneUpstream = d.targets.empty() || (d.targets.size() == 1 && (info == nullptr || !info->fanOut));
   if (d.status.isOk() && oneUpstream) {
     const std::string* node = d.targets.empty() ? nullptr : &d.targets.front();
     singleToBackend = node == nullptr || isSelf(*node);

@@ -29,6 +29,7 @@ struct GatewayOptions {
   std::vector<std::string> selfNames;  // the node's address first, then its other names
   std::chrono::milliseconds forwardTimeout{30'000};
   int threads = 2;                     // completion queues, one thread each
+  std::size_t maxTargets = kDefaultMaxTargets;
 };
 
 struct GatewayDeps {

@@ -241,10 +241,12 @@ TEST_CASE("a target with a port or a scheme is an invalid argument", "[call_poli
   CHECK(decide(&peer, kVersion, {{"node", "node-c:1"}}, options).status.code() == StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("a call may target at most 64 distinct nodes", "[call_policy]") {
+TEST_CASE("a call may target at most maxTargets distinct nodes", "[call_policy]") {
   const auto peer = client("alice", {"os:reader"});
   PolicyOptions options;
   options.mayForward = true;
+  CHECK(options.maxTargets == 256);
+  options.maxTargets = 64;
   auto list = [](int n) {
     std::string s;
     for (int i = 0; i < n; ++i) s += (i ? "," : "") + std::string("10.0.1.") + std::to_string(i + 1);
