@@ -25,9 +25,12 @@ struct Cluster {
                                           "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()});
     INFO(made.err);
     REQUIRE(made.exitCode == 0);
-    // apid runs under its own account when the tests run as root: a copy it may execute.
-    std::filesystem::copy_file(APID_PATH, libexec / "apid");
-    chmod((libexec / "apid").c_str(), 0755);
+    // apid and trustd run under their own accounts when the tests run as root: copies
+    // they may execute. apid gets its certificates from trustd.
+    for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
+      std::filesystem::copy_file(path, libexec / name);
+      chmod((libexec / name).c_str(), 0755);
+    }
     auto config = nlohmann::json::parse(readFile(gen / "controlplane.json"));
     node = std::make_unique<Node>(config,
                                   std::vector<std::string>{"--libexec", libexec.path().string(), "--api-port",

@@ -118,8 +118,8 @@ def main(argv):
                 verify_signed_by(cert, ca.public_key())
                 verified = True
                 break
-            except InvalidSignature:
-                continue
+            except (InvalidSignature, TypeError, ValueError):
+                continue  # a namesake CA with another key (or key type)
         if not verified:
             problems.append(f"{where}: no CA among the checked files verifies it (issuer "
                             f"{cert.issuer.rfc4514_string()})")

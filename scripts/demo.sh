@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine, builds Keel, generates a new cluster (secrets
-# bundle, machine configs, admin client config), starts a control-plane node on
-# 127.0.1.1 with --root (machined, which starts apid on 127.0.1.1:50000), talks to it
-# with keelctl over mTLS through apid, and shuts it down again.
+# Sets up a fresh Debian 12 machine, builds Keel, creates a local cluster of one control
+# plane and two workers (each node's machined on its own loopback address, unprivileged,
+# under one directory: the workers get their certificates from the control plane's trustd
+# with the join token), talks to every node with keelctl over mTLS through apid, and
+# destroys the cluster again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,85 +11,41 @@ bash scripts/setup.sh
 bash scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_WERROR=ON >/dev/null
 keelctl=$PWD/build/cmd/keelctl/keelctl
 machined=$PWD/build/services/machined/machined
-apid=$PWD/build/services/apid/apid
 
 out=${KEEL_OUT:-$PWD/out/cluster-$(date -u +%Y%m%d-%H%M%S)}
-mkdir -p "$out"
-# Services run under their own accounts when this runs as root: they traverse this
-# directory to their own (the secrets in it are mode 0600 files).
-chmod 711 "$out"
-
-echo "== keelctl gen secrets"
-"$keelctl" gen secrets -o "$out/secrets.json"
-
-# An example extension service for the node to supervise: it logs a heartbeat.
-cat > "$out/patch.json" <<'JSON'
-{
-  "machine": {
-    "extensions": [
-      {
-        "name": "heartbeat",
-        "command": "/bin/sh",
-        "args": ["-c", "while :; do echo \"heartbeat $(date -u +%H:%M:%S)\"; sleep 2; done"]
-      }
-    ],
-    "files": { "allowedRoots": ["/var/log"] }
-  }
-}
-JSON
-echo
-echo "== keelctl gen config demo 127.0.1.1"
-"$keelctl" gen config demo 127.0.1.1 --with-secrets "$out/secrets.json" --config-patch "$out/patch.json" -o "$out"
+mkdir -p "$(dirname "$out")"
 
 # The built-in services machined starts (an OS image has them in /usr/libexec/keel).
-install -d -m 0755 "$out/libexec"
-install -m 0755 "$apid" "$out/libexec/apid"
+libexec=$(mktemp -d)
+chmod 755 "$libexec"
+install -m 0755 build/services/apid/apid build/services/trustd/trustd "$libexec/"
 
-echo
-echo "== machined --root $out/node1 --config $out/controlplane.json --address 127.0.1.1 --libexec $out/libexec"
-"$machined" --root "$out/node1" --config "$out/controlplane.json" --address 127.0.1.1 \
-  --libexec "$out/libexec" --log-level warn 2>"$out/machined.log" &
-node_pid=$!
-stop_node() {
-  if kill -0 "$node_pid" 2>/dev/null; then
-    kill "$node_pid" 2>/dev/null || true
-    wait "$node_pid" 2>/dev/null || true
-  fi
-}
-trap stop_node EXIT
+echo "== keelctl cluster create --controlplanes 1 --workers 2 --root $out"
+"$keelctl" cluster create --controlplanes 1 --workers 2 --root "$out" --name demo \
+  --machined "$machined" --libexec "$libexec"
+destroy() { "$keelctl" cluster destroy --root "$out" >/dev/null 2>&1 || true; rm -rf "$libexec"; }
+trap destroy EXIT
 
-# keelctl reaches the node the way an operator does: mTLS 1.3 to apid, with the admin
-# client certificate of the generated keelconfig.
+# keelctl reaches the nodes the way an operator does: mTLS 1.3 to the control plane's
+# apid with the admin certificate of the cluster's keelconfig; apid forwards to the
+# workers' apid (as os:impersonator).
 k() { "$keelctl" --keelconfig "$out/keelconfig" "$@"; }
-for _ in $(seq 1 100); do
-  k version >/dev/null 2>&1 && break
-  kill -0 "$node_pid" 2>/dev/null || { cat "$out/machined.log" >&2; exit 1; }
-  sleep 0.1
-done
-# Give the heartbeat service time to count as running and to log a line.
-sleep 3
+all=127.0.1.1,127.0.1.2,127.0.1.3
 
 echo
-echo "== keelctl version"
-k version
+echo "== keelctl cluster show"
+"$keelctl" cluster show --root "$out"
 echo
-echo "== keelctl services"
-k services
+echo "== keelctl -n $all version"
+k -n "$all" version
 echo
-echo "== keelctl logs heartbeat --tail 2"
-k logs heartbeat --tail 2
+echo "== keelctl -n $all services"
+k -n "$all" services
 echo
-echo "== keelctl -n 127.0.1.1 version   (targets a node by name: the reply says which)"
-k -n 127.0.1.1 version
+echo "== keelctl logs trustd --tail 4   (the control plane's CA: each worker's certificate)"
+k logs trustd --tail 4
 echo
-echo "== keelctl logs apid --tail 3   (apid's audit lines: who called what, and the decision)"
-k logs apid --tail 3
-echo
-echo "== keelctl shutdown --yes"
-k shutdown --yes
-wait "$node_pid"
+echo "== keelctl cluster destroy --root $out"
 trap - EXIT
-echo
-echo "The cluster's files are in $out (secrets.json and controlplane.json hold CA keys: keep them private)."
-echo "Start the node again with: $machined --root $out/node1 --address 127.0.1.1 --libexec $out/libexec"
-echo "and talk to it with: $keelctl --keelconfig $out/keelconfig services"
+"$keelctl" cluster destroy --root "$out"
+rm -rf "$libexec"

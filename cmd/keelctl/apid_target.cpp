@@ -27,10 +27,13 @@ namespace {
 
 // What to run for a new client certificate: a new admin config for a new cluster, or a
 // config with chosen roles from the existing cluster's secrets bundle.
+// An expired certificate can no longer be renewed ('keelctl config renew' needs a valid
+// one), so the way back goes through someone who still has access, or the secrets.
 constexpr std::string_view kNewCertificateHint =
-    "make a new client config with 'keelctl config new <file> --roles <roles> --from <secrets bundle>' and "
-    "add it "
-    "with 'keelctl config merge <file>' (or take the keelconfig 'keelctl gen config' writes)";
+    "an expired certificate cannot be renewed; ask an admin to run 'keelctl config generate <file> --roles "
+    "<roles>' for you, or make one from the cluster's secrets bundle with 'keelctl config new <file> --roles "
+    "<roles> --from <secrets bundle>', then add it with 'keelctl config merge <file>' (renew before expiry with "
+    "'keelctl config renew')";
 
 std::string nameOf(const pki::DistinguishedName& dn) {
   return dn.commonName.empty() ? dn.toString() : dn.commonName;

@@ -13,6 +13,7 @@
 #include "keel/config/client_config.h"
 #include "keel/config/duration.h"
 #include "keel/config/endpoint.h"
+#include "ca_commands.h"
 #include "machine_commands.h"
 
 namespace keel::keelctl {
@@ -260,6 +261,61 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
     addOutput(cmd, *common);
     bind(cmd, [name](MachineCommandEnv& e) { return cmdPower(e, name); });
   }
+}
+
+void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,
+                            std::function<Status(CommandEnv&)>& action) {
+  struct CaArgs {
+    ConfigGenerateOptions generate;
+    std::string output;
+    std::string ttl;
+    std::string renewTtl;
+  };
+  auto a = std::make_shared<CaArgs>();
+  // Parsed when the command runs, so that a bad value is a keelctl error like any other.
+  auto ttlOf = [](const std::string& text) -> Result<std::chrono::seconds> {
+    if (text.empty()) return std::chrono::seconds(0);
+    return config::parseDuration(text, std::chrono::hours(24 * 365 * 10));
+  };
+
+  auto* generate = configCmd.add_subcommand(
+      "generate", "Ask the cluster's certificate authority (through apid, admin only) for a new client config");
+  generate->add_option("path", a->output, "File to write (mode 0600)")->required();
+  generate->add_option("--roles", a->generate.roles, "Roles: os:admin, os:operator, os:reader")
+      ->delimiter(',')
+      ->required();
+  generate->add_option("--crt-ttl", a->ttl, "Lifetime of the certificate (default: the cluster's, bounded by it)");
+  generate->add_option("--identity", a->generate.identity, "Certificate CN, shown in audit logs (default: the role)");
+  generate->add_flag("--force", a->generate.force, "Replace the file if it exists");
+  generate->footer("Examples:\n  keelctl config generate reader.keelconfig --roles os:reader --crt-ttl 24h\n"
+                   "  keelctl config generate alice.keelconfig --roles os:operator --identity alice");
+  generate->callback([&options, &action, a, ttlOf] {
+    action = [&options, a, ttlOf](CommandEnv& env) -> Status {
+      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
+      KEEL_ASSIGN_OR_RETURN(a->generate.ttl, ttlOf(a->ttl));
+      a->generate.output = a->output;
+      MachineClient client(std::move(target));
+      MachineCommandEnv menv{client, OutputFormat::kTable, env.out, std::cerr, std::cin, true};
+      return cmdConfigGenerate(menv, a->generate);
+    };
+  });
+
+  auto* renew = configCmd.add_subcommand(
+      "renew", "Renew the current context's client certificate (same identity and roles) while it is still valid");
+  renew->add_option("--crt-ttl", a->renewTtl, "Lifetime of the new certificate (default: the cluster's)");
+  renew->footer("Examples:\n  keelctl config renew\n  keelctl --keelconfig ops.keelconfig config renew --crt-ttl 720h");
+  renew->callback([&options, &action, a, ttlOf] {
+    action = [&options, a, ttlOf](CommandEnv& env) -> Status {
+      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
+      KEEL_ASSIGN_OR_RETURN(const auto ttl, ttlOf(a->renewTtl));
+      KEEL_ASSIGN_OR_RETURN(const auto path, config::resolveClientConfigPath(env.keelconfigFlag, env.env));
+      KEEL_ASSIGN_OR_RETURN(auto cfg, config::readClientConfigFile(path));
+      if (!target.viaApid()) return invalidArgument("'config renew' works through apid, not with --root or --socket");
+      MachineClient client(std::move(target));
+      MachineCommandEnv menv{client, OutputFormat::kTable, env.out, std::cerr, std::cin, true};
+      return cmdConfigRenew(menv, path, std::move(cfg), ttl);
+    };
+  });
 }
 
 }  // namespace keel::keelctl

@@ -27,4 +27,9 @@ struct MachineCliOptions {
 // is set to run it.
 void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action);
 
+// Adds 'config generate' and 'config renew' under `configCmd`: they reach the cluster's
+// certificate authority through apid with the global flags of the machine commands.
+void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,
+                            std::function<Status(CommandEnv&)>& action);
+
 }  // namespace keel::keelctl

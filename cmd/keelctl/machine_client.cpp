@@ -45,12 +45,14 @@ void MachineClient::connect() {
     tls.pem_root_certs = target_.tls.ca;
     tls.pem_cert_chain = target_.tls.crt;
     tls.pem_private_key = target_.tls.key;
-    stub_ = keel::machine::v1::MachineService::NewStub(
-        grpc::CreateCustomChannel(target_.endpoint, grpc::SslCredentials(tls), args));
+    auto channel = grpc::CreateCustomChannel(target_.endpoint, grpc::SslCredentials(tls), args);
+    stub_ = keel::machine::v1::MachineService::NewStub(channel);
+    security_ = keel::security::v1::SecurityService::NewStub(channel);
     return;
   }
-  stub_ = keel::machine::v1::MachineService::NewStub(grpc::CreateCustomChannel(
-      "unix:" + target_.socket.string(), grpc::InsecureChannelCredentials(), args));
+  auto channel = grpc::CreateCustomChannel("unix:" + target_.socket.string(), grpc::InsecureChannelCredentials(), args);
+  stub_ = keel::machine::v1::MachineService::NewStub(channel);
+  security_ = keel::security::v1::SecurityService::NewStub(channel);
 }
 
 std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds timeout) const {

@@ -17,6 +17,7 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
+#include "keel/security/v1/security.grpc.pb.h"
 
 namespace google::protobuf {
 class Message;
@@ -54,6 +55,8 @@ class MachineClient {
   explicit MachineClient(MachineTarget target);
 
   keel::machine::v1::MachineService::Stub& stub() { return *stub_; }
+  // The certificate authority (trustd) of the node behind the endpoint, on the same connection.
+  keel::security::v1::SecurityService::Stub& security() { return *security_; }
   // A context carrying the roles (local socket) or the target nodes (apid); `timeout`
   // zero means no deadline (streams that follow).
   std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = std::chrono::seconds(30)) const;
@@ -69,6 +72,7 @@ class MachineClient {
 
   MachineTarget target_;
   std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
+  std::unique_ptr<keel::security::v1::SecurityService::Stub> security_;
 };
 
 // A failed call as a Status a person can act on: UNAVAILABLE names the socket, or, when

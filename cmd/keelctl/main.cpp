@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cluster_commands.h"
 #include "command_env.h"
 #include "config_commands.h"
 #include "gen_commands.h"
@@ -173,6 +174,55 @@ int main(int argc, char** argv) {
   // Commands against a node: version, services, logs, …
   keel::keelctl::MachineCliOptions machineOptions;
   keel::keelctl::addMachineCommands(app, machineOptions, action);
+  keel::keelctl::addCertificateCommands(*cfg, machineOptions, action);
+
+  // A local cluster on this machine.
+  auto* cluster = app.add_subcommand("cluster", "Create, show or destroy a local cluster on loopback addresses");
+  cluster->require_subcommand(1);
+  keel::keelctl::ClusterCreateOptions clusterOptions;
+  std::string clusterRoot = "keel-cluster";
+  int clusterWaitSeconds = 300;
+  {
+    // The binaries default to those installed beside keelctl.
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+    clusterOptions.machined = self / "machined";
+    clusterOptions.libexec = self;
+  }
+  auto* create = cluster->add_subcommand("create", "Start a local cluster: each node's machined on its own "
+                                                   "127.0.1.x address, unprivileged, under --root");
+  create->add_option("--controlplanes", clusterOptions.controlPlanes, "Control-plane nodes (127.0.1.1, …)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 250));
+  create->add_option("--workers", clusterOptions.workers, "Worker nodes, after the control planes")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 249));
+  create->add_option("--root", clusterRoot, "Directory for everything the cluster writes")->capture_default_str();
+  create->add_option("--name", clusterOptions.name, "Cluster name (the client config's context)")->capture_default_str();
+  create->add_option("--machined", clusterOptions.machined, "The machined binary")->capture_default_str();
+  create->add_option("--libexec", clusterOptions.libexec, "Directory holding apid and trustd")->capture_default_str();
+  create->add_option("--api-port", clusterOptions.apiPort, "apid's API port on every node")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  create->add_option("--join-port", clusterOptions.joinPort, "The control planes' join port")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  create->add_option("--wait", clusterWaitSeconds, "Seconds to wait for every node's apid to answer")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  create->footer("Examples:\n  keelctl cluster create --controlplanes 1 --workers 2 --root /tmp/keel\n"
+                 "  KEELCONFIG=/tmp/keel/keelconfig keelctl version      # every node of the cluster");
+  create->callback([&] {
+    clusterOptions.root = clusterRoot;
+    clusterOptions.wait = std::chrono::seconds(clusterWaitSeconds);
+    action = [&](CommandEnv& env) { return keel::keelctl::clusterCreate(clusterOptions, env); };
+  });
+  auto* show = cluster->add_subcommand("show", "Show a local cluster's nodes, their type and health");
+  show->add_option("--root", clusterRoot, "The cluster's directory")->capture_default_str();
+  show->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::clusterShow(clusterRoot, env); }; });
+  auto* destroy = cluster->add_subcommand("destroy", "Stop everything a local cluster started and remove its files");
+  destroy->add_option("--root", clusterRoot, "The cluster's directory")->capture_default_str();
+  destroy->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::clusterDestroy(clusterRoot, env); }; });
 
   try {
     app.parse(argc, argv);

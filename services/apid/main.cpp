@@ -3,6 +3,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdlib>
 #include <iostream>
 
@@ -12,6 +15,7 @@
 
 #include "apid.h"
 #include "apid_config.h"
+#include "identity.h"
 #include "keel/common/clock.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
@@ -32,6 +36,23 @@ keel::Status confine() {
   options.policy = std::move(policy).value();
   options.allThreads = true;
   return keel::sandbox::apply(options);
+}
+
+std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::apid::ApidConfig& config, const keel::Clock& clock) {
+  const auto& id = *config.identity;
+  keel::apid::IdentityOptions options;
+  options.nodeAddress = config.nodeAddress;
+  options.sans = id.sans;
+  options.files.servingKey = config.tls.key;
+  options.files.servingCert = config.tls.cert;
+  if (config.impersonator) {
+    options.files.impersonatorKey = config.impersonator->key;
+    options.files.impersonatorCert = config.impersonator->cert;
+  }
+  auto issuer = id.joinEndpoints.empty()
+                    ? keel::apid::localTrustdIssuer(id.trustdSocket)
+                    : keel::apid::joinIssuer(id.joinEndpoints, id.joinToken, config.acceptedCas);
+  return std::make_unique<keel::apid::IdentityManager>(std::move(options), std::move(issuer), clock);
 }
 
 }  // namespace
@@ -76,14 +97,43 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   keel::SystemClock clock;
+  std::unique_ptr<keel::apid::IdentityManager> identity;
+  if (config->identity) identity = makeIdentity(*config, clock);
+
+  // One thread waits for the stop signal whatever apid is doing: getting its first
+  // certificate can take a while (a control plane not up yet), and must stop on request.
+  std::mutex mu;
+  std::condition_variable cv;
+  int sig = 0;
+  std::thread([&] {
+    int s = 0;
+    sigwait(&signals, &s);
+    {
+      std::lock_guard lock(mu);
+      sig = s;
+    }
+    cv.notify_all();
+    if (identity) identity->stop();
+  }).detach();
+
+  if (identity) {
+    if (const auto st = identity->obtain(); !st.isOk()) {
+      spdlog::info("apid: stopped before it had a certificate");
+      return 0;
+    }
+    identity->startRenewing();
+  }
   auto apid = keel::apid::Apid::start(*config, clock);
   if (!apid.ok()) {
     spdlog::error("apid: {}", apid.status().message());
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return sig != 0; });
+  }
   spdlog::info("apid: signal {} received; stopping", sig);
   (*apid)->shutdown(kDrain);
+  if (identity) identity->stop();
   return 0;
 }

@@ -150,6 +150,11 @@ int main(int argc, char** argv) {
   app.add_option("--api-port", options.apiPort, "The TCP port apid serves the API on, on --address")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  app.add_option("--join-port", options.joinPort,
+                 "The TCP port of the join listener: apid serves it on a control plane; a worker's apid joins "
+                 "the control plane on it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
   app.add_option("--allow-uid", allowUids, "A uid that may call machined.sock directly (repeatable); "
                                            "in --root mode the invoking user is always allowed");
   bool denyInvokingUser = false;

@@ -9,6 +9,7 @@
 
 #include "keel/common/v1/common.pb.h"
 #include "keel/machine/v1/machine.pb.h"
+#include "keel/security/v1/security.pb.h"
 
 namespace keel::authz {
 
@@ -118,6 +119,7 @@ std::vector<const pb::ServiceDescriptor*> builtinServices() {
   // One message of each built-in API file; referencing it also links the file in.
   const std::vector<const pb::FileDescriptor*> files = {
       keel::machine::v1::VersionResponse::descriptor()->file(),
+      keel::security::v1::SignNodeCertificateRequest::descriptor()->file(),
   };
   std::vector<const pb::ServiceDescriptor*> services;
   for (const auto* file : files) {

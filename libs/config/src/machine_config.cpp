@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keel/config/duration.h"
 #include "keel/config/json_fields.h"
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
@@ -103,6 +104,16 @@ std::string serializeMachineConfig(const MachineConfig& c) {
     }
     machine["extensions"] = std::move(exts);
   }
+  const auto& t = c.trustd;
+  if (t != TrustdSettings{}) {
+    nlohmann::ordered_json trustd = nlohmann::ordered_json::object();
+    if (t.nodeCertTtl) trustd["nodeCertTtl"] = formatDuration(*t.nodeCertTtl);
+    if (t.clientCertMaxTtl) trustd["clientCertMaxTtl"] = formatDuration(*t.clientCertMaxTtl);
+    if (!t.joinExtraSans.empty()) trustd["joinExtraSans"] = t.joinExtraSans;
+    if (t.joinRatePerMinute) trustd["joinRatePerMinute"] = *t.joinRatePerMinute;
+    if (!t.acceptedTokens.empty()) trustd["acceptedTokens"] = t.acceptedTokens;
+    machine["trustd"] = std::move(trustd);
+  }
 
   nlohmann::ordered_json cluster = {{"name", c.clusterName}, {"id", c.clusterId}};
   if (!c.clusterSecret.empty()) cluster["secret"] = c.clusterSecret;
@@ -128,6 +139,9 @@ Status validateMachineConfig(const MachineConfig& c) {
   }
   if (c.hostname && !isValidHostName(*c.hostname)) {
     return fieldError("machine.network.hostname", fmt::format("expected a valid host name, found '{}'", *c.hostname));
+  }
+  for (size_t i = 0; i < c.trustd.acceptedTokens.size(); ++i) {
+    KEEL_RETURN_IF_ERROR(detail::checkToken(fmt::format("machine.trustd.acceptedTokens[{}]", i), c.trustd.acceptedTokens[i]));
   }
   for (size_t i = 0; i < c.allowedFileRoots.size(); ++i) {
     const std::filesystem::path root(c.allowedFileRoots[i]);
@@ -236,6 +250,30 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
     KEEL_RETURN_IF_ERROR(ext.finish());
     c.extensions.push_back(std::move(e));
   }
+  KEEL_ASSIGN_OR_RETURN(auto trustd, machine.optionalObject("trustd"));
+  if (trustd) {
+    if (!cp) return fieldError("machine.trustd", "only a control plane runs trustd");
+    constexpr auto kMaxTtl = std::chrono::hours(24 * 365 * 10);
+    for (const auto& [key, field] : {std::pair{"nodeCertTtl", &c.trustd.nodeCertTtl},
+                                     std::pair{"clientCertMaxTtl", &c.trustd.clientCertMaxTtl}}) {
+      KEEL_ASSIGN_OR_RETURN(const auto durationText, trustd->optionalString(key));
+      if (!durationText) continue;
+      auto d = parseDuration(*durationText, kMaxTtl);
+      if (!d.ok()) return fieldError(trustd->pathOf(key), d.status().message());
+      if (*d < std::chrono::seconds(10)) return fieldError(trustd->pathOf(key), "expected at least 10s, found " + *durationText);
+      *field = *d;
+    }
+    KEEL_ASSIGN_OR_RETURN(c.trustd.joinExtraSans, trustd->stringArray("joinExtraSans"));
+    KEEL_ASSIGN_OR_RETURN(c.trustd.acceptedTokens, trustd->stringArray("acceptedTokens"));
+    KEEL_ASSIGN_OR_RETURN(const auto rate, trustd->optionalInteger("joinRatePerMinute"));
+    if (rate) {
+      if (*rate < 1 || *rate > 10000) {
+        return fieldError(trustd->pathOf("joinRatePerMinute"), fmt::format("expected 1..10000, found {}", *rate));
+      }
+      c.trustd.joinRatePerMinute = static_cast<int>(*rate);
+    }
+    KEEL_RETURN_IF_ERROR(trustd->finish());
+  }
   KEEL_RETURN_IF_ERROR(machine.finish());
 
   KEEL_ASSIGN_OR_RETURN(auto cluster, root.requiredObject("cluster"));
@@ -282,6 +320,7 @@ MachineConfig redactMachineConfig(const MachineConfig& config) {
     if (!s.empty()) s = kRedacted;
   };
   redact(r.token);
+  for (auto& t : r.trustd.acceptedTokens) redact(t);
   redact(r.ca.key);
   redact(r.clusterSecret);
   redact(r.bootstrapToken);

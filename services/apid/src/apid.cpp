@@ -86,6 +86,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   if (config.hostname && *config.hostname != config.nodeAddress) gopts.selfNames.push_back(*config.hostname);
   gopts.forwardTimeout = config.forwardTimeout;
   gopts.threads = config.threads;
+  gopts.maxTargets = static_cast<std::size_t>(config.limits.maxTargets);
   GatewayDeps deps;
   Apid* self = apid.get();
   deps.routes = [self] { return self->routes(); };
@@ -130,6 +131,32 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   if (!apid->server_ || apid->port_ == 0) {
     return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
   }
+  if (config.join) {
+    // The same serving certificate, re-read the same way; no client certificate asked.
+    auto joinProvider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        config.tls.key.string(), config.tls.cert.string(), static_cast<unsigned int>(config.certRefresh.count()));
+    grpc::experimental::TlsServerCredentialsOptions joinTls(joinProvider);
+    joinTls.watch_identity_key_cert_pairs();
+    joinTls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    apid->join_ = std::make_unique<JoinService>(config.join->trustdSocket, apid->audit_.get(), clock);
+    grpc::ServerBuilder joinBuilder;
+    joinBuilder.AddListeningPort(config.join->listen, grpc::experimental::TlsServerCredentials(joinTls),
+                                 &apid->joinPort_);
+    joinBuilder.RegisterService(apid->join_.get());
+    joinBuilder.SetMaxReceiveMessageSize(kJoinMaxMessageBytes);
+    joinBuilder.SetMaxSendMessageSize(kJoinMaxMessageBytes);
+    joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
+    joinBuilder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(l.handshakeTimeout.count()));
+    joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 30'000);
+    joinBuilder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
+    apid->joinServer_ = joinBuilder.BuildAndStart();
+    if (!apid->joinServer_ || apid->joinPort_ == 0) {
+      apid->server_->Shutdown();
+      return unavailable("apid cannot listen for joining nodes on " + config.join->listen);
+    }
+    spdlog::info("apid: join listener on {} (port {}), forwarding SignNodeCertificate to {}", config.join->listen,
+                 apid->joinPort_, config.join->trustdSocket.string());
+  }
   apid->gateway_->start();
   apid->watcher_ = std::thread([self] { self->watchBackends(); });
   spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
@@ -168,6 +195,7 @@ void Apid::shutdown(std::chrono::milliseconds grace) {
   }
   stopCv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
+  if (joinServer_) joinServer_->Shutdown(std::chrono::system_clock::now() + grace);
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (gateway_) gateway_->stop();
   if (audit_) audit_->flush();

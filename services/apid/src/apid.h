@@ -14,6 +14,7 @@
 #include "call_policy.h"
 #include "channels.h"
 #include "gateway.h"
+#include "join_service.h"
 #include "keel/common/clock.h"
 #include "routes.h"
 
@@ -28,6 +29,8 @@ class Apid {
 
   // The port actually bound (the configured one, or the one picked for port 0).
   int port() const { return port_; }
+  // The join listener's port; 0 when apid has none.
+  int joinPort() const { return joinPort_; }
   // Stops accepting calls; open calls get `grace` to finish. Idempotent.
   void shutdown(std::chrono::milliseconds grace);
 
@@ -46,6 +49,9 @@ class Apid {
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<JoinService> join_;
+  std::unique_ptr<grpc::Server> joinServer_;
+  int joinPort_ = 0;
 
   mutable std::mutex mu_;
   std::shared_ptr<const Routes> routes_;

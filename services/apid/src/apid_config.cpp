@@ -90,6 +90,39 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   if (imp) {
     KEEL_ASSIGN_OR_RETURN(c.impersonator, readPair(*imp));
   }
+  KEEL_ASSIGN_OR_RETURN(auto identity, r.optionalObject("identity"));
+  if (identity) {
+    IdentityConfig id;
+    KEEL_ASSIGN_OR_RETURN(const auto trustdSocket, identity->optionalString("trustdSocket"));
+    KEEL_ASSIGN_OR_RETURN(id.joinEndpoints, identity->stringArray("joinEndpoints"));
+    KEEL_ASSIGN_OR_RETURN(const auto token, identity->optionalString("joinToken"));
+    KEEL_ASSIGN_OR_RETURN(id.sans, identity->stringArray("sans"));
+    if (trustdSocket.has_value() == !id.joinEndpoints.empty()) {
+      return fieldError("identity", "expected exactly one of trustdSocket (a control plane) and joinEndpoints (a worker)");
+    }
+    if (trustdSocket) {
+      if (trustdSocket->empty() || trustdSocket->front() != '/') return fieldError("identity.trustdSocket", "expected an absolute path");
+      id.trustdSocket = *trustdSocket;
+      if (token) return fieldError("identity.joinToken", "only used with joinEndpoints");
+    } else {
+      if (!token || token->empty()) return fieldError("identity.joinToken", "required with joinEndpoints");
+      id.joinToken = *token;
+      for (const auto& e : id.joinEndpoints) {
+        if (!listenPort(e).ok()) return fieldError("identity.joinEndpoints", "expected host:port, found '" + e + "'");
+      }
+    }
+    KEEL_RETURN_IF_ERROR(identity->finish());
+    c.identity = std::move(id);
+  }
+  KEEL_ASSIGN_OR_RETURN(auto join, r.optionalObject("join"));
+  if (join) {
+    JoinListenerConfig j;
+    KEEL_ASSIGN_OR_RETURN(j.listen, join->requiredString("listen"));
+    if (auto p = listenPort(j.listen); !p.ok()) return fieldError("join.listen", p.status().message());
+    KEEL_ASSIGN_OR_RETURN(j.trustdSocket, absolutePath(*join, "trustdSocket"));
+    KEEL_RETURN_IF_ERROR(join->finish());
+    c.join = std::move(j);
+  }
   KEEL_ASSIGN_OR_RETURN(const int64_t peerPort, boundedInteger(r, "peerPort", *port, 1, 65535));
   c.peerPort = static_cast<int>(peerPort);
   KEEL_ASSIGN_OR_RETURN(c.forwardTimeout, millis(r, "forwardTimeoutMs", c.forwardTimeout));
@@ -106,6 +139,8 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
     KEEL_ASSIGN_OR_RETURN(const int64_t streams,
                           boundedInteger(l, "maxConcurrentStreams", c.limits.maxConcurrentStreams, 1, 10000));
     c.limits.maxConcurrentStreams = static_cast<int>(streams);
+    KEEL_ASSIGN_OR_RETURN(const int64_t targets, boundedInteger(l, "maxTargets", c.limits.maxTargets, 1, 4096));
+    c.limits.maxTargets = static_cast<int>(targets);
     KEEL_ASSIGN_OR_RETURN(c.limits.handshakeTimeout, millis(l, "handshakeTimeoutMs", c.limits.handshakeTimeout));
     KEEL_ASSIGN_OR_RETURN(c.limits.idleTimeout, millis(l, "idleTimeoutMs", c.limits.idleTimeout));
     KEEL_ASSIGN_OR_RETURN(c.limits.minPingInterval, millis(l, "minPingIntervalMs", c.limits.minPingInterval));

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "keel/common/status.h"
 
@@ -23,6 +24,7 @@ struct KeyPairFiles {
 struct Limits {
   int maxMessageBytes = 16 * 1024 * 1024;
   int maxConcurrentStreams = 100;  // per connection
+  int maxTargets = 256;            // nodes one call may fan out to
   std::chrono::milliseconds handshakeTimeout{10'000};
   std::chrono::milliseconds idleTimeout{300'000};       // a connection without calls is closed
   std::chrono::milliseconds minPingInterval{10'000};    // clients pinging more often are cut off
@@ -35,6 +37,20 @@ struct AuditSettings {
   std::size_t maxFiles = 5;  // rotated files kept besides the current one
 };
 
+// Where apid gets its certificates (see identity.h). Exactly one source.
+struct IdentityConfig {
+  std::filesystem::path trustdSocket;       // a control plane: this node's trustd
+  std::vector<std::string> joinEndpoints;   // a worker: control planes' join listeners ("host:50001")
+  std::string joinToken;                    // secret
+  std::vector<std::string> sans;            // the serving certificate's SANs
+};
+
+// The join listener (control planes): TLS server-auth only, SignNodeCertificate only.
+struct JoinListenerConfig {
+  std::string listen;                 // "host:port"
+  std::filesystem::path trustdSocket;
+};
+
 struct ApidConfig {
   std::string nodeAddress;                 // this node's address (names it in fan-out replies)
   std::optional<std::string> hostname;     // another name the node answers to
@@ -44,6 +60,9 @@ struct ApidConfig {
   KeyPairFiles tls;                        // serving key and certificate
   std::filesystem::path acceptedCas;       // PEM bundle of the OS CAs clients must chain to
   std::optional<KeyPairFiles> impersonator;  // absent: this node never forwards
+  // Absent: the tls and impersonator files are provisioned by someone else and only read.
+  std::optional<IdentityConfig> identity;
+  std::optional<JoinListenerConfig> join;
   int peerPort = 0;                        // other nodes' apid port; 0: the port of `listen`
   std::chrono::milliseconds forwardTimeout{30'000};  // per node of a fan-out
   std::chrono::seconds certRefresh{2};     // how often certificate files are re-read

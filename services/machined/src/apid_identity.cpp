@@ -7,11 +7,10 @@
 #include <cerrno>
 #include <cstring>
 
-#include <arpa/inet.h>
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
+#include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
-#include "keel/pki/pki.h"
 
 namespace keel::machined {
 
@@ -19,50 +18,28 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Nodes' clocks differ a little; a certificate minted on one must already be valid on
-// the others.
-constexpr auto kNotBeforeSkew = std::chrono::minutes(5);
-
-bool isIpAddress(const std::string& text) {
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+std::string hostPort(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
-void addSan(pki::SubjectAltNames& sans, const std::string& name) {
-  if (name.empty()) return;
-  auto& list = isIpAddress(name) ? sans.ipAddresses : sans.dnsNames;
-  if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
-}
-
-struct Minted {
-  std::string keyPem;
-  std::string certPem;
-};
-
-Result<Minted> mint(const pki::CertificateAuthority& ca, const pki::CsrOptions& csrOptions,
-                    const pki::IssuePolicy& policy, const Clock& clock) {
-  KEEL_ASSIGN_OR_RETURN(auto key, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
-  KEEL_ASSIGN_OR_RETURN(auto csr, pki::CertificateRequest::create(key, csrOptions));
-  KEEL_ASSIGN_OR_RETURN(auto cert, pki::issueCertificate(ca, csr, policy, clock));
-  return Minted{key.toPem(), cert.toPem()};
-}
-
-// Key first: a reader that finds a certificate finds its key too (both are replaced
-// together at every start, before apid runs).
-Status writePair(const fs::path& keyPath, const fs::path& certPath, const Minted& minted) {
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(keyPath, minted.keyPem, config::Overwrite::kYes));
-  return config::writePrivateFile(certPath, minted.certPem, config::Overwrite::kYes);
+// A control plane's trustd signs every name of its own node. A worker asks a control
+// plane, which allows its source address and only what its join.extraSans adds: so a
+// worker asks for its address and the configured certSANs, not for names it cannot prove.
+std::vector<std::string> servingSans(const config::MachineConfig& cfg, const ApidIdentityRequest& req) {
+  std::vector<std::string> sans;
+  auto add = [&](const std::string& s) {
+    if (!s.empty() && std::find(sans.begin(), sans.end(), s) == sans.end()) sans.push_back(s);
+  };
+  add(req.nodeAddress);
+  if (cfg.type == config::MachineType::kControlPlane) {
+    add(req.hostname);
+    add("127.0.0.1");
+  }
+  for (const auto& s : cfg.certSans) add(s);
+  return sans;
 }
 
 }  // namespace
-
-std::vector<fs::path> ApidIdentityFiles::all() const {
-  std::vector<fs::path> out;
-  for (const auto* p : {&ca, &serverKey, &serverCert, &impersonatorKey, &impersonatorCert}) {
-    if (!p->empty()) out.push_back(*p);
-  }
-  return out;
-}
 
 Result<std::string> nodeHostname(const config::MachineConfig& cfg) {
   if (cfg.hostname && !cfg.hostname->empty()) return *cfg.hostname;
@@ -73,83 +50,70 @@ Result<std::string> nodeHostname(const config::MachineConfig& cfg) {
   return std::string(name);
 }
 
-Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg,
-                                                const ApidIdentityRequest& req, const Clock& clock) {
-  if (req.nodeAddress.empty())
-    return invalidArgument("apid identity: expected the node's address, found none");
+Result<std::vector<fs::path>> prepareApidState(const config::MachineConfig& cfg, const ApidIdentityRequest& req) {
   if (cfg.ca.crt.empty())
     return invalidArgument("apid identity: expected the OS CA certificate in machine.ca.crt, found none");
-  ApidIdentityFiles files;
-  files.ca = req.stateDir / kApidCaFile;
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(files.ca, cfg.ca.crt, config::Overwrite::kYes));
-
-  if (cfg.ca.key.empty()) {
-    for (const char* stale :
-         {kApidServerKeyFile, kApidServerCertFile, kApidImpersonatorKeyFile, kApidImpersonatorCertFile}) {
-      std::error_code ec;
-      fs::remove(req.stateDir / stale, ec);
-      if (ec) return internalError("cannot remove " + (req.stateDir / stale).string() + ": " + ec.message());
-    }
-    spdlog::warn(
-        "machined: this node holds no OS CA key, so apid has no serving certificate until it can get one "
-        "from a control plane; it will refuse to start meanwhile");
-    return files;
+  const fs::path ca = req.stateDir / kApidCaFile;
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(ca, cfg.ca.crt, config::Overwrite::kYes));
+  for (const char* stale : {kApidServerKeyFile, kApidServerCertFile, kApidImpersonatorKeyFile, kApidImpersonatorCertFile}) {
+    std::error_code ec;
+    fs::remove(req.stateDir / stale, ec);
+    if (ec) return internalError("cannot remove " + (req.stateDir / stale).string() + ": " + ec.message());
   }
-  auto ca = pki::CertificateAuthority::fromPem(cfg.ca.crt, cfg.ca.key);
-  if (!ca.ok())
-    return invalidArgument("apid identity: the OS CA in the machine config is unusable: " +
-                           ca.status().message());
-
-  pki::CsrOptions server;
-  server.subject.commonName = req.nodeAddress;
-  addSan(server.subjectAltNames, req.nodeAddress);
-  addSan(server.subjectAltNames, req.hostname);
-  addSan(server.subjectAltNames, "127.0.0.1");
-  for (const auto& san : cfg.certSans) addSan(server.subjectAltNames, san);
-  pki::IssuePolicy serverPolicy;
-  serverPolicy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
-  serverPolicy.keyUsage = pki::kDigitalSignature;
-  serverPolicy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
-  serverPolicy.allowAnySubjectAltName = true;  // the SANs are ours, not a requester's
-  serverPolicy.ttl = kApidCertificateLifetime;
-  serverPolicy.notBeforeSkew = kNotBeforeSkew;
-  auto serving = mint(*ca, server, serverPolicy, clock);
-  if (!serving.ok()) return serving.status().withContext("apid serving certificate");
-  // The file holds the chain apid presents: its certificate, then the OS CA's. Given the
-  // chain, OpenSSL sends it as it is; given the leaf alone, it would build the same chain
-  // from the trust store again at every handshake.
-  serving->certPem += ca->certificate.toPem();
-  files.serverKey = req.stateDir / kApidServerKeyFile;
-  files.serverCert = req.stateDir / kApidServerCertFile;
-  KEEL_RETURN_IF_ERROR(writePair(files.serverKey, files.serverCert, *serving));
-
-  pki::CsrOptions impersonator;
-  impersonator.subject.commonName = "apid@" + req.nodeAddress;
-  pki::IssuePolicy impersonatorPolicy;
-  impersonatorPolicy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
-  impersonatorPolicy.keyUsage = pki::kDigitalSignature;
-  impersonatorPolicy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
-  impersonatorPolicy.organizations = {kImpersonatorRole};
-  impersonatorPolicy.ttl = kApidCertificateLifetime;
-  impersonatorPolicy.notBeforeSkew = kNotBeforeSkew;
-  auto forwarding = mint(*ca, impersonator, impersonatorPolicy, clock);
-  if (!forwarding.ok()) return forwarding.status().withContext("apid impersonator certificate");
-  files.impersonatorKey = req.stateDir / kApidImpersonatorKeyFile;
-  files.impersonatorCert = req.stateDir / kApidImpersonatorCertFile;
-  KEEL_RETURN_IF_ERROR(writePair(files.impersonatorKey, files.impersonatorCert, *forwarding));
-  return files;
+  return std::vector<fs::path>{ca};
 }
 
-nlohmann::json apidIdentityConfig(const fs::path& stateDir, const ApidIdentityFiles& files) {
+Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req) {
+  const fs::path& dir = req.stateDir;
   nlohmann::json out = {{"tls",
-                         {{"key", (stateDir / kApidServerKeyFile).string()},
-                          {"cert", (stateDir / kApidServerCertFile).string()},
-                          {"ca", files.ca.string()}}}};
-  if (!files.impersonatorCert.empty()) {
-    out["impersonator"] = {{"key", files.impersonatorKey.string()},
-                           {"cert", files.impersonatorCert.string()}};
+                         {{"key", (dir / kApidServerKeyFile).string()},
+                          {"cert", (dir / kApidServerCertFile).string()},
+                          {"ca", (dir / kApidCaFile).string()}}}};
+  nlohmann::json identity = {{"sans", servingSans(cfg, req)}};
+  if (cfg.type == config::MachineType::kControlPlane) {
+    out["impersonator"] = {{"key", (dir / kApidImpersonatorKeyFile).string()},
+                           {"cert", (dir / kApidImpersonatorCertFile).string()}};
+    identity["trustdSocket"] = req.trustdSocket.string();
+    out["join"] = {{"listen", hostPort(req.nodeAddress, req.joinPort)}, {"trustdSocket", req.trustdSocket.string()}};
+  } else {
+    auto endpoint = config::parseEndpoint(cfg.controlPlaneEndpoint);
+    if (!endpoint.ok()) {
+      return invalidArgument("apid identity: a worker joins through cluster.controlPlane.endpoint, which is unusable: " +
+                             endpoint.status().message());
+    }
+    identity["joinEndpoints"] = nlohmann::json::array({hostPort(endpoint->host, req.joinPort)});
+    identity["joinToken"] = cfg.token;
   }
+  out["identity"] = std::move(identity);
   return out;
+}
+
+nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                            const std::vector<uid_t>& allowedUids) {
+  std::vector<std::string> tokens = {cfg.token};
+  for (const auto& t : cfg.trustd.acceptedTokens) {
+    if (std::find(tokens.begin(), tokens.end(), t) == tokens.end()) tokens.push_back(t);
+  }
+  nlohmann::json join = {{"extraSans", cfg.trustd.joinExtraSans}};
+  if (cfg.trustd.nodeCertTtl) join["ttlSeconds"] = cfg.trustd.nodeCertTtl->count();
+  if (cfg.trustd.joinRatePerMinute) {
+    join["ratePerMinute"] = *cfg.trustd.joinRatePerMinute;
+    join["burst"] = std::max(10, *cfg.trustd.joinRatePerMinute);
+  }
+  nlohmann::json client = nlohmann::json::object();
+  if (cfg.trustd.clientCertMaxTtl) {
+    client["maxTtlSeconds"] = cfg.trustd.clientCertMaxTtl->count();
+    client["defaultTtlSeconds"] = std::min<int64_t>(cfg.trustd.clientCertMaxTtl->count(), 30LL * 24 * 3600);
+  }
+  return {{"hostname", req.hostname},
+          {"clusterName", cfg.clusterName},
+          {"apiEndpoint", hostPort(req.nodeAddress, req.apiPort)},
+          {"ca", {{"crt", cfg.ca.crt}, {"key", cfg.ca.key}}},
+          {"joinTokens", tokens},
+          {"certSans", cfg.certSans},
+          {"allowedUids", allowedUids},
+          {"join", join},
+          {"client", client}};
 }
 
 }  // namespace keel::machined

@@ -1,17 +1,19 @@
-// apid's TLS identity, minted by machined at node start until a CA daemon issues it:
-// the OS CA apid trusts, and on a control plane a serving certificate and an
-// os:impersonator client certificate signed with the OS CA key from the machine config.
-// Everything machined knows about apid's certificates is in this file.
+// What machined hands apid and trustd about certificates. machined mints nothing: trustd
+// (on a control plane) issues apid's certificates, and apid asks for them itself. machined
+// writes the OS CA bundle apid accepts clients from, tells apid where to get its
+// certificates (the local trustd, or a control plane's join listener with the join
+// token), and writes trustd's settings (the CA key, tokens, lifetimes) from the machine
+// config. Everything machined knows about certificates is in this file.
 #pragma once
 
-#include <chrono>
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/config/machine_config.h"
 
@@ -24,54 +26,37 @@ inline constexpr const char* kApidServerCertFile = "server.crt";
 inline constexpr const char* kApidImpersonatorKeyFile = "impersonator.key";
 inline constexpr const char* kApidImpersonatorCertFile = "impersonator.crt";
 
-// The role apid's forwarding certificate carries (see DESIGN.md, "Trust").
-inline constexpr const char* kImpersonatorRole = "os:impersonator";
-
-// Lifetime of the certificates minted here. There is no renewal yet: keys and
-// certificates are minted afresh at every node start, and renewal at half-life comes
-// with the CA daemon, which replaces this code.
-inline constexpr std::chrono::hours kApidCertificateLifetime{24 * 365};
-
-struct ApidIdentityRequest {
-  std::filesystem::path stateDir;  // apid's state directory; must exist
-  std::string nodeAddress;         // an IP address or a DNS name; the serving cert's CN
-  std::string hostname;            // the node's host name (see nodeHostname)
-};
-
-// What provisionApidIdentity wrote: paths under ApidIdentityRequest::stateDir.
-struct ApidIdentityFiles {
-  std::filesystem::path ca;
-  // Empty on a worker (no OS CA key): apid has no serving identity yet.
-  std::filesystem::path serverKey;
-  std::filesystem::path serverCert;
-  std::filesystem::path impersonatorKey;
-  std::filesystem::path impersonatorCert;
-
-  bool hasServingIdentity() const { return !serverCert.empty(); }
-  // Every file written, for handing them to apid's account.
-  std::vector<std::filesystem::path> all() const;
-};
-
 // cfg.hostname when set, else gethostname(). Errors: INTERNAL when gethostname fails.
 Result<std::string> nodeHostname(const config::MachineConfig& cfg);
 
-// Writes apid's identity into req.stateDir, each file atomically with mode 0600 and
-// replacing what was there:
-//   ca.crt                    always: cfg.ca.crt, the CAs apid accepts clients from
-//   server.key/.crt           control plane: P-256, serverAuth, CN = node address, SANs =
-//                             node address, hostname, 127.0.0.1, every cfg.certSans entry
-//   impersonator.key/.crt     control plane: P-256, clientAuth, O=os:impersonator,
-//                             CN = apid@<node address>
-// A worker (cfg.ca.key empty) gets only ca.crt, with a warning in the log; keys and
-// certificates left from a run as a control plane are removed, so that apid refuses to
-// start instead of serving with an identity the machine config no longer grants. Errors: INVALID_ARGUMENT for
-// an empty node address or an unusable CA; INTERNAL/PERMISSION_DENIED when a file cannot be written.
-Result<ApidIdentityFiles> provisionApidIdentity(const config::MachineConfig& cfg,
-                                                const ApidIdentityRequest& req, const Clock& clock);
+struct ApidIdentityRequest {
+  std::filesystem::path stateDir;  // apid's state directory; must exist
+  std::string nodeAddress;         // an IP address or a DNS name
+  std::string hostname;            // the node's host name (see nodeHostname)
+  std::filesystem::path trustdSocket;
+  int apiPort = 50000;             // this node's apid API port
+  int joinPort = 50001;            // this node's join listener (control plane), or the control plane's (worker)
+};
 
-// The fields of apid's config.json that point at its identity:
-//   "tls": {"key", "cert", "ca"}   (key and cert are where apid will look even on a worker)
-//   "impersonator": {"key", "cert"} (control plane only)
-nlohmann::json apidIdentityConfig(const std::filesystem::path& stateDir, const ApidIdentityFiles& files);
+// Writes apid's accepted CA bundle (ca.crt, cfg.ca.crt, mode 0600) into req.stateDir and
+// removes certificates and keys left from an earlier run, so that apid serves only with
+// an identity it got for this configuration. Returns the files written.
+// Errors: INVALID_ARGUMENT without an OS CA certificate; INTERNAL when a file cannot be written.
+Result<std::vector<std::filesystem::path>> prepareApidState(const config::MachineConfig& cfg,
+                                                            const ApidIdentityRequest& req);
+
+// The fields of apid's config.json about its identity:
+//   "tls": {"key", "cert", "ca"}, "impersonator": {"key", "cert"} (control plane),
+//   "identity": {"trustdSocket"} (control plane) or {"joinEndpoints", "joinToken"} (worker),
+//     with "sans": node address, host name, 127.0.0.1 and cfg.certSans,
+//   "join": {"listen", "trustdSocket"} (control plane).
+// Errors: INVALID_ARGUMENT when a worker's config names no control-plane endpoint.
+Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req);
+
+// The fields of trustd's config.json beyond those every service gets: the OS CA (key
+// included: the file is 0600 and trustd's), the accepted join tokens, this node's names,
+// lifetimes, and the uids that may use trustd.sock. Control planes only.
+nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                            const std::vector<uid_t>& allowedUids);
 
 }  // namespace keel::machined

@@ -23,7 +23,7 @@
 #include "keel/sandbox/sandbox.h"
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
-#include "unix_listener.h"
+#include "keel/transport/unix_listener.h"
 
 namespace keel::machined {
 
@@ -93,7 +93,14 @@ Status Node::start() {
   // confined, may not.
   KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
   apidGid_ = apidAccount.second;
-  KEEL_RETURN_IF_ERROR(writeBackendManifest());
+  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), "keel.machine.v1.MachineService",
+                                            geteuid()));
+  {
+    // Written again below when this node runs trustd; a node that no longer does (a
+    // control plane turned worker) must not route to it.
+    std::error_code ec;
+    fs::remove(paths_.backendsDir() / "trustd.json", ec);
+  }
   KEEL_RETURN_IF_ERROR(startServices());
   const Status api = startApi();
   if (!api.isOk()) {
@@ -117,7 +124,8 @@ Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bo
   return found.value_or(std::make_pair(uid_t{65534}, gid_t{65534}));
 }
 
-Status Node::writeBackendManifest() {
+Status Node::writeBackendManifest(const std::string& name, const fs::path& socket, const std::string& service,
+                                  uid_t uid) {
   const fs::path dir = paths_.backendsDir();
   // Like the socket directory: only machined and apid's group may read the manifests.
   KEEL_RETURN_IF_ERROR(makeDir(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
@@ -125,15 +133,15 @@ Status Node::writeBackendManifest() {
   if (root && chown(dir.c_str(), 0, apidGid_) != 0) {
     return internalError("cannot give " + dir.string() + " to apid's group: " + std::strerror(errno));
   }
-  const nlohmann::json manifest = {{"name", "machined"},
-                                   {"socket", fs::absolute(paths_.socket("machined")).lexically_normal().string()},
-                                   {"services", nlohmann::json::array({"keel.machine.v1.MachineService"})},
-                                   {"allowedUids", nlohmann::json::array({geteuid()})},
+  const nlohmann::json manifest = {{"name", name},
+                                   {"socket", fs::absolute(socket).lexically_normal().string()},
+                                   {"services", nlohmann::json::array({service})},
+                                   {"allowedUids", nlohmann::json::array({uid})},
                                    {"rules", "builtin"}};
   // Mode and group are set on a temporary name, then renamed: apid never sees the file
   // with the wrong ones.
-  const fs::path file = dir / "machined.json";
-  const fs::path tmp = dir / ".machined.json.new";
+  const fs::path file = dir / (name + ".json");
+  const fs::path tmp = dir / ("." + name + ".json.new");
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(tmp, manifest.dump(2) + "\n", config::Overwrite::kYes));
   std::error_code ec;
   fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
@@ -239,16 +247,46 @@ Status Node::startServices() {
                           {"nodeAddress", options_.address},
                           {"machinedSocket", paths_.socket("machined").string()}};
     std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
-    if (name == "apid") {
-      // Minted afresh before every node start; apid reads them when it starts.
+    if (name == "apid" || name == "trustd") {
       KEEL_ASSIGN_OR_RETURN(const std::string hostname, nodeHostname(cfg));
-      const ApidIdentityRequest request{spec.stateDir, options_.address, hostname};
-      KEEL_ASSIGN_OR_RETURN(const auto identity, provisionApidIdentity(cfg, request, clock_));
-      const auto keys = identity.all();
-      owned.insert(owned.end(), keys.begin(), keys.end());
-      own["listen"] = hostPort(options_.address, options_.apiPort);
-      own["backendsDir"] = paths_.backendsDir().string();
-      own.update(apidIdentityConfig(spec.stateDir, identity));
+      ApidIdentityRequest request;
+      request.stateDir = paths_.stateDir("apid");
+      request.nodeAddress = options_.address;
+      request.hostname = hostname;
+      request.trustdSocket = paths_.trustdSocket();
+      request.apiPort = options_.apiPort;
+      request.joinPort = options_.joinPort;
+      if (name == "apid") {
+        // apid gets its certificates itself, from trustd; stale ones are removed first.
+        KEEL_ASSIGN_OR_RETURN(const auto written, prepareApidState(cfg, request));
+        owned.insert(owned.end(), written.begin(), written.end());
+        own["listen"] = hostPort(options_.address, options_.apiPort);
+        own["backendsDir"] = paths_.backendsDir().string();
+        KEEL_ASSIGN_OR_RETURN(const auto identity, apidIdentityConfig(cfg, request));
+        own.update(identity);
+      } else {
+        // Only apid may use trustd.sock: its account, or in --root mode the invoking user,
+        // under whose uid every service then runs.
+        uid_t apidUid = geteuid();
+        uid_t trustdUid = geteuid();
+        KEEL_RETURN_IF_ERROR(makeDir(paths_.trustdSocketDir(), fs::perms::owner_all | fs::perms::group_read |
+                                                                   fs::perms::group_exec | fs::perms::set_gid));
+        if (geteuid() == 0) {
+          KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+          KEEL_ASSIGN_OR_RETURN(const auto trustdAccount, serviceAccount("trustd", true));
+          apidUid = apidAccount.first;
+          trustdUid = trustdAccount.first;
+          // The socket trustd creates there inherits apid's group (set-group-ID directory).
+          if (chown(paths_.trustdSocketDir().c_str(), trustdAccount.first, apidGid_) != 0) {
+            return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + std::strerror(errno));
+          }
+        }
+        own["socket"] = paths_.trustdSocket().string();
+        own.update(trustdConfig(cfg, request, {apidUid}));
+        // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
+        KEEL_RETURN_IF_ERROR(
+            writeBackendManifest("trustd", paths_.trustdSocket(), "keel.security.v1.SecurityService", trustdUid));
+      }
     }
     if (options_.spawn) {
       // The spawner confines the service from this description (see spawner.h).
@@ -349,7 +387,7 @@ Status Node::startApi() {
 
   const auto allowed = options_.allowedUids;
   auto* sup = supervisor_.get();
-  auto listener = UnixListener::bind(paths_.socket("machined"), [allowed, sup](const PeerCredentials& peer) {
+  auto listener = UnixListener::bind(paths_.socket("machined"), [allowed, sup](const transport::PeerCredentials& peer) {
     const auto pids = sup->servicePids();
     if (std::find(pids.begin(), pids.end(), peer.pid) != pids.end()) return Status::ok();
     if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return Status::ok();

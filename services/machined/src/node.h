@@ -32,13 +32,21 @@ namespace keel::machined {
 class ConfigStore;
 class EventJournal;
 class FileRoots;
+}  // namespace keel::machined
+namespace keel::transport {
 class UnixListener;
+}  // namespace keel::transport
+namespace keel::machined {
+using transport::UnixListener;
 
 struct NodeOptions {
   std::filesystem::path root = "/";
   std::optional<std::filesystem::path> configPath;  // used when no config is stored yet
   std::string address;                              // the node's address: its name in replies
   int apiPort = 50000;                              // apid's API port on `address`
+  // apid's join listener on a control plane, and the port a worker joins the control
+  // plane on (a cluster uses one port for it).
+  int joinPort = 50001;
   // Peers allowed on machined.sock by uid, besides the services machined started.
   std::vector<uid_t> allowedUids;
   std::filesystem::path kmsgPath = "/dev/kmsg";
@@ -84,7 +92,10 @@ class Node {
  private:
   Status prepareDirectories();
   // <root>/run/keel/backends.d/machined.json: tells apid where the machine API is.
-  Status writeBackendManifest();
+  // Announces a backend to apid: backends.d/<name>.json routing `service` to `socket`,
+  // served by `uid`, with the built-in rules.
+  Status writeBackendManifest(const std::string& name, const std::filesystem::path& socket, const std::string& service,
+                              uid_t uid);
   Status startServices();
   // The account service `name` runs under when machined runs as root: its own user
   // (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else

@@ -24,6 +24,10 @@ class NodePaths {
   // /run/keel: the daemons' Unix sockets; only machined's and apid's group may enter.
   std::filesystem::path runDir() const { return root_ / "run/keel"; }
   std::filesystem::path socket(const std::string& daemon) const { return runDir() / (daemon + ".sock"); }
+  // /run/keel-trustd/trustd.sock: trustd's socket, in a directory trustd owns and apid's
+  // group may enter (trustd is not in that group, so it cannot create it in /run/keel).
+  std::filesystem::path trustdSocketDir() const { return root_ / "run/keel-trustd"; }
+  std::filesystem::path trustdSocket() const { return trustdSocketDir() / "trustd.sock"; }
   // /run/keel/backends.d: one manifest per backend apid routes to; apid's group reads it.
   std::filesystem::path backendsDir() const { return runDir() / "backends.d"; }
 

@@ -8,7 +8,6 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <sys/stat.h>
 
-#include "keel/pki/pki.h"
 #include "keel/testing/testing.h"
 
 #include "test_config.h"
@@ -17,7 +16,6 @@ namespace keel::machined {
 namespace {
 
 namespace fs = std::filesystem;
-using Catch::Matchers::ContainsSubstring;
 
 std::string readAll(const fs::path& path) {
   std::ifstream in(path);
@@ -32,116 +30,80 @@ unsigned modeOf(const fs::path& path) {
   return st.st_mode & 07777;
 }
 
-pki::Certificate readCert(const fs::path& path) {
-  auto cert = pki::Certificate::fromPem(readAll(path));
-  REQUIRE(cert.ok());
-  return *cert;
+ApidIdentityRequest request(const fs::path& dir) {
+  ApidIdentityRequest r;
+  r.stateDir = dir;
+  r.nodeAddress = "127.0.1.1";
+  r.hostname = "node-a";
+  r.trustdSocket = "/run/keel-trustd/trustd.sock";
+  r.apiPort = 50000;
+  r.joinPort = 50101;
+  return r;
 }
 
-bool contains(const std::vector<std::string>& list, const std::string& item) {
-  return std::find(list.begin(), list.end(), item) != list.end();
-}
-
-TEST_CASE("a control plane's apid gets a serving certificate from the OS CA with the node's names",
-          "[apid_identity]") {
-  keel::testing::TempDir dir;
-  auto cfg = testing::controlPlaneConfig();
-  cfg.certSans = {"api.example.test", "10.9.8.7"};
-  ManualClock clock(std::chrono::system_clock::now());
-  auto files = provisionApidIdentity(cfg, {dir.path(), "127.0.1.1", "node-a"}, clock);
-  REQUIRE(files.ok());
-  REQUIRE(files->hasServingIdentity());
-
-  CHECK(readAll(dir / "ca.crt") == cfg.ca.crt);
-  auto ca = pki::Certificate::fromPem(cfg.ca.crt);
-  REQUIRE(ca.ok());
-  // The serving chain: apid's certificate, then the CA's.
-  auto chain = pki::Certificate::bundleFromPem(readAll(dir / "server.crt"));
-  REQUIRE(chain.ok());
-  REQUIRE(chain->size() == 2);
-  CHECK((*chain)[1].toPem() == ca->toPem());
-  const auto cert = (*chain)[0];
-  pki::VerifyOptions options;
-  options.requiredUsage = pki::ExtendedKeyUsage::kServerAuth;
-  CHECK(pki::verifyCertificate(cert, {*ca}, options, clock).isOk());
-  CHECK(cert.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kServerAuth});
-  CHECK(cert.subject().commonName == "127.0.1.1");
-  CHECK(cert.subject().organizations.empty());
-  const auto sans = cert.subjectAltNames();
-  CHECK(contains(sans.ipAddresses, "127.0.1.1"));
-  CHECK(contains(sans.ipAddresses, "127.0.0.1"));
-  CHECK(contains(sans.ipAddresses, "10.9.8.7"));
-  CHECK(contains(sans.dnsNames, "node-a"));
-  CHECK(contains(sans.dnsNames, "api.example.test"));
-  // About a year, minted now.
-  CHECK(cert.notAfter() - clock.now() > std::chrono::hours(24 * 364));
-  CHECK(cert.notAfter() - clock.now() <= kApidCertificateLifetime);
-
-  auto key = pki::PrivateKey::fromPem(readAll(dir / "server.key"));
-  REQUIRE(key.ok());
-  CHECK(key->type() == pki::KeyType::kEcdsaP256);
-  CHECK(cert.matchesKey(*key));
-  for (const char* name : {"ca.crt", "server.key", "server.crt", "impersonator.key", "impersonator.crt"}) {
-    INFO(name);
-    CHECK(modeOf(dir / name) == 0600);
-  }
-}
-
-TEST_CASE("a control plane's apid gets an os:impersonator client certificate for forwarding",
+TEST_CASE("machined mints nothing: apid's state holds the OS CA bundle, and stale keys are removed",
           "[apid_identity]") {
   keel::testing::TempDir dir;
   const auto cfg = testing::controlPlaneConfig();
-  ManualClock clock(std::chrono::system_clock::now());
-  auto files = provisionApidIdentity(cfg, {dir.path(), "127.0.1.1", "node-a"}, clock);
-  REQUIRE(files.ok());
-  auto ca = pki::Certificate::fromPem(cfg.ca.crt);
-  REQUIRE(ca.ok());
-  const auto cert = readCert(dir / "impersonator.crt");
-  pki::VerifyOptions options;
-  options.requiredUsage = pki::ExtendedKeyUsage::kClientAuth;
-  CHECK(pki::verifyCertificate(cert, {*ca}, options, clock).isOk());
-  CHECK(cert.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kClientAuth});
-  CHECK(cert.subject().organizations == std::vector<std::string>{"os:impersonator"});
-  CHECK(cert.subject().commonName == "apid@127.0.1.1");
-  auto key = pki::PrivateKey::fromPem(readAll(dir / "impersonator.key"));
-  REQUIRE(key.ok());
-  CHECK(cert.matchesKey(*key));
-
-  const auto json = apidIdentityConfig(dir.path(), *files);
-  CHECK(json["tls"]["cert"] == (dir / "server.crt").string());
-  CHECK(json["tls"]["ca"] == (dir / "ca.crt").string());
-  CHECK(json["impersonator"]["key"] == (dir / "impersonator.key").string());
-}
-
-TEST_CASE("a worker's apid gets only the OS CA certificate, even where a control plane ran before",
-          "[apid_identity]") {
-  keel::testing::TempDir dir;
-  auto cfg = testing::controlPlaneConfig();
-  ManualClock clock(std::chrono::system_clock::now());
-  REQUIRE(provisionApidIdentity(cfg, {dir.path(), "127.0.1.2", "node-b"}, clock).ok());
-  cfg.ca.key.clear();
-  auto files = provisionApidIdentity(cfg, {dir.path(), "127.0.1.2", "node-b"}, clock);
-  REQUIRE(files.ok());
-  CHECK_FALSE(files->hasServingIdentity());
-  CHECK(files->all() == std::vector<fs::path>{dir / "ca.crt"});
+  for (const char* stale : {"server.key", "server.crt", "impersonator.key", "impersonator.crt"}) {
+    keel::testing::writeFile(dir / stale, "old");
+  }
+  auto written = prepareApidState(cfg, request(dir.path()));
+  REQUIRE(written.ok());
+  CHECK(*written == std::vector<fs::path>{dir / "ca.crt"});
   CHECK(readAll(dir / "ca.crt") == cfg.ca.crt);
   CHECK(modeOf(dir / "ca.crt") == 0600);
   for (const char* name : {"server.key", "server.crt", "impersonator.key", "impersonator.crt"}) {
     INFO(name);
     CHECK_FALSE(fs::exists(dir / name));
   }
-  const auto json = apidIdentityConfig(dir.path(), *files);
-  CHECK(json.contains("tls"));
-  CHECK_FALSE(json.contains("impersonator"));
 }
 
-TEST_CASE("provisioning refuses a node without an address", "[apid_identity]") {
+TEST_CASE("a control plane's apid asks the local trustd, forwards, and serves the join listener", "[apid_identity]") {
   keel::testing::TempDir dir;
-  ManualClock clock(std::chrono::system_clock::now());
-  auto files = provisionApidIdentity(testing::controlPlaneConfig(), {dir.path(), "", "node-a"}, clock);
-  REQUIRE_FALSE(files.ok());
-  CHECK(files.status().code() == StatusCode::kInvalidArgument);
-  CHECK_THAT(files.status().message(), ContainsSubstring("address"));
+  auto cfg = testing::controlPlaneConfig();
+  cfg.certSans = {"api.example.test", "10.9.8.7", "127.0.1.1"};
+  auto json = apidIdentityConfig(cfg, request(dir.path()));
+  REQUIRE(json.ok());
+  CHECK((*json)["tls"]["cert"] == (dir / "server.crt").string());
+  CHECK((*json)["tls"]["ca"] == (dir / "ca.crt").string());
+  CHECK((*json)["impersonator"]["key"] == (dir / "impersonator.key").string());
+  CHECK((*json)["identity"]["trustdSocket"] == "/run/keel-trustd/trustd.sock");
+  CHECK_FALSE((*json)["identity"].contains("joinToken"));
+  CHECK((*json)["identity"]["sans"] ==
+        nlohmann::json::array({"127.0.1.1", "node-a", "127.0.0.1", "api.example.test", "10.9.8.7"}));
+  CHECK((*json)["join"]["listen"] == "127.0.1.1:50101");
+}
+
+TEST_CASE("a worker's apid joins the control plane's endpoint with the join token, and never forwards",
+          "[apid_identity]") {
+  keel::testing::TempDir dir;
+  auto cfg = testing::controlPlaneConfig();
+  cfg.type = config::MachineType::kWorker;
+  cfg.ca.key.clear();
+  cfg.controlPlaneEndpoint = "https://10.0.0.10:50000";
+  auto json = apidIdentityConfig(cfg, request(dir.path()));
+  REQUIRE(json.ok());
+  CHECK((*json)["identity"]["joinEndpoints"] == nlohmann::json::array({"10.0.0.10:50101"}));
+  CHECK((*json)["identity"]["joinToken"] == cfg.token);
+  CHECK_FALSE(json->contains("impersonator"));
+  CHECK_FALSE(json->contains("join"));
+  CHECK((*json)["identity"]["sans"] == nlohmann::json::array({"127.0.1.1"}));
+}
+
+TEST_CASE("trustd's config carries the CA, every accepted token, lifetimes and apid's uid", "[apid_identity]") {
+  keel::testing::TempDir dir;
+  auto cfg = testing::controlPlaneConfig();
+  cfg.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
+  cfg.trustd.nodeCertTtl = std::chrono::seconds(30);
+  cfg.trustd.joinExtraSans = {"127.0.1.0/24"};
+  const auto json = trustdConfig(cfg, request(dir.path()), {1234});
+  CHECK(json["ca"]["key"] == cfg.ca.key);
+  CHECK(json["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
+  CHECK(json["join"]["ttlSeconds"] == 30);
+  CHECK(json["join"]["extraSans"] == nlohmann::json::array({"127.0.1.0/24"}));
+  CHECK(json["allowedUids"] == nlohmann::json::array({1234}));
+  CHECK(json["apiEndpoint"] == "127.0.1.1:50000");
 }
 
 }  // namespace

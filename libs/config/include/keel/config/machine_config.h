@@ -3,6 +3,7 @@
 // the CA certificates it must trust, never a CA key. The schema is in libs/config/README.md.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -37,6 +38,21 @@ struct ExtensionService {
   bool operator==(const ExtensionService&) const = default;
 };
 
+// The certificate authority's settings (control planes; trustd reads them). Absent
+// fields take trustd's defaults.
+struct TrustdSettings {
+  std::optional<std::chrono::seconds> nodeCertTtl;     // node and apid certificates (24h)
+  std::optional<std::chrono::seconds> clientCertMaxTtl;  // longest client certificate (8760h)
+  // IP networks ("127.0.1.0/24") and exact DNS names a joining node may put in its
+  // certificate besides its source address.
+  std::vector<std::string> joinExtraSans;
+  // Join attempts one source address may make a minute (30); a minute's worth at once.
+  std::optional<int> joinRatePerMinute;
+  // Join tokens accepted besides machine.token, so a token can be rotated.
+  std::vector<std::string> acceptedTokens;
+  bool operator==(const TrustdSettings&) const = default;
+};
+
 struct MachineConfig {
   MachineType type = MachineType::kWorker;
   std::string token;                    // join token
@@ -47,6 +63,7 @@ struct MachineConfig {
   // Empty: machined's default (/var/log).
   std::vector<std::string> allowedFileRoots;
   std::vector<ExtensionService> extensions;
+  TrustdSettings trustd;
 
   std::string clusterName;
   std::string clusterId;

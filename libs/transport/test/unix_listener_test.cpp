@@ -1,4 +1,4 @@
-#include "src/unix_listener.h"
+#include "keel/transport/unix_listener.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,7 +13,7 @@
 #include "keel/machine/v1/machine.grpc.pb.h"
 #include "keel/testing/testing.h"
 
-namespace keel::machined {
+namespace keel::transport {
 namespace {
 
 // Answers Version without checks: this test is about who may connect at all.
@@ -93,4 +93,4 @@ TEST_CASE("a socket path too long for sockaddr_un is an error", "[listener]") {
 }
 
 }  // namespace
-}  // namespace keel::machined
+}  // namespace keel::transport

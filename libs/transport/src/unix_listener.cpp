@@ -1,4 +1,4 @@
-#include "unix_listener.h"
+#include "keel/transport/unix_listener.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
-namespace keel::machined {
+namespace keel::transport {
 
 Result<std::unique_ptr<UnixListener>> UnixListener::bind(const std::filesystem::path& socketPath,
                                                          PeerPolicy policy) {
@@ -86,36 +86,36 @@ void UnixListener::acceptLoop(grpc::Server* server) {
     pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("machined: poll on {} failed: {}", path_.string(), std::strerror(errno));
+      spdlog::error("poll on {} failed: {}", path_.string(), std::strerror(errno));
       return;
     }
     if ((fds[1].revents & POLLIN) != 0) return;
     const int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (conn < 0) {
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-        spdlog::warn("machined: accept on {} failed: {}", path_.string(), std::strerror(errno));
+        spdlog::warn("accept on {} failed: {}", path_.string(), std::strerror(errno));
       }
       continue;
     }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      spdlog::warn("machined: refused a peer on {}: SO_PEERCRED failed: {}", path_.string(), std::strerror(errno));
+      spdlog::warn("refused a peer on {}: SO_PEERCRED failed: {}", path_.string(), std::strerror(errno));
       close(conn);
       continue;
     }
     const PeerCredentials peer{cred.pid, cred.uid, cred.gid};
     const Status verdict = policy_(peer);
     if (!verdict.isOk()) {
-      spdlog::warn("machined: refused peer pid={} uid={} gid={} on {}: {}", peer.pid, peer.uid, peer.gid,
+      spdlog::warn("refused peer pid={} uid={} gid={} on {}: {}", peer.pid, peer.uid, peer.gid,
                    path_.string(), verdict.message());
       close(conn);
       continue;
     }
-    spdlog::debug("machined: accepted peer pid={} uid={} on {}", peer.pid, peer.uid, path_.string());
+    spdlog::debug("accepted peer pid={} uid={} on {}", peer.pid, peer.uid, path_.string());
     // gRPC takes ownership of the fd.
     grpc::AddInsecureChannelFromFd(server, conn);
   }
 }
 
-}  // namespace keel::machined
+}  // namespace keel::transport

@@ -17,7 +17,7 @@ namespace grpc {
 class Server;
 }
 
-namespace keel::machined {
+namespace keel::transport {
 
 struct PeerCredentials {
   pid_t pid = 0;
@@ -58,4 +58,4 @@ class UnixListener {
   std::thread thread_;
 };
 
-}  // namespace keel::machined
+}  // namespace keel::transport

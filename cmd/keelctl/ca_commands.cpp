@@ -1,0 +1,92 @@
+#include "ca_commands.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "keel/common/clock.h"
+#include "keel/pki/pki.h"
+
+namespace keel::keelctl {
+
+namespace v1 = keel::security::v1;
+
+namespace {
+
+constexpr auto kCaTimeout = std::chrono::seconds(30);
+
+// A call for the node behind the endpoint itself: certificates are never fanned out.
+std::unique_ptr<grpc::ClientContext> directContext() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + kCaTimeout);
+  return ctx;
+}
+
+Status noFanOut(const MachineCommandEnv& env) {
+  if (env.client.target().nodes.size() > 1) {
+    return invalidArgument("client certificates come from the certificate authority of the node behind the "
+                           "endpoint; do not name several nodes with -n");
+  }
+  return Status::ok();
+}
+
+std::string unixTime(int64_t seconds) { return formatTime(TimePoint(std::chrono::seconds(seconds))); }
+
+}  // namespace
+
+Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o) {
+  KEEL_RETURN_IF_ERROR(noFanOut(env));
+  if (!env.client.target().viaApid()) {
+    return invalidArgument("'config generate' asks a control plane's certificate authority through apid; it does "
+                           "not work with --root or --socket");
+  }
+  if (!o.force && std::filesystem::exists(o.output)) {
+    return Status(StatusCode::kAlreadyExists, fmt::format("{} already exists; pass --force to replace it", o.output.string()));
+  }
+  v1::GenerateClientConfigurationRequest req;
+  for (const auto& r : o.roles) req.add_roles(r);
+  req.set_ttl_seconds(o.ttl.count());
+  req.set_identity(o.identity);
+  v1::GenerateClientConfigurationResponse resp;
+  auto ctx = directContext();
+  const auto st = env.client.security().GenerateClientConfiguration(ctx.get(), req, &resp);
+  if (!st.ok()) return fromGrpc(st, env.client.target());
+  auto generated = config::parseClientConfig(resp.keelconfig());
+  if (!generated.ok()) return generated.status().withContext("the client config trustd returned");
+  KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(o.output, *generated,
+                                                     o.force ? config::Overwrite::kYes : config::Overwrite::kNo));
+  env.out << fmt::format("wrote {}: context '{}', roles {}, certificate serial {} valid until {}\n",
+                         o.output.string(), generated->context, fmt::join(o.roles, ","), resp.serial(),
+                         unixTime(resp.not_after_unix()));
+  return Status::ok();
+}
+
+Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path, config::ClientConfig cfg,
+                      std::chrono::seconds ttl) {
+  KEEL_RETURN_IF_ERROR(noFanOut(env));
+  KEEL_ASSIGN_OR_RETURN(config::ClientContext* const ctx, config::currentContext(cfg));
+  KEEL_ASSIGN_OR_RETURN(const auto current, pki::Certificate::fromPem(ctx->crt));
+  // A new key: a renewal also retires the old key, which may have been around for long.
+  KEEL_ASSIGN_OR_RETURN(const auto key, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
+  pki::CsrOptions options;
+  options.subject.commonName = current.subject().commonName;
+  KEEL_ASSIGN_OR_RETURN(const auto csr, pki::CertificateRequest::create(key, options));
+  v1::RenewClientCertificateRequest req;
+  req.set_csr(csr.toPem());
+  req.set_ttl_seconds(ttl.count());
+  v1::RenewClientCertificateResponse resp;
+  auto call = directContext();
+  const auto st = env.client.security().RenewClientCertificate(call.get(), req, &resp);
+  if (!st.ok()) return fromGrpc(st, env.client.target());
+  auto renewed = pki::Certificate::fromPem(resp.certificate());
+  if (!renewed.ok()) return renewed.status().withContext("the certificate trustd returned");
+  if (!renewed->matchesKey(key)) return internalError("the certificate trustd returned is not for the key sent");
+  ctx->crt = resp.certificate();
+  ctx->key = key.toPem();
+  KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(path, cfg, config::Overwrite::kYes));
+  env.out << fmt::format("renewed the client certificate of context '{}' ({}): valid until {} (was {})\n",
+                         cfg.context, renewed->subject().toString(), formatTime(renewed->notAfter()),
+                         formatTime(current.notAfter()));
+  return Status::ok();
+}
+
+}  // namespace keel::keelctl

@@ -1,0 +1,302 @@
+// The certificate lifecycle on a real local cluster: machined starts trustd on the
+// control plane; every apid gets its certificates from it (locally, or through the join
+// listener with the join token on a worker) and renews them; clients get configs and
+// renewals through apid. Attacks on the join listener are made from outside with a real
+// TLS client.
+#include <sys/wait.h>
+
+#include <set>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "apid_fixture.h"
+#include "keel/config/client_config.h"
+#include "keel/security/v1/security.grpc.pb.h"
+
+namespace {
+
+using namespace keel::integration;
+using keel::testing::ProcessResult;
+namespace sec = keel::security::v1;
+
+constexpr const char* kCp = "127.0.1.1";
+
+// A cluster made by keelctl: one control plane and `workers` workers on 127.0.1.2, …,
+// all on ports picked now. The control plane lets joining nodes name 127.0.1.0/24, since
+// on loopback every connection comes from 127.0.0.1.
+struct LocalCluster {
+  TempDir gen;
+  TempDir libexec;
+  int port = freePort();
+  int joinPort = freePort();
+  std::unique_ptr<Node> cp;
+  std::vector<std::unique_ptr<Node>> workers;
+
+  explicit LocalCluster(int workerCount, const std::string& nodeCertTtl = "24h") {
+    chmod(gen.path().c_str(), 0711);
+    chmod(libexec.path().c_str(), 0755);
+    REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode == 0);
+    const auto made = keel::testing::run({KEELCTL_PATH, "gen", "config", "test", std::string(kCp) + ":" + std::to_string(port),
+                                          "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()});
+    INFO(made.err);
+    REQUIRE(made.exitCode == 0);
+    for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
+      std::filesystem::copy_file(path, libexec / name);
+      chmod((libexec / name).c_str(), 0755);
+    }
+    auto cpConfig = nlohmann::json::parse(readFile(gen / "controlplane.json"));
+    cpConfig["machine"]["trustd"] = {{"nodeCertTtl", nodeCertTtl}, {"joinExtraSans", {"127.0.1.0/24"}}};
+    cp = std::make_unique<Node>(cpConfig, args(), kCp);
+    REQUIRE(eventually([&] { return keelctl({"version"}).exitCode == 0; }, 30s));
+    const auto workerConfig = nlohmann::json::parse(readFile(gen / "worker.json"));
+    for (int i = 0; i < workerCount; ++i) {
+      workers.push_back(std::make_unique<Node>(workerConfig, args(), workerAddress(i)));
+    }
+    for (int i = 0; i < workerCount; ++i) {
+      INFO("worker " << workerAddress(i));
+      REQUIRE(eventually([&] { return keelctl({"-e", workerAddress(i), "-n", workerAddress(i), "version"}).exitCode == 0; },
+                         30s));
+    }
+  }
+
+  std::vector<std::string> args() const {
+    return {"--libexec", libexec.path().string(), "--api-port", std::to_string(port), "--join-port",
+            std::to_string(joinPort)};
+  }
+  static std::string workerAddress(int i) { return "127.0.1." + std::to_string(i + 2); }
+
+  ProcessResult keelctl(std::vector<std::string> a, const std::filesystem::path& keelconfig = {}) const {
+    std::vector<std::string> argv = {KEELCTL_PATH, "--keelconfig",
+                                     (keelconfig.empty() ? gen / "keelconfig" : keelconfig).string()};
+    // -e without a port means the default one: name this cluster's port.
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] == "-e" && i + 1 < a.size() && a[i + 1].find(':') == std::string::npos) a[i + 1] += ":" + std::to_string(port);
+    }
+    argv.insert(argv.end(), a.begin(), a.end());
+    auto r = keel::testing::run(argv, {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = "", .timeout = 60s});
+    UNSCOPED_INFO("keelctl " << fmt::format("{}", fmt::join(a, " ")) << " -> " << r.exitCode << "\n" << r.out << r.err);
+    return r;
+  }
+
+  std::string osCa() const { return nlohmann::json::parse(readFile(gen / "secrets.json"))["certs"]["os"]["crt"]; }
+  std::string token() const { return nlohmann::json::parse(readFile(gen / "secrets.json"))["tokens"]["join"]; }
+
+  // A TLS client of the join listener that checks the server against the OS CA, as a
+  // joining node does.
+  std::unique_ptr<sec::SecurityService::Stub> joinStub() const {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = osCa();
+    return sec::SecurityService::NewStub(
+        grpc::CreateChannel(std::string(kCp) + ":" + std::to_string(joinPort), grpc::SslCredentials(tls)));
+  }
+};
+
+std::string csrFor(const keel::pki::CsrOptions& options) {
+  auto key = keel::pki::PrivateKey::generate(keel::pki::KeyType::kEcdsaP256);
+  REQUIRE(key.ok());
+  auto csr = keel::pki::CertificateRequest::create(*key, options);
+  REQUIRE(csr.ok());
+  return csr->toPem();
+}
+
+keel::pki::CsrOptions nodeCsr(const std::string& address) {
+  keel::pki::CsrOptions o;
+  o.subject.commonName = address;
+  o.subjectAltNames.ipAddresses = {address};
+  return o;
+}
+
+grpc::Status join(const LocalCluster& c, const std::string& csr, const std::string& token,
+                  sec::SignNodeCertificateResponse* resp) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  sec::SignNodeCertificateRequest req;
+  req.set_csr(csr);
+  req.set_token(token);
+  return c.joinStub()->SignNodeCertificate(&ctx, req, resp);
+}
+
+keel::pki::Certificate servingCertOf(const Node& node) {
+  auto chain = keel::pki::Certificate::bundleFromPem(readFile(node.root() / "var/lib/keel/apid/server.crt"));
+  REQUIRE(chain.ok());
+  return chain->front();
+}
+
+}  // namespace
+
+TEST_CASE("workers join with the token; fan-out from the control plane reaches both; a worker refuses to forward",
+          "[trustd][cluster]") {
+  LocalCluster c(2);
+  auto ca = keel::pki::Certificate::fromPem(c.osCa());
+  REQUIRE(ca.ok());
+  keel::SystemClock clock;
+  for (const auto& w : c.workers) {
+    INFO(w->address());
+    const auto cert = servingCertOf(*w);
+    CHECK(keel::pki::verifyCertificate(cert, {*ca}, {.requiredUsage = keel::pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}}, clock)
+              .isOk());
+    CHECK(cert.extendedKeyUsages() == std::vector{keel::pki::ExtendedKeyUsage::kServerAuth});
+    CHECK(cert.subject().organizations.empty());
+    CHECK(cert.subjectAltNames().ipAddresses == std::vector<std::string>{w->address()});
+    // No impersonator identity on a worker.
+    CHECK_FALSE(std::filesystem::exists(w->root() / "var/lib/keel/apid/impersonator.crt"));
+    // The strict parser agrees.
+    const auto strict = keel::testing::run({"/usr/bin/python3", STRICT_DER_CHECK,
+                                            (w->root() / "var/lib/keel/apid/server.crt").string(),
+                                            (c.gen / "secrets.json").string()});
+    INFO(strict.out << strict.err);
+    CHECK(strict.exitCode == 0);
+  }
+  // trustd logged each issuance with the peer.
+  const auto logs = c.keelctl({"logs", "trustd"});
+  CHECK_THAT(logs.out, ContainsSubstring("issued a node certificate"));
+
+  const auto fan = c.keelctl({"-n", "127.0.1.2,127.0.1.3", "version"});
+  CHECK(fan.exitCode == 0);
+  CHECK_THAT(fan.out, ContainsSubstring("127.0.1.2"));
+  CHECK_THAT(fan.out, ContainsSubstring("127.0.1.3"));
+
+  const auto forwarded = c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.3", "version"});
+  CHECK(forwarded.exitCode != 0);
+  CHECK_THAT(forwarded.err, ContainsSubstring("does not forward"));
+}
+
+TEST_CASE("the join listener refuses a wrong token, a tampered CSR, O=os:admin and someone else's IP SAN, and logs each",
+          "[trustd][cluster]") {
+  LocalCluster c(0);
+  sec::SignNodeCertificateResponse resp;
+
+  auto st = join(c, csrFor(nodeCsr("127.0.1.7")), "aaaaaa.bbbbbbbbbbbbbbbb", &resp);
+  CHECK(st.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("join token is not accepted"));
+
+  std::string tampered = csrFor(nodeCsr("127.0.1.7"));
+  const auto pos = tampered.find('\n') + 40;
+  tampered[pos] = tampered[pos] == 'A' ? 'B' : 'A';
+  st = join(c, tampered, c.token(), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+
+  auto admin = nodeCsr("127.0.1.7");
+  admin.subject.organizations = {"os:admin"};
+  st = join(c, csrFor(admin), c.token(), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), ContainsSubstring("O=os:admin"));
+
+  auto foreign = nodeCsr("127.0.1.7");
+  foreign.subjectAltNames.ipAddresses.push_back("10.20.30.40");
+  st = join(c, csrFor(foreign), c.token(), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), ContainsSubstring("10.20.30.40"));
+
+  // Nothing but the join method is served there, and it is no way around mTLS.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    sec::RenewClientCertificateRequest req;
+    sec::RenewClientCertificateResponse renew;
+    CHECK(c.joinStub()->RenewClientCertificate(&ctx, req, &renew).error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  }
+
+  // A good request still works, and nothing refused was issued.
+  st = join(c, csrFor(nodeCsr("127.0.1.7")), c.token(), &resp);
+  CHECK(st.ok());
+  const auto logs = c.keelctl({"logs", "trustd"});
+  CHECK_THAT(logs.out, ContainsSubstring("join token is not accepted"));
+  CHECK_THAT(logs.out, ContainsSubstring("asks for O=os:admin"));
+  CHECK_THAT(logs.out, ContainsSubstring("10.20.30.40"));
+  CHECK_THAT(logs.out, !ContainsSubstring(c.token()));
+  size_t issued = 0;
+  for (size_t p = logs.out.find("issued a node certificate"); p != std::string::npos;
+       p = logs.out.find("issued a node certificate", p + 1)) {
+    ++issued;
+  }
+  CHECK(issued == 1);
+}
+
+TEST_CASE("a generated reader config can read but not reboot; config renew extends a client certificate",
+          "[trustd][cluster]") {
+  LocalCluster c(0);
+  const auto reader = c.gen / "reader.keelconfig";
+  const auto made = c.keelctl({"config", "generate", reader.string(), "--roles", "os:reader", "--crt-ttl", "2h"});
+  REQUIRE(made.exitCode == 0);
+  CHECK(c.keelctl({"version"}, reader).exitCode == 0);
+  const auto reboot = c.keelctl({"reboot", "--yes"}, reader);
+  CHECK(reboot.exitCode != 0);
+  CHECK_THAT(reboot.err, ContainsSubstring("os:operator"));
+  // A reader may not mint configs, and unknown roles are refused.
+  CHECK(c.keelctl({"config", "generate", (c.gen / "x").string(), "--roles", "os:reader"}, reader).exitCode != 0);
+  const auto unknown = c.keelctl({"config", "generate", (c.gen / "y").string(), "--roles", "os:root"});
+  CHECK(unknown.exitCode != 0);
+  CHECK_THAT(unknown.err, ContainsSubstring("os:root"));
+
+  auto notAfter = [&](const std::filesystem::path& file) {
+    auto cfg = keel::config::parseClientConfig(readFile(file));
+    REQUIRE(cfg.ok());
+    auto crt = keel::pki::Certificate::fromPem(cfg->contexts.at(cfg->context).crt);
+    REQUIRE(crt.ok());
+    return std::make_pair(crt->notAfter(), crt->subject());
+  };
+  const auto before = notAfter(reader);
+  const auto renewed = c.keelctl({"config", "renew", "--crt-ttl", "48h"}, reader);
+  REQUIRE(renewed.exitCode == 0);
+  const auto after = notAfter(reader);
+  CHECK(after.first > before.first + std::chrono::hours(40));
+  CHECK(after.second == before.second);
+  CHECK(c.keelctl({"version"}, reader).exitCode == 0);
+}
+
+TEST_CASE("with TTLs of seconds, apid's certificates rotate several times while a stream stays open",
+          "[trustd][cluster]") {
+  LocalCluster c(0, "10s");
+  const auto first = servingCertOf(*c.cp).serialHex();
+  // A stream through apid that follows machined's log for the whole test.
+  ChildProcess follow({KEELCTL_PATH, "--keelconfig", (c.gen / "keelconfig").string(), "logs", "machined", "-f"},
+                      c.gen / "follow.log");
+  std::set<std::string> serials = {first};
+  int calls = 0;
+  REQUIRE(eventually(
+      [&] {
+        serials.insert(servingCertOf(*c.cp).serialHex());
+        CHECK(c.keelctl({"version"}).exitCode == 0);
+        ++calls;
+        return serials.size() >= 4;
+      },
+      60s));
+  CHECK(follow.running());
+  follow.signal(SIGTERM);
+  CHECK(follow.wait(10s).has_value());
+  // The stream's connection outlived every rotation: it printed lines and never failed.
+  CHECK_THAT(follow.log(), !ContainsSubstring("keelctl:"));
+  const auto logs = c.keelctl({"logs", "apid"});
+  CHECK_THAT(logs.out, ContainsSubstring("new certificate from trustd"));
+}
+
+TEST_CASE("trustd dies by SIGSYS when a test hook makes it open an AF_INET socket", "[trustd][sandbox]") {
+  TempDir dir;
+  keel::SystemClock clock;
+  keel::pki::CaOptions o;
+  o.subject.commonName = "keel-os";
+  auto ca = keel::pki::createSelfSignedCa(o, clock);
+  REQUIRE(ca.ok());
+  const nlohmann::json config = {{"socket", (dir / "trustd.sock").string()},
+                                 {"nodeAddress", "127.0.1.1"},
+                                 {"clusterName", "test"},
+                                 {"apiEndpoint", "127.0.1.1:50000"},
+                                 {"ca", {{"crt", ca->certificate.toPem()}, {"key", ca->key.toPem()}}},
+                                 {"joinTokens", {"abcdef.0123456789abcdef"}},
+                                 {"allowedUids", {geteuid()}}};
+  writeFile(dir / "config.json", config.dump());
+  chmod((dir / "config.json").c_str(), 0600);
+  const auto r = keel::testing::run({TRUSTD_PATH, "--config", (dir / "config.json").string()},
+                                    {.workingDirectory = std::nullopt,
+                                     .extraEnv = {{"KEEL_TEST_FORBIDDEN_SYSCALL", "socket-inet"}},
+                                     .stdinData = "",
+                                     .timeout = 30s});
+  INFO(r.out << r.err);
+  CHECK(r.signal == SIGSYS);
+  CHECK_THAT(r.out + r.err, ContainsSubstring("attempting forbidden call socket-inet"));
+  CHECK_THAT(r.out + r.err, !ContainsSubstring("returned"));
+}

@@ -1,0 +1,126 @@
+// trustd: the OS certificate authority of a control-plane node. Wiring only: flags,
+// sandbox, the Unix socket and signals; the issuing logic is in src/authority.h.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include "authority.h"
+#include "keel/common/clock.h"
+#include "keel/common/version.h"
+#include "keel/sandbox/sandbox.h"
+#include "keel/transport/unix_listener.h"
+#include "security_service.h"
+#include "trustd_config.h"
+
+namespace keel::trustd {
+extern const std::string_view kSeccompPolicy;
+}
+
+namespace {
+
+// CSRs and certificates are a few KiB; nothing legitimate comes near this.
+constexpr int kMaxMessageBytes = 64 * 1024;
+
+keel::Status confine() {
+  auto policy = keel::sandbox::parsePolicy(keel::trustd::kSeccompPolicy);
+  if (!policy.ok()) return policy.status().withContext("trustd's seccomp.policy");
+  keel::sandbox::SandboxOptions options;
+  options.policy = std::move(policy).value();
+  options.allThreads = true;
+  return keel::sandbox::apply(options);
+}
+
+#ifdef KEEL_TEST_HOOKS
+// Test builds only: make a call trustd's profile forbids, so a test can watch the filter
+// kill it. Production builds do not contain this.
+void forbiddenCallForTests() {
+  const char* what = std::getenv("KEEL_TEST_FORBIDDEN_SYSCALL");
+  if (what == nullptr) return;
+  spdlog::warn("trustd: test hook: attempting forbidden call {}", what);
+  spdlog::default_logger()->flush();
+  if (std::string_view(what) == "socket-inet") {
+    [[maybe_unused]] int fd = socket(AF_INET, SOCK_STREAM, 0);
+  }
+  spdlog::error("trustd: test hook: the forbidden call {} returned", what);
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"trustd: the OS certificate authority of a control-plane node (serves trustd.sock only)"};
+  std::string configPath;
+  std::string level = "info";
+  app.add_option("--config", configPath, "trustd's config file (machined writes it into trustd's state directory)")
+      ->required();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.set_version_flag("--version", std::string(keel::buildInfo().version));
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+
+  auto config = keel::trustd::readTrustdConfigFile(configPath);
+  if (!config.ok()) {
+    spdlog::error("trustd: {}", config.status().message());
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  ::umask(077);
+  // Before any thread: the filter then covers every thread gRPC starts.
+  if (const auto st = confine(); !st.isOk()) {
+    spdlog::error("trustd: cannot confine trustd: {}", st.toString());
+    return 1;
+  }
+#ifdef KEEL_TEST_HOOKS
+  forbiddenCallForTests();
+#endif
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  keel::SystemClock clock;
+  auto authority = keel::trustd::Authority::create(*config, clock);
+  if (!authority.ok()) {
+    spdlog::error("trustd: {}", authority.status().message());
+    return 2;
+  }
+  keel::trustd::SecurityServiceImpl security(authority->get());
+  keel::trustd::LocalIssuerServiceImpl local(authority->get());
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&security);
+  builder.RegisterService(&local);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  auto server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::error("trustd: the gRPC server did not start");
+    return 1;
+  }
+  const auto allowed = config->allowedUids;
+  auto listener = keel::transport::UnixListener::bind(config->socket, [allowed](const keel::transport::PeerCredentials& peer) {
+    if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return keel::Status::ok();
+    return keel::permissionDenied("uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) +
+                                  ") is not on trustd's allow-list");
+  });
+  if (!listener.ok()) {
+    spdlog::error("trustd: {}", listener.status().message());
+    return 1;
+  }
+  (*listener)->start(server.get());
+  spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config->socket.string(),
+               allowed.size(), config->nodeCertTtl.count());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("trustd: signal {} received; stopping", sig);
+  (*listener)->stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}

@@ -1,0 +1,381 @@
+#include "authority.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include "keel/authz/authz.h"
+#include "keel/config/client_config.h"
+
+namespace keel::trustd {
+
+namespace {
+
+// Nodes' clocks differ a little; a certificate must already be valid on the others.
+constexpr auto kNotBeforeSkew = std::chrono::minutes(5);
+
+struct IpBytes {
+  int family = 0;
+  std::array<uint8_t, 16> bytes{};
+  size_t size() const { return family == AF_INET ? 4 : 16; }
+};
+
+std::optional<IpBytes> parseIp(const std::string& text) {
+  IpBytes ip;
+  if (inet_pton(AF_INET, text.c_str(), ip.bytes.data()) == 1) {
+    ip.family = AF_INET;
+    return ip;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), ip.bytes.data()) == 1) {
+    ip.family = AF_INET6;
+    return ip;
+  }
+  return std::nullopt;
+}
+
+// An IP network "a.b.c.d/n" or "x::/n" (a bare address is a /32 or /128).
+struct Network {
+  IpBytes base;
+  int prefix = 0;
+  bool contains(const IpBytes& ip) const {
+    if (ip.family != base.family) return false;
+    for (int bit = 0; bit < prefix; ++bit) {
+      const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
+      if ((ip.bytes[bit / 8] & mask) != (base.bytes[bit / 8] & mask)) return false;
+    }
+    return true;
+  }
+};
+
+std::optional<Network> parseNetwork(const std::string& text) {
+  const auto slash = text.find('/');
+  auto ip = parseIp(text.substr(0, slash));
+  if (!ip) return std::nullopt;
+  Network n{*ip, static_cast<int>(ip->size() * 8)};
+  if (slash == std::string::npos) return n;
+  const std::string bits = text.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  n.prefix = std::stoi(bits);
+  if (n.prefix > static_cast<int>(ip->size() * 8)) return std::nullopt;
+  return n;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  return items.empty() ? std::string("none") : fmt::format("{}", fmt::join(items, ", "));
+}
+
+Result<pki::CertificateRequest> parseCsr(const std::string& pem) {
+  if (pem.empty()) return invalidArgument("expected a CSR (PEM \"CERTIFICATE REQUEST\"), found an empty one");
+  auto csr = pki::CertificateRequest::fromPem(pem);
+  if (!csr.ok()) return csr.status().withContext("CSR");
+  if (auto sig = csr->verifySignature(); !sig.isOk()) return sig.withContext("CSR");
+  return csr;
+}
+
+void addUnique(std::vector<std::string>& list, const std::string& item) {
+  if (!item.empty() && std::find(list.begin(), list.end(), item) == list.end()) list.push_back(item);
+}
+
+}  // namespace
+
+bool tokenAccepted(const std::string& token, const std::vector<std::string>& accepted) {
+  // Every accepted token is compared, in full, whatever the earlier ones gave.
+  int match = 0;
+  for (const auto& a : accepted) {
+    if (a.empty() || a.size() != token.size()) continue;
+    match |= CRYPTO_memcmp(a.data(), token.data(), a.size()) == 0 ? 1 : 0;
+  }
+  return match != 0;
+}
+
+Result<std::string> peerAddress(const std::string& peer) {
+  std::string rest = peer;
+  if (rest.rfind("ipv4:", 0) == 0) {
+    rest = rest.substr(5);
+    const auto colon = rest.rfind(':');
+    if (colon != std::string::npos) rest = rest.substr(0, colon);
+  } else if (rest.rfind("ipv6:", 0) == 0) {
+    rest = rest.substr(5);
+    if (!rest.empty() && rest.front() == '[') {
+      const auto close = rest.find(']');
+      if (close == std::string::npos) return invalidArgument("malformed peer address '" + peer + "'");
+      rest = rest.substr(1, close - 1);
+    }
+    // A scope ("%eth0") or an encoded one is not part of the address.
+    const auto pct = rest.find('%');
+    if (pct != std::string::npos) rest = rest.substr(0, pct);
+  }
+  auto ip = parseIp(rest);
+  if (!ip) return invalidArgument("expected the caller's IP address, found '" + peer + "'");
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  inet_ntop(ip->family, ip->bytes.data(), text.data(), text.size());
+  // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+  std::string canonical = text.data();
+  if (canonical.rfind("::ffff:", 0) == 0 && parseIp(canonical.substr(7)) &&
+      parseIp(canonical.substr(7))->family == AF_INET) {
+    canonical = canonical.substr(7);
+  }
+  return canonical;
+}
+
+RateLimiter::RateLimiter(int burst, int perMinute, const Clock& clock, size_t maxAddresses)
+    : burst_(burst), perSecond_(perMinute / 60.0), clock_(clock), maxAddresses_(maxAddresses) {}
+
+bool RateLimiter::allow(const std::string& address) {
+  std::lock_guard lock(mu_);
+  const TimePoint now = clock_.now();
+  auto it = buckets_.find(address);
+  if (it == buckets_.end()) {
+    if (buckets_.size() >= maxAddresses_) {
+      auto oldest = std::min_element(buckets_.begin(), buckets_.end(),
+                                     [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
+      buckets_.erase(oldest);
+    }
+    it = buckets_.emplace(address, Bucket{burst_, now}).first;
+  }
+  auto& b = it->second;
+  const double elapsed = std::chrono::duration<double>(now - b.last).count();
+  if (elapsed > 0) b.tokens = std::min(burst_, b.tokens + elapsed * perSecond_);
+  b.last = now;
+  if (b.tokens < 1.0) return false;
+  b.tokens -= 1.0;
+  return true;
+}
+
+Authority::Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock)
+    : config_(config),
+      ca_(std::move(ca)),
+      clock_(clock),
+      joinLimiter_(config.joinBurst, config.joinRatePerMinute, clock) {}
+
+Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config, const Clock& clock) {
+  auto ca = pki::CertificateAuthority::fromPem(config.caCertPem, config.caKeyPem);
+  if (!ca.ok()) return ca.status().withContext("trustd's OS CA");
+  for (const auto& extra : config.joinExtraSans) {
+    if (extra.find('/') != std::string::npos || parseIp(extra)) {
+      if (!parseNetwork(extra)) return invalidArgument("join.extraSans: '" + extra + "' is not an IP network");
+    } else if (extra.empty() || extra.find_first_of(" *,") != std::string::npos) {
+      return invalidArgument("join.extraSans: expected an IP network or an exact DNS name, found '" + extra + "'");
+    }
+  }
+  return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), clock));
+}
+
+Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem, const std::string& token,
+                                                       const std::string& peer) {
+  KEEL_ASSIGN_OR_RETURN(const std::string source, peerAddress(peer));
+  if (!joinLimiter_.allow(source)) {
+    spdlog::warn("trustd: refused a join from {}: too many attempts", source);
+    return Status(StatusCode::kResourceExhausted,
+                  fmt::format("too many join attempts from {}; at most {} a minute", source, config_.joinRatePerMinute));
+  }
+  if (!tokenAccepted(token, config_.joinTokens)) {
+    spdlog::warn("trustd: refused a join from {}: the join token is not accepted", source);
+    return unauthenticated("the join token is not accepted by this cluster (expected machine.token of a worker config "
+                           "made from this cluster's secrets)");
+  }
+  auto csr = parseCsr(csrPem);
+  if (!csr.ok()) {
+    spdlog::warn("trustd: refused a join from {}: {}", source, csr.status().message());
+    return csr.status();
+  }
+  // A node certificate carries no roles. The policy below strips O= anyway; a CSR that
+  // asks for one is refused outright, since no Keel node ever sends one.
+  if (const auto orgs = csr->subject().organizations; !orgs.empty()) {
+    spdlog::warn("trustd: refused a join from {}: the CSR asks for O={}", source, joined(orgs));
+    return invalidArgument("a node certificate carries no roles, but the CSR asks for O=" + joined(orgs));
+  }
+  const auto requested = csr->subjectAltNames();
+  pki::IssuePolicy policy;
+  policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
+  policy.keyUsage = pki::kDigitalSignature;
+  policy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
+  policy.ttl = config_.nodeCertTtl;
+  policy.notBeforeSkew = kNotBeforeSkew;
+  // Allowed: the source address, and whatever of the request the config's extra SANs cover.
+  policy.allowedSubjectAltNames.ipAddresses.push_back(source);
+  for (const auto& ip : requested.ipAddresses) {
+    const auto parsed = parseIp(ip);
+    for (const auto& extra : config_.joinExtraSans) {
+      const auto net = parseNetwork(extra);
+      if (parsed && net && net->contains(*parsed)) addUnique(policy.allowedSubjectAltNames.ipAddresses, ip);
+    }
+  }
+  for (const auto& dns : requested.dnsNames) {
+    for (const auto& extra : config_.joinExtraSans) {
+      if (lower(extra) == lower(dns)) addUnique(policy.allowedSubjectAltNames.dnsNames, dns);
+    }
+  }
+  auto cert = pki::issueCertificate(ca_, *csr, policy, clock_);
+  if (!cert.ok()) {
+    spdlog::warn("trustd: refused a join from {}: {}", source, cert.status().message());
+    return Status(cert.status().code(), cert.status().message() + " (a joining node may name its source address " +
+                                            source + "; trustd's join.extraSans allows more)");
+  }
+  const auto sans = cert->subjectAltNames();
+  spdlog::info("trustd: issued a node certificate: subject '{}', SANs DNS [{}] IP [{}], serial {}, peer {}",
+               cert->subject().toString(), joined(sans.dnsNames), joined(sans.ipAddresses), cert->serialHex(), source);
+  return NodeCertificate{cert->toPem(), config_.caBundlePem};
+}
+
+Result<ApidCertificates> Authority::issueApidCertificates(const std::string& servingCsrPem,
+                                                          const std::string& impersonatorCsrPem) {
+  auto serving = parseCsr(servingCsrPem);
+  if (!serving.ok()) return serving.status().withContext("serving");
+  auto impersonator = parseCsr(impersonatorCsrPem);
+  if (!impersonator.ok()) return impersonator.status().withContext("impersonator");
+
+  pki::IssuePolicy servingPolicy;
+  servingPolicy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
+  servingPolicy.keyUsage = pki::kDigitalSignature;
+  servingPolicy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
+  servingPolicy.ttl = config_.nodeCertTtl;
+  servingPolicy.notBeforeSkew = kNotBeforeSkew;
+  std::vector<std::string> names = {config_.nodeAddress, config_.hostname, "127.0.0.1"};
+  names.insert(names.end(), config_.certSans.begin(), config_.certSans.end());
+  for (const auto& n : names) {
+    if (n.empty()) continue;
+    addUnique(parseIp(n) ? servingPolicy.allowedSubjectAltNames.ipAddresses : servingPolicy.allowedSubjectAltNames.dnsNames, n);
+  }
+  auto servingCert = pki::issueCertificate(ca_, *serving, servingPolicy, clock_);
+  if (!servingCert.ok()) return servingCert.status().withContext("apid's serving certificate");
+
+  if (impersonator->subject().commonName != "apid@" + config_.nodeAddress) {
+    return invalidArgument("impersonator CSR: expected CN 'apid@" + config_.nodeAddress + "', found '" +
+                           impersonator->subject().commonName + "'");
+  }
+  pki::IssuePolicy impersonatorPolicy;
+  impersonatorPolicy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
+  impersonatorPolicy.keyUsage = pki::kDigitalSignature;
+  impersonatorPolicy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
+  impersonatorPolicy.organizations = {std::string(authz::kRoleImpersonator)};
+  impersonatorPolicy.ttl = config_.nodeCertTtl;
+  impersonatorPolicy.notBeforeSkew = kNotBeforeSkew;
+  auto impersonatorCert = pki::issueCertificate(ca_, *impersonator, impersonatorPolicy, clock_);
+  if (!impersonatorCert.ok()) return impersonatorCert.status().withContext("apid's impersonator certificate");
+
+  spdlog::info("trustd: issued apid's certificates: serving serial {}, impersonator serial {}, valid until {}",
+               servingCert->serialHex(), impersonatorCert->serialHex(), formatTime(servingCert->notAfter()));
+  return ApidCertificates{servingCert->toPem() + ca_.certificate.toPem(), impersonatorCert->toPem(),
+                          config_.caBundlePem};
+}
+
+Result<std::chrono::seconds> Authority::clientTtl(std::chrono::seconds requested) const {
+  if (requested.count() < 0) return invalidArgument("expected a positive TTL, found " + std::to_string(requested.count()) + " s");
+  if (requested.count() == 0) return config_.clientCertDefaultTtl;
+  if (requested > config_.clientCertMaxTtl) {
+    return invalidArgument(fmt::format("a TTL of {} s is longer than this cluster allows ({} s, trustd's client.maxTtlSeconds)",
+                                       requested.count(), config_.clientCertMaxTtl.count()));
+  }
+  return requested;
+}
+
+Result<pki::Certificate> Authority::issueClient(const pki::CertificateRequest& csr, const std::vector<std::string>& roles,
+                                                std::chrono::seconds ttl) {
+  pki::IssuePolicy policy;
+  policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
+  policy.keyUsage = pki::kDigitalSignature;
+  policy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
+  policy.organizations = roles;
+  policy.ttl = ttl;
+  policy.notBeforeSkew = kNotBeforeSkew;
+  return pki::issueCertificate(ca_, csr, policy, clock_);
+}
+
+namespace {
+
+// Roles a client certificate may carry: never os:impersonator, which lets its holder
+// claim any role for the calls it forwards.
+Status checkClientRoles(const std::vector<std::string>& roles) {
+  if (roles.empty()) return invalidArgument("expected at least one role (os:admin, os:operator, os:reader), found none");
+  for (const auto& r : roles) {
+    if (r != authz::kRoleAdmin && r != authz::kRoleOperator && r != authz::kRoleReader) {
+      return invalidArgument("expected roles among os:admin, os:operator, os:reader, found '" + r + "'");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<GeneratedClientConfig> Authority::generateClientConfig(const std::vector<std::string>& requestedRoles,
+                                                              std::chrono::seconds requestedTtl,
+                                                              const std::string& identity,
+                                                              const std::string& requestedBy) {
+  KEEL_RETURN_IF_ERROR(checkClientRoles(requestedRoles));
+  std::vector<std::string> roles;
+  for (const auto& r : requestedRoles) addUnique(roles, r);
+  KEEL_ASSIGN_OR_RETURN(const auto ttl, clientTtl(requestedTtl));
+  const std::string cn = identity.empty() ? roles.front().substr(3) : identity;  // "os:reader" -> "reader"
+  KEEL_ASSIGN_OR_RETURN(auto key, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
+  pki::CsrOptions options;
+  options.subject.commonName = cn;
+  auto csr = pki::CertificateRequest::create(key, options);
+  if (!csr.ok()) return csr.status().withContext("identity");
+  KEEL_ASSIGN_OR_RETURN(auto cert, issueClient(*csr, roles, ttl));
+
+  config::ClientContext ctx;
+  ctx.endpoints = {config_.apiEndpoint};
+  ctx.nodes = {config_.nodeAddress};
+  ctx.ca = config_.caBundlePem;
+  ctx.crt = cert.toPem();
+  ctx.key = key.toPem();
+  config::ClientConfig out;
+  out.context = config_.clusterName;
+  out.contexts[config_.clusterName] = std::move(ctx);
+  spdlog::info("trustd: issued a client configuration: subject '{}', serial {}, valid until {}, requested by '{}'",
+               cert.subject().toString(), cert.serialHex(), formatTime(cert.notAfter()), requestedBy);
+  return GeneratedClientConfig{config::serializeClientConfig(out), cert.serialHex(), cert.notAfter()};
+}
+
+Result<ClientCertificate> Authority::renewClientCertificate(const std::string& csrPem, const std::string& identity,
+                                                            const std::vector<std::string>& callerRoles,
+                                                            std::chrono::seconds requestedTtl) {
+  if (identity.empty()) return unauthenticated("the call carries no client identity to renew");
+  std::vector<std::string> roles;
+  for (const auto& r : callerRoles) {
+    if (r == authz::kRoleAdmin || r == authz::kRoleOperator || r == authz::kRoleReader) addUnique(roles, r);
+  }
+  if (roles.empty()) {
+    return Status(StatusCode::kPermissionDenied,
+                  "only client certificates with os:admin, os:operator or os:reader can be renewed");
+  }
+  KEEL_ASSIGN_OR_RETURN(const auto ttl, clientTtl(requestedTtl));
+  KEEL_ASSIGN_OR_RETURN(const auto csr, parseCsr(csrPem));
+  // The CSR proposes a key only: identity and roles come from the certificate the caller
+  // authenticated with.
+  auto issued = [&]() -> Result<pki::Certificate> {
+    pki::IssuePolicy policy;
+    policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
+    policy.keyUsage = pki::kDigitalSignature;
+    policy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
+    policy.organizations = roles;
+    policy.ttl = ttl;
+    policy.notBeforeSkew = kNotBeforeSkew;
+    if (csr.subject().commonName != identity) {
+      return invalidArgument("expected the CSR's CN to be the caller's identity '" + identity + "', found '" +
+                             csr.subject().commonName + "'");
+    }
+    if (!csr.subjectAltNames().empty()) return invalidArgument("expected a client CSR without SANs");
+    return pki::issueCertificate(ca_, csr, policy, clock_);
+  }();
+  if (!issued.ok()) return issued.status();
+  spdlog::info("trustd: renewed a client certificate: subject '{}', serial {}, valid until {}",
+               issued->subject().toString(), issued->serialHex(), formatTime(issued->notAfter()));
+  return ClientCertificate{issued->toPem(), config_.caBundlePem, issued->serialHex(), issued->notAfter()};
+}
+
+}  // namespace keel::trustd

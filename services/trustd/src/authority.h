@@ -1,0 +1,112 @@
+// trustd's logic, free of gRPC: the OS CA's issuing decisions for joining nodes, this
+// node's apid, and clients. Every refusal is an error value with a message that says
+// what was expected; every issuance is logged (subject, SANs, serial, peer), never a key
+// or a token.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "keel/common/clock.h"
+#include "keel/common/status.h"
+#include "keel/pki/pki.h"
+#include "trustd_config.h"
+
+namespace keel::trustd {
+
+struct NodeCertificate {
+  std::string certificatePem;
+  std::string caBundlePem;
+};
+
+struct ApidCertificates {
+  std::string servingChainPem;  // leaf, then the signing CA
+  std::string impersonatorPem;
+  std::string caBundlePem;
+};
+
+struct ClientCertificate {
+  std::string certificatePem;
+  std::string caBundlePem;
+  std::string serialHex;
+  TimePoint notAfter;
+};
+
+struct GeneratedClientConfig {
+  std::string keelconfig;  // JSON; holds a private key: secret
+  std::string serialHex;
+  TimePoint notAfter;
+};
+
+// Limits how often one source address may try to join: `burst` attempts at once,
+// refilled at `perMinute`. Bounded memory: the least recently seen addresses are
+// forgotten first. Thread-safe.
+class RateLimiter {
+ public:
+  RateLimiter(int burst, int perMinute, const Clock& clock, size_t maxAddresses = 4096);
+  // True when `address` may go ahead now (and takes one attempt from its allowance).
+  bool allow(const std::string& address);
+
+ private:
+  struct Bucket {
+    double tokens;
+    TimePoint last;
+  };
+  const double burst_;
+  const double perSecond_;
+  const Clock& clock_;
+  const size_t maxAddresses_;
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;
+};
+
+class Authority {
+ public:
+  // Errors: INVALID_ARGUMENT when the CA does not load or a configured extra SAN is not
+  // an IP network or a DNS name.
+  static Result<std::unique_ptr<Authority>> create(const TrustdConfig& config, const Clock& clock);
+
+  // A joining node's serving certificate. `peer` is the caller's address as apid saw it
+  // ("ipv4:10.0.0.5:41234", "ipv6:[::1]:5000" or a bare address). Errors:
+  // UNAUTHENTICATED (token), RESOURCE_EXHAUSTED (rate), INVALID_ARGUMENT (CSR, SANs).
+  Result<NodeCertificate> signNodeCertificate(const std::string& csrPem, const std::string& token,
+                                              const std::string& peer);
+
+  // This node's apid: a serving certificate for this node's names, and its
+  // os:impersonator client certificate.
+  Result<ApidCertificates> issueApidCertificates(const std::string& servingCsrPem, const std::string& impersonatorCsrPem);
+
+  // A new key and client certificate with exactly `roles` (os:admin, os:operator,
+  // os:reader; at least one), as a keelconfig. `ttl` zero takes the default.
+  Result<GeneratedClientConfig> generateClientConfig(const std::vector<std::string>& roles, std::chrono::seconds ttl,
+                                                     const std::string& identity, const std::string& requestedBy);
+
+  // A new certificate for the CSR's key with `identity` as CN and the client roles among
+  // `roles` (what apid read from the caller's still-valid certificate).
+  Result<ClientCertificate> renewClientCertificate(const std::string& csrPem, const std::string& identity,
+                                                   const std::vector<std::string>& roles, std::chrono::seconds ttl);
+
+ private:
+  Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock);
+  Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
+  Result<pki::Certificate> issueClient(const pki::CertificateRequest& csr, const std::vector<std::string>& roles,
+                                       std::chrono::seconds ttl);
+
+  TrustdConfig config_;
+  pki::CertificateAuthority ca_;
+  const Clock& clock_;
+  RateLimiter joinLimiter_;
+};
+
+// Constant-time comparison of `token` with each accepted token (no early exit on the
+// first differing byte). Exposed for its test.
+bool tokenAccepted(const std::string& token, const std::vector<std::string>& accepted);
+
+// The bare IP address of a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5", "1.2.3.4").
+// Errors: INVALID_ARGUMENT when it names no IP address (a Unix socket peer, say).
+Result<std::string> peerAddress(const std::string& peer);
+
+}  // namespace keel::trustd

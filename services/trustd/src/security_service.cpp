@@ -1,0 +1,123 @@
+#include "security_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "keel/authz/authz.h"
+#include "keel/authz/proto_rules.h"
+
+namespace keel::trustd {
+
+namespace v1 = keel::security::v1;
+
+namespace {
+
+grpc::Status toGrpc(const Status& s) {
+  if (s.isOk()) return grpc::Status::OK;
+  return {static_cast<grpc::StatusCode>(s.code()), s.message()};
+}
+
+// Every value of a reserved key apid set (keys reach the server in lower case).
+std::vector<std::string> values(const grpc::ServerContext& ctx, std::string_view key) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : ctx.client_metadata()) {
+    if (std::string_view(k.data(), k.size()) == key) out.emplace_back(v.data(), v.size());
+  }
+  return out;
+}
+
+// The call must carry apid's roles exactly once and pass the method's rule (the same
+// table apid checked); the single values of identity and peer are returned.
+struct Forwarded {
+  std::vector<std::string> roles;
+  std::string identity;
+  std::string peer;
+};
+
+Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method) {
+  const auto rolesValues = values(ctx, authz::kRolesKey);
+  const std::string full = std::string("/keel.security.v1.SecurityService/") + std::string(method);
+  KEEL_RETURN_IF_ERROR(authz::checkForwardedCall(authz::builtinRules(), full, rolesValues));
+  Forwarded f;
+  f.roles = authz::parseRoles(rolesValues.front());
+  const auto identity = values(ctx, authz::kIdentityKey);
+  const auto peer = values(ctx, authz::kPeerKey);
+  if (identity.size() > 1 || peer.size() > 1) {
+    return Status(StatusCode::kPermissionDenied, "expected keel-identity and keel-peer at most once each");
+  }
+  if (!identity.empty()) f.identity = identity.front();
+  if (!peer.empty()) f.peer = peer.front();
+  return f;
+}
+
+// The join method is the one apid's join listener forwards without roles: the token is
+// the credential there. Through :50000 it carries roles and must pass its rule.
+Result<Forwarded> admitJoin(const grpc::ServerContext& ctx) {
+  const auto rolesValues = values(ctx, authz::kRolesKey);
+  const auto peer = values(ctx, authz::kPeerKey);
+  if (peer.size() != 1) {
+    return Status(StatusCode::kPermissionDenied, "expected the caller's address in keel-peer exactly once");
+  }
+  if (rolesValues.empty()) return Forwarded{{}, "", peer.front()};
+  KEEL_ASSIGN_OR_RETURN(auto f, admit(ctx, "SignNodeCertificate"));
+  return f;
+}
+
+}  // namespace
+
+grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx, const v1::SignNodeCertificateRequest* req,
+                                                      v1::SignNodeCertificateResponse* resp) {
+  auto f = admitJoin(*ctx);
+  if (!f.ok()) return toGrpc(f.status());
+  auto cert = authority_->signNodeCertificate(req->csr(), req->token(), f->peer);
+  if (!cert.ok()) return toGrpc(cert.status());
+  resp->set_certificate(cert->certificatePem);
+  resp->set_ca_bundle(cert->caBundlePem);
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::GenerateClientConfiguration(grpc::ServerContext* ctx,
+                                                              const v1::GenerateClientConfigurationRequest* req,
+                                                              v1::GenerateClientConfigurationResponse* resp) {
+  auto f = admit(*ctx, "GenerateClientConfiguration");
+  if (!f.ok()) return toGrpc(f.status());
+  const std::vector<std::string> roles(req->roles().begin(), req->roles().end());
+  auto out = authority_->generateClientConfig(roles, std::chrono::seconds(req->ttl_seconds()), req->identity(),
+                                              f->identity);
+  if (!out.ok()) return toGrpc(out.status());
+  resp->set_keelconfig(out->keelconfig);
+  resp->set_serial(out->serialHex);
+  resp->set_not_after_unix(std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::RenewClientCertificate(grpc::ServerContext* ctx,
+                                                         const v1::RenewClientCertificateRequest* req,
+                                                         v1::RenewClientCertificateResponse* resp) {
+  auto f = admit(*ctx, "RenewClientCertificate");
+  if (!f.ok()) return toGrpc(f.status());
+  auto out = authority_->renewClientCertificate(req->csr(), f->identity, f->roles, std::chrono::seconds(req->ttl_seconds()));
+  if (!out.ok()) return toGrpc(out.status());
+  resp->set_certificate(out->certificatePem);
+  resp->set_ca_bundle(out->caBundlePem);
+  resp->set_not_after_unix(std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
+  return grpc::Status::OK;
+}
+
+grpc::Status LocalIssuerServiceImpl::IssueApidCertificates(grpc::ServerContext* ctx,
+                                                           const v1::IssueApidCertificatesRequest* req,
+                                                           v1::IssueApidCertificatesResponse* resp) {
+  for (const auto& [k, v] : ctx->client_metadata()) {
+    if (authz::isReservedKey(std::string_view(k.data(), k.size()))) {
+      spdlog::warn("trustd: refused a forwarded call for apid's own certificates");
+      return {grpc::StatusCode::PERMISSION_DENIED, "apid's certificates are issued to apid itself, never through it"};
+    }
+  }
+  auto out = authority_->issueApidCertificates(req->serving_csr(), req->impersonator_csr());
+  if (!out.ok()) return toGrpc(out.status());
+  resp->set_serving_chain(out->servingChainPem);
+  resp->set_impersonator_certificate(out->impersonatorPem);
+  resp->set_ca_bundle(out->caBundlePem);
+  return grpc::Status::OK;
+}
+
+}  // namespace keel::trustd

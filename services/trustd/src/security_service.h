@@ -1,0 +1,41 @@
+// The gRPC adapter of trustd: reads what apid forwarded (keel-roles, keel-identity,
+// keel-peer), re-checks the method's rule, and hands plain values to the Authority.
+#pragma once
+
+#include "authority.h"
+#include "keel/security/v1/security.grpc.pb.h"
+
+namespace keel::trustd {
+
+class SecurityServiceImpl final : public keel::security::v1::SecurityService::Service {
+ public:
+  explicit SecurityServiceImpl(Authority* authority) : authority_(authority) {}
+
+  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx, const keel::security::v1::SignNodeCertificateRequest* req,
+                                   keel::security::v1::SignNodeCertificateResponse* resp) override;
+  grpc::Status GenerateClientConfiguration(grpc::ServerContext* ctx,
+                                           const keel::security::v1::GenerateClientConfigurationRequest* req,
+                                           keel::security::v1::GenerateClientConfigurationResponse* resp) override;
+  grpc::Status RenewClientCertificate(grpc::ServerContext* ctx,
+                                      const keel::security::v1::RenewClientCertificateRequest* req,
+                                      keel::security::v1::RenewClientCertificateResponse* resp) override;
+
+ private:
+  Authority* authority_;
+};
+
+// apid asking for its own certificates. Refuses a call that apid forwarded for a client
+// (one carrying keel-roles): only apid itself, as a direct peer, may ask.
+class LocalIssuerServiceImpl final : public keel::security::v1::LocalIssuerService::Service {
+ public:
+  explicit LocalIssuerServiceImpl(Authority* authority) : authority_(authority) {}
+
+  grpc::Status IssueApidCertificates(grpc::ServerContext* ctx,
+                                     const keel::security::v1::IssueApidCertificatesRequest* req,
+                                     keel::security::v1::IssueApidCertificatesResponse* resp) override;
+
+ private:
+  Authority* authority_;
+};
+
+}  // namespace keel::trustd

@@ -1,0 +1,106 @@
+#include "trustd_config.h"
+
+#include <fmt/format.h>
+
+#include "keel/config/endpoint.h"
+#include "keel/config/file_io.h"
+#include "keel/config/json_fields.h"
+
+namespace keel::trustd {
+
+namespace {
+
+using config::detail::fieldError;
+using config::detail::ObjectReader;
+
+Result<int64_t> bounded(ObjectReader& r, std::string_view key, int64_t fallback, int64_t min, int64_t max) {
+  KEEL_ASSIGN_OR_RETURN(const auto v, r.optionalInteger(key));
+  if (!v) return fallback;
+  if (*v < min || *v > max) return fieldError(r.pathOf(key), fmt::format("expected {}..{}, found {}", min, max, *v));
+  return *v;
+}
+
+Result<std::vector<uid_t>> uids(ObjectReader& r, std::string_view key) {
+  std::vector<uid_t> out;
+  const auto* value = r.field(key);
+  if (value == nullptr || value->is_null()) return out;
+  if (!value->is_array()) return fieldError(r.pathOf(key), "expected an array of uids");
+  for (const auto& v : *value) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 0xFFFFFFFELL) {
+      return fieldError(r.pathOf(key), "expected uids (integers from 0), found " + v.dump());
+    }
+    out.push_back(static_cast<uid_t>(v.get<int64_t>()));
+  }
+  return out;
+}
+
+constexpr int64_t kDay = 24 * 3600;
+
+}  // namespace
+
+Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
+  TrustdConfig c;
+  // Fields machined writes for every service that trustd does not use.
+  for (const char* unused : {"name", "stateDir", "machinedSocket"}) {
+    KEEL_ASSIGN_OR_RETURN(const auto ignored, r.optionalString(unused));
+    (void)ignored;
+  }
+  std::string socketPath;
+  KEEL_ASSIGN_OR_RETURN(socketPath, r.requiredString("socket"));
+  if (!socketPath.starts_with('/')) return fieldError("socket", "expected an absolute path, found '" + socketPath + "'");
+  c.socket = socketPath;
+  KEEL_ASSIGN_OR_RETURN(c.nodeAddress, r.requiredString("nodeAddress"));
+  if (!config::parseNodeName(c.nodeAddress).ok()) {
+    return fieldError("nodeAddress", "expected an address or host name, found '" + c.nodeAddress + "'");
+  }
+  KEEL_ASSIGN_OR_RETURN(const auto hostname, r.optionalString("hostname"));
+  c.hostname = hostname.value_or("");
+  KEEL_ASSIGN_OR_RETURN(c.clusterName, r.requiredString("clusterName"));
+  KEEL_ASSIGN_OR_RETURN(c.apiEndpoint, r.requiredString("apiEndpoint"));
+  if (auto e = config::parseEndpoint(c.apiEndpoint); !e.ok()) return fieldError("apiEndpoint", e.status().message());
+
+  KEEL_ASSIGN_OR_RETURN(auto ca, r.requiredObject("ca"));
+  KEEL_ASSIGN_OR_RETURN(c.caCertPem, ca.requiredString("crt"));
+  KEEL_ASSIGN_OR_RETURN(c.caKeyPem, ca.requiredString("key"));
+  KEEL_ASSIGN_OR_RETURN(const auto bundle, ca.optionalString("bundle"));
+  c.caBundlePem = bundle.value_or(c.caCertPem);
+  KEEL_RETURN_IF_ERROR(ca.finish());
+
+  KEEL_ASSIGN_OR_RETURN(c.joinTokens, r.stringArray("joinTokens"));
+  KEEL_ASSIGN_OR_RETURN(c.certSans, r.stringArray("certSans"));
+  KEEL_ASSIGN_OR_RETURN(c.allowedUids, uids(r, "allowedUids"));
+  if (c.allowedUids.empty()) return fieldError("allowedUids", "expected at least one uid (apid's)");
+
+  KEEL_ASSIGN_OR_RETURN(auto join, r.optionalObject("join"));
+  if (join) {
+    KEEL_ASSIGN_OR_RETURN(const int64_t ttl, bounded(*join, "ttlSeconds", c.nodeCertTtl.count(), 10, 365 * kDay));
+    c.nodeCertTtl = std::chrono::seconds(ttl);
+    KEEL_ASSIGN_OR_RETURN(c.joinExtraSans, join->stringArray("extraSans"));
+    KEEL_ASSIGN_OR_RETURN(const int64_t burst, bounded(*join, "burst", c.joinBurst, 1, 10000));
+    KEEL_ASSIGN_OR_RETURN(const int64_t rate, bounded(*join, "ratePerMinute", c.joinRatePerMinute, 1, 600000));
+    c.joinBurst = static_cast<int>(burst);
+    c.joinRatePerMinute = static_cast<int>(rate);
+    KEEL_RETURN_IF_ERROR(join->finish());
+  }
+  KEEL_ASSIGN_OR_RETURN(auto client, r.optionalObject("client"));
+  if (client) {
+    KEEL_ASSIGN_OR_RETURN(const int64_t max, bounded(*client, "maxTtlSeconds", c.clientCertMaxTtl.count(), 10, 10 * 365 * kDay));
+    KEEL_ASSIGN_OR_RETURN(const int64_t def, bounded(*client, "defaultTtlSeconds", std::min<int64_t>(c.clientCertDefaultTtl.count(), max), 10, max));
+    c.clientCertMaxTtl = std::chrono::seconds(max);
+    c.clientCertDefaultTtl = std::chrono::seconds(def);
+    KEEL_RETURN_IF_ERROR(client->finish());
+  }
+  KEEL_RETURN_IF_ERROR(r.finish());
+  return c;
+}
+
+Result<TrustdConfig> readTrustdConfigFile(const std::filesystem::path& path) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(path, "it holds the OS CA key"));
+  auto c = parseTrustdConfig(text);
+  if (!c.ok()) return c.status().withContext(path.string());
+  return c;
+}
+
+}  // namespace keel::trustd

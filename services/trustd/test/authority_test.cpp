@@ -1,0 +1,276 @@
+#include "authority.h"
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+#include <nlohmann/json.hpp>
+
+#include "keel/config/client_config.h"
+
+namespace keel::trustd {
+namespace {
+
+using Catch::Matchers::ContainsSubstring;
+
+const TimePoint kStart = std::chrono::sys_days{std::chrono::year{2030} / 1 / 2};
+constexpr const char* kToken = "abcdef.0123456789abcdef";
+
+struct Fixture {
+  ManualClock clock{kStart};
+  pki::CertificateAuthority ca = [this] {
+    pki::CaOptions o;
+    o.subject.commonName = "keel-os";
+    o.subject.organizations = {"keel-os"};
+    return pki::createSelfSignedCa(o, clock).value();
+  }();
+  TrustdConfig config = [this] {
+    TrustdConfig c;
+    c.socket = "/run/keel/trustd.sock";
+    c.nodeAddress = "10.0.0.1";
+    c.hostname = "cp-1";
+    c.clusterName = "prod";
+    c.apiEndpoint = "10.0.0.1:50000";
+    c.caCertPem = ca.certificate.toPem();
+    c.caKeyPem = ca.key.toPem();
+    c.caBundlePem = c.caCertPem;
+    c.joinTokens = {"zzzzzz.zzzzzzzzzzzzzzzz", kToken};
+    c.allowedUids = {1000};
+    c.joinBurst = 3;
+    c.joinRatePerMinute = 60;
+    return c;
+  }();
+
+  std::unique_ptr<Authority> authority() {
+    auto a = Authority::create(config, clock);
+    REQUIRE(a.ok());
+    return std::move(a).value();
+  }
+};
+
+std::string csrPem(pki::CsrOptions options, pki::PrivateKey* keyOut = nullptr) {
+  auto key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+  auto csr = pki::CertificateRequest::create(key, options).value();
+  if (keyOut != nullptr) *keyOut = key;
+  return csr.toPem();
+}
+
+pki::CsrOptions nodeCsr(const std::string& cn, std::vector<std::string> ips, std::vector<std::string> dns = {},
+                        std::vector<std::string> orgs = {}) {
+  pki::CsrOptions o;
+  o.subject.commonName = cn;
+  o.subject.organizations = std::move(orgs);
+  o.subjectAltNames.ipAddresses = std::move(ips);
+  o.subjectAltNames.dnsNames = std::move(dns);
+  return o;
+}
+
+TEST_CASE("a joining node with an accepted token gets a serverAuth-only certificate for its source address",
+          "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"})), kToken, "ipv4:10.0.0.7:40001");
+  REQUIRE(cert.ok());
+  auto parsed = pki::Certificate::fromPem(cert->certificatePem).value();
+  CHECK(parsed.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kServerAuth});
+  CHECK(parsed.subject().organizations.empty());
+  CHECK(parsed.subjectAltNames().ipAddresses == std::vector<std::string>{"10.0.0.7"});
+  CHECK_FALSE(parsed.isCa());
+  CHECK(parsed.notAfter() == kStart + std::chrono::hours(24));
+  CHECK(cert->caBundlePem == f.config.caBundlePem);
+  CHECK(pki::verifyCertificate(parsed, {f.ca.certificate}, {.requiredUsage = pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}}, f.clock)
+            .isOk());
+}
+
+TEST_CASE("rejects a CSR that asks for O=os:admin", "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"}, {}, {"os:admin", "os:impersonator"})),
+                                     kToken, "10.0.0.7");
+  REQUIRE_FALSE(cert.ok());
+  CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(cert.status().message(), ContainsSubstring("O=os:admin, os:impersonator"));
+}
+
+TEST_CASE("refuses a wrong, empty or truncated join token as UNAUTHENTICATED", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  for (const std::string token : {"", "abcdef.0123456789abcdee", "abcdef.0123456789abcde", "ABCDEF.0123456789ABCDEF"}) {
+    CAPTURE(token);
+    auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"})), token, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("join token is not accepted"));
+    CHECK_THAT(cert.status().message(), !ContainsSubstring("abcdef"));
+  }
+  CHECK(tokenAccepted(kToken, f.config.joinTokens));
+  CHECK(tokenAccepted("zzzzzz.zzzzzzzzzzzzzzzz", f.config.joinTokens));
+  CHECK_FALSE(tokenAccepted("", {""}));
+}
+
+TEST_CASE("refuses IP SANs other than the caller's source address, and DNS SANs, unless the config allows them",
+          "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  SECTION("someone else's address") {
+    auto cert = f.authority()->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"})), kToken,
+                                                   "ipv4:10.0.0.7:1");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("SAN IP:10.0.0.1"));
+    CHECK_THAT(cert.status().message(), ContainsSubstring("source address 10.0.0.7"));
+  }
+  SECTION("a DNS name") {
+    auto cert =
+        f.authority()->signNodeCertificate(csrPem(nodeCsr("w", {"10.0.0.7"}, {"cp-1"})), kToken, "ipv4:10.0.0.7:1");
+    REQUIRE_FALSE(cert.ok());
+    CHECK_THAT(cert.status().message(), ContainsSubstring("SAN DNS:cp-1"));
+  }
+  SECTION("allowed by join.extraSans") {
+    f.config.joinExtraSans = {"127.0.1.0/24", "worker-1.keel", "fd00::/8"};
+    auto a = f.authority();
+    auto cert = a->signNodeCertificate(csrPem(nodeCsr("127.0.1.3", {"127.0.1.3", "fd00::3"}, {"WORKER-1.keel"})),
+                                       kToken, "ipv4:127.0.0.1:5");
+    REQUIRE(cert.ok());
+    auto outside = a->signNodeCertificate(csrPem(nodeCsr("127.0.2.3", {"127.0.2.3"})), kToken, "ipv4:127.0.0.1:5");
+    CHECK_FALSE(outside.ok());
+  }
+  SECTION("a bad extraSans entry is refused at start") {
+    f.config.joinExtraSans = {"10.0.0.0/33"};
+    CHECK_FALSE(Authority::create(f.config, f.clock).ok());
+  }
+}
+
+TEST_CASE("refuses a tampered CSR, garbage and a peer that is not an IP address", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  std::string pem = csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"}));
+  // Flip one base64 character inside the signed part.
+  const auto pos = pem.find('\n') + 40;
+  pem[pos] = pem[pos] == 'A' ? 'B' : 'A';
+  auto tampered = a->signNodeCertificate(pem, kToken, "10.0.0.7");
+  REQUIRE_FALSE(tampered.ok());
+  CHECK(tampered.status().code() == StatusCode::kInvalidArgument);
+  CHECK_FALSE(a->signNodeCertificate("not a csr", kToken, "10.0.0.7").ok());
+  CHECK_FALSE(a->signNodeCertificate("", kToken, "10.0.0.7").ok());
+  auto unixPeer = a->signNodeCertificate(csrPem(nodeCsr("x", {})), kToken, "unix:/run/x.sock");
+  REQUIRE_FALSE(unixPeer.ok());
+  CHECK(unixPeer.status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("limits join attempts per source address and refills with time", "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(a->signNodeCertificate("x", "wrong", "10.0.0.9").ok());
+  auto limited = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.9", {"10.0.0.9"})), kToken, "10.0.0.9");
+  REQUIRE_FALSE(limited.ok());
+  CHECK(limited.status().code() == StatusCode::kResourceExhausted);
+  // Another address is not affected.
+  CHECK(a->signNodeCertificate(csrPem(nodeCsr("10.0.0.8", {"10.0.0.8"})), kToken, "10.0.0.8").ok());
+  f.clock.advance(std::chrono::seconds(1));
+  CHECK(a->signNodeCertificate(csrPem(nodeCsr("10.0.0.9", {"10.0.0.9"})), kToken, "10.0.0.9").ok());
+}
+
+TEST_CASE("the rate limiter forgets the least recently seen address when full", "[trustd]") {
+  ManualClock clock(kStart);
+  RateLimiter limiter(1, 1, clock, 2);
+  CHECK(limiter.allow("a"));
+  clock.advance(std::chrono::milliseconds(1));
+  CHECK(limiter.allow("b"));
+  CHECK_FALSE(limiter.allow("b"));
+  clock.advance(std::chrono::milliseconds(1));
+  CHECK(limiter.allow("c"));  // forgets "a"
+  CHECK(limiter.allow("a"));
+}
+
+TEST_CASE("reads the caller's address from gRPC peer strings", "[trustd]") {
+  CHECK(peerAddress("ipv4:10.1.2.3:5000").value() == "10.1.2.3");
+  CHECK(peerAddress("ipv6:[::1]:5000").value() == "::1");
+  CHECK(peerAddress("ipv6:[::ffff:10.1.2.3]:5000").value() == "10.1.2.3");
+  CHECK(peerAddress("ipv6:[fe80::1%25eth0]:5000").value() == "fe80::1");
+  CHECK(peerAddress("10.1.2.3").value() == "10.1.2.3");
+  CHECK_FALSE(peerAddress("unix:/x").ok());
+  CHECK_FALSE(peerAddress("").ok());
+}
+
+TEST_CASE("apid's local certificates: its names only, and O=os:impersonator whatever the CSR asks", "[trustd]") {
+  Fixture f;
+  f.config.certSans = {"api.example.com"};
+  auto a = f.authority();
+  auto certs = a->issueApidCertificates(
+      csrPem(nodeCsr("10.0.0.1", {"10.0.0.1", "127.0.0.1"}, {"cp-1", "api.example.com"})),
+      csrPem(nodeCsr("apid@10.0.0.1", {}, {}, {"os:admin"})));
+  REQUIRE(certs.ok());
+  auto chain = pki::Certificate::bundleFromPem(certs->servingChainPem).value();
+  REQUIRE(chain.size() == 2);
+  CHECK(chain[1].fingerprintSha256() == f.ca.certificate.fingerprintSha256());
+  CHECK(chain[0].extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kServerAuth});
+  auto imp = pki::Certificate::fromPem(certs->impersonatorPem).value();
+  CHECK(imp.subject().organizations == std::vector<std::string>{"os:impersonator"});
+  CHECK(imp.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kClientAuth});
+
+  auto foreign = a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.2"})),
+                                          csrPem(nodeCsr("apid@10.0.0.1", {})));
+  CHECK_FALSE(foreign.ok());
+  auto wrongCn = a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.1"})), csrPem(nodeCsr("admin", {})));
+  REQUIRE_FALSE(wrongCn.ok());
+  CHECK_THAT(wrongCn.status().message(), ContainsSubstring("apid@10.0.0.1"));
+}
+
+TEST_CASE("a generated client configuration carries exactly the requested roles and a bounded TTL", "[trustd]") {
+  Fixture f;
+  f.config.clientCertMaxTtl = std::chrono::hours(48);
+  f.config.clientCertDefaultTtl = std::chrono::hours(1);
+  auto a = f.authority();
+  auto out = a->generateClientConfig({"os:reader"}, std::chrono::seconds(0), "", "admin");
+  REQUIRE(out.ok());
+  auto cfg = config::parseClientConfig(out->keelconfig);
+  REQUIRE(cfg.ok());
+  CHECK(cfg->context == "prod");
+  const auto& ctx = cfg->contexts.at("prod");
+  CHECK(ctx.endpoints == std::vector<std::string>{"10.0.0.1:50000"});
+  auto crt = pki::Certificate::fromPem(ctx.crt).value();
+  CHECK(crt.subject().organizations == std::vector<std::string>{"os:reader"});
+  CHECK(crt.subject().commonName == "reader");
+  CHECK(crt.notAfter() == kStart + std::chrono::hours(1));
+  CHECK(out->notAfter == crt.notAfter());
+
+  CHECK(a->generateClientConfig({"os:operator"}, std::chrono::hours(48), "bob", "admin").ok());
+  auto tooLong = a->generateClientConfig({"os:operator"}, std::chrono::hours(49), "bob", "admin");
+  REQUIRE_FALSE(tooLong.ok());
+  CHECK_THAT(tooLong.status().message(), ContainsSubstring("longer than this cluster allows"));
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{}, {"os:root"}, {"os:impersonator"}, {"os:reader", "admin"}}) {
+    auto r = a->generateClientConfig(bad, std::chrono::seconds(0), "", "admin");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kInvalidArgument);
+  }
+  CHECK_FALSE(a->generateClientConfig({"os:reader"}, std::chrono::seconds(-5), "", "admin").ok());
+}
+
+TEST_CASE("renewal keeps the caller's identity and client roles, never impersonator", "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  pki::CsrOptions o;
+  o.subject.commonName = "alice";
+  o.subject.organizations = {"os:admin"};  // proposed; ignored
+  auto renewed = a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator", "os:reader"}, std::chrono::hours(2));
+  REQUIRE(renewed.ok());
+  auto crt = pki::Certificate::fromPem(renewed->certificatePem).value();
+  CHECK(crt.subject().commonName == "alice");
+  CHECK(crt.subject().organizations == std::vector<std::string>{"os:reader"});
+  CHECK(crt.notAfter() == kStart + std::chrono::hours(2));
+
+  auto other = a->renewClientCertificate(csrPem(o), "bob", {"os:reader"}, std::chrono::seconds(0));
+  REQUIRE_FALSE(other.ok());
+  CHECK_THAT(other.status().message(), ContainsSubstring("'bob'"));
+  auto onlyImpersonator = a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator"}, std::chrono::seconds(0));
+  REQUIRE_FALSE(onlyImpersonator.ok());
+  CHECK(onlyImpersonator.status().code() == StatusCode::kPermissionDenied);
+  pki::CsrOptions withSan = o;
+  withSan.subjectAltNames.dnsNames = {"x"};
+  CHECK_FALSE(a->renewClientCertificate(csrPem(withSan), "alice", {"os:reader"}, std::chrono::seconds(0)).ok());
+}
+
+}  // namespace
+}  // namespace keel::trustd
