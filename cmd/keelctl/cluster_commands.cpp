@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
@@ -195,6 +197,20 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto configs, config::generateMachineConfigs(secrets, mco));
   // On loopback every connection comes from 127.0.0.1: the control planes let joining
   // nodes name their 127.0.1.x address, and as many join at once as there are nodes.
+  for (const auto& patchFile : o.configPatches) {
+    auto text = config::readPrivateFile(patchFile, "a config patch");
+    if (!text.ok()) {
+      // A patch is not secret; read it whatever its mode.
+      std::ifstream in(patchFile);
+      if (!in) return Status(StatusCode::kNotFound, fmt::format("cannot read config patch {}", patchFile.string()));
+      text = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    for (auto* c : {&configs.controlPlane, &configs.worker}) {
+      auto patched = config::patchMachineConfig(*c, *text);
+      if (!patched.ok()) return patched.status().withContext("--config-patch " + patchFile.string());
+      *c = std::move(patched).value();
+    }
+  }
   configs.controlPlane.trustd.joinExtraSans = {"127.0.1.0/24"};
   configs.controlPlane.trustd.joinRatePerMinute = std::max(30, 2 * total);
   KEEL_RETURN_IF_ERROR(config::writeMachineConfigFile(root / "controlplane.json", configs.controlPlane,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "command_env.h"
 #include "keel/common/status.h"
@@ -24,6 +25,8 @@ struct ClusterCreateOptions {
   int apiPort = 50000;
   int joinPort = 50001;
   std::chrono::seconds wait{300};
+  // JSON merge patches (RFC 7396) applied to every node's machine config, in order.
+  std::vector<std::filesystem::path> configPatches;
 };
 
 // Generates secrets and configs, starts every node, waits until every node's apid

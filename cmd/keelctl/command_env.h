@@ -20,6 +20,8 @@ struct CommandEnv {
   config::ClientConfigEnv env;
   std::optional<std::filesystem::path> keelconfigFlag;  // --keelconfig
   std::ostream& out;
+  // keelctl's exit code when a command sets it (health's bits); else 0, or 1 on error.
+  int exitCode = 0;
 };
 
 // Adds the advice an operator needs to an error from a library call: what to run to

@@ -14,6 +14,7 @@
 #include "keel/config/duration.h"
 #include "keel/config/endpoint.h"
 #include "ca_commands.h"
+#include "health_command.h"
 #include "machine_commands.h"
 
 namespace keel::keelctl {
@@ -196,6 +197,22 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
   events->add_flag("-f,--follow", a->eventsFollow, "Keep printing new events until Ctrl-C");
   addOutput(events, *common);
   bind(events, [a](MachineCommandEnv& e) { return cmdEvents(e, a->eventsTail, a->eventsFollow); });
+
+  auto* health = app.add_subcommand(
+      "health", "Check every node: reachable, its certificate valid and far from expiry, its services running");
+  health->footer("Each node is reached directly on the endpoint's port. The exit code adds up what failed:\n"
+                 "  1 a node is unreachable, 2 a certificate is expired or near expiry, 4 a service is not running\n"
+                 "Example:\n  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 health");
+  health->callback([&options, &action] {
+    action = [&options](CommandEnv& env) -> Status {
+      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
+      if (!target.viaApid()) return invalidArgument("'health' checks nodes through apid; it does not work with --root");
+      int bits = 0;
+      const Status st = cmdHealth(target, HealthOptions{}, env.clock, env.out, bits);
+      env.exitCode = bits;
+      return st;
+    };
+  });
 
   auto* memory = app.add_subcommand("memory", "Show memory usage");
   addOutput(memory, *common);

@@ -207,6 +207,8 @@ int main(int argc, char** argv) {
   create->add_option("--join-port", clusterOptions.joinPort, "The control planes' join port")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  create->add_option("--config-patch", clusterOptions.configPatches,
+                     "A JSON merge patch for every node's machine config (repeatable), e.g. to add extensions");
   create->add_option("--wait", clusterWaitSeconds, "Seconds to wait for every node's apid to answer")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
@@ -258,6 +260,9 @@ int main(int argc, char** argv) {
                  .out = std::cout};
   const Status status = action(env);
   std::cout.flush();
-  if (!status.isOk()) return fail(status.message());
-  return 0;
+  if (!status.isOk()) {
+    fail(status.message());
+    return env.exitCode != 0 ? env.exitCode : 1;
+  }
+  return env.exitCode;
 }

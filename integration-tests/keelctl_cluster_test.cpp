@@ -1,0 +1,125 @@
+// keelctl cluster create/show/destroy and keelctl health, as a user runs them: a real
+// local cluster of machined processes on 127.0.1.x, under a temporary directory.
+#include <signal.h>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "apid_fixture.h"
+
+namespace {
+
+using namespace keel::integration;
+using keel::testing::ProcessResult;
+
+ProcessResult keelctl(std::vector<std::string> args, const std::filesystem::path& keelconfig = {}) {
+  std::vector<std::string> argv = {KEELCTL_PATH};
+  if (!keelconfig.empty()) argv.insert(argv.end(), {"--keelconfig", keelconfig.string()});
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = keel::testing::run(argv, {.workingDirectory = std::nullopt,
+                                     .extraEnv = {{"KEELCONFIG", ""}},
+                                     .stdinData = "",
+                                     .timeout = 180s});
+  UNSCOPED_INFO("keelctl " << args[0] << " -> " << r.exitCode << "\n" << r.out << r.err);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("cluster create starts a control plane and two workers that all answer; health and destroy",
+          "[cluster]") {
+  TempDir dir;
+  TempDir libexec;
+  chmod(dir.path().c_str(), 0711);
+  chmod(libexec.path().c_str(), 0755);
+  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
+    std::filesystem::copy_file(path, libexec / name);
+    chmod((libexec / name).c_str(), 0755);
+  }
+  const auto root = dir / "cluster";
+  const std::string port = std::to_string(freePort());
+  const std::vector<std::string> create = {"cluster",     "create",   "--controlplanes", "1",          "--workers",
+                                           "2",           "--root",   root.string(),     "--machined", MACHINED_PATH,
+                                           "--libexec",   libexec.path().string(),       "--api-port", port,
+                                           "--join-port", std::to_string(freePort()),    "--name",     "it"};
+  const auto made = keelctl(create);
+  REQUIRE(made.exitCode == 0);
+  CHECK_THAT(made.out, ContainsSubstring("cluster 'it' is up: 1 control plane(s), 2 worker(s)"));
+  CHECK_THAT(made.err, ContainsSubstring("3/3 nodes answering"));
+  const auto kc = root / "keelconfig";
+
+  // Creating again in the same place is refused and changes nothing.
+  const auto again = keelctl(create);
+  CHECK(again.exitCode != 0);
+  CHECK_THAT(again.err, ContainsSubstring("already holds a cluster"));
+
+  const auto show = keelctl({"cluster", "show", "--root", root.string()});
+  REQUIRE(show.exitCode == 0);
+  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"}) CHECK_THAT(show.out, ContainsSubstring(node));
+  CHECK_THAT(show.out, ContainsSubstring("controlplane"));
+  CHECK_THAT(show.out, !ContainsSubstring("not answering"));
+
+  // The context names every node: a plain call reaches all three through the control plane.
+  const auto version = keelctl({"version"}, kc);
+  REQUIRE(version.exitCode == 0);
+  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"}) CHECK_THAT(version.out, ContainsSubstring(node));
+
+  const auto healthy = keelctl({"health"}, kc);
+  CHECK(healthy.exitCode == 0);
+  CHECK_THAT(healthy.out, ContainsSubstring("127.0.1.3   yes"));
+
+  // An unreachable node: the exit code says which check failed.
+  const auto state = nlohmann::json::parse(readFile(root / "cluster.json"));
+  const int workerPid = state["nodes"][2]["pid"];
+  REQUIRE(kill(workerPid, SIGKILL) == 0);
+  ProcessResult down;
+  REQUIRE(eventually(
+      [&] {
+        down = keelctl({"health"}, kc);
+        return down.exitCode == 1;
+      },
+      20s));
+  CHECK_THAT(down.err, ContainsSubstring("127.0.1.3"));
+
+  const auto destroyed = keelctl({"cluster", "destroy", "--root", root.string()});
+  REQUIRE(destroyed.exitCode == 0);
+  CHECK_FALSE(std::filesystem::exists(root));
+  for (const auto& n : state["nodes"]) {
+    const int pid = n["pid"];
+    CHECK(eventually([&] { return kill(pid, 0) != 0; }, 5s));
+  }
+}
+
+TEST_CASE("health reports a service that is not running with exit code 4", "[cluster]") {
+  TempDir dir;
+  TempDir libexec;
+  chmod(dir.path().c_str(), 0711);
+  chmod(libexec.path().c_str(), 0755);
+  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
+    std::filesystem::copy_file(path, libexec / name);
+    chmod((libexec / name).c_str(), 0755);
+  }
+  // An extension that never stays up.
+  writeFile(dir / "patch.json", R"({"machine": {"extensions": [{"name": "flaky", "command": "/bin/false"}]}})");
+  const auto root = dir / "cluster";
+  REQUIRE(keelctl({"cluster", "create", "--root", root.string(), "--machined", MACHINED_PATH, "--libexec",
+                   libexec.path().string(), "--api-port", std::to_string(freePort()), "--join-port",
+                   std::to_string(freePort()), "--config-patch", (dir / "patch.json").string()})
+              .exitCode == 0);
+  const auto health = keelctl({"health"}, root / "keelconfig");
+  CHECK(health.exitCode == 4);
+  CHECK_THAT(health.err, ContainsSubstring("127.0.1.1: not running: "));
+  CHECK_THAT(health.err, ContainsSubstring("flaky"));
+  CHECK(keelctl({"cluster", "destroy", "--root", root.string()}).exitCode == 0);
+}
+
+TEST_CASE("cluster commands explain what is missing", "[cluster]") {
+  TempDir dir;
+  const auto noBinaries = keelctl({"cluster", "create", "--root", (dir / "c").string(), "--machined", "/nonexistent/machined"});
+  CHECK(noBinaries.exitCode != 0);
+  CHECK_THAT(noBinaries.err, ContainsSubstring("no machined binary (--machined) at /nonexistent/machined"));
+  const auto noCluster = keelctl({"cluster", "show", "--root", (dir / "none").string()});
+  CHECK(noCluster.exitCode != 0);
+  CHECK_THAT(noCluster.err, ContainsSubstring("holds no cluster"));
+  CHECK(keelctl({"cluster", "destroy", "--root", (dir / "none").string()}).exitCode != 0);
+}
