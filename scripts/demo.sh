@@ -43,7 +43,7 @@ echo "== keelctl -n $all services"
 k -n "$all" services
 echo
 echo "== keelctl logs trustd --tail 4   (the control plane's CA: each worker's certificate)"
-k logs trustd --tail 4
+k -n 127.0.1.1 logs trustd --tail 4
 echo
 echo "== keelctl cluster destroy --root $out"
 trap - EXIT

@@ -249,6 +249,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
 
   std::vector<bool> ready(state.nodes.size(), false);
   size_t readyCount = 0;
+  size_t shown = SIZE_MAX;
+  const bool tty = isatty(STDERR_FILENO) != 0;
   const auto started = std::chrono::steady_clock::now();
   const auto deadline = started + o.wait;
   while (readyCount < state.nodes.size()) {
@@ -265,13 +267,19 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
         ++readyCount;
       }
     }
-    std::cerr << fmt::format("\rkeelctl: {}/{} nodes answering ({} s)", readyCount, state.nodes.size(),
-                             std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
-                                 .count())
-              << std::flush;
+    // One line rewritten in place on a terminal; a line per change otherwise (logs, CI).
+    if (tty || readyCount != shown) {
+      std::cerr << fmt::format("{}keelctl: {}/{} nodes answering ({} s){}", tty ? "\r" : "", readyCount,
+                               state.nodes.size(),
+                               std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
+                                   .count(),
+                               tty ? "" : "\n")
+                << std::flush;
+      shown = readyCount;
+    }
     if (readyCount == state.nodes.size()) break;
     if (std::chrono::steady_clock::now() > deadline) {
-      std::cerr << "\n";
+      if (tty) std::cerr << "\n";
       std::string missing;
       for (size_t i = 0; i < ready.size(); ++i) {
         if (!ready[i]) missing += (missing.empty() ? "" : ", ") + state.nodes[i].address;
@@ -282,7 +290,7 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
     }
     std::this_thread::sleep_for(kPoll);
   }
-  std::cerr << "\n";
+  if (tty) std::cerr << "\n";
 
   for (int i = 0; i < o.controlPlanes; ++i) admin.endpoints.push_back(fmt::format("{}:{}", nodeAddress(i), o.apiPort));
   for (const auto& n : state.nodes) admin.nodes.push_back(n.address);
