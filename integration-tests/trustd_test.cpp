@@ -32,6 +32,7 @@ struct LocalCluster {
   TempDir libexec;
   int port = freePort();
   int joinPort = freePort();
+  std::filesystem::path cpConfigFile = gen / "controlplane-patched.json";
   std::unique_ptr<Node> cp;
   std::vector<std::unique_ptr<Node>> workers;
 
@@ -49,6 +50,7 @@ struct LocalCluster {
     }
     auto cpConfig = nlohmann::json::parse(readFile(gen / "controlplane.json"));
     cpConfig["machine"]["trustd"] = {{"nodeCertTtl", nodeCertTtl}, {"joinExtraSans", {"127.0.1.0/24"}}};
+    writeFile(cpConfigFile, cpConfig.dump());
     cp = std::make_unique<Node>(cpConfig, args(), kCp);
     REQUIRE(eventually([&] { return keelctl({"version"}).exitCode == 0; }, 30s));
     const auto workerConfig = nlohmann::json::parse(readFile(gen / "worker.json"));
@@ -272,6 +274,22 @@ TEST_CASE("with TTLs of seconds, apid's certificates rotate several times while 
   CHECK_THAT(follow.log(), !ContainsSubstring("keelctl:"));
   const auto logs = c.keelctl({"logs", "apid"});
   CHECK_THAT(logs.out, ContainsSubstring("new certificate from trustd"));
+}
+
+TEST_CASE("a worker's apid serves nothing until a control plane signs its certificate, and says why",
+          "[trustd][cluster]") {
+  LocalCluster c(0);
+  // Take the control plane away, then start a worker: it has nobody to join.
+  c.cp.reset();
+  Node worker(nlohmann::json::parse(readFile(c.gen / "worker.json")), c.args(), "127.0.1.2");
+  const auto apidLog = worker.root() / "var/log/keel/apid.log";
+  REQUIRE(eventually([&] { return fileContains(apidLog, "no serving certificate yet"); }, 30s));
+  CHECK(fileContains(apidLog, "127.0.1.1:" + std::to_string(c.joinPort)));
+  CHECK(c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode != 0);
+  CHECK_FALSE(std::filesystem::exists(worker.root() / "var/lib/keel/apid/server.crt"));
+  // The control plane comes back: the worker's next attempt succeeds.
+  c.cp = std::make_unique<Node>(nlohmann::json::parse(readFile(c.cpConfigFile)), c.args(), kCp);
+  CHECK(eventually([&] { return c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0; }, 60s));
 }
 
 TEST_CASE("trustd dies by SIGSYS when a test hook makes it open an AF_INET socket", "[trustd][sandbox]") {
