@@ -4,7 +4,6 @@
 // starts), and prints throughput, trustd's CPU time per CSR and its RSS. Also prints
 // the signing path alone, in process, for comparison. Never asserts on speed.
 #include <sched.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,10 +16,12 @@
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
 #include "keel/common/clock.h"
 #include "keel/pki/pki.h"
 #include "keel/security/v1/security.grpc.pb.h"
+
 #include "src/process.h"
 
 namespace {
@@ -97,9 +98,8 @@ int main(int argc, char** argv) {
   const auto csrs = makeCsrs(256);
   // trustd inherits CPU 0 only; the clients then move to the other CPUs.
   pinTo(0);
-  auto process = keel::bench::ChildProcess::start({trustd, "--config", (dir / "config.json").string(), "--log-level",
-                                                   "warn"},
-                                                  dir / "trustd.log");
+  auto process = keel::bench::ChildProcess::start(
+      {trustd, "--config", (dir / "config.json").string(), "--log-level", "warn"}, dir / "trustd.log");
   if (!process.ok()) {
     std::fprintf(stderr, "trustd_bench: %s\n", process.status().toString().c_str());
     return 1;
@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
   auto channel = [&] {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection per client thread
-    return grpc::CreateCustomChannel("unix:" + (dir / "trustd.sock").string(), grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel("unix:" + (dir / "trustd.sock").string(),
+                                     grpc::InsecureChannelCredentials(), args);
   };
   auto call = [&](sec::SecurityService::Stub& stub, const std::string& csr) {
     grpc::ClientContext ctx;
@@ -161,8 +162,8 @@ int main(int argc, char** argv) {
   stop = true;
   for (auto& t : threads) t.join();
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double cpuSeconds =
-      static_cast<double>(keel::bench::processCpuTicks(process->pid()) - ticksBefore) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double cpuSeconds = static_cast<double>(keel::bench::processCpuTicks(process->pid()) - ticksBefore) /
+                            static_cast<double>(sysconf(_SC_CLK_TCK));
   const long rss = rssKib(process->pid());
   process->stop(2s);
 
@@ -174,7 +175,8 @@ int main(int argc, char** argv) {
   policy.extendedKeyUsages = {keel::pki::ExtendedKeyUsage::kServerAuth};
   policy.allowedSubjectAltNames.ipAddresses = {"127.0.1.5"};
   while (std::chrono::steady_clock::now() - inStart < std::chrono::duration<double>(std::min(seconds, 2.0))) {
-    auto csr = keel::pki::CertificateRequest::fromPem(csrs[static_cast<size_t>(inProcess) % csrs.size()]).value();
+    auto csr =
+        keel::pki::CertificateRequest::fromPem(csrs[static_cast<size_t>(inProcess) % csrs.size()]).value();
     (void)keel::pki::issueCertificate(ca, csr, policy, clock).value();
     ++inProcess;
   }
@@ -183,7 +185,8 @@ int main(int argc, char** argv) {
 
   std::printf("trustd_bench: %d client thread(s), trustd pinned to CPU 0, %.1f s\n", clients, elapsed);
   std::printf("  %-44s %10.0f /s\n", "SignNodeCertificate through trustd.sock", signedCount / elapsed);
-  std::printf("  %-44s %10.0f us\n", "trustd CPU time per CSR", cpuSeconds * 1e6 / std::max(1L, signedCount.load()));
+  std::printf("  %-44s %10.0f us\n", "trustd CPU time per CSR",
+              cpuSeconds * 1e6 / std::max(1L, signedCount.load()));
   std::printf("  %-44s %10.1f MiB\n", "trustd RSS after the run", rss / 1024.0);
   std::printf("  %-44s %10.0f /s\n", "signing path alone, in process, one core", inProcess / inElapsed);
   std::printf("  %-44s %10ld\n", "failed calls", failed.load());

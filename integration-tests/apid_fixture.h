@@ -105,6 +105,19 @@ inline int freePort() {
   return ntohs(addr.sin_port);
 }
 
+#ifdef TRUSTD_PATH
+// Copies of the built-in daemons machined starts from --libexec: apid, and trustd, from
+// which apid gets its certificates. Copies, so that the daemons may execute them under
+// their own accounts when the tests run as root.
+inline void installDaemons(const TempDir& libexec) {
+  chmod(libexec.path().c_str(), 0755);
+  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
+    std::filesystem::copy_file(path, libexec / name);
+    chmod((libexec / name).c_str(), 0755);
+  }
+}
+#endif
+
 // A stand-in backend on a Unix socket: answers every method with one empty message
 // (or the status it is told to), and records the metadata of each call it received.
 class RecordingBackend final : public grpc::CallbackGenericService {

@@ -19,18 +19,12 @@ struct Cluster {
 
   explicit Cluster(const std::string& address = "127.0.1.1") {
     chmod(gen.path().c_str(), 0711);
-    chmod(libexec.path().c_str(), 0755);
     REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode == 0);
     const auto made = keel::testing::run({KEELCTL_PATH, "gen", "config", "test", address + ":" + std::to_string(port),
                                           "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()});
     INFO(made.err);
     REQUIRE(made.exitCode == 0);
-    // apid and trustd run under their own accounts when the tests run as root: copies
-    // they may execute. apid gets its certificates from trustd.
-    for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
-      std::filesystem::copy_file(path, libexec / name);
-      chmod((libexec / name).c_str(), 0755);
-    }
+    installDaemons(libexec);
     auto config = nlohmann::json::parse(readFile(gen / "controlplane.json"));
     node = std::make_unique<Node>(config,
                                   std::vector<std::string>{"--libexec", libexec.path().string(), "--api-port",

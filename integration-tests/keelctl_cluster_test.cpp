@@ -16,10 +16,9 @@ ProcessResult keelctl(std::vector<std::string> args, const std::filesystem::path
   std::vector<std::string> argv = {KEELCTL_PATH};
   if (!keelconfig.empty()) argv.insert(argv.end(), {"--keelconfig", keelconfig.string()});
   argv.insert(argv.end(), args.begin(), args.end());
-  auto r = keel::testing::run(argv, {.workingDirectory = std::nullopt,
-                                     .extraEnv = {{"KEELCONFIG", ""}},
-                                     .stdinData = "",
-                                     .timeout = 180s});
+  auto r = keel::testing::run(
+      argv,
+      {.workingDirectory = std::nullopt, .extraEnv = {{"KEELCONFIG", ""}}, .stdinData = "", .timeout = 180s});
   UNSCOPED_INFO("keelctl " << args[0] << " -> " << r.exitCode << "\n" << r.out << r.err);
   return r;
 }
@@ -31,17 +30,15 @@ TEST_CASE("cluster create starts a control plane and two workers that all answer
   TempDir dir;
   TempDir libexec;
   chmod(dir.path().c_str(), 0711);
-  chmod(libexec.path().c_str(), 0755);
-  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
-    std::filesystem::copy_file(path, libexec / name);
-    chmod((libexec / name).c_str(), 0755);
-  }
+  installDaemons(libexec);
   const auto root = dir / "cluster";
   const std::string port = std::to_string(freePort());
-  const std::vector<std::string> create = {"cluster",     "create",   "--controlplanes", "1",          "--workers",
-                                           "2",           "--root",   root.string(),     "--machined", MACHINED_PATH,
-                                           "--libexec",   libexec.path().string(),       "--api-port", port,
-                                           "--join-port", std::to_string(freePort()),    "--name",     "it"};
+  const std::vector<std::string> create = {
+      "cluster",    "create",      "--controlplanes", "1",
+      "--workers",  "2",           "--root",          root.string(),
+      "--machined", MACHINED_PATH, "--libexec",       libexec.path().string(),
+      "--api-port", port,          "--join-port",     std::to_string(freePort()),
+      "--name",     "it"};
   const auto made = keelctl(create);
   REQUIRE(made.exitCode == 0);
   CHECK_THAT(made.out, ContainsSubstring("cluster 'it' is up: 1 control plane(s), 2 worker(s)"));
@@ -55,14 +52,16 @@ TEST_CASE("cluster create starts a control plane and two workers that all answer
 
   const auto show = keelctl({"cluster", "show", "--root", root.string()});
   REQUIRE(show.exitCode == 0);
-  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"}) CHECK_THAT(show.out, ContainsSubstring(node));
+  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"})
+    CHECK_THAT(show.out, ContainsSubstring(node));
   CHECK_THAT(show.out, ContainsSubstring("controlplane"));
   CHECK_THAT(show.out, !ContainsSubstring("not answering"));
 
   // The context names every node: a plain call reaches all three through the control plane.
   const auto version = keelctl({"version"}, kc);
   REQUIRE(version.exitCode == 0);
-  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"}) CHECK_THAT(version.out, ContainsSubstring(node));
+  for (const char* node : {"127.0.1.1", "127.0.1.2", "127.0.1.3"})
+    CHECK_THAT(version.out, ContainsSubstring(node));
 
   const auto healthy = keelctl({"health"}, kc);
   CHECK(healthy.exitCode == 0);
@@ -94,13 +93,10 @@ TEST_CASE("health reports a service that is not running with exit code 4", "[clu
   TempDir dir;
   TempDir libexec;
   chmod(dir.path().c_str(), 0711);
-  chmod(libexec.path().c_str(), 0755);
-  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
-    std::filesystem::copy_file(path, libexec / name);
-    chmod((libexec / name).c_str(), 0755);
-  }
+  installDaemons(libexec);
   // An extension that never stays up.
-  writeFile(dir / "patch.json", R"({"machine": {"extensions": [{"name": "flaky", "command": "/bin/false"}]}})");
+  writeFile(dir / "patch.json",
+            R"({"machine": {"extensions": [{"name": "flaky", "command": "/bin/false"}]}})");
   const auto root = dir / "cluster";
   REQUIRE(keelctl({"cluster", "create", "--root", root.string(), "--machined", MACHINED_PATH, "--libexec",
                    libexec.path().string(), "--api-port", std::to_string(freePort()), "--join-port",
@@ -115,7 +111,8 @@ TEST_CASE("health reports a service that is not running with exit code 4", "[clu
 
 TEST_CASE("cluster commands explain what is missing", "[cluster]") {
   TempDir dir;
-  const auto noBinaries = keelctl({"cluster", "create", "--root", (dir / "c").string(), "--machined", "/nonexistent/machined"});
+  const auto noBinaries =
+      keelctl({"cluster", "create", "--root", (dir / "c").string(), "--machined", "/nonexistent/machined"});
   CHECK(noBinaries.exitCode != 0);
   CHECK_THAT(noBinaries.err, ContainsSubstring("no machined binary (--machined) at /nonexistent/machined"));
   const auto noCluster = keelctl({"cluster", "show", "--root", (dir / "none").string()});

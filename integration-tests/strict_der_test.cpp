@@ -45,27 +45,25 @@ TEST_CASE("every certificate, CSR and key Keel writes parses under a strict DER 
   TempDir gen;
   TempDir libexec;
   chmod(gen.path().c_str(), 0711);
-  chmod(libexec.path().c_str(), 0755);
   const int port = freePort();
-  REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode == 0);
+  REQUIRE(
+      keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode ==
+      0);
   REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "config", "test", "127.0.1.1:" + std::to_string(port),
                               "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()})
               .exitCode == 0);
   REQUIRE(keel::testing::run({KEELCTL_PATH, "config", "new", (gen / "reader.keelconfig").string(), "--roles",
                               "os:reader", "--from", (gen / "secrets.json").string()})
               .exitCode == 0);
-  for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
-    std::filesystem::copy_file(path, libexec / name);
-    chmod((libexec / name).c_str(), 0755);
-  }
+  installDaemons(libexec);
   auto config = nlohmann::json::parse(readFile(gen / "controlplane.json"));
   Node node(config, {"--libexec", libexec.path().string(), "--api-port", std::to_string(port)});
   const auto apidState = node.root() / "var/lib/keel/apid";
   REQUIRE(eventually([&] { return std::filesystem::exists(apidState / "server.crt"); }, 30s));
 
-  std::vector<std::filesystem::path> files = {gen / "secrets.json", gen / "controlplane.json", gen / "worker.json",
-                                              gen / "keelconfig", gen / "reader.keelconfig",
-                                              node.root() / "etc/keel/config.json"};
+  std::vector<std::filesystem::path> files = {
+      gen / "secrets.json", gen / "controlplane.json", gen / "worker.json",
+      gen / "keelconfig",   gen / "reader.keelconfig", node.root() / "etc/keel/config.json"};
   for (const char* service : {"apid", "trustd"}) {
     const auto more = filesIn(node.root() / "var/lib/keel" / service);
     files.insert(files.end(), more.begin(), more.end());
@@ -78,7 +76,8 @@ TEST_CASE("every certificate, CSR and key Keel writes parses under a strict DER 
   CHECK_THAT(r.out, !ContainsSubstring("strict DER: 0 certificates"));
 }
 
-TEST_CASE("CSRs and Ed25519 certificates from the PKI library parse under the strict parser", "[strict-der]") {
+TEST_CASE("CSRs and Ed25519 certificates from the PKI library parse under the strict parser",
+          "[strict-der]") {
   TempDir dir;
   keel::SystemClock clock;
   for (const auto type : {keel::pki::KeyType::kEcdsaP256, keel::pki::KeyType::kEd25519}) {
@@ -99,7 +98,8 @@ TEST_CASE("CSRs and Ed25519 certificates from the PKI library parse under the st
     REQUIRE(csr.ok());
     keel::pki::IssuePolicy policy;
     policy.allowAnySubjectAltName = true;
-    policy.extendedKeyUsages = {keel::pki::ExtendedKeyUsage::kServerAuth, keel::pki::ExtendedKeyUsage::kClientAuth};
+    policy.extendedKeyUsages = {keel::pki::ExtendedKeyUsage::kServerAuth,
+                                keel::pki::ExtendedKeyUsage::kClientAuth};
     auto leaf = keel::pki::issueCertificate(*ca, *csr, policy, clock);
     REQUIRE(leaf.ok());
     const std::string name(keel::pki::keyTypeName(type));

@@ -3,18 +3,18 @@
 // listener with the join token on a worker) and renews them; clients get configs and
 // renewals through apid. Attacks on the join listener are made from outside with a real
 // TLS client.
-#include <sys/wait.h>
-
 #include <set>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/wait.h>
 
-#include "apid_fixture.h"
 #include "keel/config/client_config.h"
 #include "keel/security/v1/security.grpc.pb.h"
+
+#include "apid_fixture.h"
 
 namespace {
 
@@ -38,16 +38,14 @@ struct LocalCluster {
 
   explicit LocalCluster(int workerCount, const std::string& nodeCertTtl = "24h") {
     chmod(gen.path().c_str(), 0711);
-    chmod(libexec.path().c_str(), 0755);
-    REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()}).exitCode == 0);
-    const auto made = keel::testing::run({KEELCTL_PATH, "gen", "config", "test", std::string(kCp) + ":" + std::to_string(port),
-                                          "--with-secrets", (gen / "secrets.json").string(), "-o", gen.path().string()});
+    REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "secrets", "-o", (gen / "secrets.json").string()})
+                .exitCode == 0);
+    const auto made = keel::testing::run({KEELCTL_PATH, "gen", "config", "test",
+                                          std::string(kCp) + ":" + std::to_string(port), "--with-secrets",
+                                          (gen / "secrets.json").string(), "-o", gen.path().string()});
     INFO(made.err);
     REQUIRE(made.exitCode == 0);
-    for (const auto& [name, path] : {std::pair{"apid", APID_PATH}, std::pair{"trustd", TRUSTD_PATH}}) {
-      std::filesystem::copy_file(path, libexec / name);
-      chmod((libexec / name).c_str(), 0755);
-    }
+    installDaemons(libexec);
     auto cpConfig = nlohmann::json::parse(readFile(gen / "controlplane.json"));
     cpConfig["machine"]["trustd"] = {{"nodeCertTtl", nodeCertTtl}, {"joinExtraSans", {"127.0.1.0/24"}}};
     writeFile(cpConfigFile, cpConfig.dump());
@@ -59,14 +57,17 @@ struct LocalCluster {
     }
     for (int i = 0; i < workerCount; ++i) {
       INFO("worker " << workerAddress(i));
-      REQUIRE(eventually([&] { return keelctl({"-e", workerAddress(i), "-n", workerAddress(i), "version"}).exitCode == 0; },
-                         30s));
+      REQUIRE(eventually(
+          [&] {
+            return keelctl({"-e", workerAddress(i), "-n", workerAddress(i), "version"}).exitCode == 0;
+          },
+          30s));
     }
   }
 
   std::vector<std::string> args() const {
-    return {"--libexec", libexec.path().string(), "--api-port", std::to_string(port), "--join-port",
-            std::to_string(joinPort)};
+    return {"--libexec",          libexec.path().string(), "--api-port",
+            std::to_string(port), "--join-port",           std::to_string(joinPort)};
   }
   static std::string workerAddress(int i) { return "127.0.1." + std::to_string(i + 2); }
 
@@ -75,16 +76,23 @@ struct LocalCluster {
                                      (keelconfig.empty() ? gen / "keelconfig" : keelconfig).string()};
     // -e without a port means the default one: name this cluster's port.
     for (size_t i = 0; i < a.size(); ++i) {
-      if (a[i] == "-e" && i + 1 < a.size() && a[i + 1].find(':') == std::string::npos) a[i + 1] += ":" + std::to_string(port);
+      if (a[i] == "-e" && i + 1 < a.size() && a[i + 1].find(':') == std::string::npos)
+        a[i + 1] += ":" + std::to_string(port);
     }
     argv.insert(argv.end(), a.begin(), a.end());
-    auto r = keel::testing::run(argv, {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = "", .timeout = 60s});
-    UNSCOPED_INFO("keelctl " << fmt::format("{}", fmt::join(a, " ")) << " -> " << r.exitCode << "\n" << r.out << r.err);
+    auto r = keel::testing::run(
+        argv, {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = "", .timeout = 60s});
+    UNSCOPED_INFO("keelctl " << fmt::format("{}", fmt::join(a, " ")) << " -> " << r.exitCode << "\n"
+                             << r.out << r.err);
     return r;
   }
 
-  std::string osCa() const { return nlohmann::json::parse(readFile(gen / "secrets.json"))["certs"]["os"]["crt"]; }
-  std::string token() const { return nlohmann::json::parse(readFile(gen / "secrets.json"))["tokens"]["join"]; }
+  std::string osCa() const {
+    return nlohmann::json::parse(readFile(gen / "secrets.json"))["certs"]["os"]["crt"];
+  }
+  std::string token() const {
+    return nlohmann::json::parse(readFile(gen / "secrets.json"))["tokens"]["join"];
+  }
 
   // A TLS client of the join listener that checks the server against the OS CA, as a
   // joining node does.
@@ -129,8 +137,9 @@ keel::pki::Certificate servingCertOf(const Node& node) {
 
 }  // namespace
 
-TEST_CASE("workers join with the token; fan-out from the control plane reaches both; a worker refuses to forward",
-          "[trustd][cluster]") {
+TEST_CASE(
+    "workers join with the token; fan-out from the control plane reaches both; a worker refuses to forward",
+    "[trustd][cluster]") {
   LocalCluster c(2);
   auto ca = keel::pki::Certificate::fromPem(c.osCa());
   REQUIRE(ca.ok());
@@ -138,7 +147,9 @@ TEST_CASE("workers join with the token; fan-out from the control plane reaches b
   for (const auto& w : c.workers) {
     INFO(w->address());
     const auto cert = servingCertOf(*w);
-    CHECK(keel::pki::verifyCertificate(cert, {*ca}, {.requiredUsage = keel::pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}}, clock)
+    CHECK(keel::pki::verifyCertificate(
+              cert, {*ca}, {.requiredUsage = keel::pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}},
+              clock)
               .isOk());
     CHECK(cert.extendedKeyUsages() == std::vector{keel::pki::ExtendedKeyUsage::kServerAuth});
     CHECK(cert.subject().organizations.empty());
@@ -166,8 +177,10 @@ TEST_CASE("workers join with the token; fan-out from the control plane reaches b
   CHECK_THAT(forwarded.err, ContainsSubstring("does not forward"));
 }
 
-TEST_CASE("the join listener refuses a wrong token, a tampered CSR, O=os:admin and someone else's IP SAN, and logs each",
-          "[trustd][cluster]") {
+TEST_CASE(
+    "the join listener refuses a wrong token, a tampered CSR, O=os:admin and someone else's IP SAN, and logs "
+    "each",
+    "[trustd][cluster]") {
   LocalCluster c(0);
   sec::SignNodeCertificateResponse resp;
 
@@ -199,7 +212,8 @@ TEST_CASE("the join listener refuses a wrong token, a tampered CSR, O=os:admin a
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     sec::RenewClientCertificateRequest req;
     sec::RenewClientCertificateResponse renew;
-    CHECK(c.joinStub()->RenewClientCertificate(&ctx, req, &renew).error_code() == grpc::StatusCode::UNIMPLEMENTED);
+    CHECK(c.joinStub()->RenewClientCertificate(&ctx, req, &renew).error_code() ==
+          grpc::StatusCode::UNIMPLEMENTED);
   }
 
   // A good request still works, and nothing refused was issued.
@@ -222,14 +236,16 @@ TEST_CASE("a generated reader config can read but not reboot; config renew exten
           "[trustd][cluster]") {
   LocalCluster c(0);
   const auto reader = c.gen / "reader.keelconfig";
-  const auto made = c.keelctl({"config", "generate", reader.string(), "--roles", "os:reader", "--crt-ttl", "2h"});
+  const auto made =
+      c.keelctl({"config", "generate", reader.string(), "--roles", "os:reader", "--crt-ttl", "2h"});
   REQUIRE(made.exitCode == 0);
   CHECK(c.keelctl({"version"}, reader).exitCode == 0);
   const auto reboot = c.keelctl({"reboot", "--yes"}, reader);
   CHECK(reboot.exitCode != 0);
   CHECK_THAT(reboot.err, ContainsSubstring("os:operator"));
   // A reader may not mint configs, and unknown roles are refused.
-  CHECK(c.keelctl({"config", "generate", (c.gen / "x").string(), "--roles", "os:reader"}, reader).exitCode != 0);
+  CHECK(c.keelctl({"config", "generate", (c.gen / "x").string(), "--roles", "os:reader"}, reader).exitCode !=
+        0);
   const auto unknown = c.keelctl({"config", "generate", (c.gen / "y").string(), "--roles", "os:root"});
   CHECK(unknown.exitCode != 0);
   CHECK_THAT(unknown.err, ContainsSubstring("os:root"));
@@ -255,8 +271,9 @@ TEST_CASE("with TTLs of seconds, apid's certificates rotate several times while 
   LocalCluster c(0, "10s");
   const auto first = servingCertOf(*c.cp).serialHex();
   // A stream through apid that follows machined's log for the whole test.
-  ChildProcess follow({KEELCTL_PATH, "--keelconfig", (c.gen / "keelconfig").string(), "logs", "machined", "-f"},
-                      c.gen / "follow.log");
+  ChildProcess follow(
+      {KEELCTL_PATH, "--keelconfig", (c.gen / "keelconfig").string(), "logs", "machined", "-f"},
+      c.gen / "follow.log");
   std::set<std::string> serials = {first};
   int calls = 0;
   REQUIRE(eventually(
@@ -289,7 +306,11 @@ TEST_CASE("a worker's apid serves nothing until a control plane signs its certif
   CHECK_FALSE(std::filesystem::exists(worker.root() / "var/lib/keel/apid/server.crt"));
   // The control plane comes back: the worker's next attempt succeeds.
   c.cp = std::make_unique<Node>(nlohmann::json::parse(readFile(c.cpConfigFile)), c.args(), kCp);
-  CHECK(eventually([&] { return c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0; }, 60s));
+  CHECK(eventually(
+      [&] {
+        return c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0;
+      },
+      60s));
 }
 
 TEST_CASE("trustd dies by SIGSYS when a test hook makes it open an AF_INET socket", "[trustd][sandbox]") {

@@ -23,24 +23,29 @@ std::unique_ptr<grpc::ClientContext> directContext() {
 
 Status noFanOut(const MachineCommandEnv& env) {
   if (env.client.target().nodes.size() > 1) {
-    return invalidArgument("client certificates come from the certificate authority of the node behind the "
-                           "endpoint; do not name several nodes with -n");
+    return invalidArgument(
+        "client certificates come from the certificate authority of the node behind the "
+        "endpoint; do not name several nodes with -n");
   }
   return Status::ok();
 }
 
-std::string unixTime(int64_t seconds) { return formatTime(TimePoint(std::chrono::seconds(seconds))); }
+std::string unixTime(int64_t seconds) {
+  return formatTime(TimePoint(std::chrono::seconds(seconds)));
+}
 
 }  // namespace
 
 Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o) {
   KEEL_RETURN_IF_ERROR(noFanOut(env));
   if (!env.client.target().viaApid()) {
-    return invalidArgument("'config generate' asks a control plane's certificate authority through apid; it does "
-                           "not work with --root or --socket");
+    return invalidArgument(
+        "'config generate' asks a control plane's certificate authority through apid; it does "
+        "not work with --root or --socket");
   }
   if (!o.force && std::filesystem::exists(o.output)) {
-    return Status(StatusCode::kAlreadyExists, fmt::format("{} already exists; pass --force to replace it", o.output.string()));
+    return Status(StatusCode::kAlreadyExists,
+                  fmt::format("{} already exists; pass --force to replace it", o.output.string()));
   }
   v1::GenerateClientConfigurationRequest req;
   for (const auto& r : o.roles) req.add_roles(r);
@@ -52,8 +57,8 @@ Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o)
   if (!st.ok()) return fromGrpc(st, env.client.target());
   auto generated = config::parseClientConfig(resp.keelconfig());
   if (!generated.ok()) return generated.status().withContext("the client config trustd returned");
-  KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(o.output, *generated,
-                                                     o.force ? config::Overwrite::kYes : config::Overwrite::kNo));
+  KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(
+      o.output, *generated, o.force ? config::Overwrite::kYes : config::Overwrite::kNo));
   env.out << fmt::format("wrote {}: context '{}', roles {}, certificate serial {} valid until {}\n",
                          o.output.string(), generated->context, fmt::join(o.roles, ","), resp.serial(),
                          unixTime(resp.not_after_unix()));
@@ -79,7 +84,8 @@ Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path,
   if (!st.ok()) return fromGrpc(st, env.client.target());
   auto renewed = pki::Certificate::fromPem(resp.certificate());
   if (!renewed.ok()) return renewed.status().withContext("the certificate trustd returned");
-  if (!renewed->matchesKey(key)) return internalError("the certificate trustd returned is not for the key sent");
+  if (!renewed->matchesKey(key))
+    return internalError("the certificate trustd returned is not for the key sent");
   ctx->crt = resp.certificate();
   ctx->key = key.toPem();
   KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(path, cfg, config::Overwrite::kYes));

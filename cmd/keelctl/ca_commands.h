@@ -10,6 +10,7 @@
 
 #include "keel/common/status.h"
 #include "keel/config/client_config.h"
+
 #include "machine_commands.h"
 
 namespace keel::keelctl {

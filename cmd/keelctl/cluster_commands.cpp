@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -13,11 +12,13 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sys/wait.h>
 
 #include "keel/config/file_io.h"
 #include "keel/config/generate.h"
 #include "keel/config/machine_config.h"
 #include "keel/config/secrets.h"
+
 #include "machine_client.h"
 #include "table.h"
 
@@ -48,7 +49,9 @@ struct ClusterState {
   std::vector<ClusterNode> nodes;
 };
 
-std::string nodeAddress(int index) { return fmt::format("127.0.1.{}", index + 1); }
+std::string nodeAddress(int index) {
+  return fmt::format("127.0.1.{}", index + 1);
+}
 
 nlohmann::json toJson(const ClusterState& s) {
   nlohmann::json nodes = nlohmann::json::array();
@@ -59,9 +62,10 @@ nlohmann::json toJson(const ClusterState& s) {
 Result<ClusterState> readState(const fs::path& root) {
   const fs::path file = root / kStateFile;
   if (!fs::exists(file)) {
-    return Status(StatusCode::kNotFound, fmt::format("{} holds no cluster (no {}): create one with 'keelctl cluster "
-                                                     "create --root {}'",
-                                                     root.string(), kStateFile, root.string()));
+    return Status(StatusCode::kNotFound,
+                  fmt::format("{} holds no cluster (no {}): create one with 'keelctl cluster "
+                              "create --root {}'",
+                              root.string(), kStateFile, root.string()));
   }
   KEEL_ASSIGN_OR_RETURN(const auto text, config::readPrivateFile(file, "the cluster's state"));
   try {
@@ -71,7 +75,8 @@ Result<ClusterState> readState(const fs::path& root) {
     s.apiPort = j.at("apiPort").get<int>();
     s.joinPort = j.at("joinPort").get<int>();
     for (const auto& n : j.at("nodes")) {
-      s.nodes.push_back({n.at("address").get<std::string>(), n.at("type").get<std::string>(), n.at("pid").get<pid_t>()});
+      s.nodes.push_back(
+          {n.at("address").get<std::string>(), n.at("type").get<std::string>(), n.at("pid").get<pid_t>()});
     }
     return s;
   } catch (const nlohmann::json::exception& e) {
@@ -164,7 +169,8 @@ bool apidAnswers(const std::string& endpoint, const config::ClientContext& admin
 
 Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   const int total = o.controlPlanes + o.workers;
-  if (o.controlPlanes < 1) return invalidArgument("a cluster needs at least one control plane (--controlplanes)");
+  if (o.controlPlanes < 1)
+    return invalidArgument("a cluster needs at least one control plane (--controlplanes)");
   if (o.workers < 0 || total > kMaxNodes) {
     return invalidArgument(fmt::format("expected between 1 and {} nodes in all, found {}", kMaxNodes, total));
   }
@@ -202,7 +208,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
     if (!text.ok()) {
       // A patch is not secret; read it whatever its mode.
       std::ifstream in(patchFile);
-      if (!in) return Status(StatusCode::kNotFound, fmt::format("cannot read config patch {}", patchFile.string()));
+      if (!in)
+        return Status(StatusCode::kNotFound, fmt::format("cannot read config patch {}", patchFile.string()));
       text = std::string(std::istreambuf_iterator<char>(in), {});
     }
     for (auto* c : {&configs.controlPlane, &configs.worker}) {
@@ -215,7 +222,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   configs.controlPlane.trustd.joinRatePerMinute = std::max(30, 2 * total);
   KEEL_RETURN_IF_ERROR(config::writeMachineConfigFile(root / "controlplane.json", configs.controlPlane,
                                                       config::Overwrite::kYes));
-  KEEL_RETURN_IF_ERROR(config::writeMachineConfigFile(root / "worker.json", configs.worker, config::Overwrite::kYes));
+  KEEL_RETURN_IF_ERROR(
+      config::writeMachineConfigFile(root / "worker.json", configs.worker, config::Overwrite::kYes));
   KEEL_ASSIGN_OR_RETURN(auto admin, config::generateClientContext(secrets, {}, env.clock));
 
   ClusterState state{o.name, o.apiPort, o.joinPort, {}};
@@ -225,9 +233,10 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   const auto fail = [&](Status st) {
     stopNodes(state.nodes);
     (void)save();
-    return st.withContext(fmt::format("the cluster under {} was stopped again ('keelctl cluster destroy --root {}' "
-                                      "removes its files)",
-                                      root.string(), root.string()));
+    return st.withContext(
+        fmt::format("the cluster under {} was stopped again ('keelctl cluster destroy --root {}' "
+                    "removes its files)",
+                    root.string(), root.string()));
   };
   for (int i = 0; i < total; ++i) {
     const bool cp = i < o.controlPlanes;
@@ -236,11 +245,12 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
     fs::create_directories(dir, ec);
     fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
                     fs::perm_options::replace, ec);
-    auto pid = spawnNode({o.machined.string(), "--root", (dir / "root").string(), "--config",
-                          (root / (cp ? "controlplane.json" : "worker.json")).string(), "--address", node.address,
-                          "--libexec", fs::absolute(o.libexec).string(), "--api-port", std::to_string(o.apiPort),
-                          "--join-port", std::to_string(o.joinPort), "--log-level", "warn"},
-                         dir / "machined.log");
+    auto pid =
+        spawnNode({o.machined.string(), "--root", (dir / "root").string(), "--config",
+                   (root / (cp ? "controlplane.json" : "worker.json")).string(), "--address", node.address,
+                   "--libexec", fs::absolute(o.libexec).string(), "--api-port", std::to_string(o.apiPort),
+                   "--join-port", std::to_string(o.joinPort), "--log-level", "warn"},
+                  dir / "machined.log");
     if (!pid.ok()) return fail(pid.status());
     node.pid = *pid;
     state.nodes.push_back(node);
@@ -259,8 +269,9 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
       const auto& n = state.nodes[i];
       reapExited();
       if (kill(n.pid, 0) != 0) {
-        return fail(unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
-                                            n.type, tailOf(root / "nodes" / n.address / "machined.log"))));
+        return fail(
+            unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
+                                    n.type, tailOf(root / "nodes" / n.address / "machined.log"))));
       }
       if (apidAnswers(fmt::format("{}:{}", n.address, o.apiPort), admin, env.clock)) {
         ready[i] = true;
@@ -271,7 +282,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
     if (tty || readyCount != shown) {
       std::cerr << fmt::format("{}keelctl: {}/{} nodes answering ({} s){}", tty ? "\r" : "", readyCount,
                                state.nodes.size(),
-                               std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
+                               std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::steady_clock::now() - started)
                                    .count(),
                                tty ? "" : "\n")
                 << std::flush;
@@ -284,24 +296,28 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
       for (size_t i = 0; i < ready.size(); ++i) {
         if (!ready[i]) missing += (missing.empty() ? "" : ", ") + state.nodes[i].address;
       }
-      return fail(Status(StatusCode::kDeadlineExceeded,
-                         fmt::format("these nodes' apid did not answer within {} s: {} (their logs are under {})",
-                                     o.wait.count(), missing, (root / "nodes").string())));
+      return fail(
+          Status(StatusCode::kDeadlineExceeded,
+                 fmt::format("these nodes' apid did not answer within {} s: {} (their logs are under {})",
+                             o.wait.count(), missing, (root / "nodes").string())));
     }
     std::this_thread::sleep_for(kPoll);
   }
   if (tty) std::cerr << "\n";
 
-  for (int i = 0; i < o.controlPlanes; ++i) admin.endpoints.push_back(fmt::format("{}:{}", nodeAddress(i), o.apiPort));
+  for (int i = 0; i < o.controlPlanes; ++i)
+    admin.endpoints.push_back(fmt::format("{}:{}", nodeAddress(i), o.apiPort));
   for (const auto& n : state.nodes) admin.nodes.push_back(n.address);
   config::ClientConfig client;
   client.context = o.name;
   client.contexts[o.name] = admin;
   KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(root / "keelconfig", client, config::Overwrite::kYes));
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  env.out << fmt::format("cluster '{}' is up: {} control plane(s), {} worker(s) on 127.0.1.1-{}, every apid answering "
-                         "after {:.1f} s\n",
-                         o.name, o.controlPlanes, o.workers, state.nodes.back().address, took.count() / 1000.0);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  env.out << fmt::format(
+      "cluster '{}' is up: {} control plane(s), {} worker(s) on 127.0.1.1-{}, every apid answering "
+      "after {:.1f} s\n",
+      o.name, o.controlPlanes, o.workers, state.nodes.back().address, took.count() / 1000.0);
   env.out << fmt::format("client config: {} (its context names every node)\n  export KEELCONFIG={}\n",
                          (root / "keelconfig").string(), (root / "keelconfig").string());
   return Status::ok();
@@ -316,7 +332,8 @@ Status clusterShow(const fs::path& root, CommandEnv& env) {
     std::string apid = "-";
     if (alive && client.ok()) {
       auto* ctx = &client->contexts.begin()->second;
-      apid = apidAnswers(fmt::format("{}:{}", n.address, state.apiPort), *ctx, env.clock) ? "answering" : "not answering";
+      apid = apidAnswers(fmt::format("{}:{}", n.address, state.apiPort), *ctx, env.clock) ? "answering"
+                                                                                          : "not answering";
     }
     rows.push_back({n.address, n.type, std::to_string(n.pid), alive ? "running" : "stopped", apid});
   }
@@ -331,7 +348,9 @@ Status clusterDestroy(const fs::path& root, CommandEnv& env) {
   stopNodes(state.nodes);
   std::error_code ec;
   fs::remove_all(root, ec);
-  if (ec) return internalError(fmt::format("stopped every node, but cannot remove {}: {}", root.string(), ec.message()));
+  if (ec)
+    return internalError(
+        fmt::format("stopped every node, but cannot remove {}: {}", root.string(), ec.message()));
   env.out << fmt::format("cluster '{}' stopped ({} nodes) and {} removed\n", state.name, state.nodes.size(),
                          root.string());
   return Status::ok();

@@ -10,8 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "command_env.h"
 #include "keel/common/status.h"
+
+#include "command_env.h"
 
 namespace keel::keelctl {
 

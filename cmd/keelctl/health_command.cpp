@@ -5,6 +5,7 @@
 
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
+
 #include "table.h"
 
 namespace keel::keelctl {
@@ -38,8 +39,8 @@ std::string certificateProblem(const pki::Certificate& cert, const HealthOptions
 
 }  // namespace
 
-Status cmdHealth(const MachineTarget& base, const HealthOptions& options, const Clock& clock, std::ostream& out,
-                 int& exitBits) {
+Status cmdHealth(const MachineTarget& base, const HealthOptions& options, const Clock& clock,
+                 std::ostream& out, int& exitBits) {
   exitBits = 0;
   std::vector<std::string> failures;
   const TimePoint now = clock.now();

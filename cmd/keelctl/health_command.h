@@ -9,14 +9,15 @@
 #include <vector>
 
 #include "keel/common/status.h"
+
 #include "machine_client.h"
 
 namespace keel::keelctl {
 
 // Bits of keelctl's exit code after `health`; 0 when every node is healthy.
-inline constexpr int kHealthUnreachable = 1;   // a node did not answer
-inline constexpr int kHealthCertificate = 2;   // a served or the client certificate is expired or near expiry
-inline constexpr int kHealthServices = 4;      // a service is not running
+inline constexpr int kHealthUnreachable = 1;  // a node did not answer
+inline constexpr int kHealthCertificate = 2;  // a served or the client certificate is expired or near expiry
+inline constexpr int kHealthServices = 4;     // a service is not running
 
 struct HealthOptions {
   // A certificate with less than this share of its lifetime left counts as near expiry
@@ -26,7 +27,7 @@ struct HealthOptions {
 
 // `base` carries the TLS identity and the nodes (or only the endpoint's node). Prints a
 // table to `out`; returns the exit-code bits, and a summary status naming each failure.
-Status cmdHealth(const MachineTarget& base, const HealthOptions& options, const Clock& clock, std::ostream& out,
-                 int& exitBits);
+Status cmdHealth(const MachineTarget& base, const HealthOptions& options, const Clock& clock,
+                 std::ostream& out, int& exitBits);
 
 }  // namespace keel::keelctl

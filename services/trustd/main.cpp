@@ -1,8 +1,6 @@
 // trustd: the OS certificate authority of a control-plane node. Wiring only: flags,
 // sandbox, the Unix socket and signals; the issuing logic is in src/authority.h.
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -10,12 +8,15 @@
 #include <CLI/CLI.hpp>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
-#include "authority.h"
 #include "keel/common/clock.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/transport/unix_listener.h"
+
+#include "authority.h"
 #include "security_service.h"
 #include "trustd_config.h"
 
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
   CLI::App app{"trustd: the OS certificate authority of a control-plane node (serves trustd.sock only)"};
   std::string configPath;
   std::string level = "info";
-  app.add_option("--config", configPath, "trustd's config file (machined writes it into trustd's state directory)")
+  app.add_option("--config", configPath,
+                 "trustd's config file (machined writes it into trustd's state directory)")
       ->required();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   app.set_version_flag("--version", std::string(keel::buildInfo().version));
@@ -105,11 +107,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto allowed = config->allowedUids;
-  auto listener = keel::transport::UnixListener::bind(config->socket, [allowed](const keel::transport::PeerCredentials& peer) {
-    if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return keel::Status::ok();
-    return keel::permissionDenied("uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) +
-                                  ") is not on trustd's allow-list");
-  });
+  auto listener = keel::transport::UnixListener::bind(
+      config->socket, [allowed](const keel::transport::PeerCredentials& peer) {
+        if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return keel::Status::ok();
+        return keel::permissionDenied("uid " + std::to_string(peer.uid) + " (pid " +
+                                      std::to_string(peer.pid) + ") is not on trustd's allow-list");
+      });
   if (!listener.ok()) {
     spdlog::error("trustd: {}", listener.status().message());
     return 1;

@@ -99,6 +99,13 @@ Result<std::optional<int64_t>> ObjectReader::optionalInteger(std::string_view ke
   return std::optional<int64_t>(v);
 }
 
+Result<int64_t> ObjectReader::boundedInteger(std::string_view key, int64_t fallback, int64_t min, int64_t max) {
+  KEEL_ASSIGN_OR_RETURN(const auto v, optionalInteger(key));
+  if (!v) return fallback;
+  if (*v < min || *v > max) return fieldError(pathOf(key), fmt::format("expected {}..{}, found {}", min, max, *v));
+  return *v;
+}
+
 Result<std::vector<std::string>> ObjectReader::stringArray(std::string_view key) {
   const nlohmann::json* v = find(key);
   std::vector<std::string> out;

@@ -28,16 +28,8 @@ Result<KeyPairFiles> readPair(ObjectReader& r) {
   return files;
 }
 
-// A positive integer no larger than `max`, or `fallback` when absent.
-Result<int64_t> boundedInteger(ObjectReader& r, std::string_view key, int64_t fallback, int64_t min, int64_t max) {
-  KEEL_ASSIGN_OR_RETURN(const auto v, r.optionalInteger(key));
-  if (!v) return fallback;
-  if (*v < min || *v > max) return fieldError(r.pathOf(key), fmt::format("expected {}..{}, found {}", min, max, *v));
-  return *v;
-}
-
 Result<std::chrono::milliseconds> millis(ObjectReader& r, std::string_view key, std::chrono::milliseconds fallback) {
-  KEEL_ASSIGN_OR_RETURN(const int64_t v, boundedInteger(r, key, fallback.count(), 1, 24LL * 3600 * 1000));
+  KEEL_ASSIGN_OR_RETURN(const int64_t v, r.boundedInteger(key, fallback.count(), 1, 24LL * 3600 * 1000));
   return std::chrono::milliseconds(v);
 }
 
@@ -123,23 +115,23 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
     KEEL_RETURN_IF_ERROR(join->finish());
     c.join = std::move(j);
   }
-  KEEL_ASSIGN_OR_RETURN(const int64_t peerPort, boundedInteger(r, "peerPort", *port, 1, 65535));
+  KEEL_ASSIGN_OR_RETURN(const int64_t peerPort, r.boundedInteger("peerPort", *port, 1, 65535));
   c.peerPort = static_cast<int>(peerPort);
   KEEL_ASSIGN_OR_RETURN(c.forwardTimeout, millis(r, "forwardTimeoutMs", c.forwardTimeout));
-  KEEL_ASSIGN_OR_RETURN(const int64_t refresh, boundedInteger(r, "certRefreshSeconds", c.certRefresh.count(), 1, 3600));
+  KEEL_ASSIGN_OR_RETURN(const int64_t refresh, r.boundedInteger("certRefreshSeconds", c.certRefresh.count(), 1, 3600));
   c.certRefresh = std::chrono::seconds(refresh);
-  KEEL_ASSIGN_OR_RETURN(const int64_t threads, boundedInteger(r, "threads", c.threads, 1, 64));
+  KEEL_ASSIGN_OR_RETURN(const int64_t threads, r.boundedInteger("threads", c.threads, 1, 64));
   c.threads = static_cast<int>(threads);
   KEEL_ASSIGN_OR_RETURN(auto limits, r.optionalObject("limits"));
   if (limits) {
     auto& l = *limits;
-    KEEL_ASSIGN_OR_RETURN(const int64_t msg, boundedInteger(l, "maxMessageBytes", c.limits.maxMessageBytes, 1024,
+    KEEL_ASSIGN_OR_RETURN(const int64_t msg, l.boundedInteger("maxMessageBytes", c.limits.maxMessageBytes, 1024,
                                                             256 * 1024 * 1024));
     c.limits.maxMessageBytes = static_cast<int>(msg);
     KEEL_ASSIGN_OR_RETURN(const int64_t streams,
-                          boundedInteger(l, "maxConcurrentStreams", c.limits.maxConcurrentStreams, 1, 10000));
+                          l.boundedInteger("maxConcurrentStreams", c.limits.maxConcurrentStreams, 1, 10000));
     c.limits.maxConcurrentStreams = static_cast<int>(streams);
-    KEEL_ASSIGN_OR_RETURN(const int64_t targets, boundedInteger(l, "maxTargets", c.limits.maxTargets, 1, 4096));
+    KEEL_ASSIGN_OR_RETURN(const int64_t targets, l.boundedInteger("maxTargets", c.limits.maxTargets, 1, 4096));
     c.limits.maxTargets = static_cast<int>(targets);
     KEEL_ASSIGN_OR_RETURN(c.limits.handshakeTimeout, millis(l, "handshakeTimeoutMs", c.limits.handshakeTimeout));
     KEEL_ASSIGN_OR_RETURN(c.limits.idleTimeout, millis(l, "idleTimeoutMs", c.limits.idleTimeout));
@@ -150,12 +142,12 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   }
   KEEL_ASSIGN_OR_RETURN(auto audit, r.optionalObject("audit"));
   if (audit) {
-    KEEL_ASSIGN_OR_RETURN(const int64_t bytes, boundedInteger(*audit, "maxFileBytes",
+    KEEL_ASSIGN_OR_RETURN(const int64_t bytes, audit->boundedInteger("maxFileBytes",
                                                               static_cast<int64_t>(c.audit.maxFileBytes), 4096,
                                                               1LL << 32));
     c.audit.maxFileBytes = static_cast<std::size_t>(bytes);
     KEEL_ASSIGN_OR_RETURN(const int64_t files,
-                          boundedInteger(*audit, "maxFiles", static_cast<int64_t>(c.audit.maxFiles), 1, 100));
+                          audit->boundedInteger("maxFiles", static_cast<int64_t>(c.audit.maxFiles), 1, 100));
     c.audit.maxFiles = static_cast<std::size_t>(files);
     KEEL_RETURN_IF_ERROR(audit->finish());
   }

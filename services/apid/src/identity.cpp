@@ -1,9 +1,8 @@
 #include "identity.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -81,10 +80,12 @@ class JoinIssuer final : public CertificateIssuer {
       // A refusal is the cluster's answer; another control plane would give the same one.
       if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
           st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-        return Status(static_cast<StatusCode>(st.error_code()), "the control plane refused to sign: " + failures.back());
+        return Status(static_cast<StatusCode>(st.error_code()),
+                      "the control plane refused to sign: " + failures.back());
       }
     }
-    return unavailable(fmt::format("no control plane signed apid's certificate: {}", fmt::join(failures, "; ")));
+    return unavailable(
+        fmt::format("no control plane signed apid's certificate: {}", fmt::join(failures, "; ")));
   }
   std::string describe() const override {
     return fmt::format("the join listener of {}", fmt::join(endpoints_, ", "));
@@ -115,7 +116,8 @@ Result<KeyAndCsr> makeCsr(const std::string& cn, const std::vector<std::string>&
 
 // The certificate must be for the key apid just made, or apid would write a pair that
 // no TLS stack can use.
-Result<pki::Certificate> checkIssued(const std::string& pem, const pki::PrivateKey& key, std::string_view what) {
+Result<pki::Certificate> checkIssued(const std::string& pem, const pki::PrivateKey& key,
+                                     std::string_view what) {
   auto chain = pki::Certificate::bundleFromPem(pem);
   if (!chain.ok()) return chain.status().withContext(std::string(what) + " from the issuer");
   if (!chain->front().matchesKey(key)) {
@@ -139,7 +141,9 @@ IdentityManager::IdentityManager(IdentityOptions options, std::unique_ptr<Certif
                                  const Clock& clock, uint64_t seed)
     : options_(std::move(options)), issuer_(std::move(issuer)), clock_(clock), random_(seed) {}
 
-IdentityManager::~IdentityManager() { stop(); }
+IdentityManager::~IdentityManager() {
+  stop();
+}
 
 Status IdentityManager::renewOnce() {
   KEEL_ASSIGN_OR_RETURN(auto serving, makeCsr(options_.nodeAddress, options_.sans));
@@ -151,21 +155,27 @@ Status IdentityManager::renewOnce() {
     request.impersonatorCsrPem = impersonator->csrPem;
   }
   KEEL_ASSIGN_OR_RETURN(const auto issued, issuer_->issue(request));
-  KEEL_ASSIGN_OR_RETURN(const auto leaf, checkIssued(issued.servingChainPem, serving.key, "the serving certificate"));
+  KEEL_ASSIGN_OR_RETURN(const auto leaf,
+                        checkIssued(issued.servingChainPem, serving.key, "the serving certificate"));
   std::optional<pki::Certificate> forwarding;
   if (wantImpersonator) {
-    if (issued.impersonatorPem.empty()) return internalError("the issuer granted no impersonator certificate");
-    KEEL_ASSIGN_OR_RETURN(forwarding, checkIssued(issued.impersonatorPem, impersonator->key, "the impersonator certificate"));
+    if (issued.impersonatorPem.empty())
+      return internalError("the issuer granted no impersonator certificate");
+    KEEL_ASSIGN_OR_RETURN(
+        forwarding, checkIssued(issued.impersonatorPem, impersonator->key, "the impersonator certificate"));
   }
   // Key first, then certificate: a reader that sees a new certificate finds its key;
   // a reader that sees a new key with the old certificate finds them mismatched and keeps
   // what it had until the next look.
   const auto& f = options_.files;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(f.servingKey, serving.key.toPem(), config::Overwrite::kYes));
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(f.servingCert, issued.servingChainPem, config::Overwrite::kYes));
+  KEEL_RETURN_IF_ERROR(
+      config::writePrivateFile(f.servingCert, issued.servingChainPem, config::Overwrite::kYes));
   if (wantImpersonator) {
-    KEEL_RETURN_IF_ERROR(config::writePrivateFile(f.impersonatorKey, impersonator->key.toPem(), config::Overwrite::kYes));
-    KEEL_RETURN_IF_ERROR(config::writePrivateFile(f.impersonatorCert, issued.impersonatorPem, config::Overwrite::kYes));
+    KEEL_RETURN_IF_ERROR(
+        config::writePrivateFile(f.impersonatorKey, impersonator->key.toPem(), config::Overwrite::kYes));
+    KEEL_RETURN_IF_ERROR(
+        config::writePrivateFile(f.impersonatorCert, issued.impersonatorPem, config::Overwrite::kYes));
   }
   const TimePoint now = clock_.now();
   TimePoint notAfter = leaf.notAfter();
@@ -175,7 +185,8 @@ Status IdentityManager::renewOnce() {
   const auto lifetime = std::chrono::duration<double>(notAfter - now);
   const double fraction = std::clamp(options_.renewAt + spread(random_), 0.05, 0.95);
   const auto wait = std::max<std::chrono::system_clock::duration>(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(lifetime * fraction), kMinRenewInterval);
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(lifetime * fraction),
+      kMinRenewInterval);
   renewAt_ = now + wait;
   notAfter_ = notAfter;
   spdlog::info("apid: new certificate from {}: serial {}, valid until {}; renewal at {}", issuer_->describe(),
@@ -198,20 +209,24 @@ Status IdentityManager::obtain() {
     const Status st = renewOnce();
     if (st.isOk()) return st;
     const auto wait = backoff(failures);
-    spdlog::warn("apid: no serving certificate yet, so the API port is not served: {} (from {}); retrying in {} ms",
-                 st.message(), issuer_->describe(), wait.count());
+    spdlog::warn(
+        "apid: no serving certificate yet, so the API port is not served: {} (from {}); retrying in {} ms",
+        st.message(), issuer_->describe(), wait.count());
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, wait, [this] { return stopping_; });
   }
 }
 
-void IdentityManager::startRenewing() { thread_ = std::thread([this] { renewLoop(); }); }
+void IdentityManager::startRenewing() {
+  thread_ = std::thread([this] { renewLoop(); });
+}
 
 void IdentityManager::renewLoop() {
   int failures = 0;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    const auto until = failures == 0 ? renewAt_ - clock_.now() : std::chrono::system_clock::duration(backoff(failures));
+    const auto until =
+        failures == 0 ? renewAt_ - clock_.now() : std::chrono::system_clock::duration(backoff(failures));
     if (until > std::chrono::system_clock::duration::zero()) {
       cv_.wait_for(lock, until, [this] { return stopping_; });
       if (stopping_) break;
@@ -225,8 +240,8 @@ void IdentityManager::renewLoop() {
       continue;
     }
     ++failures;
-    spdlog::warn("apid: renewing its certificate failed (attempt {}): {}; the current one is valid until {}", failures,
-                 st.message(), formatTime(notAfter_));
+    spdlog::warn("apid: renewing its certificate failed (attempt {}): {}; the current one is valid until {}",
+                 failures, st.message(), formatTime(notAfter_));
   }
 }
 

@@ -13,7 +13,8 @@ constexpr auto kTrustdTimeout = std::chrono::seconds(10);
 constexpr std::string_view kMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
 }  // namespace
 
-grpc::Status JoinService::SignNodeCertificate(grpc::ServerContext* ctx, const v1::SignNodeCertificateRequest* req,
+grpc::Status JoinService::SignNodeCertificate(grpc::ServerContext* ctx,
+                                              const v1::SignNodeCertificateRequest* req,
                                               v1::SignNodeCertificateResponse* resp) {
   const auto started = clock_.now();
   // Nothing the caller sent besides the request travels on: no metadata at all.
@@ -24,7 +25,8 @@ grpc::Status JoinService::SignNodeCertificate(grpc::ServerContext* ctx, const v1
   out.AddMetadata(std::string(authz::kPeerKey), ctx->peer());
   grpc::Status st = stub->SignNodeCertificate(&out, *req, resp);
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "this node's certificate authority (trustd) is not reachable");
+    st = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "this node's certificate authority (trustd) is not reachable");
   }
   if (audit_ != nullptr) {
     AuditRecord r;

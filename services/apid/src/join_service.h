@@ -6,9 +6,10 @@
 
 #include <filesystem>
 
-#include "audit.h"
 #include "keel/common/clock.h"
 #include "keel/security/v1/security.grpc.pb.h"
+
+#include "audit.h"
 
 namespace keel::apid {
 
@@ -20,7 +21,8 @@ class JoinService final : public keel::security::v1::SecurityService::Service {
   JoinService(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock)
       : trustdSocket_(std::move(trustdSocket)), audit_(audit), clock_(clock) {}
 
-  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx, const keel::security::v1::SignNodeCertificateRequest* req,
+  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
+                                   const keel::security::v1::SignNodeCertificateRequest* req,
                                    keel::security::v1::SignNodeCertificateResponse* resp) override;
 
  private:

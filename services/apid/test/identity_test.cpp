@@ -19,7 +19,8 @@ using keel::testing::TempDir;
 // certificate for another key.
 class FakeIssuer final : public CertificateIssuer {
  public:
-  FakeIssuer(const Clock& clock, int failures, std::chrono::seconds ttl) : clock_(clock), failures_(failures), ttl_(ttl) {
+  FakeIssuer(const Clock& clock, int failures, std::chrono::seconds ttl)
+      : clock_(clock), failures_(failures), ttl_(ttl) {
     pki::CaOptions o;
     o.subject.commonName = "keel-os";
     ca_ = std::make_unique<pki::CertificateAuthority>(pki::createSelfSignedCa(o, clock).value());

@@ -1,11 +1,10 @@
 #include "authority.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <openssl/crypto.h>
@@ -61,7 +60,8 @@ std::optional<Network> parseNetwork(const std::string& text) {
   Network n{*ip, static_cast<int>(ip->size() * 8)};
   if (slash == std::string::npos) return n;
   const std::string bits = text.substr(slash + 1);
-  if (bits.empty() || bits.size() > 3 || !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (bits.empty() || bits.size() > 3 ||
+      !std::all_of(bits.begin(), bits.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return std::nullopt;
   n.prefix = std::stoi(bits);
   if (n.prefix > static_cast<int>(ip->size() * 8)) return std::nullopt;
@@ -140,8 +140,9 @@ bool RateLimiter::allow(const std::string& address) {
   auto it = buckets_.find(address);
   if (it == buckets_.end()) {
     if (buckets_.size() >= maxAddresses_) {
-      auto oldest = std::min_element(buckets_.begin(), buckets_.end(),
-                                     [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
+      auto oldest = std::min_element(buckets_.begin(), buckets_.end(), [](const auto& a, const auto& b) {
+        return a.second.last < b.second.last;
+      });
       buckets_.erase(oldest);
     }
     it = buckets_.emplace(address, Bucket{burst_, now}).first;
@@ -166,9 +167,11 @@ Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config,
   if (!ca.ok()) return ca.status().withContext("trustd's OS CA");
   for (const auto& extra : config.joinExtraSans) {
     if (extra.find('/') != std::string::npos || parseIp(extra)) {
-      if (!parseNetwork(extra)) return invalidArgument("join.extraSans: '" + extra + "' is not an IP network");
+      if (!parseNetwork(extra))
+        return invalidArgument("join.extraSans: '" + extra + "' is not an IP network");
     } else if (extra.empty() || extra.find_first_of(" *,") != std::string::npos) {
-      return invalidArgument("join.extraSans: expected an IP network or an exact DNS name, found '" + extra + "'");
+      return invalidArgument("join.extraSans: expected an IP network or an exact DNS name, found '" + extra +
+                             "'");
     }
   }
   return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), clock));
@@ -180,12 +183,14 @@ Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem
   if (!joinLimiter_.allow(source)) {
     spdlog::warn("trustd: refused a join from {}: too many attempts", source);
     return Status(StatusCode::kResourceExhausted,
-                  fmt::format("too many join attempts from {}; at most {} a minute", source, config_.joinRatePerMinute));
+                  fmt::format("too many join attempts from {}; at most {} a minute", source,
+                              config_.joinRatePerMinute));
   }
   if (!tokenAccepted(token, config_.joinTokens)) {
     spdlog::warn("trustd: refused a join from {}: the join token is not accepted", source);
-    return unauthenticated("the join token is not accepted by this cluster (expected machine.token of a worker config "
-                           "made from this cluster's secrets)");
+    return unauthenticated(
+        "the join token is not accepted by this cluster (expected machine.token of a worker config "
+        "made from this cluster's secrets)");
   }
   auto csr = parseCsr(csrPem);
   if (!csr.ok()) {
@@ -222,12 +227,14 @@ Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem
   auto cert = pki::issueCertificate(ca_, *csr, policy, clock_);
   if (!cert.ok()) {
     spdlog::warn("trustd: refused a join from {}: {}", source, cert.status().message());
-    return Status(cert.status().code(), cert.status().message() + " (a joining node may name its source address " +
-                                            source + "; trustd's join.extraSans allows more)");
+    return Status(cert.status().code(), cert.status().message() +
+                                            " (a joining node may name its source address " + source +
+                                            "; trustd's join.extraSans allows more)");
   }
   const auto sans = cert->subjectAltNames();
   spdlog::info("trustd: issued a node certificate: subject '{}', SANs DNS [{}] IP [{}], serial {}, peer {}",
-               cert->subject().toString(), joined(sans.dnsNames), joined(sans.ipAddresses), cert->serialHex(), source);
+               cert->subject().toString(), joined(sans.dnsNames), joined(sans.ipAddresses), cert->serialHex(),
+               source);
   return NodeCertificate{cert->toPem(), config_.caBundlePem};
 }
 
@@ -248,7 +255,9 @@ Result<ApidCertificates> Authority::issueApidCertificates(const std::string& ser
   names.insert(names.end(), config_.certSans.begin(), config_.certSans.end());
   for (const auto& n : names) {
     if (n.empty()) continue;
-    addUnique(parseIp(n) ? servingPolicy.allowedSubjectAltNames.ipAddresses : servingPolicy.allowedSubjectAltNames.dnsNames, n);
+    addUnique(parseIp(n) ? servingPolicy.allowedSubjectAltNames.ipAddresses
+                         : servingPolicy.allowedSubjectAltNames.dnsNames,
+              n);
   }
   auto servingCert = pki::issueCertificate(ca_, *serving, servingPolicy, clock_);
   if (!servingCert.ok()) return servingCert.status().withContext("apid's serving certificate");
@@ -267,23 +276,27 @@ Result<ApidCertificates> Authority::issueApidCertificates(const std::string& ser
   auto impersonatorCert = pki::issueCertificate(ca_, *impersonator, impersonatorPolicy, clock_);
   if (!impersonatorCert.ok()) return impersonatorCert.status().withContext("apid's impersonator certificate");
 
-  spdlog::info("trustd: issued apid's certificates: serving serial {}, impersonator serial {}, valid until {}",
-               servingCert->serialHex(), impersonatorCert->serialHex(), formatTime(servingCert->notAfter()));
+  spdlog::info(
+      "trustd: issued apid's certificates: serving serial {}, impersonator serial {}, valid until {}",
+      servingCert->serialHex(), impersonatorCert->serialHex(), formatTime(servingCert->notAfter()));
   return ApidCertificates{servingCert->toPem() + ca_.certificate.toPem(), impersonatorCert->toPem(),
                           config_.caBundlePem};
 }
 
 Result<std::chrono::seconds> Authority::clientTtl(std::chrono::seconds requested) const {
-  if (requested.count() < 0) return invalidArgument("expected a positive TTL, found " + std::to_string(requested.count()) + " s");
+  if (requested.count() < 0)
+    return invalidArgument("expected a positive TTL, found " + std::to_string(requested.count()) + " s");
   if (requested.count() == 0) return config_.clientCertDefaultTtl;
   if (requested > config_.clientCertMaxTtl) {
-    return invalidArgument(fmt::format("a TTL of {} s is longer than this cluster allows ({} s, trustd's client.maxTtlSeconds)",
-                                       requested.count(), config_.clientCertMaxTtl.count()));
+    return invalidArgument(
+        fmt::format("a TTL of {} s is longer than this cluster allows ({} s, trustd's client.maxTtlSeconds)",
+                    requested.count(), config_.clientCertMaxTtl.count()));
   }
   return requested;
 }
 
-Result<pki::Certificate> Authority::issueClient(const pki::CertificateRequest& csr, const std::vector<std::string>& roles,
+Result<pki::Certificate> Authority::issueClient(const pki::CertificateRequest& csr,
+                                                const std::vector<std::string>& roles,
                                                 std::chrono::seconds ttl) {
   pki::IssuePolicy policy;
   policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
@@ -300,7 +313,8 @@ namespace {
 // Roles a client certificate may carry: never os:impersonator, which lets its holder
 // claim any role for the calls it forwards.
 Status checkClientRoles(const std::vector<std::string>& roles) {
-  if (roles.empty()) return invalidArgument("expected at least one role (os:admin, os:operator, os:reader), found none");
+  if (roles.empty())
+    return invalidArgument("expected at least one role (os:admin, os:operator, os:reader), found none");
   for (const auto& r : roles) {
     if (r != authz::kRoleAdmin && r != authz::kRoleOperator && r != authz::kRoleReader) {
       return invalidArgument("expected roles among os:admin, os:operator, os:reader, found '" + r + "'");
@@ -336,12 +350,14 @@ Result<GeneratedClientConfig> Authority::generateClientConfig(const std::vector<
   config::ClientConfig out;
   out.context = config_.clusterName;
   out.contexts[config_.clusterName] = std::move(ctx);
-  spdlog::info("trustd: issued a client configuration: subject '{}', serial {}, valid until {}, requested by '{}'",
-               cert.subject().toString(), cert.serialHex(), formatTime(cert.notAfter()), requestedBy);
+  spdlog::info(
+      "trustd: issued a client configuration: subject '{}', serial {}, valid until {}, requested by '{}'",
+      cert.subject().toString(), cert.serialHex(), formatTime(cert.notAfter()), requestedBy);
   return GeneratedClientConfig{config::serializeClientConfig(out), cert.serialHex(), cert.notAfter()};
 }
 
-Result<ClientCertificate> Authority::renewClientCertificate(const std::string& csrPem, const std::string& identity,
+Result<ClientCertificate> Authority::renewClientCertificate(const std::string& csrPem,
+                                                            const std::string& identity,
                                                             const std::vector<std::string>& callerRoles,
                                                             std::chrono::seconds requestedTtl) {
   if (identity.empty()) return unauthenticated("the call carries no client identity to renew");
@@ -357,25 +373,15 @@ Result<ClientCertificate> Authority::renewClientCertificate(const std::string& c
   KEEL_ASSIGN_OR_RETURN(const auto csr, parseCsr(csrPem));
   // The CSR proposes a key only: identity and roles come from the certificate the caller
   // authenticated with.
-  auto issued = [&]() -> Result<pki::Certificate> {
-    pki::IssuePolicy policy;
-    policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kClientAuth};
-    policy.keyUsage = pki::kDigitalSignature;
-    policy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
-    policy.organizations = roles;
-    policy.ttl = ttl;
-    policy.notBeforeSkew = kNotBeforeSkew;
-    if (csr.subject().commonName != identity) {
-      return invalidArgument("expected the CSR's CN to be the caller's identity '" + identity + "', found '" +
-                             csr.subject().commonName + "'");
-    }
-    if (!csr.subjectAltNames().empty()) return invalidArgument("expected a client CSR without SANs");
-    return pki::issueCertificate(ca_, csr, policy, clock_);
-  }();
-  if (!issued.ok()) return issued.status();
+  if (csr.subject().commonName != identity) {
+    return invalidArgument("expected the CSR's CN to be the caller's identity '" + identity + "', found '" +
+                           csr.subject().commonName + "'");
+  }
+  if (!csr.subjectAltNames().empty()) return invalidArgument("expected a client CSR without SANs");
+  KEEL_ASSIGN_OR_RETURN(const auto issued, issueClient(csr, roles, ttl));
   spdlog::info("trustd: renewed a client certificate: subject '{}', serial {}, valid until {}",
-               issued->subject().toString(), issued->serialHex(), formatTime(issued->notAfter()));
-  return ClientCertificate{issued->toPem(), config_.caBundlePem, issued->serialHex(), issued->notAfter()};
+               issued.subject().toString(), issued.serialHex(), formatTime(issued.notAfter()));
+  return ClientCertificate{issued.toPem(), config_.caBundlePem, issued.serialHex(), issued.notAfter()};
 }
 
 }  // namespace keel::trustd

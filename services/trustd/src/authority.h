@@ -13,6 +13,7 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/pki/pki.h"
+
 #include "trustd_config.h"
 
 namespace keel::trustd {
@@ -77,23 +78,26 @@ class Authority {
 
   // This node's apid: a serving certificate for this node's names, and its
   // os:impersonator client certificate.
-  Result<ApidCertificates> issueApidCertificates(const std::string& servingCsrPem, const std::string& impersonatorCsrPem);
+  Result<ApidCertificates> issueApidCertificates(const std::string& servingCsrPem,
+                                                 const std::string& impersonatorCsrPem);
 
   // A new key and client certificate with exactly `roles` (os:admin, os:operator,
   // os:reader; at least one), as a keelconfig. `ttl` zero takes the default.
-  Result<GeneratedClientConfig> generateClientConfig(const std::vector<std::string>& roles, std::chrono::seconds ttl,
-                                                     const std::string& identity, const std::string& requestedBy);
+  Result<GeneratedClientConfig> generateClientConfig(const std::vector<std::string>& roles,
+                                                     std::chrono::seconds ttl, const std::string& identity,
+                                                     const std::string& requestedBy);
 
   // A new certificate for the CSR's key with `identity` as CN and the client roles among
   // `roles` (what apid read from the caller's still-valid certificate).
   Result<ClientCertificate> renewClientCertificate(const std::string& csrPem, const std::string& identity,
-                                                   const std::vector<std::string>& roles, std::chrono::seconds ttl);
+                                                   const std::vector<std::string>& roles,
+                                                   std::chrono::seconds ttl);
 
  private:
   Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock);
   Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
-  Result<pki::Certificate> issueClient(const pki::CertificateRequest& csr, const std::vector<std::string>& roles,
-                                       std::chrono::seconds ttl);
+  Result<pki::Certificate> issueClient(const pki::CertificateRequest& csr,
+                                       const std::vector<std::string>& roles, std::chrono::seconds ttl);
 
   TrustdConfig config_;
   pki::CertificateAuthority ca_;

@@ -64,7 +64,8 @@ Result<Forwarded> admitJoin(const grpc::ServerContext& ctx) {
 
 }  // namespace
 
-grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx, const v1::SignNodeCertificateRequest* req,
+grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx,
+                                                      const v1::SignNodeCertificateRequest* req,
                                                       v1::SignNodeCertificateResponse* resp) {
   auto f = admitJoin(*ctx);
   if (!f.ok()) return toGrpc(f.status());
@@ -75,18 +76,19 @@ grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx, 
   return grpc::Status::OK;
 }
 
-grpc::Status SecurityServiceImpl::GenerateClientConfiguration(grpc::ServerContext* ctx,
-                                                              const v1::GenerateClientConfigurationRequest* req,
-                                                              v1::GenerateClientConfigurationResponse* resp) {
+grpc::Status SecurityServiceImpl::GenerateClientConfiguration(
+    grpc::ServerContext* ctx, const v1::GenerateClientConfigurationRequest* req,
+    v1::GenerateClientConfigurationResponse* resp) {
   auto f = admit(*ctx, "GenerateClientConfiguration");
   if (!f.ok()) return toGrpc(f.status());
   const std::vector<std::string> roles(req->roles().begin(), req->roles().end());
-  auto out = authority_->generateClientConfig(roles, std::chrono::seconds(req->ttl_seconds()), req->identity(),
-                                              f->identity);
+  auto out = authority_->generateClientConfig(roles, std::chrono::seconds(req->ttl_seconds()),
+                                              req->identity(), f->identity);
   if (!out.ok()) return toGrpc(out.status());
   resp->set_keelconfig(out->keelconfig);
   resp->set_serial(out->serialHex);
-  resp->set_not_after_unix(std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
+  resp->set_not_after_unix(
+      std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
   return grpc::Status::OK;
 }
 
@@ -95,11 +97,13 @@ grpc::Status SecurityServiceImpl::RenewClientCertificate(grpc::ServerContext* ct
                                                          v1::RenewClientCertificateResponse* resp) {
   auto f = admit(*ctx, "RenewClientCertificate");
   if (!f.ok()) return toGrpc(f.status());
-  auto out = authority_->renewClientCertificate(req->csr(), f->identity, f->roles, std::chrono::seconds(req->ttl_seconds()));
+  auto out = authority_->renewClientCertificate(req->csr(), f->identity, f->roles,
+                                                std::chrono::seconds(req->ttl_seconds()));
   if (!out.ok()) return toGrpc(out.status());
   resp->set_certificate(out->certificatePem);
   resp->set_ca_bundle(out->caBundlePem);
-  resp->set_not_after_unix(std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
+  resp->set_not_after_unix(
+      std::chrono::duration_cast<std::chrono::seconds>(out->notAfter.time_since_epoch()).count());
   return grpc::Status::OK;
 }
 
@@ -109,7 +113,8 @@ grpc::Status LocalIssuerServiceImpl::IssueApidCertificates(grpc::ServerContext* 
   for (const auto& [k, v] : ctx->client_metadata()) {
     if (authz::isReservedKey(std::string_view(k.data(), k.size()))) {
       spdlog::warn("trustd: refused a forwarded call for apid's own certificates");
-      return {grpc::StatusCode::PERMISSION_DENIED, "apid's certificates are issued to apid itself, never through it"};
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "apid's certificates are issued to apid itself, never through it"};
     }
   }
   auto out = authority_->issueApidCertificates(req->serving_csr(), req->impersonator_csr());

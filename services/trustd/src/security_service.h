@@ -2,8 +2,9 @@
 // keel-peer), re-checks the method's rule, and hands plain values to the Authority.
 #pragma once
 
-#include "authority.h"
 #include "keel/security/v1/security.grpc.pb.h"
+
+#include "authority.h"
 
 namespace keel::trustd {
 
@@ -11,11 +12,12 @@ class SecurityServiceImpl final : public keel::security::v1::SecurityService::Se
  public:
   explicit SecurityServiceImpl(Authority* authority) : authority_(authority) {}
 
-  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx, const keel::security::v1::SignNodeCertificateRequest* req,
+  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
+                                   const keel::security::v1::SignNodeCertificateRequest* req,
                                    keel::security::v1::SignNodeCertificateResponse* resp) override;
-  grpc::Status GenerateClientConfiguration(grpc::ServerContext* ctx,
-                                           const keel::security::v1::GenerateClientConfigurationRequest* req,
-                                           keel::security::v1::GenerateClientConfigurationResponse* resp) override;
+  grpc::Status GenerateClientConfiguration(
+      grpc::ServerContext* ctx, const keel::security::v1::GenerateClientConfigurationRequest* req,
+      keel::security::v1::GenerateClientConfigurationResponse* resp) override;
   grpc::Status RenewClientCertificate(grpc::ServerContext* ctx,
                                       const keel::security::v1::RenewClientCertificateRequest* req,
                                       keel::security::v1::RenewClientCertificateResponse* resp) override;

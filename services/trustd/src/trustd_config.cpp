@@ -13,13 +13,6 @@ namespace {
 using config::detail::fieldError;
 using config::detail::ObjectReader;
 
-Result<int64_t> bounded(ObjectReader& r, std::string_view key, int64_t fallback, int64_t min, int64_t max) {
-  KEEL_ASSIGN_OR_RETURN(const auto v, r.optionalInteger(key));
-  if (!v) return fallback;
-  if (*v < min || *v > max) return fieldError(r.pathOf(key), fmt::format("expected {}..{}, found {}", min, max, *v));
-  return *v;
-}
-
 Result<std::vector<uid_t>> uids(ObjectReader& r, std::string_view key) {
   std::vector<uid_t> out;
   const auto* value = r.field(key);
@@ -49,7 +42,8 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
   }
   std::string socketPath;
   KEEL_ASSIGN_OR_RETURN(socketPath, r.requiredString("socket"));
-  if (!socketPath.starts_with('/')) return fieldError("socket", "expected an absolute path, found '" + socketPath + "'");
+  if (!socketPath.starts_with('/'))
+    return fieldError("socket", "expected an absolute path, found '" + socketPath + "'");
   c.socket = socketPath;
   KEEL_ASSIGN_OR_RETURN(c.nodeAddress, r.requiredString("nodeAddress"));
   if (!config::parseNodeName(c.nodeAddress).ok()) {
@@ -59,7 +53,8 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
   c.hostname = hostname.value_or("");
   KEEL_ASSIGN_OR_RETURN(c.clusterName, r.requiredString("clusterName"));
   KEEL_ASSIGN_OR_RETURN(c.apiEndpoint, r.requiredString("apiEndpoint"));
-  if (auto e = config::parseEndpoint(c.apiEndpoint); !e.ok()) return fieldError("apiEndpoint", e.status().message());
+  if (auto e = config::parseEndpoint(c.apiEndpoint); !e.ok())
+    return fieldError("apiEndpoint", e.status().message());
 
   KEEL_ASSIGN_OR_RETURN(auto ca, r.requiredObject("ca"));
   KEEL_ASSIGN_OR_RETURN(c.caCertPem, ca.requiredString("crt"));
@@ -75,19 +70,26 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
 
   KEEL_ASSIGN_OR_RETURN(auto join, r.optionalObject("join"));
   if (join) {
-    KEEL_ASSIGN_OR_RETURN(const int64_t ttl, bounded(*join, "ttlSeconds", c.nodeCertTtl.count(), 10, 365 * kDay));
+    KEEL_ASSIGN_OR_RETURN(const int64_t ttl,
+                          join->boundedInteger("ttlSeconds", c.nodeCertTtl.count(), 10, 365 * kDay));
     c.nodeCertTtl = std::chrono::seconds(ttl);
     KEEL_ASSIGN_OR_RETURN(c.joinExtraSans, join->stringArray("extraSans"));
-    KEEL_ASSIGN_OR_RETURN(const int64_t burst, bounded(*join, "burst", c.joinBurst, 1, 10000));
-    KEEL_ASSIGN_OR_RETURN(const int64_t rate, bounded(*join, "ratePerMinute", c.joinRatePerMinute, 1, 600000));
+    KEEL_ASSIGN_OR_RETURN(const int64_t burst, join->boundedInteger("burst", c.joinBurst, 1, 10000));
+    KEEL_ASSIGN_OR_RETURN(const int64_t rate,
+                          join->boundedInteger("ratePerMinute", c.joinRatePerMinute, 1, 600000));
     c.joinBurst = static_cast<int>(burst);
     c.joinRatePerMinute = static_cast<int>(rate);
     KEEL_RETURN_IF_ERROR(join->finish());
   }
   KEEL_ASSIGN_OR_RETURN(auto client, r.optionalObject("client"));
   if (client) {
-    KEEL_ASSIGN_OR_RETURN(const int64_t max, bounded(*client, "maxTtlSeconds", c.clientCertMaxTtl.count(), 10, 10 * 365 * kDay));
-    KEEL_ASSIGN_OR_RETURN(const int64_t def, bounded(*client, "defaultTtlSeconds", std::min<int64_t>(c.clientCertDefaultTtl.count(), max), 10, max));
+    KEEL_ASSIGN_OR_RETURN(
+        const int64_t max,
+        client->boundedInteger("maxTtlSeconds", c.clientCertMaxTtl.count(), 10, 10 * 365 * kDay));
+    KEEL_ASSIGN_OR_RETURN(
+        const int64_t def,
+        client->boundedInteger("defaultTtlSeconds", std::min<int64_t>(c.clientCertDefaultTtl.count(), max),
+                               10, max));
     c.clientCertMaxTtl = std::chrono::seconds(max);
     c.clientCertDefaultTtl = std::chrono::seconds(def);
     KEEL_RETURN_IF_ERROR(client->finish());

@@ -3,13 +3,13 @@
 // for apid's local certificates, and the issuing limits.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "keel/common/status.h"
 

@@ -53,8 +53,8 @@ std::string csrPem(pki::CsrOptions options, pki::PrivateKey* keyOut = nullptr) {
   return csr.toPem();
 }
 
-pki::CsrOptions nodeCsr(const std::string& cn, std::vector<std::string> ips, std::vector<std::string> dns = {},
-                        std::vector<std::string> orgs = {}) {
+pki::CsrOptions nodeCsr(const std::string& cn, std::vector<std::string> ips,
+                        std::vector<std::string> dns = {}, std::vector<std::string> orgs = {}) {
   pki::CsrOptions o;
   o.subject.commonName = cn;
   o.subject.organizations = std::move(orgs);
@@ -67,7 +67,8 @@ TEST_CASE("a joining node with an accepted token gets a serverAuth-only certific
           "[trustd]") {
   Fixture f;
   auto a = f.authority();
-  auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"})), kToken, "ipv4:10.0.0.7:40001");
+  auto cert =
+      a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"})), kToken, "ipv4:10.0.0.7:40001");
   REQUIRE(cert.ok());
   auto parsed = pki::Certificate::fromPem(cert->certificatePem).value();
   CHECK(parsed.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kServerAuth});
@@ -76,15 +77,17 @@ TEST_CASE("a joining node with an accepted token gets a serverAuth-only certific
   CHECK_FALSE(parsed.isCa());
   CHECK(parsed.notAfter() == kStart + std::chrono::hours(24));
   CHECK(cert->caBundlePem == f.config.caBundlePem);
-  CHECK(pki::verifyCertificate(parsed, {f.ca.certificate}, {.requiredUsage = pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}}, f.clock)
+  CHECK(pki::verifyCertificate(parsed, {f.ca.certificate},
+                               {.requiredUsage = pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}},
+                               f.clock)
             .isOk());
 }
 
 TEST_CASE("rejects a CSR that asks for O=os:admin", "[trustd]") {
   Fixture f;
   auto a = f.authority();
-  auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"}, {}, {"os:admin", "os:impersonator"})),
-                                     kToken, "10.0.0.7");
+  auto cert = a->signNodeCertificate(
+      csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"}, {}, {"os:admin", "os:impersonator"})), kToken, "10.0.0.7");
   REQUIRE_FALSE(cert.ok());
   CHECK(cert.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(cert.status().message(), ContainsSubstring("O=os:admin, os:impersonator"));
@@ -94,7 +97,8 @@ TEST_CASE("refuses a wrong, empty or truncated join token as UNAUTHENTICATED", "
   Fixture f;
   f.config.joinBurst = 100;
   auto a = f.authority();
-  for (const std::string token : {"", "abcdef.0123456789abcdee", "abcdef.0123456789abcde", "ABCDEF.0123456789ABCDEF"}) {
+  for (const std::string token :
+       {"", "abcdef.0123456789abcdee", "abcdef.0123456789abcde", "ABCDEF.0123456789ABCDEF"}) {
     CAPTURE(token);
     auto cert = a->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7"})), token, "10.0.0.7");
     REQUIRE_FALSE(cert.ok());
@@ -107,31 +111,34 @@ TEST_CASE("refuses a wrong, empty or truncated join token as UNAUTHENTICATED", "
   CHECK_FALSE(tokenAccepted("", {""}));
 }
 
-TEST_CASE("refuses IP SANs other than the caller's source address, and DNS SANs, unless the config allows them",
-          "[trustd]") {
+TEST_CASE(
+    "refuses IP SANs other than the caller's source address, and DNS SANs, unless the config allows them",
+    "[trustd]") {
   Fixture f;
   f.config.joinBurst = 100;
   SECTION("someone else's address") {
-    auto cert = f.authority()->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"})), kToken,
-                                                   "ipv4:10.0.0.7:1");
+    auto cert = f.authority()->signNodeCertificate(csrPem(nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"})),
+                                                   kToken, "ipv4:10.0.0.7:1");
     REQUIRE_FALSE(cert.ok());
     CHECK(cert.status().code() == StatusCode::kInvalidArgument);
     CHECK_THAT(cert.status().message(), ContainsSubstring("SAN IP:10.0.0.1"));
     CHECK_THAT(cert.status().message(), ContainsSubstring("source address 10.0.0.7"));
   }
   SECTION("a DNS name") {
-    auto cert =
-        f.authority()->signNodeCertificate(csrPem(nodeCsr("w", {"10.0.0.7"}, {"cp-1"})), kToken, "ipv4:10.0.0.7:1");
+    auto cert = f.authority()->signNodeCertificate(csrPem(nodeCsr("w", {"10.0.0.7"}, {"cp-1"})), kToken,
+                                                   "ipv4:10.0.0.7:1");
     REQUIRE_FALSE(cert.ok());
     CHECK_THAT(cert.status().message(), ContainsSubstring("SAN DNS:cp-1"));
   }
   SECTION("allowed by join.extraSans") {
     f.config.joinExtraSans = {"127.0.1.0/24", "worker-1.keel", "fd00::/8"};
     auto a = f.authority();
-    auto cert = a->signNodeCertificate(csrPem(nodeCsr("127.0.1.3", {"127.0.1.3", "fd00::3"}, {"WORKER-1.keel"})),
-                                       kToken, "ipv4:127.0.0.1:5");
+    auto cert =
+        a->signNodeCertificate(csrPem(nodeCsr("127.0.1.3", {"127.0.1.3", "fd00::3"}, {"WORKER-1.keel"})),
+                               kToken, "ipv4:127.0.0.1:5");
     REQUIRE(cert.ok());
-    auto outside = a->signNodeCertificate(csrPem(nodeCsr("127.0.2.3", {"127.0.2.3"})), kToken, "ipv4:127.0.0.1:5");
+    auto outside =
+        a->signNodeCertificate(csrPem(nodeCsr("127.0.2.3", {"127.0.2.3"})), kToken, "ipv4:127.0.0.1:5");
     CHECK_FALSE(outside.ok());
   }
   SECTION("a bad extraSans entry is refused at start") {
@@ -193,7 +200,8 @@ TEST_CASE("reads the caller's address from gRPC peer strings", "[trustd]") {
   CHECK_FALSE(peerAddress("").ok());
 }
 
-TEST_CASE("apid's local certificates: its names only, and O=os:impersonator whatever the CSR asks", "[trustd]") {
+TEST_CASE("apid's local certificates: its names only, and O=os:impersonator whatever the CSR asks",
+          "[trustd]") {
   Fixture f;
   f.config.certSans = {"api.example.com"};
   auto a = f.authority();
@@ -212,12 +220,14 @@ TEST_CASE("apid's local certificates: its names only, and O=os:impersonator what
   auto foreign = a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.2"})),
                                           csrPem(nodeCsr("apid@10.0.0.1", {})));
   CHECK_FALSE(foreign.ok());
-  auto wrongCn = a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.1"})), csrPem(nodeCsr("admin", {})));
+  auto wrongCn =
+      a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.1"})), csrPem(nodeCsr("admin", {})));
   REQUIRE_FALSE(wrongCn.ok());
   CHECK_THAT(wrongCn.status().message(), ContainsSubstring("apid@10.0.0.1"));
 }
 
-TEST_CASE("a generated client configuration carries exactly the requested roles and a bounded TTL", "[trustd]") {
+TEST_CASE("a generated client configuration carries exactly the requested roles and a bounded TTL",
+          "[trustd]") {
   Fixture f;
   f.config.clientCertMaxTtl = std::chrono::hours(48);
   f.config.clientCertDefaultTtl = std::chrono::hours(1);
@@ -254,7 +264,8 @@ TEST_CASE("renewal keeps the caller's identity and client roles, never impersona
   pki::CsrOptions o;
   o.subject.commonName = "alice";
   o.subject.organizations = {"os:admin"};  // proposed; ignored
-  auto renewed = a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator", "os:reader"}, std::chrono::hours(2));
+  auto renewed =
+      a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator", "os:reader"}, std::chrono::hours(2));
   REQUIRE(renewed.ok());
   auto crt = pki::Certificate::fromPem(renewed->certificatePem).value();
   CHECK(crt.subject().commonName == "alice");
@@ -264,12 +275,14 @@ TEST_CASE("renewal keeps the caller's identity and client roles, never impersona
   auto other = a->renewClientCertificate(csrPem(o), "bob", {"os:reader"}, std::chrono::seconds(0));
   REQUIRE_FALSE(other.ok());
   CHECK_THAT(other.status().message(), ContainsSubstring("'bob'"));
-  auto onlyImpersonator = a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator"}, std::chrono::seconds(0));
+  auto onlyImpersonator =
+      a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator"}, std::chrono::seconds(0));
   REQUIRE_FALSE(onlyImpersonator.ok());
   CHECK(onlyImpersonator.status().code() == StatusCode::kPermissionDenied);
   pki::CsrOptions withSan = o;
   withSan.subjectAltNames.dnsNames = {"x"};
-  CHECK_FALSE(a->renewClientCertificate(csrPem(withSan), "alice", {"os:reader"}, std::chrono::seconds(0)).ok());
+  CHECK_FALSE(
+      a->renewClientCertificate(csrPem(withSan), "alice", {"os:reader"}, std::chrono::seconds(0)).ok());
 }
 
 }  // namespace

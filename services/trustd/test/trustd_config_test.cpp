@@ -30,7 +30,8 @@ TEST_CASE("reads a minimal trustd config with the documented defaults", "[trustd
   CHECK(c->allowedUids == std::vector<uid_t>{1000});
 }
 
-TEST_CASE("refuses unknown fields, bounds out of range and a config without an allowed peer", "[trustd][config]") {
+TEST_CASE("refuses unknown fields, bounds out of range and a config without an allowed peer",
+          "[trustd][config]") {
   auto j = minimal();
   j["join"] = {{"ttlSecond", 60}};
   auto typo = parseTrustdConfig(j.dump());

@@ -35,6 +35,8 @@ class ObjectReader {
   Result<std::optional<std::string>> optionalString(std::string_view key);
   Result<int64_t> requiredInteger(std::string_view key);
   Result<std::optional<int64_t>> optionalInteger(std::string_view key);
+  // An integer in [min, max], or `fallback` when absent.
+  Result<int64_t> boundedInteger(std::string_view key, int64_t fallback, int64_t min, int64_t max);
   // A missing array reads as empty.
   Result<std::vector<std::string>> stringArray(std::string_view key);
   // A missing array reads as empty; each element must be an object.
