@@ -16,7 +16,7 @@
 
 namespace keel::keelctl {
 
-// The metadata keys apid reads to fan a call out (see DESIGN.md, "Routing and fan-out").
+// The metadata keys apid reads to fan a call out (see docs/architecture.md, "How a call flows").
 inline constexpr const char* kNodeMetadata = "node";
 inline constexpr const char* kNodesMetadata = "nodes";
 

@@ -19,7 +19,7 @@
 
 namespace keel::apid {
 
-// Metadata keys a client uses to target other nodes (DESIGN.md, "Routing and fan-out").
+// Metadata keys a client uses to target other nodes (docs/architecture.md, "How a call flows").
 inline constexpr std::string_view kNodesKey = "nodes";
 inline constexpr std::string_view kNodeKey = "node";
 // The most nodes one call may target, unless apid's config says otherwise (limits.maxTargets).
@@ -81,7 +81,7 @@ struct CallDecision {
   MetadataList passOn;                  // client metadata that is neither reserved nor a target key
 };
 
-// Applies DESIGN.md's "Trust, step by step" to one call:
+// Applies the trust steps of docs/architecture.md to one call:
 // 1. every `keel-*` key is dropped, whatever the peer's roles;
 // 2. no verified certificate or no clientAuth usage: UNAUTHENTICATED;
 // 3. a peer holding os:impersonator carries the roles the previous hop put in exactly one

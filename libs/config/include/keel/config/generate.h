@@ -17,7 +17,7 @@
 
 namespace keel::config {
 
-// The roles apid knows (DESIGN.md, "Trust, step by step").
+// The roles apid knows (docs/architecture.md, "Trust, step by step").
 inline constexpr std::array<std::string_view, 4> kKnownRoles = {"os:admin", "os:operator", "os:reader",
                                                                "os:impersonator"};
 inline constexpr std::chrono::seconds kDefaultClientCertTtl = std::chrono::hours(24 * 365);
