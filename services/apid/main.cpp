@@ -29,14 +29,7 @@ namespace {
 
 constexpr auto kDrain = std::chrono::seconds(2);
 
-keel::Status confine() {
-  auto policy = keel::sandbox::parsePolicy(keel::apid::kSeccompPolicy);
-  if (!policy.ok()) return policy.status().withContext("apid's seccomp.policy");
-  keel::sandbox::SandboxOptions options;
-  options.policy = std::move(policy).value();
-  options.allThreads = true;
-  return keel::sandbox::apply(options);
-}
+keel::Status confine() { return keel::sandbox::confineDaemon(keel::apid::kSeccompPolicy, "apid"); }
 
 std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::apid::ApidConfig& config, const keel::Clock& clock) {
   const auto& id = *config.identity;

@@ -29,14 +29,7 @@ namespace {
 // CSRs and certificates are a few KiB; nothing legitimate comes near this.
 constexpr int kMaxMessageBytes = 64 * 1024;
 
-keel::Status confine() {
-  auto policy = keel::sandbox::parsePolicy(keel::trustd::kSeccompPolicy);
-  if (!policy.ok()) return policy.status().withContext("trustd's seccomp.policy");
-  keel::sandbox::SandboxOptions options;
-  options.policy = std::move(policy).value();
-  options.allThreads = true;
-  return keel::sandbox::apply(options);
-}
+keel::Status confine() { return keel::sandbox::confineDaemon(keel::trustd::kSeccompPolicy, "trustd"); }
 
 #ifdef KEEL_TEST_HOOKS
 // Test builds only: make a call trustd's profile forbids, so a test can watch the filter

@@ -117,7 +117,10 @@ TEST_CASE("a rule naming an unknown role is rejected when the rules are loaded",
 }
 
 TEST_CASE("garbage instead of a descriptor set is an error, not a crash", "[authz]") {
-  CHECK_FALSE(rulesFromDescriptorSet("\xff\xff\xff garbage").ok());
+  const auto garbage = rulesFromDescriptorSet("\xff\xff\xff garbage");
+  REQUIRE_FALSE(garbage.ok());
+  CHECK(garbage.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(garbage.status().message(), ContainsSubstring("not a serialized FileDescriptorSet"));
 }
 
 TEST_CASE("two tables defining the same method do not merge", "[authz]") {

@@ -256,4 +256,13 @@ Status apply(const SandboxOptions& options) {
   return Status::ok();
 }
 
+Status confineDaemon(std::string_view policyText, std::string_view daemon) {
+  auto policy = parsePolicy(policyText);
+  if (!policy.ok()) return policy.status().withContext(std::string(daemon) + "'s seccomp.policy");
+  SandboxOptions options;
+  options.policy = std::move(policy).value();
+  options.allThreads = true;
+  return apply(options);
+}
+
 }  // namespace keel::sandbox

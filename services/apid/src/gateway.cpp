@@ -611,7 +611,9 @@ void Call::decide() {
   policy.newRequestId = newRequestId();
   policy.maxTargets = g_.options().maxTargets;
   CallDecision d = decideCall(request, routes->rules(), policy);
-  if (d.status.isOk() && !identityError.isOk()) d.status = identityError;
+  // Without a readable certificate the policy can only say there is no identity; the
+  // reason it could not be read is what the client and the audit line need.
+  if (!identityError.isOk()) d.status = identityError;
 
   record.requestId = d.requestId;
   record.identity = d.identity;

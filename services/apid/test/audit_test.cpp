@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 using keel::testing::readFile;
 using keel::testing::TempDir;
+using Catch::Matchers::ContainsSubstring;
 
 // 2026-11-26T19:13:37Z
 TimePoint fixedTime() {
@@ -229,7 +231,9 @@ TEST_CASE("an audit log that cannot be created is an error", "[audit]") {
   keel::testing::writeFile(dir / "file", "x");
   ManualClock clock(fixedTime());
   const auto log = AuditLog::open(dir / "file" / "sub", 4096, 1, false, clock);
-  CHECK_FALSE(log.ok());
+  REQUIRE_FALSE(log.ok());
+  CHECK(log.status().code() == StatusCode::kInternal);
+  CHECK_THAT(log.status().message(), ContainsSubstring("cannot open the audit log in " + (dir / "file" / "sub").string()));
 }
 
 }  // namespace

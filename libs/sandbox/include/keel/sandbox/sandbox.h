@@ -84,6 +84,7 @@ class PreparedSandbox {
  private:
   friend Result<PreparedSandbox> prepare(const SandboxOptions& options);
   friend Status apply(const SandboxOptions& options);
+
   PreparedSandbox();
 
   std::vector<int> keepFds_;  // sorted, unique, all > 2
@@ -110,5 +111,9 @@ Result<PreparedSandbox> prepare(const SandboxOptions& options);
 // or INTERNAL naming the step and errno; the process is then partly confined and
 // should exit.
 Status apply(const SandboxOptions& options);
+
+// A daemon of Keel confining itself with its reviewed profile (`policyText`, its embedded
+// seccomp.policy), on every thread, keeping no capability. `daemon` names it in errors.
+Status confineDaemon(std::string_view policyText, std::string_view daemon);
 
 }  // namespace keel::sandbox
