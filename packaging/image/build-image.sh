@@ -140,7 +140,10 @@ copy_lib() {
   local lib=$1 name
   name=$(basename "$lib")
   [[ -e $root/usr/lib/x86_64-linux-gnu/$name ]] && return
-  install -m 0644 "$(readlink -f "$lib")" "$root/usr/lib/x86_64-linux-gnu/$name"
+  # The loader must be executable: the kernel opens it like a program.
+  local mode=0644
+  [[ $name == ld-linux* ]] && mode=0755
+  install -m "$mode" "$(readlink -f "$lib")" "$root/usr/lib/x86_64-linux-gnu/$name"
   strip --strip-unneeded "$root/usr/lib/x86_64-linux-gnu/$name"
 }
 for exe in "$root"/usr/libexec/keel/* "$root/usr/sbin/mke2fs"; do
