@@ -16,9 +16,8 @@ constexpr auto kBootTimeout = 180s;
 
 TEST_CASE("the image boots under QEMU and serves the API until shut down", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
-  ImageVm vm(KEEL_IMAGE_DIR);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false);
   const auto ready = vm.waitForApi(kBootTimeout);
-  INFO("serial console:\n" << vm.serial() << "\nqemu:\n" << vm.qemuLog());
   REQUIRE(ready);
   std::printf("image: boot to API-ready %.1f s\n", static_cast<double>(ready->count()) / 1000.0);
   CHECK_THAT(vm.serial(), ContainsSubstring("formatting the state disk"));
@@ -26,11 +25,29 @@ TEST_CASE("the image boots under QEMU and serves the API until shut down", "[ima
 
   const auto version = vm.keelctl({"version"});
   CHECK(version.exitCode == 0);
+  const auto logs = vm.keelctl({"logs", "machined"});
+  CHECK(logs.exitCode == 0);
+  CHECK_THAT(logs.out, ContainsSubstring("node 10.0.2.15 is up"));
+  const auto dmesg = vm.keelctl({"dmesg"});
+  CHECK(dmesg.exitCode == 0);
+  CHECK_THAT(dmesg.out, ContainsSubstring("Linux version"));
   const auto services = vm.keelctl({"services"});
   INFO(services.out << services.err);
   CHECK(services.exitCode == 0);
   CHECK_THAT(services.out, ContainsSubstring("apid"));
   CHECK_THAT(services.out, ContainsSubstring("running"));
+
+  // A reboot comes back by itself, on the same state disk.
+  const size_t before = vm.serial().size();
+  const auto reboot = vm.keelctl({"reboot", "--yes"});
+  INFO(reboot.out << reboot.err);
+  CHECK(reboot.exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  const std::string second = vm.serial().substr(before);
+  CHECK_THAT(second, ContainsSubstring("state disk /dev/vdb mounted on /var"));
+  CHECK_THAT(second, !ContainsSubstring("formatting the state disk"));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
 
   const auto shutdown = vm.keelctl({"shutdown", "--yes"});
   INFO(shutdown.out << shutdown.err);
@@ -39,6 +56,48 @@ TEST_CASE("the image boots under QEMU and serves the API until shut down", "[ima
   CHECK(vm.waitForExit(60s));
   CHECK_THAT(vm.serial(), ContainsSubstring("keel-pid1: powering off"));
   CHECK_THAT(vm.serial(), !ContainsSubstring("Kernel panic"));
+}
+
+TEST_CASE("the running image's root cannot be written through the API", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false);
+  REQUIRE(vm.waitForApi(kBootTimeout));
+
+  // The root is the read-only squashfs the build made.
+  const auto mounts = vm.keelctl({"mounts"});
+  INFO(mounts.out << mounts.err);
+  CHECK(mounts.exitCode == 0);
+  CHECK_THAT(mounts.out, ContainsSubstring("squashfs"));
+
+  // Every path-taking API may now look anywhere in the root, and an extension tries to
+  // write over a file of the root with a program the image ships (mke2fs -F formats any
+  // file it is given). The config is stored on the state disk; the node reboots into it.
+  auto config = vm.config();
+  config["machine"]["files"] = {{"allowedRoots", {"/"}}};
+  config["machine"]["extensions"] = nlohmann::json::array(
+      {{{"name", "writer"}, {"command", "/usr/sbin/mke2fs"}, {"args", {"-F", "-q", "/usr/libexec/keel/apid"}}}});
+  const size_t before = vm.serial().size();
+  const auto applied = vm.keelctl({"apply-config", vm.writeConfig(config, "writer.json").string(), "--mode", "reboot"});
+  INFO(applied.out << applied.err);
+  CHECK(applied.exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+
+  // The write failed because the root is read-only, not for want of permission.
+  CHECK(keel::testing::eventually([&] {
+    return vm.keelctl({"logs", "writer"}).out.find("Read-only file system") != std::string::npos;
+  }, 30s));
+  // Reading through the API gives back exactly what the build put in the root.
+  const auto manifest = vm.keelctl({"read", "/usr/share/keel/manifest.txt"});
+  CHECK(manifest.exitCode == 0);
+  CHECK(manifest.out == keel::testing::readFile(std::filesystem::path(KEEL_IMAGE_DIR) / "manifest.txt"));
+  const auto ls = vm.keelctl({"ls", "/usr/libexec/keel"});
+  CHECK(ls.exitCode == 0);
+  CHECK_THAT(ls.out, ContainsSubstring("apid"));
+  CHECK(vm.keelctl({"usage", "/usr"}).exitCode == 0);
+
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
 }
 
 }  // namespace

@@ -85,7 +85,8 @@ class ImageVm {
                                          dir_.path().string()});
     INFO(gen.err);
     REQUIRE(gen.exitCode == 0);
-    auto config = nlohmann::json::parse(readFile(dir_ / "controlplane.json"));
+    config_ = nlohmann::json::parse(readFile(dir_ / "controlplane.json"));
+    auto& config = config_;
     config["machine"]["network"] = {
         {"hostname", "image-test"},
         {"interfaces", nlohmann::json::array({{{"name", "eth0"}, {"address", "10.0.2.15/24"},
@@ -119,8 +120,25 @@ class ImageVm {
     qemu_ = std::make_unique<keel::testing::ChildProcess>(argv, dir_ / "qemu.log");
   }
 
+  // QEMU is killed with the child process; the console goes to the test's output, which
+  // ctest shows when the test fails.
+  ~ImageVm() {
+    std::printf("--- serial console of the VM ---\n%s--- end of the serial console ---\n", serial().c_str());
+    std::fflush(stdout);
+  }
+
   ImageVm(const ImageVm&) = delete;
   ImageVm& operator=(const ImageVm&) = delete;
+
+  // The config the node booted with (secrets included, unlike get-config's).
+  const nlohmann::json& config() const { return config_; }
+  // Writes `config` into the VM's directory (mode 0600) for keelctl apply-config.
+  std::filesystem::path writeConfig(const nlohmann::json& config, const std::string& name) const {
+    const auto path = dir_ / name;
+    writeFile(path, config.dump(2));
+    chmod(path.c_str(), 0600);
+    return path;
+  }
 
   std::filesystem::path serialPath() const { return dir_ / "serial.log"; }
   std::string serial() const {
@@ -179,6 +197,7 @@ class ImageVm {
   keel::testing::TempDir dir_;
   std::filesystem::path imageDir_;
   int port_;
+  nlohmann::json config_;
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<keel::testing::ChildProcess> qemu_;
 };
