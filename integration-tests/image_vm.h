@@ -78,7 +78,9 @@ class ImageVm {
  public:
   // Boots a fresh control-plane node. With exitOnReboot QEMU exits when the guest reboots
   // (or panics) instead of booting again.
-  explicit ImageVm(const std::filesystem::path& imageDir, bool exitOnReboot = true)
+  // `extraKernelArgs` are appended to the kernel command line.
+  explicit ImageVm(const std::filesystem::path& imageDir, bool exitOnReboot = true,
+                   const std::string& extraKernelArgs = "")
       : imageDir_(imageDir), port_(freeLoopbackPort()) {
     chmod(dir_.path().c_str(), 0700);
     const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "image-test", "10.0.2.15", "-o",
@@ -105,7 +107,7 @@ class ImageVm {
         "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "file:" + serialPath().string(),
         "-kernel", (imageDir_ / "vmlinuz").string(), "-initrd", (imageDir_ / "initrd.img").string(),
         // panic=-1: a panic reboots at once, which -no-reboot turns into QEMU's exit.
-        "-append", "console=ttyS0 panic=-1 quiet",
+        "-append", "console=ttyS0 panic=-1 quiet" + (extraKernelArgs.empty() ? "" : " " + extraKernelArgs),
         "-drive", "if=none,id=root,format=raw,readonly=on,file=" + (imageDir_ / "root.squashfs").string(),
         "-device", "virtio-blk-pci,drive=root,serial=keel-root",
         "-drive", "if=none,id=state,format=raw,file=" + (dir_ / "state.img").string(),

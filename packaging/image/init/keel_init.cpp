@@ -142,7 +142,10 @@ int main() {
   if (mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) fail("cannot move the root to /: " + errnoText());
   if (chroot(".") != 0 || chdir("/") != 0) fail("cannot enter the new root: " + errnoText());
   char* const argv[] = {const_cast<char*>(kMachined), nullptr};
-  char* const envp[] = {const_cast<char*>("PATH=/usr/libexec/keel"), nullptr};
-  execve(kMachined, argv, envp);
+  // machined gets the environment the kernel gave init (HOME and any name=value of the
+  // command line the kernel did not take), except TERM: the console is a serial log that
+  // programs read, so it stays plain text.
+  unsetenv("TERM");
+  execve(kMachined, argv, environ);
   fail(std::string("cannot start ") + kMachined + ": " + errnoText());
 }
