@@ -116,4 +116,68 @@ TEST_CASE("a machined that keeps crashing is reported on the console before the 
   CHECK(vm.waitForExit(60s));
 }
 
+// A root slot as an upgrade leaves it on the state disk: the build's root, changed by
+// `change` (run in the unpacked root), packed again; and a boot pointer that tries it once.
+std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
+  const auto root = dir / "root";
+  const auto state = dir / "state";
+  std::filesystem::create_directories(state / "lib/keel-boot");
+  const auto copy = keel::testing::run({"cp", "-a", (std::filesystem::path(KEEL_IMAGE_DIR) / "root.d").string(),
+                                        root.string()});
+  REQUIRE(copy.exitCode == 0);
+  const auto changed = keel::testing::run({"sh", "-c", "cd '" + root.string() + "' && " + change});
+  REQUIRE(changed.exitCode == 0);
+  const auto packed = keel::testing::run({"/usr/bin/mksquashfs", root.string(), (state / "lib/keel-boot/slot-b.squashfs").string(),
+                                          "-comp", "zstd", "-all-root", "-noappend", "-quiet", "-no-progress"},
+                                         {.workingDirectory = std::nullopt,
+                                          .extraEnv = {{"PATH", "/usr/sbin:/sbin:/usr/bin:/bin"}},
+                                          .stdinData = "",
+                                          .timeout = 120s});
+  INFO(packed.err);
+  REQUIRE(packed.exitCode == 0);
+  writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
+  return state;
+}
+
+TEST_CASE("a new root slot that serves the API is kept", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  // A second build: the same daemons, with a file that tells the slots apart.
+  const auto state = stateWithSlotB(work, "echo b > usr/share/keel/slot-b");
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state);
+  REQUIRE(vm.waitForApi(kBootTimeout));
+  CHECK_THAT(vm.serial(), ContainsSubstring("keel-init: trying slot b (0 more tries after this boot)"));
+  CHECK(vm.waitForSerial("keel-pid1: slot b serves the API; it is kept", 30s));
+
+  // Kept: the next boot takes slot b again, no longer on trial.
+  const size_t before = vm.serial().size();
+  CHECK(vm.keelctl({"reboot", "--yes"}).exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  const std::string second = vm.serial().substr(before);
+  CHECK_THAT(second, ContainsSubstring("keel-init: root: slot b, mounted read-only"));
+  CHECK_THAT(second, !ContainsSubstring("trying slot"));
+  CHECK_THAT(second, !ContainsSubstring("on trial"));
+
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
+TEST_CASE("a new root slot that never serves the API is left for the previous one", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  // A broken build: its apid is an empty file, so the API never comes up.
+  const auto state = stateWithSlotB(work, ": > usr/libexec/keel/apid");
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20", state);
+  CHECK(vm.waitForSerial("keel-init: trying slot b", kBootTimeout));
+  CHECK(vm.waitForSerial("keel-pid1: slot b did not serve the API within 20 s; rebooting into the previous slot",
+                         kBootTimeout));
+  CHECK(vm.waitForSerial("keel-init: slot b never reached API-ready; going back to slot factory", kBootTimeout));
+  // Back on the factory slot, by itself.
+  REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory")));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
 }  // namespace

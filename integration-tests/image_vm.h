@@ -77,10 +77,11 @@ inline std::string qemuAccelerator() {
 class ImageVm {
  public:
   // Boots a fresh control-plane node. With exitOnReboot QEMU exits when the guest reboots
-  // (or panics) instead of booting again.
-  // `extraKernelArgs` are appended to the kernel command line.
+  // (or panics) instead of booting again. `extraKernelArgs` are appended to the kernel
+  // command line. `stateContent`, when given, is a directory whose files the state disk
+  // holds from the start (an ext4 made with mke2fs -d); else the disk is blank.
   explicit ImageVm(const std::filesystem::path& imageDir, bool exitOnReboot = true,
-                   const std::string& extraKernelArgs = "")
+                   const std::string& extraKernelArgs = "", const std::filesystem::path& stateContent = {})
       : imageDir_(imageDir), port_(freeLoopbackPort()) {
     chmod(dir_.path().c_str(), 0700);
     const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "image-test", "10.0.2.15", "-o",
@@ -98,10 +99,21 @@ class ImageVm {
     disk.resize((disk.size() / 4096 + 1) * 4096, '\0');
     writeFile(dir_ / "config.img", disk);
     // The state disk: empty, formatted by the node on its first boot.
-    {
-      std::ofstream create(dir_ / "state.img");
+    if (stateContent.empty()) {
+      {
+        std::ofstream create(dir_ / "state.img");
+      }
+      std::filesystem::resize_file(dir_ / "state.img", 256ull << 20);
+    } else {
+      const auto made = keel::testing::run({"/usr/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-d", stateContent.string(),
+                                            (dir_ / "state.img").string(), "256M"},
+                                           {.workingDirectory = std::nullopt,
+                                            .extraEnv = {{"PATH", "/usr/sbin:/sbin:/usr/bin:/bin"}},
+                                            .stdinData = "",
+                                            .timeout = std::chrono::seconds(60)});
+      INFO(made.err);
+      REQUIRE(made.exitCode == 0);
     }
-    std::filesystem::resize_file(dir_ / "state.img", 256ull << 20);
     std::vector<std::string> argv = {
         "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-accel", qemuAccelerator(), "-m", "512",
         "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "file:" + serialPath().string(),

@@ -95,8 +95,9 @@ cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
 echo "$kver" > "$out/kernel-version"
 
 # --- The initramfs: keel_init and the modules, in load order. ----------------------------
-# Disks and network are virtio; the root is squashfs, the state disk ext4.
-modules=(virtio_pci virtio_blk virtio_net squashfs ext4)
+# Disks and network are virtio; the root is squashfs (on a disk or, for an upgraded slot,
+# a file of the state disk through a loop device), the state disk ext4.
+modules=(virtio_pci virtio_blk virtio_net squashfs ext4 loop)
 initrd=$out/initrd.d
 rm -rf "$initrd"
 mkdir -p "$initrd/etc" "$initrd/lib/modules" "$initrd/dev" "$initrd/proc" "$initrd/sys" "$initrd/newroot"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -48,6 +49,13 @@ constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr int kMaxRestarts = 5;
 constexpr auto kRestartWindow = std::chrono::seconds(60);
 constexpr auto kDeviceWait = std::chrono::seconds(10);
+// A slot booted for the first time since an upgrade must reach API-ready within this
+// (KEEL_CONFIRM_TIMEOUT seconds on the kernel command line overrides it), or PID 1 reboots
+// and the initramfs returns to the previous slot.
+constexpr int kDefaultConfirmSeconds = 300;
+constexpr int kApiPort = 50000;
+constexpr const char* kPointer = "/var/lib/keel-boot/pointer";
+constexpr const char* kPointerNew = "/var/lib/keel-boot/pointer.new";
 // Processes still running at power-off get this long after SIGTERM.
 constexpr auto kFinalGrace = std::chrono::seconds(3);
 
@@ -163,6 +171,13 @@ int runProgram(const std::vector<std::string>& args) {
 }
 
 void mountState() {
+  // The initramfs mounts a state disk that already has a filesystem (it holds the root
+  // slots and the boot pointer) and moves it here.
+  struct stat var {}, root {};
+  if (stat("/var", &var) == 0 && stat("/", &root) == 0 && var.st_dev != root.st_dev) {
+    say("state disk mounted on /var by the initramfs");
+    return;
+  }
   const auto dev = diskBySerial(kStateSerial, kDeviceWait);
   if (!dev) {
     // The node still serves its API, but nothing it stores survives a reboot: say so loudly.
@@ -282,6 +297,42 @@ std::string configureNetwork(const config::MachineConfig& cfg) {
   return nodeAddress;
 }
 
+// Whether a TCP socket listens on `port` (apid's API), from the kernel's socket tables.
+bool listening(int port) {
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    const auto text = readText(table, 1 << 20);
+    if (!text) continue;
+    size_t start = text->find('\n');  // the header line
+    while (start != std::string::npos && start + 1 < text->size()) {
+      const size_t end = text->find('\n', start + 1);
+      const std::string line = text->substr(start + 1, end == std::string::npos ? std::string::npos : end - start - 1);
+      start = end;
+      // "  0: 0F02000A:C350 00000000:0000 0A ...": local address:port (hex), remote, state 0A = LISTEN.
+      char local[64] = {0}, remote[64] = {0}, state[8] = {0};
+      if (std::sscanf(line.c_str(), " %*[^:]: %63s %63s %7s", local, remote, state) != 3) continue;
+      const char* colon = std::strrchr(local, ':');
+      if (colon != nullptr && std::strtol(colon + 1, nullptr, 16) == port && std::strcmp(state, "0A") == 0) return true;
+    }
+  }
+  return false;
+}
+
+// Marks the booted slot as good: the pointer keeps it and drops its tries count. The
+// rest of the pointer is the initramfs's format (packaging/image/init/keel_init.cpp).
+bool confirmSlot(const std::string& slot) {
+  auto text = readText(kPointer, 4096);
+  if (!text) return false;
+  std::string fallback = "factory";
+  const size_t at = text->find("fallback=");
+  if (at != std::string::npos) fallback = text->substr(at + 9, text->find('\n', at) - at - 9);
+  const std::string out = "boot=" + slot + "\nfallback=" + fallback + "\ntries=confirmed\n";
+  const int fd = open(kPointerNew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const bool ok = write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && fsync(fd) == 0;
+  close(fd);
+  return ok && rename(kPointerNew, kPointer) == 0;
+}
+
 // Stops what is left (machined has stopped its services), flushes the disks and powers
 // off or reboots. Never returns.
 [[noreturn]] void powerOff(int how) {
@@ -348,6 +399,20 @@ void runAsPid1(int& argc, char**& argv) {
   const std::string address = configureNetwork(*cfg);
   buildChildArgs(address, bootConfig);
 
+  // A slot on probation (first boots after an upgrade) must reach API-ready in time.
+  const char* slotEnv = std::getenv("KEEL_BOOT_SLOT");
+  const std::string slot = slotEnv != nullptr ? slotEnv : "factory";
+  bool pending = std::getenv("KEEL_BOOT_PENDING") != nullptr;
+  int confirmSeconds = kDefaultConfirmSeconds;
+  if (const char* t = std::getenv("KEEL_CONFIRM_TIMEOUT"); t != nullptr && std::atoi(t) > 0) confirmSeconds = std::atoi(t);
+  const auto confirmBy = std::chrono::steady_clock::now() + std::chrono::seconds(confirmSeconds);
+  if (pending) say("slot " + slot + " is on trial: it must serve the API within " + std::to_string(confirmSeconds) + " s");
+  // SIGCHLD is waited for with a timeout while a slot is on trial; blocked so it queues.
+  sigset_t chld, previous;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &previous);
+
   std::deque<std::chrono::steady_clock::time_point> starts;
   for (;;) {
     const auto now = std::chrono::steady_clock::now();
@@ -359,6 +424,7 @@ void runAsPid1(int& argc, char**& argv) {
     const pid_t machined = fork();
     if (machined < 0) die("fork: " + errnoText());
     if (machined == 0) {
+      sigprocmask(SIG_SETMASK, &previous, nullptr);
       resetCrashHandlers();
       gUnderPid1 = true;
       argc = static_cast<int>(gArgs.size());
@@ -367,10 +433,33 @@ void runAsPid1(int& argc, char**& argv) {
     }
     // PID 1 inherits every orphan; reap them all until machined itself ends.
     int status = 0;
-    for (;;) {
-      const pid_t pid = waitpid(-1, &status, 0);
-      if (pid == machined) break;
+    bool ended = false;
+    while (!ended) {
+      pid_t pid;
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == machined) {
+          ended = true;
+          break;
+        }
+      }
+      if (ended) break;
       if (pid < 0 && errno != EINTR) die("waitpid: " + errnoText());
+      if (pending && listening(kApiPort)) {
+        pending = false;
+        if (confirmSlot(slot)) {
+          say("slot " + slot + " serves the API; it is kept");
+        } else {
+          say("slot " + slot + " serves the API but the boot pointer cannot be updated: " + errnoText());
+        }
+      }
+      if (pending && std::chrono::steady_clock::now() >= confirmBy) {
+        say("slot " + slot + " did not serve the API within " + std::to_string(confirmSeconds) +
+            " s; rebooting into the previous slot");
+        powerOff(RB_AUTOBOOT);
+      }
+      // Woken by the next child's exit, or after a moment to look at the trial again.
+      const timespec wait = pending ? timespec{0, 250'000'000} : timespec{3600, 0};
+      sigtimedwait(&chld, nullptr, &wait);
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) powerOff(RB_POWER_OFF);
     if (WIFEXITED(status) && WEXITSTATUS(status) == kPid1RebootStatus) powerOff(RB_AUTOBOOT);
