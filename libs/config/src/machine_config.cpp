@@ -64,6 +64,29 @@ Status checkSan(std::string_view path, std::string_view san) {
   return fieldError(path, fmt::format("expected an IP address or a DNS name, found '{}'", san));
 }
 
+// machine.network.interfaces: names the kernel accepts, IPv4 addresses with a prefix.
+Status checkInterfaces(const std::vector<NetworkInterface>& interfaces) {
+  for (size_t i = 0; i < interfaces.size(); ++i) {
+    const auto& itf = interfaces[i];
+    const std::string at = fmt::format("machine.network.interfaces[{}]", i);
+    // An interface name is at most 15 bytes (IFNAMSIZ) and never holds '/' or spaces.
+    const bool nameOk = !itf.name.empty() && itf.name.size() <= 15 &&
+                        itf.name.find_first_of("/ \t\n:") == std::string::npos && itf.name != "." &&
+                        itf.name != "..";
+    if (!nameOk) return fieldError(at + ".name", fmt::format("expected an interface name (1-15 characters, no '/', ':' or space), found '{}'", itf.name));
+    if (!parseIpv4Cidr(itf.address)) {
+      return fieldError(at + ".address", fmt::format("expected an IPv4 address with its prefix length (10.0.2.15/24), found '{}'", itf.address));
+    }
+    if (itf.gateway && !parseIpv4Cidr(*itf.gateway + "/32")) {
+      return fieldError(at + ".gateway", fmt::format("expected an IPv4 address, found '{}'", *itf.gateway));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (interfaces[j].name == itf.name) return fieldError(at + ".name", fmt::format("interface '{}' is listed twice", itf.name));
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::string_view machineTypeName(MachineType type) {
@@ -165,30 +188,13 @@ Status validateMachineConfig(const MachineConfig& c) {
   const bool cp = c.type == MachineType::kControlPlane;
   const bool worker = !cp;
   KEEL_RETURN_IF_ERROR(detail::checkToken("machine.token", c.token));
+  KEEL_RETURN_IF_ERROR(checkInterfaces(c.interfaces));
   KEEL_RETURN_IF_ERROR(checkCa(c.ca, "machine.ca", cp, worker));
   for (size_t i = 0; i < c.certSans.size(); ++i) {
     KEEL_RETURN_IF_ERROR(checkSan(fmt::format("machine.certSANs[{}]", i), c.certSans[i]));
   }
   if (c.hostname && !isValidHostName(*c.hostname)) {
     return fieldError("machine.network.hostname", fmt::format("expected a valid host name, found '{}'", *c.hostname));
-  }
-  for (size_t i = 0; i < c.interfaces.size(); ++i) {
-    const auto& itf = c.interfaces[i];
-    const std::string at = fmt::format("machine.network.interfaces[{}]", i);
-    // An interface name is at most 15 bytes (IFNAMSIZ) and never holds '/' or spaces.
-    const bool nameOk = !itf.name.empty() && itf.name.size() <= 15 &&
-                        itf.name.find_first_of("/ \t\n:") == std::string::npos && itf.name != "." &&
-                        itf.name != "..";
-    if (!nameOk) return fieldError(at + ".name", fmt::format("expected an interface name (1-15 characters, no '/', ':' or space), found '{}'", itf.name));
-    if (!parseIpv4Cidr(itf.address)) {
-      return fieldError(at + ".address", fmt::format("expected an IPv4 address with its prefix length (10.0.2.15/24), found '{}'", itf.address));
-    }
-    if (itf.gateway && !parseIpv4Cidr(*itf.gateway + "/32")) {
-      return fieldError(at + ".gateway", fmt::format("expected an IPv4 address, found '{}'", *itf.gateway));
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (c.interfaces[j].name == itf.name) return fieldError(at + ".name", fmt::format("interface '{}' is listed twice", itf.name));
-    }
   }
   for (size_t i = 0; i < c.allowedFileRoots.size(); ++i) {
     const std::filesystem::path root(c.allowedFileRoots[i]);

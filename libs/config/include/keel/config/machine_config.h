@@ -3,12 +3,12 @@
 // the CA certificates it must trust, never a CA key. The schema is in libs/config/README.md.
 #pragma once
 
-#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+#include <cstdint>
 
 #include "keel/common/status.h"
 #include "keel/config/file_io.h"
@@ -29,15 +29,6 @@ struct CaPem {
   bool operator==(const CaPem&) const = default;
 };
 
-// A service machined starts besides the built-in ones (an extension daemon).
-struct ExtensionService {
-  std::string name;                    // [a-z0-9][a-z0-9._-]*, at most 63 bytes; names its log and socket
-  std::string command;                 // absolute path of the executable
-  std::vector<std::string> args;       // arguments after the command
-  std::vector<std::string> dependsOn;  // names of other extensions that must run first
-  bool operator==(const ExtensionService&) const = default;
-};
-
 // A network interface the node's PID 1 configures at boot (the OS image only; machined
 // under another init leaves the host's network alone).
 struct NetworkInterface {
@@ -45,6 +36,15 @@ struct NetworkInterface {
   std::string address;                 // IPv4 with prefix length, e.g. "10.0.2.15/24"
   std::optional<std::string> gateway;  // IPv4 default route through this interface
   bool operator==(const NetworkInterface&) const = default;
+};
+
+// A service machined starts besides the built-in ones (an extension daemon).
+struct ExtensionService {
+  std::string name;                    // [a-z0-9][a-z0-9._-]*, at most 63 bytes; names its log and socket
+  std::string command;                 // absolute path of the executable
+  std::vector<std::string> args;       // arguments after the command
+  std::vector<std::string> dependsOn;  // names of other extensions that must run first
+  bool operator==(const ExtensionService&) const = default;
 };
 
 struct MachineConfig {
