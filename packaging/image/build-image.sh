@@ -85,12 +85,18 @@ if [[ -z $kernel_deb ]]; then
   fi
 fi
 kdir=$out/cache/kernel
-rm -rf "$kdir"
-mkdir -p "$kdir"
-dpkg-deb -x "$kernel_deb" "$kdir"
+# Unpacked once per package: the stamp names the .deb the tree came from.
+deb_sum=$(sha256sum < "$kernel_deb" | cut -d' ' -f1)
+if [[ ! -f $kdir/.from-deb || $(cat "$kdir/.from-deb") != "$deb_sum" ]]; then
+  rm -rf "$kdir"
+  mkdir -p "$kdir"
+  dpkg-deb -x "$kernel_deb" "$kdir"
+  kver=$(ls "$kdir/lib/modules" | head -n1)
+  [[ -n $kver && -f $kdir/boot/vmlinuz-$kver ]] || { echo "build-image.sh: no kernel in $kernel_deb" >&2; exit 1; }
+  depmod -b "$kdir" "$kver"
+  echo "$deb_sum" > "$kdir/.from-deb"
+fi
 kver=$(ls "$kdir/lib/modules" | head -n1)
-[[ -n $kver && -f $kdir/boot/vmlinuz-$kver ]] || { echo "build-image.sh: no kernel in $kernel_deb" >&2; exit 1; }
-depmod -b "$kdir" "$kver"
 cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
 echo "$kver" > "$out/kernel-version"
 
