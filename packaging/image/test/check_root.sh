@@ -2,7 +2,7 @@
 # Checks the built root filesystem (IMAGE_DIR/root.squashfs) from the outside: it holds no
 # shell, interpreter, package manager, remote login or getty; no script; no setuid file;
 # every file is in the manifest with its sha256 and every manifest entry is in the root;
-# every ELF file's libraries are in the root. Exit 77: nothing to check (the image was not
+# every ELF file's libraries are in the root, and no library is there that nothing needs. Exit 77: nothing to check (the image was not
 # built because a tool is missing) or unsquashfs is missing.
 set -euo pipefail
 image=${1:?usage: check_root.sh IMAGE_DIR}
@@ -68,13 +68,18 @@ while read -r path; do
   [[ $p == /usr/share/keel/manifest.txt || -n ${listed[$p]:-} ]] || fail "in the root but not in the manifest: $p"
 done < <(find "$root" -mindepth 1 ! -path "$root/usr/share/keel" ! -path "$root/usr/share")
 
-# Every ELF's libraries are in the root.
+# Every ELF's libraries are in the root, and every library there is needed by one.
+declare -A needed=([ld-linux-x86-64.so.2]=1)
 while read -r path; do
   if [[ $(head -c 4 "$path" | od -An -c | tr -d ' ') != '177ELF' ]]; then continue; fi
   while read -r lib; do
+    needed[$lib]=1
     [[ -e $root/usr/lib/x86_64-linux-gnu/$lib ]] || fail "${path#$root} needs $lib, which is not in the root"
   done < <(readelf -d "$path" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 done < <(find "$root" -type f)
+for lib in "$root"/usr/lib/x86_64-linux-gnu/*; do
+  [[ -n ${needed[$(basename "$lib")]:-} ]] || fail "library nothing in the root needs: ${lib#$root}"
+done
 for need in /usr/libexec/keel/machined /usr/libexec/keel/apid /etc/ssl/certs/ca-certificates.crt \
             /lib64/ld-linux-x86-64.so.2; do
   [[ -e $root$need ]] || fail "missing from the root: $need"

@@ -57,6 +57,7 @@ expect busybox 'printf x > "$root/usr/libexec/keel/busybox"' 'forbidden program 
 expect python 'printf x > "$root/usr/lib/x86_64-linux-gnu/python3.11"' 'forbidden program'
 expect script 'printf "#!/x\n" > "$root/usr/libexec/keel/helper"' 'script in the root: /usr/libexec/keel/helper'
 expect unlisted 'printf x > "$root/unlisted"' 'in the root but not in the manifest: /unlisted'
+expect extra_library 'printf x > "$root/usr/lib/x86_64-linux-gnu/libextra.so.1"' 'library nothing in the root needs: /usr/lib/x86_64-linux-gnu/libextra.so.1'
 expect setuid 'chmod 4755 "$root/usr/libexec/keel/apid"' 'setuid/setgid file in the root: /usr/libexec/keel/apid'
 if [[ $failures -gt 0 ]]; then exit 1; fi
 echo "check_root_selftest.sh: every planted problem was reported"
