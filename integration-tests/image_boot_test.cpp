@@ -167,6 +167,25 @@ TEST_CASE("a new root slot that serves the API is kept", "[image]") {
   CHECK(vm.waitForExit(60s));
 }
 
+TEST_CASE("a new root slot whose machined keeps crashing reboots into the previous one", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+#ifndef KEEL_IMAGE_HAS_TEST_HOOKS
+  SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes it crash");
+#endif
+  keel::testing::TempDir work;
+  const auto state = stateWithSlotB(work, "true");
+  // QEMU exits at the reboot: what matters is that PID 1 reboots instead of panicking,
+  // and that the slot's one try is spent, so the next boot takes the previous slot.
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_FORBIDDEN_SYSCALL=socket-inet KEEL_CONFIRM_TIMEOUT=120",
+             state);
+  CHECK(vm.waitForSerial("keel-pid1: machined failed 5 times within a minute on slot b; rebooting into the previous slot",
+                         kBootTimeout));
+  CHECK(vm.waitForExit(60s));
+  CHECK_THAT(vm.serial(), !ContainsSubstring("Kernel panic"));
+  const auto pointer = keel::testing::run({"/usr/sbin/debugfs", "-R", "cat /lib/keel-boot/pointer", vm.statePath().string()});
+  CHECK(pointer.out == "boot=b\nfallback=factory\ntries=0\n");
+}
+
 TEST_CASE("a new root slot that never serves the API is left for the previous one", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;

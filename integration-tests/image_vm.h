@@ -154,6 +154,7 @@ class ImageVm {
     return path;
   }
 
+  std::filesystem::path statePath() const { return dir_ / "state.img"; }
   std::filesystem::path serialPath() const { return dir_ / "serial.log"; }
   std::string serial() const {
     std::error_code ec;

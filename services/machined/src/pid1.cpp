@@ -418,6 +418,13 @@ void runAsPid1(int& argc, char**& argv) {
     const auto now = std::chrono::steady_clock::now();
     while (!starts.empty() && now - starts.front() > kRestartWindow) starts.pop_front();
     if (static_cast<int>(starts.size()) >= kMaxRestarts) {
+      // A slot on trial has a known-good one to go back to: the initramfs takes it at the
+      // next boot, as when the trial time runs out.
+      if (pending) {
+        say("machined failed " + std::to_string(kMaxRestarts) + " times within a minute on slot " + slot +
+            "; rebooting into the previous slot");
+        powerOff(RB_AUTOBOOT);
+      }
       die("machined failed " + std::to_string(kMaxRestarts) + " times within a minute; giving up");
     }
     starts.push_back(now);
