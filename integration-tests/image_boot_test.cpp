@@ -143,6 +143,17 @@ std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const st
   return state;
 }
 
+TEST_CASE("a fault in PID 1 is written to the console before the kernel panics", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+#ifndef KEEL_IMAGE_HAS_TEST_HOOKS
+  SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes PID 1 fault");
+#endif
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_PID1_FAULT=1");
+  CHECK(vm.waitForSerial("keel-pid1: PID 1 crashed with signal 11; the kernel panics next", kBootTimeout));
+  CHECK(vm.waitForSerial("Kernel panic - not syncing: Attempted to kill init!", 60s));
+  CHECK(vm.waitForExit(60s));
+}
+
 TEST_CASE("a new root slot that serves the API is kept", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;

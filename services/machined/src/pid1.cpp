@@ -378,6 +378,10 @@ void runAsPid1(int& argc, char**& argv) {
   umask(022);
   say("starting");
   mountFilesystems();
+#ifdef KEEL_TEST_HOOKS
+  // Test builds only: a fault in PID 1, so a test can watch it reach the console.
+  if (std::getenv("KEEL_TEST_PID1_FAULT") != nullptr) raise(SIGSEGV);
+#endif
   const auto bootConfig = readConfigDisk();
   // The config that decides the network is the one machined will use: a stored one wins
   // (it may have been changed through the API), else the config disk's.
