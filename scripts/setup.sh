@@ -19,6 +19,9 @@ PACKAGES=(
   procps iproute2 strace systemd
   python3 python3-cryptography  # strict DER parser (not OpenSSL) for the certificate tests
   nginx  # reference mTLS gRPC proxy that bench/keel_bench compares apid with
+  # The OS image (packaging/image) and its boot tests; the kernel itself is fetched at
+  # image build time with `apt-get download` and never installed on this host.
+  qemu-system-x86 squashfs-tools cpio kmod e2fsprogs ca-certificates binutils
 )
 BACKPORTS_PACKAGES=(libcatch2-dev)
 

@@ -26,6 +26,7 @@
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "src/node.h"
+#include "src/pid1.h"
 #include "src/spawner.h"
 
 namespace keel::machined {
@@ -104,6 +105,9 @@ void forbiddenCallForTests() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // On the OS image, PID 1 prepares the machine and stays PID 1; machined proper runs on
+  // from here in its child (src/pid1.h).
+  if (getpid() == 1) keel::machined::runAsPid1(argc, argv);
   // Descriptors leaked by whoever started machined must not reach its services; the
   // spawner's socket, when this image replaces one that had it, stays.
   int inheritedSpawner = -1;
@@ -234,6 +238,11 @@ int main(int argc, char** argv) {
     std::_Exit(0);
   }
   signals.detach();
+  if (keel::machined::underPid1()) {
+    spdlog::info("machined: asking PID 1 to reboot");
+    spdlog::default_logger()->flush();
+    std::_Exit(keel::machined::kPid1RebootStatus);
+  }
   spdlog::info("machined: re-executing for the reboot");
   spdlog::default_logger()->flush();
   // A reboot outside PID 1 re-executes machined from this thread, the one that forked the

@@ -65,6 +65,29 @@ Status checkSan(std::string_view path, std::string_view san) {
   return fieldError(path, fmt::format("expected an IP address or a DNS name, found '{}'", san));
 }
 
+// machine.network.interfaces: names the kernel accepts, IPv4 addresses with a prefix.
+Status checkInterfaces(const std::vector<NetworkInterface>& interfaces) {
+  for (size_t i = 0; i < interfaces.size(); ++i) {
+    const auto& itf = interfaces[i];
+    const std::string at = fmt::format("machine.network.interfaces[{}]", i);
+    // An interface name is at most 15 bytes (IFNAMSIZ) and never holds '/' or spaces.
+    const bool nameOk = !itf.name.empty() && itf.name.size() <= 15 &&
+                        itf.name.find_first_of("/ \t\n:") == std::string::npos && itf.name != "." &&
+                        itf.name != "..";
+    if (!nameOk) return fieldError(at + ".name", fmt::format("expected an interface name (1-15 characters, no '/', ':' or space), found '{}'", itf.name));
+    if (!parseIpv4Cidr(itf.address)) {
+      return fieldError(at + ".address", fmt::format("expected an IPv4 address with its prefix length (10.0.2.15/24), found '{}'", itf.address));
+    }
+    if (itf.gateway && !parseIpv4Cidr(*itf.gateway + "/32")) {
+      return fieldError(at + ".gateway", fmt::format("expected an IPv4 address, found '{}'", *itf.gateway));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (interfaces[j].name == itf.name) return fieldError(at + ".name", fmt::format("interface '{}' is listed twice", itf.name));
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::string_view machineTypeName(MachineType type) {
@@ -89,10 +112,53 @@ Status validateClusterName(std::string_view name) {
   return Status::ok();
 }
 
+std::optional<Ipv4Cidr> parseIpv4Cidr(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  // One decimal number in [0, max], without sign or leading zero.
+  const auto number = [](std::string_view s, int max) -> std::optional<int> {
+    if (s.empty() || s.size() > 3 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+    int v = 0;
+    for (const char ch : s) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      v = v * 10 + (ch - '0');
+    }
+    if (v > max) return std::nullopt;
+    return v;
+  };
+  Ipv4Cidr out;
+  std::string_view rest = text.substr(0, slash);
+  for (int part = 0; part < 4; ++part) {
+    const size_t dot = rest.find('.');
+    if ((part < 3) != (dot != std::string_view::npos)) return std::nullopt;
+    const auto v = number(rest.substr(0, dot), 255);
+    if (!v) return std::nullopt;
+    out.address = (out.address << 8) | static_cast<uint32_t>(*v);
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+  }
+  const auto prefix = number(text.substr(slash + 1), 32);
+  if (!prefix) return std::nullopt;
+  out.prefixLength = *prefix;
+  return out;
+}
+
 std::string serializeMachineConfig(const MachineConfig& c) {
   nlohmann::ordered_json machine = {{"type", machineTypeName(c.type)}, {"token", c.token}, {"ca", caJson(c.ca)}};
   machine["certSANs"] = c.certSans;
-  if (c.hostname) machine["network"] = {{"hostname", *c.hostname}};
+  if (c.hostname || !c.interfaces.empty()) {
+    nlohmann::ordered_json network = nlohmann::ordered_json::object();
+    if (c.hostname) network["hostname"] = *c.hostname;
+    if (!c.interfaces.empty()) {
+      nlohmann::ordered_json list = nlohmann::ordered_json::array();
+      for (const auto& i : c.interfaces) {
+        nlohmann::ordered_json j = {{"name", i.name}, {"address", i.address}};
+        if (i.gateway) j["gateway"] = *i.gateway;
+        list.push_back(std::move(j));
+      }
+      network["interfaces"] = std::move(list);
+    }
+    machine["network"] = std::move(network);
+  }
   if (!c.allowedFileRoots.empty()) machine["files"] = {{"allowedRoots", c.allowedFileRoots}};
   if (!c.extensions.empty()) {
     nlohmann::ordered_json exts = nlohmann::ordered_json::array();
@@ -133,6 +199,7 @@ Status validateMachineConfig(const MachineConfig& c) {
   const bool cp = c.type == MachineType::kControlPlane;
   const bool worker = !cp;
   KEEL_RETURN_IF_ERROR(detail::checkToken("machine.token", c.token));
+  KEEL_RETURN_IF_ERROR(checkInterfaces(c.interfaces));
   KEEL_RETURN_IF_ERROR(checkCa(c.ca, "machine.ca", cp, worker));
   for (size_t i = 0; i < c.certSans.size(); ++i) {
     KEEL_RETURN_IF_ERROR(checkSan(fmt::format("machine.certSANs[{}]", i), c.certSans[i]));
@@ -233,6 +300,15 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(auto network, machine.optionalObject("network"));
   if (network) {
     KEEL_ASSIGN_OR_RETURN(c.hostname, network->optionalString("hostname"));
+    KEEL_ASSIGN_OR_RETURN(auto interfaces, network->objectArray("interfaces"));
+    for (auto& itf : interfaces) {
+      NetworkInterface n;
+      KEEL_ASSIGN_OR_RETURN(n.name, itf.requiredString("name"));
+      KEEL_ASSIGN_OR_RETURN(n.address, itf.requiredString("address"));
+      KEEL_ASSIGN_OR_RETURN(n.gateway, itf.optionalString("gateway"));
+      KEEL_RETURN_IF_ERROR(itf.finish());
+      c.interfaces.push_back(std::move(n));
+    }
     KEEL_RETURN_IF_ERROR(network->finish());
   }
   KEEL_ASSIGN_OR_RETURN(auto files, machine.optionalObject("files"));

@@ -119,6 +119,47 @@ TEST_CASE("an optional hostname is kept") {
   CHECK(parseMachineConfig(serializeMachineConfig(*parsed))->hostname == "worker-1");
 }
 
+TEST_CASE("network interfaces are kept and checked field by field") {
+  const auto text = mutate(configs().worker, [](json& d) {
+    d["machine"]["network"] = {{"interfaces", json::array({{{"name", "eth0"}, {"address", "10.0.2.15/24"},
+                                                            {"gateway", "10.0.2.2"}}})}};
+  });
+  auto parsed = parseMachineConfig(text);
+  REQUIRE(parsed.ok());
+  REQUIRE(parsed->interfaces.size() == 1);
+  CHECK(parsed->interfaces[0].name == "eth0");
+  CHECK(parsed->interfaces[0].gateway == "10.0.2.2");
+  CHECK(parseMachineConfig(serializeMachineConfig(*parsed))->interfaces == parsed->interfaces);
+
+  const auto withInterface = [](json itf) {
+    return mutate(configs().worker, [&](json& d) { d["machine"]["network"] = {{"interfaces", json::array({itf})}}; });
+  };
+  CHECK(startsWith(errorOf(withInterface({{"name", "eth0"}, {"address", "10.0.2.15"}})),
+                   "machine.network.interfaces[0].address: expected an IPv4 address with its prefix length"));
+  CHECK(startsWith(errorOf(withInterface({{"name", "eth0"}, {"address", "10.0.2.256/24"}})),
+                   "machine.network.interfaces[0].address: "));
+  CHECK(startsWith(errorOf(withInterface({{"name", "eth0"}, {"address", "10.0.2.1/33"}})),
+                   "machine.network.interfaces[0].address: "));
+  CHECK(startsWith(errorOf(withInterface({{"name", "eth0"}, {"address", "10.0.2.1/24"}, {"gateway", "x"}})),
+                   "machine.network.interfaces[0].gateway: "));
+  CHECK(startsWith(errorOf(withInterface({{"name", "../x"}, {"address", "10.0.2.1/24"}})),
+                   "machine.network.interfaces[0].name: "));
+  CHECK(startsWith(errorOf(withInterface({{"name", "eth0"}, {"address", "10.0.2.1/24"}, {"mtu", 1500}})),
+                   "machine.network.interfaces[0].mtu: unknown field"));
+}
+
+TEST_CASE("IPv4 prefixes parse exactly") {
+  const auto p = parseIpv4Cidr("10.0.2.15/24");
+  REQUIRE(p);
+  CHECK(p->address == 0x0A00020Fu);
+  CHECK(p->prefixLength == 24);
+  CHECK(parseIpv4Cidr("0.0.0.0/0"));
+  for (const char* bad : {"", "10.0.2.15", "10.0.2/24", "10.0.2.15.1/24", "010.0.2.15/24", "10.0.2.15/", "10.0.2.15/024",
+                          "a.b.c.d/1", "10.0.2.15/24x", "-1.0.0.0/8"}) {
+    CHECK_FALSE(parseIpv4Cidr(bad));
+  }
+}
+
 TEST_CASE("redaction hides every secret and keeps the rest") {
   const auto& cp = configs().controlPlane;
   const auto redacted = redactMachineConfig(cp);

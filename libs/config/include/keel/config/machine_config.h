@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <cstdint>
 
 #include "keel/common/status.h"
 #include "keel/config/file_io.h"
@@ -27,6 +28,15 @@ struct CaPem {
   std::string crt;
   std::string key;
   bool operator==(const CaPem&) const = default;
+};
+
+// A network interface the node's PID 1 configures at boot (the OS image only; machined
+// under another init leaves the host's network alone).
+struct NetworkInterface {
+  std::string name;                    // kernel name, e.g. "eth0"
+  std::string address;                 // IPv4 with prefix length, e.g. "10.0.2.15/24"
+  std::optional<std::string> gateway;  // IPv4 default route through this interface
+  bool operator==(const NetworkInterface&) const = default;
 };
 
 // A service machined starts besides the built-in ones (an extension daemon).
@@ -59,6 +69,7 @@ struct MachineConfig {
   CaPem ca;                             // OS CA; key on control planes only
   std::vector<std::string> certSans;    // extra SANs of apid's serving certificate
   std::optional<std::string> hostname;
+  std::vector<NetworkInterface> interfaces;
   // Absolute node paths the files API (List, Read) and DiskUsage may look under.
   // Empty: machined's default (/var/log).
   std::vector<std::string> allowedFileRoots;
@@ -78,6 +89,14 @@ struct MachineConfig {
 
   bool operator==(const MachineConfig&) const = default;
 };
+
+// An IPv4 address with its prefix length, as machine.network.interfaces[].address holds it.
+struct Ipv4Cidr {
+  uint32_t address = 0;  // host byte order
+  int prefixLength = 0;  // 0-32
+};
+// "10.0.2.15/24"; nullopt for anything else (leading zeros, missing prefix, out of range).
+std::optional<Ipv4Cidr> parseIpv4Cidr(std::string_view text);
 
 // Pretty-printed JSON with "version": kMachineConfigVersion.
 std::string serializeMachineConfig(const MachineConfig& config);

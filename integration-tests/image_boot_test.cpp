@@ -1,0 +1,217 @@
+// The OS image booted under QEMU: machined as PID 1 brings the node up from a config
+// disk, apid serves the API through a forwarded loopback port, and the API powers it off.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "image_vm.h"
+
+namespace {
+
+using namespace keel::integration;
+using Catch::Matchers::ContainsSubstring;
+using namespace std::chrono_literals;
+
+// TCG on two shared cores: a boot takes ~10-20 s; the margin is for a loaded CI machine.
+constexpr auto kBootTimeout = 180s;
+
+TEST_CASE("the image boots under QEMU and serves the API until shut down", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false);
+  const auto ready = vm.waitForApi(kBootTimeout);
+  REQUIRE(ready);
+  std::printf("image: boot to API-ready %.1f s\n", static_cast<double>(ready->count()) / 1000.0);
+  CHECK_THAT(vm.serial(), ContainsSubstring("formatting the state disk"));
+  CHECK_THAT(vm.serial(), ContainsSubstring("interface eth0 up with 10.0.2.15/24"));
+
+  const auto version = vm.keelctl({"version"});
+  CHECK(version.exitCode == 0);
+  const auto logs = vm.keelctl({"logs", "machined"});
+  CHECK(logs.exitCode == 0);
+  CHECK_THAT(logs.out, ContainsSubstring("node 10.0.2.15 is up"));
+  const auto dmesg = vm.keelctl({"dmesg"});
+  CHECK(dmesg.exitCode == 0);
+  CHECK_THAT(dmesg.out, ContainsSubstring("Linux version"));
+  const auto services = vm.keelctl({"services"});
+  INFO(services.out << services.err);
+  CHECK(services.exitCode == 0);
+  CHECK_THAT(services.out, ContainsSubstring("apid"));
+  CHECK_THAT(services.out, ContainsSubstring("running"));
+
+  // A reboot comes back by itself, on the same state disk.
+  const size_t before = vm.serial().size();
+  const auto rebootStarted = std::chrono::steady_clock::now();
+  const auto reboot = vm.keelctl({"reboot", "--yes"});
+  INFO(reboot.out << reboot.err);
+  CHECK(reboot.exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  std::printf("image: reboot to API-ready %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - rebootStarted).count());
+  const std::string second = vm.serial().substr(before);
+  // The disk now has a filesystem: the initramfs mounts it (to read the boot pointer).
+  CHECK_THAT(second, ContainsSubstring("keel-pid1: state disk mounted on /var by the initramfs"));
+  CHECK_THAT(second, !ContainsSubstring("formatting the state disk"));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+
+  const auto shutdown = vm.keelctl({"shutdown", "--yes"});
+  INFO(shutdown.out << shutdown.err);
+  CHECK(shutdown.exitCode == 0);
+  // Powered off: QEMU exits by itself, and the console says it was a power-off, not a panic.
+  CHECK(vm.waitForExit(60s));
+  CHECK_THAT(vm.serial(), ContainsSubstring("keel-pid1: powering off"));
+  CHECK_THAT(vm.serial(), !ContainsSubstring("Kernel panic"));
+}
+
+TEST_CASE("the running image's root cannot be written through the API", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false);
+  REQUIRE(vm.waitForApi(kBootTimeout));
+
+  // The root is the read-only squashfs the build made.
+  const auto mounts = vm.keelctl({"mounts"});
+  INFO(mounts.out << mounts.err);
+  CHECK(mounts.exitCode == 0);
+  CHECK_THAT(mounts.out, ContainsSubstring("squashfs"));
+
+  // Every path-taking API may now look anywhere in the root, and an extension tries to
+  // write over a file of the root with a program the image ships (mke2fs -F formats any
+  // file it is given). The config is stored on the state disk; the node reboots into it.
+  auto config = vm.config();
+  config["machine"]["files"] = {{"allowedRoots", {"/"}}};
+  config["machine"]["extensions"] = nlohmann::json::array(
+      {{{"name", "writer"}, {"command", "/usr/sbin/mke2fs"}, {"args", {"-F", "-q", "/usr/libexec/keel/apid"}}}});
+  const size_t before = vm.serial().size();
+  const auto applied = vm.keelctl({"apply-config", vm.writeConfig(config, "writer.json").string(), "--mode", "reboot"});
+  INFO(applied.out << applied.err);
+  CHECK(applied.exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+
+  // The write failed because the root is read-only, not for want of permission.
+  CHECK(keel::testing::eventually([&] {
+    return vm.keelctl({"logs", "writer"}).out.find("Read-only file system") != std::string::npos;
+  }, 30s));
+  // Reading through the API gives back exactly what the build put in the root.
+  const auto manifest = vm.keelctl({"read", "/usr/share/keel/manifest.txt"});
+  CHECK(manifest.exitCode == 0);
+  CHECK(manifest.out == keel::testing::readFile(std::filesystem::path(KEEL_IMAGE_DIR) / "manifest.txt"));
+  const auto ls = vm.keelctl({"ls", "/usr/libexec/keel"});
+  CHECK(ls.exitCode == 0);
+  CHECK_THAT(ls.out, ContainsSubstring("apid"));
+  CHECK(vm.keelctl({"usage", "/usr"}).exitCode == 0);
+
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
+TEST_CASE("a machined that keeps crashing is reported on the console before the kernel panics", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+#ifndef KEEL_IMAGE_HAS_TEST_HOOKS
+  SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes it crash");
+#endif
+  // Test builds of machined make a call their seccomp profile forbids when this is set
+  // (the kernel hands name=value words of its command line to init's environment): the
+  // filter kills machined every time PID 1 starts it.
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_FORBIDDEN_SYSCALL=socket-inet");
+  CHECK(vm.waitForSerial("keel-pid1: machined was killed by signal 31", kBootTimeout));
+  CHECK(vm.waitForSerial("keel-pid1: fatal: machined failed 5 times within a minute; giving up", kBootTimeout));
+  CHECK(vm.waitForSerial("Kernel panic", 60s));
+  // panic=-1 with -no-reboot: the panic ends QEMU.
+  CHECK(vm.waitForExit(60s));
+}
+
+// A root slot as an upgrade leaves it on the state disk: the build's root, changed by
+// `change` (run in the unpacked root), packed again; and a boot pointer that tries it once.
+std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
+  const auto root = dir / "root";
+  const auto state = dir / "state";
+  std::filesystem::create_directories(state / "lib/keel-boot");
+  const auto copy = keel::testing::run({"cp", "-a", (std::filesystem::path(KEEL_IMAGE_DIR) / "root.d").string(),
+                                        root.string()});
+  REQUIRE(copy.exitCode == 0);
+  const auto changed = keel::testing::run({"sh", "-c", "cd '" + root.string() + "' && " + change});
+  REQUIRE(changed.exitCode == 0);
+  const auto packed = keel::testing::run({"/usr/bin/mksquashfs", root.string(), (state / "lib/keel-boot/slot-b.squashfs").string(),
+                                          "-comp", "zstd", "-all-root", "-noappend", "-quiet", "-no-progress"},
+                                         {.workingDirectory = std::nullopt,
+                                          .extraEnv = {{"PATH", "/usr/sbin:/sbin:/usr/bin:/bin"}},
+                                          .stdinData = "",
+                                          .timeout = 120s});
+  INFO(packed.err);
+  REQUIRE(packed.exitCode == 0);
+  writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
+  return state;
+}
+
+TEST_CASE("a fault in PID 1 is written to the console before the kernel panics", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+#ifndef KEEL_IMAGE_HAS_TEST_HOOKS
+  SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes PID 1 fault");
+#endif
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_PID1_FAULT=1");
+  CHECK(vm.waitForSerial("keel-pid1: PID 1 crashed with signal 11; the kernel panics next", kBootTimeout));
+  CHECK(vm.waitForSerial("Kernel panic - not syncing: Attempted to kill init!", 60s));
+  CHECK(vm.waitForExit(60s));
+}
+
+TEST_CASE("a new root slot that serves the API is kept", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  // A second build: the same daemons, with a file that tells the slots apart.
+  const auto state = stateWithSlotB(work, "echo b > usr/share/keel/slot-b");
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state);
+  REQUIRE(vm.waitForApi(kBootTimeout));
+  CHECK_THAT(vm.serial(), ContainsSubstring("keel-init: trying slot b (0 more tries after this boot)"));
+  CHECK(vm.waitForSerial("keel-pid1: slot b serves the API; it is kept", 30s));
+
+  // Kept: the next boot takes slot b again, no longer on trial.
+  const size_t before = vm.serial().size();
+  CHECK(vm.keelctl({"reboot", "--yes"}).exitCode == 0);
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  const std::string second = vm.serial().substr(before);
+  CHECK_THAT(second, ContainsSubstring("keel-init: root: slot b, mounted read-only"));
+  CHECK_THAT(second, !ContainsSubstring("trying slot"));
+  CHECK_THAT(second, !ContainsSubstring("on trial"));
+
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
+TEST_CASE("a new root slot whose machined keeps crashing reboots into the previous one", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+#ifndef KEEL_IMAGE_HAS_TEST_HOOKS
+  SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes it crash");
+#endif
+  keel::testing::TempDir work;
+  const auto state = stateWithSlotB(work, "true");
+  // QEMU exits at the reboot: what matters is that PID 1 reboots instead of panicking,
+  // and that the slot's one try is spent, so the next boot takes the previous slot.
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_FORBIDDEN_SYSCALL=socket-inet KEEL_CONFIRM_TIMEOUT=120",
+             state);
+  CHECK(vm.waitForSerial("keel-pid1: machined failed 5 times within a minute on slot b; rebooting into the previous slot",
+                         kBootTimeout));
+  CHECK(vm.waitForExit(60s));
+  CHECK_THAT(vm.serial(), !ContainsSubstring("Kernel panic"));
+  const auto pointer = keel::testing::run({"/usr/sbin/debugfs", "-R", "cat /lib/keel-boot/pointer", vm.statePath().string()});
+  CHECK(pointer.out == "boot=b\nfallback=factory\ntries=0\n");
+}
+
+TEST_CASE("a new root slot that never serves the API is left for the previous one", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  // A broken build: its apid is an empty file, so the API never comes up.
+  const auto state = stateWithSlotB(work, ": > usr/libexec/keel/apid");
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20", state);
+  CHECK(vm.waitForSerial("keel-init: trying slot b", kBootTimeout));
+  CHECK(vm.waitForSerial("keel-pid1: slot b did not serve the API within 20 s; rebooting into the previous slot",
+                         kBootTimeout));
+  CHECK(vm.waitForSerial("keel-init: slot b never reached API-ready; going back to slot factory", kBootTimeout));
+  // Back on the factory slot, by itself.
+  REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory")));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
+}  // namespace

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Builds Keel's bootable node image from the project's binaries and Debian 12 packages:
+#   root.squashfs   read-only root: the Keel daemons, exactly the shared libraries they
+#                   load, CA certificates, the accounts they run under; nothing else
+#   initrd.img      the initramfs: keel_init and the kernel modules needed to mount the root
+#   vmlinuz         the kernel of Debian's linux-image-amd64
+#   manifest.txt    every file of the root with its sha256 (symlinks with their target)
+#   kernel-version  the kernel's release (its ABI number changes with security updates)
+# Driven by the CMake target `image` (not part of the default build).
+# Exit status 77: a required tool is missing (the tests report it as skipped).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: build-image.sh --out DIR --binary FILE... --init FILE [--kernel-deb FILE]
+
+  --out DIR          where the image's files are written (a cache of the kernel package too)
+  --binary FILE      a Keel daemon to install (repeatable): machined and apid are required,
+                     trustd goes in when given
+  --init FILE        the static keel_init binary (the initramfs's /init)
+  --kernel-deb FILE  use this linux-image-*-amd64 .deb instead of `apt-get download`ing
+                     the version linux-image-amd64 depends on
+EOF
+}
+
+out="" init="" kernel_deb=""
+binaries=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --out) out=$2; shift 2 ;;
+    --binary) binaries+=("$2"); shift 2 ;;
+    --init) init=$2; shift 2 ;;
+    --kernel-deb) kernel_deb=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "build-image.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+if [[ -z $out || ${#binaries[@]} -eq 0 || -z $init ]]; then
+  usage >&2
+  exit 2
+fi
+
+# Tools, with the Debian package each comes from (scripts/setup.sh installs them).
+declare -A tools=([mksquashfs]=squashfs-tools [cpio]=cpio [depmod]=kmod [modprobe]=kmod
+  [dpkg-deb]=dpkg [apt-get]=apt [apt-cache]=apt [strip]=binutils [gzip]=gzip [ldd]=libc-bin
+  [sha256sum]=coreutils)
+for t in "${!tools[@]}"; do
+  if ! command -v "$t" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$t && ! -x /sbin/$t ]]; then
+    echo "build-image.sh: SKIP: '$t' is missing (Debian package ${tools[$t]}; scripts/setup.sh installs it)" >&2
+    exit 77
+  fi
+done
+export PATH=$PATH:/usr/sbin:/sbin
+if [[ ! -f /etc/ssl/certs/ca-certificates.crt ]]; then
+  echo "build-image.sh: SKIP: /etc/ssl/certs/ca-certificates.crt is missing (Debian package ca-certificates)" >&2
+  exit 77
+fi
+declare -A daemon_path=()
+for b in "${binaries[@]}"; do
+  [[ -x $b ]] || { echo "build-image.sh: $b is not an executable" >&2; exit 1; }
+  daemon_path[$(basename "$b")]=$b
+done
+for b in machined apid; do
+  [[ -n ${daemon_path[$b]:-} ]] || { echo "build-image.sh: no --binary for $b" >&2; exit 1; }
+done
+[[ -x $init ]] || { echo "build-image.sh: $init is not built" >&2; exit 1; }
+
+mkdir -p "$out/cache"
+out=$(cd "$out" && pwd)
+
+# --- The kernel: Debian's, never installed on this host. ---------------------------------
+if [[ -z $kernel_deb ]]; then
+  # linux-image-amd64 is a metapackage: it depends on the current ABI's real package.
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
+  if [[ -z $pkg ]]; then
+    echo "build-image.sh: apt-cache does not know linux-image-amd64's kernel package (run apt-get update)" >&2
+    exit 1
+  fi
+  kernel_deb=$(ls "$out"/cache/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+  if [[ -z $kernel_deb ]]; then
+    echo "build-image.sh: downloading $pkg"
+    (cd "$out/cache" && apt-get download -q "$pkg" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
+    kernel_deb=$(ls "$out"/cache/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+    [[ -n $kernel_deb ]] || { echo "build-image.sh: apt-get download $pkg failed" >&2; exit 1; }
+  fi
+fi
+kdir=$out/cache/kernel
+# Unpacked once per package: the stamp names the .deb the tree came from.
+deb_sum=$(sha256sum < "$kernel_deb" | cut -d' ' -f1)
+if [[ ! -f $kdir/.from-deb || $(cat "$kdir/.from-deb") != "$deb_sum" ]]; then
+  rm -rf "$kdir"
+  mkdir -p "$kdir"
+  dpkg-deb -x "$kernel_deb" "$kdir"
+  kver=$(ls "$kdir/lib/modules" | head -n1)
+  [[ -n $kver && -f $kdir/boot/vmlinuz-$kver ]] || { echo "build-image.sh: no kernel in $kernel_deb" >&2; exit 1; }
+  depmod -b "$kdir" "$kver"
+  echo "$deb_sum" > "$kdir/.from-deb"
+fi
+kver=$(ls "$kdir/lib/modules" | head -n1)
+cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
+echo "$kver" > "$out/kernel-version"
+
+# --- The initramfs: keel_init and the modules, in load order. ----------------------------
+# Disks and network are virtio; the root is squashfs (on a disk or, for an upgraded slot,
+# a file of the state disk through a loop device), the state disk ext4.
+modules=(virtio_pci virtio_blk virtio_net squashfs ext4 loop)
+initrd=$out/initrd.d
+rm -rf "$initrd"
+mkdir -p "$initrd/etc" "$initrd/lib/modules" "$initrd/dev" "$initrd/proc" "$initrd/sys" "$initrd/newroot"
+: > "$initrd/etc/modules.order"
+for m in "${modules[@]}"; do
+  while read -r verb path _; do
+    [[ $verb == insmod ]] || continue
+    name=$(basename "$path")
+    if ! grep -qx "/lib/modules/$name" "$initrd/etc/modules.order"; then
+      cp "$path" "$initrd/lib/modules/$name"
+      echo "/lib/modules/$name" >> "$initrd/etc/modules.order"
+    fi
+  done < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m")
+done
+install -m 0755 "$init" "$initrd/init"
+strip --strip-all "$initrd/init"
+(cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 -n) > "$out/initrd.img"
+
+# --- The root. -----------------------------------------------------------------------------
+root=$out/root.d
+rm -rf "$root"
+mkdir -p "$root"/{usr/libexec/keel,usr/lib/x86_64-linux-gnu,usr/lib64,etc/keel,etc/ssl/certs,proc,sys,dev,run,var,tmp}
+# Debian's merged /usr: the loader's path in every binary is /lib64/ld-linux-x86-64.so.2.
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
+chmod 0700 "$root/etc/keel"
+chmod 1777 "$root/tmp"
+
+for d in "${!daemon_path[@]}"; do
+  install -m 0755 "${daemon_path[$d]}" "$root/usr/libexec/keel/$d"
+  strip --strip-unneeded "$root/usr/libexec/keel/$d"
+done
+
+# mke2fs formats the state disk on first boot.
+install -d "$root/usr/sbin"
+install -m 0755 /usr/sbin/mke2fs "$root/usr/sbin/mke2fs"
+
+# Exactly the shared libraries the binaries load, as ldd resolves them on this host,
+# stored under their own names at the paths the loader looks in.
+copy_lib() {
+  local lib=$1 name
+  name=$(basename "$lib")
+  [[ -e $root/usr/lib/x86_64-linux-gnu/$name ]] && return
+  # The loader must be executable: the kernel opens it like a program.
+  local mode=0644
+  [[ $name == ld-linux* ]] && mode=0755
+  install -m "$mode" "$(readlink -f "$lib")" "$root/usr/lib/x86_64-linux-gnu/$name"
+  strip --strip-unneeded "$root/usr/lib/x86_64-linux-gnu/$name"
+}
+for exe in "$root"/usr/libexec/keel/* "$root/usr/sbin/mke2fs"; do
+  while read -r lib; do
+    copy_lib "$lib"
+  done < <(ldd "$exe" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*ld-linux[^ ]*\) .*/\1/p')
+done
+ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
+
+install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+
+# The accounts machined starts services under (see packaging/sysusers.d/keel.conf); no
+# login shell exists, so none is named.
+cat > "$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/nonexistent:/nonexistent
+keel-apid:x:100:100:Keel apid:/nonexistent:/nonexistent
+keel-trustd:x:101:101:Keel trustd:/nonexistent:/nonexistent
+keel-ext:x:102:102:Keel extension services:/nonexistent:/nonexistent
+nobody:x:65534:65534:nobody:/nonexistent:/nonexistent
+EOF
+cat > "$root/etc/group" <<'EOF'
+root:x:0:
+keel:x:99:keel-apid
+keel-apid:x:100:
+keel-trustd:x:101:
+keel-ext:x:102:
+nogroup:x:65534:
+EOF
+printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf" "$root/etc/hosts"
+
+# The manifest: every entry of the root, sorted, with its sha256 (a symlink with its
+# target, a directory with its mode). A copy is inside the root, which it cannot list.
+manifest=$out/manifest.txt
+(
+  cd "$root"
+  find . -mindepth 1 | LC_ALL=C sort | while read -r p; do
+    f=${p#.}
+    if [[ -L $p ]]; then
+      echo "link $f -> $(readlink "$p")"
+    elif [[ -d $p ]]; then
+      echo "dir $f $(stat -c %a "$p")"
+    else
+      echo "file $f $(stat -c %a "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
+    fi
+  done
+) > "$manifest"
+install -d "$root/usr/share/keel"
+install -m 0644 "$manifest" "$root/usr/share/keel/manifest.txt"
+
+rm -f "$out/root.squashfs"
+mksquashfs "$root" "$out/root.squashfs" -comp zstd -all-root -noappend -quiet -no-progress >/dev/null
+echo "build-image.sh: kernel $kver; root $(du -h "$out/root.squashfs" | cut -f1) ($(grep -c '^file' "$manifest") files), initramfs $(du -h "$out/initrd.img" | cut -f1), kernel $(du -h "$out/vmlinuz" | cut -f1) in $out"

@@ -1,0 +1,188 @@
+#include "slot_writer.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+namespace keel::machined {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path slotFile(const fs::path& dir, std::string_view slot) { return dir / ("slot-" + std::string(slot) + ".squashfs"); }
+fs::path partialFile(const fs::path& dir, std::string_view slot) {
+  return dir / ("slot-" + std::string(slot) + ".squashfs.partial");
+}
+
+std::optional<std::string> fromHex(std::string_view hex) {
+  if (hex.size() != 64) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int v = 0;
+    for (const char c : hex.substr(i, 2)) {
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else return std::nullopt;
+    }
+    out.push_back(static_cast<char>(v));
+  }
+  return out;
+}
+
+Status syncDir(const fs::path& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return internalError("cannot open " + dir.string() + ": " + std::strerror(errno));
+  const int rc = fsync(fd);
+  close(fd);
+  if (rc != 0) return internalError("cannot sync " + dir.string() + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+Status writeDurably(const fs::path& path, std::string_view text) {
+  const fs::path tmp = path.string() + ".new";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return internalError("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    return internalError("cannot write " + path.string() + ": " + std::strerror(errno));
+  }
+  return syncDir(path.parent_path());
+}
+
+// The signature covers the image's SHA-256: checked before a byte is written, so an
+// unsigned image never reaches the disk.
+Status verifySignature(std::string_view digest, std::string_view signature, std::string_view publicKeyPem) {
+  BIO* bio = BIO_new_mem_buf(publicKeyPem.data(), static_cast<int>(publicKeyPem.size()));
+  EVP_PKEY* key = bio != nullptr ? PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr) : nullptr;
+  BIO_free(bio);
+  if (key == nullptr) return invalidArgument("the image signing key is not a PEM public key");
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 256) {
+    EVP_PKEY_free(key);
+    return invalidArgument("the image signing key must be ECDSA P-256");
+  }
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
+  const bool ok = ctx != nullptr && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
+                  EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                                  reinterpret_cast<const unsigned char*>(digest.data()), digest.size()) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  if (!ok) return permissionDenied("the image's signature does not verify with the machine config's signing key");
+  return Status::ok();
+}
+
+}  // namespace
+
+void SlotWriter::HashDeleter::operator()(void* ctx) const { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx)); }
+
+std::string inactiveSlot(std::string_view booted) { return booted == "a" ? "b" : "a"; }
+
+Status writeBootPointer(const fs::path& dir, std::string_view boot, std::string_view fallback, int tries) {
+  const std::string text = "boot=" + std::string(boot) + "\nfallback=" + std::string(fallback) +
+                           "\ntries=" + (tries < 0 ? std::string("confirmed") : std::to_string(tries)) + "\n";
+  return writeDurably(dir / "pointer", text);
+}
+
+Result<SlotWriter> SlotWriter::begin(fs::path dir, std::string booted, std::string_view sha256Hex,
+                                     std::string_view signature, std::string_view publicKeyPem, uint64_t size) {
+  const auto digest = fromHex(sha256Hex);
+  if (!digest) return invalidArgument("expected the image's SHA-256 as 64 lowercase hex digits");
+  if (size == 0) return invalidArgument("the image is empty");
+  KEEL_RETURN_IF_ERROR(verifySignature(*digest, signature, publicKeyPem));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return internalError("cannot create " + dir.string() + ": " + ec.message());
+  const std::string target = inactiveSlot(booted);
+  const fs::path partial = partialFile(dir, target);
+  const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return internalError("cannot create " + partial.string() + ": " + std::strerror(errno));
+  std::unique_ptr<void, HashDeleter> hash(EVP_MD_CTX_new());
+  if (!hash || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(hash.get()), EVP_sha256(), nullptr) != 1) {
+    close(fd);
+    return internalError("cannot start a SHA-256");
+  }
+  return SlotWriter(std::move(dir), std::move(booted), target, *digest, size, fd, std::move(hash));
+}
+
+SlotWriter::SlotWriter(fs::path dir, std::string booted, std::string target, std::string sha256, uint64_t size, int fd,
+                       std::unique_ptr<void, HashDeleter> hash)
+    : dir_(std::move(dir)),
+      booted_(std::move(booted)),
+      target_(std::move(target)),
+      sha256_(std::move(sha256)),
+      size_(size),
+      fd_(fd),
+      hash_(std::move(hash)) {}
+
+SlotWriter::SlotWriter(SlotWriter&& other) noexcept
+    : dir_(std::move(other.dir_)),
+      booted_(std::move(other.booted_)),
+      target_(std::move(other.target_)),
+      sha256_(std::move(other.sha256_)),
+      size_(other.size_),
+      received_(other.received_),
+      fd_(other.fd_),
+      done_(other.done_),
+      hash_(std::move(other.hash_)) {
+  other.fd_ = -1;
+  other.done_ = true;
+}
+
+SlotWriter::~SlotWriter() {
+  if (fd_ >= 0) close(fd_);
+  if (!done_) {
+    std::error_code ec;
+    fs::remove(partialFile(dir_, target_), ec);
+  }
+}
+
+Status SlotWriter::write(std::string_view chunk) {
+  if (done_ || fd_ < 0) return failedPrecondition("the upgrade is over");
+  if (chunk.size() > size_ - received_) {
+    return outOfRange("the image is longer than the " + std::to_string(size_) + " bytes announced");
+  }
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(hash_.get()), chunk.data(), chunk.size());
+  size_t off = 0;
+  while (off < chunk.size()) {
+    const ssize_t n = ::write(fd_, chunk.data() + off, chunk.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return internalError("cannot write the new slot: " + std::string(std::strerror(errno)));
+    off += static_cast<size_t>(n);
+  }
+  received_ += chunk.size();
+  return Status::ok();
+}
+
+Result<std::string> SlotWriter::finish() {
+  if (done_ || fd_ < 0) return failedPrecondition("the upgrade is over");
+  if (received_ != size_) {
+    return invalidArgument("the image ended after " + std::to_string(received_) + " of " + std::to_string(size_) +
+                           " bytes");
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(hash_.get()), digest, &len);
+  if (std::string(reinterpret_cast<const char*>(digest), len) != sha256_) {
+    return invalidArgument("the image's bytes do not hash to the signed SHA-256");
+  }
+  if (fsync(fd_) != 0) return internalError("cannot sync the new slot: " + std::string(std::strerror(errno)));
+  close(fd_);
+  fd_ = -1;
+  const fs::path partial = partialFile(dir_, target_);
+  if (rename(partial.c_str(), slotFile(dir_, target_).c_str()) != 0) {
+    return internalError("cannot install the new slot: " + std::string(std::strerror(errno)));
+  }
+  done_ = true;
+  KEEL_RETURN_IF_ERROR(syncDir(dir_));
+  KEEL_RETURN_IF_ERROR(writeBootPointer(dir_, target_, booted_, 1));
+  return target_;
+}
+
+}  // namespace keel::machined
