@@ -127,16 +127,24 @@ int main(int argc, char** argv) {
     return stub.SignNodeCertificate(&ctx, req, &resp);
   };
   {
-    auto stub = sec::SecurityService::NewStub(channel());
+    // A fresh channel each attempt: a channel that failed to connect backs off for seconds.
     bool up = false;
-    for (int i = 0; i < 100 && !up; ++i) {
-      up = call(*stub, csrs[0]).ok();
-      if (!up) std::this_thread::sleep_for(50ms);
+    std::string lastError;
+    for (int i = 0; i < 100 && !up && process->running(); ++i) {
+      auto probe = sec::SecurityService::NewStub(channel());
+      const grpc::Status s = call(*probe, csrs[0]);
+      up = s.ok();
+      if (!up) {
+        lastError = s.error_message();
+        std::this_thread::sleep_for(50ms);
+      }
     }
     if (!up) {
-      std::fprintf(stderr, "trustd_bench: trustd did not answer:\n%s\n", process->logTail().c_str());
+      std::fprintf(stderr, "trustd_bench: trustd did not answer (%s; %s):\n%s\n", lastError.c_str(),
+                   process->running() ? "still running" : "exited", process->logTail().c_str());
       return 1;
     }
+    auto stub = sec::SecurityService::NewStub(channel());
     for (int i = 0; i < 50; ++i) (void)call(*stub, csrs[i % csrs.size()]);
   }
 

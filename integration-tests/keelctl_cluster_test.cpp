@@ -42,7 +42,7 @@ TEST_CASE("cluster create starts a control plane and two workers that all answer
   const auto made = keelctl(create);
   REQUIRE(made.exitCode == 0);
   CHECK_THAT(made.out, ContainsSubstring("cluster 'it' is up: 1 control plane(s), 2 worker(s)"));
-  CHECK_THAT(made.err, ContainsSubstring("3/3 nodes answering"));
+  CHECK_THAT(made.err, ContainsSubstring("3/3 nodes ready"));
   const auto kc = root / "keelconfig";
 
   // Creating again in the same place is refused and changes nothing.

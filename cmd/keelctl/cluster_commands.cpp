@@ -165,6 +165,26 @@ bool apidAnswers(const std::string& endpoint, const config::ClientContext& admin
   return client.stub().Version(ctx.get(), keel::common::v1::Empty(), &resp).ok();
 }
 
+// A node is ready when its apid answers and Keel's own services there (apid, and trustd on a
+// control plane) are running: a service stays "starting" for machined's settle time after it
+// first answers. Extensions are left to `keelctl health`, which reports one that fails.
+bool nodeReady(const std::string& endpoint, const config::ClientContext& admin, const Clock& clock) {
+  MachineTarget t;
+  t.endpoint = endpoint;
+  t.tls = {.ca = admin.ca, .crt = admin.crt, .key = admin.key};
+  t.clock = &clock;
+  MachineClient client(std::move(t));
+  auto ctx = client.context(std::chrono::seconds(2));
+  keel::machine::v1::ServiceListResponse resp;
+  if (!client.stub().ServiceList(ctx.get(), keel::common::v1::Empty(), &resp).ok()) return false;
+  for (const auto& m : resp.messages()) {
+    for (const auto& s : m.services()) {
+      if ((s.id() == "apid" || s.id() == "trustd") && s.state() != "running") return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
@@ -273,14 +293,14 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
             unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
                                     n.type, tailOf(root / "nodes" / n.address / "machined.log"))));
       }
-      if (apidAnswers(fmt::format("{}:{}", n.address, o.apiPort), admin, env.clock)) {
+      if (nodeReady(fmt::format("{}:{}", n.address, o.apiPort), admin, env.clock)) {
         ready[i] = true;
         ++readyCount;
       }
     }
     // One line rewritten in place on a terminal; a line per change otherwise (logs, CI).
     if (tty || readyCount != shown) {
-      std::cerr << fmt::format("{}keelctl: {}/{} nodes answering ({} s){}", tty ? "\r" : "", readyCount,
+      std::cerr << fmt::format("{}keelctl: {}/{} nodes ready ({} s){}", tty ? "\r" : "", readyCount,
                                state.nodes.size(),
                                std::chrono::duration_cast<std::chrono::seconds>(
                                    std::chrono::steady_clock::now() - started)
@@ -298,7 +318,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
       }
       return fail(
           Status(StatusCode::kDeadlineExceeded,
-                 fmt::format("these nodes' apid did not answer within {} s: {} (their logs are under {})",
+                 fmt::format("these nodes' apid did not answer, or apid and trustd were not both running, within {} s: {} "
+                             "(their logs are under {})",
                              o.wait.count(), missing, (root / "nodes").string())));
     }
     std::this_thread::sleep_for(kPoll);
@@ -315,7 +336,7 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   const auto took =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   env.out << fmt::format(
-      "cluster '{}' is up: {} control plane(s), {} worker(s) on 127.0.1.1-{}, every apid answering "
+      "cluster '{}' is up: {} control plane(s), {} worker(s) on 127.0.1.1-{}, every node ready "
       "after {:.1f} s\n",
       o.name, o.controlPlanes, o.workers, state.nodes.back().address, took.count() / 1000.0);
   env.out << fmt::format("client config: {} (its context names every node)\n  export KEELCONFIG={}\n",

@@ -31,7 +31,7 @@ struct ClusterCreateOptions {
 };
 
 // Generates secrets and configs, starts every node, waits until every node's apid
-// answers (printing progress), and writes DIR/keelconfig whose context names every node.
+// answers and Keel's own services run (printing progress), and writes DIR/keelconfig whose context names every node.
 // A node that does not come up in time stops the whole cluster again.
 Status clusterCreate(const ClusterCreateOptions& options, CommandEnv& env);
 // Nodes, their type, process and whether their apid answers.

@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   create->add_option("--config-patch", clusterOptions.configPatches,
                      "A JSON merge patch for every node's machine config (repeatable), e.g. to add extensions");
-  create->add_option("--wait", clusterWaitSeconds, "Seconds to wait for every node's apid to answer")
+  create->add_option("--wait", clusterWaitSeconds, "Seconds to wait for every node's apid to answer and Keel's services to run")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   create->footer("Examples:\n  keelctl cluster create --controlplanes 1 --workers 2 --root /tmp/keel\n"
