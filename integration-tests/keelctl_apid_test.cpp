@@ -87,6 +87,48 @@ TEST_CASE("keelctl names the missing role when apid denies a call", "[keelctl-ap
   CHECK(c.node->process().running());
 }
 
+TEST_CASE("upgrade and rollback are admin only, and a node not booted from slots refuses them", "[keelctl-apid]") {
+  Cluster c;
+  const auto& gen = c.gen;
+  REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", gen.path().string()}).exitCode == 0);
+  keel::testing::writeFile(gen / "root.squashfs", std::string(3 << 20, 'k'));
+  REQUIRE(keel::testing::run({KEELCTL_PATH, "sign-image", "--key", (gen / "image-signing.key").string(),
+                              (gen / "root.squashfs").string()})
+              .exitCode == 0);
+  const auto operatorConfig = gen / "operator.keelconfig";
+  REQUIRE(keel::testing::run({KEELCTL_PATH, "config", "new", operatorConfig.string(), "--roles", "os:operator",
+                              "--endpoints", "127.0.1.1:" + std::to_string(c.port), "--from",
+                              (gen / "secrets.json").string()})
+              .exitCode == 0);
+  // An operator may reboot, but not replace the root or roll it back.
+  const auto denied = c.keelctl({"upgrade", (gen / "root.squashfs").string(), "--yes"}, operatorConfig);
+  CHECK(denied.exitCode != 0);
+  CHECK_THAT(denied.err, ContainsSubstring("PERMISSION_DENIED") || ContainsSubstring("os:admin"));
+  const auto deniedRollback = c.keelctl({"rollback", "--yes"}, operatorConfig);
+  CHECK(deniedRollback.exitCode != 0);
+  CHECK_THAT(deniedRollback.err, ContainsSubstring("os:admin"));
+
+  // machined here runs as a process on a host: nothing to upgrade, and it says so.
+  const auto upgrade = c.keelctl({"upgrade", (gen / "root.squashfs").string(), "--yes"});
+  CHECK(upgrade.exitCode != 0);
+  CHECK_THAT(upgrade.err, ContainsSubstring("does not boot from root slots"));
+  const auto rollback = c.keelctl({"rollback", "--yes"});
+  CHECK(rollback.exitCode != 0);
+  CHECK_THAT(rollback.err, ContainsSubstring("does not boot from root slots"));
+
+  // An image without a signature never leaves keelctl; the error says how to sign it.
+  keel::testing::writeFile(gen / "unsigned.squashfs", "x");
+  const auto unsignedImage = c.keelctl({"upgrade", (gen / "unsigned.squashfs").string(), "--yes"});
+  CHECK(unsignedImage.exitCode != 0);
+  CHECK_THAT(unsignedImage.err, ContainsSubstring("keelctl sign-image --key"));
+  // Several nodes at once are refused before anything is sent.
+  const auto many = c.keelctl({"-n", "127.0.1.1,127.0.1.2", "upgrade", (gen / "root.squashfs").string(), "--yes"});
+  CHECK(many.exitCode != 0);
+  CHECK_THAT(many.err, ContainsSubstring("one node"));
+  CHECK(c.node->process().running());
+  CHECK(c.keelctl({"version"}).exitCode == 0);
+}
+
 TEST_CASE("keelctl explains a server certificate from another cluster's CA", "[keelctl-apid]") {
   Cluster c;
   TempDir other;

@@ -531,3 +531,29 @@ TEST_CASE("every command has useful help, and usage errors are prefixed") {
   requireError(keelctl(dir, {"gen", "config", "only-name"}), "endpoint");
   CHECK(keelctl(dir, {}).exitCode != 0);
 }
+
+TEST_CASE("gen image-key and sign-image make signatures openssl verifies, and gen config names the key") {
+  TempDir dir;
+  requireOk(keelctl(dir, {"gen", "image-key", "-o", "keys"}));
+  CHECK(modeOf(dir / "keys/image-signing.key") == 0600);
+  requireError(keelctl(dir, {"gen", "image-key", "-o", "keys"}), "pass --force");
+  writeFile(dir / "root.squashfs", std::string(5 << 20, 'r'));
+  requireOk(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", "root.squashfs"}));
+  // The same bytes `openssl dgst -sha256 -sign` makes: anyone can check them with openssl.
+  requireOk(openssl({"dgst", "-sha256", "-verify", (dir / "keys/image-signing.pub").string(), "-signature",
+                     (dir / "root.squashfs.sig").string(), (dir / "root.squashfs").string()}));
+  writeFile(dir / "other.squashfs", std::string(5 << 20, 's'));
+  CHECK(openssl({"dgst", "-sha256", "-verify", (dir / "keys/image-signing.pub").string(), "-signature",
+                 (dir / "root.squashfs.sig").string(), (dir / "other.squashfs").string()})
+            .exitCode != 0);
+  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", "root.squashfs"}), "already exists");
+  // A public key is not a signing key.
+  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.pub", "other.squashfs"}), "PRIVATE KEY");
+
+  requireOk(keelctl(dir, {"gen", "config", "c", "10.0.0.1", "--image-key", "keys/image-signing.pub", "-o", "out"}));
+  const auto pub = readFile(dir / "keys/image-signing.pub");
+  CHECK(readJson(dir / "out/controlplane.json")["machine"]["upgrade"]["publicKey"] == pub);
+  CHECK(readJson(dir / "out/worker.json")["machine"]["upgrade"]["publicKey"] == pub);
+  requireError(keelctl(dir, {"gen", "config", "c", "10.0.0.1", "--image-key", "keys/image-signing.key", "-o", "bad"}),
+               "--image-key");
+}

@@ -1,5 +1,7 @@
 #include "gen_commands.h"
 
+#include <openssl/evp.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -7,6 +9,7 @@
 
 #include "keel/config/duration.h"
 #include "keel/config/endpoint.h"
+#include "keel/config/file_io.h"
 #include "keel/config/generate.h"
 #include "keel/config/secrets.h"
 #include "keel/pki/pki.h"
@@ -77,6 +80,17 @@ Status genConfig(const GenConfigOptions& options, CommandEnv& env) {
   KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.worker, options.configPatches));
   KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.controlPlane, options.configPatchesControlPlane));
   KEEL_RETURN_IF_ERROR(applyPatches(machineConfigs.worker, options.configPatchesWorker));
+  if (options.imageKey) {
+    std::ifstream in(*options.imageKey, std::ios::binary);
+    if (!in) return notFound(fmt::format("--image-key {}: cannot be read", options.imageKey->string()));
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    if (const Status s = pki::checkDigestSigningKey(pem.str()); !s.isOk()) {
+      return s.withContext("--image-key " + options.imageKey->string());
+    }
+    machineConfigs.controlPlane.imageSigningKey = pem.str();
+    machineConfigs.worker.imageSigningKey = pem.str();
+  }
   context.endpoints = {endpoint.hostPort()};
   context.nodes = {endpoint.host};
   config::ClientConfig client{.context = options.clusterName, .contexts = {{options.clusterName, context}}};
@@ -99,6 +113,90 @@ Status genConfig(const GenConfigOptions& options, CommandEnv& env) {
                          "valid until {}\n",
                          clientPath.string(), options.clusterName, endpoint.hostPort(),
                          formatTime(env.clock.now() + *ttl));
+  return Status::ok();
+}
+
+namespace {
+
+constexpr const char* kImageKeyFile = "image-signing.key";
+constexpr const char* kImagePubFile = "image-signing.pub";
+
+Result<std::string> readWhole(const std::filesystem::path& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return notFound(fmt::format("{} {}: cannot be read", what, path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+std::string toHex(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const unsigned char c : bytes) out += fmt::format("{:02x}", c);
+  return out;
+}
+
+Result<std::string> sha256OfFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return notFound(fmt::format("{}: cannot be read", path.string()));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return internalError("cannot start a SHA-256");
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) return internalError(fmt::format("{}: read error", path.string()));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
+Status genImageKey(const GenImageKeyOptions& options, CommandEnv& env) {
+  const auto keyPath = options.outputDir / kImageKeyFile;
+  const auto pubPath = options.outputDir / kImagePubFile;
+  const auto overwrite = options.force ? config::Overwrite::kYes : config::Overwrite::kNo;
+  if (!options.force) {
+    for (const auto& p : {keyPath, pubPath}) {
+      std::error_code ec;
+      if (std::filesystem::exists(p, ec)) {
+        return alreadyExists(fmt::format("{} exists; pass --force to replace it", p.string()));
+      }
+    }
+  }
+  KEEL_ASSIGN_OR_RETURN(const auto key, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
+  std::error_code ec;
+  std::filesystem::create_directories(options.outputDir, ec);
+  if (ec) return internalError(fmt::format("cannot create {}: {}", options.outputDir.string(), ec.message()));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(keyPath, key.toPem(), overwrite));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(pubPath, key.publicKeyPem(), overwrite));
+  std::filesystem::permissions(pubPath, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                            std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               ec);
+  env.out << fmt::format(
+      "wrote {} (mode 0600): signs node images, keep it offline\n"
+      "wrote {}: the public key; 'keelctl gen config --image-key {}' puts it in machine.upgrade.publicKey\n",
+      keyPath.string(), pubPath.string(), pubPath.string());
+  return Status::ok();
+}
+
+Status signImage(const SignImageOptions& options, CommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(const auto keyPem, readWhole(options.key, "--key"));
+  KEEL_ASSIGN_OR_RETURN(const auto key, pki::PrivateKey::fromPem(keyPem));
+  KEEL_ASSIGN_OR_RETURN(const auto digest, sha256OfFile(options.image));
+  KEEL_ASSIGN_OR_RETURN(const auto signature, pki::signDigest(key, digest));
+  const auto output = options.output.value_or(std::filesystem::path(options.image.string() + ".sig"));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(output, signature,
+                                                options.force ? config::Overwrite::kYes : config::Overwrite::kNo));
+  std::error_code ec;
+  std::filesystem::permissions(output, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                           std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               ec);
+  env.out << fmt::format("wrote {}: the signature of {} (sha256 {})\n", output.string(), options.image.string(),
+                         toHex(digest));
   return Status::ok();
 }
 

@@ -33,6 +33,8 @@ struct GenConfigOptions {
   std::vector<std::filesystem::path> configPatches;
   std::vector<std::filesystem::path> configPatchesControlPlane;
   std::vector<std::filesystem::path> configPatchesWorker;
+  // A public key from 'keelctl gen image-key': both configs accept upgrades signed by it.
+  std::optional<std::filesystem::path> imageKey;
   bool force = false;
 };
 
@@ -41,5 +43,30 @@ struct GenConfigOptions {
 // an os:admin client certificate. Refuses to replace any of them unless force; checks
 // all three before writing any.
 Status genConfig(const GenConfigOptions& options, CommandEnv& env);
+
+struct GenImageKeyOptions {
+  std::filesystem::path outputDir = ".";
+  bool force = false;
+};
+
+// Writes image-signing.key (ECDSA P-256, mode 0600) and image-signing.pub into
+// outputDir: the pair that signs node images and that machine.upgrade.publicKey names.
+Status genImageKey(const GenImageKeyOptions& options, CommandEnv& env);
+
+struct SignImageOptions {
+  std::filesystem::path image;
+  std::filesystem::path key;                       // image-signing.key
+  std::optional<std::filesystem::path> output;     // default: <image>.sig
+  bool force = false;
+};
+
+// Writes the detached signature of an image's SHA-256 (DER ECDSA, the bytes
+// 'openssl dgst -sha256 -sign KEY IMAGE' makes) for 'keelctl upgrade'.
+Status signImage(const SignImageOptions& options, CommandEnv& env);
+
+// The SHA-256 of a file, read in pieces: the raw 32 bytes.
+Result<std::string> sha256OfFile(const std::filesystem::path& path);
+// Lowercase hex of raw bytes.
+std::string toHex(std::string_view bytes);
 
 }  // namespace keel::keelctl

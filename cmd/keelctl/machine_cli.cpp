@@ -116,6 +116,7 @@ struct Args {
   std::string applyFile;
   std::string applyMode = "auto";
   std::string applyTimeout = "60s";
+  UpgradeArgs upgrade;
 };
 
 void addOutput(CLI::App* cmd, Common& c) {
@@ -278,6 +279,28 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
     addOutput(cmd, *common);
     bind(cmd, [name](MachineCommandEnv& e) { return cmdPower(e, name); });
   }
+
+  auto* upgrade = app.add_subcommand(
+      "upgrade", "Install a signed root image on a node booted from the Keel OS image, and reboot into it (admin only)");
+  upgrade->add_option("image", a->upgrade.image, "The root image (root.squashfs of 'ninja image')")
+      ->required()
+      ->check(CLI::ExistingFile);
+  upgrade->add_option("--signature", a->upgrade.signature, "Its signature (default: IMAGE.sig, from 'keelctl sign-image')");
+  upgrade->add_flag("--no-reboot", a->upgrade.noReboot, "Install it for the next boot, but do not reboot now");
+  upgrade->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
+  addOutput(upgrade, *common);
+  upgrade->footer(
+      "The node accepts only an image signed with the key its machine config names (machine.upgrade.publicKey).\n"
+      "It writes the inactive root slot and boots it on trial: unless the new root serves the API in time, the\n"
+      "next boot returns to the current one by itself.\n\n"
+      "Examples:\n  keelctl gen image-key -o ./keys\n  keelctl sign-image --key ./keys/image-signing.key root.squashfs\n"
+      "  keelctl -n 10.0.0.11 upgrade root.squashfs");
+  bind(upgrade, [a](MachineCommandEnv& e) { return cmdUpgrade(e, a->upgrade); });
+
+  auto* rollback = app.add_subcommand("rollback", "Reboot a node into the root slot it booted before the current one");
+  rollback->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
+  addOutput(rollback, *common);
+  bind(rollback, [](MachineCommandEnv& e) { return cmdRollback(e); });
 }
 
 void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,

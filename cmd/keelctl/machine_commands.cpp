@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "gen_commands.h"
 #include "table.h"
 
 namespace keel::keelctl {
@@ -102,6 +103,16 @@ bool printed(MachineCommandEnv& env, const Resp& resp, Status& status) {
   for (const auto& m : resp.messages()) (void)results.accept(m.metadata());
   status = results.finish();
   return true;
+}
+
+// Asks on env.err whether to go on (unless --yes); true for "y" or "yes".
+bool confirmed(MachineCommandEnv& env, const std::string& what) {
+  if (env.assumeYes) return true;
+  env.err << "This will " << what << ". Continue? [y/N] ";
+  env.err.flush();
+  std::string answer;
+  std::getline(env.in, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 }  // namespace
@@ -465,14 +476,8 @@ Status cmdPower(MachineCommandEnv& env, const std::string& action) {
   } else {
     return invalidArgument(fmt::format("unknown power action '{}'", action));
   }
-  if (!env.assumeYes) {
-    env.err << "This will " << what << ". Continue? [y/N] ";
-    env.err.flush();
-    std::string answer;
-    std::getline(env.in, answer);
-    if (answer != "y" && answer != "Y" && answer != "yes") {
-      return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
-    }
+  if (!confirmed(env, what)) {
+    return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
   }
   KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::PowerResponse>(env, method, Empty{})));
   Status status;
@@ -481,6 +486,105 @@ Status cmdPower(MachineCommandEnv& env, const std::string& action) {
   for (const auto& m : resp.messages()) {
     if (!results.accept(m.metadata())) continue;
     env.out << nodeOf(m.metadata()) << ": " << m.action() << " requested\n";
+  }
+  return results.finish();
+}
+
+namespace {
+
+constexpr size_t kUpgradeChunk = size_t{1} << 20;
+
+std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+}  // namespace
+
+Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
+  const auto& target = env.client.target();
+  if (target.nodes.size() > 1) {
+    return invalidArgument(fmt::format("an upgrade streams to one node; {} were named (-n): upgrade them one by one",
+                                       target.nodes.size()));
+  }
+  const std::filesystem::path sigPath =
+      args.signature.empty() ? std::filesystem::path(args.image.string() + ".sig") : args.signature;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(args.image, ec);
+  if (ec) return notFound(fmt::format("image {}: {}", args.image.string(), ec.message()));
+  std::ifstream sigIn(sigPath, std::ios::binary);
+  if (!sigIn) {
+    return failedPrecondition(fmt::format(
+        "no signature {}: a node installs only images signed with its machine.upgrade.publicKey; sign this one "
+        "with 'keelctl sign-image --key image-signing.key {}'",
+        sigPath.string(), args.image.string()));
+  }
+  const std::string signature((std::istreambuf_iterator<char>(sigIn)), std::istreambuf_iterator<char>());
+  KEEL_ASSIGN_OR_RETURN(const auto digest, sha256OfFile(args.image));
+  const std::string node = target.nodes.empty() ? (target.viaApid() ? target.endpoint : "the local node")
+                                                : target.nodes.front();
+  if (!confirmed(env, fmt::format("install {} ({}) as {}'s next root{}", args.image.string(), mib(size), node,
+                                  args.noReboot ? "" : " and reboot it into it"))) {
+    return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
+  }
+
+  std::ifstream in(args.image, std::ios::binary);
+  if (!in) return notFound(fmt::format("image {}: cannot be read", args.image.string()));
+  auto ctx = env.client.context(std::chrono::hours(1));
+  v1::UpgradeResponse resp;
+  auto writer = env.client.stub().Upgrade(ctx.get(), &resp);
+  v1::UpgradeRequest req;
+  auto* header = req.mutable_header();
+  header->set_size(size);
+  header->set_sha256(toHex(digest));
+  header->set_signature(signature);
+  header->set_no_reboot(args.noReboot);
+  bool open = writer->Write(req);
+  uint64_t sent = 0;
+  int shownTenth = 0;
+  std::string chunk(kUpgradeChunk, '\0');
+  while (open && sent < size) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    const auto n = static_cast<size_t>(in.gcount());
+    if (n == 0) break;
+    req.set_chunk(chunk.data(), n);
+    open = writer->Write(req);
+    sent += n;
+    const int tenth = static_cast<int>(sent * 10 / size);
+    if (open && tenth > shownTenth) {
+      shownTenth = tenth;
+      env.err << fmt::format("keelctl: sent {} of {} ({}%)\n", mib(sent), mib(size), tenth * 10);
+    }
+  }
+  if (open) writer->WritesDone();
+  const grpc::Status st = writer->Finish();
+  if (!st.ok()) return fromGrpc(st, target);
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
+  for (const auto& m : resp.messages()) {
+    if (!results.accept(m.metadata())) continue;
+    env.out << fmt::format("{}: installed {} into slot {}", nodeOf(m.metadata()), mib(m.bytes()), m.slot());
+    if (m.rebooting()) {
+      env.out << fmt::format("; rebooting into it. It stays on trial until its API answers, else the node goes "
+                             "back to slot {} by itself.\n",
+                             m.previous());
+    } else {
+      env.out << fmt::format("; the next boot tries it (falling back to slot {}).\n", m.previous());
+    }
+  }
+  return results.finish();
+}
+
+Status cmdRollback(MachineCommandEnv& env) {
+  if (!confirmed(env, "reboot the node into the root slot it booted before the current one")) {
+    return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
+  }
+  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::RollbackResponse>(env, &v1::MachineService::Stub::Rollback, Empty{})));
+  Status status;
+  if (printed(env, resp, status)) return status;
+  NodeResults results(env.err);
+  for (const auto& m : resp.messages()) {
+    if (!results.accept(m.metadata())) continue;
+    env.out << fmt::format("{}: rolling back from slot {} to slot {}; rebooting\n", nodeOf(m.metadata()),
+                           m.previous(), m.slot());
   }
   return results.finish();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <istream>
 #include <mutex>
 #include <optional>
@@ -86,5 +87,15 @@ Status cmdApplyConfig(MachineCommandEnv& env, const std::string& file, const std
 Status cmdConfirmConfig(MachineCommandEnv& env);
 // action: reboot, shutdown or reset. Asks for confirmation unless env.assumeYes.
 Status cmdPower(MachineCommandEnv& env, const std::string& action);
+
+struct UpgradeArgs {
+  std::filesystem::path image;
+  std::filesystem::path signature;  // empty: <image>.sig
+  bool noReboot = false;
+};
+
+// Streams a signed root image to one node's Upgrade, showing progress on env.err.
+Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args);
+Status cmdRollback(MachineCommandEnv& env);
 
 }  // namespace keel::keelctl

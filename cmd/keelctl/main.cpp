@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
   genConfig->add_option("--config-patch-worker", genConfigOptions.configPatchesWorker,
                         "JSON merge patch applied to worker.json only (repeatable)")
       ->check(CLI::ExistingFile);
+  std::string genConfigImageKey;
+  genConfig->add_option("--image-key", genConfigImageKey,
+                        "Public key from 'keelctl gen image-key': the nodes accept upgrades signed with it")
+      ->check(CLI::ExistingFile);
   genConfig->add_flag("--force", genConfigOptions.force, "Replace existing files");
   genConfig->footer(
       "Durations: 24h, 90m, 1h30m, 10d, 30s.\n\n"
@@ -93,8 +97,39 @@ int main(int argc, char** argv) {
       "  keelctl gen config lab https://cp.lab.example:50000 --crt-ttl 720h");
   genConfig->callback([&] {
     if (!withSecrets.empty()) genConfigOptions.withSecrets = withSecrets;
+    if (!genConfigImageKey.empty()) genConfigOptions.imageKey = genConfigImageKey;
     genConfigOptions.outputDir = genConfigOutDir;
     action = [&](CommandEnv& env) { return keel::keelctl::genConfig(genConfigOptions, env); };
+  });
+
+  keel::keelctl::GenImageKeyOptions genImageKeyOptions;
+  std::string genImageKeyDir = ".";
+  auto* genImageKey = gen->add_subcommand(
+      "image-key", "Generate the key pair that signs node images: image-signing.key (0600) and image-signing.pub");
+  genImageKey->add_option("-o,--output-dir", genImageKeyDir, "Directory to write the files into")->capture_default_str();
+  genImageKey->add_flag("--force", genImageKeyOptions.force, "Replace existing files");
+  genImageKey->callback([&] {
+    genImageKeyOptions.outputDir = genImageKeyDir;
+    action = [&](CommandEnv& env) { return keel::keelctl::genImageKey(genImageKeyOptions, env); };
+  });
+
+  // sign-image
+  keel::keelctl::SignImageOptions signImageOptions;
+  std::string signImagePath, signImageKey, signImageOutput;
+  auto* signImage = app.add_subcommand("sign-image", "Sign a node image for 'keelctl upgrade' (offline)");
+  signImage->add_option("image", signImagePath, "The root image")->required()->check(CLI::ExistingFile);
+  signImage->add_option("--key", signImageKey, "The private key from 'keelctl gen image-key'")
+      ->required()
+      ->check(CLI::ExistingFile);
+  signImage->add_option("-o,--output", signImageOutput, "Signature file to write (default: IMAGE.sig)");
+  signImage->add_flag("--force", signImageOptions.force, "Replace the signature file if it exists");
+  signImage->footer("The signature is the DER ECDSA P-256 signature of the image's SHA-256, the same bytes\n"
+                    "'openssl dgst -sha256 -sign image-signing.key IMAGE' writes.");
+  signImage->callback([&] {
+    signImageOptions.image = signImagePath;
+    signImageOptions.key = signImageKey;
+    if (!signImageOutput.empty()) signImageOptions.output = signImageOutput;
+    action = [&](CommandEnv& env) { return keel::keelctl::signImage(signImageOptions, env); };
   });
 
   // config

@@ -189,6 +189,12 @@ int main(int argc, char** argv) {
   if (rootMode && !denyInvokingUser) options.allowedUids.push_back(getuid());
   options.serviceSettleTime = std::chrono::milliseconds(settleMs);
   options.serviceStopGrace = std::chrono::milliseconds(graceMs);
+  if (keel::machined::underPid1()) {
+    // Booted from the OS image: the initramfs told PID 1 which root slot it booted.
+    options.bootDir = "/var/lib/keel-boot";
+    const char* slot = std::getenv("KEEL_BOOT_SLOT");
+    options.bootedSlot = slot != nullptr ? slot : "factory";
+  }
   if (getpid() != 1 && !rootMode && getuid() != 0) {
     spdlog::error("machined: a node with --root / must run as root; use --root DIR for an unprivileged node");
     return 1;

@@ -160,6 +160,7 @@ std::string serializeMachineConfig(const MachineConfig& c) {
     machine["network"] = std::move(network);
   }
   if (!c.allowedFileRoots.empty()) machine["files"] = {{"allowedRoots", c.allowedFileRoots}};
+  if (c.imageSigningKey) machine["upgrade"] = {{"publicKey", *c.imageSigningKey}};
   if (!c.extensions.empty()) {
     nlohmann::ordered_json exts = nlohmann::ordered_json::array();
     for (const auto& e : c.extensions) {
@@ -209,6 +210,11 @@ Status validateMachineConfig(const MachineConfig& c) {
   }
   for (size_t i = 0; i < c.trustd.acceptedTokens.size(); ++i) {
     KEEL_RETURN_IF_ERROR(detail::checkToken(fmt::format("machine.trustd.acceptedTokens[{}]", i), c.trustd.acceptedTokens[i]));
+  }
+  if (c.imageSigningKey) {
+    if (const Status key = pki::checkDigestSigningKey(*c.imageSigningKey); !key.isOk()) {
+      return fieldError("machine.upgrade.publicKey", key.message());
+    }
   }
   for (size_t i = 0; i < c.allowedFileRoots.size(); ++i) {
     const std::filesystem::path root(c.allowedFileRoots[i]);
@@ -315,6 +321,11 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
   if (files) {
     KEEL_ASSIGN_OR_RETURN(c.allowedFileRoots, files->stringArray("allowedRoots"));
     KEEL_RETURN_IF_ERROR(files->finish());
+  }
+  KEEL_ASSIGN_OR_RETURN(auto upgrade, machine.optionalObject("upgrade"));
+  if (upgrade) {
+    KEEL_ASSIGN_OR_RETURN(c.imageSigningKey, upgrade->optionalString("publicKey"));
+    KEEL_RETURN_IF_ERROR(upgrade->finish());
   }
   KEEL_ASSIGN_OR_RETURN(auto extensions, machine.objectArray("extensions"));
   for (auto& ext : extensions) {

@@ -198,3 +198,25 @@ TEST_CASE("cluster names are checked") {
   CHECK_FALSE(validateClusterName("Prod").isOk());
   CHECK_FALSE(validateClusterName(std::string(64, 'a')).isOk());
 }
+
+TEST_CASE("machine.upgrade.publicKey takes a P-256 public key and names any other") {
+  auto p256 = keel::pki::PrivateKey::generate(keel::pki::KeyType::kEcdsaP256);
+  auto ed = keel::pki::PrivateKey::generate(keel::pki::KeyType::kEd25519);
+  REQUIRE(p256.ok());
+  REQUIRE(ed.ok());
+  const auto text = mutate(configs().worker, [&](json& d) { d["machine"]["upgrade"] = {{"publicKey", p256->publicKeyPem()}}; });
+  auto parsed = parseMachineConfig(text);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->imageSigningKey == p256->publicKeyPem());
+  CHECK(*parseMachineConfig(serializeMachineConfig(*parsed)) == *parsed);
+
+  CHECK(startsWith(errorOf(mutate(configs().worker,
+                                  [&](json& d) { d["machine"]["upgrade"] = {{"publicKey", ed->publicKeyPem()}}; })),
+                   "machine.upgrade.publicKey: the image signing key must be ECDSA P-256"));
+  // A private key where the public one belongs is refused, not quietly used.
+  CHECK(startsWith(errorOf(mutate(configs().worker,
+                                  [&](json& d) { d["machine"]["upgrade"] = {{"publicKey", p256->toPem()}}; })),
+                   "machine.upgrade.publicKey: "));
+  CHECK(startsWith(errorOf(mutate(configs().worker, [](json& d) { d["machine"]["upgrade"] = {{"key", "x"}}; })),
+                   "machine.upgrade.key: unknown field"));
+}

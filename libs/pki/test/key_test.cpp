@@ -129,5 +129,38 @@ TEST_CASE("key type names parse back and unknown names are refused", "[pki][key]
   CHECK(contains(bad.status(), "'rsa-2048'"));
 }
 
+TEST_CASE("a digest signed with a P-256 key verifies with its public key and no other", "[pki][key]") {
+  auto owner = PrivateKey::generate(KeyType::kEcdsaP256);
+  auto other = PrivateKey::generate(KeyType::kEcdsaP256);
+  REQUIRE(owner.ok());
+  REQUIRE(other.ok());
+  const std::string digest(32, '\x5a');
+  auto signature = signDigest(*owner, digest);
+  REQUIRE(signature.ok());
+  CHECK(checkDigestSigningKey(owner->publicKeyPem()).isOk());
+  CHECK(verifyDigestSignature(owner->publicKeyPem(), digest, *signature).isOk());
+
+  std::string otherDigest = digest;
+  otherDigest[31] = 'x';
+  CHECK(verifyDigestSignature(owner->publicKeyPem(), otherDigest, *signature).code() == StatusCode::kPermissionDenied);
+  CHECK(verifyDigestSignature(other->publicKeyPem(), digest, *signature).code() == StatusCode::kPermissionDenied);
+  std::string flipped = *signature;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 1);
+  CHECK(verifyDigestSignature(owner->publicKeyPem(), digest, flipped).code() == StatusCode::kPermissionDenied);
+  CHECK(verifyDigestSignature(owner->publicKeyPem(), digest, "").code() == StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("only a P-256 public key is a digest signing key", "[pki][key]") {
+  auto ed = PrivateKey::generate(KeyType::kEd25519);
+  auto p256 = PrivateKey::generate(KeyType::kEcdsaP256);
+  REQUIRE(ed.ok());
+  REQUIRE(p256.ok());
+  CHECK(contains(checkDigestSigningKey(ed->publicKeyPem()), "must be ECDSA P-256, found ed25519"));
+  CHECK(contains(checkDigestSigningKey(p256->toPem()), "expected a PUBLIC KEY PEM block, found 'PRIVATE KEY'"));
+  CHECK(checkDigestSigningKey("").code() == StatusCode::kInvalidArgument);
+  CHECK(signDigest(*ed, std::string(32, 'a')).status().code() == StatusCode::kInvalidArgument);
+  CHECK(signDigest(*p256, "short").status().code() == StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace keel::pki

@@ -25,7 +25,9 @@ std::string_view applyModeName(ApplyMode mode) {
 namespace {
 
 // Fields a running node can take on without restarting its services.
-constexpr std::string_view kLiveFields[] = {"machine.certSANs", "machine.network.hostname", "machine.files"};
+// machine.upgrade is read by each Upgrade call.
+constexpr std::string_view kLiveFields[] = {"machine.certSANs", "machine.network.hostname", "machine.files",
+                                            "machine.upgrade"};
 
 }  // namespace
 
@@ -45,6 +47,7 @@ std::vector<std::string> changedFields(const MachineConfig& a, const MachineConf
   diff(a.hostname != b.hostname, "machine.network.hostname");
   diff(a.allowedFileRoots != b.allowedFileRoots, "machine.files");
   diff(a.extensions != b.extensions, "machine.extensions");
+  diff(a.imageSigningKey != b.imageSigningKey, "machine.upgrade");
   diff(a.clusterName != b.clusterName, "cluster.name");
   diff(a.clusterId != b.clusterId, "cluster.id");
   diff(a.clusterSecret != b.clusterSecret, "cluster.secret");

@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "config_store.h"
@@ -17,6 +18,7 @@
 #include "keel/facts/system_facts.h"
 #include "keel/supervisor/supervisor.h"
 #include "kmsg.h"
+#include "slot_writer.h"
 
 namespace keel::machined {
 
@@ -594,6 +596,126 @@ grpc::Status MachineServiceImpl::Shutdown(grpc::ServerContext* ctx, const Empty*
 grpc::Status MachineServiceImpl::Reset(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
   KEEL_AUTHORIZE("Reset");
   return power(deps_, PowerAction::kReset, "reset", resp);
+}
+
+namespace {
+
+// A root image larger than this is refused from its header: the squashfs roots Keel
+// builds are tens of MiB, and the state disk also holds the other slot.
+constexpr uint64_t kMaxImageBytes = uint64_t{2} << 30;
+
+Status checkBootsFromSlots(const MachineServiceDeps& deps) {
+  if (deps.bootDir.empty()) {
+    return failedPrecondition(
+        "this node does not boot from root slots: machined runs as a process on a host, not as the Keel OS "
+        "image's PID 1, so there is no root to upgrade or roll back");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerReader<v1::UpgradeRequest>* reader,
+                                         v1::UpgradeResponse* resp) {
+  KEEL_AUTHORIZE("Upgrade");
+  if (const Status s = checkBootsFromSlots(deps_); !s.isOk()) return toGrpc(s);
+  const auto key = deps_.config->current().imageSigningKey;
+  if (!key) {
+    return toGrpc(failedPrecondition(
+        "the machine config has no machine.upgrade.publicKey, so no image can be trusted: apply a config that "
+        "names the public key your images are signed with ('keelctl gen image-key' makes a pair)"));
+  }
+  std::unique_lock lock(upgradeMu_, std::try_to_lock);
+  if (!lock.owns_lock()) return toGrpc({StatusCode::kAborted, "another upgrade or rollback is in progress"});
+  auto pointer = readBootPointer(deps_.bootDir);
+  if (!pointer.ok()) return toGrpc(pointer.status());
+  if (*pointer && (*pointer)->boot == deps_.bootedSlot && (*pointer)->tries >= 0) {
+    // Writing now could overwrite the slot it falls back to.
+    return toGrpc(failedPrecondition(fmt::format(
+        "slot {} is on trial until it serves the API; upgrade again once it is kept (or rolled back)",
+        deps_.bootedSlot)));
+  }
+  v1::UpgradeRequest req;
+  if (!reader->Read(&req) || req.part_case() != v1::UpgradeRequest::kHeader) {
+    return toGrpc(invalidArgument("expected the upgrade's header (size, sha256, signature) as its first message"));
+  }
+  const v1::UpgradeHeader header = req.header();
+  if (header.size() > kMaxImageBytes) {
+    return toGrpc(invalidArgument(
+        fmt::format("the image is {} bytes; at most {} are accepted", header.size(), kMaxImageBytes)));
+  }
+  auto writer = SlotWriter::begin(deps_.bootDir, deps_.bootedSlot, header.sha256(), header.signature(), *key,
+                                  header.size());
+  if (!writer.ok()) {
+    spdlog::warn("upgrade refused: {}", writer.status().message());
+    deps_.events->record("machine", "upgrade", "refused", writer.status().message());
+    return toGrpc(writer.status());
+  }
+  while (reader->Read(&req)) {
+    if (req.part_case() != v1::UpgradeRequest::kChunk) {
+      return toGrpc(invalidArgument("expected the image's bytes after the header, found a second header"));
+    }
+    if (const Status s = writer->write(req.chunk()); !s.isOk()) return toGrpc(s);
+  }
+  if (ctx->IsCancelled()) return toGrpc({StatusCode::kCancelled, "the upgrade was cancelled; nothing changed"});
+  auto slot = writer->finish();
+  if (!slot.ok()) {
+    spdlog::warn("upgrade refused: {}", slot.status().message());
+    deps_.events->record("machine", "upgrade", "refused", slot.status().message());
+    return toGrpc(slot.status());
+  }
+  const std::string message =
+      fmt::format("installed a {}-byte image (sha256 {}) into slot {}; the next boot tries it, falling back to slot {}",
+                  header.size(), header.sha256(), *slot, deps_.bootedSlot);
+  spdlog::info("{}", message);
+  deps_.events->record("machine", "upgrade", "installed", message);
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_slot(*slot);
+  m->set_previous(deps_.bootedSlot);
+  m->set_bytes(header.size());
+  m->set_rebooting(!header.no_reboot());
+  if (!header.no_reboot()) deps_.power(PowerAction::kReboot);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::Rollback(grpc::ServerContext* ctx, const Empty*, v1::RollbackResponse* resp) {
+  KEEL_AUTHORIZE("Rollback");
+  if (const Status s = checkBootsFromSlots(deps_); !s.isOk()) return toGrpc(s);
+  std::unique_lock lock(upgradeMu_, std::try_to_lock);
+  if (!lock.owns_lock()) return toGrpc({StatusCode::kAborted, "another upgrade or rollback is in progress"});
+  auto pointer = readBootPointer(deps_.bootDir);
+  if (!pointer.ok()) return toGrpc(pointer.status());
+  const std::string& booted = deps_.bootedSlot;
+  if (!*pointer || ((*pointer)->boot == booted && (*pointer)->fallback == booted)) {
+    return toGrpc(failedPrecondition(fmt::format("slot {} is the only slot this node has booted: there is nothing "
+                                                 "to roll back to",
+                                                 booted)));
+  }
+  const BootPointer& p = **pointer;
+  if (p.boot != booted) {
+    return toGrpc(failedPrecondition(fmt::format(
+        "the next boot already leaves slot {} for slot {}; reboot to try it, or upgrade again", booted, p.boot)));
+  }
+  const std::string target = p.fallback;
+  if (target != "factory") {
+    std::error_code ec;
+    if (!std::filesystem::exists(deps_.bootDir / ("slot-" + target + ".squashfs"), ec)) {
+      return toGrpc(failedPrecondition(fmt::format("slot {} is no longer on the state disk", target)));
+    }
+  }
+  // The slot rolled back to served the API before: it boots as kept, and the slot left
+  // stays as its fallback, so a second rollback returns to it.
+  if (const Status s = writeBootPointer(deps_.bootDir, target, booted, -1); !s.isOk()) return toGrpc(s);
+  const std::string message = fmt::format("rolling back from slot {} to slot {}", booted, target);
+  spdlog::info("{}", message);
+  deps_.events->record("machine", "rollback", "requested", message);
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_slot(target);
+  m->set_previous(booted);
+  deps_.power(PowerAction::kReboot);
+  return grpc::Status::OK;
 }
 
 }  // namespace keel::machined

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "keel/machine/v1/machine.grpc.pb.h"
@@ -35,6 +36,11 @@ struct MachineServiceDeps {
   std::filesystem::path kmsgPath = "/dev/kmsg";
   // Starts a power action after the reply is sent. Must not block.
   std::function<void(PowerAction)> power;
+  // A node booted from the OS image: the state disk's directory of root slots and boot
+  // pointer (/var/lib/keel-boot), and the slot booted now ("factory", "a" or "b"). Empty
+  // bootDir: machined runs as a process on a host, and Upgrade and Rollback are refused.
+  std::filesystem::path bootDir;
+  std::string bootedSlot = "factory";
 };
 
 namespace v1 = keel::machine::v1;
@@ -65,6 +71,9 @@ class MachineServiceImpl final : public keel::machine::v1::MachineService::Servi
   grpc::Status Reboot(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Shutdown(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Reset(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
+  grpc::Status Upgrade(grpc::ServerContext* ctx, grpc::ServerReader<v1::UpgradeRequest>* reader,
+                       v1::UpgradeResponse* resp) override;
+  grpc::Status Rollback(grpc::ServerContext* ctx, const Empty* req, v1::RollbackResponse* resp) override;
   grpc::Status Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req, grpc::ServerWriter<v1::LogLine>* writer) override;
   grpc::Status Dmesg(grpc::ServerContext* ctx, const v1::DmesgRequest* req, grpc::ServerWriter<v1::LogLine>* writer) override;
   grpc::Status Events(grpc::ServerContext* ctx, const v1::EventsRequest* req, grpc::ServerWriter<v1::Event>* writer) override;
@@ -73,6 +82,7 @@ class MachineServiceImpl final : public keel::machine::v1::MachineService::Servi
 
  private:
   MachineServiceDeps deps_;
+  std::mutex upgradeMu_;  // one Upgrade or Rollback at a time
 };
 
 }  // namespace keel::machined

@@ -377,6 +377,8 @@ Status Node::startApi() {
   deps.nodeName = options_.address;
   deps.kmsgPath = options_.kmsgPath;
   deps.power = [this](PowerAction a) { requestStop(a); };
+  deps.bootDir = options_.bootDir;
+  deps.bootedSlot = options_.bootedSlot;
   service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
 
   grpc::ServerBuilder builder;

@@ -57,6 +57,10 @@ struct NodeOptions {
   // Services started by machined: shorter timings make tests fast.
   std::chrono::milliseconds serviceSettleTime{1000};
   std::chrono::milliseconds serviceStopGrace{10'000};
+  // Booted from the OS image: the state disk's root slots and boot pointer, and the slot
+  // booted now (see MachineServiceDeps). Empty: Upgrade and Rollback are refused.
+  std::filesystem::path bootDir;
+  std::string bootedSlot = "factory";
   // Starts a service process outside this process (machined's spawner), confined as
   // ServiceSpec::sandbox says; the process must be a child of this one (see
   // SupervisorOptions::spawn). Empty: the supervisor forks in-process and each service is

@@ -2,12 +2,13 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <optional>
+
+#include "keel/pki/pki.h"
 
 namespace keel::machined {
 
@@ -57,32 +58,49 @@ Status writeDurably(const fs::path& path, std::string_view text) {
   return syncDir(path.parent_path());
 }
 
-// The signature covers the image's SHA-256: checked before a byte is written, so an
-// unsigned image never reaches the disk.
-Status verifySignature(std::string_view digest, std::string_view signature, std::string_view publicKeyPem) {
-  BIO* bio = BIO_new_mem_buf(publicKeyPem.data(), static_cast<int>(publicKeyPem.size()));
-  EVP_PKEY* key = bio != nullptr ? PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr) : nullptr;
-  BIO_free(bio);
-  if (key == nullptr) return invalidArgument("the image signing key is not a PEM public key");
-  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC || EVP_PKEY_get_bits(key) != 256) {
-    EVP_PKEY_free(key);
-    return invalidArgument("the image signing key must be ECDSA P-256");
-  }
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
-  const bool ok = ctx != nullptr && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
-                  EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
-                                  reinterpret_cast<const unsigned char*>(digest.data()), digest.size()) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  EVP_PKEY_free(key);
-  if (!ok) return permissionDenied("the image's signature does not verify with the machine config's signing key");
-  return Status::ok();
-}
-
 }  // namespace
 
 void SlotWriter::HashDeleter::operator()(void* ctx) const { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx)); }
 
 std::string inactiveSlot(std::string_view booted) { return booted == "a" ? "b" : "a"; }
+
+Result<std::optional<BootPointer>> readBootPointer(const fs::path& dir) {
+  const fs::path path = dir / "pointer";
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<BootPointer>();
+    return internalError("cannot read " + path.string() + ": " + std::strerror(errno));
+  }
+  std::string text(256, '\0');
+  const ssize_t n = ::read(fd, text.data(), text.size());
+  close(fd);
+  if (n < 0) return internalError("cannot read " + path.string() + ": " + std::strerror(errno));
+  text.resize(static_cast<size_t>(n));
+  BootPointer p;
+  bool tries = false;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
+    const bool slot = value == "factory" || value == "a" || value == "b";
+    if (key == "boot" && slot) p.boot = value;
+    if (key == "fallback" && slot) p.fallback = value;
+    if (key == "tries") {
+      tries = value == "confirmed" || (!value.empty() && value.size() < 4 &&
+                                       value.find_first_not_of("0123456789") == std::string::npos);
+      p.tries = value == "confirmed" || !tries ? -1 : std::stoi(value);
+    }
+  }
+  if (p.boot.empty() || p.fallback.empty() || !tries) {
+    return dataLoss(path.string() + " does not name a slot to boot, one to fall back to and the tries left");
+  }
+  return std::optional<BootPointer>(p);
+}
 
 Status writeBootPointer(const fs::path& dir, std::string_view boot, std::string_view fallback, int tries) {
   const std::string text = "boot=" + std::string(boot) + "\nfallback=" + std::string(fallback) +
@@ -95,7 +113,9 @@ Result<SlotWriter> SlotWriter::begin(fs::path dir, std::string booted, std::stri
   const auto digest = fromHex(sha256Hex);
   if (!digest) return invalidArgument("expected the image's SHA-256 as 64 lowercase hex digits");
   if (size == 0) return invalidArgument("the image is empty");
-  KEEL_RETURN_IF_ERROR(verifySignature(*digest, signature, publicKeyPem));
+  // The signature covers the image's SHA-256: checked before a byte is written, so an
+  // unsigned image never reaches the disk.
+  KEEL_RETURN_IF_ERROR(pki::verifyDigestSignature(publicKeyPem, *digest, signature));
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return internalError("cannot create " + dir.string() + ": " + ec.message());

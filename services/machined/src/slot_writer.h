@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,18 @@ namespace keel::machined {
 
 // The slot an upgrade writes: "a" unless "a" is booted, then "b".
 std::string inactiveSlot(std::string_view booted);
+
+// The boot pointer: the slot the next boot takes, the slot to return to, and the boots
+// it has left on trial (tries < 0: confirmed, kept for good).
+struct BootPointer {
+  std::string boot;
+  std::string fallback;
+  int tries = -1;
+};
+
+// The pointer in `dir`, nullopt when there is none (the node was never upgraded).
+// Errors: INTERNAL when it cannot be read, DATA_LOSS when it does not parse.
+Result<std::optional<BootPointer>> readBootPointer(const std::filesystem::path& dir);
 
 // The pointer file in `dir` (/var/lib/keel-boot) as the initramfs reads it.
 Status writeBootPointer(const std::filesystem::path& dir, std::string_view boot, std::string_view fallback,

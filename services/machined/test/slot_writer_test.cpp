@@ -138,10 +138,32 @@ TEST_CASE("malformed hashes and keys are refused by name") {
              ContainsSubstring("64 lowercase hex digits"));
   const std::string digest = sha256(kImage);
   CHECK_THAT(SlotWriter::begin(dir.path(), "a", hex(digest), owner.sign(digest), "not a key", 1).status().message(),
-             ContainsSubstring("not a PEM public key"));
+             ContainsSubstring("expected exactly one PUBLIC KEY PEM block"));
   CHECK(keel::machined::inactiveSlot("factory") == "a");
   CHECK(keel::machined::inactiveSlot("a") == "b");
   CHECK(keel::machined::inactiveSlot("b") == "a");
 }
 
 }  // namespace
+
+TEST_CASE("the boot pointer reads back as written; none is nullopt and a damaged one is DATA_LOSS") {
+  TempDir dir;
+  auto none = keel::machined::readBootPointer(dir.path());
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "b", "factory", 1).isOk());
+  auto p = keel::machined::readBootPointer(dir.path());
+  REQUIRE(p.ok());
+  REQUIRE(p->has_value());
+  CHECK((*p)->boot == "b");
+  CHECK((*p)->fallback == "factory");
+  CHECK((*p)->tries == 1);
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "factory", "b", -1).isOk());
+  p = keel::machined::readBootPointer(dir.path());
+  REQUIRE(p.ok());
+  CHECK((*p)->tries == -1);
+  keel::testing::writeFile(dir / "pointer", "boot=c\nfallback=factory\ntries=1\n");
+  CHECK(keel::machined::readBootPointer(dir.path()).status().code() == keel::StatusCode::kDataLoss);
+  keel::testing::writeFile(dir / "pointer", "boot=a\nfallback=factory\ntries=lots\n");
+  CHECK(keel::machined::readBootPointer(dir.path()).status().code() == keel::StatusCode::kDataLoss);
+}

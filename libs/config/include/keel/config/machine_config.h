@@ -75,6 +75,9 @@ struct MachineConfig {
   std::vector<std::string> allowedFileRoots;
   std::vector<ExtensionService> extensions;
   TrustdSettings trustd;
+  // machine.upgrade.publicKey: the PEM public key (ECDSA P-256) whose signature a node
+  // image must carry to be installed by an upgrade. Absent: upgrades are refused.
+  std::optional<std::string> imageSigningKey;
 
   std::string clusterName;
   std::string clusterId;

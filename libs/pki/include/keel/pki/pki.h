@@ -211,4 +211,18 @@ struct VerifyOptions {
 Status verifyCertificate(const Certificate& leaf, const std::vector<Certificate>& acceptedCas,
                          const VerifyOptions& options, const Clock& clock);
 
+// Detached signatures over a SHA-256 digest, as node images are signed: ECDSA P-256,
+// DER-encoded, the same bytes `openssl dgst -sha256 -sign KEY FILE` writes for FILE.
+// `sha256` is the 32-byte digest itself. Errors: INVALID_ARGUMENT for a key that is not
+// P-256 or a digest that is not 32 bytes.
+Result<std::string> signDigest(const PrivateKey& key, std::string_view sha256);
+
+// Checks that `publicKeyPem` is one SubjectPublicKeyInfo PEM block ("PUBLIC KEY") of a
+// P-256 key. Errors: INVALID_ARGUMENT saying what it is instead.
+Status checkDigestSigningKey(std::string_view publicKeyPem);
+
+// Verifies a signature made by signDigest. Errors: INVALID_ARGUMENT for a bad key or
+// digest; PERMISSION_DENIED when the signature does not verify with the key.
+Status verifyDigestSignature(std::string_view publicKeyPem, std::string_view sha256, std::string_view signature);
+
 }  // namespace keel::pki
