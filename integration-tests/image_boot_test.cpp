@@ -120,27 +120,44 @@ TEST_CASE("a machined that keeps crashing is reported on the console before the 
   CHECK(vm.waitForExit(60s));
 }
 
-// A root slot as an upgrade leaves it on the state disk: the build's root, changed by
-// `change` (run in the unpacked root), packed again; and a boot pointer that tries it once.
-std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
+// A second build of the root: the build's root, changed by `change` (run in the unpacked
+// root), packed again into `out`.
+void packRoot(const keel::testing::TempDir& dir, const std::string& change, const std::filesystem::path& out) {
   const auto root = dir / "root";
-  const auto state = dir / "state";
-  std::filesystem::create_directories(state / "lib/keel-boot");
   const auto copy = keel::testing::run({"cp", "-a", (std::filesystem::path(KEEL_IMAGE_DIR) / "root.d").string(),
                                         root.string()});
   REQUIRE(copy.exitCode == 0);
   const auto changed = keel::testing::run({"sh", "-c", "cd '" + root.string() + "' && " + change});
   REQUIRE(changed.exitCode == 0);
-  const auto packed = keel::testing::run({"/usr/bin/mksquashfs", root.string(), (state / "lib/keel-boot/slot-b.squashfs").string(),
-                                          "-comp", "zstd", "-all-root", "-noappend", "-quiet", "-no-progress"},
+  const auto packed = keel::testing::run({"/usr/bin/mksquashfs", root.string(), out.string(), "-comp", "zstd",
+                                          "-all-root", "-noappend", "-quiet", "-no-progress"},
                                          {.workingDirectory = std::nullopt,
                                           .extraEnv = {{"PATH", "/usr/sbin:/sbin:/usr/bin:/bin"}},
                                           .stdinData = "",
                                           .timeout = 120s});
   INFO(packed.err);
   REQUIRE(packed.exitCode == 0);
+  std::filesystem::remove_all(root);
+}
+
+// A root slot as an upgrade leaves it on the state disk: a second build in slot b, and a
+// boot pointer that tries it once.
+std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
+  const auto state = dir / "state";
+  std::filesystem::create_directories(state / "lib/keel-boot");
+  packRoot(dir, change, state / "lib/keel-boot/slot-b.squashfs");
   writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
   return state;
+}
+
+// Signs `image` with `key` into `image`.sig, as an image's owner does.
+void signImage(const std::filesystem::path& image, const std::filesystem::path& key,
+               const std::filesystem::path& signature = {}) {
+  std::vector<std::string> argv = {KEELCTL_PATH, "sign-image", "--key", key.string(), image.string()};
+  if (!signature.empty()) argv.insert(argv.end(), {"-o", signature.string()});
+  const auto signedImage = keel::testing::run(argv);
+  INFO(signedImage.err);
+  REQUIRE(signedImage.exitCode == 0);
 }
 
 TEST_CASE("a fault in PID 1 is written to the console before the kernel panics", "[image]") {
@@ -210,6 +227,101 @@ TEST_CASE("a new root slot that never serves the API is left for the previous on
   // Back on the factory slot, by itself.
   REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory")));
   CHECK(vm.keelctl({"version"}).exitCode == 0);
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+}
+
+TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback returns; other keys change nothing",
+          "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  const auto image = work / "second.squashfs";
+  packRoot(work, "echo second > usr/share/keel/build-id", image);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120");
+  REQUIRE(vm.waitForApi(kBootTimeout));
+
+  // Signed by someone else's key, or not at all: refused before a byte is written.
+  REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", (work / "other").string()}).exitCode == 0);
+  signImage(image, work / "other/image-signing.key", work / "other.sig");
+  size_t before = vm.serial().size();
+  const auto forged = vm.keelctl({"upgrade", image.string(), "--signature", (work / "other.sig").string(), "--yes"});
+  INFO(forged.out << forged.err);
+  CHECK(forged.exitCode != 0);
+  CHECK_THAT(forged.err, ContainsSubstring("does not verify with the machine config's signing key"));
+  writeFile(work / "empty.sig", "");
+  const auto unsignedImage =
+      vm.keelctl({"upgrade", image.string(), "--signature", (work / "empty.sig").string(), "--yes"});
+  CHECK(unsignedImage.exitCode != 0);
+  CHECK_THAT(unsignedImage.err, ContainsSubstring("does not verify"));
+  const auto events = vm.keelctl({"events"});
+  CHECK_THAT(events.out, ContainsSubstring("refused"));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+  CHECK_THAT(vm.serial().substr(before), !ContainsSubstring("rebooting"));
+  const auto nothing = vm.keelctl({"rollback", "--yes"});
+  CHECK(nothing.exitCode != 0);
+  CHECK_THAT(nothing.err, ContainsSubstring("nothing to roll back to"));
+
+  // Signed by the owner: streamed with progress, written to slot a, booted on trial, kept.
+  signImage(image, vm.imageSigningKey());
+  before = vm.serial().size();
+  const auto started = std::chrono::steady_clock::now();
+  const auto upgrade = vm.keelctl({"upgrade", image.string(), "--yes"});
+  INFO(upgrade.out << upgrade.err);
+  REQUIRE(upgrade.exitCode == 0);
+  std::printf("image: upgrade of %.1f MiB streamed in %.1f s\n",
+              static_cast<double>(std::filesystem::file_size(image)) / (1 << 20),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  CHECK_THAT(upgrade.err, ContainsSubstring("(100%)"));
+  CHECK_THAT(upgrade.out, ContainsSubstring("into slot a; rebooting into it"));
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  std::printf("image: upgrade to API-ready on the new slot %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  CHECK(vm.waitForSerial("keel-pid1: slot a serves the API; it is kept", 60s, before));
+  CHECK_THAT(vm.serial().substr(before), ContainsSubstring("keel-init: trying slot a"));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+
+  // Rollback on demand: back to the factory root, which stays, with slot a to return to.
+  before = vm.serial().size();
+  const auto rollback = vm.keelctl({"rollback", "--yes"});
+  INFO(rollback.out << rollback.err);
+  REQUIRE(rollback.exitCode == 0);
+  CHECK_THAT(rollback.out, ContainsSubstring("rolling back from slot a to slot factory"));
+  REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
+  REQUIRE(vm.waitForApi(kBootTimeout, before));
+  CHECK_THAT(vm.serial().substr(before), ContainsSubstring("(slot factory), mounted read-only"));
+  CHECK_THAT(vm.serial().substr(before), !ContainsSubstring("trying slot"));
+
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+  const auto pointer = keel::testing::run({"/usr/sbin/debugfs", "-R", "cat /lib/keel-boot/pointer", vm.statePath().string()});
+  CHECK(pointer.out == "boot=factory\nfallback=a\ntries=confirmed\n");
+}
+
+TEST_CASE("an upgrade to a build that never serves the API goes back to the previous slot by itself", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  const auto image = work / "broken.squashfs";
+  // A broken build: its apid is an empty file, so the API never comes up.
+  packRoot(work, ": > usr/libexec/keel/apid", image);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20");
+  REQUIRE(vm.waitForApi(kBootTimeout));
+  signImage(image, vm.imageSigningKey());
+  const size_t before = vm.serial().size();
+  const auto upgrade = vm.keelctl({"upgrade", image.string(), "--yes"});
+  INFO(upgrade.out << upgrade.err);
+  REQUIRE(upgrade.exitCode == 0);
+  CHECK(vm.waitForSerial("keel-init: trying slot a", kBootTimeout, before));
+  CHECK(vm.waitForSerial("keel-pid1: slot a did not serve the API within 20 s; rebooting into the previous slot",
+                         kBootTimeout, before));
+  CHECK(vm.waitForSerial("keel-init: slot a never reached API-ready; going back to slot factory", kBootTimeout,
+                         before));
+  REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory", before)));
+  CHECK(vm.keelctl({"version"}).exitCode == 0);
+  // Back where it was: nothing left to roll back to.
+  const auto rollback = vm.keelctl({"rollback", "--yes"});
+  CHECK(rollback.exitCode != 0);
+  CHECK_THAT(rollback.err, ContainsSubstring("nothing to roll back to"));
   CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
   CHECK(vm.waitForExit(60s));
 }

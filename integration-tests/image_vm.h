@@ -84,8 +84,12 @@ class ImageVm {
                    const std::string& extraKernelArgs = "", const std::filesystem::path& stateContent = {})
       : imageDir_(imageDir), port_(freeLoopbackPort()) {
     chmod(dir_.path().c_str(), 0700);
-    const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "image-test", "10.0.2.15", "-o",
-                                         dir_.path().string()});
+    // The node accepts upgrades signed with this directory's image-signing.key.
+    const auto key = keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", dir_.path().string()});
+    INFO(key.err);
+    REQUIRE(key.exitCode == 0);
+    const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "image-test", "10.0.2.15", "--image-key",
+                                         (dir_ / "image-signing.pub").string(), "-o", dir_.path().string()});
     INFO(gen.err);
     REQUIRE(gen.exitCode == 0);
     config_ = nlohmann::json::parse(readFile(dir_ / "controlplane.json"));
@@ -155,6 +159,8 @@ class ImageVm {
   }
 
   std::filesystem::path statePath() const { return dir_ / "state.img"; }
+  // The private key the node's machine.upgrade.publicKey belongs to.
+  std::filesystem::path imageSigningKey() const { return dir_ / "image-signing.key"; }
   std::filesystem::path serialPath() const { return dir_ / "serial.log"; }
   std::string serial() const {
     std::error_code ec;
@@ -204,7 +210,8 @@ class ImageVm {
                                      "127.0.0.1:" + std::to_string(port_)};
     argv.insert(argv.end(), args.begin(), args.end());
     keel::testing::RunOptions options;
-    options.timeout = std::chrono::seconds(60);
+    // An upgrade streams a whole root into an emulated guest.
+    options.timeout = std::chrono::seconds(180);
     return keel::testing::run(argv, options);
   }
 
