@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "boot_pointer.h"
+
 namespace {
 
 constexpr const char* kModuleList = "/etc/modules.order";  // one module path a line, in load order
@@ -135,42 +137,22 @@ bool hasExt4(const std::string& dev) {
   return ok && magic[0] == 0x53 && magic[1] == 0xEF;
 }
 
-// The boot pointer: which slot boots ("factory" is the root disk, "a" and "b" files on the
-// state disk), which one to return to, and how many unconfirmed boots the slot has left.
-// tries < 0: confirmed (machined's PID 1 reached API-ready on it).
-struct Pointer {
-  std::string boot = "factory";
-  std::string fallback = "factory";
-  int tries = -1;
-};
-
-bool validSlot(const std::string& s) { return s == "factory" || s == "a" || s == "b"; }
+using Pointer = keel::machined::BootPointer;
 
 Pointer readPointer() {
-  Pointer p;
   std::string text;
-  if (!readSmallFile(kPointer, text)) return p;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    const size_t eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-    if (key == "boot" && validSlot(value)) p.boot = value;
-    if (key == "fallback" && validSlot(value)) p.fallback = value;
-    if (key == "tries") p.tries = value == "confirmed" ? -1 : std::atoi(value.c_str());
-  }
-  return p;
+  if (!readSmallFile(kPointer, text)) return Pointer{};
+  const auto parsed = keel::machined::parseBootPointer(text);
+  if (parsed.complete) return parsed.pointer;
+  // A damaged pointer: the slot it falls back to, if it still names one, else the factory root.
+  say("the boot pointer is damaged; booting slot " + parsed.pointer.fallback);
+  return Pointer{parsed.pointer.fallback, parsed.pointer.fallback, -1};
 }
 
 // Written whole to a new file, synced, renamed over the old one: a power cut leaves one
 // or the other.
 void writePointer(const Pointer& p) {
-  const std::string text = "boot=" + p.boot + "\nfallback=" + p.fallback +
-                           "\ntries=" + (p.tries < 0 ? std::string("confirmed") : std::to_string(p.tries)) + "\n";
+  const std::string text = keel::machined::formatBootPointer(p);
   const int fd = open(kPointerNew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || fsync(fd) != 0) {
     fail(std::string("cannot write ") + kPointerNew + ": " + errnoText());

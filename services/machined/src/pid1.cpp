@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "boot_pointer.h"
 #include "keel/config/machine_config.h"
 
 namespace keel::machined {
@@ -317,15 +318,14 @@ bool listening(int port) {
   return false;
 }
 
-// Marks the booted slot as good: the pointer keeps it and drops its tries count. The
-// rest of the pointer is the initramfs's format (packaging/image/init/keel_init.cpp).
+// Marks the booted slot as good: the pointer keeps it and drops its tries count.
 bool confirmSlot(const std::string& slot) {
   auto text = readText(kPointer, 4096);
   if (!text) return false;
-  std::string fallback = "factory";
-  const size_t at = text->find("fallback=");
-  if (at != std::string::npos) fallback = text->substr(at + 9, text->find('\n', at) - at - 9);
-  const std::string out = "boot=" + slot + "\nfallback=" + fallback + "\ntries=confirmed\n";
+  BootPointer p = parseBootPointer(*text).pointer;
+  p.boot = slot;
+  p.tries = -1;
+  const std::string out = formatBootPointer(p);
   const int fd = open(kPointerNew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   const bool ok = write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && fsync(fd) == 0;

@@ -76,36 +76,16 @@ Result<std::optional<BootPointer>> readBootPointer(const fs::path& dir) {
   close(fd);
   if (n < 0) return internalError("cannot read " + path.string() + ": " + std::strerror(errno));
   text.resize(static_cast<size_t>(n));
-  BootPointer p;
-  bool tries = false;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    const size_t eq = line.find('=');
-    if (eq == std::string::npos) continue;
-    const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-    const bool slot = value == "factory" || value == "a" || value == "b";
-    if (key == "boot" && slot) p.boot = value;
-    if (key == "fallback" && slot) p.fallback = value;
-    if (key == "tries") {
-      tries = value == "confirmed" || (!value.empty() && value.size() < 4 &&
-                                       value.find_first_not_of("0123456789") == std::string::npos);
-      p.tries = value == "confirmed" || !tries ? -1 : std::stoi(value);
-    }
-  }
-  if (p.boot.empty() || p.fallback.empty() || !tries) {
+  const auto parsed = parseBootPointer(text);
+  if (!parsed.complete) {
     return dataLoss(path.string() + " does not name a slot to boot, one to fall back to and the tries left");
   }
-  return std::optional<BootPointer>(p);
+  return std::optional<BootPointer>(parsed.pointer);
 }
 
 Status writeBootPointer(const fs::path& dir, std::string_view boot, std::string_view fallback, int tries) {
-  const std::string text = "boot=" + std::string(boot) + "\nfallback=" + std::string(fallback) +
-                           "\ntries=" + (tries < 0 ? std::string("confirmed") : std::to_string(tries)) + "\n";
-  return writeDurably(dir / "pointer", text);
+  return writeDurably(dir / "pointer",
+                      formatBootPointer({.boot = std::string(boot), .fallback = std::string(fallback), .tries = tries}));
 }
 
 Result<SlotWriter> SlotWriter::begin(fs::path dir, std::string booted, std::string_view sha256Hex,

@@ -11,20 +11,13 @@
 #include <string>
 #include <string_view>
 
+#include "boot_pointer.h"
 #include "keel/common/status.h"
 
 namespace keel::machined {
 
 // The slot an upgrade writes: "a" unless "a" is booted, then "b".
 std::string inactiveSlot(std::string_view booted);
-
-// The boot pointer: the slot the next boot takes, the slot to return to, and the boots
-// it has left on trial (tries < 0: confirmed, kept for good).
-struct BootPointer {
-  std::string boot;
-  std::string fallback;
-  int tries = -1;
-};
 
 // The pointer in `dir`, nullopt when there is none (the node was never upgraded).
 // Errors: INTERNAL when it cannot be read, DATA_LOSS when it does not parse.
