@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "keel/common/fd_io.h"
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
 
@@ -38,21 +39,6 @@ constexpr std::string_view kNewCertificateHint =
 std::string nameOf(const pki::DistinguishedName& dn) {
   return dn.commonName.empty() ? dn.toString() : dn.commonName;
 }
-
-// Closes the descriptor on every path out.
-class SocketFd {
- public:
-  explicit SocketFd(int fd) : fd_(fd) {}
-  ~SocketFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  SocketFd(const SocketFd&) = delete;
-  SocketFd& operator=(const SocketFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::string opensslErrors() {
   std::string out;
@@ -120,7 +106,7 @@ Result<Probe> probe(const config::Endpoint& ep, const TlsIdentity& identity,
   SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);
 
   KEEL_ASSIGN_OR_RETURN(const int raw, dial(ep, timeout));
-  SocketFd fd(raw);
+  UniqueFd fd(raw);
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
   if (!ssl) return internalError("SSL_new: " + opensslErrors());
   SSL_set_fd(ssl.get(), fd.get());

@@ -6,9 +6,9 @@
 
 namespace keel {
 
-void UniqueFd::reset() {
+void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  fd_ = fd;
 }
 
 std::size_t readFully(int fd, void* buffer, std::size_t size) {

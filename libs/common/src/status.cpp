@@ -2,10 +2,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <system_error>
 
 #include "keel/common/assert.h"
 
 namespace keel {
+
+std::string errnoText(int error) { return std::error_code(error, std::generic_category()).message(); }
 
 std::string_view statusCodeName(StatusCode code) {
   switch (code) {

@@ -10,28 +10,11 @@
 
 #include <fmt/format.h>
 
+#include "keel/common/fd_io.h"
 #include "keel/config/random.h"
 
 namespace keel::config {
 namespace {
-
-std::string errnoText(int err) { return std::strerror(err); }
-
-// Closes the descriptor on every path out.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 Status writeAll(int fd, std::string_view content, const std::filesystem::path& path) {
   const char* p = content.data();
@@ -49,7 +32,7 @@ Status writeAll(int fd, std::string_view content, const std::filesystem::path& p
 }
 
 Status fsyncDirectory(const std::filesystem::path& dir) {
-  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return internalError(fmt::format("cannot open directory {}: {}", dir.string(), errnoText(errno)));
   if (fsync(fd.get()) != 0) {
     return internalError(fmt::format("cannot fsync directory {}: {}", dir.string(), errnoText(errno)));
@@ -66,7 +49,7 @@ Status writePrivateFile(const std::filesystem::path& path, std::string_view cont
   const std::filesystem::path tmp =
       dir / fmt::format(".{}.tmp-{}", path.filename().string(),
                         randomString(random, "abcdefghijklmnopqrstuvwxyz0123456789", 12));
-  Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (fd.get() < 0) {
     const int err = errno;
     if (err == ENOENT) return notFound(fmt::format("cannot write {}: directory {} does not exist", path.string(), dir.string()));
@@ -101,7 +84,7 @@ Status writePrivateFile(const std::filesystem::path& path, std::string_view cont
 }
 
 Result<std::string> readPrivateFile(const std::filesystem::path& path, std::string_view why) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (fd.get() < 0) {
     const int err = errno;
     if (err == ENOENT) return notFound(fmt::format("{}: no such file", path.string()));

@@ -11,21 +11,20 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/authz.h"
+#include "keel/transport/grpc_status.h"
 #include "wire_stamp.h"
 
 namespace keel::apid {
 
 namespace {
 
+using transport::toGrpc;
+
 using Clk = std::chrono::steady_clock;
 
 std::string newRequestId() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("{:016x}", rng());
-}
-
-grpc::Status toGrpc(const Status& st) {
-  return {static_cast<grpc::StatusCode>(st.code()), st.message()};
 }
 
 std::string toString(grpc::string_ref s) { return {s.data(), s.size()}; }

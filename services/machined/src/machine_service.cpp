@@ -17,6 +17,7 @@
 #include "keel/config/machine_config.h"
 #include "keel/facts/system_facts.h"
 #include "keel/supervisor/supervisor.h"
+#include "keel/transport/grpc_status.h"
 #include "kmsg.h"
 #include "slot_writer.h"
 
@@ -24,14 +25,11 @@ namespace keel::machined {
 
 namespace {
 
+using transport::toGrpc;
+
 constexpr std::string_view kServicePrefix = "/keel.machine.v1.MachineService/";
 // How often a following stream wakes up to notice a cancelled call.
 constexpr auto kFollowPoll = std::chrono::milliseconds(200);
-
-grpc::Status toGrpc(const Status& s) {
-  if (s.isOk()) return grpc::Status::OK;
-  return {static_cast<grpc::StatusCode>(s.code()), s.message()};
-}
 
 // Every handler starts here: the call must carry apid's roles, and they must pass the
 // method's rule (the same table apid checks).

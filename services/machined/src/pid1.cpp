@@ -70,7 +70,6 @@ void say(const std::string& line) {
   [[maybe_unused]] auto n = write(STDERR_FILENO, out.data(), out.size());
 }
 
-std::string errnoText() { return std::strerror(errno); }
 
 // A fault in PID 1 kills it and panics the kernel, whose message names neither the
 // signal nor the program: say both first. Async-signal-safe (write, _exit only).
@@ -109,7 +108,7 @@ void resetCrashHandlers() {
 void mountOrDie(const char* source, const char* target, const char* type, unsigned long flags, const char* data) {
   mkdir(target, 0755);
   if (mount(source, target, type, flags, data) != 0) {
-    die(std::string("cannot mount ") + type + " on " + target + ": " + errnoText());
+    die(std::string("cannot mount ") + type + " on " + target + ": " + errnoText(errno));
   }
 }
 
@@ -205,7 +204,7 @@ void mountFilesystems() {
   // The root is a squashfs and cannot be written anyway; the flag makes every write fail
   // with EROFS at the mount, before any filesystem code runs.
   if (mount(nullptr, "/", nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
-    die("cannot remount / read-only: " + errnoText());
+    die("cannot remount / read-only: " + errnoText(errno));
   }
   mountState();
   mkdir("/var/lib", 0755);
@@ -219,12 +218,12 @@ std::optional<std::string> readConfigDisk() {
   const auto dev = diskBySerial(kConfigSerial, std::chrono::milliseconds(0));
   if (!dev) return std::nullopt;
   auto text = readText(*dev, kMaxConfigBytes);
-  if (!text) die("cannot read the config disk " + *dev + ": " + errnoText());
+  if (!text) die("cannot read the config disk " + *dev + ": " + errnoText(errno));
   text->resize(std::strlen(text->c_str()));
   mkdir(kBootConfigDir, 0700);
   const int fd = open(kBootConfig, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0 || write(fd, text->data(), text->size()) != static_cast<ssize_t>(text->size())) {
-    die(std::string("cannot write ") + kBootConfig + ": " + errnoText());
+    die(std::string("cannot write ") + kBootConfig + ": " + errnoText(errno));
   }
   close(fd);
   say("machine config read from the config disk " + *dev);
@@ -258,10 +257,10 @@ std::string dotted(uint32_t hostOrder) {
 // interface's, or 127.0.0.1 when the config names none.
 std::string configureNetwork(const config::MachineConfig& cfg) {
   const int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) die("socket(AF_INET): " + errnoText());
+  if (sock < 0) die("socket(AF_INET): " + errnoText(errno));
   if (!setAddress(sock, "lo", SIOCSIFADDR, 0x7F000001) || !setAddress(sock, "lo", SIOCSIFNETMASK, 0xFF000000) ||
       !bringUp(sock, "lo")) {
-    die("cannot bring up the loopback interface: " + errnoText());
+    die("cannot bring up the loopback interface: " + errnoText(errno));
   }
   std::string nodeAddress = "127.0.0.1";
   for (size_t i = 0; i < cfg.interfaces.size(); ++i) {
@@ -277,7 +276,7 @@ std::string configureNetwork(const config::MachineConfig& cfg) {
     if (!setAddress(sock, itf.name.c_str(), SIOCSIFADDR, cidr->address) ||
         !setAddress(sock, itf.name.c_str(), SIOCSIFNETMASK, mask) || !bringUp(sock, itf.name.c_str())) {
       // The node stays reachable through the others, if any; the console says why not this one.
-      say("cannot configure interface " + itf.name + " with " + itf.address + ": " + errnoText());
+      say("cannot configure interface " + itf.name + " with " + itf.address + ": " + errnoText(errno));
       continue;
     }
     if (itf.gateway) {
@@ -289,7 +288,7 @@ std::string configureNetwork(const config::MachineConfig& cfg) {
       gw->sin_addr.s_addr = htonl(config::parseIpv4Cidr(*itf.gateway + "/32")->address);
       route.rt_flags = RTF_UP | RTF_GATEWAY;
       route.rt_dev = const_cast<char*>(itf.name.c_str());
-      if (ioctl(sock, SIOCADDRT, &route) != 0) say("cannot add the default route via " + *itf.gateway + ": " + errnoText());
+      if (ioctl(sock, SIOCADDRT, &route) != 0) say("cannot add the default route via " + *itf.gateway + ": " + errnoText(errno));
     }
     say("interface " + itf.name + " up with " + dotted(cidr->address) + "/" + std::to_string(cidr->prefixLength));
     if (i == 0) nodeAddress = dotted(cidr->address);
@@ -355,7 +354,7 @@ bool confirmSlot(const std::string& slot) {
   if (umount2("/var", 0) != 0) mount(nullptr, "/var", nullptr, MS_REMOUNT | MS_RDONLY, nullptr);
   sync();
   reboot(how);
-  die("reboot(2) failed: " + errnoText());
+  die("reboot(2) failed: " + errnoText(errno));
 }
 
 void buildChildArgs(const std::string& address, const std::optional<std::string>& configPath) {
@@ -398,7 +397,7 @@ void runAsPid1(int& argc, char**& argv) {
         kConfigSerial + "'");
   }
   if (cfg->hostname && sethostname(cfg->hostname->data(), cfg->hostname->size()) != 0) {
-    say("cannot set the host name: " + errnoText());
+    say("cannot set the host name: " + errnoText(errno));
   }
   const std::string address = configureNetwork(*cfg);
   buildChildArgs(address, bootConfig);
@@ -433,7 +432,7 @@ void runAsPid1(int& argc, char**& argv) {
     }
     starts.push_back(now);
     const pid_t machined = fork();
-    if (machined < 0) die("fork: " + errnoText());
+    if (machined < 0) die("fork: " + errnoText(errno));
     if (machined == 0) {
       sigprocmask(SIG_SETMASK, &previous, nullptr);
       resetCrashHandlers();
@@ -454,13 +453,13 @@ void runAsPid1(int& argc, char**& argv) {
         }
       }
       if (ended) break;
-      if (pid < 0 && errno != EINTR) die("waitpid: " + errnoText());
+      if (pid < 0 && errno != EINTR) die("waitpid: " + errnoText(errno));
       if (pending && listening(kApiPort)) {
         pending = false;
         if (confirmSlot(slot)) {
           say("slot " + slot + " serves the API; it is kept");
         } else {
-          say("slot " + slot + " serves the API but the boot pointer cannot be updated: " + errnoText());
+          say("slot " + slot + " serves the API but the boot pointer cannot be updated: " + errnoText(errno));
         }
       }
       if (pending && std::chrono::steady_clock::now() >= confirmBy) {

@@ -42,9 +42,6 @@ constexpr size_t kMaxMessage = 128 * 1024;
 
 enum class RequestType : std::uint8_t { kSpawn = 1, kLookupAccount = 2 };
 
-std::string errnoText(int error) {
-  return std::error_code(error, std::generic_category()).message();
-}
 
 Writer& statusReply(Writer& w, const Status& st) {
   return w.u8(static_cast<std::uint8_t>(st.code())).str(st.message());

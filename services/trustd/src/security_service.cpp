@@ -4,6 +4,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
+#include "keel/transport/grpc_status.h"
 
 namespace keel::trustd {
 
@@ -11,10 +12,7 @@ namespace v1 = keel::security::v1;
 
 namespace {
 
-grpc::Status toGrpc(const Status& s) {
-  if (s.isOk()) return grpc::Status::OK;
-  return {static_cast<grpc::StatusCode>(s.code()), s.message()};
-}
+using transport::toGrpc;
 
 // Every value of a reserved key apid set (keys reach the server in lower case).
 std::vector<std::string> values(const grpc::ServerContext& ctx, std::string_view key) {

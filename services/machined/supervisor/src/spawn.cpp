@@ -39,9 +39,6 @@ std::string_view stepName(int step) {
   return "child setup";
 }
 
-std::string errnoText(int error) {
-  return std::error_code(error, std::generic_category()).message();
-}
 
 
 // Runs in the child between fork and exec: async-signal-safe calls only, no allocation.

@@ -62,9 +62,6 @@ std::string_view eventTypeName(EventType type) {
 
 namespace {
 
-std::string errnoText(int error) {
-  return std::error_code(error, std::generic_category()).message();
-}
 
 std::string signalName(int sig) {
   const char* abbrev = ::sigabbrev_np(sig);

@@ -26,7 +26,8 @@ class UniqueFd {
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
   int release() { return std::exchange(fd_, -1); }
-  void reset();
+  // Closes the descriptor held, if any, and holds `fd` instead.
+  void reset(int fd = -1);
 
  private:
   int fd_ = -1;

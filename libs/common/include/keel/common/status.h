@@ -71,6 +71,9 @@ inline Status internalError(std::string m) { return {StatusCode::kInternal, std:
 inline Status dataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status outOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
 
+// The text of an errno value ("No such file or directory"), for error messages.
+std::string errnoText(int error);
+
 // Either a value or a non-OK Status. Reading the value of an error crashes: check first.
 template <typename T>
 class [[nodiscard]] Result {
