@@ -154,12 +154,16 @@ void stopNodes(const std::vector<ClusterNode>& nodes) {
   reapExited();
 }
 
-bool apidAnswers(const std::string& endpoint, const config::ClientContext& admin, const Clock& clock) {
+MachineClient adminClient(const std::string& endpoint, const config::ClientContext& admin, const Clock& clock) {
   MachineTarget t;
   t.endpoint = endpoint;
   t.tls = {.ca = admin.ca, .crt = admin.crt, .key = admin.key};
   t.clock = &clock;
-  MachineClient client(std::move(t));
+  return MachineClient(std::move(t));
+}
+
+bool apidAnswers(const std::string& endpoint, const config::ClientContext& admin, const Clock& clock) {
+  auto client = adminClient(endpoint, admin, clock);
   auto ctx = client.context(std::chrono::seconds(2));
   keel::machine::v1::VersionResponse resp;
   return client.stub().Version(ctx.get(), keel::common::v1::Empty(), &resp).ok();
@@ -169,11 +173,7 @@ bool apidAnswers(const std::string& endpoint, const config::ClientContext& admin
 // control plane) are running: a service stays "starting" for machined's settle time after it
 // first answers. Extensions are left to `keelctl health`, which reports one that fails.
 bool nodeReady(const std::string& endpoint, const config::ClientContext& admin, const Clock& clock) {
-  MachineTarget t;
-  t.endpoint = endpoint;
-  t.tls = {.ca = admin.ca, .crt = admin.crt, .key = admin.key};
-  t.clock = &clock;
-  MachineClient client(std::move(t));
+  auto client = adminClient(endpoint, admin, clock);
   auto ctx = client.context(std::chrono::seconds(2));
   keel::machine::v1::ServiceListResponse resp;
   if (!client.stub().ServiceList(ctx.get(), keel::common::v1::Empty(), &resp).ok()) return false;

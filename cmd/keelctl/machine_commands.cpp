@@ -232,12 +232,12 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
   return results.finish();
 }
 
-Status cmdLogs(MachineCommandEnv& env, const std::string& service, int tail, bool follow) {
-  v1::LogsRequest req;
-  req.set_service(service);
-  req.set_tail_lines(tail);
-  req.set_follow(follow);
-  return stream<v1::LogLine>(env, &v1::MachineService::Stub::Logs, req, follow, [&](const v1::LogLine& l) {
+namespace {
+
+// logs and dmesg: a stream of lines, printed as they come (or as JSON/YAML messages).
+template <typename Req, typename Method>
+Status streamLines(MachineCommandEnv& env, Method method, const Req& req, bool follow) {
+  return stream<v1::LogLine>(env, method, req, follow, [&](const v1::LogLine& l) {
     if (env.format == OutputFormat::kTable) {
       env.out << l.line() << '\n';
       env.out.flush();
@@ -247,18 +247,21 @@ Status cmdLogs(MachineCommandEnv& env, const std::string& service, int tail, boo
   });
 }
 
+}  // namespace
+
+Status cmdLogs(MachineCommandEnv& env, const std::string& service, int tail, bool follow) {
+  v1::LogsRequest req;
+  req.set_service(service);
+  req.set_tail_lines(tail);
+  req.set_follow(follow);
+  return streamLines(env, &v1::MachineService::Stub::Logs, req, follow);
+}
+
 Status cmdDmesg(MachineCommandEnv& env, int tail, bool follow) {
   v1::DmesgRequest req;
   req.set_tail_lines(tail);
   req.set_follow(follow);
-  return stream<v1::LogLine>(env, &v1::MachineService::Stub::Dmesg, req, follow, [&](const v1::LogLine& l) {
-    if (env.format == OutputFormat::kTable) {
-      env.out << l.line() << '\n';
-      env.out.flush();
-    } else {
-      printStreamMessage(l, env.format, env.out);
-    }
-  });
+  return streamLines(env, &v1::MachineService::Stub::Dmesg, req, follow);
 }
 
 Status cmdEvents(MachineCommandEnv& env, int tail, bool follow) {
