@@ -16,8 +16,6 @@
 namespace keel::config {
 namespace {
 
-using detail::fieldError;
-using detail::ObjectReader;
 
 // Context names appear in file names, prompts and tables: keep them plain.
 Status checkContextName(std::string_view path, std::string_view name) {
@@ -84,7 +82,7 @@ std::string serializeClientConfig(const ClientConfig& config) {
 }
 
 Result<ClientConfig> parseClientConfig(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
   ClientConfig config;
   KEEL_ASSIGN_OR_RETURN(config.context, root.requiredString("context"));

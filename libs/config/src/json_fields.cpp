@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-namespace keel::config::detail {
+namespace keel::config {
 namespace {
 
 std::string typeOf(const nlohmann::json& v) {
@@ -178,4 +178,4 @@ Status checkVersion(ObjectReader& root, int64_t expected) {
   return Status::ok();
 }
 
-}  // namespace keel::config::detail
+}  // namespace keel::config

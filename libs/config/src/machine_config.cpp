@@ -16,8 +16,6 @@
 namespace keel::config {
 namespace {
 
-using detail::fieldError;
-using detail::ObjectReader;
 
 constexpr std::string_view kWorkerRefusal = "not allowed in a worker config (control-plane secret)";
 constexpr std::string_view kWorkerKeyRefusal = "a worker config must never contain a CA key";
@@ -285,9 +283,9 @@ Status validateMachineConfig(const MachineConfig& c) {
 }
 
 Result<MachineConfig> parseMachineConfig(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
-  KEEL_RETURN_IF_ERROR(detail::checkVersion(root, kMachineConfigVersion));
+  KEEL_RETURN_IF_ERROR(checkVersion(root, kMachineConfigVersion));
   MachineConfig c;
 
   KEEL_ASSIGN_OR_RETURN(auto machine, root.requiredObject("machine"));
@@ -394,7 +392,7 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
 }
 
 Result<MachineConfig> patchMachineConfig(const MachineConfig& config, std::string_view patch) {
-  KEEL_ASSIGN_OR_RETURN(const auto patchJson, detail::parseJson(patch));
+  KEEL_ASSIGN_OR_RETURN(const auto patchJson, parseJson(patch));
   if (!patchJson.is_object()) return invalidArgument("a config patch must be a JSON object");
   auto doc = nlohmann::json::parse(serializeMachineConfig(config));
   doc.merge_patch(patchJson);

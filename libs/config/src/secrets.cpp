@@ -11,8 +11,6 @@
 namespace keel::config {
 namespace {
 
-using detail::fieldError;
-using detail::ObjectReader;
 
 Result<pki::CertificateAuthority> makeCa(pki::DistinguishedName subject, const SecretsOptions& options,
                                          const Clock& clock) {
@@ -78,9 +76,9 @@ std::string serializeSecrets(const SecretsBundle& b) {
 }
 
 Result<SecretsBundle> parseSecrets(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
-  KEEL_RETURN_IF_ERROR(detail::checkVersion(root, kSecretsVersion));
+  KEEL_RETURN_IF_ERROR(checkVersion(root, kSecretsVersion));
 
   KEEL_ASSIGN_OR_RETURN(auto cluster, root.requiredObject("cluster"));
   KEEL_ASSIGN_OR_RETURN(auto clusterId, detail::readSecret(cluster, "id"));

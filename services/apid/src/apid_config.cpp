@@ -10,8 +10,8 @@ namespace keel::apid {
 
 namespace {
 
-using config::detail::fieldError;
-using config::detail::ObjectReader;
+using config::fieldError;
+using config::ObjectReader;
 
 Result<std::filesystem::path> absolutePath(ObjectReader& r, std::string_view key) {
   auto v = r.requiredString(key);
@@ -48,7 +48,7 @@ Result<int> listenPort(std::string_view listen) {
 }
 
 Result<ApidConfig> parseApidConfig(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
   ApidConfig c;
   // Fields machined writes for every service; apid does not use them all.

@@ -11,13 +11,13 @@ namespace keel::apid {
 
 namespace {
 
-using config::detail::fieldError;
-using config::detail::ObjectReader;
+using config::fieldError;
+using config::ObjectReader;
 
 }  // namespace
 
 Result<BackendManifest> parseBackendManifest(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
   BackendManifest m;
   KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));

@@ -43,7 +43,7 @@ class EventJournal {
   mutable std::mutex mu_;
   uint64_t next_ = 1;
   std::deque<NodeEvent> events_;
-  supervisor::detail::Subscribers<NodeEvent> subscribers_;
+  supervisor::Subscribers<NodeEvent> subscribers_;
 };
 
 }  // namespace keel::machined

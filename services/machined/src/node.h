@@ -65,7 +65,7 @@ struct NodeOptions {
   // ServiceSpec::sandbox says; the process must be a child of this one (see
   // SupervisorOptions::spawn). Empty: the supervisor forks in-process and each service is
   // confined by a pre-exec hook.
-  std::function<Result<supervisor::detail::SpawnedProcess>(const supervisor::ServiceSpec&)> spawn;
+  std::function<Result<supervisor::SpawnedProcess>(const supervisor::ServiceSpec&)> spawn;
   // The uid and gid of an account, nullopt when there is none. Empty: getpwnam in this
   // process (name lookups may need calls a confined machined may not make).
   std::function<Result<std::optional<std::pair<uid_t, gid_t>>>(const std::string&)> lookupAccount;

@@ -30,9 +30,9 @@
 namespace keel::machined {
 namespace {
 
-using supervisor::detail::SpawnedProcess;
-using supervisor::detail::UniqueFd;
-using supervisor::detail::makePipe;
+using supervisor::SpawnedProcess;
+using supervisor::UniqueFd;
+using supervisor::makePipe;
 using detail::Reader;
 using detail::Writer;
 

@@ -40,10 +40,10 @@ class Spawner {
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
-  // Starts a service process with the contract of supervisor::detail::spawnProcess,
+  // Starts a service process with the contract of supervisor::spawnProcess,
   // confined as spec.sandbox says. An error means nothing was started (or the spawner is
   // gone: UNAVAILABLE). Blocks until the service has exec'd or failed.
-  Result<supervisor::detail::SpawnedProcess> spawn(const supervisor::ServiceSpec& spec);
+  Result<supervisor::SpawnedProcess> spawn(const supervisor::ServiceSpec& spec);
 
   // The uid and gid of account `user`, or nullopt when there is none. Name lookups may
   // talk to other daemons (nscd, sssd), which machined's filter forbids.

@@ -10,8 +10,8 @@ namespace keel::trustd {
 
 namespace {
 
-using config::detail::fieldError;
-using config::detail::ObjectReader;
+using config::fieldError;
+using config::ObjectReader;
 
 Result<std::vector<uid_t>> uids(ObjectReader& r, std::string_view key) {
   std::vector<uid_t> out;
@@ -32,7 +32,7 @@ constexpr int64_t kDay = 24 * 3600;
 }  // namespace
 
 Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, config::detail::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
   TrustdConfig c;
   // Fields machined writes for every service that trustd does not use.

@@ -52,7 +52,7 @@ struct LogStore::Log {
   // Single-threaded sink: every write happens under the store's mutex.
   std::unique_ptr<spdlog::sinks::rotating_file_sink_st> file;
   bool fileFailed = false;  // a write error is recorded once in memory, not on every line
-  detail::Subscribers<std::string> followers;
+  Subscribers<std::string> followers;
 };
 
 LogStore::LogStore(LogOptions options) : options_(std::move(options)) {}

@@ -14,7 +14,7 @@
 
 #include "keel/common/fd_io.h"
 
-namespace keel::supervisor::detail {
+namespace keel::supervisor {
 
 namespace {
 
@@ -177,4 +177,4 @@ Result<SpawnedProcess> spawnProcess(const SpawnRequest& request) {
   return spawned;
 }
 
-}  // namespace keel::supervisor::detail
+}  // namespace keel::supervisor

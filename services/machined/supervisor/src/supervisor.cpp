@@ -103,7 +103,7 @@ void signalGroup(pid_t pid, int sig) {
 // buffer. Lives as long as a read is pending; ends at EOF or close().
 class PipeReader : public std::enable_shared_from_this<PipeReader> {
  public:
-  PipeReader(asio::io_context& io, detail::UniqueFd fd, std::shared_ptr<LogStore> store, std::string id)
+  PipeReader(asio::io_context& io, UniqueFd fd, std::shared_ptr<LogStore> store, std::string id)
       : stream_(io, fd.release()),
         store_(std::move(store)),
         id_(std::move(id)),
@@ -455,7 +455,7 @@ struct Supervisor::Impl {
       return;
     }
     auto spawned = options_.spawn ? options_.spawn(s.spec)
-                                  : detail::spawnProcess({s.spec.argv, s.spec.env, s.spec.stateDir, s.spec.preExec});
+                                  : spawnProcess({s.spec.argv, s.spec.env, s.spec.stateDir, s.spec.preExec});
     if (!spawned.ok()) {
       // pipe/fork failures are resource shortages that may pass: treat them as a crash.
       scheduleRestart(s, "could not start: " + spawned.status().message());
@@ -479,7 +479,7 @@ struct Supervisor::Impl {
     }
   }
 
-  void attachReader(detail::UniqueFd fd, const std::string& id) {
+  void attachReader(UniqueFd fd, const std::string& id) {
     std::erase_if(readers_, [](const std::weak_ptr<PipeReader>& r) { return r.expired(); });
     auto reader = std::make_shared<PipeReader>(io_, std::move(fd), logs_, id);
     reader->start();
@@ -816,7 +816,7 @@ struct Supervisor::Impl {
   mutable std::mutex eventsMutex_;
   std::deque<Event> events_;   // guarded by eventsMutex_
   uint64_t nextSequence_ = 1;  // guarded by eventsMutex_
-  detail::Subscribers<Event> eventSubscribers_;
+  Subscribers<Event> eventSubscribers_;
 
   // Everything below is touched on the io thread only (services_ is fixed after create).
   asio::io_context io_;

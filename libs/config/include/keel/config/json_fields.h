@@ -13,7 +13,7 @@
 
 #include "keel/common/status.h"
 
-namespace keel::config::detail {
+namespace keel::config {
 
 // "path: message" as INVALID_ARGUMENT.
 Status fieldError(std::string_view path, std::string_view message);
@@ -67,4 +67,4 @@ class ObjectReader {
 // Checks a "version" field equals `expected`.
 Status checkVersion(ObjectReader& root, int64_t expected);
 
-}  // namespace keel::config::detail
+}  // namespace keel::config

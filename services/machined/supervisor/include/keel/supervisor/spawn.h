@@ -14,7 +14,7 @@
 #include "keel/common/fd_io.h"
 #include "keel/common/status.h"
 
-namespace keel::supervisor::detail {
+namespace keel::supervisor {
 
 using keel::UniqueFd;
 
@@ -45,4 +45,4 @@ Result<SpawnedProcess> spawnProcess(const SpawnRequest& request);
 // clobbers one. Errors: INTERNAL with the failing call.
 Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd);
 
-}  // namespace keel::supervisor::detail
+}  // namespace keel::supervisor

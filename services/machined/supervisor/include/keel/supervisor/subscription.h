@@ -41,8 +41,6 @@ class [[nodiscard]] Subscription {
   std::function<void()> cancel_;
 };
 
-namespace detail {
-
 // The subscribers of one stream. Thread-safe. Calls to one subscriber never overlap;
 // when several threads publish at once, a subscriber sees their values in some order.
 template <typename T>
@@ -99,5 +97,4 @@ class Subscribers {
   std::vector<std::shared_ptr<Entry>> entries_;
 };
 
-}  // namespace detail
 }  // namespace keel::supervisor

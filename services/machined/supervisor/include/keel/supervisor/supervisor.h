@@ -114,10 +114,10 @@ struct SupervisorOptions {
   size_t maxEvents = 1000;             // events kept in total
   size_t recentEventsPerService = 20;  // events kept in each ServiceStatus
   // Starts one process of a service (argv, env, stateDir as working directory, and its
-  // confinement) with the contract of detail::spawnProcess; the returned pid must be a
+  // confinement) with the contract of spawnProcess; the returned pid must be a
   // child of this process, since the supervisor reaps it with waitpid. Called on the io
-  // thread. Empty: detail::spawnProcess in this process, with ServiceSpec::preExec.
-  std::function<Result<detail::SpawnedProcess>(const ServiceSpec&)> spawn;
+  // thread. Empty: spawnProcess in this process, with ServiceSpec::preExec.
+  std::function<Result<SpawnedProcess>(const ServiceSpec&)> spawn;
   // Also reaps children that are not services (orphans handed to a child subreaper):
   // only for a process whose children all belong to the supervisor.
   bool reapOrphans = false;
