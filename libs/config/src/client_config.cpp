@@ -127,10 +127,7 @@ Status writeClientConfigFile(const std::filesystem::path& path, const ClientConf
 }
 
 Result<ClientConfig> readClientConfigFile(const std::filesystem::path& path) {
-  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, "it holds a client key"));
-  auto config = parseClientConfig(text);
-  if (!config.ok()) return config.status().withContext(path.string());
-  return config;
+  return readPrivateDocument(path, "it holds a client key", parseClientConfig);
 }
 
 Result<ClientContext*> currentContext(ClientConfig& config) {

@@ -422,10 +422,7 @@ Status writeMachineConfigFile(const std::filesystem::path& path, const MachineCo
 }
 
 Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path) {
-  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, "it holds the join token and keys"));
-  auto config = parseMachineConfig(text);
-  if (!config.ok()) return config.status().withContext(path.string());
-  return config;
+  return readPrivateDocument(path, "it holds the join token and keys", parseMachineConfig);
 }
 
 }  // namespace keel::config

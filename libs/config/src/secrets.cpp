@@ -145,10 +145,7 @@ Status writeSecretsFile(const std::filesystem::path& path, const SecretsBundle& 
 }
 
 Result<SecretsBundle> readSecretsFile(const std::filesystem::path& path) {
-  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, "it holds CA keys"));
-  auto bundle = parseSecrets(text);
-  if (!bundle.ok()) return bundle.status().withContext(path.string());
-  return bundle;
+  return readPrivateDocument(path, "it holds CA keys", parseSecrets);
 }
 
 }  // namespace keel::config

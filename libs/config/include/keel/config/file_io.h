@@ -29,4 +29,14 @@ Status writePrivateFile(const std::filesystem::path& path, std::string_view cont
 // large).
 Result<std::string> readPrivateFile(const std::filesystem::path& path, std::string_view why);
 
+// readPrivateFile, then `parse` (text -> Result<T>); a parse error starts with the path.
+template <typename Parse>
+auto readPrivateDocument(const std::filesystem::path& path, std::string_view why, Parse parse)
+    -> decltype(parse(std::string_view())) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, readPrivateFile(path, why));
+  auto parsed = parse(text);
+  if (!parsed.ok()) return parsed.status().withContext(path.string());
+  return parsed;
+}
+
 }  // namespace keel::config
