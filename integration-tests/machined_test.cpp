@@ -7,6 +7,8 @@
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
+#include <google/protobuf/descriptor.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
@@ -37,6 +39,43 @@ TEST_CASE("machined serves Version and Hostname to any role over its socket", "[
   v1::HostnameResponse host;
   REQUIRE(stub->Hostname(&ctx2, req, &host).ok());
   CHECK_FALSE(host.messages(0).hostname().empty());
+}
+
+TEST_CASE("every method of the machine API refuses a call without keel-roles or with the impersonator role",
+          "[machined]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  auto channel = grpc::CreateChannel("unix:" + node.socket().string(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  const auto* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName("keel.machine.v1.MachineService");
+  REQUIRE(service != nullptr);
+  REQUIRE(service->method_count() >= 28);
+  for (int i = 0; i < service->method_count(); ++i) {
+    const std::string method = "/" + service->full_name() + "/" + service->method(i)->name();
+    for (const char* roles : {"", "os:impersonator"}) {
+      INFO(method << " with roles '" << roles << "'");
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+      if (*roles != '\0') Node::withRoles(ctx, roles);
+      // One empty message, then the end of the stream: a valid request of every shape.
+      grpc::CompletionQueue cq;
+      grpc::ByteBuffer request(nullptr, 0);
+      grpc::ByteBuffer reply;
+      grpc::Status st;
+      auto call = generic.PrepareUnaryCall(&ctx, method, request, &cq);
+      call->StartCall();
+      call->Finish(&reply, &st, reinterpret_cast<void*>(1));
+      void* tag = nullptr;
+      bool ok = false;
+      REQUIRE(cq.Next(&tag, &ok));
+      CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+      cq.Shutdown();
+      while (cq.Next(&tag, &ok)) {
+      }
+    }
+  }
+  CHECK(node.process().running());
 }
 
 TEST_CASE("machined refuses calls without keel-roles, with a role too weak, or with roles twice", "[machined]") {
