@@ -28,7 +28,7 @@ int fail(const std::string& message) {
 #if defined(__SANITIZE_ADDRESS__)
 // Sanitizer builds only. keelctl can exit while gRPC's own threads still hold TLS objects
 // that OpenSSL 3 allocated (grpc/grpc#38539), which LeakSanitizer then reports now and
-// then. Only allocations whose stack stays inside libcrypto are left out, and only in
+// then. Only allocations made through libcrypto are left out, and only in
 // keelctl: the PKI code's own leaks are checked in pki_test, which this does not reach.
 extern "C" const char* __lsan_default_suppressions() { return "leak:libcrypto.so\n"; }
 #endif
