@@ -628,14 +628,7 @@ grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerR
   }
   std::unique_lock lock(upgradeMu_, std::try_to_lock);
   if (!lock.owns_lock()) return toGrpc({StatusCode::kAborted, "another upgrade or rollback is in progress"});
-  auto pointer = readBootPointer(deps_.bootDir);
-  if (!pointer.ok()) return toGrpc(pointer.status());
-  if (*pointer && (*pointer)->boot == deps_.bootedSlot && (*pointer)->tries >= 0) {
-    // Writing now could overwrite the slot it falls back to.
-    return toGrpc(failedPrecondition(fmt::format(
-        "slot {} is on trial until it serves the API; upgrade again once it is kept (or rolled back)",
-        deps_.bootedSlot)));
-  }
+  if (const Status s = checkUpgradeAllowed(deps_.bootDir, deps_.bootedSlot); !s.isOk()) return toGrpc(s);
   v1::UpgradeRequest req;
   if (!reader->Read(&req) || req.part_case() != v1::UpgradeRequest::kHeader) {
     return toGrpc(invalidArgument("expected the upgrade's header (size, sha256, signature) as its first message"));
@@ -685,29 +678,10 @@ grpc::Status MachineServiceImpl::Rollback(grpc::ServerContext* ctx, const Empty*
   if (const Status s = checkBootsFromSlots(deps_); !s.isOk()) return toGrpc(s);
   std::unique_lock lock(upgradeMu_, std::try_to_lock);
   if (!lock.owns_lock()) return toGrpc({StatusCode::kAborted, "another upgrade or rollback is in progress"});
-  auto pointer = readBootPointer(deps_.bootDir);
-  if (!pointer.ok()) return toGrpc(pointer.status());
   const std::string& booted = deps_.bootedSlot;
-  if (!*pointer || ((*pointer)->boot == booted && (*pointer)->fallback == booted)) {
-    return toGrpc(failedPrecondition(fmt::format("slot {} is the only slot this node has booted: there is nothing "
-                                                 "to roll back to",
-                                                 booted)));
-  }
-  const BootPointer& p = **pointer;
-  if (p.boot != booted) {
-    return toGrpc(failedPrecondition(fmt::format(
-        "the next boot already leaves slot {} for slot {}; reboot to try it, or upgrade again", booted, p.boot)));
-  }
-  const std::string target = p.fallback;
-  if (target != "factory") {
-    std::error_code ec;
-    if (!std::filesystem::exists(deps_.bootDir / ("slot-" + target + ".squashfs"), ec)) {
-      return toGrpc(failedPrecondition(fmt::format("slot {} is no longer on the state disk", target)));
-    }
-  }
-  // The slot rolled back to served the API before: it boots as kept, and the slot left
-  // stays as its fallback, so a second rollback returns to it.
-  if (const Status s = writeBootPointer(deps_.bootDir, target, booted, -1); !s.isOk()) return toGrpc(s);
+  auto rolledBack = rollBack(deps_.bootDir, booted);
+  if (!rolledBack.ok()) return toGrpc(rolledBack.status());
+  const std::string target = *rolledBack;
   const std::string message = fmt::format("rolling back from slot {} to slot {}", booted, target);
   spdlog::info("{}", message);
   deps_.events->record("machine", "rollback", "requested", message);

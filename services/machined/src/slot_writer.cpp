@@ -88,6 +88,34 @@ Status writeBootPointer(const fs::path& dir, std::string_view boot, std::string_
                       formatBootPointer({.boot = std::string(boot), .fallback = std::string(fallback), .tries = tries}));
 }
 
+Status checkUpgradeAllowed(const fs::path& dir, const std::string& booted) {
+  KEEL_ASSIGN_OR_RETURN(const auto pointer, readBootPointer(dir));
+  if (pointer && pointer->boot == booted && pointer->tries >= 0) {
+    return failedPrecondition("slot " + booted +
+                              " is on trial until it serves the API; upgrade again once it is kept (or rolled back)");
+  }
+  return Status::ok();
+}
+
+Result<std::string> rollBack(const fs::path& dir, const std::string& booted) {
+  KEEL_ASSIGN_OR_RETURN(const auto pointer, readBootPointer(dir));
+  if (!pointer || (pointer->boot == booted && pointer->fallback == booted)) {
+    return failedPrecondition("slot " + booted + " is the only slot this node has booted: there is nothing to roll "
+                              "back to");
+  }
+  if (pointer->boot != booted) {
+    return failedPrecondition("the next boot already leaves slot " + booted + " for slot " + pointer->boot +
+                              "; reboot to try it, or upgrade again");
+  }
+  const std::string target = pointer->fallback;
+  std::error_code ec;
+  if (target != "factory" && !fs::exists(slotFile(dir, target), ec)) {
+    return failedPrecondition("slot " + target + " is no longer on the state disk");
+  }
+  KEEL_RETURN_IF_ERROR(writeBootPointer(dir, target, booted, -1));
+  return target;
+}
+
 Result<SlotWriter> SlotWriter::begin(fs::path dir, std::string booted, std::string_view sha256Hex,
                                      std::string_view signature, std::string_view publicKeyPem, uint64_t size) {
   const auto digest = fromHex(sha256Hex);

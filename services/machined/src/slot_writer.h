@@ -23,6 +23,17 @@ std::string inactiveSlot(std::string_view booted);
 // Errors: INTERNAL when it cannot be read, DATA_LOSS when it does not parse.
 Result<std::optional<BootPointer>> readBootPointer(const std::filesystem::path& dir);
 
+// Whether a machine booted from slot `booted` may take an upgrade now. Errors:
+// FAILED_PRECONDITION while that slot is on trial (writing the inactive slot could
+// overwrite the slot it falls back to); the pointer's read errors.
+Status checkUpgradeAllowed(const std::filesystem::path& dir, const std::string& booted);
+
+// Points the next boot of a machine booted from `booted` at the slot the pointer falls
+// back to, as confirmed (it served the API before), keeping `booted` as its fallback so
+// a second rollback returns. Returns that slot. Errors: FAILED_PRECONDITION when there is
+// nothing to roll back to, the next boot already leaves `booted`, or the slot is gone.
+Result<std::string> rollBack(const std::filesystem::path& dir, const std::string& booted);
+
 // The pointer file in `dir` (/var/lib/keel-boot) as the initramfs reads it.
 Status writeBootPointer(const std::filesystem::path& dir, std::string_view boot, std::string_view fallback,
                         int tries);

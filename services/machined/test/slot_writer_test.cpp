@@ -167,3 +167,31 @@ TEST_CASE("the boot pointer reads back as written; none is nullopt and a damaged
   keel::testing::writeFile(dir / "pointer", "boot=a\nfallback=factory\ntries=lots\n");
   CHECK(keel::machined::readBootPointer(dir.path()).status().code() == keel::StatusCode::kDataLoss);
 }
+
+TEST_CASE("rollback returns to the fallback slot as kept; upgrades wait while a slot is on trial") {
+  TempDir dir;
+  using keel::machined::checkUpgradeAllowed;
+  using keel::machined::rollBack;
+  // Never upgraded: upgrades may start, and there is nothing to roll back to.
+  CHECK(checkUpgradeAllowed(dir.path(), "factory").isOk());
+  CHECK_THAT(rollBack(dir.path(), "factory").status().message(), ContainsSubstring("nothing to roll back to"));
+  // Slot a booted on trial: no upgrade until it is kept.
+  keel::testing::writeFile(dir / "slot-a.squashfs", "root");
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "a", "factory", 0).isOk());
+  CHECK(checkUpgradeAllowed(dir.path(), "a").code() == keel::StatusCode::kFailedPrecondition);
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "a", "factory", -1).isOk());
+  CHECK(checkUpgradeAllowed(dir.path(), "a").isOk());
+  // Rollback: factory next, as kept, with a to return to; a second one goes back to a.
+  auto back = rollBack(dir.path(), "a");
+  REQUIRE(back.ok());
+  CHECK(*back == "factory");
+  CHECK(readFile(dir / "pointer") == "boot=factory\nfallback=a\ntries=confirmed\n");
+  auto again = rollBack(dir.path(), "factory");
+  REQUIRE(again.ok());
+  CHECK(*again == "a");
+  // A next boot that already leaves the booted slot, and a slot that is gone, are refused.
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "b", "a", 1).isOk());
+  CHECK_THAT(rollBack(dir.path(), "a").status().message(), ContainsSubstring("already leaves slot a for slot b"));
+  REQUIRE(keel::machined::writeBootPointer(dir.path(), "a", "b", -1).isOk());
+  CHECK_THAT(rollBack(dir.path(), "a").status().message(), ContainsSubstring("slot b is no longer on the state disk"));
+}
