@@ -81,7 +81,9 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
     apid->peers_ = std::make_unique<PeerChannels>(*config.impersonator, config.acceptedCas, config.peerPort,
                                                   config.limits.maxMessageBytes, config.certRefresh);
   }
+  apid->upstreams_ = std::make_unique<ChannelRouter>(*apid->backends_, apid->peers_.get());
   GatewayOptions gopts;
+  gopts.mayForward = apid->peers_ != nullptr;
   gopts.selfNames = {config.nodeAddress};
   if (config.hostname && *config.hostname != config.nodeAddress) gopts.selfNames.push_back(*config.hostname);
   gopts.forwardTimeout = config.forwardTimeout;
@@ -90,10 +92,9 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   GatewayDeps deps;
   Apid* self = apid.get();
   deps.routes = [self] { return self->routes(); };
-  deps.backends = apid->backends_.get();
-  deps.peers = apid->peers_.get();
+  deps.upstreams = apid->upstreams_.get();
   deps.audit = apid->audit_.get();
-  deps.identities = &apid->identities_;
+  deps.identify = certificateIdentifier(apid->identities_);
   apid->gateway_ = std::make_unique<Gateway>(gopts, deps);
 
   // Certificates are re-read from their files while apid runs: a renewed serving

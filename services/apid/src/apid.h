@@ -11,7 +11,7 @@
 
 #include "apid_config.h"
 #include "audit.h"
-#include "call_policy.h"
+#include "admission.h"
 #include "channels.h"
 #include "gateway.h"
 #include "join_service.h"
@@ -46,6 +46,7 @@ class Apid {
   IdentityCache identities_;
   std::unique_ptr<BackendChannels> backends_;
   std::unique_ptr<PeerChannels> peers_;
+  std::unique_ptr<ChannelRouter> upstreams_;
   std::unique_ptr<Gateway> gateway_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -1,5 +1,7 @@
 #include "channels.h"
 
+#include "keel/common/assert.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -154,6 +156,12 @@ Result<std::shared_ptr<grpc::Channel>> PeerChannels::get(const std::string& node
     ch = grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
   }
   return ch;
+}
+
+Result<std::shared_ptr<grpc::Channel>> ChannelRouter::node(const std::string& node) {
+  // The admission step refuses other nodes when this one does not forward.
+  KEEL_RELEASE_ASSERT(peers_ != nullptr, "a call to another node admitted on a node that does not forward");
+  return peers_->get(node);
 }
 
 }  // namespace keel::apid

@@ -15,6 +15,7 @@
 #include <grpcpp/channel.h>
 
 #include "apid_config.h"
+#include "forwarders.h"
 #include "keel/common/fd_io.h"
 #include "keel/common/status.h"
 #include "routes.h"
@@ -79,6 +80,23 @@ class PeerChannels {
   std::chrono::steady_clock::time_point checked_{};
   std::string key_, cert_, caPem_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+};
+
+// The Upstreams of a running apid: its backends' sockets and, when it may forward, the
+// other nodes' apid.
+class ChannelRouter final : public Upstreams {
+ public:
+  // `peers` null: this node does not forward.
+  ChannelRouter(BackendChannels& backends, PeerChannels* peers) : backends_(backends), peers_(peers) {}
+  Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& backend) override {
+    return backends_.get(backend);
+  }
+  Result<std::shared_ptr<grpc::Channel>> node(const std::string& node) override;
+  void retire(const std::shared_ptr<grpc::Channel>& channel) override { backends_.retire(channel); }
+
+ private:
+  BackendChannels& backends_;
+  PeerChannels* peers_;
 };
 
 }  // namespace keel::apid

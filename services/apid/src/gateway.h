@@ -1,7 +1,8 @@
-// The gRPC side of apid: a generic service that receives every call on :50000,
-// authenticates and authorizes it (call_policy.h), audits it, and forwards its bytes to
-// the backend that serves the method, or to the target nodes' apid. Messages are never
-// deserialized; a fan-out only stamps each reply with the node it came from.
+// The gRPC side of apid: a generic service that receives every call on :50000, has the
+// admission step decide it (admission.h), audits the decision, and hands an admitted call
+// to a forwarder (forwarders.h), which sends its bytes to the backend that serves the
+// method or to the target nodes' apid. Messages are never deserialized; a fan-out only
+// stamps each reply with the node it came from.
 //
 // Calls run on completion queues, one thread each. A call's own operations and those of
 // the upstream calls it makes all complete on the queue it arrived on, so one thread
@@ -18,26 +19,33 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/server_builder.h>
 
+#include "admission.h"
 #include "audit.h"
-#include "call_policy.h"
-#include "channels.h"
+#include "forwarders.h"
 #include "routes.h"
 
 namespace keel::apid {
 
 struct GatewayOptions {
   std::vector<std::string> selfNames;  // the node's address first, then its other names
+  bool mayForward = false;             // this node holds an impersonator certificate
   std::chrono::milliseconds forwardTimeout{30'000};
   int threads = 2;                     // completion queues, one thread each
   std::size_t maxTargets = kDefaultMaxTargets;
 };
 
+// Who presents a call: the identity of its verified client certificate; null when it has
+// none. Errors: UNAUTHENTICATED with the reason a certificate cannot be read.
+using PeerIdentifier = std::function<Result<std::shared_ptr<const PeerIdentity>>(const grpc::ServerContextBase&)>;
+
+// The identity of the TLS session's leaf certificate, read through `cache`.
+PeerIdentifier certificateIdentifier(IdentityCache& cache);
+
 struct GatewayDeps {
   std::function<std::shared_ptr<const Routes>()> routes;  // the current routing table
-  BackendChannels* backends = nullptr;
-  PeerChannels* peers = nullptr;  // null: this node does not forward
+  Upstreams* upstreams = nullptr;
   AuditLog* audit = nullptr;
-  IdentityCache* identities = nullptr;
+  PeerIdentifier identify;
 };
 
 class Gateway {
@@ -52,7 +60,7 @@ class Gateway {
   // After the server's Shutdown(): drains the queues and joins the threads.
   void stop();
 
-  // Internal to gateway.cpp.
+  // For the calls of gateway.cpp.
   const GatewayOptions& options() const { return options_; }
   const GatewayDeps& deps() const { return deps_; }
   grpc::AsyncGenericService& service() { return service_; }

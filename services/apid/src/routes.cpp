@@ -90,6 +90,15 @@ std::shared_ptr<const Routes> Routes::load(const fs::path& dir) {
   return routes;
 }
 
+std::shared_ptr<const Routes> Routes::fromManifests(std::vector<BackendManifest> manifests) {
+  auto routes = std::shared_ptr<Routes>(new Routes());
+  for (auto& manifest : manifests) {
+    std::string name = manifest.name;
+    if (auto st = routes->add(std::move(manifest)); !st.isOk()) routes->problems_.push_back({name, st.withContext(name)});
+  }
+  return routes;
+}
+
 Status Routes::add(BackendManifest manifest) {
   const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
   std::unique_ptr<pb::DescriptorPool> own;

@@ -45,6 +45,8 @@ class Routes {
   // Reads every *.json of `dir`. A manifest that cannot be used is skipped and listed in
   // problems() (one bad extension must not lock the node out); a missing dir is empty.
   static std::shared_ptr<const Routes> load(const std::filesystem::path& dir);
+  // The same from manifests already parsed; a problem's `file` is the manifest's name.
+  static std::shared_ptr<const Routes> fromManifests(std::vector<BackendManifest> manifests);
 
   // Null for a method no backend serves.
   const MethodInfo* find(std::string_view method) const;

@@ -1,4 +1,4 @@
-#include "call_policy.h"
+#include "admission.h"
 
 #include <algorithm>
 
@@ -71,9 +71,10 @@ bool isValidRequestId(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; });
 }
 
-CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rules, const PolicyOptions& options) {
-  CallDecision d;
+Admission admitCall(const CallRequest& request, const Routes& routes, const AdmissionOptions& options) {
+  Admission d;
   d.requestId = options.newRequestId;
+  MetadataList passOn;
 
   // 1. Reserved keys never pass, whoever sent them. A forwarding apid's values are
   // remembered here and used below only if the peer turns out to be one.
@@ -92,13 +93,13 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
       splitTargets(value, targetValues);
       continue;
     }
-    d.passOn.emplace_back(key, value);
+    passOn.emplace_back(key, value);
   }
 
   // 2. Authentication: the handshake verified the chain and validity; the usage is
   // checked here again so that no certificate acts as a client without clientAuth.
   if (request.peer == nullptr) {
-    d.status = unauthenticated("no verified client certificate");
+    d.status = request.identityError.isOk() ? unauthenticated("no verified client certificate") : request.identityError;
     return d;
   }
   const PeerIdentity& peer = *request.peer;
@@ -143,13 +144,13 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
                                            options.maxTargets, d.targets.size()));
     return d;
   }
-  for (const auto& t : d.targets) {
-    if (std::find(options.selfNames.begin(), options.selfNames.end(), t) == options.selfNames.end()) {
-      d.remoteTargets = true;
-    }
-  }
+  const auto isSelf = [&](const std::string& node) {
+    return std::find(options.selfNames.begin(), options.selfNames.end(), node) != options.selfNames.end();
+  };
+  const bool remoteTargets = std::any_of(d.targets.begin(), d.targets.end(), [&](const auto& t) { return !isSelf(t); });
 
   // 5. The rule, before anything is forwarded.
+  const auto& rules = routes.rules();
   if (d.roles.empty()) {
     d.status = permissionDenied(fmt::format("{} holds no role (os:admin, os:operator or os:reader)", d.identity));
     if (auto st = rules.check(request.method, {}); st.code() == StatusCode::kUnimplemented) d.status = st;
@@ -157,16 +158,42 @@ CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rule
   }
   d.status = rules.check(request.method, d.roles);
   if (!d.status.isOk()) return d;
+  const MethodInfo* info = routes.find(request.method);
+  if (info == nullptr) {
+    d.status = Status(StatusCode::kUnimplemented, fmt::format("unknown method {}", request.method));
+    return d;
+  }
 
   // 6. Forwarding.
   if (d.forwarded && !d.targets.empty()) {
     d.status = permissionDenied("a call forwarded by another node's apid is never forwarded again");
     return d;
   }
-  if (d.remoteTargets && !options.mayForward) {
+  if (remoteTargets && !options.mayForward) {
     d.status = permissionDenied("this node holds no impersonator certificate and does not forward calls to other nodes");
     return d;
   }
+  if (d.targets.size() > 1 && !info->fanOut) {
+    d.status = invalidArgument(fmt::format("{} cannot be sent to several nodes at once; target one node", request.method));
+    return d;
+  }
+
+  // 7. The route.
+  d.backend = info->backend;
+  d.shape = info->clientStreaming   ? CallShape::kClientStream
+            : info->serverStreaming ? CallShape::kServerStream
+                                    : CallShape::kUnary;
+  d.fanOut = !d.targets.empty() && info->fanOut;
+  if (d.targets.empty()) {
+    d.upstreams.push_back({"", true});
+  } else {
+    for (const auto& t : d.targets) d.upstreams.push_back({t, isSelf(t)});
+  }
+  d.forward = std::move(passOn);
+  d.forward.emplace_back(authz::kRolesKey, authz::formatRoles(d.roles));
+  d.forward.emplace_back(authz::kIdentityKey, d.identity);
+  d.forward.emplace_back(authz::kRequestIdKey, d.requestId);
+  d.forwardToBackend.emplace_back(authz::kPeerKey, request.peerAddress);
   return d;
 }
 

@@ -1,7 +1,7 @@
-// The trust rules of apid's edge as plain C++: who the peer is (from its certificate),
-// which of the client's metadata survives, which roles the call carries, which nodes it
-// targets, and whether the rule table lets it through. No gRPC types, so every rule is
-// unit-tested directly.
+// apid's admission step: every trust decision about one call, as plain C++. Who the peer
+// is (from its certificate), which of the client's metadata survives, which roles the call
+// carries, which nodes it targets, whether the rules let it through, and where and how it
+// is forwarded. No gRPC types, so every rule and every refusal is unit-tested directly.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +16,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/common/status.h"
+#include "routes.h"
 
 namespace keel::apid {
 
@@ -56,41 +57,71 @@ class IdentityCache {
 
 using MetadataList = std::vector<std::pair<std::string, std::string>>;
 
+// What a call presents when it arrives.
 struct CallRequest {
   std::string_view method;        // "/pkg.Service/Method"
   std::string_view peerAddress;   // as gRPC reports it ("ipv4:127.0.0.1:4711")
   const PeerIdentity* peer = nullptr;  // null: no verified client certificate
+  Status identityError;           // why `peer` is null, when a certificate was there but unreadable
   MetadataList metadata;          // every key/value the client sent, in order
 };
 
-struct PolicyOptions {
+struct AdmissionOptions {
   bool mayForward = false;              // this node holds an impersonator certificate
   std::vector<std::string> selfNames;   // names of this node: targets that stay local
   std::string newRequestId;             // used unless a forwarding apid passed one
   std::size_t maxTargets = kDefaultMaxTargets;
 };
 
-struct CallDecision {
-  Status status;                        // OK: forward the call
+// Where an admitted call goes: this node's backend, or another node's apid.
+struct Upstream {
+  std::string node;  // the target as named; empty: no target was named
+  bool local = true;  // served by this node's backend (no target, or one of selfNames)
+};
+
+// How the call is proxied.
+enum class CallShape {
+  kUnary,         // one request, one reply
+  kServerStream,  // one request, a stream of replies
+  kClientStream,  // a stream of requests (client or bidirectional streaming); one node only
+};
+
+struct Admission {
+  Status status;                        // OK: forward the call; otherwise the exact refusal
   std::vector<std::string> roles;       // roles the call carries on
   std::string identity;                 // who asked (CN, or "<CN> via <apid CN>")
   std::string requestId;
   bool forwarded = false;               // arrived from another node's apid
-  std::vector<std::string> targets;     // explicit target nodes; empty: this node only
-  bool remoteTargets = false;           // some target is another node
-  MetadataList passOn;                  // client metadata that is neither reserved nor a target key
+  std::vector<std::string> targets;     // explicit target nodes, as the audit names them; empty: this node
+
+  // Set when allowed.
+  std::shared_ptr<const BackendManifest> backend;  // who serves the method on this node
+  CallShape shape = CallShape::kUnary;
+  // The replies are gathered per node and stamped with the node's name (Keel's per-node
+  // reply shape, wire_stamp.h), even for one target. False: one upstream, replies as they come.
+  bool fanOut = false;
+  std::vector<Upstream> upstreams;      // one entry unless fanOut
+  // The metadata every upstream call carries: the client's own keys that are neither
+  // reserved nor target keys, then keel-roles, keel-identity and keel-request-id.
+  MetadataList forward;
+  // Added for a local backend only: keel-peer, the client's address.
+  MetadataList forwardToBackend;
 };
 
-// Applies the trust steps of docs/architecture.md to one call:
+// Applies the trust steps of docs/architecture.md to one call, before anything is touched:
 // 1. every `keel-*` key is dropped, whatever the peer's roles;
-// 2. no verified certificate or no clientAuth usage: UNAUTHENTICATED;
+// 2. no verified certificate or no clientAuth usage: UNAUTHENTICATED (with the reason a
+//    certificate could not be read, when that is why);
 // 3. a peer holding os:impersonator carries the roles the previous hop put in exactly one
 //    `keel-roles` value (none: no role), and its call may not target nodes again;
-// 4. target nodes from `nodes` / `node`, each an address or host name;
-// 5. the rule table decides (UNIMPLEMENTED for an unknown method, PERMISSION_DENIED
-//    naming the needed roles), before anything is forwarded;
-// 6. targeting another node needs `mayForward`.
-CallDecision decideCall(const CallRequest& request, const authz::RuleTable& rules, const PolicyOptions& options);
+// 4. target nodes from `nodes` / `node`, each an address or host name, at most maxTargets;
+// 5. the rule table decides (UNIMPLEMENTED for a method no backend serves,
+//    PERMISSION_DENIED naming the needed roles);
+// 6. targeting another node needs `mayForward`; several targets need a method with the
+//    per-node reply shape (INVALID_ARGUMENT otherwise);
+// 7. the route: the backend, the call's shape, one upstream or a fan-out, and the
+//    metadata each upstream gets.
+Admission admitCall(const CallRequest& request, const Routes& routes, const AdmissionOptions& options);
 
 // True for a request id a forwarding apid may pass on: 1-64 of [A-Za-z0-9-].
 bool isValidRequestId(std::string_view id);

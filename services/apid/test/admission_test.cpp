@@ -1,4 +1,4 @@
-#include "call_policy.h"
+#include "admission.h"
 
 #include <algorithm>
 #include <catch2/catch_test_macros.hpp>
@@ -31,29 +31,51 @@ PeerIdentity client(std::string cn, std::vector<std::string> roles, bool clientA
 
 PeerIdentity otherApid() { return client("node-b", {"os:impersonator"}); }
 
-CallDecision decide(const PeerIdentity* peer, std::string_view method, MetadataList metadata,
-                    PolicyOptions options = {}) {
+BackendManifest builtinManifest(std::string name, std::string service) {
+  BackendManifest m;
+  m.name = std::move(name);
+  m.socket = "/run/keel/" + m.name + ".sock";
+  m.services = {std::move(service)};
+  m.allowedUids = {0};
+  m.rules = "builtin";
+  return m;
+}
+
+// machined and trustd as the default node declares them.
+const Routes& builtinRoutes() {
+  static const auto routes = Routes::fromManifests({builtinManifest("machined", "keel.machine.v1.MachineService"),
+                                                    builtinManifest("trustd", "keel.security.v1.SecurityService")});
+  return *routes;
+}
+
+Admission decide(const PeerIdentity* peer, std::string_view method, MetadataList metadata,
+                    AdmissionOptions options = {}) {
   if (options.newRequestId.empty()) options.newRequestId = "fresh-id";
   CallRequest request;
   request.method = method;
   request.peerAddress = "ipv4:127.0.0.1:4711";
   request.peer = peer;
   request.metadata = std::move(metadata);
-  return decideCall(request, authz::builtinRules(), options);
+  return admitCall(request, builtinRoutes(), options);
 }
 
-bool anyReservedKey(const MetadataList& list) {
-  return std::any_of(list.begin(), list.end(), [](const auto& kv) {
-    std::string lower = kv.first;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    return lower.starts_with("keel-");
-  });
+// The client's own keys among what every upstream gets.
+MetadataList clientKeys(const Admission& d) {
+  MetadataList out;
+  for (const auto& kv : d.forward) {
+    if (!kv.first.starts_with("keel-")) out.push_back(kv);
+  }
+  return out;
+}
+
+bool anyRemote(const Admission& d) {
+  return std::any_of(d.upstreams.begin(), d.upstreams.end(), [](const Upstream& u) { return !u.local; });
 }
 
 // --- 1. reserved keys ---
 
 TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the rest is passed on in order",
-          "[call_policy]") {
+          "[admission]") {
   const auto peer = client("alice", {"os:reader"});
   const auto d = decide(&peer, kVersion,
                         {{"x-trace", "1"},
@@ -65,38 +87,46 @@ TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the r
                          {"keel-whatever", "x"},
                          {"authorization", "bearer"}});
   CHECK(d.status.isOk());
-  CHECK(d.passOn == MetadataList{{"x-trace", "1"}, {"authorization", "bearer"}});
+  CHECK(d.forward == MetadataList{{"x-trace", "1"},
+                                  {"authorization", "bearer"},
+                                  {"keel-roles", "os:reader"},
+                                  {"keel-identity", "alice"},
+                                  {"keel-request-id", "fresh-id"}});
+  CHECK(d.forwardToBackend == MetadataList{{"keel-peer", "ipv4:127.0.0.1:4711"}});
   CHECK(d.roles == std::vector<std::string>{"os:reader"});
   CHECK(d.identity == "alice");
   CHECK(d.requestId == "fresh-id");
   CHECK_FALSE(d.forwarded);
 }
 
-TEST_CASE("reserved keys are not passed on even when the call is refused", "[call_policy]") {
+TEST_CASE("reserved keys are not passed on even when the call is refused", "[admission]") {
   const MetadataList md{{"keel-roles", "os:admin"}, {"KeEl-IdEnTiTy", "x"}, {"ok", "1"}};
   const auto d = decide(nullptr, kVersion, md);
   CHECK_FALSE(d.status.isOk());
-  CHECK_FALSE(anyReservedKey(d.passOn));
+  CHECK(d.forward.empty());
   const auto peer = client("nobody", {});
-  CHECK_FALSE(anyReservedKey(decide(&peer, kVersion, md).passOn));
+  const auto noRole = decide(&peer, kVersion, md);
+  CHECK_FALSE(noRole.status.isOk());
+  CHECK(noRole.forward.empty());
+  CHECK(noRole.upstreams.empty());
 }
 
 // --- 2. authentication ---
 
-TEST_CASE("a call without a verified client certificate is unauthenticated", "[call_policy]") {
+TEST_CASE("a call without a verified client certificate is unauthenticated", "[admission]") {
   const auto d = decide(nullptr, kVersion, {});
   CHECK(d.status.code() == StatusCode::kUnauthenticated);
   CHECK(d.roles.empty());
 }
 
-TEST_CASE("a certificate without the clientAuth usage is unauthenticated even with os:admin", "[call_policy]") {
+TEST_CASE("a certificate without the clientAuth usage is unauthenticated even with os:admin", "[admission]") {
   const auto peer = client("server-only", {"os:admin"}, /*clientAuth=*/false);
   const auto d = decide(&peer, kVersion, {});
   CHECK(d.status.code() == StatusCode::kUnauthenticated);
   CHECK_THAT(d.status.message(), ContainsSubstring("clientAuth"));
 }
 
-TEST_CASE("a CA certificate is unauthenticated even with clientAuth and os:admin", "[call_policy]") {
+TEST_CASE("a CA certificate is unauthenticated even with clientAuth and os:admin", "[admission]") {
   auto peer = client("intermediate", {"os:admin"});
   peer.isCa = true;
   const auto d = decide(&peer, kVersion, {});
@@ -105,7 +135,7 @@ TEST_CASE("a CA certificate is unauthenticated even with clientAuth and os:admin
 
 // --- 3. roles ---
 
-TEST_CASE("a client's roles come from its certificate only: a forged keel-roles is ignored", "[call_policy]") {
+TEST_CASE("a client's roles come from its certificate only: a forged keel-roles is ignored", "[admission]") {
   SECTION("a reader claiming os:admin is still a reader") {
     const auto peer = client("alice", {"os:reader"});
     const auto d = decide(&peer, kRead, {{"keel-roles", "os:admin"}});
@@ -122,7 +152,7 @@ TEST_CASE("a client's roles come from its certificate only: a forged keel-roles 
   }
 }
 
-TEST_CASE("a client without a known role is denied with a message saying it holds no role", "[call_policy]") {
+TEST_CASE("a client without a known role is denied with a message saying it holds no role", "[admission]") {
   const auto peer = client("eve", {});
   const auto d = decide(&peer, kVersion, {});
   CHECK(d.status.code() == StatusCode::kPermissionDenied);
@@ -131,7 +161,7 @@ TEST_CASE("a client without a known role is denied with a message saying it hold
 }
 
 TEST_CASE("a forwarding apid's call carries the roles of its single keel-roles value, minus impersonation",
-          "[call_policy]") {
+          "[admission]") {
   const auto peer = otherApid();
   const auto d = decide(&peer, kServiceStart,
                         {{"keel-roles", "os:operator,os:impersonator"}, {"keel-identity", "alice"}, {"x", "y"}});
@@ -139,10 +169,10 @@ TEST_CASE("a forwarding apid's call carries the roles of its single keel-roles v
   CHECK(d.forwarded);
   CHECK(d.roles == std::vector<std::string>{"os:operator"});
   CHECK(d.identity == "alice via node-b");
-  CHECK(d.passOn == MetadataList{{"x", "y"}});
+  CHECK(clientKeys(d) == MetadataList{{"x", "y"}});
 }
 
-TEST_CASE("impersonation alone passed on by the previous hop is no role", "[call_policy]") {
+TEST_CASE("impersonation alone passed on by the previous hop is no role", "[admission]") {
   const auto peer = otherApid();
   const auto d = decide(&peer, kVersion, {{"keel-roles", "os:impersonator"}, {"keel-identity", "alice"}});
   CHECK(d.status.code() == StatusCode::kPermissionDenied);
@@ -151,7 +181,7 @@ TEST_CASE("impersonation alone passed on by the previous hop is no role", "[call
 }
 
 TEST_CASE("a forwarded call without keel-roles has no role, whatever the forwarder's certificate holds",
-          "[call_policy]") {
+          "[admission]") {
   const auto peer = client("node-b", {"os:admin", "os:impersonator"});
   const auto d = decide(&peer, kVersion, {{"keel-identity", "alice"}});
   CHECK(d.forwarded);
@@ -159,7 +189,7 @@ TEST_CASE("a forwarded call without keel-roles has no role, whatever the forward
   CHECK(d.roles.empty());
 }
 
-TEST_CASE("a forwarded call with two keel-roles values is denied, whatever their letter case", "[call_policy]") {
+TEST_CASE("a forwarded call with two keel-roles values is denied, whatever their letter case", "[admission]") {
   const auto peer = otherApid();
   SECTION("same case") {
     const auto d = decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"keel-roles", "os:admin"}});
@@ -173,7 +203,7 @@ TEST_CASE("a forwarded call with two keel-roles values is denied, whatever their
   }
 }
 
-TEST_CASE("a forwarded call names who asked through which apid", "[call_policy]") {
+TEST_CASE("a forwarded call names who asked through which apid", "[admission]") {
   const auto peer = otherApid();
   CHECK(decide(&peer, kVersion, {{"keel-roles", "os:reader"}, {"keel-identity", "bob"}}).identity == "bob via node-b");
   CHECK(decide(&peer, kVersion, {{"keel-roles", "os:reader"}}).identity == "unknown via node-b");
@@ -181,7 +211,7 @@ TEST_CASE("a forwarded call names who asked through which apid", "[call_policy]"
             .identity == "unknown via node-b");
 }
 
-TEST_CASE("a forwarding apid's request id is kept only when it is valid", "[call_policy]") {
+TEST_CASE("a forwarding apid's request id is kept only when it is valid", "[admission]") {
   const auto peer = otherApid();
   const MetadataList roles{{"keel-roles", "os:reader"}};
   auto with = [&](MetadataList extra) {
@@ -196,12 +226,12 @@ TEST_CASE("a forwarding apid's request id is kept only when it is valid", "[call
   CHECK(with({}) == "fresh-id");
 }
 
-TEST_CASE("a client that is not an apid cannot choose its request id", "[call_policy]") {
+TEST_CASE("a client that is not an apid cannot choose its request id", "[admission]") {
   const auto peer = client("alice", {"os:admin"});
   CHECK(decide(&peer, kVersion, {{"keel-request-id", "mine"}}).requestId == "fresh-id");
 }
 
-TEST_CASE("request ids are 1-64 characters of letters, digits and dashes", "[call_policy]") {
+TEST_CASE("request ids are 1-64 characters of letters, digits and dashes", "[admission]") {
   CHECK(isValidRequestId("a"));
   CHECK(isValidRequestId("Abc-123-xyz"));
   CHECK(isValidRequestId(std::string(64, 'z')));
@@ -215,9 +245,9 @@ TEST_CASE("request ids are 1-64 characters of letters, digits and dashes", "[cal
 
 // --- 4. targets ---
 
-TEST_CASE("targets come from nodes (a comma list) and node, trimmed and without duplicates", "[call_policy]") {
+TEST_CASE("targets come from nodes (a comma list) and node, trimmed and without duplicates", "[admission]") {
   const auto peer = client("alice", {"os:reader"});
-  PolicyOptions options;
+  AdmissionOptions options;
   options.mayForward = true;
   const auto d = decide(&peer, kVersion,
                         {{"nodes", " 10.0.0.2 ,10.0.0.3,10.0.0.2"}, {"node", "node-c"}, {"Nodes", "10.0.0.3"},
@@ -225,13 +255,13 @@ TEST_CASE("targets come from nodes (a comma list) and node, trimmed and without 
                         options);
   CHECK(d.status.isOk());
   CHECK(d.targets == std::vector<std::string>{"10.0.0.2", "10.0.0.3", "node-c"});
-  CHECK(d.remoteTargets);
-  CHECK(d.passOn == MetadataList{{"other", "kept"}});
+  CHECK(anyRemote(d));
+  CHECK(clientKeys(d) == MetadataList{{"other", "kept"}});
 }
 
-TEST_CASE("a target with a port or a scheme is an invalid argument", "[call_policy]") {
+TEST_CASE("a target with a port or a scheme is an invalid argument", "[admission]") {
   const auto peer = client("alice", {"os:admin"});
-  PolicyOptions options;
+  AdmissionOptions options;
   options.mayForward = true;
   for (const std::string bad : {"10.0.0.2:50000", "https://node-c", "node-c/path", "[::1]:50000", "bad host"}) {
     INFO(bad);
@@ -241,9 +271,9 @@ TEST_CASE("a target with a port or a scheme is an invalid argument", "[call_poli
   CHECK(decide(&peer, kVersion, {{"node", "node-c:1"}}, options).status.code() == StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("a call may target at most maxTargets distinct nodes", "[call_policy]") {
+TEST_CASE("a call may target at most maxTargets distinct nodes", "[admission]") {
   const auto peer = client("alice", {"os:reader"});
-  PolicyOptions options;
+  AdmissionOptions options;
   options.mayForward = true;
   CHECK(options.maxTargets == 256);
   options.maxTargets = 64;
@@ -262,9 +292,9 @@ TEST_CASE("a call may target at most maxTargets distinct nodes", "[call_policy]"
 
 // --- 6. forwarding ---
 
-TEST_CASE("a forwarded call may not target nodes again", "[call_policy]") {
+TEST_CASE("a forwarded call may not target nodes again", "[admission]") {
   const auto peer = otherApid();
-  PolicyOptions options;
+  AdmissionOptions options;
   options.mayForward = true;
   const auto d = decide(&peer, kVersion, {{"keel-roles", "os:admin"}, {"nodes", "10.0.0.3"}}, options);
   CHECK(d.status.code() == StatusCode::kPermissionDenied);
@@ -272,32 +302,32 @@ TEST_CASE("a forwarded call may not target nodes again", "[call_policy]") {
 }
 
 TEST_CASE("targeting another node needs the impersonator certificate, this node's own names do not",
-          "[call_policy]") {
+          "[admission]") {
   const auto peer = client("alice", {"os:reader"});
-  PolicyOptions options;
+  AdmissionOptions options;
   options.selfNames = {"10.0.0.1", "node-a"};
   SECTION("remote target without mayForward is denied") {
     const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.1,10.0.0.2"}}, options);
     CHECK(d.status.code() == StatusCode::kPermissionDenied);
-    CHECK(d.remoteTargets);
+    CHECK_THAT(d.status.message(), ContainsSubstring("no impersonator certificate"));
   }
   SECTION("only own names are allowed without mayForward") {
     const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.1"}, {"node", "node-a"}}, options);
     CHECK(d.status.isOk());
-    CHECK_FALSE(d.remoteTargets);
+    CHECK_FALSE(anyRemote(d));
     CHECK(d.targets == std::vector<std::string>{"10.0.0.1", "node-a"});
   }
   SECTION("remote target with mayForward is allowed") {
     options.mayForward = true;
     const auto d = decide(&peer, kVersion, {{"nodes", "10.0.0.2"}}, options);
     CHECK(d.status.isOk());
-    CHECK(d.remoteTargets);
+    CHECK(anyRemote(d));
   }
 }
 
 // --- 5. the rule table ---
 
-TEST_CASE("an unknown method is unimplemented, even for a client with no role", "[call_policy]") {
+TEST_CASE("an unknown method is unimplemented, even for a client with no role", "[admission]") {
   const auto none = client("eve", {});
   const auto admin = client("root", {"os:admin"});
   const std::string unknown = "/keel.machine.v1.MachineService/NoSuchMethod";
@@ -306,7 +336,7 @@ TEST_CASE("an unknown method is unimplemented, even for a client with no role", 
   CHECK(decide(&admin, "/nope.Service/X", {}).status.code() == StatusCode::kUnimplemented);
 }
 
-TEST_CASE("a denial by the rule table names the roles the method needs", "[call_policy]") {
+TEST_CASE("a denial by the rule table names the roles the method needs", "[admission]") {
   const auto peer = client("olga", {"os:operator", "os:reader"});
   const auto d = decide(&peer, kRead, {});
   CHECK(d.status.code() == StatusCode::kPermissionDenied);
@@ -315,13 +345,137 @@ TEST_CASE("a denial by the rule table names the roles the method needs", "[call_
   CHECK(decide(&admin, kRead, {}).status.isOk());
 }
 
-TEST_CASE("the rule is checked before a call is forwarded anywhere", "[call_policy]") {
+TEST_CASE("the rule is checked before a call is forwarded anywhere", "[admission]") {
   const auto peer = client("alice", {"os:reader"});
-  PolicyOptions options;
+  AdmissionOptions options;
   options.mayForward = true;
   const auto d = decide(&peer, kRead, {{"nodes", "10.0.0.2"}}, options);
   CHECK(d.status.code() == StatusCode::kPermissionDenied);
   CHECK_THAT(d.status.message(), ContainsSubstring("os:admin"));
+}
+
+// --- 7. the route ---
+
+const std::string kLogs = "/keel.machine.v1.MachineService/Logs";        // server stream, per-node
+const std::string kUpgrade = "/keel.machine.v1.MachineService/Upgrade";  // client stream, os:admin
+const std::string kGenerate = "/keel.security.v1.SecurityService/GenerateClientConfiguration";  // not per-node
+
+TEST_CASE("an admitted call names its backend, its shape, its upstreams and what they are sent", "[admission]") {
+  const auto admin = client("root", {"os:admin"});
+  AdmissionOptions options;
+  options.mayForward = true;
+  options.selfNames = {"10.0.0.1", "node-a"};
+  struct Row {
+    std::string what;
+    std::string method;
+    MetadataList metadata;
+    std::string backend;
+    CallShape shape;
+    bool fanOut;
+    std::vector<std::pair<std::string, bool>> upstreams;  // node, local
+  };
+  const std::vector<Row> rows = {
+      {"no target: this node's backend, replies as they come", kVersion, {}, "machined", CallShape::kUnary, false, {{"", true}}},
+      {"one target, per-node reply: gathered and stamped", kVersion, {{"node", "10.0.0.2"}}, "machined",
+       CallShape::kUnary, true, {{"10.0.0.2", false}}},
+      {"own name as target: local, still stamped", kVersion, {{"node", "node-a"}}, "machined", CallShape::kUnary, true,
+       {{"node-a", true}}},
+      {"several targets, in the order given", kVersion, {{"nodes", "10.0.0.3,10.0.0.1,10.0.0.2"}}, "machined",
+       CallShape::kUnary, true, {{"10.0.0.3", false}, {"10.0.0.1", true}, {"10.0.0.2", false}}},
+      {"server stream to several nodes", kLogs, {{"nodes", "10.0.0.1,10.0.0.2"}}, "machined", CallShape::kServerStream,
+       true, {{"10.0.0.1", true}, {"10.0.0.2", false}}},
+      {"client stream to one other node: one upstream", kUpgrade, {{"node", "10.0.0.2"}}, "machined",
+       CallShape::kClientStream, false, {{"10.0.0.2", false}}},
+      {"a reply without the per-node shape to one other node: one upstream", kGenerate, {{"node", "10.0.0.2"}},
+       "trustd", CallShape::kUnary, false, {{"10.0.0.2", false}}},
+  };
+  for (const auto& row : rows) {
+    INFO(row.what);
+    const auto d = decide(&admin, row.method, row.metadata, options);
+    REQUIRE(d.status.isOk());
+    REQUIRE(d.backend != nullptr);
+    CHECK(d.backend->name == row.backend);
+    CHECK(d.shape == row.shape);
+    CHECK(d.fanOut == row.fanOut);
+    std::vector<std::pair<std::string, bool>> got;
+    for (const auto& u : d.upstreams) got.emplace_back(u.node, u.local);
+    CHECK(got == row.upstreams);
+    CHECK(clientKeys(d).empty());
+    CHECK(d.forward == MetadataList{{"keel-roles", "os:admin"}, {"keel-identity", "root"}, {"keel-request-id", "fresh-id"}});
+  }
+}
+
+TEST_CASE("every refusal of the admission step, with its code and reason, and nothing to forward", "[admission]") {
+  const auto admin = client("root", {"os:admin"});
+  const auto reader = client("alice", {"os:reader"});
+  const auto noUsage = client("server", {"os:admin"}, false);
+  const auto apid = otherApid();
+  AdmissionOptions forwarding;
+  forwarding.mayForward = true;
+  forwarding.selfNames = {"10.0.0.1"};
+  AdmissionOptions local;
+  local.selfNames = {"10.0.0.1"};
+  struct Row {
+    std::string what;
+    const PeerIdentity* peer;
+    Status identityError;
+    std::string method;
+    MetadataList metadata;
+    AdmissionOptions options;
+    StatusCode code;
+    std::string reason;
+  };
+  const std::vector<Row> rows = {
+      {"no certificate", nullptr, Status::ok(), kVersion, {}, forwarding, StatusCode::kUnauthenticated,
+       "no verified client certificate"},
+      {"an unreadable certificate keeps its reason", nullptr,
+       unauthenticated("the client certificate cannot be read: bad DER"), kVersion, {}, forwarding,
+       StatusCode::kUnauthenticated, "cannot be read: bad DER"},
+      {"no clientAuth usage", &noUsage, Status::ok(), kVersion, {}, forwarding, StatusCode::kUnauthenticated,
+       "not a client certificate"},
+      {"two keel-roles from a forwarding apid", &apid, Status::ok(), kVersion,
+       {{"keel-roles", "os:admin"}, {"keel-roles", "os:admin"}}, forwarding, StatusCode::kPermissionDenied,
+       "exactly once, found 2"},
+      {"a target with a port", &admin, Status::ok(), kVersion, {{"node", "10.0.0.2:50000"}}, forwarding,
+       StatusCode::kInvalidArgument, "target node '10.0.0.2:50000'"},
+      {"too many targets", &admin, Status::ok(), kVersion, {{"nodes", "10.0.0.2,10.0.0.3"}},
+       [&] {
+         auto o = forwarding;
+         o.maxTargets = 1;
+         return o;
+       }(),
+       StatusCode::kInvalidArgument, "at most 1 nodes"},
+      {"no role", &apid, Status::ok(), kVersion, {}, forwarding, StatusCode::kPermissionDenied, "holds no role"},
+      {"unknown method", &admin, Status::ok(), "/keel.machine.v1.MachineService/Nope", {}, forwarding,
+       StatusCode::kUnimplemented, "Nope"},
+      {"role too weak", &reader, Status::ok(), kUpgrade, {}, forwarding, StatusCode::kPermissionDenied, "os:admin"},
+      {"a forwarded call targeting nodes again", &apid, Status::ok(), kVersion,
+       {{"keel-roles", "os:admin"}, {"node", "10.0.0.3"}}, forwarding, StatusCode::kPermissionDenied,
+       "never forwarded again"},
+      {"another node without an impersonator certificate", &admin, Status::ok(), kVersion, {{"node", "10.0.0.2"}},
+       local, StatusCode::kPermissionDenied, "no impersonator certificate"},
+      {"several nodes for a reply without the per-node shape", &admin, Status::ok(), kGenerate,
+       {{"nodes", "10.0.0.2,10.0.0.3"}}, forwarding, StatusCode::kInvalidArgument, "cannot be sent to several nodes"},
+      {"several nodes for a client stream", &admin, Status::ok(), kUpgrade, {{"nodes", "10.0.0.1,10.0.0.2"}},
+       forwarding, StatusCode::kInvalidArgument, "target one node"},
+  };
+  for (const auto& row : rows) {
+    INFO(row.what);
+    auto options = row.options;
+    options.newRequestId = "fresh-id";
+    CallRequest request;
+    request.method = row.method;
+    request.peerAddress = "ipv4:127.0.0.1:4711";
+    request.peer = row.peer;
+    request.identityError = row.identityError;
+    request.metadata = row.metadata;
+    const auto d = admitCall(request, builtinRoutes(), options);
+    CHECK(d.status.code() == row.code);
+    CHECK_THAT(d.status.message(), ContainsSubstring(row.reason));
+    CHECK(d.backend == nullptr);
+    CHECK(d.upstreams.empty());
+    CHECK(d.forward.empty());
+  }
 }
 
 // --- identities from certificates ---
@@ -351,7 +505,7 @@ struct Issuer {
 };
 
 TEST_CASE("the identity of a client certificate is its CN, its known roles and its clientAuth usage",
-          "[call_policy]") {
+          "[admission]") {
   Issuer issuer;
   const auto id = identityFromPem(issuer.issue("alice", {"os:reader", "system:masters", "os:operator"}));
   REQUIRE(id.ok());
@@ -362,14 +516,14 @@ TEST_CASE("the identity of a client certificate is its CN, its known roles and i
   CHECK_FALSE(id->impersonator());
 }
 
-TEST_CASE("a CA certificate reads as a CA", "[call_policy]") {
+TEST_CASE("a CA certificate reads as a CA", "[admission]") {
   Issuer issuer;
   const auto id = identityFromPem(issuer.ca.certificate.toPem());
   REQUIRE(id.ok());
   CHECK(id->isCa);
 }
 
-TEST_CASE("a certificate without clientAuth or without known roles reads as such", "[call_policy]") {
+TEST_CASE("a certificate without clientAuth or without known roles reads as such", "[admission]") {
   Issuer issuer;
   const auto server = identityFromPem(issuer.issue("node-a", {"os:admin"}, {pki::ExtendedKeyUsage::kServerAuth}));
   REQUIRE(server.ok());
@@ -382,14 +536,14 @@ TEST_CASE("a certificate without clientAuth or without known roles reads as such
   CHECK(apid->impersonator());
 }
 
-TEST_CASE("a PEM that is not a certificate is unauthenticated", "[call_policy]") {
+TEST_CASE("a PEM that is not a certificate is unauthenticated", "[admission]") {
   CHECK(identityFromPem("").status().code() == StatusCode::kUnauthenticated);
   CHECK(identityFromPem("garbage").status().code() == StatusCode::kUnauthenticated);
   CHECK(identityFromPem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").status().code() ==
         StatusCode::kUnauthenticated);
 }
 
-TEST_CASE("the identity cache returns the same identity for the same certificate", "[call_policy]") {
+TEST_CASE("the identity cache returns the same identity for the same certificate", "[admission]") {
   Issuer issuer;
   const std::string pem = issuer.issue("alice", {"os:admin"});
   IdentityCache cache;
@@ -402,7 +556,7 @@ TEST_CASE("the identity cache returns the same identity for the same certificate
   CHECK(cache.lookup("garbage").status().code() == StatusCode::kUnauthenticated);
 }
 
-TEST_CASE("the identity cache forgets its oldest entry beyond its capacity", "[call_policy]") {
+TEST_CASE("the identity cache forgets its oldest entry beyond its capacity", "[admission]") {
   Issuer issuer;
   const std::string a = issuer.issue("a", {"os:admin"});
   const std::string b = issuer.issue("b", {"os:admin"});
