@@ -6,12 +6,18 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/server_posix.h>
 
+#include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "keel/pki/pki.h"
 #include "node_fixture.h"
@@ -123,19 +129,33 @@ inline void installDaemons(const TempDir& libexec) {
 class RecordingBackend final : public grpc::CallbackGenericService {
  public:
   // `maxConnectionAge`: when set, the server sends GOAWAY on each connection once it is
-  // that old, and keeps it open for the calls still running on it.
+  // that old, and keeps it open for the calls still running on it; connections are then
+  // accepted here, so they can be counted (connections()).
   explicit RecordingBackend(std::filesystem::path socket, std::chrono::milliseconds maxConnectionAge = {})
       : socket_(std::move(socket)) {
     grpc::ServerBuilder builder;
-    if (maxConnectionAge.count() > 0) {
+    const bool counted = maxConnectionAge.count() > 0;
+    if (counted) {
       builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, static_cast<int>(maxConnectionAge.count()));
+    } else {
+      builder.AddListeningPort("unix:" + socket_.string(), grpc::InsecureServerCredentials());
     }
-    builder.AddListeningPort("unix:" + socket_.string(), grpc::InsecureServerCredentials());
     builder.RegisterCallbackGenericService(this);
     server_ = builder.BuildAndStart();
     REQUIRE(server_ != nullptr);
+    if (counted) acceptHere();
   }
-  ~RecordingBackend() override { server_->Shutdown(std::chrono::system_clock::now() + 1s); }
+  ~RecordingBackend() override {
+    if (listener_ >= 0) {
+      ::shutdown(listener_, SHUT_RDWR);  // wakes accept()
+      acceptor_.join();
+      ::close(listener_);
+    }
+    server_->Shutdown(std::chrono::system_clock::now() + 1s);
+  }
+
+  // Connections accepted so far (with a maxConnectionAge only).
+  int connections() const { return connections_.load(); }
 
   struct Call {
     std::string method;
@@ -195,7 +215,32 @@ class RecordingBackend final : public grpc::CallbackGenericService {
 
  private:
   std::filesystem::path socket_;
+  void acceptHere() {
+    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(listener_ >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(socket_.string().size() < sizeof(addr.sun_path));
+    std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+          if (errno == EINTR) continue;
+          return;  // shut down
+        }
+        ++connections_;
+        grpc::AddInsecureChannelFromFd(server_.get(), fd);
+      }
+    });
+  }
+
   std::unique_ptr<grpc::Server> server_;
+  int listener_ = -1;
+  std::thread acceptor_;
+  std::atomic<int> connections_{0};
   std::mutex mu_;
   std::vector<Call> calls_;
 };
@@ -206,8 +251,9 @@ struct ApidOptions {
   bool impersonator = false;
   nlohmann::json limits;  // merged into the config's "limits"
   std::string hostname;
-  // Where apid's stdout and stderr go instead of apid.log (a FIFO, say). apid is then
-  // taken as started once its port accepts connections.
+  // Where apid's stdout (the audit copy) goes instead of apid.log (a FIFO, say); its
+  // stderr stays in apid.log. apid is then taken as started once its port accepts
+  // connections.
   std::filesystem::path output;
 };
 
@@ -247,8 +293,10 @@ class ApidProcess {
 
   void start() {
     const bool ownOutput = !options_.output.empty();
+    const auto logPath = dir_ / "apid.log";
     process_ = std::make_unique<ChildProcess>(std::vector<std::string>{APID_PATH, "--config", (dir_ / "config.json").string()},
-                                              ownOutput ? options_.output : dir_ / "apid.log");
+                                              ownOutput ? options_.output : logPath, std::map<std::string, std::string>{},
+                                              ownOutput ? logPath : std::filesystem::path());
     if (ownOutput) {
       REQUIRE(eventually([&] { return accepts() || !process_->running(); }, 20s));
       REQUIRE(process_->running());
@@ -309,8 +357,9 @@ class ApidProcess {
   int port() const { return port_; }
   const std::string& host() const { return options_.address; }
   std::string log() const {
-    // A FIFO is not read back: that would block, or take what the test means to read.
-    if (!options_.output.empty()) return "(apid's output goes to " + options_.output.string() + ")";
+    // With its own output, stdout is not read back (a FIFO would block, or lose what the
+    // test means to read): apid.log has stderr only.
+    if (!options_.output.empty()) return readFile(dir_ / "apid.log");
     return process_ ? process_->log() : std::string();
   }
   std::string auditLog() const { return readFile(dir_ / "audit.log"); }

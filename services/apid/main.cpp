@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <absl/synchronization/mutex.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "apid.h"
@@ -62,6 +63,8 @@ int main(int argc, char** argv) {
   // gRPC's locks are Abseil mutexes; Debian's Abseil checks every acquisition for lock
   // cycles unless told otherwise, which costs more than the proxying itself.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // stdout carries the audit lines (AuditLog); the log goes to stderr.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("apid", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
 

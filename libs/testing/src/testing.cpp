@@ -153,22 +153,31 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
 }
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
-                           const std::map<std::string, std::string>& extraEnv)
+                           const std::map<std::string, std::string>& extraEnv, const std::filesystem::path& errPath)
     : logPath_(logPath) {
   if (argv.empty()) throw std::invalid_argument("ChildProcess: empty argv");
   ExecArgs exec(argv, extraEnv);
   const int logFd = open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (logFd < 0) throw std::runtime_error("cannot open " + logPath.string());
+  int errFd = logFd;
+  if (!errPath.empty()) {
+    errFd = open(errPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (errFd < 0) {
+      close(logFd);
+      throw std::runtime_error("cannot open " + errPath.string());
+    }
+  }
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     const int devnull = open("/dev/null", O_RDONLY);
     dup2(devnull, STDIN_FILENO);
     dup2(logFd, STDOUT_FILENO);
-    dup2(logFd, STDERR_FILENO);
+    dup2(errFd, STDERR_FILENO);
     exec.execute();
   }
   close(logFd);
+  if (errFd != logFd) close(errFd);
 }
 
 ChildProcess::~ChildProcess() {

@@ -80,8 +80,16 @@ void AuditLog::flushOutput() {
   while (done < batch.size()) {
     const ssize_t n = ::write(STDOUT_FILENO, batch.data() + done, batch.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    // Nobody reads the copy any more (the file still has every line): drop it.
-    if (n <= 0) return;
+    // Nobody reads the copy any more (the file still has every line): drop it, and say so
+    // once.
+    if (n <= 0) {
+      if (!outputLost_) {
+        outputLost_ = true;
+        spdlog::warn("apid: the audit copy on stdout cannot be written ({}); audit.log keeps every line",
+                     n < 0 ? errnoText(errno) : std::string("nothing written"));
+      }
+      return;
+    }
     done += static_cast<size_t>(n);
   }
 }

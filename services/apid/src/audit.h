@@ -69,6 +69,7 @@ class AuditLog {
   std::mutex bufferMu_;
   std::string buffer_;
   std::mutex writeMu_;
+  bool outputLost_ = false;  // a write to stdout failed (guarded by writeMu_)
   const Clock& clock_;
 };
 

@@ -40,7 +40,12 @@ class Call final : public ServerCall {
 
  private:
   void onAccept(bool ok) {
-    if (!ok) return;  // the server is shutting down; the queue drains and the process ends
+    if (!ok) {
+      // The server is shutting down and this call never started: gRPC delivers no done
+      // notification for it and nothing else is in flight.
+      delete this;
+      return;
+    }
     (new Call(g_, cq_))->arm();
     started();  // the done notification, armed in arm()
     admit();

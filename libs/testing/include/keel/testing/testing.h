@@ -50,9 +50,10 @@ ProcessResult run(const std::vector<std::string>& argv, const RunOptions& option
 class ChildProcess {
  public:
   // Starts argv[0] (searched in PATH when it has no '/'); stdout and stderr go to
-  // `logPath` (appended) so a failing test can show them.
+  // `logPath` (appended) so a failing test can show them; stderr goes to `errPath`
+  // instead when one is given.
   ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
-               const std::map<std::string, std::string>& extraEnv = {});
+               const std::map<std::string, std::string>& extraEnv = {}, const std::filesystem::path& errPath = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
