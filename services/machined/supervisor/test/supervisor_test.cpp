@@ -161,6 +161,23 @@ std::unique_ptr<Supervisor> makeSupervisor(const TempDir& dir, std::vector<Servi
   return makeSupervisor(dir, std::move(specs), clock, testOptions(dir));
 }
 
+// A service that ignores SIGTERM, so only the SIGKILL after `grace` ends it; it logs
+// "ready" once the trap is set. An ignored signal stays ignored across exec, so sleep
+// itself ignores SIGTERM.
+ServiceSpec stubbornService(const TempDir& dir, std::chrono::milliseconds grace) {
+  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
+  spec.stopGracePeriod = grace;
+  return spec;
+}
+
+// Starts every service and waits until `id` has logged "ready" and is running; its pid.
+pid_t startAllUntilReady(Supervisor& supervisor, EventRecorder& recorder, const std::string& id) {
+  LogRecorder log(supervisor, id);
+  REQUIRE(supervisor.startAll().isOk());
+  log.waitForLine("ready");
+  return recorder.waitForEvent(id, EventType::kRunning).pid;
+}
+
 pid_t pidOf(Supervisor& supervisor, const std::string& id) {
   auto status = supervisor.status(id);
   REQUIRE(status.ok());
@@ -327,15 +344,9 @@ TEST_CASE("starting a failed service starts it again with a fresh restart budget
 
 TEST_CASE("sends SIGKILL to a service that ignores SIGTERM once the grace period is over", "[supervisor]") {
   TempDir dir;
-  // An ignored signal stays ignored across exec, so sleep itself ignores SIGTERM.
-  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  spec.stopGracePeriod = 200ms;
-  auto supervisor = makeSupervisor(dir, {spec});
+  auto supervisor = makeSupervisor(dir, {stubbornService(dir, 200ms)});
   EventRecorder recorder(*supervisor);
-  LogRecorder log(*supervisor, "stubborn");
-  REQUIRE(supervisor->startAll().isOk());
-  log.waitForLine("ready");
-  const pid_t pid = recorder.waitForEvent("stubborn", EventType::kRunning).pid;
+  const pid_t pid = startAllUntilReady(*supervisor, recorder, "stubborn");
 
   const auto before = std::chrono::steady_clock::now();
   REQUIRE(supervisor->stop("stubborn").isOk());
@@ -479,14 +490,10 @@ TEST_CASE("a service stopped by request is not restarted", "[supervisor]") {
 
 TEST_CASE("stopping a service that is already stopping changes nothing", "[supervisor]") {
   TempDir dir;
-  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  spec.stopGracePeriod = 60s;  // the test ends the process itself, long before this
-  auto supervisor = makeSupervisor(dir, {spec});
+  // The test ends the process itself, long before the grace period is over.
+  auto supervisor = makeSupervisor(dir, {stubbornService(dir, 60s)});
   EventRecorder recorder(*supervisor);
-  LogRecorder log(*supervisor, "stubborn");
-  REQUIRE(supervisor->startAll().isOk());
-  log.waitForLine("ready");
-  const pid_t pid = recorder.waitForEvent("stubborn", EventType::kRunning).pid;
+  const pid_t pid = startAllUntilReady(*supervisor, recorder, "stubborn");
 
   REQUIRE(supervisor->stop("stubborn").isOk());
   CHECK(supervisor->stop("stubborn").isOk());
@@ -526,8 +533,7 @@ TEST_CASE("destroying the supervisor leaves no process behind, grandchildren inc
   TempDir dir;
   auto plain = shellService(dir, "plain", kLongSleep);
   auto parent = shellService(dir, "parent", "/bin/sleep 3617 & echo $! > grandchild.pid; echo ready; wait");
-  auto stubborn = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  stubborn.stopGracePeriod = 100ms;
+  auto stubborn = stubbornService(dir, 100ms);
   auto waiting = shellService(dir, "waiting", kLongSleep);
   waiting.dependsOn = {"ghost"};
   auto ghost = shellService(dir, "ghost", "");
