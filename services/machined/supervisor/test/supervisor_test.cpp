@@ -178,10 +178,14 @@ pid_t startAllUntilReady(Supervisor& supervisor, EventRecorder& recorder, const 
   return recorder.waitForEvent(id, EventType::kRunning).pid;
 }
 
-pid_t pidOf(Supervisor& supervisor, const std::string& id) {
+ServiceStatus statusOf(Supervisor& supervisor, const std::string& id) {
   auto status = supervisor.status(id);
   REQUIRE(status.ok());
-  return status->pid;
+  return *status;
+}
+
+pid_t pidOf(Supervisor& supervisor, const std::string& id) {
+  return statusOf(supervisor, id).pid;
 }
 
 // True once `pid` is gone or a zombie (a reparented grandchild is reaped by whoever is
@@ -286,12 +290,11 @@ TEST_CASE("restarts a service killed with SIGKILL after a doubling backoff", "[s
   CHECK_THAT(again.message, ContainsSubstring("restarting in 20ms"));
   recorder.waitForEvent("svc", EventType::kRunning, 0,
                         [&](const Event& e) { return e.pid != first && e.pid != secondRun.pid; });
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kRunning);
-  CHECK(status->restarts == 2);
-  CHECK(status->lastSignal == SIGKILL);
-  CHECK(!status->recentEvents.empty());
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kRunning);
+  CHECK(status.restarts == 2);
+  CHECK(status.lastSignal == SIGKILL);
+  CHECK(!status.recentEvents.empty());
 }
 
 TEST_CASE("gives up on a service that keeps exiting and reports it failed", "[supervisor]") {
@@ -313,12 +316,11 @@ TEST_CASE("gives up on a service that keeps exiting and reports it failed", "[su
   for (const auto& e : events) {
     if (e.type == EventType::kExited) CHECK(e.exitCode == 3);
   }
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kFailed);
-  CHECK(status->pid == 0);
-  CHECK(status->lastExitCode == 3);
-  CHECK_THAT(status->message, ContainsSubstring("gave up"));
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kFailed);
+  CHECK(status.pid == 0);
+  CHECK(status.lastExitCode == 3);
+  CHECK_THAT(status.message, ContainsSubstring("gave up"));
   CHECK(supervisor->stop("svc").code() == StatusCode::kFailedPrecondition);
 }
 
@@ -335,10 +337,9 @@ TEST_CASE("starting a failed service starts it again with a fresh restart budget
   keel::testing::writeFile(spec.stateDir / "ok", "");
   REQUIRE(supervisor->start("svc").isOk());
   recorder.waitForEvent("svc", EventType::kRunning);
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kRunning);
-  CHECK(status->restarts == 0);
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kRunning);
+  CHECK(status.restarts == 0);
   CHECK(supervisor->start("svc").code() == StatusCode::kFailedPrecondition);
 }
 
@@ -444,10 +445,9 @@ TEST_CASE("a missing binary fails the service at once with a clear message", "[s
   CHECK(events[*exited].exitCode == 127);
   CHECK_THAT(events[*exited].message, ContainsSubstring("No such file or directory"));
   CHECK_FALSE(EventRecorder::indexOf(events, "ghost", EventType::kRestarting).has_value());
-  const auto status = supervisor->status("ghost");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kFailed);
-  CHECK_THAT(status->message, ContainsSubstring("No such file or directory"));
+  const ServiceStatus status = statusOf(*supervisor, "ghost");
+  CHECK(status.state == ServiceState::kFailed);
+  CHECK_THAT(status.message, ContainsSubstring("No such file or directory"));
 }
 
 TEST_CASE("a missing config file fails the service before it runs", "[supervisor]") {
@@ -481,10 +481,9 @@ TEST_CASE("a service stopped by request is not restarted", "[supervisor]") {
   const auto events = recorder.snapshot();
   CHECK(EventRecorder::indexOf(events, "svc", EventType::kStarting,
                                *EventRecorder::indexOf(events, "svc", EventType::kStopped)) == std::nullopt);
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kStopped);
-  CHECK(status->pid == 0);
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kStopped);
+  CHECK(status.pid == 0);
   CHECK(supervisor->stop("svc").code() == StatusCode::kFailedPrecondition);
 }
 
