@@ -5,7 +5,6 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -13,23 +12,21 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <set>
-#include <system_error>
 #include <vector>
-
-#include <fmt/format.h>
-#include <linux/close_range.h>
 
 #include "keel/common/fd_io.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
+#include "keel/supervisor/child_setup.h"
 #include "spawner_protocol.h"
 
 namespace keel::machined {
 namespace {
 
+using supervisor::ChildStep;
+using supervisor::reportChildFailure;
 using supervisor::SpawnedProcess;
 using supervisor::UniqueFd;
 using supervisor::makePipe;
@@ -110,40 +107,6 @@ ssize_t receiveMessage(int sock, std::string& data, int* fds, size_t maxFds, siz
 
 // ---- the spawner process ----
 
-// What the service process reports through the status pipe when a step fails.
-enum class ChildStep : int { kParent = 1, kSetpgid, kStdin, kDup, kChdir, kCloseFds, kChown, kSandbox, kDeathSignal, kExec };
-
-struct ChildReport {
-  int step;
-  int error;
-  int detail;  // kSandbox: the sandbox::Step that failed
-};
-
-std::string describeReport(const ChildReport& r, const std::vector<std::string>& argv, const std::string& cwd) {
-  const std::string err = errnoText(r.error);
-  switch (static_cast<ChildStep>(r.step)) {
-    case ChildStep::kParent: return "machined went away before the service started";
-    case ChildStep::kSetpgid: return "creating a process group: " + err;
-    case ChildStep::kStdin: return "opening /dev/null for stdin: " + err;
-    case ChildStep::kDup: return "redirecting stdio: " + err;
-    case ChildStep::kChdir: return fmt::format("changing to the state directory {}: {}", cwd, err);
-    case ChildStep::kCloseFds: return "closing inherited file descriptors: " + err;
-    case ChildStep::kChown: return "giving the state directory and config to the service's account: " + err;
-    case ChildStep::kSandbox:
-      return fmt::format("confining the service failed at step {}: {}",
-                         sandbox::stepName(static_cast<sandbox::Step>(r.detail)), err);
-    case ChildStep::kDeathSignal: return "prctl(PR_SET_PDEATHSIG): " + err;
-    case ChildStep::kExec: return fmt::format("exec {}: {}", argv.empty() ? "" : argv[0], err);
-  }
-  return "child setup: " + err;
-}
-
-[[noreturn]] void childReport(int statusFd, ChildStep step, int error, int detail = 0) {
-  const ChildReport report{static_cast<int>(step), error, detail};
-  [[maybe_unused]] ssize_t ignored = ::write(statusFd, &report, sizeof report);
-  ::_exit(127);
-}
-
 struct ServiceLaunch {
   std::vector<char*> argv;
   std::vector<char*> envp;
@@ -172,42 +135,30 @@ struct ServiceLaunch {
   } while (r < 0 && errno == EINTR);
   if (r != 1) ::_exit(127);
 
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // KILL/STOP fail: fine
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-
-  if (::setpgid(0, 0) != 0) childReport(l.statusFd, ChildStep::kSetpgid, errno);
-  const int devNull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (devNull < 0) childReport(l.statusFd, ChildStep::kStdin, errno);
-  if (::dup2(devNull, STDIN_FILENO) < 0 || ::dup2(l.stdoutFd, STDOUT_FILENO) < 0 ||
-      ::dup2(l.stderrFd, STDERR_FILENO) < 0) {
-    childReport(l.statusFd, ChildStep::kDup, errno);
-  }
-  if (::chdir(l.cwd) != 0) childReport(l.statusFd, ChildStep::kChdir, errno);
-  // Everything above stderr, the spawner's socket included, is gone at exec; the status
-  // pipe must stay open until then.
-  if (::close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) childReport(l.statusFd, ChildStep::kCloseFds, errno);
+  // Everything above stderr, the spawner's socket included, is gone at exec.
+  supervisor::setUpChild(l.statusFd, l.stdoutFd, l.stderrFd, l.cwd);
   if (l.chown) {
     // The service owns its state; its config stays readable by it alone.
     for (const char* path : l.chownPaths) {
-      if (::chown(path, l.uid, l.gid) != 0) childReport(l.statusFd, ChildStep::kChown, errno);
+      if (::chown(path, l.uid, l.gid) != 0) reportChildFailure(l.statusFd, ChildStep::kChown, errno);
     }
   }
   if (l.sandbox != nullptr) {
     if (const int error = l.sandbox->applyInChild(); error != 0) {
-      childReport(l.statusFd, ChildStep::kSandbox, error, static_cast<int>(l.sandbox->failedStep()));
+      const int step = static_cast<int>(l.sandbox->failedStep());
+      reportChildFailure(l.statusFd, ChildStep::kSandbox, error, step);
     }
   }
   // A service must not outlive a machined that died: a restarted machined starts it
   // again. Set after the identity switch, which clears it; if machined is already gone,
   // the signal would never come.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) childReport(l.statusFd, ChildStep::kDeathSignal, errno);
-  if (::getppid() != l.machined) childReport(l.statusFd, ChildStep::kParent, 0);
-  ::execve(l.argv[0], l.argv.data(), l.envp.data());
-  childReport(l.statusFd, ChildStep::kExec, errno);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) reportChildFailure(l.statusFd, ChildStep::kDeathSignal, errno);
+  if (::getppid() != l.machined) reportChildFailure(l.statusFd, ChildStep::kParent, 0);
+  supervisor::execChild(l.statusFd, l.argv.data(), l.envp.data());
+}
+
+std::string_view sandboxStepName(int step) {
+  return sandbox::stepName(static_cast<sandbox::Step>(step));
 }
 
 class SpawnerProcess {
@@ -334,11 +285,8 @@ class SpawnerProcess {
 
   Result<SpawnedProcess> spawn(SpawnJob& job) {
     if (job.argv.empty()) return invalidArgument("spawn: expected a non-empty argv, found none");
-    SpawnedProcess spawned;
-    UniqueFd outWrite, errWrite, statusRead, statusWrite, goRead, goWrite, pidRead, pidWrite;
-    KEEL_RETURN_IF_ERROR(makePipe(spawned.stdoutFd, outWrite));
-    KEEL_RETURN_IF_ERROR(makePipe(spawned.stderrFd, errWrite));
-    KEEL_RETURN_IF_ERROR(makePipe(statusRead, statusWrite));
+    KEEL_ASSIGN_OR_RETURN(supervisor::ChildPipes pipes, supervisor::ChildPipes::open());
+    UniqueFd goRead, goWrite, pidRead, pidWrite;
     KEEL_RETURN_IF_ERROR(makePipe(goRead, goWrite));
     KEEL_RETURN_IF_ERROR(makePipe(pidRead, pidWrite));
 
@@ -350,7 +298,7 @@ class SpawnerProcess {
       options.policy = sandbox::extensionPolicy();
       options.uid = job.uid;
       options.gid = job.gid;
-      options.keepFds = {statusWrite.get()};
+      options.keepFds = {pipes.statusWrite.get()};
       auto p = sandbox::prepare(options);
       if (!p.ok()) return p.status().withContext("sandbox of " + job.argv[0]);
       prepared = std::move(p).value();
@@ -369,9 +317,9 @@ class SpawnerProcess {
     launch.sandbox = prepared ? &*prepared : nullptr;
     launch.machined = machined_;
     launch.goFd = goRead.get();
-    launch.stdoutFd = outWrite.get();
-    launch.stderrFd = errWrite.get();
-    launch.statusFd = statusWrite.get();
+    launch.stdoutFd = pipes.stdoutWrite.get();
+    launch.stderrFd = pipes.stderrWrite.get();
+    launch.statusFd = pipes.statusWrite.get();
 
     // The intermediate forks the service and exits at once, so the service is orphaned
     // and handed to machined, the nearest child subreaper, which then reaps it.
@@ -384,9 +332,7 @@ class SpawnerProcess {
       [[maybe_unused]] ssize_t ignored = ::write(pidWrite.get(), &value, sizeof value);
       ::_exit(0);
     }
-    outWrite.reset();
-    errWrite.reset();
-    statusWrite.reset();
+    pipes.closeChildEnds();
     goRead.reset();
     pidWrite.reset();
     while (::waitpid(intermediate, nullptr, 0) < 0 && errno == EINTR) {
@@ -398,7 +344,10 @@ class SpawnerProcess {
     } while (n < 0 && errno == EINTR);
     if (n != static_cast<ssize_t>(sizeof value)) return unavailable("fork: the intermediate process reported nothing");
     if (value <= 0) return unavailable("fork: " + errnoText(-value));
+    SpawnedProcess spawned;
     spawned.pid = value;
+    spawned.stdoutFd = std::move(pipes.stdoutRead);
+    spawned.stderrFd = std::move(pipes.stderrRead);
     prune();
     groups_.insert(spawned.pid);
 
@@ -406,13 +355,9 @@ class SpawnerProcess {
     const char go = 1;
     [[maybe_unused]] ssize_t ignored = ::write(goWrite.get(), &go, 1);
     goWrite.reset();
-    ChildReport report{};
-    const size_t got = readFully(statusRead.get(), &report, sizeof report);
-    if (got == sizeof report) {
-      spawned.setupError = describeReport(report, job.argv, job.cwd);
-    } else if (got != 0) {
-      spawned.setupError = "child setup: truncated status report";
-    }
+    const Status setup =
+        supervisor::readChildReport(pipes.statusRead.get(), {job.argv[0], job.cwd, sandboxStepName});
+    if (!setup.isOk()) spawned.setupError = setup.message();
     return spawned;
   }
 

@@ -161,10 +161,31 @@ std::unique_ptr<Supervisor> makeSupervisor(const TempDir& dir, std::vector<Servi
   return makeSupervisor(dir, std::move(specs), clock, testOptions(dir));
 }
 
-pid_t pidOf(Supervisor& supervisor, const std::string& id) {
+// A service that ignores SIGTERM, so only the SIGKILL after `grace` ends it; it logs
+// "ready" once the trap is set. An ignored signal stays ignored across exec, so sleep
+// itself ignores SIGTERM.
+ServiceSpec stubbornService(const TempDir& dir, std::chrono::milliseconds grace) {
+  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
+  spec.stopGracePeriod = grace;
+  return spec;
+}
+
+// Starts every service and waits until `id` has logged "ready" and is running; its pid.
+pid_t startAllUntilReady(Supervisor& supervisor, EventRecorder& recorder, const std::string& id) {
+  LogRecorder log(supervisor, id);
+  REQUIRE(supervisor.startAll().isOk());
+  log.waitForLine("ready");
+  return recorder.waitForEvent(id, EventType::kRunning).pid;
+}
+
+ServiceStatus statusOf(Supervisor& supervisor, const std::string& id) {
   auto status = supervisor.status(id);
   REQUIRE(status.ok());
-  return status->pid;
+  return *status;
+}
+
+pid_t pidOf(Supervisor& supervisor, const std::string& id) {
+  return statusOf(supervisor, id).pid;
 }
 
 // True once `pid` is gone or a zombie (a reparented grandchild is reaped by whoever is
@@ -269,12 +290,11 @@ TEST_CASE("restarts a service killed with SIGKILL after a doubling backoff", "[s
   CHECK_THAT(again.message, ContainsSubstring("restarting in 20ms"));
   recorder.waitForEvent("svc", EventType::kRunning, 0,
                         [&](const Event& e) { return e.pid != first && e.pid != secondRun.pid; });
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kRunning);
-  CHECK(status->restarts == 2);
-  CHECK(status->lastSignal == SIGKILL);
-  CHECK(!status->recentEvents.empty());
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kRunning);
+  CHECK(status.restarts == 2);
+  CHECK(status.lastSignal == SIGKILL);
+  CHECK(!status.recentEvents.empty());
 }
 
 TEST_CASE("gives up on a service that keeps exiting and reports it failed", "[supervisor]") {
@@ -296,12 +316,11 @@ TEST_CASE("gives up on a service that keeps exiting and reports it failed", "[su
   for (const auto& e : events) {
     if (e.type == EventType::kExited) CHECK(e.exitCode == 3);
   }
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kFailed);
-  CHECK(status->pid == 0);
-  CHECK(status->lastExitCode == 3);
-  CHECK_THAT(status->message, ContainsSubstring("gave up"));
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kFailed);
+  CHECK(status.pid == 0);
+  CHECK(status.lastExitCode == 3);
+  CHECK_THAT(status.message, ContainsSubstring("gave up"));
   CHECK(supervisor->stop("svc").code() == StatusCode::kFailedPrecondition);
 }
 
@@ -318,24 +337,17 @@ TEST_CASE("starting a failed service starts it again with a fresh restart budget
   keel::testing::writeFile(spec.stateDir / "ok", "");
   REQUIRE(supervisor->start("svc").isOk());
   recorder.waitForEvent("svc", EventType::kRunning);
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kRunning);
-  CHECK(status->restarts == 0);
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kRunning);
+  CHECK(status.restarts == 0);
   CHECK(supervisor->start("svc").code() == StatusCode::kFailedPrecondition);
 }
 
 TEST_CASE("sends SIGKILL to a service that ignores SIGTERM once the grace period is over", "[supervisor]") {
   TempDir dir;
-  // An ignored signal stays ignored across exec, so sleep itself ignores SIGTERM.
-  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  spec.stopGracePeriod = 200ms;
-  auto supervisor = makeSupervisor(dir, {spec});
+  auto supervisor = makeSupervisor(dir, {stubbornService(dir, 200ms)});
   EventRecorder recorder(*supervisor);
-  LogRecorder log(*supervisor, "stubborn");
-  REQUIRE(supervisor->startAll().isOk());
-  log.waitForLine("ready");
-  const pid_t pid = recorder.waitForEvent("stubborn", EventType::kRunning).pid;
+  const pid_t pid = startAllUntilReady(*supervisor, recorder, "stubborn");
 
   const auto before = std::chrono::steady_clock::now();
   REQUIRE(supervisor->stop("stubborn").isOk());
@@ -433,10 +445,9 @@ TEST_CASE("a missing binary fails the service at once with a clear message", "[s
   CHECK(events[*exited].exitCode == 127);
   CHECK_THAT(events[*exited].message, ContainsSubstring("No such file or directory"));
   CHECK_FALSE(EventRecorder::indexOf(events, "ghost", EventType::kRestarting).has_value());
-  const auto status = supervisor->status("ghost");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kFailed);
-  CHECK_THAT(status->message, ContainsSubstring("No such file or directory"));
+  const ServiceStatus status = statusOf(*supervisor, "ghost");
+  CHECK(status.state == ServiceState::kFailed);
+  CHECK_THAT(status.message, ContainsSubstring("No such file or directory"));
 }
 
 TEST_CASE("a missing config file fails the service before it runs", "[supervisor]") {
@@ -470,23 +481,18 @@ TEST_CASE("a service stopped by request is not restarted", "[supervisor]") {
   const auto events = recorder.snapshot();
   CHECK(EventRecorder::indexOf(events, "svc", EventType::kStarting,
                                *EventRecorder::indexOf(events, "svc", EventType::kStopped)) == std::nullopt);
-  const auto status = supervisor->status("svc");
-  REQUIRE(status.ok());
-  CHECK(status->state == ServiceState::kStopped);
-  CHECK(status->pid == 0);
+  const ServiceStatus status = statusOf(*supervisor, "svc");
+  CHECK(status.state == ServiceState::kStopped);
+  CHECK(status.pid == 0);
   CHECK(supervisor->stop("svc").code() == StatusCode::kFailedPrecondition);
 }
 
 TEST_CASE("stopping a service that is already stopping changes nothing", "[supervisor]") {
   TempDir dir;
-  auto spec = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  spec.stopGracePeriod = 60s;  // the test ends the process itself, long before this
-  auto supervisor = makeSupervisor(dir, {spec});
+  // The test ends the process itself, long before the grace period is over.
+  auto supervisor = makeSupervisor(dir, {stubbornService(dir, 60s)});
   EventRecorder recorder(*supervisor);
-  LogRecorder log(*supervisor, "stubborn");
-  REQUIRE(supervisor->startAll().isOk());
-  log.waitForLine("ready");
-  const pid_t pid = recorder.waitForEvent("stubborn", EventType::kRunning).pid;
+  const pid_t pid = startAllUntilReady(*supervisor, recorder, "stubborn");
 
   REQUIRE(supervisor->stop("stubborn").isOk());
   CHECK(supervisor->stop("stubborn").isOk());
@@ -526,8 +532,7 @@ TEST_CASE("destroying the supervisor leaves no process behind, grandchildren inc
   TempDir dir;
   auto plain = shellService(dir, "plain", kLongSleep);
   auto parent = shellService(dir, "parent", "/bin/sleep 3617 & echo $! > grandchild.pid; echo ready; wait");
-  auto stubborn = shellService(dir, "stubborn", std::string("trap '' TERM; echo ready; ") + kLongSleep);
-  stubborn.stopGracePeriod = 100ms;
+  auto stubborn = stubbornService(dir, 100ms);
   auto waiting = shellService(dir, "waiting", kLongSleep);
   waiting.dependsOn = {"ghost"};
   auto ghost = shellService(dir, "ghost", "");
