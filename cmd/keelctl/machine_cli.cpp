@@ -130,6 +130,7 @@ void runWithTarget(CLI::App& cmd, const MachineCliOptions& options, CommandActio
 
 using MachineRun = std::function<Status(MachineCommandEnv&)>;
 
+// Runs `run` with a client of `target`: it reports on stderr and asks on stdin.
 Status runWithClient(MachineTarget target, CommandEnv& env, OutputFormat format, bool assumeYes,
                      const MachineRun& run) {
   MachineClient client(std::move(target));
@@ -180,6 +181,7 @@ class MachineCommandAdder {
   CLI::App& app_;
   const MachineCliOptions& options_;
   CommandAction& action_;
+  // Filled by the parser and read when the command runs, after the adder is gone.
   std::shared_ptr<Common> common_ = std::make_shared<Common>();
 };
 

@@ -38,6 +38,8 @@ class StreamCancel {
   bool cancelled_ = false;
 };
 
+// What a command against nodes runs with: the client, the output format, and where it
+// prints, reports and asks.
 struct MachineCommandEnv {
   MachineClient& client;
   OutputFormat format = OutputFormat::kTable;
