@@ -1,8 +1,12 @@
 #include "machine_commands.h"
 
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
+#include <optional>
 #include <sstream>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -15,6 +19,16 @@ namespace v1 = keel::machine::v1;
 using keel::common::v1::Empty;
 
 namespace {
+
+// What `word` stands for among `choices`; nullopt for a word none of them is.
+template <typename T>
+std::optional<T> choose(std::string_view word,
+                        std::initializer_list<std::pair<std::string_view, T>> choices) {
+  for (const auto& [name, value] : choices) {
+    if (name == word) return value;
+  }
+  return std::nullopt;
+}
 
 // Asks on env.err whether to go on (unless --yes); true for "y" or "yes".
 bool confirmed(MachineCommandEnv& env, const std::string& what) {
@@ -89,14 +103,14 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
     KEEL_RETURN_IF_ERROR(results.finish());
     return notFound(fmt::format("no service '{}' on the node (see 'keelctl services')", id));
   }
-  MachineUnary<v1::ServiceRequest, v1::ServiceActionResponse> method = nullptr;
-  if (action == "start") method = &v1::MachineService::Stub::ServiceStart;
-  if (action == "stop") method = &v1::MachineService::Stub::ServiceStop;
-  if (action == "restart") method = &v1::MachineService::Stub::ServiceRestart;
-  if (method == nullptr) {
+  const auto method = choose<MachineUnary<v1::ServiceRequest, v1::ServiceActionResponse>>(
+      action, {{"start", &v1::MachineService::Stub::ServiceStart},
+               {"stop", &v1::MachineService::Stub::ServiceStop},
+               {"restart", &v1::MachineService::Stub::ServiceRestart}});
+  if (!method) {
     return invalidArgument(fmt::format("unknown service action '{}': expected start, stop, restart or status", action));
   }
-  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, method, req));
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, *method, req));
   return printPerNode(env, resp, [&](const std::string& node, const v1::ServiceAction& m) {
     env.out << node << ": " << m.response() << '\n';
   });
@@ -207,15 +221,11 @@ Status cmdList(MachineCommandEnv& env, const std::string& path, int depth, const
   req.set_root(path);
   req.set_recursion_depth(depth);
   for (const auto& t : types) {
-    if (t == "f") {
-      req.add_types(v1::ListRequest::REGULAR);
-    } else if (t == "d") {
-      req.add_types(v1::ListRequest::DIRECTORY);
-    } else if (t == "l") {
-      req.add_types(v1::ListRequest::SYMLINK);
-    } else {
-      return invalidArgument(fmt::format("unknown file type '{}': expected f, d or l", t));
-    }
+    const auto type = choose<v1::ListRequest::Type>(t, {{"f", v1::ListRequest::REGULAR},
+                                                        {"d", v1::ListRequest::DIRECTORY},
+                                                        {"l", v1::ListRequest::SYMLINK}});
+    if (!type) return invalidArgument(fmt::format("unknown file type '{}': expected f, d or l", t));
+    req.add_types(*type);
   }
   // One table at the end, so that its columns fit every file.
   TableRows rows;
@@ -254,18 +264,16 @@ Status cmdGetConfig(MachineCommandEnv& env) {
 
 Status cmdApplyConfig(MachineCommandEnv& env, const std::string& file, const std::string& mode,
                       std::chrono::seconds tryTimeout) {
-  v1::ApplyConfigurationRequest req;
-  if (mode == "auto") {
-    req.set_mode(v1::ApplyConfigurationRequest::AUTO);
-  } else if (mode == "no-reboot") {
-    req.set_mode(v1::ApplyConfigurationRequest::NO_REBOOT);
-  } else if (mode == "reboot") {
-    req.set_mode(v1::ApplyConfigurationRequest::REBOOT);
-  } else if (mode == "try") {
-    req.set_mode(v1::ApplyConfigurationRequest::TRY);
-  } else {
+  using Request = v1::ApplyConfigurationRequest;
+  const auto applyMode = choose<Request::Mode>(mode, {{"auto", Request::AUTO},
+                                                      {"no-reboot", Request::NO_REBOOT},
+                                                      {"reboot", Request::REBOOT},
+                                                      {"try", Request::TRY}});
+  if (!applyMode) {
     return invalidArgument(fmt::format("unknown mode '{}': expected auto, no-reboot, reboot or try", mode));
   }
+  Request req;
+  req.set_mode(*applyMode);
   std::ifstream in(file, std::ios::binary);
   if (!in) return notFound(fmt::format("cannot read {}", file));
   std::ostringstream data;
@@ -288,24 +296,25 @@ Status cmdConfirmConfig(MachineCommandEnv& env) {
 }
 
 Status cmdPower(MachineCommandEnv& env, const std::string& action) {
-  MachineUnary<Empty, v1::PowerResponse> method = nullptr;
-  std::string what;
-  if (action == "reboot") {
-    method = &v1::MachineService::Stub::Reboot;
-    what = "reboot the node (every service stops and starts again)";
-  } else if (action == "shutdown") {
-    method = &v1::MachineService::Stub::Shutdown;
-    what = "shut the node down (it stays down until started by other means)";
-  } else if (action == "reset") {
-    method = &v1::MachineService::Stub::Reset;
-    what = "wipe the node's state directories and reboot it (its machine config is kept)";
-  } else {
-    return invalidArgument(fmt::format("unknown power action '{}'", action));
-  }
-  if (!confirmed(env, what)) {
+  struct Power {
+    MachineUnary<Empty, v1::PowerResponse> method;
+    std::string what;  // for the confirmation
+  };
+  const auto power = choose<Power>(
+      action,
+      {{"reboot",
+        {&v1::MachineService::Stub::Reboot, "reboot the node (every service stops and starts again)"}},
+       {"shutdown",
+        {&v1::MachineService::Stub::Shutdown,
+         "shut the node down (it stays down until started by other means)"}},
+       {"reset",
+        {&v1::MachineService::Stub::Reset,
+         "wipe the node's state directories and reboot it (its machine config is kept)"}}});
+  if (!power) return invalidArgument(fmt::format("unknown power action '{}'", action));
+  if (!confirmed(env, power->what)) {
     return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
   }
-  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, method, Empty{}));
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, power->method, Empty{}));
   return printPerNode(env, resp, [&](const std::string& node, const v1::Power& m) {
     env.out << node << ": " << m.action() << " requested\n";
   });
