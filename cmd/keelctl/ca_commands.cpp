@@ -12,14 +12,8 @@ namespace v1 = keel::security::v1;
 
 namespace {
 
+// Certificates come from the node behind the endpoint itself: they are never fanned out.
 constexpr auto kCaTimeout = std::chrono::seconds(30);
-
-// A call for the node behind the endpoint itself: certificates are never fanned out.
-std::unique_ptr<grpc::ClientContext> directContext() {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + kCaTimeout);
-  return ctx;
-}
 
 Status noFanOut(const MachineCommandEnv& env) {
   if (env.client.target().nodes.size() > 1) {
@@ -51,10 +45,10 @@ Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o)
   for (const auto& r : o.roles) req.add_roles(r);
   req.set_ttl_seconds(o.ttl.count());
   req.set_identity(o.identity);
-  v1::GenerateClientConfigurationResponse resp;
-  auto ctx = directContext();
-  const auto st = env.client.security().GenerateClientConfiguration(ctx.get(), req, &resp);
-  if (!st.ok()) return fromGrpc(st, env.client.target());
+  KEEL_ASSIGN_OR_RETURN(
+      const auto resp,
+      callEndpointNode(env, env.client.security(), &v1::SecurityService::Stub::GenerateClientConfiguration,
+                       req, kCaTimeout));
   auto generated = config::parseClientConfig(resp.keelconfig());
   if (!generated.ok()) return generated.status().withContext("the client config trustd returned");
   KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(
@@ -78,10 +72,9 @@ Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path,
   v1::RenewClientCertificateRequest req;
   req.set_csr(csr.toPem());
   req.set_ttl_seconds(ttl.count());
-  v1::RenewClientCertificateResponse resp;
-  auto call = directContext();
-  const auto st = env.client.security().RenewClientCertificate(call.get(), req, &resp);
-  if (!st.ok()) return fromGrpc(st, env.client.target());
+  KEEL_ASSIGN_OR_RETURN(
+      const auto resp, callEndpointNode(env, env.client.security(),
+                                        &v1::SecurityService::Stub::RenewClientCertificate, req, kCaTimeout));
   auto renewed = pki::Certificate::fromPem(resp.certificate());
   if (!renewed.ok()) return renewed.status().withContext("the certificate trustd returned");
   if (!renewed->matchesKey(key))

@@ -1,8 +1,13 @@
 #include "command_env.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 namespace keel::keelctl {
+
+void runWhenChosen(CLI::App& cmd, CommandAction& action, CommandAction run) {
+  cmd.callback([&action, run = std::move(run)] { action = run; });
+}
 
 Status withHint(const Status& status, std::string_view missingFileHint) {
   if (status.code() == StatusCode::kNotFound && !missingFileHint.empty()) {

@@ -79,22 +79,30 @@ Status configUseContext(const std::string& name, CommandEnv& env) {
   return Status::ok();
 }
 
-Status configEndpoint(const std::vector<std::string>& endpoints, CommandEnv& env) {
+namespace {
+
+using ListSetter = Status (*)(config::ClientConfig&, const std::vector<std::string>&);
+
+// Replaces one list of the current context with `set`, saves the file and shows the
+// list as the setter normalised it.
+Status setContextList(CommandEnv& env, const std::vector<std::string>& items, ListSetter set,
+                      std::string_view label, std::vector<std::string> config::ClientContext::*list) {
   KEEL_ASSIGN_OR_RETURN(auto loaded, load(env));
-  KEEL_RETURN_IF_ERROR(config::setEndpoints(loaded.config, endpoints));
+  KEEL_RETURN_IF_ERROR(set(loaded.config, items));
   KEEL_RETURN_IF_ERROR(save(loaded));
-  env.out << fmt::format("endpoints of context '{}': {}\n", loaded.config.context,
-                         joinOrNone(loaded.config.contexts.at(loaded.config.context).endpoints));
+  env.out << fmt::format("{} of context '{}': {}\n", label, loaded.config.context,
+                         joinOrNone(loaded.config.contexts.at(loaded.config.context).*list));
   return Status::ok();
 }
 
+}  // namespace
+
+Status configEndpoint(const std::vector<std::string>& endpoints, CommandEnv& env) {
+  return setContextList(env, endpoints, config::setEndpoints, "endpoints", &config::ClientContext::endpoints);
+}
+
 Status configNode(const std::vector<std::string>& nodes, CommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto loaded, load(env));
-  KEEL_RETURN_IF_ERROR(config::setNodes(loaded.config, nodes));
-  KEEL_RETURN_IF_ERROR(save(loaded));
-  env.out << fmt::format("nodes of context '{}': {}\n", loaded.config.context,
-                         joinOrNone(loaded.config.contexts.at(loaded.config.context).nodes));
-  return Status::ok();
+  return setContextList(env, nodes, config::setNodes, "nodes", &config::ClientContext::nodes);
 }
 
 Status configMerge(const std::filesystem::path& file, CommandEnv& env) {

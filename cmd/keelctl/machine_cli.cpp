@@ -119,13 +119,75 @@ struct Args {
   UpgradeArgs upgrade;
 };
 
-void addOutput(CLI::App* cmd, Common& c) {
-  cmd->add_option("-o,--output", c.output, "Output format: table, json or yaml")->capture_default_str();
+// When `cmd` is chosen: resolves the target from the global flags, then runs `run` with it.
+void runWithTarget(CLI::App& cmd, const MachineCliOptions& options, CommandAction& action,
+                   std::function<Status(MachineTarget, CommandEnv&)> run) {
+  runWhenChosen(cmd, action, [&options, run = std::move(run)](CommandEnv& env) -> Status {
+    KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
+    return run(std::move(target), env);
+  });
 }
+
+using MachineRun = std::function<Status(MachineCommandEnv&)>;
+
+// Runs `run` with a client of `target`: it reports on stderr and asks on stdin.
+Status runWithClient(MachineTarget target, CommandEnv& env, OutputFormat format, bool assumeYes,
+                     const MachineRun& run) {
+  MachineClient client(std::move(target));
+  MachineCommandEnv menv{client, format, env.out, std::cerr, std::cin, assumeYes};
+  return run(menv);
+}
+
+// --tail and -f/--follow of the commands that read a stream of `what` (lines, events).
+void addTailFollow(CLI::App& cmd, int& tail, const std::string& tailHelp, bool& follow, const std::string& what) {
+  cmd.add_option("--tail", tail, tailHelp)->capture_default_str();
+  cmd.add_flag("-f,--follow", follow, "Keep printing new " + what + " until Ctrl-C");
+}
+
+// The flags a machine command shares with others, after its own arguments.
+struct SharedFlags {
+  bool confirm = false;  // -y/--yes: skip the confirmation
+  bool output = true;    // -o/--output: table, json or yaml
+};
+
+// Adds the machine commands to `app`: each gets its own arguments, then the flags the
+// commands share, and runs with a client of the resolved target.
+class MachineCommandAdder {
+ public:
+  MachineCommandAdder(CLI::App& app, const MachineCliOptions& options, CommandAction& action)
+      : app_(app), options_(options), action_(action) {}
+
+  // `own` adds the command's arguments; the shared flags follow them in --help.
+  CLI::App* add(const std::string& name, const std::string& help, MachineRun run,
+                const std::function<void(CLI::App&)>& own = {}, SharedFlags shared = {}) {
+    auto* cmd = app_.add_subcommand(name, help);
+    if (own) own(*cmd);
+    if (shared.confirm) cmd->add_flag("-y,--yes", common_->yes, "Do not ask for confirmation");
+    if (shared.output) {
+      cmd->add_option("-o,--output", common_->output, "Output format: table, json or yaml")
+          ->capture_default_str();
+    }
+    runWithTarget(*cmd, options_, action_,
+                  [common = common_, run = std::move(run)](MachineTarget target, CommandEnv& env) -> Status {
+                    KEEL_ASSIGN_OR_RETURN(auto format, parseOutputFormat(common->output));
+                    // Before gRPC starts any thread, so that they all inherit the blocked mask.
+                    watchInterrupts();
+                    return runWithClient(std::move(target), env, format, common->yes, run);
+                  });
+    return cmd;
+  }
+
+ private:
+  CLI::App& app_;
+  const MachineCliOptions& options_;
+  CommandAction& action_;
+  // Filled by the parser and read when the command runs, after the adder is gone.
+  std::shared_ptr<Common> common_ = std::make_shared<Common>();
+};
 
 }  // namespace
 
-void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action) {
+void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction& action) {
   app.add_option("--root", options.root, "Root directory of a local node (machined --root DIR): talk to its "
                                          "machined.sock directly instead of through apid");
   app.add_option("--socket", options.socket, "Path of a machined.sock to talk to directly instead of through apid");
@@ -143,168 +205,154 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function
       ->group("")
       ->capture_default_str();
 
-  auto common = std::make_shared<Common>();
+  MachineCommandAdder commands(app, options, action);
   auto a = std::make_shared<Args>();
-  // Each command: its CLI11 subcommand and a function run with the resolved client.
-  auto bind = [&app, &options, &action, common](CLI::App* cmd,
-                                                std::function<Status(MachineCommandEnv&)> run) {
-    cmd->callback([&options, &action, common, run] {
-      action = [&options, common, run](CommandEnv& env) -> Status {
-        KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
-        KEEL_ASSIGN_OR_RETURN(auto format, parseOutputFormat(common->output));
-        // Before gRPC starts any thread, so that they all inherit the blocked mask.
-        watchInterrupts();
-        MachineClient client(std::move(target));
-        MachineCommandEnv menv{client, format, env.out, std::cerr, std::cin, common->yes};
-        return run(menv);
-      };
-    });
-    (void)app;
-  };
 
-  auto* version = app.add_subcommand("version", "Show the node's Keel version");
-  addOutput(version, *common);
-  bind(version, [](MachineCommandEnv& e) { return cmdVersion(e); });
+  commands.add("version", "Show the node's Keel version", cmdVersion);
+  commands.add("services", "List the node's services and their state", cmdServices);
 
-  auto* services = app.add_subcommand("services", "List the node's services and their state");
-  addOutput(services, *common);
-  bind(services, [](MachineCommandEnv& e) { return cmdServices(e); });
-
-  auto* service = app.add_subcommand("service", "Show, start, stop or restart one service");
-  service->add_option("id", a->serviceId, "Service id (see 'keelctl services')")->required();
-  service->add_option("action", a->serviceAction, "status, start, stop or restart")
-      ->check(CLI::IsMember({"status", "start", "stop", "restart"}))
-      ->capture_default_str();
-  addOutput(service, *common);
+  auto* service = commands.add(
+      "service", "Show, start, stop or restart one service",
+      [a](MachineCommandEnv& e) { return cmdService(e, a->serviceId, a->serviceAction); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("id", a->serviceId, "Service id (see 'keelctl services')")->required();
+        cmd.add_option("action", a->serviceAction, "status, start, stop or restart")
+            ->check(CLI::IsMember({"status", "start", "stop", "restart"}))
+            ->capture_default_str();
+      });
   service->footer("Examples:\n  keelctl --root /tmp/node1 service heartbeat\n  keelctl --root /tmp/node1 service heartbeat restart");
-  bind(service, [a](MachineCommandEnv& e) { return cmdService(e, a->serviceId, a->serviceAction); });
 
-  auto* logs = app.add_subcommand("logs", "Show a service's log (machined's own is 'machined')");
-  logs->add_option("service", a->logsService, "Service id, or machined")->required();
-  logs->add_option("--tail", a->logsTail, "Only the last N lines (0: all kept)")->capture_default_str();
-  logs->add_flag("-f,--follow", a->logsFollow, "Keep printing new lines until Ctrl-C");
-  addOutput(logs, *common);
-  bind(logs, [a](MachineCommandEnv& e) { return cmdLogs(e, a->logsService, a->logsTail, a->logsFollow); });
+  commands.add(
+      "logs", "Show a service's log (machined's own is 'machined')",
+      [a](MachineCommandEnv& e) { return cmdLogs(e, a->logsService, a->logsTail, a->logsFollow); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("service", a->logsService, "Service id, or machined")->required();
+        addTailFollow(cmd, a->logsTail, "Only the last N lines (0: all kept)", a->logsFollow, "lines");
+      });
 
-  auto* dmesg = app.add_subcommand("dmesg", "Show the kernel log");
-  dmesg->add_option("--tail", a->dmesgTail, "Only the last N lines (0: all)")->capture_default_str();
-  dmesg->add_flag("-f,--follow", a->dmesgFollow, "Keep printing new lines until Ctrl-C");
-  addOutput(dmesg, *common);
-  bind(dmesg, [a](MachineCommandEnv& e) { return cmdDmesg(e, a->dmesgTail, a->dmesgFollow); });
+  commands.add(
+      "dmesg", "Show the kernel log",
+      [a](MachineCommandEnv& e) { return cmdDmesg(e, a->dmesgTail, a->dmesgFollow); },
+      [a](CLI::App& cmd) {
+        addTailFollow(cmd, a->dmesgTail, "Only the last N lines (0: all)", a->dmesgFollow, "lines");
+      });
 
-  auto* events = app.add_subcommand("events", "Show service and configuration events");
-  events->add_option("--tail", a->eventsTail, "The last N events (-1: all kept, 0: only new ones)")
-      ->capture_default_str();
-  events->add_flag("-f,--follow", a->eventsFollow, "Keep printing new events until Ctrl-C");
-  addOutput(events, *common);
-  bind(events, [a](MachineCommandEnv& e) { return cmdEvents(e, a->eventsTail, a->eventsFollow); });
+  commands.add(
+      "events", "Show service and configuration events",
+      [a](MachineCommandEnv& e) { return cmdEvents(e, a->eventsTail, a->eventsFollow); },
+      [a](CLI::App& cmd) {
+        addTailFollow(cmd, a->eventsTail, "The last N events (-1: all kept, 0: only new ones)", a->eventsFollow,
+                      "events");
+      });
 
   auto* health = app.add_subcommand(
       "health", "Check every node: reachable, its certificate valid and far from expiry, its services running");
   health->footer("Each node is reached directly on the endpoint's port. The exit code adds up what failed:\n"
                  "  1 a node is unreachable, 2 a certificate is expired or near expiry, 4 a service is not running\n"
                  "Example:\n  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 health");
-  health->callback([&options, &action] {
-    action = [&options](CommandEnv& env) -> Status {
-      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
-      if (!target.viaApid()) return invalidArgument("'health' checks nodes through apid; it does not work with --root");
-      int bits = 0;
-      const Status st = cmdHealth(target, HealthOptions{}, env.clock, env.out, bits);
-      env.exitCode = bits;
-      return st;
-    };
+  runWithTarget(*health, options, action, [](MachineTarget target, CommandEnv& env) -> Status {
+    if (!target.viaApid())
+      return invalidArgument("'health' checks nodes through apid; it does not work with --root");
+    int bits = 0;
+    const Status st = cmdHealth(target, HealthOptions{}, env.clock, env.out, bits);
+    env.exitCode = bits;
+    return st;
   });
 
-  auto* memory = app.add_subcommand("memory", "Show memory usage");
-  addOutput(memory, *common);
-  bind(memory, [](MachineCommandEnv& e) { return cmdMemory(e); });
+  commands.add("memory", "Show memory usage", cmdMemory);
+  commands.add("processes", "List the node's processes", cmdProcesses);
+  commands.add("mounts", "List mounted filesystems with their size", cmdMounts);
 
-  auto* processes = app.add_subcommand("processes", "List the node's processes");
-  addOutput(processes, *common);
-  bind(processes, [](MachineCommandEnv& e) { return cmdProcesses(e); });
+  commands.add(
+      "usage", "Disk usage of a path under the allowed file roots",
+      [a](MachineCommandEnv& e) { return cmdUsage(e, a->usagePath, a->usageDepth); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("path", a->usagePath, "Absolute path on the node")->required();
+        cmd.add_option("-d,--depth", a->usageDepth, "Also list subdirectories this many levels down")
+            ->capture_default_str();
+      });
 
-  auto* mounts = app.add_subcommand("mounts", "List mounted filesystems with their size");
-  addOutput(mounts, *common);
-  bind(mounts, [](MachineCommandEnv& e) { return cmdMounts(e); });
+  commands.add(
+      "ls", "List files under the allowed file roots",
+      [a](MachineCommandEnv& e) { return cmdList(e, a->lsPath, a->lsDepth, a->lsTypes); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("path", a->lsPath, "Absolute directory on the node")->capture_default_str();
+        cmd.add_option("-d,--depth", a->lsDepth, "Recurse this many levels (-1: as deep as allowed)")
+            ->capture_default_str();
+        cmd.add_option("-t,--type", a->lsTypes, "Only these types: f (file), d (directory), l (symlink)")
+            ->delimiter(',');
+      });
 
-  auto* usage = app.add_subcommand("usage", "Disk usage of a path under the allowed file roots");
-  usage->add_option("path", a->usagePath, "Absolute path on the node")->required();
-  usage->add_option("-d,--depth", a->usageDepth, "Also list subdirectories this many levels down")
-      ->capture_default_str();
-  addOutput(usage, *common);
-  bind(usage, [a](MachineCommandEnv& e) { return cmdUsage(e, a->usagePath, a->usageDepth); });
+  commands.add(
+      "read", "Print a file from the node (admin only)",
+      [a](MachineCommandEnv& e) { return cmdRead(e, a->readPath); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("path", a->readPath, "Absolute path of a regular file under the allowed roots")
+            ->required();
+      },
+      {.output = false});
 
-  auto* ls = app.add_subcommand("ls", "List files under the allowed file roots");
-  ls->add_option("path", a->lsPath, "Absolute directory on the node")->capture_default_str();
-  ls->add_option("-d,--depth", a->lsDepth, "Recurse this many levels (-1: as deep as allowed)")->capture_default_str();
-  ls->add_option("-t,--type", a->lsTypes, "Only these types: f (file), d (directory), l (symlink)")->delimiter(',');
-  addOutput(ls, *common);
-  bind(ls, [a](MachineCommandEnv& e) { return cmdList(e, a->lsPath, a->lsDepth, a->lsTypes); });
+  commands.add("get-config", "Print the node's machine config, secrets redacted", cmdGetConfig);
 
-  auto* read = app.add_subcommand("read", "Print a file from the node (admin only)");
-  read->add_option("path", a->readPath, "Absolute path of a regular file under the allowed roots")->required();
-  bind(read, [a](MachineCommandEnv& e) { return cmdRead(e, a->readPath); });
+  auto* apply = commands.add(
+      "apply-config", "Replace the node's machine config",
+      [a](MachineCommandEnv& e) -> Status {
+        KEEL_ASSIGN_OR_RETURN(auto timeout, config::parseDuration(a->applyTimeout, std::chrono::hours(24)));
+        return cmdApplyConfig(e, a->applyFile, a->applyMode, timeout);
+      },
+      [a](CLI::App& cmd) {
+        cmd.add_option("file", a->applyFile, "The whole new machine config (JSON)")
+            ->required()
+            ->check(CLI::ExistingFile);
+        cmd.add_option("--mode", a->applyMode,
+                       "auto: without reboot when the change allows it; no-reboot: refuse otherwise; reboot; "
+                       "try: roll back unless confirmed within --timeout")
+            ->check(CLI::IsMember({"auto", "no-reboot", "reboot", "try"}))
+            ->capture_default_str();
+        cmd.add_option("--timeout", a->applyTimeout, "With --mode try: how long until it rolls back")
+            ->capture_default_str();
+      });
+  apply->footer(
+      "Examples:\n  keelctl --root /tmp/node1 apply-config new.json --mode try --timeout 2m\n"
+      "  keelctl --root /tmp/node1 confirm-config");
 
-  auto* getConfig = app.add_subcommand("get-config", "Print the node's machine config, secrets redacted");
-  addOutput(getConfig, *common);
-  bind(getConfig, [](MachineCommandEnv& e) { return cmdGetConfig(e); });
-
-  auto* apply = app.add_subcommand("apply-config", "Replace the node's machine config");
-  apply->add_option("file", a->applyFile, "The whole new machine config (JSON)")->required()->check(CLI::ExistingFile);
-  apply->add_option("--mode", a->applyMode,
-                    "auto: without reboot when the change allows it; no-reboot: refuse otherwise; reboot; "
-                    "try: roll back unless confirmed within --timeout")
-      ->check(CLI::IsMember({"auto", "no-reboot", "reboot", "try"}))
-      ->capture_default_str();
-  apply->add_option("--timeout", a->applyTimeout, "With --mode try: how long until it rolls back")->capture_default_str();
-  addOutput(apply, *common);
-  apply->footer("Examples:\n  keelctl --root /tmp/node1 apply-config new.json --mode try --timeout 2m\n"
-                "  keelctl --root /tmp/node1 confirm-config");
-  bind(apply, [a](MachineCommandEnv& e) -> Status {
-    KEEL_ASSIGN_OR_RETURN(auto timeout, config::parseDuration(a->applyTimeout, std::chrono::hours(24)));
-    return cmdApplyConfig(e, a->applyFile, a->applyMode, timeout);
-  });
-
-  auto* confirm = app.add_subcommand("confirm-config", "Keep a config applied with --mode try");
-  addOutput(confirm, *common);
-  bind(confirm, [](MachineCommandEnv& e) { return cmdConfirmConfig(e); });
+  commands.add("confirm-config", "Keep a config applied with --mode try", cmdConfirmConfig);
 
   for (const char* power : {"reboot", "shutdown", "reset"}) {
     const std::string name = power;
     const std::string help = name == "reboot"     ? "Restart every service of the node"
                              : name == "shutdown" ? "Stop the node"
                                                   : "Wipe the node's state (not its config) and reboot it";
-    auto* cmd = app.add_subcommand(name, help);
-    cmd->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
-    addOutput(cmd, *common);
-    bind(cmd, [name](MachineCommandEnv& e) { return cmdPower(e, name); });
+    commands.add(name, help, [name](MachineCommandEnv& e) { return cmdPower(e, name); }, {},
+                 {.confirm = true});
   }
 
-  auto* upgrade = app.add_subcommand(
-      "upgrade", "Install a signed root image on a node booted from the Keel OS image, and reboot into it (admin only)");
-  upgrade->add_option("image", a->upgrade.image, "The root image (root.squashfs of 'ninja image')")
-      ->required()
-      ->check(CLI::ExistingFile);
-  upgrade->add_option("--signature", a->upgrade.signature, "Its signature (default: IMAGE.sig, from 'keelctl sign-image')");
-  upgrade->add_flag("--no-reboot", a->upgrade.noReboot, "Install it for the next boot, but do not reboot now");
-  upgrade->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
-  addOutput(upgrade, *common);
+  auto* upgrade = commands.add(
+      "upgrade",
+      "Install a signed root image on a node booted from the Keel OS image, and reboot into it (admin only)",
+      [a](MachineCommandEnv& e) { return cmdUpgrade(e, a->upgrade); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("image", a->upgrade.image, "The root image (root.squashfs of 'ninja image')")
+            ->required()
+            ->check(CLI::ExistingFile);
+        cmd.add_option("--signature", a->upgrade.signature,
+                       "Its signature (default: IMAGE.sig, from 'keelctl sign-image')");
+        cmd.add_flag("--no-reboot", a->upgrade.noReboot,
+                     "Install it for the next boot, but do not reboot now");
+      },
+      {.confirm = true});
   upgrade->footer(
       "The node accepts only an image signed with the key its machine config names (machine.upgrade.publicKey).\n"
       "It writes the inactive root slot and boots it on trial: unless the new root serves the API in time, the\n"
       "next boot returns to the current one by itself.\n\n"
       "Examples:\n  keelctl gen image-key -o ./keys\n  keelctl sign-image --key ./keys/image-signing.key root.squashfs\n"
       "  keelctl -n 10.0.0.11 upgrade root.squashfs");
-  bind(upgrade, [a](MachineCommandEnv& e) { return cmdUpgrade(e, a->upgrade); });
 
-  auto* rollback = app.add_subcommand("rollback", "Reboot a node into the root slot it booted before the current one");
-  rollback->add_flag("-y,--yes", common->yes, "Do not ask for confirmation");
-  addOutput(rollback, *common);
-  bind(rollback, [](MachineCommandEnv& e) { return cmdRollback(e); });
+  commands.add("rollback", "Reboot a node into the root slot it booted before the current one", cmdRollback,
+               {}, {.confirm = true});
 }
 
-void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,
-                            std::function<Status(CommandEnv&)>& action) {
+void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options, CommandAction& action) {
   struct CaArgs {
     ConfigGenerateOptions generate;
     std::string output;
@@ -329,32 +377,25 @@ void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,
   generate->add_flag("--force", a->generate.force, "Replace the file if it exists");
   generate->footer("Examples:\n  keelctl config generate reader.keelconfig --roles os:reader --crt-ttl 24h\n"
                    "  keelctl config generate alice.keelconfig --roles os:operator --identity alice");
-  generate->callback([&options, &action, a, ttlOf] {
-    action = [&options, a, ttlOf](CommandEnv& env) -> Status {
-      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
-      KEEL_ASSIGN_OR_RETURN(a->generate.ttl, ttlOf(a->ttl));
-      a->generate.output = a->output;
-      MachineClient client(std::move(target));
-      MachineCommandEnv menv{client, OutputFormat::kTable, env.out, std::cerr, std::cin, true};
-      return cmdConfigGenerate(menv, a->generate);
-    };
+  runWithTarget(*generate, options, action, [a, ttlOf](MachineTarget target, CommandEnv& env) -> Status {
+    KEEL_ASSIGN_OR_RETURN(a->generate.ttl, ttlOf(a->ttl));
+    a->generate.output = a->output;
+    return runWithClient(std::move(target), env, OutputFormat::kTable, true,
+                         [a](MachineCommandEnv& e) { return cmdConfigGenerate(e, a->generate); });
   });
 
   auto* renew = configCmd.add_subcommand(
       "renew", "Renew the current context's client certificate (same identity and roles) while it is still valid");
   renew->add_option("--crt-ttl", a->renewTtl, "Lifetime of the new certificate (default: the cluster's)");
   renew->footer("Examples:\n  keelctl config renew\n  keelctl --keelconfig ops.keelconfig config renew --crt-ttl 720h");
-  renew->callback([&options, &action, a, ttlOf] {
-    action = [&options, a, ttlOf](CommandEnv& env) -> Status {
-      KEEL_ASSIGN_OR_RETURN(auto target, resolveTarget(options, env));
-      KEEL_ASSIGN_OR_RETURN(const auto ttl, ttlOf(a->renewTtl));
-      KEEL_ASSIGN_OR_RETURN(const auto path, config::resolveClientConfigPath(env.keelconfigFlag, env.env));
-      KEEL_ASSIGN_OR_RETURN(auto cfg, config::readClientConfigFile(path));
-      if (!target.viaApid()) return invalidArgument("'config renew' works through apid, not with --root or --socket");
-      MachineClient client(std::move(target));
-      MachineCommandEnv menv{client, OutputFormat::kTable, env.out, std::cerr, std::cin, true};
-      return cmdConfigRenew(menv, path, std::move(cfg), ttl);
-    };
+  runWithTarget(*renew, options, action, [a, ttlOf](MachineTarget target, CommandEnv& env) -> Status {
+    KEEL_ASSIGN_OR_RETURN(const auto ttl, ttlOf(a->renewTtl));
+    KEEL_ASSIGN_OR_RETURN(const auto path, config::resolveClientConfigPath(env.keelconfigFlag, env.env));
+    KEEL_ASSIGN_OR_RETURN(auto cfg, config::readClientConfigFile(path));
+    if (!target.viaApid())
+      return invalidArgument("'config renew' works through apid, not with --root or --socket");
+    return runWithClient(std::move(target), env, OutputFormat::kTable, true,
+                         [&](MachineCommandEnv& e) { return cmdConfigRenew(e, path, std::move(cfg), ttl); });
   });
 }
 

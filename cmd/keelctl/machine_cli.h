@@ -25,11 +25,10 @@ struct MachineCliOptions {
 
 // Adds the commands and the global flags they use. When a command is chosen, `action`
 // is set to run it.
-void addMachineCommands(CLI::App& app, MachineCliOptions& options, std::function<Status(CommandEnv&)>& action);
+void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction& action);
 
 // Adds 'config generate' and 'config renew' under `configCmd`: they reach the cluster's
 // certificate authority through apid with the global flags of the machine commands.
-void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options,
-                            std::function<Status(CommandEnv&)>& action);
+void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options, CommandAction& action);
 
 }  // namespace keel::keelctl

@@ -1,9 +1,12 @@
 #include "machine_commands.h"
 
-#include <algorithm>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
+#include <optional>
 #include <sstream>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -15,94 +18,16 @@ namespace keel::keelctl {
 namespace v1 = keel::machine::v1;
 using keel::common::v1::Empty;
 
-StreamCancel& StreamCancel::instance() {
-  static StreamCancel s;
-  return s;
-}
-
-void StreamCancel::set(grpc::ClientContext* ctx) {
-  std::lock_guard lock(mu_);
-  ctx_ = ctx;
-  if (cancelled_ && ctx_ != nullptr) ctx_->TryCancel();
-}
-
-void StreamCancel::clear() {
-  std::lock_guard lock(mu_);
-  ctx_ = nullptr;
-}
-
-bool StreamCancel::cancel() {
-  std::lock_guard lock(mu_);
-  cancelled_ = true;
-  if (ctx_ == nullptr) return false;
-  ctx_->TryCancel();
-  return true;
-}
-
-bool StreamCancel::cancelled() const {
-  std::lock_guard lock(mu_);
-  return cancelled_;
-}
-
 namespace {
 
-// Calls a unary method with a fresh context; the error names what failed.
-template <typename Resp, typename Req, typename Method>
-Result<Resp> call(MachineCommandEnv& env, Method method, const Req& req) {
-  for (;;) {
-    auto ctx = env.client.context();
-    Resp resp;
-    const auto st = (env.client.stub().*method)(ctx.get(), req, &resp);
-    if (st.ok()) return resp;
-    if (!env.client.failOver(st, env.err)) return fromGrpc(st, env.client.target());
+// What `word` stands for among `choices`; nullopt for a word none of them is.
+template <typename T>
+std::optional<T> choose(std::string_view word,
+                        std::initializer_list<std::pair<std::string_view, T>> choices) {
+  for (const auto& [name, value] : choices) {
+    if (name == word) return value;
   }
-}
-
-// Reads a server stream to its end, handing each message to `each`. A stream the user
-// ended with Ctrl-C counts as success.
-// Messages that carry a node's failure are reported on env.err and not handed to `each`
-// (except in JSON/YAML, which pass every message through); the stream fails at its end
-// when any node did.
-template <typename Msg, typename Req, typename Method, typename Each>
-Status stream(MachineCommandEnv& env, Method method, const Req& req, bool follow, Each each) {
-  NodeResults results(env.err);
-  grpc::Status st;
-  for (;;) {
-    auto ctx = env.client.context(follow ? std::chrono::seconds(0) : std::chrono::seconds(60));
-    StreamCancel::instance().set(ctx.get());
-    auto reader = (env.client.stub().*method)(ctx.get(), req);
-    bool received = false;
-    Msg msg;
-    while (reader->Read(&msg)) {
-      received = true;
-      const bool data = results.accept(msg.metadata());
-      if (data || env.format != OutputFormat::kTable) each(msg);
-    }
-    st = reader->Finish();
-    StreamCancel::instance().clear();
-    // Only a stream that never got going is repeated elsewhere.
-    if (received || !env.client.failOver(st, env.err)) break;
-  }
-  if (st.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled()) return results.finish();
-  KEEL_RETURN_IF_ERROR(fromGrpc(st, env.client.target()));
-  return results.finish();
-}
-
-const std::string& nodeOf(const keel::common::v1::Metadata& m) {
-  static const std::string kLocal = "local";
-  return m.node().empty() ? kLocal : m.node();
-}
-
-// JSON and YAML print the whole reply as it is; the exit status still reflects the
-// nodes that failed.
-template <typename Resp>
-bool printed(MachineCommandEnv& env, const Resp& resp, Status& status) {
-  if (env.format == OutputFormat::kTable) return false;
-  printMessage(resp, env.format, env.out);
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) (void)results.accept(m.metadata());
-  status = results.finish();
-  return true;
+  return std::nullopt;
 }
 
 // Asks on env.err whether to go on (unless --yes); true for "y" or "yes".
@@ -117,70 +42,37 @@ bool confirmed(MachineCommandEnv& env, const std::string& what) {
 
 }  // namespace
 
-bool NodeResults::accept(const keel::common::v1::Metadata& m) {
-  const std::string& node = nodeOf(m);
-  if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) nodes_.push_back(node);
-  if (m.error().empty()) return true;
-  err_ << node << ": " << m.error() << '\n';
-  err_.flush();
-  const auto code = static_cast<StatusCode>(m.code() == 0 ? static_cast<int>(StatusCode::kUnknown) : m.code());
-  if (std::find(failed_.begin(), failed_.end(), node) == failed_.end()) failed_.push_back(node);
-  if (!firstCode_) firstCode_ = code;
-  sameCode_ = sameCode_ && *firstCode_ == code;
-  return false;
-}
-
-Status NodeResults::finish() const {
-  if (failed_.empty()) return Status::ok();
-  const std::string message = fmt::format("{} of {} nodes failed", failed_.size(), nodes_.size());
-  // Every node failed the same way: that is the command's failure.
-  if (failed_.size() == nodes_.size() && sameCode_) return {*firstCode_, message};
-  return unavailable(message);
-}
-
 Status printVersions(MachineCommandEnv& env, const v1::VersionResponse& resp) {
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    rows.push_back({nodeOf(m.metadata()), m.version(), m.git_commit(), m.build_date(), m.arch()});
-  }
-  printTable(env.out, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH"}, rows);
-  return results.finish();
+  return printNodeTable(env, resp, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH"},
+                        [](const std::string& node, const v1::Version& m, TableRows& rows) {
+                          rows.push_back({node, m.version(), m.git_commit(), m.build_date(), m.arch()});
+                        });
 }
 
 Status printServices(MachineCommandEnv& env, const v1::ServiceListResponse& resp) {
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    for (const auto& s : m.services()) {
-      std::string lastExit = "-";
-      if (s.last_exit_signal() != 0) {
-        lastExit = fmt::format("signal {}", s.last_exit_signal());
-      } else if (s.last_exit_code() >= 0) {
-        lastExit = fmt::format("code {}", s.last_exit_code());
-      }
-      rows.push_back({nodeOf(m.metadata()), s.id(), s.state(), s.pid() > 0 ? std::to_string(s.pid()) : "-",
-                      std::to_string(s.restarts()), humanTime(s.since_unix_nanos()), lastExit});
-    }
-  }
-  printTable(env.out, {"NODE", "SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT"}, rows);
-  return results.finish();
+  return printNodeTable(
+      env, resp, {"NODE", "SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT"},
+      [](const std::string& node, const v1::ServiceList& m, TableRows& rows) {
+        for (const auto& s : m.services()) {
+          std::string lastExit = "-";
+          if (s.last_exit_signal() != 0) {
+            lastExit = fmt::format("signal {}", s.last_exit_signal());
+          } else if (s.last_exit_code() >= 0) {
+            lastExit = fmt::format("code {}", s.last_exit_code());
+          }
+          rows.push_back({node, s.id(), s.state(), s.pid() > 0 ? std::to_string(s.pid()) : "-",
+                          std::to_string(s.restarts()), humanTime(s.since_unix_nanos()), lastExit});
+        }
+      });
 }
 
 Status cmdVersion(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::VersionResponse>(env, &v1::MachineService::Stub::Version, Empty{})));
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::Version, Empty{}));
   return printVersions(env, resp);
 }
 
 Status cmdServices(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp,
-                        (call<v1::ServiceListResponse>(env, &v1::MachineService::Stub::ServiceList, Empty{})));
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ServiceList, Empty{}));
   return printServices(env, resp);
 }
 
@@ -188,8 +80,7 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
   v1::ServiceRequest req;
   req.set_id(id);
   if (action == "status") {
-    KEEL_ASSIGN_OR_RETURN(auto resp,
-                          (call<v1::ServiceListResponse>(env, &v1::MachineService::Stub::ServiceList, Empty{})));
+    KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ServiceList, Empty{}));
     NodeResults results(env.err);
     for (const auto& m : resp.messages()) {
       if (!results.accept(m.metadata())) continue;
@@ -212,24 +103,17 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
     KEEL_RETURN_IF_ERROR(results.finish());
     return notFound(fmt::format("no service '{}' on the node (see 'keelctl services')", id));
   }
-  using Method = grpc::Status (v1::MachineService::Stub::*)(grpc::ClientContext*, const v1::ServiceRequest&,
-                                                            v1::ServiceActionResponse*);
-  Method method = nullptr;
-  if (action == "start") method = &v1::MachineService::Stub::ServiceStart;
-  if (action == "stop") method = &v1::MachineService::Stub::ServiceStop;
-  if (action == "restart") method = &v1::MachineService::Stub::ServiceRestart;
-  if (method == nullptr) {
+  const auto method = choose<MachineUnary<v1::ServiceRequest, v1::ServiceActionResponse>>(
+      action, {{"start", &v1::MachineService::Stub::ServiceStart},
+               {"stop", &v1::MachineService::Stub::ServiceStop},
+               {"restart", &v1::MachineService::Stub::ServiceRestart}});
+  if (!method) {
     return invalidArgument(fmt::format("unknown service action '{}': expected start, stop, restart or status", action));
   }
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ServiceActionResponse>(env, method, req)));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << nodeOf(m.metadata()) << ": " << m.response() << '\n';
-  }
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, *method, req));
+  return printPerNode(env, resp, [&](const std::string& node, const v1::ServiceAction& m) {
+    env.out << node << ": " << m.response() << '\n';
+  });
 }
 
 namespace {
@@ -237,13 +121,9 @@ namespace {
 // logs and dmesg: a stream of lines, printed as they come (or as JSON/YAML messages).
 template <typename Req, typename Method>
 Status streamLines(MachineCommandEnv& env, Method method, const Req& req, bool follow) {
-  return stream<v1::LogLine>(env, method, req, follow, [&](const v1::LogLine& l) {
-    if (env.format == OutputFormat::kTable) {
-      env.out << l.line() << '\n';
-      env.out.flush();
-    } else {
-      printStreamMessage(l, env.format, env.out);
-    }
+  return printStream<v1::LogLine>(env, method, req, follow, [&](const v1::LogLine& l) {
+    env.out << l.line() << '\n';
+    env.out.flush();
   });
 }
 
@@ -269,11 +149,7 @@ Status cmdEvents(MachineCommandEnv& env, int tail, bool follow) {
   req.set_tail_events(tail);
   req.set_follow(follow);
   bool header = false;
-  return stream<v1::Event>(env, &v1::MachineService::Stub::Events, req, follow, [&](const v1::Event& e) {
-    if (env.format != OutputFormat::kTable) {
-      printStreamMessage(e, env.format, env.out);
-      return;
-    }
+  return printStream<v1::Event>(env, &v1::MachineService::Stub::Events, req, follow, [&](const v1::Event& e) {
     if (!header) {
       env.out << fmt::format("{:<12} {:<20} {:<8} {:<16} {:<12} {}\n", "NODE", "TIME", "KIND", "SUBJECT", "STATE",
                              "MESSAGE");
@@ -286,79 +162,58 @@ Status cmdEvents(MachineCommandEnv& env, int tail, bool follow) {
 }
 
 Status cmdMemory(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::MemoryResponse>(env, &v1::MachineService::Stub::Memory, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    const auto& i = m.meminfo();
-    const auto kb = [](uint64_t v) { return humanBytes(v * 1024); };
-    const uint64_t used = i.total_kb() > i.available_kb() ? i.total_kb() - i.available_kb() : 0;
-    rows.push_back({nodeOf(m.metadata()), kb(i.total_kb()), kb(used), kb(i.free_kb()), kb(i.available_kb()),
-                    kb(i.buffers_kb()), kb(i.cached_kb()), kb(i.swap_total_kb()), kb(i.swap_free_kb())});
-  }
-  printTable(env.out, {"NODE", "TOTAL", "USED", "FREE", "AVAILABLE", "BUFFERS", "CACHED", "SWAP", "SWAP FREE"}, rows);
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::Memory, Empty{}));
+  return printNodeTable(
+      env, resp, {"NODE", "TOTAL", "USED", "FREE", "AVAILABLE", "BUFFERS", "CACHED", "SWAP", "SWAP FREE"},
+      [](const std::string& node, const v1::Memory& m, TableRows& rows) {
+        const auto& i = m.meminfo();
+        const auto kb = [](uint64_t v) { return humanBytes(v * 1024); };
+        const uint64_t used = i.total_kb() > i.available_kb() ? i.total_kb() - i.available_kb() : 0;
+        rows.push_back({node, kb(i.total_kb()), kb(used), kb(i.free_kb()), kb(i.available_kb()),
+                        kb(i.buffers_kb()), kb(i.cached_kb()), kb(i.swap_total_kb()), kb(i.swap_free_kb())});
+      });
 }
 
 Status cmdProcesses(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp,
-                        (call<v1::ProcessesResponse>(env, &v1::MachineService::Stub::Processes, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    for (const auto& p : m.processes()) {
-      std::string args = p.args().empty() ? "[" + p.command() + "]" : p.args();
-      if (args.size() > 100) args = args.substr(0, 97) + "...";
-      rows.push_back({nodeOf(m.metadata()), std::to_string(p.pid()), std::to_string(p.ppid()), p.state(),
-                      std::to_string(p.threads()), fmt::format("{:.2f}s", p.cpu_seconds()),
-                      humanBytes(p.resident_bytes()), p.command(), args});
-    }
-  }
-  printTable(env.out, {"NODE", "PID", "PPID", "STATE", "THREADS", "CPU", "RES", "COMMAND", "ARGS"}, rows);
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::Processes, Empty{}));
+  return printNodeTable(
+      env, resp, {"NODE", "PID", "PPID", "STATE", "THREADS", "CPU", "RES", "COMMAND", "ARGS"},
+      [](const std::string& node, const v1::Processes& m, TableRows& rows) {
+        for (const auto& p : m.processes()) {
+          std::string args = p.args().empty() ? "[" + p.command() + "]" : p.args();
+          if (args.size() > 100) args = args.substr(0, 97) + "...";
+          rows.push_back({node, std::to_string(p.pid()), std::to_string(p.ppid()), p.state(),
+                          std::to_string(p.threads()), fmt::format("{:.2f}s", p.cpu_seconds()),
+                          humanBytes(p.resident_bytes()), p.command(), args});
+        }
+      });
 }
 
 Status cmdMounts(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::MountsResponse>(env, &v1::MachineService::Stub::Mounts, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    for (const auto& mt : m.mounts()) {
-      const bool sized = mt.size_bytes() > 0;
-      rows.push_back({nodeOf(m.metadata()), mt.source(), mt.target(), mt.filesystem(),
-                      sized ? humanBytes(mt.size_bytes()) : "-", sized ? humanBytes(mt.available_bytes()) : "-"});
-    }
-  }
-  printTable(env.out, {"NODE", "SOURCE", "MOUNTED ON", "TYPE", "SIZE", "AVAILABLE"}, rows);
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::Mounts, Empty{}));
+  return printNodeTable(env, resp, {"NODE", "SOURCE", "MOUNTED ON", "TYPE", "SIZE", "AVAILABLE"},
+                        [](const std::string& node, const v1::Mounts& m, TableRows& rows) {
+                          for (const auto& mt : m.mounts()) {
+                            const bool sized = mt.size_bytes() > 0;
+                            rows.push_back({node, mt.source(), mt.target(), mt.filesystem(),
+                                            sized ? humanBytes(mt.size_bytes()) : "-",
+                                            sized ? humanBytes(mt.available_bytes()) : "-"});
+                          }
+                        });
 }
 
 Status cmdUsage(MachineCommandEnv& env, const std::string& path, int depth) {
   v1::DiskUsageRequest req;
   req.set_path(path);
   req.set_depth(depth);
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::DiskUsageResponse>(env, &v1::MachineService::Stub::DiskUsage, req)));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    for (const auto& e : m.entries()) {
-      rows.push_back({nodeOf(m.metadata()), humanBytes(e.size_bytes()), e.path() + (e.error().empty() ? "" : "  (" + e.error() + ")")});
-    }
-  }
-  printTable(env.out, {"NODE", "SIZE", "PATH"}, rows);
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::DiskUsage, req));
+  return printNodeTable(env, resp, {"NODE", "SIZE", "PATH"},
+                        [](const std::string& node, const v1::DiskUsage& m, TableRows& rows) {
+                          for (const auto& e : m.entries()) {
+                            rows.push_back({node, humanBytes(e.size_bytes()),
+                                            e.path() + (e.error().empty() ? "" : "  (" + e.error() + ")")});
+                          }
+                        });
 }
 
 Status cmdList(MachineCommandEnv& env, const std::string& path, int depth, const std::vector<std::string>& types) {
@@ -366,29 +221,22 @@ Status cmdList(MachineCommandEnv& env, const std::string& path, int depth, const
   req.set_root(path);
   req.set_recursion_depth(depth);
   for (const auto& t : types) {
-    if (t == "f") {
-      req.add_types(v1::ListRequest::REGULAR);
-    } else if (t == "d") {
-      req.add_types(v1::ListRequest::DIRECTORY);
-    } else if (t == "l") {
-      req.add_types(v1::ListRequest::SYMLINK);
-    } else {
-      return invalidArgument(fmt::format("unknown file type '{}': expected f, d or l", t));
-    }
+    const auto type = choose<v1::ListRequest::Type>(t, {{"f", v1::ListRequest::REGULAR},
+                                                        {"d", v1::ListRequest::DIRECTORY},
+                                                        {"l", v1::ListRequest::SYMLINK}});
+    if (!type) return invalidArgument(fmt::format("unknown file type '{}': expected f, d or l", t));
+    req.add_types(*type);
   }
-  std::vector<std::vector<std::string>> rows;
-  const auto st = stream<v1::FileInfo>(env, &v1::MachineService::Stub::List, req, false, [&](const v1::FileInfo& f) {
-    if (env.format != OutputFormat::kTable) {
-      printStreamMessage(f, env.format, env.out);
-      return;
-    }
+  // One table at the end, so that its columns fit every file.
+  TableRows rows;
+  const auto addRow = [&](const v1::FileInfo& f) {
     std::string name = f.name();
     if (!f.link().empty()) name += " -> " + f.link();
     if (!f.error().empty()) name += "  (" + f.error() + ")";
-    rows.push_back({nodeOf(f.metadata()), fmt::format("{:o}", f.mode() & 07777), f.is_dir() ? "-" : humanBytes(f.size()),
-                    humanTime(f.modified_unix() * 1'000'000'000), name});
-  });
-  KEEL_RETURN_IF_ERROR(st);
+    rows.push_back({nodeOf(f.metadata()), fmt::format("{:o}", f.mode() & 07777),
+                    f.is_dir() ? "-" : humanBytes(f.size()), humanTime(f.modified_unix() * 1'000'000'000), name});
+  };
+  KEEL_RETURN_IF_ERROR(printStream<v1::FileInfo>(env, &v1::MachineService::Stub::List, req, false, addRow));
   if (env.format == OutputFormat::kTable) printTable(env.out, {"NODE", "MODE", "SIZE", "MODIFIED", "NAME"}, rows);
   return Status::ok();
 }
@@ -396,101 +244,80 @@ Status cmdList(MachineCommandEnv& env, const std::string& path, int depth, const
 Status cmdRead(MachineCommandEnv& env, const std::string& path) {
   v1::ReadRequest req;
   req.set_path(path);
-  return stream<v1::DataChunk>(env, &v1::MachineService::Stub::Read, req, false, [&](const v1::DataChunk& c) {
+  return readStream<v1::DataChunk>(env, &v1::MachineService::Stub::Read, req, false, [&](const v1::DataChunk& c) {
     env.out.write(c.bytes().data(), static_cast<std::streamsize>(c.bytes().size()));
   });
 }
 
 Status cmdGetConfig(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::GetConfigurationResponse>(
-                                       env, &v1::MachineService::Stub::GetConfiguration, Empty{})));
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::GetConfiguration, Empty{}));
   if (env.format == OutputFormat::kYaml) {
     printMessage(resp, env.format, env.out);
     return Status::ok();
   }
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << m.data();
-  }
-  return results.finish();
+  // The config is JSON already: JSON output is the config itself, as in the table format.
+  MachineCommandEnv asText = env;
+  asText.format = OutputFormat::kTable;
+  return printPerNode(asText, resp,
+                      [&](const std::string&, const v1::GetConfiguration& m) { env.out << m.data(); });
 }
 
 Status cmdApplyConfig(MachineCommandEnv& env, const std::string& file, const std::string& mode,
                       std::chrono::seconds tryTimeout) {
-  v1::ApplyConfigurationRequest req;
-  if (mode == "auto") {
-    req.set_mode(v1::ApplyConfigurationRequest::AUTO);
-  } else if (mode == "no-reboot") {
-    req.set_mode(v1::ApplyConfigurationRequest::NO_REBOOT);
-  } else if (mode == "reboot") {
-    req.set_mode(v1::ApplyConfigurationRequest::REBOOT);
-  } else if (mode == "try") {
-    req.set_mode(v1::ApplyConfigurationRequest::TRY);
-  } else {
+  using Request = v1::ApplyConfigurationRequest;
+  const auto applyMode = choose<Request::Mode>(mode, {{"auto", Request::AUTO},
+                                                      {"no-reboot", Request::NO_REBOOT},
+                                                      {"reboot", Request::REBOOT},
+                                                      {"try", Request::TRY}});
+  if (!applyMode) {
     return invalidArgument(fmt::format("unknown mode '{}': expected auto, no-reboot, reboot or try", mode));
   }
+  Request req;
+  req.set_mode(*applyMode);
   std::ifstream in(file, std::ios::binary);
   if (!in) return notFound(fmt::format("cannot read {}", file));
   std::ostringstream data;
   data << in.rdbuf();
   req.set_data(data.str());
   req.set_try_timeout_seconds(static_cast<int32_t>(tryTimeout.count()));
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ApplyConfigurationResponse>(
-                                       env, &v1::MachineService::Stub::ApplyConfiguration, req)));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << fmt::format("{}: {} ({})\n", nodeOf(m.metadata()), m.summary(), m.mode());
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ApplyConfiguration, req));
+  return printPerNode(env, resp, [&](const std::string& node, const v1::ApplyConfiguration& m) {
+    env.out << fmt::format("{}: {} ({})\n", node, m.summary(), m.mode());
     for (const auto& w : m.warnings()) env.out << "  warning: " << w << '\n';
     if (m.mode() == "try") env.out << "  confirm with 'keelctl confirm-config' to keep it\n";
-  }
-  return results.finish();
+  });
 }
 
 Status cmdConfirmConfig(MachineCommandEnv& env) {
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::ConfirmConfigurationResponse>(
-                                       env, &v1::MachineService::Stub::ConfirmConfiguration, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << nodeOf(m.metadata()) << ": " << m.summary() << '\n';
-  }
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ConfirmConfiguration, Empty{}));
+  return printPerNode(env, resp, [&](const std::string& node, const v1::ConfirmConfiguration& m) {
+    env.out << node << ": " << m.summary() << '\n';
+  });
 }
 
 Status cmdPower(MachineCommandEnv& env, const std::string& action) {
-  using Method = grpc::Status (v1::MachineService::Stub::*)(grpc::ClientContext*, const Empty&, v1::PowerResponse*);
-  Method method = nullptr;
-  std::string what;
-  if (action == "reboot") {
-    method = &v1::MachineService::Stub::Reboot;
-    what = "reboot the node (every service stops and starts again)";
-  } else if (action == "shutdown") {
-    method = &v1::MachineService::Stub::Shutdown;
-    what = "shut the node down (it stays down until started by other means)";
-  } else if (action == "reset") {
-    method = &v1::MachineService::Stub::Reset;
-    what = "wipe the node's state directories and reboot it (its machine config is kept)";
-  } else {
-    return invalidArgument(fmt::format("unknown power action '{}'", action));
-  }
-  if (!confirmed(env, what)) {
+  struct Power {
+    MachineUnary<Empty, v1::PowerResponse> method;
+    std::string what;  // for the confirmation
+  };
+  const auto power = choose<Power>(
+      action,
+      {{"reboot",
+        {&v1::MachineService::Stub::Reboot, "reboot the node (every service stops and starts again)"}},
+       {"shutdown",
+        {&v1::MachineService::Stub::Shutdown,
+         "shut the node down (it stays down until started by other means)"}},
+       {"reset",
+        {&v1::MachineService::Stub::Reset,
+         "wipe the node's state directories and reboot it (its machine config is kept)"}}});
+  if (!power) return invalidArgument(fmt::format("unknown power action '{}'", action));
+  if (!confirmed(env, power->what)) {
     return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
   }
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::PowerResponse>(env, method, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << nodeOf(m.metadata()) << ": " << m.action() << " requested\n";
-  }
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, power->method, Empty{}));
+  return printPerNode(env, resp, [&](const std::string& node, const v1::Power& m) {
+    env.out << node << ": " << m.action() << " requested\n";
+  });
 }
 
 namespace {
@@ -559,12 +386,8 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   if (open) writer->WritesDone();
   const grpc::Status st = writer->Finish();
   if (!st.ok()) return fromGrpc(st, target);
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << fmt::format("{}: installed {} into slot {}", nodeOf(m.metadata()), mib(m.bytes()), m.slot());
+  return printPerNode(env, resp, [&](const std::string& installedOn, const v1::Upgrade& m) {
+    env.out << fmt::format("{}: installed {} into slot {}", installedOn, mib(m.bytes()), m.slot());
     if (m.rebooting()) {
       env.out << fmt::format("; rebooting into it. It stays on trial until its API answers, else the node goes "
                              "back to slot {} by itself.\n",
@@ -572,24 +395,18 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
     } else {
       env.out << fmt::format("; the next boot tries it (falling back to slot {}).\n", m.previous());
     }
-  }
-  return results.finish();
+  });
 }
 
 Status cmdRollback(MachineCommandEnv& env) {
   if (!confirmed(env, "reboot the node into the root slot it booted before the current one")) {
     return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
   }
-  KEEL_ASSIGN_OR_RETURN(auto resp, (call<v1::RollbackResponse>(env, &v1::MachineService::Stub::Rollback, Empty{})));
-  Status status;
-  if (printed(env, resp, status)) return status;
-  NodeResults results(env.err);
-  for (const auto& m : resp.messages()) {
-    if (!results.accept(m.metadata())) continue;
-    env.out << fmt::format("{}: rolling back from slot {} to slot {}; rebooting\n", nodeOf(m.metadata()),
-                           m.previous(), m.slot());
-  }
-  return results.finish();
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::Rollback, Empty{}));
+  return printPerNode(env, resp, [&](const std::string& node, const v1::Rollback& m) {
+    env.out << fmt::format("{}: rolling back from slot {} to slot {}; rebooting\n", node, m.previous(),
+                           m.slot());
+  });
 }
 
 }  // namespace keel::keelctl

@@ -4,63 +4,15 @@
 
 #include <chrono>
 #include <filesystem>
-#include <istream>
-#include <mutex>
-#include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
 #include "keel/common/status.h"
+
 #include "machine_client.h"
+#include "node_calls.h"
 
 namespace keel::keelctl {
-
-// Lets Ctrl-C end a following stream cleanly: the signal thread calls cancel(), which
-// cancels the call in flight, and the command then returns OK. Thread-safe.
-class StreamCancel {
- public:
-  static StreamCancel& instance();
-  void set(grpc::ClientContext* ctx);
-  void clear();
-  // Cancels the stream in flight; false when there is none (the caller then exits).
-  bool cancel();
-  bool cancelled() const;
-
- private:
-  mutable std::mutex mu_;
-  grpc::ClientContext* ctx_ = nullptr;
-  bool cancelled_ = false;
-};
-
-struct MachineCommandEnv {
-  MachineClient& client;
-  OutputFormat format = OutputFormat::kTable;
-  std::ostream& out;
-  std::ostream& err;
-  std::istream& in;   // confirmations
-  bool assumeYes = false;
-};
-
-// Tallies the per-node entries of a reply (or the messages of a stream): an entry whose
-// metadata carries an error is that node's failure, printed as "<node>: <error>" on
-// `err`, and the other nodes' results are still shown. Not thread-safe.
-class NodeResults {
- public:
-  explicit NodeResults(std::ostream& err) : err_(err) {}
-  // True when the entry carries data; false after reporting its node's failure.
-  [[nodiscard]] bool accept(const keel::common::v1::Metadata& m);
-  // OK when no node failed. Otherwise "N of M nodes failed", with the nodes' code when
-  // every node failed with the same one, else UNAVAILABLE.
-  Status finish() const;
-
- private:
-  std::ostream& err_;
-  std::vector<std::string> nodes_;
-  std::vector<std::string> failed_;
-  std::optional<StatusCode> firstCode_;
-  bool sameCode_ = true;
-};
 
 // The printing halves of version and services, for a reply already received.
 Status printVersions(MachineCommandEnv& env, const keel::machine::v1::VersionResponse& resp);

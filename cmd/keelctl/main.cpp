@@ -17,10 +17,18 @@ namespace {
 
 using keel::Status;
 using keel::keelctl::CommandEnv;
+using keel::keelctl::runWhenChosen;
 
 int fail(const std::string& message) {
   std::cerr << "keelctl: " << message << '\n';
   return 1;
+}
+
+// A whole-number option shown with its default and refused outside [min, max].
+template <typename T>
+CLI::Option* addBoundedOption(CLI::App* cmd, const std::string& name, T& value, const std::string& help,
+                              T min, T max) {
+  return cmd->add_option(name, value, help)->capture_default_str()->check(CLI::Range(min, max));
 }
 
 }  // namespace
@@ -44,7 +52,7 @@ int main(int argc, char** argv) {
                  "Client config to use (default: $KEELCONFIG, then ~/.keel/config)");
   app.footer("Run 'keelctl <command> --help' for the options of a command.");
 
-  std::function<Status(CommandEnv&)> action;
+  keel::keelctl::CommandAction action;
 
   // gen
   auto* gen = app.add_subcommand("gen", "Generate a cluster's secrets and configs (offline)");
@@ -60,9 +68,9 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  keelctl gen secrets -o secrets.json\n"
       "  keelctl gen config prod 10.0.0.10 --with-secrets secrets.json");
-  genSecrets->callback([&] {
+  runWhenChosen(*genSecrets, action, [&](CommandEnv& env) {
     genSecretsOptions.output = genSecretsOutput;
-    action = [&](CommandEnv& env) { return keel::keelctl::genSecrets(genSecretsOptions, env); };
+    return keel::keelctl::genSecrets(genSecretsOptions, env);
   });
 
   keel::keelctl::GenConfigOptions genConfigOptions;
@@ -103,11 +111,11 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  keelctl gen config prod 10.0.0.10 --with-secrets secrets.json -o ./prod\n"
       "  keelctl gen config lab https://cp.lab.example:50000 --crt-ttl 720h");
-  genConfig->callback([&] {
+  runWhenChosen(*genConfig, action, [&](CommandEnv& env) {
     if (!withSecrets.empty()) genConfigOptions.withSecrets = withSecrets;
     if (!genConfigImageKey.empty()) genConfigOptions.imageKey = genConfigImageKey;
     genConfigOptions.outputDir = genConfigOutDir;
-    action = [&](CommandEnv& env) { return keel::keelctl::genConfig(genConfigOptions, env); };
+    return keel::keelctl::genConfig(genConfigOptions, env);
   });
 
   keel::keelctl::GenImageKeyOptions genImageKeyOptions;
@@ -116,9 +124,9 @@ int main(int argc, char** argv) {
       "image-key", "Generate the key pair that signs node images: image-signing.key (0600) and image-signing.pub");
   genImageKey->add_option("-o,--output-dir", genImageKeyDir, "Directory to write the files into")->capture_default_str();
   genImageKey->add_flag("--force", genImageKeyOptions.force, "Replace existing files");
-  genImageKey->callback([&] {
+  runWhenChosen(*genImageKey, action, [&](CommandEnv& env) {
     genImageKeyOptions.outputDir = genImageKeyDir;
-    action = [&](CommandEnv& env) { return keel::keelctl::genImageKey(genImageKeyOptions, env); };
+    return keel::keelctl::genImageKey(genImageKeyOptions, env);
   });
 
   // sign-image
@@ -133,11 +141,11 @@ int main(int argc, char** argv) {
   signImage->add_flag("--force", signImageOptions.force, "Replace the signature file if it exists");
   signImage->footer("The signature is the DER ECDSA P-256 signature of the image's SHA-256, the same bytes\n"
                     "'openssl dgst -sha256 -sign image-signing.key IMAGE' writes.");
-  signImage->callback([&] {
+  runWhenChosen(*signImage, action, [&](CommandEnv& env) {
     signImageOptions.image = signImagePath;
     signImageOptions.key = signImageKey;
     if (!signImageOutput.empty()) signImageOptions.output = signImageOutput;
-    action = [&](CommandEnv& env) { return keel::keelctl::signImage(signImageOptions, env); };
+    return keel::keelctl::signImage(signImageOptions, env);
   });
 
   // config
@@ -154,27 +162,27 @@ int main(int argc, char** argv) {
       "  keelctl config info");
 
   auto* contexts = cfg->add_subcommand("contexts", "List the contexts; '*' marks the current one");
-  contexts->callback([&] { action = [](CommandEnv& env) { return keel::keelctl::configContexts(env); }; });
+  runWhenChosen(*contexts, action, keel::keelctl::configContexts);
 
   std::string useName;
   auto* use = cfg->add_subcommand("use-context", "Make a context the current one");
   use->add_option("name", useName, "Context name")->required();
   use->footer("Example:\n  keelctl config use-context prod");
-  use->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configUseContext(useName, env); }; });
+  runWhenChosen(*use, action, [&](CommandEnv& env) { return keel::keelctl::configUseContext(useName, env); });
 
   std::vector<std::string> endpoints;
   auto* endpoint = cfg->add_subcommand("endpoint", "Set the endpoints of the current context");
   endpoint->add_option("endpoints", endpoints, "Endpoints (IP, host, host:port, [v6]:port, https://host:port)")
       ->required();
   endpoint->footer("Example:\n  keelctl config endpoint 10.0.0.10 cp2.example:50000 [fd00::1]:50000");
-  endpoint->callback(
-      [&] { action = [&](CommandEnv& env) { return keel::keelctl::configEndpoint(endpoints, env); }; });
+  runWhenChosen(*endpoint, action,
+                [&](CommandEnv& env) { return keel::keelctl::configEndpoint(endpoints, env); });
 
   std::vector<std::string> nodes;
   auto* node = cfg->add_subcommand("node", "Set the default target nodes of the current context (none clears them)");
   node->add_option("nodes", nodes, "Node addresses or host names (no port)");
   node->footer("Examples:\n  keelctl config node 10.0.0.21 10.0.0.22\n  keelctl config node   # clear");
-  node->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configNode(nodes, env); }; });
+  runWhenChosen(*node, action, [&](CommandEnv& env) { return keel::keelctl::configNode(nodes, env); });
 
   std::string mergeFile;
   auto* merge = cfg->add_subcommand("merge", "Merge the contexts of another client config into this one");
@@ -183,10 +191,10 @@ int main(int argc, char** argv) {
       "A context whose name is taken is added as name-1, name-2, … and the rename is printed.\n"
       "The merged file's current context becomes current.\n\n"
       "Example:\n  keelctl config merge ./prod/keelconfig");
-  merge->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::configMerge(mergeFile, env); }; });
+  runWhenChosen(*merge, action, [&](CommandEnv& env) { return keel::keelctl::configMerge(mergeFile, env); });
 
   auto* info = cfg->add_subcommand("info", "Show the current context: endpoints, nodes, roles, certificate expiry");
-  info->callback([&] { action = [](CommandEnv& env) { return keel::keelctl::configInfo(env); }; });
+  runWhenChosen(*info, action, keel::keelctl::configInfo);
 
   keel::keelctl::ConfigNewOptions newOptions;
   std::string newOutput;
@@ -208,10 +216,10 @@ int main(int argc, char** argv) {
       "  keelctl config new reader.keelconfig --roles os:reader --crt-ttl 24h --from secrets.json\n"
       "  keelctl config new ops.keelconfig --roles os:operator,os:reader --identity alice \\\n"
       "      --endpoints 10.0.0.10 --from secrets.json");
-  newCmd->callback([&] {
+  runWhenChosen(*newCmd, action, [&](CommandEnv& env) {
     newOptions.output = newOutput;
     newOptions.from = newFrom;
-    action = [&](CommandEnv& env) { return keel::keelctl::configNew(newOptions, env); };
+    return keel::keelctl::configNew(newOptions, env);
   });
 
   // Commands against a node: version, services, logs, …
@@ -234,40 +242,34 @@ int main(int argc, char** argv) {
   }
   auto* create = cluster->add_subcommand("create", "Start a local cluster: each node's machined on its own "
                                                    "127.0.1.x address, unprivileged, under --root");
-  create->add_option("--controlplanes", clusterOptions.controlPlanes, "Control-plane nodes (127.0.1.1, …)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 250));
-  create->add_option("--workers", clusterOptions.workers, "Worker nodes, after the control planes")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 249));
+  addBoundedOption(create, "--controlplanes", clusterOptions.controlPlanes,
+                   "Control-plane nodes (127.0.1.1, …)", 1, 250);
+  addBoundedOption(create, "--workers", clusterOptions.workers, "Worker nodes, after the control planes", 0,
+                   249);
   create->add_option("--root", clusterRoot, "Directory for everything the cluster writes")->capture_default_str();
   create->add_option("--name", clusterOptions.name, "Cluster name (the client config's context)")->capture_default_str();
   create->add_option("--machined", clusterOptions.machined, "The machined binary")->capture_default_str();
   create->add_option("--libexec", clusterOptions.libexec, "Directory holding apid and trustd")->capture_default_str();
-  create->add_option("--api-port", clusterOptions.apiPort, "apid's API port on every node")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  create->add_option("--join-port", clusterOptions.joinPort, "The control planes' join port")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
+  addBoundedOption(create, "--api-port", clusterOptions.apiPort, "apid's API port on every node", 1, 65535);
+  addBoundedOption(create, "--join-port", clusterOptions.joinPort, "The control planes' join port", 1, 65535);
   create->add_option("--config-patch", clusterOptions.configPatches,
                      "A JSON merge patch for every node's machine config (repeatable), e.g. to add extensions");
-  create->add_option("--wait", clusterWaitSeconds, "Seconds to wait for every node's apid to answer and Keel's services to run")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 3600));
+  addBoundedOption(create, "--wait", clusterWaitSeconds,
+                   "Seconds to wait for every node's apid to answer and Keel's services to run", 1, 3600);
   create->footer("Examples:\n  keelctl cluster create --controlplanes 1 --workers 2 --root /tmp/keel\n"
                  "  KEELCONFIG=/tmp/keel/keelconfig keelctl version      # every node of the cluster");
-  create->callback([&] {
+  runWhenChosen(*create, action, [&](CommandEnv& env) {
     clusterOptions.root = clusterRoot;
     clusterOptions.wait = std::chrono::seconds(clusterWaitSeconds);
-    action = [&](CommandEnv& env) { return keel::keelctl::clusterCreate(clusterOptions, env); };
+    return keel::keelctl::clusterCreate(clusterOptions, env);
   });
   auto* show = cluster->add_subcommand("show", "Show a local cluster's nodes, their type and health");
   show->add_option("--root", clusterRoot, "The cluster's directory")->capture_default_str();
-  show->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::clusterShow(clusterRoot, env); }; });
+  runWhenChosen(*show, action, [&](CommandEnv& env) { return keel::keelctl::clusterShow(clusterRoot, env); });
   auto* destroy = cluster->add_subcommand("destroy", "Stop everything a local cluster started and remove its files");
   destroy->add_option("--root", clusterRoot, "The cluster's directory")->capture_default_str();
-  destroy->callback([&] { action = [&](CommandEnv& env) { return keel::keelctl::clusterDestroy(clusterRoot, env); }; });
+  runWhenChosen(*destroy, action,
+                [&](CommandEnv& env) { return keel::keelctl::clusterDestroy(clusterRoot, env); });
 
   try {
     app.parse(argc, argv);

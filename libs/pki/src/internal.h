@@ -1,6 +1,7 @@
 // Helpers shared by the PKI sources: RAII owners for OpenSSL/BoringSSL objects, error
-// queue handling, PEM block reading and time conversion. Only the API subset both
-// libraries share is used here, so every source compiles against either.
+// queue handling and key types (internal.cpp), PEM blocks and BIOs (pem.cpp), names and
+// SANs (names.cpp), times (asn1_time.cpp). Only the API subset both libraries share is
+// used here, so every source compiles against either.
 #pragma once
 
 #include <cstdint>
@@ -113,14 +114,14 @@ BioPtr newMemoryBio();
 std::string toHex(std::span<const uint8_t> bytes);
 std::string sha256Hex(std::span<const uint8_t> bytes);
 
-// Times past TimePoint's range (after 2262) are clamped to TimePoint::max().
-Result<TimePoint> fromAsn1Time(const ASN1_TIME* time);
-Result<TimePtr> toAsn1Time(TimePoint time);
-
 // The key type of `key`, or INVALID_ARGUMENT naming what it is instead.
 Result<KeyType> keyTypeOf(EVP_PKEY* key);
 // SHA-256 for ECDSA; null for Ed25519, which signs the message itself.
 const EVP_MD* signingDigest(KeyType type);
+
+// Times past TimePoint's range (after 2262) are clamped to TimePoint::max().
+Result<TimePoint> fromAsn1Time(const ASN1_TIME* time);
+Result<TimePtr> toAsn1Time(TimePoint time);
 
 // Validity periods Keel accepts: positive and at most kMaxValidity.
 Status checkValidity(std::chrono::seconds validity, std::string_view what);
