@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "keel/common/fd_io.h"
+
 namespace keel::sandbox::detail {
 namespace {
 
@@ -19,13 +21,6 @@ struct CtxDeleter {
   void operator()(void* ctx) const { seccomp_release(ctx); }
 };
 using Ctx = std::unique_ptr<void, CtxDeleter>;
-
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // libseccomp returns negative errno values.
 Status seccompError(std::string_view what, int rc) {
@@ -88,12 +83,12 @@ Status addExtensionRules(scmp_filter_ctx ctx, const Policy& policy) {
 
 Result<std::vector<sock_filter>> exportProgram(scmp_filter_ctx ctx) {
   // libseccomp 2.5 exports only to a descriptor; an anonymous memory file keeps it off disk.
-  FdCloser mem{memfd_create("keel-seccomp", MFD_CLOEXEC)};
-  if (mem.fd < 0)
+  const UniqueFd mem(memfd_create("keel-seccomp", MFD_CLOEXEC));
+  if (!mem)
     return internalError(std::string("seccomp filter: memfd_create failed: ") + std::strerror(errno));
-  if (const int rc = seccomp_export_bpf(ctx, mem.fd); rc != 0) return seccompError("seccomp_export_bpf", rc);
+  if (const int rc = seccomp_export_bpf(ctx, mem.get()); rc != 0) return seccompError("seccomp_export_bpf", rc);
   struct stat st {};
-  if (fstat(mem.fd, &st) != 0)
+  if (fstat(mem.get(), &st) != 0)
     return internalError(std::string("seccomp filter: fstat failed: ") + std::strerror(errno));
   const auto bytes = static_cast<std::size_t>(st.st_size);
   if (bytes == 0 || bytes % sizeof(sock_filter) != 0) {
@@ -101,7 +96,7 @@ Result<std::vector<sock_filter>> exportProgram(scmp_filter_ctx ctx) {
                          std::to_string(bytes) + " bytes");
   }
   std::vector<sock_filter> program(bytes / sizeof(sock_filter));
-  if (pread(mem.fd, program.data(), bytes, 0) != static_cast<ssize_t>(bytes)) {
+  if (pread(mem.get(), program.data(), bytes, 0) != static_cast<ssize_t>(bytes)) {
     return internalError(std::string("seccomp filter: reading the exported program failed: ") +
                          std::strerror(errno));
   }

@@ -11,35 +11,21 @@
 #include "keel/common/clock.h"
 #include "keel/pki/pki.h"
 
+#include "callers.h"
+
 namespace keel::apid {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
+using testing::builtinManifest;
+using testing::client;
 using namespace std::chrono_literals;
 
 const std::string kVersion = "/keel.machine.v1.MachineService/Version";
 const std::string kServiceStart = "/keel.machine.v1.MachineService/ServiceStart";
 const std::string kRead = "/keel.machine.v1.MachineService/Read";  // os:admin only
 
-PeerIdentity client(std::string cn, std::vector<std::string> roles, bool clientAuth = true) {
-  PeerIdentity id;
-  id.commonName = std::move(cn);
-  id.roles = std::move(roles);
-  id.clientAuth = clientAuth;
-  return id;
-}
-
 PeerIdentity otherApid() { return client("node-b", {"os:impersonator"}); }
-
-BackendManifest builtinManifest(std::string name, std::string service) {
-  BackendManifest m;
-  m.name = std::move(name);
-  m.socket = "/run/keel/" + m.name + ".sock";
-  m.services = {std::move(service)};
-  m.allowedUids = {0};
-  m.rules = "builtin";
-  return m;
-}
 
 // machined and trustd as the default node declares them.
 const Routes& builtinRoutes() {

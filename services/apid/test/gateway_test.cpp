@@ -19,10 +19,14 @@
 #include "keel/machine/v1/machine.grpc.pb.h"
 #include "keel/testing/testing.h"
 
+#include "callers.h"
+
 namespace keel::apid {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
+using testing::builtinManifest;
+using testing::client;
 using namespace std::chrono_literals;
 namespace mv1 = keel::machine::v1;
 
@@ -145,24 +149,6 @@ class FakeUpstreams final : public Upstreams {
   std::mutex mu_;
   std::vector<std::shared_ptr<grpc::Channel>> retired;
 };
-
-BackendManifest builtinManifest(std::string name, std::string service) {
-  BackendManifest m;
-  m.name = std::move(name);
-  m.socket = "/run/keel/" + m.name + ".sock";
-  m.services = {std::move(service)};
-  m.allowedUids = {0};
-  m.rules = "builtin";
-  return m;
-}
-
-PeerIdentity client(std::string cn, std::vector<std::string> roles) {
-  PeerIdentity id;
-  id.commonName = std::move(cn);
-  id.roles = std::move(roles);
-  id.clientAuth = true;
-  return id;
-}
 
 // apid's gateway on node 10.0.0.1, with machined as its local backend and, when asked,
 // node-b at 10.0.0.2; 10.0.0.9 cannot be reached.
