@@ -1,0 +1,48 @@
+#include "keel/backend/authorize.h"
+
+#include <google/protobuf/descriptor.h>
+#include <spdlog/spdlog.h>
+
+#include "keel/authz/proto_rules.h"
+#include "keel/transport/grpc_status.h"
+
+namespace keel::backend {
+
+std::vector<std::string> forwardedRoles(const grpc::ServerContext& context) {
+  std::vector<std::string> roles;
+  // gRPC hands metadata keys over lower-cased, as HTTP/2 sends them.
+  const auto range = context.client_metadata().equal_range(grpc::string_ref(authz::kRolesKey.data(), authz::kRolesKey.size()));
+  for (auto it = range.first; it != range.second; ++it) roles.emplace_back(it->second.data(), it->second.size());
+  return roles;
+}
+
+ServiceRules::ServiceRules(std::string_view serviceFullName) : service_(serviceFullName) {
+  const auto* descriptor = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_);
+  if (descriptor == nullptr) {
+    status_ = notFound("service " + service_ + " is not linked into this program");
+    return;
+  }
+  auto table = authz::rulesFromService(*descriptor);
+  if (!table.ok()) {
+    status_ = table.status();
+    return;
+  }
+  for (const auto& [method, roles] : table->rules()) {
+    if (roles.empty()) {
+      status_ = failedPrecondition("method " + method +
+                                   " has no keel.common.v1.allowed_roles rule: nobody could call it");
+      return;
+    }
+  }
+  table_ = std::move(table).value();
+}
+
+grpc::Status ServiceRules::check(const grpc::ServerContext& context, std::string_view handler) const {
+  const std::string method = "/" + service_ + "/" + std::string(handler);
+  Status verdict = status_;
+  if (verdict.isOk()) verdict = authz::checkForwardedCall(table_, method, forwardedRoles(context));
+  if (!verdict.isOk()) spdlog::warn("refused {} from {}: {}", method, context.peer(), verdict.message());
+  return transport::toGrpc(verdict);
+}
+
+}  // namespace keel::backend

@@ -1,0 +1,137 @@
+#include "keel/backend/daemon.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include "keel/backend/logging.h"
+#include "keel/common/version.h"
+#include "keel/sandbox/sandbox.h"
+#include "keel/transport/unix_listener.h"
+
+namespace keel::backend {
+
+Status checkPeerUid(uid_t uid, pid_t pid, const std::vector<uid_t>& allowed, std::string_view daemon) {
+  if (std::find(allowed.begin(), allowed.end(), uid) != allowed.end()) return Status::ok();
+  return permissionDenied("uid " + std::to_string(uid) + " (pid " + std::to_string(pid) + ") is not on " +
+                          std::string(daemon) + "'s allow-list");
+}
+
+Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
+  if (!rules.status().isOk()) return rules.status().withContext("service " + rules.serviceName());
+  for (const auto& s : services_) {
+    if (s.name == rules.serviceName()) return alreadyExists("service " + rules.serviceName() + " is added twice");
+  }
+  services_.push_back({&service, rules.serviceName()});
+  return Status::ok();
+}
+
+int Daemon::run() {
+  if (services_.empty()) {
+    spdlog::error("no service to serve");
+    return 1;
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  for (const auto& s : services_) builder.RegisterService(s.service);
+  builder.SetMaxReceiveMessageSize(spec_.maxMessageBytes);
+  builder.SetMaxSendMessageSize(spec_.maxMessageBytes);
+  auto server = builder.BuildAndStart();
+  if (!server) {
+    spdlog::error("the gRPC server did not start");
+    return 1;
+  }
+  auto* health = server->GetHealthCheckService();
+  const auto allowed = config_.allowedPeerUids;
+  const std::string name = spec_.name;
+  auto listener = transport::UnixListener::bind(config_.socket, [allowed, name](const transport::PeerCredentials& peer) {
+    return checkPeerUid(peer.uid, peer.pid, allowed, name);
+  });
+  if (!listener.ok()) {
+    spdlog::error("cannot serve {}: {}", config_.socket.string(), listener.status().message());
+    server->Shutdown();
+    return 1;
+  }
+  for (const auto& s : services_) health->SetServingStatus(s.name, true);
+  (*listener)->start(server.get());
+  std::string names;
+  for (const auto& s : services_) names += (names.empty() ? "" : ", ") + s.name;
+  spdlog::info("serving {} on {} for {} peer uid(s), version {}", names, config_.socket.string(), allowed.size(),
+               config_.version.empty() ? "unknown" : config_.version);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {} received; stopping (running calls get {} ms)", sig, spec_.shutdownGrace.count());
+  health->Shutdown();  // every service NOT_SERVING from now on
+  (*listener)->stop();
+  server->Shutdown(std::chrono::system_clock::now() + spec_.shutdownGrace);
+  spdlog::info("stopped");
+  return 0;
+}
+
+int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function<Status(Daemon&)>& setup) {
+  CLI::App app{spec.name + ": " + spec.summary +
+               "\nA Keel backend: machined starts it from its manifest and apid routes to it; it serves its Unix socket "
+               "to the peers its config allows."};
+  std::string configPath;
+  if (const char* env = std::getenv("KEEL_SERVICE_CONFIG")) configPath = env;
+  std::string level = "info";
+  app.add_option("--config", configPath, "the config file machined writes (default: $KEEL_SERVICE_CONFIG)");
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.set_version_flag("--version", std::string(buildInfo().version));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!setUpLogging(spec.name, level)) {
+    setUpLogging(spec.name, "info");
+    spdlog::error("unknown --log-level '{}' (expected trace, debug, info, warn or error)", level);
+    return 2;
+  }
+  if (configPath.empty()) {
+    spdlog::error("no config file: give --config or set KEEL_SERVICE_CONFIG");
+    return 2;
+  }
+  auto config = readBackendConfigFile(configPath);
+  if (!config.ok()) {
+    spdlog::error("{}", config.status().message());
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  ::umask(077);
+  // Before any thread: the filter then covers every thread gRPC starts, and every thread
+  // inherits the blocked signals that only the main thread waits for.
+  if (const auto st = sandbox::confineDaemon(spec.seccompPolicy, spec.name); !st.isOk()) {
+    spdlog::error("cannot confine {}: {}", spec.name, st.toString());
+    return 1;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Daemon daemon(spec, std::move(config).value());
+  if (const auto st = setup(daemon); !st.isOk()) {
+    spdlog::error("{}", st.message());
+    return 2;
+  }
+  return daemon.run();
+}
+
+}  // namespace keel::backend
