@@ -6,11 +6,13 @@
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "keel/backend/daemon.h"
 #include "keel/common/clock.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
@@ -90,6 +92,8 @@ int main(int argc, char** argv) {
   }
   keel::trustd::SecurityServiceImpl security(authority->get());
   keel::trustd::LocalIssuerServiceImpl local(authority->get());
+  // grpc.health.v1, as every backend serves it: apid asks it for SecurityService.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.RegisterService(&security);
   builder.RegisterService(&local);
@@ -102,20 +106,20 @@ int main(int argc, char** argv) {
   const auto allowed = config->allowedUids;
   auto listener = keel::transport::UnixListener::bind(
       config->socket, [allowed](const keel::transport::PeerCredentials& peer) {
-        if (std::find(allowed.begin(), allowed.end(), peer.uid) != allowed.end()) return keel::Status::ok();
-        return keel::permissionDenied("uid " + std::to_string(peer.uid) + " (pid " +
-                                      std::to_string(peer.pid) + ") is not on trustd's allow-list");
+        return keel::backend::checkPeerUid(peer.uid, peer.pid, allowed, "trustd");
       });
   if (!listener.ok()) {
     spdlog::error("trustd: {}", listener.status().message());
     return 1;
   }
+  server->GetHealthCheckService()->SetServingStatus(keel::security::v1::SecurityService::service_full_name(), true);
   (*listener)->start(server.get());
   spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config->socket.string(),
                allowed.size(), config->nodeCertTtl.count());
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("trustd: signal {} received; stopping", sig);
+  server->GetHealthCheckService()->Shutdown();
   (*listener)->stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

@@ -74,7 +74,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   std::unique_ptr<Apid> apid(new Apid(config, clock));
   KEEL_ASSIGN_OR_RETURN(apid->audit_, AuditLog::open(config.stateDir, config.audit.maxFileBytes, config.audit.maxFiles,
                                                      /*toStdout=*/true, clock));
-  apid->routes_ = Routes::load(config.backendsDir);
+  apid->routes_ = Routes::load(config.backendsDir, {localServicesManifest()});
   for (const auto& p : apid->routes_->problems()) spdlog::error("apid: backend manifest skipped: {}", p.status.message());
   apid->backends_ = std::make_unique<BackendChannels>(config.limits.maxMessageBytes);
   if (config.impersonator) {
@@ -82,6 +82,23 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
                                                   config.limits.maxMessageBytes, config.certRefresh);
   }
   apid->upstreams_ = std::make_unique<ChannelRouter>(*apid->backends_, apid->peers_.get());
+  Apid* self = apid.get();
+  apid->health_ = std::make_unique<HealthService>([self] { return self->routes(); }, *apid->upstreams_,
+                                                  std::chrono::milliseconds(5000));
+  apid->reflection_ = std::make_unique<ReflectionService>([self] { return self->routes(); });
+  {
+    grpc::ServerBuilder local;
+    local.RegisterService(apid->health_.get());
+    local.RegisterService(apid->reflection_.get());
+    local.SetMaxReceiveMessageSize(config.limits.maxMessageBytes);
+    local.SetMaxSendMessageSize(config.limits.maxMessageBytes);
+    apid->localServer_ = local.BuildAndStart();
+    if (!apid->localServer_) return internalError("apid's health and reflection services did not start");
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(config.limits.maxMessageBytes);
+    args.SetMaxSendMessageSize(config.limits.maxMessageBytes);
+    apid->upstreams_->setLocal(apid->localServer_->InProcessChannel(args));
+  }
   GatewayOptions gopts;
   gopts.mayForward = apid->peers_ != nullptr;
   gopts.selfNames = {config.nodeAddress};
@@ -90,7 +107,6 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   gopts.threads = config.threads;
   gopts.maxTargets = static_cast<std::size_t>(config.limits.maxTargets);
   GatewayDeps deps;
-  Apid* self = apid.get();
   deps.routes = [self] { return self->routes(); };
   deps.upstreams = apid->upstreams_.get();
   deps.audit = apid->audit_.get();
@@ -180,7 +196,7 @@ void Apid::watchBackends() {
     const std::string fp = Routes::fingerprintDir(config_.backendsDir);
     if (fp == routes_->fingerprint()) continue;
     lock.unlock();
-    auto fresh = Routes::load(config_.backendsDir);
+    auto fresh = Routes::load(config_.backendsDir, {localServicesManifest()});
     for (const auto& p : fresh->problems()) spdlog::error("apid: backend manifest skipped: {}", p.status.message());
     spdlog::info("apid: backend manifests changed; {} backend(s) now", fresh->backends().size());
     lock.lock();
@@ -199,6 +215,7 @@ void Apid::shutdown(std::chrono::milliseconds grace) {
   if (joinServer_) joinServer_->Shutdown(std::chrono::system_clock::now() + grace);
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (gateway_) gateway_->stop();
+  if (localServer_) localServer_->Shutdown(std::chrono::system_clock::now() + grace);
   if (audit_) audit_->flush();
 }
 

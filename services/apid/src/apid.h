@@ -15,6 +15,7 @@
 #include "channels.h"
 #include "gateway.h"
 #include "join_service.h"
+#include "local_services.h"
 #include "keel/common/clock.h"
 #include "routes.h"
 
@@ -48,6 +49,10 @@ class Apid {
   std::unique_ptr<PeerChannels> peers_;
   std::unique_ptr<ChannelRouter> upstreams_;
   std::unique_ptr<Gateway> gateway_;
+  // Health and reflection, reached by the gateway over an in-process channel.
+  std::unique_ptr<HealthService> health_;
+  std::unique_ptr<ReflectionService> reflection_;
+  std::unique_ptr<grpc::Server> localServer_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::unique_ptr<JoinService> join_;

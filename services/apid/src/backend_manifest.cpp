@@ -53,6 +53,15 @@ Result<BackendManifest> parseBackendManifest(std::string_view text) {
   if (m.rules != "builtin" && (m.rules.empty() || m.rules.front() != '/')) {
     return fieldError("rules", "expected \"builtin\" or the absolute path of a descriptor set, found '" + m.rules + "'");
   }
+  KEEL_ASSIGN_OR_RETURN(const auto version, r.optionalString("version"));
+  if (version) {
+    if (version->empty() || version->size() > 64 || !std::all_of(version->begin(), version->end(), [](char c) {
+          return std::isprint(static_cast<unsigned char>(c)) != 0;
+        })) {
+      return fieldError("version", "expected 1-64 printable characters");
+    }
+    m.version = *version;
+  }
   KEEL_RETURN_IF_ERROR(r.finish());
   return m;
 }

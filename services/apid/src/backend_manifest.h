@@ -3,7 +3,8 @@
 // Schema:
 //   {"name": "machined", "socket": "/run/keel/machined.sock",
 //    "services": ["keel.machine.v1.MachineService"], "allowedUids": [0],
-//    "rules": "builtin" | "/abs/path/descriptor-set.pb"}
+//    "rules": "builtin" | "/abs/path/descriptor-set.pb", "version": "0.1.0"}
+// ("version" is optional.)
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +24,9 @@ struct BackendManifest {
   std::vector<std::string> services;
   std::vector<uid_t> allowedUids;  // uids that may own the socket
   std::string rules;               // "builtin" or an absolute path
+  std::string version;             // the backend's version, when its manifest gives one
+  // Served inside apid itself (health, reflection): set by apid, never read from a file.
+  bool servedByApid = false;
 };
 
 // Errors: INVALID_ARGUMENT naming the field.

@@ -69,9 +69,13 @@ std::string Routes::fingerprintDir(const fs::path& dir) {
   return out;
 }
 
-std::shared_ptr<const Routes> Routes::load(const fs::path& dir) {
+std::shared_ptr<const Routes> Routes::load(const fs::path& dir, std::vector<BackendManifest> served) {
   auto routes = std::shared_ptr<Routes>(new Routes());
   routes->fingerprint_ = fingerprintDir(dir);
+  for (auto& manifest : served) {
+    std::string name = manifest.name;
+    if (auto st = routes->add(std::move(manifest)); !st.isOk()) routes->problems_.push_back({name, st.withContext(name)});
+  }
   std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
@@ -102,7 +106,14 @@ std::shared_ptr<const Routes> Routes::fromManifests(std::vector<BackendManifest>
 Status Routes::add(BackendManifest manifest) {
   const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
   std::unique_ptr<pb::DescriptorPool> own;
-  if (manifest.rules == "builtin") {
+  for (const auto& s : manifest.services) {
+    if (const auto it = services_.find(s); it != services_.end()) {
+      return alreadyExists("service " + s + " is already served by backend " + it->second->name);
+    }
+  }
+  if (manifest.servedByApid) {
+    // Compiled into apid: the generated pool has them.
+  } else if (manifest.rules == "builtin") {
     const auto builtin = authz::builtinServices();
     for (const auto& s : manifest.services) {
       if (std::none_of(builtin.begin(), builtin.end(), [&](const auto* d) { return d->full_name() == s; })) {
@@ -116,7 +127,10 @@ Status Routes::add(BackendManifest manifest) {
   }
   KEEL_ASSIGN_OR_RETURN(auto rules, authz::rulesFromPool(*pool, manifest.services));
   for (const auto& [method, roles] : rules.rules()) {
-    (void)roles;
+    if (roles.empty()) {
+      return failedPrecondition("method " + method +
+                                " has no keel.common.v1.allowed_roles rule; every method of a routed service needs one");
+    }
     if (rules_.knows(method)) return alreadyExists("method " + method + " is already served by another backend");
   }
   auto backend = std::make_shared<const BackendManifest>(std::move(manifest));
@@ -135,9 +149,26 @@ Status Routes::add(BackendManifest manifest) {
   }
   KEEL_RETURN_IF_ERROR(rules_.merge(rules));
   methods_.merge(methods);
+  for (const auto& s : backend->services) services_.emplace(s, backend);
   backends_.push_back(std::move(backend));
-  if (own) pools_.push_back(std::move(own));
+  if (own) {
+    pools_.push_back(std::move(own));
+  } else {
+    usesGeneratedPool_ = true;
+  }
   return Status::ok();
+}
+
+std::shared_ptr<const BackendManifest> Routes::backendOf(std::string_view service) const {
+  const auto it = services_.find(service);
+  return it == services_.end() ? nullptr : it->second;
+}
+
+std::vector<const pb::DescriptorPool*> Routes::pools() const {
+  std::vector<const pb::DescriptorPool*> out;
+  if (usesGeneratedPool_) out.push_back(pb::DescriptorPool::generated_pool());
+  for (const auto& p : pools_) out.push_back(p.get());
+  return out;
 }
 
 const MethodInfo* Routes::find(std::string_view method) const {

@@ -42,9 +42,11 @@ class Routes {
     Status status;
   };
 
-  // Reads every *.json of `dir`. A manifest that cannot be used is skipped and listed in
-  // problems() (one bad extension must not lock the node out); a missing dir is empty.
-  static std::shared_ptr<const Routes> load(const std::filesystem::path& dir);
+  // Reads every *.json of `dir`, after `served` (apid's own services, which no manifest
+  // may claim). A manifest that cannot be used is skipped and listed in problems() (one
+  // bad extension must not lock the node out); a missing dir is empty.
+  static std::shared_ptr<const Routes> load(const std::filesystem::path& dir,
+                                            std::vector<BackendManifest> served = {});
   // The same from manifests already parsed; a problem's `file` is the manifest's name.
   static std::shared_ptr<const Routes> fromManifests(std::vector<BackendManifest> manifests);
 
@@ -53,6 +55,11 @@ class Routes {
   const authz::RuleTable& rules() const { return rules_; }
   const std::vector<std::shared_ptr<const BackendManifest>>& backends() const { return backends_; }
   const std::vector<Problem>& problems() const { return problems_; }
+  // The backend serving `service` (a full service name); null when none does.
+  std::shared_ptr<const BackendManifest> backendOf(std::string_view service) const;
+  // The descriptors of every routed service, one pool per source (the generated pool
+  // for apid's built-in rules, one per descriptor set), for reflection.
+  std::vector<const google::protobuf::DescriptorPool*> pools() const;
   // A summary of the files the table was built from (names, sizes, mtimes), to notice changes.
   const std::string& fingerprint() const { return fingerprint_; }
 
@@ -64,6 +71,8 @@ class Routes {
   std::vector<std::shared_ptr<const BackendManifest>> backends_;
   std::vector<std::unique_ptr<google::protobuf::DescriptorPool>> pools_;
   std::map<std::string, MethodInfo, std::less<>> methods_;
+  std::map<std::string, std::shared_ptr<const BackendManifest>, std::less<>> services_;
+  bool usesGeneratedPool_ = false;
   authz::RuleTable rules_;
   std::vector<Problem> problems_;
   std::string fingerprint_;

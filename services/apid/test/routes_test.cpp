@@ -233,7 +233,7 @@ void addMethod(pb::ServiceDescriptorProto* service, const std::string& name, con
 
 // An extension backend's rules as `protoc --include_imports --descriptor_set_out` writes
 // them: common.proto, then a file with a per-node reply shape and a plain one.
-std::string extDescriptorSet() {
+std::string extDescriptorSet(bool withRulelessMethod = false) {
   pb::FileDescriptorSet set;
   keel::common::v1::Empty::descriptor()->file()->CopyTo(set.add_file());
   pb::FileDescriptorProto* file = set.add_file();
@@ -270,6 +270,7 @@ std::string extDescriptorSet() {
   addMethod(service, "Get", ".acme.ext.v1.Reply", false, {"os:operator", "os:reader"});
   addMethod(service, "Watch", ".acme.ext.v1.Entry", true, {"os:admin"});
   addMethod(service, "Ping", ".keel.common.v1.Empty", false, {"os:reader"});
+  if (withRulelessMethod) addMethod(service, "Wipe", ".keel.common.v1.Empty", false, {});
   return set.SerializeAsString();
 }
 
@@ -311,6 +312,50 @@ TEST_CASE("a backend with a descriptor set gets the rules and reply shapes of it
   const MethodInfo* ping = routes->find("/acme.ext.v1.Ext/Ping");
   REQUIRE(ping != nullptr);
   CHECK_FALSE(ping->fanOut);  // Empty is not a per-node reply
+}
+
+TEST_CASE("a backend with a method that has no rule is refused naming the method; the others load", "[routes]") {
+  TempDir dir;
+  writeFile(dir / "ext.pb", extDescriptorSet(/*withRulelessMethod=*/true));
+  auto ext = machinedManifest();
+  ext["name"] = "ext";
+  ext["socket"] = "/run/ext/ext.sock";
+  ext["services"] = {"acme.ext.v1.Ext"};
+  ext["rules"] = (dir / "ext.pb").string();
+  writeFile(dir / "ext.json", ext.dump());
+  writeFile(dir / "machined.json", machinedManifest().dump());
+  const auto routes = Routes::load(dir.path());
+  REQUIRE(routes->problems().size() == 1);
+  CHECK(routes->problems()[0].status.code() == StatusCode::kFailedPrecondition);
+  CHECK_THAT(routes->problems()[0].status.message(), ContainsSubstring("/acme.ext.v1.Ext/Wipe"));
+  CHECK(routes->find("/acme.ext.v1.Ext/Get") == nullptr);
+  CHECK(routes->find(kVersion) != nullptr);
+}
+
+TEST_CASE("a manifest claiming a service another backend serves is refused naming that backend", "[routes]") {
+  TempDir dir;
+  writeFile(dir / "machined.json", machinedManifest().dump());
+  auto impostor = machinedManifest();
+  impostor["name"] = "zz-impostor";
+  impostor["services"] = {"keel.machine.v1.MachineService"};
+  writeFile(dir / "zz-impostor.json", impostor.dump());
+  const auto routes = Routes::load(dir.path());
+  REQUIRE(routes->problems().size() == 1);
+  CHECK_THAT(routes->problems()[0].status.message(),
+             ContainsSubstring("service keel.machine.v1.MachineService is already served by backend machined"));
+  CHECK(routes->backendOf("keel.machine.v1.MachineService")->name == "machined");
+  CHECK(routes->backendOf("keel.nothing.v1.None") == nullptr);
+}
+
+TEST_CASE("a manifest's optional version is read and checked", "[routes]") {
+  auto m = machinedManifest();
+  m["version"] = "1.2.3";
+  REQUIRE(parseBackendManifest(m.dump()).ok());
+  CHECK(parseBackendManifest(m.dump())->version == "1.2.3");
+  m["version"] = "";
+  CHECK_THAT(parseBackendManifest(m.dump()).status().message(), ContainsSubstring("version"));
+  m["version"] = std::string("1\n2");
+  CHECK_FALSE(parseBackendManifest(m.dump()).ok());
 }
 
 }  // namespace
