@@ -14,8 +14,10 @@
 #include "keel/config/duration.h"
 #include "keel/config/endpoint.h"
 #include "ca_commands.h"
+#include "call_command.h"
 #include "health_command.h"
 #include "machine_commands.h"
+#include "time_command.h"
 
 namespace keel::keelctl {
 
@@ -258,6 +260,67 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
     env.exitCode = bits;
     return st;
   });
+
+  auto* time = commands.add(
+      "time", "Show the node's clocks: wall time, monotonic and boot time, clock source, hardware clock offset",
+      cmdTime);
+  time->footer(
+      "Served by the time extension (timed). MONOTONIC and BOOT are the node's CLOCK_MONOTONIC and\n"
+      "CLOCK_BOOTTIME (which counts suspend) as 3d4h5m6.123s; RTC OFFSET is the system clock minus the\n"
+      "hardware clock, '-' on a node without one. -o json/yaml also show the time namespace offsets.\n\n"
+      "Examples:\n  keelctl time\n  keelctl -n 127.0.1.1,127.0.1.2 time -o json");
+
+  struct CallCliArgs {
+    CallArgs call;
+    bool list = false;
+    std::string output = "json";
+    std::string timeout;
+  };
+  auto c = std::make_shared<CallCliArgs>();
+  auto* call = commands.add(
+      "call", "Call any method the node serves with a JSON request; its schema comes from gRPC reflection",
+      [c](MachineCommandEnv& e) -> Status {
+        if (c->list && !c->call.method.empty()) {
+          return invalidArgument("--list lists the services; to see a service's methods, run 'keelctl call <service>'");
+        }
+        c->call.compact = c->output == "jsonl";
+        c->call.timeout.reset();
+        if (c->timeout == "0") {
+          c->call.timeout = std::chrono::seconds(0);
+        } else if (!c->timeout.empty()) {
+          auto timeout = config::parseDuration(c->timeout, std::chrono::hours(24 * 365));
+          if (!timeout.ok()) return timeout.status().withContext("--timeout");
+          c->call.timeout = *timeout;
+        }
+        return cmdCall(e, c->call);
+      },
+      [c](CLI::App& cmd) {
+        cmd.add_option("method", c->call.method,
+                       "package.Service/Method (also /package.Service/Method or package.Service.Method) to call; "
+                       "a service's full name lists its methods; none lists the services");
+        cmd.add_option("request", c->call.request,
+                       "The request as JSON (proto3 JSON mapping); '-' reads it from stdin, @FILE from a file")
+            ->capture_default_str();
+        cmd.add_flag("--list", c->list, "List the services the node serves (the same as no method)");
+        cmd.add_option("-o,--output", c->output, "json: each reply as indented JSON; jsonl: one reply per line")
+            ->check(CLI::IsMember({"json", "jsonl"}))
+            ->capture_default_str();
+        cmd.add_option("--timeout", c->timeout,
+                       "Deadline of the call, e.g. 10s or 2m; 0 for none (default: 30s for a unary method, none "
+                       "for a server stream, which Ctrl-C ends)");
+      },
+      {.output = false});
+  call->footer(
+      "The node describes its APIs through gRPC reflection (through apid), so methods of extensions work\n"
+      "without a new keelctl. With -n the schema comes from the first node named and the call goes to every\n"
+      "node; a node's failure in a fan-out reply is printed as 'node: error' on stderr and fails the command.\n"
+      "Unary and server-streaming methods only. Replies are printed with the .proto's field names.\n\n"
+      "Examples:\n"
+      "  keelctl call --list\n"
+      "  keelctl call keel.time.v1.TimeService\n"
+      "  keelctl -n 127.0.1.1,127.0.1.2 call keel.time.v1.TimeService/Now\n"
+      "  keelctl call keel.machine.v1.MachineService/Logs '{\"service\": \"apid\", \"tail_lines\": 5}' -o jsonl\n"
+      "  echo '{}' | keelctl call /keel.machine.v1.MachineService/Version -");
 
   commands.add("memory", "Show memory usage", cmdMemory);
   commands.add("processes", "List the node's processes", cmdProcesses);

@@ -45,21 +45,24 @@ void MachineClient::connect() {
     tls.pem_root_certs = target_.tls.ca;
     tls.pem_cert_chain = target_.tls.crt;
     tls.pem_private_key = target_.tls.key;
-    auto channel = grpc::CreateCustomChannel(target_.endpoint, grpc::SslCredentials(tls), args);
-    stub_ = keel::machine::v1::MachineService::NewStub(channel);
-    security_ = keel::security::v1::SecurityService::NewStub(channel);
-    return;
+    channel_ = grpc::CreateCustomChannel(target_.endpoint, grpc::SslCredentials(tls), args);
+  } else {
+    channel_ = grpc::CreateCustomChannel("unix:" + target_.socket.string(), grpc::InsecureChannelCredentials(), args);
   }
-  auto channel = grpc::CreateCustomChannel("unix:" + target_.socket.string(), grpc::InsecureChannelCredentials(), args);
-  stub_ = keel::machine::v1::MachineService::NewStub(channel);
-  security_ = keel::security::v1::SecurityService::NewStub(channel);
+  stub_ = keel::machine::v1::MachineService::NewStub(channel_);
+  security_ = keel::security::v1::SecurityService::NewStub(channel_);
 }
 
 std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds timeout) const {
+  return contextFor(target_.nodes, timeout);
+}
+
+std::unique_ptr<grpc::ClientContext> MachineClient::contextFor(const std::vector<std::string>& nodes,
+                                                               std::chrono::seconds timeout) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   if (target_.viaApid()) {
     // apid takes the roles from the client certificate; it only needs the targets.
-    for (const auto& [key, value] : nodeTargetMetadata(target_.nodes)) ctx->AddMetadata(key, value);
+    for (const auto& [key, value] : nodeTargetMetadata(nodes)) ctx->AddMetadata(key, value);
   } else {
     ctx->AddMetadata("keel-roles", target_.roles);
   }

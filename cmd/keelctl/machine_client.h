@@ -60,6 +60,12 @@ class MachineClient {
   // A context carrying the roles (local socket) or the target nodes (apid); `timeout`
   // zero means no deadline (streams that follow).
   std::unique_ptr<grpc::ClientContext> context(std::chrono::seconds timeout = std::chrono::seconds(30)) const;
+  // The same for the given target nodes instead of the target's own.
+  std::unique_ptr<grpc::ClientContext> contextFor(const std::vector<std::string>& nodes,
+                                                  std::chrono::seconds timeout) const;
+  // The connection itself, for stubs of other services (extensions, reflection); it
+  // changes after failOver.
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   const MachineTarget& target() const { return target_; }
 
   // After a call that failed with `status`: when it is a connection failure to apid and
@@ -71,6 +77,7 @@ class MachineClient {
   void connect();
 
   MachineTarget target_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<keel::machine::v1::MachineService::Stub> stub_;
   std::unique_ptr<keel::security::v1::SecurityService::Stub> security_;
 };

@@ -92,6 +92,22 @@ Result<Resp> callNodes(MachineCommandEnv& env, MachineUnary<Req, Resp> method,
   }
 }
 
+// callNodes for a service other than the machine API (an extension's), on the same
+// connection: `Service` is the generated service class.
+template <typename Service, typename Req, typename Resp>
+Result<Resp> callServiceNodes(MachineCommandEnv& env,
+                              grpc::Status (Service::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                              const std::type_identity_t<Req>& req) {
+  for (;;) {
+    auto stub = Service::NewStub(env.client.channel());
+    auto ctx = env.client.context();
+    Resp resp;
+    const auto st = ((*stub).*method)(ctx.get(), req, &resp);
+    if (st.ok()) return resp;
+    if (!env.client.failOver(st, env.err)) return fromGrpc(st, env.client.target());
+  }
+}
+
 // Calls a unary method of `stub` on the node behind the endpoint only (no fan-out, no
 // other endpoint), with a deadline of `timeout`.
 template <typename Stub, typename Req, typename Resp>
