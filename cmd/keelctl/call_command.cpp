@@ -190,6 +190,17 @@ Status cmdCall(MachineCommandEnv& env, const CallArgs& args) {
                                        "services",
                                        name));
   }
+  // A service the server lists but does not describe (gRPC's own health service, in a
+  // server built without its descriptor) is not a typo: say what is missing instead.
+  if (auto listed = reflection->listServices(); listed.ok()) {
+    for (const auto& reading : readings) {
+      if (std::find(listed->begin(), listed->end(), reading.service) != listed->end()) {
+        return failedPrecondition(fmt::format("{} lists service {}, but its reflection does not describe it, so "
+                                              "'keelctl call' cannot build its requests",
+                                              schemaNode(env.client.target()), reading.service));
+      }
+    }
+  }
   return notFound(fmt::format("service {} is not served by {} (keelctl call --list shows what is)", name,
                               schemaNode(env.client.target())));
 }

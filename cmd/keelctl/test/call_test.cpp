@@ -404,6 +404,12 @@ TEST_CASE("call explains unknown services and methods, bad requests and streamin
   st = node.call("keel.nope.v1.NopeService.Now");
   CHECK(contains(st.message(), "service keel.nope.v1.NopeService is not served by"));
 
+  // Listed, but reflection cannot describe it (as gRPC's built-in health service).
+  node.reflection.services.push_back("keel.nope.v1.Listed");
+  st = node.call("keel.nope.v1.Listed/Check");
+  CHECK(st.code() == StatusCode::kFailedPrecondition);
+  CHECK(contains(st.message(), "lists service keel.nope.v1.Listed, but its reflection does not describe it"));
+
   st = node.call("keel.time.v1.TimeService/Later");
   CHECK(st.code() == StatusCode::kNotFound);
   CHECK(contains(st.message(), "service keel.time.v1.TimeService has no method Later; its methods are Now"));
