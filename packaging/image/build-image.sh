@@ -12,11 +12,15 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: build-image.sh --out DIR --binary FILE... --init FILE [--kernel-deb FILE]
+Usage: build-image.sh --out DIR --binary FILE... [--backend FILE]... --init FILE [--kernel-deb FILE]
 
   --out DIR          where the image's files are written (a cache of the kernel package too)
   --binary FILE      a Keel daemon to install (repeatable): machined and apid are required,
                      trustd goes in when given
+  --backend FILE     a backend's staged manifest (<libexec>/backends/<name>.json, as
+                     keel_backend() writes it; repeatable): the manifest, its descriptor
+                     set and seccomp profile go to /usr/libexec/keel/backends, its binary
+                     (<libexec>/<name>) to /usr/libexec/keel
   --init FILE        the static keel_init binary (the initramfs's /init)
   --kernel-deb FILE  use this linux-image-*-amd64 .deb instead of `apt-get download`ing
                      the version linux-image-amd64 depends on
@@ -25,10 +29,12 @@ EOF
 
 out="" init="" kernel_deb=""
 binaries=()
+backends=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --out) out=$2; shift 2 ;;
     --binary) binaries+=("$2"); shift 2 ;;
+    --backend) backends+=("$2"); shift 2 ;;
     --init) init=$2; shift 2 ;;
     --kernel-deb) kernel_deb=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -59,6 +65,15 @@ declare -A daemon_path=()
 for b in "${binaries[@]}"; do
   [[ -x $b ]] || { echo "build-image.sh: $b is not an executable" >&2; exit 1; }
   daemon_path[$(basename "$b")]=$b
+done
+for m in "${backends[@]}"; do
+  name=$(basename "$m" .json)
+  for f in "$m" "${m%.json}.pb" "${m%.json}.policy"; do
+    [[ -f $f ]] || { echo "build-image.sh: backend $name: $f is missing" >&2; exit 1; }
+  done
+  bin=$(dirname "$(dirname "$m")")/$name
+  [[ -x $bin ]] || { echo "build-image.sh: backend $name: $bin is not an executable" >&2; exit 1; }
+  daemon_path[$name]=$bin
 done
 for b in machined apid; do
   [[ -n ${daemon_path[$b]:-} ]] || { echo "build-image.sh: no --binary for $b" >&2; exit 1; }
@@ -137,6 +152,16 @@ for d in "${!daemon_path[@]}"; do
   strip --strip-unneeded "$root/usr/libexec/keel/$d"
 done
 
+# Backends: manifest, descriptor set (read by apid) and seccomp profile (read by machined).
+if [[ ${#backends[@]} -gt 0 ]]; then
+  install -d -m 0755 "$root/usr/libexec/keel/backends"
+  for m in "${backends[@]}"; do
+    for f in "$m" "${m%.json}.pb" "${m%.json}.policy"; do
+      install -m 0644 "$f" "$root/usr/libexec/keel/backends/"
+    done
+  done
+fi
+
 # mke2fs formats the state disk on first boot.
 install -d "$root/usr/sbin"
 install -m 0755 /usr/sbin/mke2fs "$root/usr/sbin/mke2fs"
@@ -154,6 +179,7 @@ copy_lib() {
   strip --strip-unneeded "$root/usr/lib/x86_64-linux-gnu/$name"
 }
 for exe in "$root"/usr/libexec/keel/* "$root/usr/sbin/mke2fs"; do
+  [[ -f $exe ]] || continue
   while read -r lib; do
     copy_lib "$lib"
   done < <(ldd "$exe" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*ld-linux[^ ]*\) .*/\1/p')
