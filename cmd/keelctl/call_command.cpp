@@ -35,7 +35,8 @@ std::unique_ptr<ReflectionClient> openReflection(MachineCommandEnv& env) {
   const auto& nodes = env.client.target().nodes;
   std::vector<std::string> first;
   if (!nodes.empty()) first.push_back(nodes.front());
-  return std::make_unique<ReflectionClient>(env.client.channel(), env.client.contextFor(first, kReflectionTimeout));
+  return std::make_unique<ReflectionClient>(env.client.channel(),
+                                            env.client.contextFor(first, kReflectionTimeout));
 }
 
 // A reflection question that failed: the stream's failure made actionable, or the
@@ -45,8 +46,9 @@ Status reflectionError(MachineCommandEnv& env, const ReflectionClient& reflectio
   if (stream.ok()) return failed;
   if (stream.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
     return {StatusCode::kUnimplemented,
-            fmt::format("{} does not serve gRPC reflection ({}), which 'keelctl call' needs to learn its APIs: {}",
-                        schemaNode(env.client.target()), kReflectionService, stream.error_message())};
+            fmt::format(
+                "{} does not serve gRPC reflection ({}), which 'keelctl call' needs to learn its APIs: {}",
+                schemaNode(env.client.target()), kReflectionService, stream.error_message())};
   }
   return fromGrpc(stream, env.client.target());
 }
@@ -87,7 +89,8 @@ std::optional<keel::common::v1::Metadata> entryMetadata(const gp::Message& m) {
     return std::nullopt;
   }
   keel::common::v1::Metadata metadata;
-  if (!metadata.ParseFromString(m.GetReflection()->GetMessage(m, field).SerializeAsString())) return std::nullopt;
+  if (!metadata.ParseFromString(m.GetReflection()->GetMessage(m, field).SerializeAsString()))
+    return std::nullopt;
   return metadata;
 }
 
@@ -99,16 +102,20 @@ void acceptEntries(const gp::Message& reply, NodeResults& results) {
     return;
   }
   const gp::FieldDescriptor* messages = reply.GetDescriptor()->FindFieldByName("messages");
-  if (messages == nullptr || !messages->is_repeated() || messages->type() != gp::FieldDescriptor::TYPE_MESSAGE) return;
+  if (messages == nullptr || !messages->is_repeated() ||
+      messages->type() != gp::FieldDescriptor::TYPE_MESSAGE)
+    return;
   const gp::Reflection* r = reply.GetReflection();
   for (int i = 0; i < r->FieldSize(reply, messages); ++i) {
-    if (auto metadata = entryMetadata(r->GetRepeatedMessage(reply, messages, i))) (void)results.accept(*metadata);
+    if (auto metadata = entryMetadata(r->GetRepeatedMessage(reply, messages, i)))
+      (void)results.accept(*metadata);
   }
 }
 
 Status listServices(MachineCommandEnv& env, std::unique_ptr<ReflectionClient>& reflection) {
-  KEEL_ASSIGN_OR_RETURN(auto services, askWithFailover<std::vector<std::string>>(
-                                           env, reflection, [](ReflectionClient& r) { return r.listServices(); }));
+  KEEL_ASSIGN_OR_RETURN(auto services,
+                        askWithFailover<std::vector<std::string>>(
+                            env, reflection, [](ReflectionClient& r) { return r.listServices(); }));
   std::sort(services.begin(), services.end());
   for (const auto& s : services) env.out << s << '\n';
   return Status::ok();
@@ -116,7 +123,8 @@ Status listServices(MachineCommandEnv& env, std::unique_ptr<ReflectionClient>& r
 
 void listMethods(MachineCommandEnv& env, const gp::ServiceDescriptor& service) {
   env.out << service.full_name() << '\n';
-  for (int i = 0; i < service.method_count(); ++i) env.out << "  " << describeMethod(*service.method(i)) << '\n';
+  for (int i = 0; i < service.method_count(); ++i)
+    env.out << "  " << describeMethod(*service.method(i)) << '\n';
 }
 
 Status callMethod(MachineCommandEnv& env, const CallArgs& args, DynamicSchema& schema,
@@ -145,7 +153,8 @@ Status callMethod(MachineCommandEnv& env, const CallArgs& args, DynamicSchema& s
       });
   if (stream) StreamCancel::instance().clear();
   KEEL_RETURN_IF_ERROR(printError);
-  const bool interrupted = status.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled();
+  const bool interrupted =
+      status.error_code() == grpc::StatusCode::CANCELLED && StreamCancel::instance().cancelled();
   if (!interrupted) KEEL_RETURN_IF_ERROR(fromGrpc(status, env.client.target()));
   return results.finish();
 }
@@ -158,7 +167,9 @@ Status cmdCall(MachineCommandEnv& env, const CallArgs& args) {
   KEEL_ASSIGN_OR_RETURN(const auto readings, parseMethodName(args.method));
 
   DynamicSchema schema;
-  const DynamicSchema::FileFetcher fetch = [&](const std::string& name) { return reflection->fileByFilename(name); };
+  const DynamicSchema::FileFetcher fetch = [&](const std::string& name) {
+    return reflection->fileByFilename(name);
+  };
   for (const auto& reading : readings) {
     if (schema.findService(reading.service) == nullptr) {
       auto files = askWithFailover<std::vector<std::string>>(
@@ -177,27 +188,35 @@ Status cmdCall(MachineCommandEnv& env, const CallArgs& args) {
     if (method == nullptr) {
       std::vector<std::string> names;
       for (int i = 0; i < service->method_count(); ++i) names.push_back(service->method(i)->name());
-      return notFound(fmt::format("service {} has no method {}; its methods are {} ('keelctl call {}' shows their "
-                                  "request and reply types)",
-                                  service->full_name(), reading.method, fmt::join(names, ", "), service->full_name()));
+      if (names.empty()) {
+        return notFound(fmt::format("service {} has no method {}: it has no methods", service->full_name(),
+                                    reading.method));
+      }
+      return notFound(
+          fmt::format("service {} has no method {}; its methods are {} ('keelctl call {}' shows their "
+                      "request and reply types)",
+                      service->full_name(), reading.method, fmt::join(names, ", "), service->full_name()));
     }
     reflection.reset();  // the schema is complete: end the stream before the call
     return callMethod(env, args, schema, *method);
   }
   const std::string& name = readings.front().service;
-  if (schema.pool().FindMessageTypeByName(name) != nullptr || schema.pool().FindEnumTypeByName(name) != nullptr) {
-    return invalidArgument(fmt::format("{} is a type, not a service or a method; 'keelctl call --list' shows the "
-                                       "services",
-                                       name));
+  if (schema.pool().FindMessageTypeByName(name) != nullptr ||
+      schema.pool().FindEnumTypeByName(name) != nullptr) {
+    return invalidArgument(
+        fmt::format("{} is a type, not a service or a method; 'keelctl call --list' shows the "
+                    "services",
+                    name));
   }
   // A service the server lists but does not describe (gRPC's own health service, in a
   // server built without its descriptor) is not a typo: say what is missing instead.
   if (auto listed = reflection->listServices(); listed.ok()) {
     for (const auto& reading : readings) {
       if (std::find(listed->begin(), listed->end(), reading.service) != listed->end()) {
-        return failedPrecondition(fmt::format("{} lists service {}, but its reflection does not describe it, so "
-                                              "'keelctl call' cannot build its requests",
-                                              schemaNode(env.client.target()), reading.service));
+        return failedPrecondition(
+            fmt::format("{} lists service {}, but its reflection does not describe it, so "
+                        "'keelctl call' cannot build its requests",
+                        schemaNode(env.client.target()), reading.service));
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "keel/common/status.h"
+
 #include "node_calls.h"
 
 namespace keel::keelctl {

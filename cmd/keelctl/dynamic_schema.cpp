@@ -34,17 +34,18 @@ bool isDottedName(std::string_view name) {
 }
 
 Status badName(std::string_view text) {
-  return invalidArgument(fmt::format(
-      "'{}' is not a method name: expected package.Service/Method (or /package.Service/Method, "
-      "package.Service.Method), or a service's full name package.Service",
-      text));
+  return invalidArgument(
+      fmt::format("'{}' is not a method name: expected package.Service/Method (or /package.Service/Method, "
+                  "package.Service.Method), or a service's full name package.Service",
+                  text));
 }
 
 // Collects what the pool says of a file that does not build.
 class Errors final : public gp::DescriptorPool::ErrorCollector {
  public:
-  void AddError(const std::string& /*filename*/, const std::string& element, const gp::Message* /*descriptor*/,
-                ErrorLocation /*location*/, const std::string& message) override {
+  void AddError(const std::string& /*filename*/, const std::string& element,
+                const gp::Message* /*descriptor*/, ErrorLocation /*location*/,
+                const std::string& message) override {
     text += (text.empty() ? "" : "; ") + (element.empty() ? message : element + ": " + message);
   }
   std::string text;
@@ -73,7 +74,8 @@ Result<std::vector<MethodName>> parseMethodName(std::string_view text) {
 }
 
 DynamicSchema::DynamicSchema()
-    : pool_(std::make_unique<gp::DescriptorPool>()), factory_(std::make_unique<gp::DynamicMessageFactory>(pool_.get())) {}
+    : pool_(std::make_unique<gp::DescriptorPool>()),
+      factory_(std::make_unique<gp::DynamicMessageFactory>(pool_.get())) {}
 
 const gp::ServiceDescriptor* DynamicSchema::findService(const std::string& fullName) const {
   return pool_->FindServiceByName(fullName);
@@ -91,7 +93,8 @@ Status DynamicSchema::addFiles(const std::vector<std::string>& serializedFiles, 
     for (const auto& bytes : files) {
       gp::FileDescriptorProto file;
       if (!file.ParseFromString(bytes)) {
-        return invalidArgument("the server sent a file descriptor that does not parse as a FileDescriptorProto");
+        return invalidArgument(
+            "the server sent a file descriptor that does not parse as a FileDescriptorProto");
       }
       if (pool_->FindFileByName(file.name()) == nullptr) pending.try_emplace(file.name(), std::move(file));
     }
@@ -117,7 +120,8 @@ Status DynamicSchema::addFiles(const std::vector<std::string>& serializedFiles, 
       pending.try_emplace(name, std::move(file));
       return Status::ok();
     }
-    return notFound(fmt::format("{} imports {}, which the server did not describe{}", importer, name, fetchError));
+    return notFound(
+        fmt::format("{} imports {}, which the server did not describe{}", importer, name, fetchError));
   };
 
   std::set<std::string> building;
@@ -125,12 +129,14 @@ Status DynamicSchema::addFiles(const std::vector<std::string>& serializedFiles, 
       [&](const std::string& name, const std::string& importer) -> Status {
     if (pool_->FindFileByName(name) != nullptr) return Status::ok();
     if (!pending.contains(name)) KEEL_RETURN_IF_ERROR(findMissing(name, importer));
-    if (!building.insert(name).second) return invalidArgument(fmt::format("{} imports itself through {}", name, importer));
+    if (!building.insert(name).second)
+      return invalidArgument(fmt::format("{} imports itself through {}", name, importer));
     const gp::FileDescriptorProto file = pending.at(name);
     for (const auto& dependency : file.dependency()) KEEL_RETURN_IF_ERROR(build(dependency, name));
     Errors errors;
     if (pool_->BuildFileCollectingErrors(file, &errors) == nullptr) {
-      return invalidArgument(fmt::format("the server's description of {} does not build: {}", name, errors.text));
+      return invalidArgument(
+          fmt::format("the server's description of {} does not build: {}", name, errors.text));
     }
     building.erase(name);
     return Status::ok();
@@ -167,9 +173,9 @@ Result<std::string> messageToJson(const gp::Message& message, bool pretty) {
   std::string out;
   const auto st = gp::util::MessageToJsonString(message, &out, options);
   if (!st.ok()) {
-    return internalError(
-        fmt::format("a {} reply cannot be shown as JSON: {}", message.GetDescriptor()->full_name(),
-                    std::string(st.message().data(), st.message().size())));
+    return internalError(fmt::format("a {} reply cannot be shown as JSON: {}",
+                                     message.GetDescriptor()->full_name(),
+                                     std::string(st.message().data(), st.message().size())));
   }
   if (pretty && out.ends_with('\n')) out.pop_back();
   return out;

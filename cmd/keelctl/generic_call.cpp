@@ -14,19 +14,22 @@ std::string wirePath(const gp::MethodDescriptor& method) {
 
 Status checkCallable(const gp::MethodDescriptor& method) {
   if (!method.client_streaming()) return Status::ok();
-  return invalidArgument(fmt::format(
-      "{} takes a stream of {} ({}): 'keelctl call' sends one request, so it calls unary and server-streaming "
-      "methods only",
-      wirePath(method), method.input_type()->full_name(),
-      method.server_streaming() ? "bidirectional streaming" : "client streaming"));
+  return invalidArgument(
+      fmt::format("{} takes a stream of {} ({}): 'keelctl call' sends one request, so it calls unary and "
+                  "server-streaming "
+                  "methods only",
+                  wirePath(method), method.input_type()->full_name(),
+                  method.server_streaming() ? "bidirectional streaming" : "client streaming"));
 }
 
-grpc::Status invokeMethod(const std::shared_ptr<grpc::ChannelInterface>& channel, grpc::ClientContext& context,
-                          const gp::MethodDescriptor& method, const gp::Message& request, DynamicSchema& schema,
+grpc::Status invokeMethod(const std::shared_ptr<grpc::ChannelInterface>& channel,
+                          grpc::ClientContext& context, const gp::MethodDescriptor& method,
+                          const gp::Message& request, DynamicSchema& schema,
                           const std::function<void(const gp::Message&)>& onReply) {
   KEEL_RELEASE_ASSERT(checkCallable(method).isOk(), "invokeMethod on a client-streaming method");
   std::string bytes;
-  if (!request.SerializeToString(&bytes)) return {grpc::StatusCode::INTERNAL, "the request does not serialize"};
+  if (!request.SerializeToString(&bytes))
+    return {grpc::StatusCode::INTERNAL, "the request does not serialize"};
   grpc::Slice slice(bytes);
   grpc::ByteBuffer requestBuffer(&slice, 1);
 
@@ -61,7 +64,8 @@ grpc::Status invokeMethod(const std::shared_ptr<grpc::ChannelInterface>& channel
     auto reply = schema.newMessage(*method.output_type());
     if (!reply->ParseFromString(replyBytes)) {
       decodeError = {grpc::StatusCode::INTERNAL,
-                     fmt::format("a reply of {} does not parse as {}", wirePath(method), method.output_type()->full_name())};
+                     fmt::format("a reply of {} does not parse as {}", wirePath(method),
+                                 method.output_type()->full_name())};
       context.TryCancel();
       break;
     }

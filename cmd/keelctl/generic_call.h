@@ -26,8 +26,9 @@ Status checkCallable(const google::protobuf::MethodDescriptor& method);
 // server stream. Blocks until the call ends; returns its gRPC status, or INTERNAL when a
 // reply does not parse as the method's output type (the call is then cancelled). The
 // method must pass checkCallable.
-grpc::Status invokeMethod(const std::shared_ptr<grpc::ChannelInterface>& channel, grpc::ClientContext& context,
-                          const google::protobuf::MethodDescriptor& method, const google::protobuf::Message& request,
-                          DynamicSchema& schema, const std::function<void(const google::protobuf::Message&)>& onReply);
+grpc::Status invokeMethod(const std::shared_ptr<grpc::ChannelInterface>& channel,
+                          grpc::ClientContext& context, const google::protobuf::MethodDescriptor& method,
+                          const google::protobuf::Message& request, DynamicSchema& schema,
+                          const std::function<void(const google::protobuf::Message&)>& onReply);
 
 }  // namespace keel::keelctl

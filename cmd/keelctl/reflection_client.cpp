@@ -24,10 +24,12 @@ Result<ReflectionClient::Response> ReflectionClient::ask(const Request& request)
   const auto broke = [&]() -> Status {
     broken_ = true;
     streamStatus_ = stream_->Finish();
-    if (streamStatus_.ok()) streamStatus_ = grpc::Status(grpc::StatusCode::UNKNOWN, "the reflection stream ended early");
+    if (streamStatus_.ok())
+      streamStatus_ = grpc::Status(grpc::StatusCode::UNKNOWN, "the reflection stream ended early");
     return {static_cast<StatusCode>(streamStatus_.error_code()), streamStatus_.error_message()};
   };
-  if (broken_) return Status(static_cast<StatusCode>(streamStatus_.error_code()), streamStatus_.error_message());
+  if (broken_)
+    return Status(static_cast<StatusCode>(streamStatus_.error_code()), streamStatus_.error_message());
   if (!stream_) stream_ = stub_->ServerReflectionInfo(context_.get());
   if (!stream_->Write(request)) return broke();
   Response response;
@@ -43,7 +45,8 @@ Result<std::vector<std::string>> ReflectionClient::files(const Request& request,
     return Status(code, fmt::format("{}: {}", what, e.error_message()));
   }
   if (!response.has_file_descriptor_response()) {
-    return internalError(fmt::format("the server answered the question for {} with something else than files", what));
+    return internalError(
+        fmt::format("the server answered the question for {} with something else than files", what));
   }
   const auto& found = response.file_descriptor_response().file_descriptor_proto();
   return std::vector<std::string>(found.begin(), found.end());

@@ -9,8 +9,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "keel/common/status.h"
+
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 
 namespace keel::keelctl {
 
@@ -19,7 +20,8 @@ namespace keel::keelctl {
 class ReflectionClient {
  public:
   // `context` carries the stream's metadata and deadline.
-  ReflectionClient(const std::shared_ptr<grpc::ChannelInterface>& channel, std::unique_ptr<grpc::ClientContext> context);
+  ReflectionClient(const std::shared_ptr<grpc::ChannelInterface>& channel,
+                   std::unique_ptr<grpc::ClientContext> context);
   ~ReflectionClient();
   ReflectionClient(const ReflectionClient&) = delete;
   ReflectionClient& operator=(const ReflectionClient&) = delete;

@@ -28,14 +28,15 @@ std::string formatClockDuration(int64_t nanos) {
 std::string formatRtcOffset(const tv1::Sync& sync) {
   if (!sync.rtc_present()) return "-";
   const int64_t s = sync.rtc_offset_seconds();
-  return fmt::format("{}{}s", s < 0 ? "-" : "+", s < 0 ? 0 - static_cast<uint64_t>(s) : static_cast<uint64_t>(s));
+  return fmt::format("{}{}s", s < 0 ? "-" : "+",
+                     s < 0 ? 0 - static_cast<uint64_t>(s) : static_cast<uint64_t>(s));
 }
 
 Status printTimes(MachineCommandEnv& env, const tv1::NowResponse& resp) {
   return printNodeTable(env, resp, {"NODE", "WALL", "MONOTONIC", "BOOT", "CLOCKSOURCE", "RTC OFFSET"},
                         [](const std::string& node, const tv1::Time& t, TableRows& rows) {
-                          const std::string wall = t.wall_rfc3339().empty() ? humanTime(t.wall_unix_nanos())
-                                                                            : t.wall_rfc3339();
+                          const std::string wall =
+                              t.wall_rfc3339().empty() ? humanTime(t.wall_unix_nanos()) : t.wall_rfc3339();
                           const std::string& source = t.sync().clocksource();
                           rows.push_back({node, wall, formatClockDuration(t.monotonic_nanos()),
                                           formatClockDuration(t.boot_nanos()), source.empty() ? "-" : source,

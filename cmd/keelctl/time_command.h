@@ -7,6 +7,7 @@
 
 #include "keel/common/status.h"
 #include "keel/time/v1/time.grpc.pb.h"
+
 #include "node_calls.h"
 
 namespace keel::keelctl {

@@ -9,13 +9,14 @@
 #include <google/protobuf/descriptor.pb.h>
 #include <grpcpp/grpcpp.h>
 
+#include "keel/machine/v1/machine.grpc.pb.h"
+#include "keel/testing/testing.h"
+#include "keel/time/v1/time.grpc.pb.h"
+
 #include "call_command.h"
 #include "dynamic_schema.h"
 #include "generic_call.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "keel/machine/v1/machine.grpc.pb.h"
-#include "keel/testing/testing.h"
-#include "keel/time/v1/time.grpc.pb.h"
 #include "reflection_client.h"
 #include "time_command.h"
 
@@ -28,9 +29,13 @@ namespace mv1 = keel::machine::v1;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
-long lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+long lines(const std::string& text) {
+  return std::count(text.begin(), text.end(), '\n');
+}
 
 // `file` and the files it imports, each after the files that import it (the order a
 // pool cannot build them in).
@@ -73,7 +78,8 @@ class FakeReflection final : public refl::ServerReflection::Service {
 
   grpc::Status ServerReflectionInfo(
       grpc::ServerContext* /*context*/,
-      grpc::ServerReaderWriter<refl::ServerReflectionResponse, refl::ServerReflectionRequest>* stream) override {
+      grpc::ServerReaderWriter<refl::ServerReflectionResponse, refl::ServerReflectionRequest>* stream)
+      override {
     refl::ServerReflectionRequest req;
     while (stream->Read(&req)) {
       refl::ServerReflectionResponse resp;
@@ -228,8 +234,10 @@ TEST_CASE("a schema builds from file descriptors sent in any order") {
     const auto* method = schema.pool().FindMethodByName("keel.time.v1.TimeService.Now");
     REQUIRE(method != nullptr);
     // A pool of its own, though keelctl has the same files built in.
-    CHECK(method != tv1::NowRequest::descriptor()->file()->FindServiceByName("TimeService")->FindMethodByName("Now"));
-    CHECK(method->output_type()->field(0)->message_type()->field(0)->message_type()->full_name() == "keel.common.v1.Metadata");
+    CHECK(method !=
+          tv1::NowRequest::descriptor()->file()->FindServiceByName("TimeService")->FindMethodByName("Now"));
+    CHECK(method->output_type()->field(0)->message_type()->field(0)->message_type()->full_name() ==
+          "keel.common.v1.Metadata");
     // Files it has already are skipped.
     CHECK(schema.addFiles(files).isOk());
   } while (std::next_permutation(files.begin(), files.end()));
@@ -260,9 +268,10 @@ TEST_CASE("a schema asks for an import nobody sent, then falls back to the files
     orphan.set_name("ext/v1/ext.proto");
     orphan.add_dependency("ext/v1/gone.proto");
     DynamicSchema schema;
-    const auto st = schema.addFiles({orphan.SerializeAsString()}, [](const std::string&) -> keel::Result<std::vector<std::string>> {
-      return keel::notFound("no such file");
-    });
+    const auto st = schema.addFiles({orphan.SerializeAsString()},
+                                    [](const std::string&) -> keel::Result<std::vector<std::string>> {
+                                      return keel::notFound("no such file");
+                                    });
     CHECK(st.code() == StatusCode::kNotFound);
     CHECK(contains(st.message(), "ext/v1/ext.proto imports ext/v1/gone.proto"));
     CHECK(contains(st.message(), "no such file"));
@@ -328,9 +337,11 @@ TEST_CASE("replies are printed as JSON with the .proto's field names") {
   auto msg = schema.newMessage(*schema.pool().FindMessageTypeByName("keel.machine.v1.LogsRequest"));
   REQUIRE(messageFromJson(R"({"service": "apid"})", *msg).isOk());
   CHECK(*messageToJson(*msg, false) == R"({"service":"apid","tail_lines":0,"follow":false})");
-  CHECK(*messageToJson(*msg, true) == "{\n \"service\": \"apid\",\n \"tail_lines\": 0,\n \"follow\": false\n}");
+  CHECK(*messageToJson(*msg, true) ==
+        "{\n \"service\": \"apid\",\n \"tail_lines\": 0,\n \"follow\": false\n}");
   const auto* logs = schema.pool().FindMethodByName("keel.machine.v1.MachineService.Logs");
-  CHECK(describeMethod(*logs) == "rpc Logs(keel.machine.v1.LogsRequest) returns (stream keel.machine.v1.LogLine)");
+  CHECK(describeMethod(*logs) ==
+        "rpc Logs(keel.machine.v1.LogsRequest) returns (stream keel.machine.v1.LogLine)");
   const auto* upgrade = schema.pool().FindMethodByName("keel.machine.v1.MachineService.Upgrade");
   CHECK(!checkCallable(*upgrade).isOk());
   CHECK(checkCallable(*logs).isOk());
@@ -339,18 +350,20 @@ TEST_CASE("replies are printed as JSON with the .proto's field names") {
 TEST_CASE("call lists the services and a service's methods from reflection") {
   Node node;
   REQUIRE(node.call("").isOk());
-  CHECK(node.out.str() ==
-        "grpc.reflection.v1alpha.ServerReflection\nkeel.machine.v1.MachineService\nkeel.time.v1.TimeService\n");
+  CHECK(
+      node.out.str() ==
+      "grpc.reflection.v1alpha.ServerReflection\nkeel.machine.v1.MachineService\nkeel.time.v1.TimeService\n");
 
   REQUIRE(node.call("keel.time.v1.TimeService").isOk());
-  CHECK(node.out.str() == "keel.time.v1.TimeService\n"
-                          "  rpc Now(keel.time.v1.NowRequest) returns (keel.time.v1.NowResponse)\n");
+  CHECK(node.out.str() ==
+        "keel.time.v1.TimeService\n"
+        "  rpc Now(keel.time.v1.NowRequest) returns (keel.time.v1.NowResponse)\n");
 }
 
 TEST_CASE("call runs a fan-out method and reports the failed node") {
   Node node;
-  for (const char* name : {"keel.time.v1.TimeService/Now", "/keel.time.v1.TimeService/Now",
-                           "keel.time.v1.TimeService.Now"}) {
+  for (const char* name :
+       {"keel.time.v1.TimeService/Now", "/keel.time.v1.TimeService/Now", "keel.time.v1.TimeService.Now"}) {
     INFO(name);
     const auto st = node.call(name, "{}", true);
     CHECK(st.code() == StatusCode::kUnavailable);
@@ -364,10 +377,12 @@ TEST_CASE("call runs a fan-out method and reports the failed node") {
 
 TEST_CASE("call follows a server stream, one reply per line") {
   Node node;
-  REQUIRE(node.call("keel.machine.v1.MachineService/Logs", R"({"service": "apid", "tail_lines": 3})", true).isOk());
-  CHECK(node.out.str() == "{\"line\":\"YXBpZCBsaW5lIDA=\"}\n"
-                          "{\"line\":\"YXBpZCBsaW5lIDE=\"}\n"
-                          "{\"line\":\"YXBpZCBsaW5lIDI=\"}\n");
+  REQUIRE(node.call("keel.machine.v1.MachineService/Logs", R"({"service": "apid", "tail_lines": 3})", true)
+              .isOk());
+  CHECK(node.out.str() ==
+        "{\"line\":\"YXBpZCBsaW5lIDA=\"}\n"
+        "{\"line\":\"YXBpZCBsaW5lIDE=\"}\n"
+        "{\"line\":\"YXBpZCBsaW5lIDI=\"}\n");
 }
 
 TEST_CASE("call reads the request from stdin or a file") {
@@ -375,10 +390,9 @@ TEST_CASE("call reads the request from stdin or a file") {
   node.in.str(R"({"service": "trustd", "tail_lines": 1})");
   REQUIRE(node.call("keel.machine.v1.MachineService/Logs", "-", true).isOk());
   CHECK(contains(node.out.str(), "dHJ1c3RkIGxpbmUgMA=="));  // "trustd line 0"
-  {
-    std::ofstream(node.dir / "req.json") << R"({"service": "machined", "tail_lines": 2})";
-  }
-  REQUIRE(node.call("keel.machine.v1.MachineService/Logs", "@" + (node.dir / "req.json").string(), true).isOk());
+  { std::ofstream(node.dir / "req.json") << R"({"service": "machined", "tail_lines": 2})"; }
+  REQUIRE(
+      node.call("keel.machine.v1.MachineService/Logs", "@" + (node.dir / "req.json").string(), true).isOk());
   CHECK(lines(node.out.str()) == 2);
   const auto st = node.call("keel.machine.v1.MachineService/Logs", "@" + (node.dir / "nope.json").string());
   CHECK(st.code() == StatusCode::kNotFound);
@@ -398,8 +412,8 @@ TEST_CASE("call explains unknown services and methods, bad requests and streamin
   Node node;
   auto st = node.call("keel.nope.v1.NopeService/Now");
   CHECK(st.code() == StatusCode::kNotFound);
-  CHECK(st.message() == "service keel.nope.v1.NopeService is not served by " + (node.dir / "node.sock").string() +
-                            " (keelctl call --list shows what is)");
+  CHECK(st.message() == "service keel.nope.v1.NopeService is not served by " +
+                            (node.dir / "node.sock").string() + " (keelctl call --list shows what is)");
 
   st = node.call("keel.nope.v1.NopeService.Now");
   CHECK(contains(st.message(), "service keel.nope.v1.NopeService is not served by"));
