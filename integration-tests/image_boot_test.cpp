@@ -36,6 +36,18 @@ TEST_CASE("the image boots under QEMU and serves the API until shut down", "[ima
   CHECK(services.exitCode == 0);
   CHECK_THAT(services.out, ContainsSubstring("apid"));
   CHECK_THAT(services.out, ContainsSubstring("running"));
+  // timed, the reference extension, ships in the image and runs from its manifest under
+  // its own profile; it answers through apid.
+  keel::testing::ProcessResult time;
+  CHECK(keel::testing::eventually(
+      [&] {
+        time = vm.keelctl({"time"});
+        return time.exitCode == 0;
+      },
+      30s));
+  INFO(time.out << time.err << vm.keelctl({"services"}).out << vm.keelctl({"events"}).out);
+  CHECK_THAT(time.out, ContainsSubstring("Z"));
+  CHECK_THAT(vm.keelctl({"services"}).out, ContainsSubstring("timed"));
 
   // A reboot comes back by itself, on the same state disk.
   const size_t before = vm.serial().size();
