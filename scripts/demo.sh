@@ -15,10 +15,11 @@ machined=$PWD/build/services/machined/machined
 out=${KEEL_OUT:-$PWD/out/cluster-$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$(dirname "$out")"
 
-# The built-in services machined starts (an OS image has them in /usr/libexec/keel).
+# The built-in services machined starts and the backends with their manifests (timed),
+# as the build stages them in build/libexec (an OS image has them in /usr/libexec/keel).
 libexec=$(mktemp -d)
 chmod 755 "$libexec"
-install -m 0755 build/services/apid/apid build/services/trustd/trustd "$libexec/"
+cp -R build/libexec/. "$libexec/"
 
 echo "== keelctl cluster create --controlplanes 1 --workers 2 --root $out"
 "$keelctl" cluster create --controlplanes 1 --workers 2 --root "$out" --name demo \
@@ -41,6 +42,12 @@ k -n "$all" version
 echo
 echo "== keelctl -n $all services"
 k -n "$all" services
+echo
+echo "== keelctl -n $all time   (timed, the reference extension: every node's clocks)"
+k -n "$all" time
+echo
+echo "== keelctl call --list   (every API the node routes, found through gRPC reflection)"
+k -n 127.0.1.1 call --list
 echo
 echo "== keelctl logs trustd --tail 4   (the control plane's CA: each worker's certificate)"
 k -n 127.0.1.1 logs trustd --tail 4
