@@ -16,6 +16,7 @@
 
 #include "machine_client.h"
 #include "machine_commands.h"
+#include "test_pki.h"
 
 namespace keel::keelctl {
 namespace {
@@ -26,38 +27,9 @@ namespace v1 = keel::machine::v1;
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
-pki::CertificateAuthority makeCa(const std::string& name, const Clock& clock) {
-  auto ca = pki::createSelfSignedCa({.subject = {.commonName = name, .organizations = {}}}, clock);
-  REQUIRE(ca.ok());
-  return *ca;
-}
-
-struct Leaf {
-  pki::PrivateKey key;
-  pki::Certificate cert;
-};
-
-Leaf makeLeaf(const pki::CertificateAuthority& ca, const std::string& cn, pki::ExtendedKeyUsage usage,
-              std::chrono::seconds ttl, const Clock& clock, const std::string& ipSan = "127.0.0.1") {
-  auto key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256);
-  REQUIRE(key.ok());
-  pki::CsrOptions csr;
-  csr.subject.commonName = cn;
-  if (usage == pki::ExtendedKeyUsage::kServerAuth) csr.subjectAltNames.ipAddresses = {ipSan};
-  auto req = pki::CertificateRequest::create(*key, csr);
-  REQUIRE(req.ok());
-  pki::IssuePolicy policy;
-  policy.extendedKeyUsages = {usage};
-  policy.allowAnySubjectAltName = true;
-  policy.ttl = ttl;
-  if (usage == pki::ExtendedKeyUsage::kClientAuth) {
-    policy.organizationPolicy = pki::IssuePolicy::Organizations::kSet;
-    policy.organizations = {"os:admin"};
-  }
-  auto cert = pki::issueCertificate(ca, *req, policy, clock);
-  REQUIRE(cert.ok());
-  return {*key, *cert};
-}
+using testpki::Leaf;
+using testpki::makeCa;
+using testpki::makeLeaf;
 
 v1::Version versionEntry(const std::string& node, const std::string& version, const std::string& error = "",
                          int code = 0) {

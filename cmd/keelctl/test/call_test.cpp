@@ -18,6 +18,7 @@
 #include "generic_call.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "reflection_client.h"
+#include "test_pki.h"
 #include "time_command.h"
 
 using namespace keel::keelctl;
@@ -67,6 +68,37 @@ std::vector<std::string> serializedWithImports(const std::string& fileName) {
   return out;
 }
 
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+// The client metadata of each call a fake serves, in order. Thread-safe.
+class MetadataLog {
+ public:
+  void record(const grpc::ServerContext& context) {
+    Metadata md;
+    for (const auto& [k, v] : context.client_metadata()) {
+      md.emplace_back(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    }
+    std::lock_guard lock(mu_);
+    calls_.push_back(std::move(md));
+  }
+  std::vector<Metadata> calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Metadata> calls_;
+};
+
+bool has(const Metadata& md, const std::string& key, const std::string& value) {
+  return std::find(md.begin(), md.end(), std::make_pair(key, value)) != md.end();
+}
+
+bool hasKey(const Metadata& md, const std::string& key) {
+  return std::any_of(md.begin(), md.end(), [&](const auto& kv) { return kv.first == key; });
+}
+
 // Reflection answered from keelctl's own generated pool, as apid answers from the
 // backends' descriptor sets.
 class FakeReflection final : public refl::ServerReflection::Service {
@@ -77,9 +109,10 @@ class FakeReflection final : public refl::ServerReflection::Service {
   bool sendImports = true;
 
   grpc::Status ServerReflectionInfo(
-      grpc::ServerContext* /*context*/,
+      grpc::ServerContext* context,
       grpc::ServerReaderWriter<refl::ServerReflectionResponse, refl::ServerReflectionRequest>* stream)
       override {
+    metadata.record(*context);
     refl::ServerReflectionRequest req;
     while (stream->Read(&req)) {
       refl::ServerReflectionResponse resp;
@@ -111,6 +144,8 @@ class FakeReflection final : public refl::ServerReflection::Service {
     return grpc::Status::OK;
   }
 
+  MetadataLog metadata;
+
   std::vector<std::string> askedByName() {
     std::lock_guard lock(mu_);
     return askedByName_;
@@ -124,8 +159,9 @@ class FakeReflection final : public refl::ServerReflection::Service {
 // Two nodes' clocks, the second failed, as apid's fan-out would answer.
 class FakeTime final : public tv1::TimeService::Service {
  public:
-  grpc::Status Now(grpc::ServerContext* /*context*/, const tv1::NowRequest* /*request*/,
+  grpc::Status Now(grpc::ServerContext* context, const tv1::NowRequest* /*request*/,
                    tv1::NowResponse* response) override {
+    metadata.record(*context);
     auto* a = response->add_messages();
     a->mutable_metadata()->set_node("node-a");
     a->set_wall_rfc3339("2026-12-06T03:20:23Z");
@@ -138,6 +174,7 @@ class FakeTime final : public tv1::TimeService::Service {
     b->mutable_metadata()->set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
     return grpc::Status::OK;
   }
+  MetadataLog metadata;
 };
 
 class FakeMachine final : public mv1::MachineService::Service {
@@ -497,5 +534,66 @@ TEST_CASE("invokeMethod calls a unary method over any channel") {
   CHECK(st.ok());
   CHECK(replies == 1);
   CHECK(machine.versionCalls == 1);
+  server->Shutdown();
+}
+
+TEST_CASE("through apid the schema comes from the first node and the call goes to every node") {
+  keel::ManualClock clock(std::chrono::system_clock::now());
+  const auto ca = testpki::makeCa("keel-os-prod", clock);
+  const auto serving = testpki::makeLeaf(ca, "127.0.0.1", keel::pki::ExtendedKeyUsage::kServerAuth,
+                                         std::chrono::hours(1), clock);
+  const auto admin =
+      testpki::makeLeaf(ca, "admin", keel::pki::ExtendedKeyUsage::kClientAuth, std::chrono::hours(1), clock);
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = ca.certificate.toPem();
+  tls.pem_key_cert_pairs.push_back({serving.key.toPem(), serving.cert.toPem()});
+  const auto start = [&](grpc::Service& reflectionService, grpc::Service& timeService, int& port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(tls), &port);
+    builder.RegisterService(&reflectionService);
+    builder.RegisterService(&timeService);
+    auto server = builder.BuildAndStart();
+    REQUIRE(server);
+    return server;
+  };
+  FakeReflection reflection;
+  FakeTime time;
+  int port = 0;
+  auto server = start(reflection, time, port);
+  // An endpoint that no longer answers comes first: the reflection stream moves on.
+  int deadPort = 0;
+  {
+    FakeReflection goneReflection;
+    FakeTime goneTime;
+    start(goneReflection, goneTime, deadPort)->Shutdown();
+  }
+
+  MachineTarget target;
+  target.endpoint = "127.0.0.1:" + std::to_string(deadPort);
+  target.fallbackEndpoints = {"127.0.0.1:" + std::to_string(port)};
+  target.tls = {.ca = ca.certificate.toPem(), .crt = admin.cert.toPem(), .key = admin.key.toPem()};
+  target.nodes = {"a", "b"};
+  target.clock = &clock;
+  MachineClient client(target);
+  std::ostringstream out, err;
+  std::istringstream in;
+  MachineCommandEnv env{client, OutputFormat::kTable, out, err, in};
+  CallArgs args;
+  args.method = "keel.time.v1.TimeService/Now";
+  const auto st = cmdCall(env, args);
+  CHECK(st.message() == "1 of 2 nodes failed");
+  CHECK(contains(err.str(), "keelctl: cannot reach apid at " + target.endpoint));
+  CHECK(contains(err.str(), "node-b: clock unreadable\n"));
+  CHECK(contains(out.str(), "\"wall_rfc3339\": \"2026-12-06T03:20:23Z\""));
+
+  const auto reflected = reflection.metadata.calls();
+  REQUIRE(reflected.size() == 1);
+  CHECK(has(reflected[0], "node", "a"));
+  CHECK(!hasKey(reflected[0], "nodes"));
+  CHECK(!hasKey(reflected[0], "keel-roles"));
+  const auto called = time.metadata.calls();
+  REQUIRE(called.size() == 1);
+  CHECK(has(called[0], "nodes", "a,b"));
+  CHECK(!hasKey(called[0], "keel-roles"));
   server->Shutdown();
 }
