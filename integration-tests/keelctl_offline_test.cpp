@@ -210,6 +210,9 @@ TEST_CASE("gen config derives configs whose certificates chain to the right CA o
     CHECK_FALSE(contains(workerText, secrets["tokens"]["bootstrap"].get<std::string>()));
     CHECK(std::regex_match(worker["machine"]["token"].get<std::string>(), kTokenRe));
     CHECK(worker["machine"]["ca"]["crt"] == secrets["certs"]["os"]["crt"]);
+    // Every node runs the reference backend, timed.
+    CHECK(cp["machine"]["backends"] == json::array({"timed"}));
+    CHECK(worker["machine"]["backends"] == json::array({"timed"}));
   }
 
   SECTION("the admin client certificate") {
@@ -310,14 +313,14 @@ TEST_CASE("gen config applies config patches to both configs or one, and refuses
   const auto secrets = genSecrets(dir);
   writeFile(dir / "both.json", R"({"machine": {"files": {"allowedRoots": ["/var/log", "/srv"]}}})");
   writeFile(dir / "cp.json",
-            R"({"machine": {"extensions": [{"name": "timed", "command": "/usr/lib/keel/timed"}]}})");
+            R"({"machine": {"extensions": [{"name": "ntpd", "command": "/usr/sbin/ntpd"}]}})");
   requireOk(keelctl(dir, {"gen", "config", "lab", "10.0.0.1", "--with-secrets", secrets.string(), "-o", "out",
                           "--config-patch", "both.json", "--config-patch-control-plane", "cp.json"}));
   const auto cp = json::parse(readFile(dir / "out/controlplane.json"));
   const auto worker = json::parse(readFile(dir / "out/worker.json"));
   CHECK(cp["machine"]["files"]["allowedRoots"] == json::array({"/var/log", "/srv"}));
   CHECK(worker["machine"]["files"]["allowedRoots"] == json::array({"/var/log", "/srv"}));
-  CHECK(cp["machine"]["extensions"][0]["name"] == "timed");
+  CHECK(cp["machine"]["extensions"][0]["name"] == "ntpd");
   CHECK_FALSE(worker["machine"].contains("extensions"));
 
   // A patch that would put a CA key into the worker config is refused, and nothing is written.

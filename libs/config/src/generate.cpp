@@ -71,6 +71,10 @@ Result<MachineConfigs> generateMachineConfigs(const SecretsBundle& secrets, cons
   worker.controlPlaneEndpoint = options.endpoint.url();
   worker.kubernetesCa = caPem(secrets.kubernetesCa, false);
 
+  // timed is the reference backend: every node runs it unless a config patch says otherwise.
+  cp.backends = {std::string(kDefaultBackend)};
+  worker.backends = {std::string(kDefaultBackend)};
+
   if (auto s = validateMachineConfig(cp); !s.isOk()) return s.withContext("generated control-plane config");
   if (auto s = validateMachineConfig(worker); !s.isOk()) return s.withContext("generated worker config");
   return MachineConfigs{.controlPlane = std::move(cp), .worker = std::move(worker)};

@@ -48,16 +48,6 @@ Status checkCa(const CaPem& ca, std::string_view path, bool keyRequired, bool is
   return detail::checkCaPem(ca.crt, ca.key, crtPath, keyPath);
 }
 
-bool isValidServiceName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!alnum(name.front())) return false;
-  for (const char c : name) {
-    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
-}
-
 Status checkSan(std::string_view path, std::string_view san) {
   if (isIpAddress(san) || isValidHostName(san)) return Status::ok();
   return fieldError(path, fmt::format("expected an IP address or a DNS name, found '{}'", san));
@@ -87,6 +77,20 @@ Status checkInterfaces(const std::vector<NetworkInterface>& interfaces) {
 }
 
 }  // namespace
+
+bool isValidServiceName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name.front())) return false;
+  for (const char c : name) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+bool isBuiltinServiceName(std::string_view name) {
+  return name == "machined" || name == "apid" || name == "trustd";
+}
 
 std::string_view machineTypeName(MachineType type) {
   return type == MachineType::kControlPlane ? "controlplane" : "worker";
@@ -169,6 +173,7 @@ std::string serializeMachineConfig(const MachineConfig& c) {
     }
     machine["extensions"] = std::move(exts);
   }
+  if (!c.backends.empty()) machine["backends"] = c.backends;
   const auto& t = c.trustd;
   if (t != TrustdSettings{}) {
     nlohmann::ordered_json trustd = nlohmann::ordered_json::object();
@@ -232,13 +237,25 @@ Status validateMachineConfig(const MachineConfig& c) {
                         fmt::format("expected 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or "
                                     "digit, found '{}'", e.name));
     }
-    if (e.name == "machined" || e.name == "apid" || e.name == "trustd") {
+    if (isBuiltinServiceName(e.name)) {
       return fieldError(path + ".name", fmt::format("'{}' is a built-in service", e.name));
     }
     if (!names.insert(e.name).second) return fieldError(path + ".name", fmt::format("'{}' is declared twice", e.name));
     if (!std::filesystem::path(e.command).is_absolute()) {
       return fieldError(path + ".command", fmt::format("expected an absolute path, found '{}'", e.command));
     }
+  }
+  std::set<std::string> backends;
+  for (size_t i = 0; i < c.backends.size(); ++i) {
+    const auto& b = c.backends[i];
+    const std::string path = fmt::format("machine.backends[{}]", i);
+    if (!isValidServiceName(b)) {
+      return fieldError(path, fmt::format("expected 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter "
+                                          "or digit, found '{}'", b));
+    }
+    if (isBuiltinServiceName(b)) return fieldError(path, fmt::format("'{}' is a built-in service", b));
+    if (!backends.insert(b).second) return fieldError(path, fmt::format("'{}' is listed twice", b));
+    if (names.count(b) != 0) return fieldError(path, fmt::format("'{}' is also the name of an extension", b));
   }
   for (size_t i = 0; i < c.extensions.size(); ++i) {
     for (const auto& dep : c.extensions[i].dependsOn) {
@@ -335,6 +352,7 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
     KEEL_RETURN_IF_ERROR(ext.finish());
     c.extensions.push_back(std::move(e));
   }
+  KEEL_ASSIGN_OR_RETURN(c.backends, machine.stringArray("backends"));
   KEEL_ASSIGN_OR_RETURN(auto trustd, machine.optionalObject("trustd"));
   if (trustd) {
     if (!cp) return fieldError("machine.trustd", "only a control plane runs trustd");

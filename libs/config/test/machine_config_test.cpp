@@ -220,3 +220,51 @@ TEST_CASE("machine.upgrade.publicKey takes a P-256 public key and names any othe
   CHECK(startsWith(errorOf(mutate(configs().worker, [](json& d) { d["machine"]["upgrade"] = {{"key", "x"}}; })),
                    "machine.upgrade.key: unknown field"));
 }
+
+TEST_CASE("generated configs run the timed backend on both node types") {
+  CHECK(configs().controlPlane.backends == std::vector<std::string>{"timed"});
+  CHECK(configs().worker.backends == std::vector<std::string>{"timed"});
+  CHECK(json::parse(serializeMachineConfig(configs().worker))["machine"]["backends"] == json::array({"timed"}));
+}
+
+TEST_CASE("machine.backends is kept, and an empty list is left out") {
+  const auto text = mutate(configs().worker, [](json& d) { d["machine"]["backends"] = {"timed", "lldpd"}; });
+  auto parsed = parseMachineConfig(text);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->backends == std::vector<std::string>{"timed", "lldpd"});
+  CHECK(*parseMachineConfig(serializeMachineConfig(*parsed)) == *parsed);
+  auto none = *parsed;
+  none.backends.clear();
+  CHECK_FALSE(json::parse(serializeMachineConfig(none))["machine"].contains("backends"));
+  CHECK(parseMachineConfig(serializeMachineConfig(none))->backends.empty());
+}
+
+TEST_CASE("machine.backends refuses bad, built-in, repeated and extension names by index") {
+  const auto& w = configs().worker;
+  const auto withBackends = [&](const json& list) {
+    return errorOf(mutate(w, [&](json& d) {
+      d["machine"]["extensions"] = json::array({{{"name", "ntpd"}, {"command", "/usr/sbin/ntpd"}}});
+      d["machine"]["backends"] = list;
+    }));
+  };
+  CHECK(withBackends({"timed", "Timed"}) ==
+        "machine.backends[1]: expected 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or digit, "
+        "found 'Timed'");
+  CHECK(startsWith(withBackends({""}), "machine.backends[0]: expected 1-63 characters"));
+  CHECK(startsWith(withBackends({"-x"}), "machine.backends[0]: expected 1-63 characters"));
+  CHECK(startsWith(withBackends({std::string(64, 'a')}), "machine.backends[0]: expected 1-63 characters"));
+  CHECK(startsWith(withBackends({"a/b"}), "machine.backends[0]: expected 1-63 characters"));
+  CHECK(withBackends({"apid"}) == "machine.backends[0]: 'apid' is a built-in service");
+  CHECK(withBackends({"machined"}) == "machine.backends[0]: 'machined' is a built-in service");
+  CHECK(withBackends({"trustd"}) == "machine.backends[0]: 'trustd' is a built-in service");
+  CHECK(withBackends({"timed", "timed"}) == "machine.backends[1]: 'timed' is listed twice");
+  CHECK(withBackends({"ntpd"}) == "machine.backends[0]: 'ntpd' is also the name of an extension");
+  CHECK(startsWith(withBackends({1}), "machine.backends[0]: expected a string"));
+  CHECK(startsWith(withBackends("timed"), "machine.backends: expected an array of strings"));
+  CHECK(startsWith(errorOf(mutate(w, [](json& d) { d["machine"]["backend"] = {"timed"}; })),
+                   "machine.backend: unknown field"));
+  // The same checks apply to a config built in memory.
+  auto c = w;
+  c.backends = {"apid"};
+  CHECK(validateMachineConfig(c).message() == "machine.backends[0]: 'apid' is a built-in service");
+}

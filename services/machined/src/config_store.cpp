@@ -47,6 +47,7 @@ std::vector<std::string> changedFields(const MachineConfig& a, const MachineConf
   diff(a.hostname != b.hostname, "machine.network.hostname");
   diff(a.allowedFileRoots != b.allowedFileRoots, "machine.files");
   diff(a.extensions != b.extensions, "machine.extensions");
+  diff(a.backends != b.backends, "machine.backends");
   diff(a.imageSigningKey != b.imageSigningKey, "machine.upgrade");
   diff(a.clusterName != b.clusterName, "cluster.name");
   diff(a.clusterId != b.clusterId, "cluster.id");

@@ -26,6 +26,9 @@ inline constexpr std::chrono::seconds kDefaultClientCertTtl = std::chrono::hours
 // INVALID_ARGUMENT naming the unknown role and the known ones, or for an empty list.
 Result<std::vector<std::string>> validateRoles(const std::vector<std::string>& roles);
 
+// The backend every generated config runs (machine.backends).
+inline constexpr std::string_view kDefaultBackend = "timed";
+
 struct MachineConfigOptions {
   std::string clusterName;
   Endpoint endpoint;                  // the control plane's API endpoint
@@ -38,7 +41,8 @@ struct MachineConfigs {
 };
 
 // Both machine configs for a cluster. The endpoint's host is added to the control
-// plane's certSANs so apid's serving certificate matches what clients dial.
+// plane's certSANs so apid's serving certificate matches what clients dial. Both run
+// kDefaultBackend.
 Result<MachineConfigs> generateMachineConfigs(const SecretsBundle& secrets, const MachineConfigOptions& options);
 
 struct ClientCertOptions {

@@ -74,6 +74,9 @@ struct MachineConfig {
   // Empty: machined's default (/var/log).
   std::vector<std::string> allowedFileRoots;
   std::vector<ExtensionService> extensions;
+  // machine.backends: names of the backend daemons to run, each described by the manifest
+  // <backends-dir>/<name>.json that ships with it (see services/machined/src/backend_manifest.h).
+  std::vector<std::string> backends;
   TrustdSettings trustd;
   // machine.upgrade.publicKey: the PEM public key (ECDSA P-256) whose signature a node
   // image must carry to be installed by an upgrade. Absent: upgrades are refused.
@@ -124,6 +127,13 @@ MachineConfig redactMachineConfig(const MachineConfig& config);
 Status writeMachineConfigFile(const std::filesystem::path& path, const MachineConfig& config, Overwrite overwrite);
 // Errors start with the path.
 Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path);
+
+// A name of a service machined starts (an extension or a backend): 1-63 characters of
+// [a-z0-9._-] starting with a letter or digit. It names the service's log, state
+// directory and socket. Built-in names (machined, apid, trustd) pass: see isBuiltinServiceName.
+bool isValidServiceName(std::string_view name);
+// machined, apid or trustd: names an extension or backend may not take.
+bool isBuiltinServiceName(std::string_view name);
 
 // A cluster name: 1-63 characters of [a-z0-9-.], starting and ending alphanumeric.
 // It names the cluster and keelctl's context. Errors: INVALID_ARGUMENT.
