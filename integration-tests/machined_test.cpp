@@ -1,9 +1,12 @@
 // machined as a real process: a node started with `machined --root DIR --config
 // controlplane.json`, driven over its real Unix socket, including the refusals.
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <map>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -462,6 +465,166 @@ TEST_CASE("dmesg tails the kernel log, and events show the services starting", "
     CHECK(tickerRunning);
     CHECK(configLoaded);
   }
+}
+
+// /bin/sh running a backend's script, which execs /bin/sleep, and the dynamic loader
+// before both; `mayNap` false leaves out the call sleep makes to wait.
+std::string napperProfile(bool mayNap) {
+  std::string p = "execve\naccess\narch_prctl\nbrk\nclose\ndup2\nexit\nexit_group\nfcntl\nfstat\nfutex\ngetcwd\n"
+                  "getegid\ngeteuid\ngetgid\ngetpid\ngetppid\ngetrandom\ngetuid\nioctl\nlseek\nmmap\nmprotect\n"
+                  "munmap\nnewfstatat\nopenat\npread64\nprlimit64\nread\nrestart_syscall\nrseq\nrt_sigaction\n"
+                  "rt_sigprocmask\nrt_sigreturn\nset_robust_list\nset_tid_address\nuname\nwrite\n";
+  if (mayNap) p += "clock_nanosleep\nnanosleep\n";
+  return p;
+}
+
+nlohmann::json backendManifest(const std::string& name, const std::string& service, const std::string& descriptors) {
+  return {{"name", name},
+          {"version", "1.2.3"},
+          {"binary", "napper"},
+          {"args", {"--flag"}},
+          {"services", {service}},
+          {"descriptorSet", descriptors},
+          {"sandbox", "napper.policy"},
+          {"nodeTypes", {"controlplane", "worker"}}};
+}
+
+std::vector<v1::Event> backendEvents(Node& node) {
+  grpc::ClientContext ctx;
+  Node::withRoles(ctx, "os:reader");
+  v1::EventsRequest req;
+  req.set_tail_events(-1);
+  auto reader = node.stub()->Events(&ctx, req);
+  std::vector<v1::Event> out;
+  v1::Event e;
+  while (reader->Read(&e)) {
+    if (e.kind() == "backend") out.push_back(e);
+  }
+  REQUIRE(reader->Finish().ok());
+  return out;
+}
+
+// The uid an account of the packaging runs as when machined runs as root, else nobody.
+uid_t accountUid(const char* user) {
+  if (geteuid() != 0) return geteuid();
+  const passwd* pw = getpwnam(user);
+  return pw != nullptr ? pw->pw_uid : 65534;
+}
+
+TEST_CASE("machined runs the backends its config lists as their manifests say, and refuses bad ones alone",
+          "[machined][backend]") {
+  TempDir dir;
+  // Services may run as another uid (tests as root): let them reach their files.
+  chmod(dir.path().c_str(), 0755);
+  // The backend records its arguments, then sleeps.
+  writeFile(dir / "napper", "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"${KEEL_SERVICE_CONFIG%/*}/argv\"\n"
+                            "exec /bin/sleep 1000\n");
+  chmod((dir / "napper").c_str(), 0755);
+  std::filesystem::copy_file(TOY_DESCRIPTOR_SET, dir / "toy.pb");
+  writeFile(dir / "napper.policy", napperProfile(true));
+  writeFile(dir / "narrow.policy", napperProfile(false));
+  auto echo = backendManifest("echo", "keel.toy.v1.ToyService", "toy.pb");
+  echo["socket"] = "echo-api.sock";
+  echo["allowedPeerUids"] = {4242};
+  writeFile(dir / "echo.json", echo.dump(2));
+  // Claims the service echo serves.
+  writeFile(dir / "dup.json", backendManifest("dup", "keel.toy.v1.ToyService", "toy.pb").dump(2));
+  // Lists a service with a method that has no rule.
+  writeFile(dir / "norule.json",
+            backendManifest("norule", "keel.toyrules.v1.HalfRuledService", RULES_DESCRIPTOR_SET).dump(2));
+  auto workerOnly = backendManifest("workeronly", "keel.toyrules.v1.RuledService", RULES_DESCRIPTOR_SET);
+  workerOnly["nodeTypes"] = {"worker"};
+  writeFile(dir / "workeronly.json", workerOnly.dump(2));
+  // Runs under a profile without the call sleep waits with.
+  auto narrow = backendManifest("narrow", "keel.toyrules.v1.RuledService", RULES_DESCRIPTOR_SET);
+  narrow["sandbox"] = "narrow.policy";
+  writeFile(dir / "narrow.json", narrow.dump(2));
+
+  TempDir gen;
+  auto config = makeConfig(gen);
+  config["machine"]["backends"] = {"echo", "dup", "norule", "workeronly", "narrow", "absent"};
+  Node node(config, {"--libexec", dir.path().string(), "--backends-dir", dir.path().string()});
+  REQUIRE(node.waitForState("echo", "running"));
+  const auto info = node.service("echo");
+  CHECK(info.version() == "1.2.3");
+  CHECK(node.service("sleeper").version().empty());
+
+  // Its argv, and its own config file: its version, its socket, and who may connect.
+  const auto state = node.root() / "var/lib/keel/echo";
+  REQUIRE(eventually([&] { return fileContains(state / "argv", "--flag"); }, 10s));
+  CHECK(readFile(state / "argv") == "--config\n" + (state / "config.json").string() + "\n--flag\n");
+  const auto own = nlohmann::json::parse(readFile(state / "config.json"));
+  CHECK(own["name"] == "echo");
+  CHECK(own["version"] == "1.2.3");
+  CHECK(own["socket"] == (node.root() / "run/keel/echo-api.sock").string());
+  CHECK(own["allowedPeerUids"] == nlohmann::json::array({accountUid("keel-apid"), 4242}));
+
+  // apid routes the backend's service to its socket, under the rules of its descriptor set.
+  const auto routes = node.root() / "run/keel/backends.d";
+  const auto route = nlohmann::json::parse(readFile(routes / "echo.json"));
+  CHECK(route["name"] == "echo");
+  CHECK(route["socket"] ==
+        std::filesystem::absolute(node.root() / "run/keel/echo-api.sock").lexically_normal().string());
+  CHECK(route["services"] == nlohmann::json::array({"keel.toy.v1.ToyService"}));
+  CHECK(route["rules"] == (dir / "toy.pb").string());
+  CHECK(route["allowedUids"] == nlohmann::json::array({accountUid("keel-ext")}));
+  // apid's manifest parser refuses keys it does not know: the version stays out.
+  CHECK_FALSE(route.contains("version"));
+  for (const char* refused : {"dup", "norule", "workeronly", "absent"}) {
+    INFO(refused);
+    CHECK_FALSE(std::filesystem::exists(routes / (std::string(refused) + ".json")));
+  }
+
+  // Each refusal is an event and an error line naming the manifest and the reason; the
+  // backend of another node type is skipped.
+  std::map<std::string, v1::Event> events;
+  for (const auto& e : backendEvents(node)) events[e.subject()] = e;
+  REQUIRE(events.count("dup") == 1);
+  CHECK(events["dup"].state() == "refused");
+  CHECK(events["dup"].message() ==
+        (dir / "dup.json").string() + ": service keel.toy.v1.ToyService is already served by backend echo");
+  REQUIRE(events.count("norule") == 1);
+  CHECK(events["norule"].state() == "refused");
+  CHECK_THAT(events["norule"].message(),
+             ContainsSubstring("method /keel.toyrules.v1.HalfRuledService/Leak has no keel.common.v1.allowed_roles "
+                               "rule"));
+  CHECK_THAT(events["norule"].message(), ContainsSubstring((dir / "norule.json").string()));
+  REQUIRE(events.count("absent") == 1);
+  CHECK(events["absent"].state() == "refused");
+  CHECK_THAT(events["absent"].message(), ContainsSubstring((dir / "absent.json").string() + ": no such manifest"));
+  REQUIRE(events.count("workeronly") == 1);
+  CHECK(events["workeronly"].state() == "skipped");
+  CHECK_THAT(events["workeronly"].message(), ContainsSubstring("nodeTypes does not list controlplane"));
+  CHECK(events.count("echo") == 0);
+  const auto log = node.log();
+  CHECK_THAT(log, ContainsSubstring("backend dup refused: " + (dir / "dup.json").string()));
+  CHECK_THAT(log, ContainsSubstring("backend norule refused: " + (dir / "norule.json").string()));
+  CHECK_THAT(log, ContainsSubstring("backend workeronly skipped"));
+
+  // narrow runs under its own profile, which kills sleep's wait: the extension profile
+  // would have let it sleep.
+  REQUIRE(eventually([&] {
+    const auto narrowInfo = node.service("narrow");
+    for (const auto& e : narrowInfo.events()) {
+      if (e.message().find("SIGSYS") != std::string::npos) return true;
+    }
+    return false;
+  }, 20s));
+  CHECK(std::filesystem::exists(routes / "narrow.json"));
+  // None of it touched echo.
+  CHECK(node.service("echo").state() == "running");
+  CHECK(node.service("echo").pid() == info.pid());
+
+  // A route machined did not write in this run (a backend no longer configured) is gone
+  // after the next start.
+  node.process().signal(SIGTERM);
+  REQUIRE(node.process().wait(20s).has_value());
+  writeFile(routes / "gone.json", R"({"name": "gone"})");
+  node.restart();
+  REQUIRE(node.waitForState("echo", "running"));
+  CHECK_FALSE(std::filesystem::exists(routes / "gone.json"));
+  CHECK(std::filesystem::exists(routes / "echo.json"));
+  CHECK(std::filesystem::exists(routes / "machined.json"));
 }
 
 TEST_CASE("system facts come from /proc", "[machined]") {

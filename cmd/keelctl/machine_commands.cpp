@@ -51,7 +51,7 @@ Status printVersions(MachineCommandEnv& env, const v1::VersionResponse& resp) {
 
 Status printServices(MachineCommandEnv& env, const v1::ServiceListResponse& resp) {
   return printNodeTable(
-      env, resp, {"NODE", "SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT"},
+      env, resp, {"NODE", "SERVICE", "VERSION", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT"},
       [](const std::string& node, const v1::ServiceList& m, TableRows& rows) {
         for (const auto& s : m.services()) {
           std::string lastExit = "-";
@@ -60,7 +60,8 @@ Status printServices(MachineCommandEnv& env, const v1::ServiceListResponse& resp
           } else if (s.last_exit_code() >= 0) {
             lastExit = fmt::format("code {}", s.last_exit_code());
           }
-          rows.push_back({node, s.id(), s.state(), s.pid() > 0 ? std::to_string(s.pid()) : "-",
+          rows.push_back({node, s.id(), s.version().empty() ? "-" : s.version(), s.state(),
+                          s.pid() > 0 ? std::to_string(s.pid()) : "-",
                           std::to_string(s.restarts()), humanTime(s.since_unix_nanos()), lastExit});
         }
       });
@@ -90,9 +91,11 @@ Status cmdService(MachineCommandEnv& env, const std::string& id, const std::stri
           printMessage(s, env.format, env.out);
           return results.finish();
         }
-        env.out << fmt::format("NODE       {}\nSERVICE    {}\nSTATE      {}\nPID        {}\nRESTARTS   {}\nSINCE      {}\n",
-                               nodeOf(m.metadata()), s.id(), s.state(), s.pid() > 0 ? std::to_string(s.pid()) : "-",
-                               s.restarts(), humanTime(s.since_unix_nanos()));
+        env.out << fmt::format("NODE       {}\nSERVICE    {}\n", nodeOf(m.metadata()), s.id());
+        if (!s.version().empty()) env.out << fmt::format("VERSION    {}\n", s.version());
+        env.out << fmt::format("STATE      {}\nPID        {}\nRESTARTS   {}\nSINCE      {}\n", s.state(),
+                               s.pid() > 0 ? std::to_string(s.pid()) : "-", s.restarts(),
+                               humanTime(s.since_unix_nanos()));
         env.out << "EVENTS\n";
         std::vector<std::vector<std::string>> rows;
         for (const auto& e : s.events()) rows.push_back({"  " + humanTime(e.unix_nanos()), e.state(), e.message()});

@@ -170,6 +170,10 @@ int main(int argc, char** argv) {
   std::string libexec;
   app.add_option("--libexec", libexec, "Directory of the built-in service binaries (apid, trustd); "
                                        "default: the directory machined's executable is in");
+  std::string backendsDir;
+  app.add_option("--backends-dir", backendsDir,
+                 "Directory of the backend manifests (<name>.json) for the names in machine.backends; "
+                 "default: <libexec>/backends");
   app.add_option("--service-settle-ms", settleMs, "How long a service must stay up to count as running")
       ->capture_default_str();
   app.add_option("--service-stop-grace-ms", graceMs, "SIGTERM to SIGKILL grace period when stopping a service")
@@ -183,6 +187,7 @@ int main(int argc, char** argv) {
 
   options.root = root;
   options.libexecDir = libexec.empty() ? std::filesystem::path(self).parent_path() : std::filesystem::path(libexec);
+  options.backendsDir = backendsDir.empty() ? options.libexecDir / "backends" : std::filesystem::path(backendsDir);
   if (!config.empty()) options.configPath = config;
   options.allowedUids = allowUids;
   const bool rootMode = options.root != "/";

@@ -15,11 +15,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   keel::machined::detail::Writer w;
   w.strings(fields->argv).strings(fields->env).str(fields->cwd);
   w.u8(fields->confine ? 1 : 0).u8(fields->hasIdentity ? 1 : 0).u32(fields->uid).u32(fields->gid);
-  w.strings(fields->chownPaths);
+  w.strings(fields->chownPaths).str(fields->seccompProfile);
   const auto again = keel::machined::detail::decodeSpawnRequest(w.take());
   if (!again || again->argv != fields->argv || again->env != fields->env || again->cwd != fields->cwd ||
       again->confine != fields->confine || again->hasIdentity != fields->hasIdentity || again->uid != fields->uid ||
-      again->gid != fields->gid || again->chownPaths != fields->chownPaths) {
+      again->gid != fields->gid || again->chownPaths != fields->chownPaths ||
+      again->seccompProfile != fields->seccompProfile ||
+      again->seccompProfile.size() > keel::machined::detail::kMaxSeccompProfile) {
     __builtin_trap();
   }
   return 0;

@@ -17,8 +17,8 @@ namespace keel::machined {
 struct NodeEvent {
   uint64_t sequence = 0;
   TimePoint time;
-  std::string kind;     // "service" or "config"
-  std::string subject;  // service id, or "machine-config"
+  std::string kind;     // "service", "config" or "backend"
+  std::string subject;  // service id or backend name, or "machine-config"
   std::string state;    // "running", "exited", "applied", "rolled-back", …
   std::string message;
 };

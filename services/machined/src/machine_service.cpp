@@ -132,8 +132,10 @@ grpc::Status MachineServiceImpl::Hostname(grpc::ServerContext* ctx, const Empty*
 
 namespace {
 
-void fillService(const supervisor::ServiceStatus& s, v1::ServiceInfo* out) {
+void fillService(const supervisor::ServiceStatus& s, const std::map<std::string, std::string>& versions,
+                 v1::ServiceInfo* out) {
   out->set_id(s.id);
+  if (const auto it = versions.find(s.id); it != versions.end()) out->set_version(it->second);
   out->set_state(std::string(supervisor::serviceStateName(s.state)));
   out->set_pid(s.pid);
   out->set_restarts(s.restarts);
@@ -154,7 +156,7 @@ grpc::Status MachineServiceImpl::ServiceList(grpc::ServerContext* ctx, const Emp
   KEEL_AUTHORIZE();
   auto* m = resp->add_messages();
   KEEL_META(m);
-  for (const auto& s : deps_.supervisor->statuses()) fillService(s, m->add_services());
+  for (const auto& s : deps_.supervisor->statuses()) fillService(s, deps_.serviceVersions, m->add_services());
   return grpc::Status::OK;
 }
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +42,8 @@ struct MachineServiceDeps {
   // bootDir: machined runs as a process on a host, and Upgrade and Rollback are refused.
   std::filesystem::path bootDir;
   std::string bootedSlot = "factory";
+  // The version of each service that declares one (backends, from their manifests).
+  std::map<std::string, std::string> serviceVersions;
 };
 
 namespace v1 = keel::machine::v1;

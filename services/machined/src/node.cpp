@@ -10,10 +10,13 @@
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "apid_identity.h"
+#include "backend_manifest.h"
 #include "config_store.h"
 #include "event_journal.h"
 #include "file_roots.h"
@@ -93,14 +96,9 @@ Status Node::start() {
   // confined, may not.
   KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
   apidGid_ = apidAccount.second;
-  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), "keel.machine.v1.MachineService",
+  routed_.clear();
+  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), {"keel.machine.v1.MachineService"},
                                             geteuid()));
-  {
-    // Written again below when this node runs trustd; a node that no longer does (a
-    // control plane turned worker) must not route to it.
-    std::error_code ec;
-    fs::remove(paths_.backendsDir() / "trustd.json", ec);
-  }
   KEEL_RETURN_IF_ERROR(startServices());
   const Status api = startApi();
   if (!api.isOk()) {
@@ -124,8 +122,8 @@ Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bo
   return found.value_or(std::make_pair(uid_t{65534}, gid_t{65534}));
 }
 
-Status Node::writeBackendManifest(const std::string& name, const fs::path& socket, const std::string& service,
-                                  uid_t uid) {
+Status Node::writeBackendManifest(const std::string& name, const fs::path& socket,
+                                  const std::vector<std::string>& services, uid_t uid, const std::string& rules) {
   const fs::path dir = paths_.backendsDir();
   // Like the socket directory: only machined and apid's group may read the manifests.
   KEEL_RETURN_IF_ERROR(makeDir(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
@@ -135,9 +133,9 @@ Status Node::writeBackendManifest(const std::string& name, const fs::path& socke
   }
   const nlohmann::json manifest = {{"name", name},
                                    {"socket", fs::absolute(socket).lexically_normal().string()},
-                                   {"services", nlohmann::json::array({service})},
+                                   {"services", services},
                                    {"allowedUids", nlohmann::json::array({uid})},
-                                   {"rules", "builtin"}};
+                                   {"rules", rules}};
   // Mode and group are set on a temporary name, then renamed: apid never sees the file
   // with the wrong ones.
   const fs::path file = dir / (name + ".json");
@@ -152,15 +150,34 @@ Status Node::writeBackendManifest(const std::string& name, const fs::path& socke
   }
   fs::rename(tmp, file, ec);
   if (ec) return internalError("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
+  routed_.insert(name);
   return Status::ok();
 }
 
-Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const std::vector<fs::path>& owned) {
+void Node::removeStaleRoutes() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(paths_.backendsDir(), ec)) {
+    const fs::path& p = entry.path();
+    if (p.extension() != ".json" || p.filename().string().front() == '.') continue;
+    if (routed_.count(p.stem().string()) != 0) continue;
+    std::error_code removeError;
+    fs::remove(p, removeError);
+    if (removeError) {
+      spdlog::warn("machined: cannot remove the stale route {}: {}", p.string(), removeError.message());
+    } else {
+      spdlog::info("machined: removed the route {}: no such backend runs on this node", p.string());
+    }
+  }
+}
+
+Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const std::vector<fs::path>& owned,
+                                                   const sandbox::Policy* policy) {
   // Every service is confined by machined whether or not it confines itself: its own
   // uid, no capabilities, no_new_privs, no core dumps, and the extension seccomp profile
-  // (everything but the hard deny list; a daemon of ours narrows it further itself).
+  // (everything but the hard deny list; a daemon of ours narrows it further itself), or
+  // the reviewed profile a backend ships.
   sandbox::SandboxOptions options;
-  options.policy = sandbox::extensionPolicy();
+  options.policy = policy != nullptr ? *policy : sandbox::extensionPolicy();
   const bool root = geteuid() == 0;
   uid_t uid = 0;
   gid_t gid = 0;
@@ -226,8 +243,13 @@ std::vector<BuiltinService> builtinServices(config::MachineType type) {
 Status Node::startServices() {
   const auto cfg = config_->current();
   std::vector<supervisor::ServiceSpec> specs;
+  // `backend`: the checked manifest of a backend daemon, null for other services.
+  struct Backend {
+    const BackendManifest& manifest;
+    const BackendResources& resources;
+  };
   auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
-                     bool mayCallMachined) -> Status {
+                     bool mayCallMachined, const Backend* backend = nullptr) -> Status {
     supervisor::ServiceSpec spec;
     spec.id = name;
     spec.argv = std::move(argv);
@@ -247,6 +269,19 @@ Status Node::startServices() {
                           {"nodeAddress", options_.address},
                           {"machinedSocket", paths_.socket("machined").string()}};
     std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
+    if (backend != nullptr) {
+      // Its socket, and who may connect to it: apid, then the peers its manifest adds.
+      own["socket"] = (paths_.runDir() / backend->manifest.socket).string();
+      own["version"] = backend->manifest.version;
+      uid_t apidUid = geteuid();
+      if (geteuid() == 0) {
+        KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+        apidUid = apidAccount.first;
+      }
+      nlohmann::json peers = nlohmann::json::array({apidUid});
+      for (const uid_t uid : backend->manifest.allowedPeerUids) peers.push_back(uid);
+      own["allowedPeerUids"] = std::move(peers);
+    }
     if (name == "apid" || name == "trustd") {
       KEEL_ASSIGN_OR_RETURN(const std::string hostname, nodeHostname(cfg));
       ApidIdentityRequest request;
@@ -285,7 +320,7 @@ Status Node::startServices() {
         own.update(trustdConfig(cfg, request, {apidUid}));
         // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
         KEEL_RETURN_IF_ERROR(
-            writeBackendManifest("trustd", paths_.trustdSocket(), "keel.security.v1.SecurityService", trustdUid));
+            writeBackendManifest("trustd", paths_.trustdSocket(), {"keel.security.v1.SecurityService"}, trustdUid));
       }
     }
     if (options_.spawn) {
@@ -298,8 +333,10 @@ Status Node::startServices() {
         spec.sandbox.gid = account.second;
         spec.sandbox.chownPaths = owned;
       }
+      if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
     } else {
-      KEEL_ASSIGN_OR_RETURN(spec.preExec, serviceSandbox(name, owned));
+      KEEL_ASSIGN_OR_RETURN(spec.preExec,
+                            serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
     }
     KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
     specs.push_back(std::move(spec));
@@ -329,6 +366,73 @@ Status Node::startServices() {
     argv.insert(argv.end(), ext.args.begin(), ext.args.end());
     KEEL_RETURN_IF_ERROR(prepare(ext.name, std::move(argv), ext.dependsOn, false));
   }
+  // Backends that ship a manifest. Each is checked on its own: a bad one is refused and
+  // logged, and the node and the other backends start as if it were not configured.
+  std::vector<std::string> extensionNames;
+  for (const auto& ext : cfg.extensions) extensionNames.push_back(ext.name);
+  BackendClaims claims(extensionNames);
+  const fs::path backendsDir = options_.backendsDir.empty() ? options_.libexecDir / "backends" : options_.backendsDir;
+  for (const auto& name : cfg.backends) {
+    const fs::path file = (fs::absolute(backendsDir) / (name + ".json")).lexically_normal();
+    const auto refuse = [&](const Status& why) {
+      spdlog::error("machined: backend {} refused: {}", name, why.message());
+      journal_->record("backend", name, "refused", why.message());
+    };
+    auto manifest = readBackendManifest(backendsDir, name, options_.libexecDir);
+    if (!manifest.ok()) {
+      refuse(manifest.status().code() == StatusCode::kNotFound
+                 ? notFound(file.string() + ": no such manifest (" + manifest.status().message() + ")")
+                 : manifest.status());
+      continue;
+    }
+    if (!runsOn(*manifest, cfg.type)) {
+      const std::string why = file.string() + ": nodeTypes does not list " +
+                              std::string(config::machineTypeName(cfg.type)) + ", the type of this node";
+      spdlog::info("machined: backend {} skipped: {}", name, why);
+      journal_->record("backend", name, "skipped", why);
+      continue;
+    }
+    auto resources = loadBackendResources(*manifest);
+    if (!resources.ok()) {
+      refuse(resources.status().withContext(file.string()));
+      continue;
+    }
+    const fs::path socket = paths_.runDir() / manifest->socket;
+    // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
+    if (socket.string().size() > 107) {
+      refuse(invalidArgument(file.string() + ": socket " + socket.string() + " is longer than a Unix socket path "
+                                                                               "may be (107 bytes)"));
+      continue;
+    }
+    if (const Status clash = claims.check(*manifest); !clash.isOk()) {
+      refuse(clash.withContext(file.string()));
+      continue;
+    }
+    uid_t uid = geteuid();
+    if (geteuid() == 0) {
+      KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, false));
+      uid = account.first;
+    }
+    std::vector<std::string> argv = {manifest->binary.string(), "--config", (paths_.stateDir(name) / "config.json").string()};
+    argv.insert(argv.end(), manifest->args.begin(), manifest->args.end());
+    const Backend backend{*manifest, *resources};
+    const size_t before = specs.size();
+    Status prepared = prepare(name, std::move(argv), {}, false, &backend);
+    if (prepared.isOk()) {
+      // apid checks the backend's methods against the rules of its own descriptor set.
+      prepared = writeBackendManifest(name, socket, manifest->services, uid, manifest->descriptorSet.string());
+    }
+    if (!prepared.isOk()) {
+      specs.resize(before);
+      refuse(prepared.withContext(file.string()));
+      continue;
+    }
+    claims.add(*manifest);
+    serviceVersions_[name] = manifest->version;
+    spdlog::info("machined: backend {} {} accepted from {}: serves {}", name, manifest->version, file.string(),
+                 fmt::format("{}", fmt::join(manifest->services, ", ")));
+  }
+  removeStaleRoutes();
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
   sopts.spawn = options_.spawn;
@@ -379,6 +483,7 @@ Status Node::startApi() {
   deps.power = [this](PowerAction a) { requestStop(a); };
   deps.bootDir = options_.bootDir;
   deps.bootedSlot = options_.bootedSlot;
+  deps.serviceVersions = serviceVersions_;
   service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
 
   grpc::ServerBuilder builder;

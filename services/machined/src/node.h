@@ -10,14 +10,17 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
+#include "keel/sandbox/policy.h"
 #include "keel/supervisor/subscription.h"
 #include "keel/supervisor/supervisor.h"
 #include "machine_service.h"
@@ -52,6 +55,9 @@ struct NodeOptions {
   std::filesystem::path kmsgPath = "/dev/kmsg";
   // Where the built-in service binaries (apid, trustd) are installed.
   std::filesystem::path libexecDir;
+  // Where backend manifests (<name>.json, see backend_manifest.h) are looked up for the
+  // names in machine.backends. Empty: <libexecDir>/backends.
+  std::filesystem::path backendsDir;
   std::filesystem::path procRoot = "/proc";
   std::filesystem::path sysRoot = "/sys";
   // Services started by machined: shorter timings make tests fast.
@@ -95,11 +101,14 @@ class Node {
 
  private:
   Status prepareDirectories();
-  // <root>/run/keel/backends.d/machined.json: tells apid where the machine API is.
-  // Announces a backend to apid: backends.d/<name>.json routing `service` to `socket`,
-  // served by `uid`, with the built-in rules.
-  Status writeBackendManifest(const std::string& name, const std::filesystem::path& socket, const std::string& service,
-                              uid_t uid);
+  // Announces a backend to apid: <root>/run/keel/backends.d/<name>.json routing `services`
+  // to `socket`, served by `uid`, with `rules` ("builtin" or the absolute path of the
+  // backend's descriptor set). Remembers `name` as routed in this run.
+  Status writeBackendManifest(const std::string& name, const std::filesystem::path& socket,
+                              const std::vector<std::string>& services, uid_t uid, const std::string& rules = "builtin");
+  // Removes the routing manifests not written in this run (a backend no longer configured,
+  // trustd on a node that is no longer a control plane).
+  void removeStaleRoutes();
   Status startServices();
   // The account service `name` runs under when machined runs as root: its own user
   // (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
@@ -107,8 +116,10 @@ class Node {
   Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
   // The pre-exec hook that confines service `name` (see node.cpp); as root it first gives
   // `owned` (state dir, config file, keys) to the service's account.
+  // `policy`: the service's seccomp profile; null: the extension profile.
   Result<std::function<void()>> serviceSandbox(const std::string& name,
-                                               const std::vector<std::filesystem::path>& owned);
+                                               const std::vector<std::filesystem::path>& owned,
+                                               const sandbox::Policy* policy = nullptr);
   Status startApi();
   void stopAll();
   Status wipeState();
@@ -127,6 +138,10 @@ class Node {
   std::unique_ptr<UnixListener> listener_;
 
   gid_t apidGid_ = 0;
+  // Names of the backends.d manifests written in this run.
+  std::set<std::string> routed_;
+  // A backend's version by service id, for the service list.
+  std::map<std::string, std::string> serviceVersions_;
 
   std::mutex mu_;
   std::condition_variable cv_;

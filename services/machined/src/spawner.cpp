@@ -242,6 +242,7 @@ class SpawnerProcess {
     job.env = std::move(fields->env);
     job.cwd = std::move(fields->cwd);
     job.chownPaths = std::move(fields->chownPaths);
+    job.seccompProfile = std::move(fields->seccompProfile);
     const std::uint8_t confine = fields->confine ? 1 : 0;
     const std::uint8_t hasIdentity = fields->hasIdentity ? 1 : 0;
     const std::uint32_t uid = fields->uid;
@@ -281,6 +282,7 @@ class SpawnerProcess {
     std::optional<uid_t> uid;
     std::optional<gid_t> gid;
     std::vector<std::string> chownPaths;
+    std::string seccompProfile;
   };
 
   Result<SpawnedProcess> spawn(SpawnJob& job) {
@@ -291,11 +293,19 @@ class SpawnerProcess {
     KEEL_RETURN_IF_ERROR(makePipe(pidRead, pidWrite));
 
     // Every service is confined whether or not it confines itself: its own uid, no
-    // capabilities, no_new_privs, no core dumps, and the extension seccomp profile.
+    // capabilities, no_new_privs, no core dumps, and the extension seccomp profile or the
+    // profile the request carries. The profile is parsed here again: the hard deny list
+    // holds whatever machined sent.
     std::optional<sandbox::PreparedSandbox> prepared;
     if (job.confine) {
       sandbox::SandboxOptions options;
-      options.policy = sandbox::extensionPolicy();
+      if (job.seccompProfile.empty()) {
+        options.policy = sandbox::extensionPolicy();
+      } else {
+        auto policy = sandbox::parsePolicy(job.seccompProfile);
+        if (!policy.ok()) return policy.status().withContext("seccomp profile of " + job.argv[0]);
+        options.policy = std::move(policy).value();
+      }
       options.uid = job.uid;
       options.gid = job.gid;
       options.keepFds = {pipes.statusWrite.get()};
@@ -443,6 +453,11 @@ Status Spawner::call(const std::string& request, std::string& reply, int* fds, s
 }
 
 Result<SpawnedProcess> Spawner::spawn(const supervisor::ServiceSpec& spec) {
+  if (spec.sandbox.seccompProfile.size() > detail::kMaxSeccompProfile) {
+    return invalidArgument("spawner: expected a seccomp profile of at most " +
+                           std::to_string(detail::kMaxSeccompProfile) + " bytes, found " +
+                           std::to_string(spec.sandbox.seccompProfile.size()));
+  }
   std::vector<std::string> chownPaths;
   for (const auto& p : spec.sandbox.chownPaths) chownPaths.push_back(p.string());
   const bool identity = spec.sandbox.uid.has_value() && spec.sandbox.gid.has_value();
@@ -455,7 +470,8 @@ Result<SpawnedProcess> Spawner::spawn(const supervisor::ServiceSpec& spec) {
       .u8(identity ? 1 : 0)
       .u32(identity ? *spec.sandbox.uid : 0)
       .u32(identity ? *spec.sandbox.gid : 0)
-      .strings(chownPaths);
+      .strings(chownPaths)
+      .str(spec.sandbox.seccompProfile);
   int fds[2] = {-1, -1};
   size_t gotFds = 0;
   std::string reply;

@@ -80,6 +80,10 @@ class Reader {
   bool ok_ = true;
 };
 
+// Longest seccomp profile a spawn request may carry (the text a backend's manifest names,
+// at most 32 KiB, and the rules machined adds to it).
+inline constexpr std::uint32_t kMaxSeccompProfile = 48 * 1024;
+
 // The fields of a spawn request, after its type byte.
 struct SpawnRequestFields {
   std::vector<std::string> argv;
@@ -90,6 +94,8 @@ struct SpawnRequestFields {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
   std::vector<std::string> chownPaths;
+  // parsePolicy text to confine the service with; empty: the extension profile.
+  std::string seccompProfile;
 };
 
 // Decodes a spawn request body; nullopt when it is malformed or has trailing bytes.
@@ -106,7 +112,8 @@ inline std::optional<SpawnRequestFields> decodeSpawnRequest(std::string_view bod
   in.u32(f.uid);
   in.u32(f.gid);
   in.strings(f.chownPaths);
-  if (!in.done()) return std::nullopt;
+  in.str(f.seccompProfile);
+  if (!in.done() || f.seccompProfile.size() > kMaxSeccompProfile) return std::nullopt;
   f.confine = confine != 0;
   f.hasIdentity = hasIdentity != 0;
   return f;

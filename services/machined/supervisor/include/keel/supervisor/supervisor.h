@@ -70,6 +70,9 @@ struct ServiceSandbox {
   // Given to uid/gid before the identity switch (root only): the service's state directory
   // and config file.
   std::vector<std::filesystem::path> chownPaths;
+  // The seccomp profile to confine it with, in the text format of keel::sandbox::parsePolicy
+  // (a backend's reviewed allow-list). Empty: the extension profile.
+  std::string seccompProfile;
 };
 
 struct ServiceSpec {
