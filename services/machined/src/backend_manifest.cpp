@@ -7,10 +7,8 @@
 #include <cerrno>
 
 #include <fmt/format.h>
-#include <google/protobuf/descriptor.h>
 #include <sys/stat.h>
 
-#include "keel/authz/proto_rules.h"
 #include "keel/config/json_fields.h"
 
 namespace keel::machined {
@@ -52,51 +50,6 @@ bool isFullServiceName(std::string_view name) {
 fs::path resolveBeside(const fs::path& manifestDir, const std::string& value) {
   const fs::path p(value);
   return (p.is_absolute() ? p : fs::absolute(manifestDir) / p).lexically_normal();
-}
-
-// Reads a whole regular file of at most `max` bytes.
-Result<std::string> readBounded(const fs::path& path, size_t max, std::string_view what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int error = errno;
-    const std::string message =
-        fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(error));
-    return error == ENOENT ? notFound(message) : failedPrecondition(message);
-  }
-  std::string out;
-  struct stat st {};
-  Status status = Status::ok();
-  if (::fstat(fd, &st) != 0) {
-    status =
-        failedPrecondition(fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(errno)));
-  } else if (!S_ISREG(st.st_mode)) {
-    status = failedPrecondition(fmt::format("{} {}: expected a regular file", what, path.string()));
-  } else if (static_cast<size_t>(st.st_size) > max) {
-    status = failedPrecondition(
-        fmt::format("{} {}: expected at most {} bytes, found {}", what, path.string(), max, st.st_size));
-  } else {
-    out.resize(max + 1);
-    size_t got = 0;
-    while (got < out.size()) {
-      const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        status = failedPrecondition(
-            fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(errno)));
-        break;
-      }
-      if (n == 0) break;
-      got += static_cast<size_t>(n);
-    }
-    // The file may have grown since fstat.
-    if (status.isOk() && got > max) {
-      status = failedPrecondition(fmt::format("{} {}: expected at most {} bytes", what, path.string(), max));
-    }
-    out.resize(got);
-  }
-  ::close(fd);
-  if (!status.isOk()) return status;
-  return out;
 }
 
 Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
@@ -236,7 +189,7 @@ Result<BackendManifest> readBackendManifest(const fs::path& dir, const std::stri
                                             const fs::path& libexecDir) {
   const fs::path file = (fs::absolute(dir) / (name + ".json")).lexically_normal();
   KEEL_ASSIGN_OR_RETURN(const std::string text,
-                        readBounded(file, kMaxBackendManifestBytes, "backend manifest"));
+                        readBackendFile(file, kMaxBackendManifestBytes, "backend manifest"));
   return parseBackendManifest(text, file, name, libexecDir);
 }
 
@@ -244,97 +197,48 @@ bool runsOn(const BackendManifest& manifest, config::MachineType type) {
   return manifest.nodeTypes.count(type) != 0;
 }
 
-Result<BackendResources> loadBackendResources(const BackendManifest& m) {
-  struct stat st {};
-  if (::stat(m.binary.c_str(), &st) != 0) {
+Result<std::string> readBackendFile(const fs::path& path, size_t max, std::string_view what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
     const int error = errno;
-    const std::string message = fmt::format("binary {}: {}", m.binary.string(), errnoText(error));
+    const std::string message =
+        fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(error));
     return error == ENOENT ? notFound(message) : failedPrecondition(message);
   }
-  if (!S_ISREG(st.st_mode) || ::access(m.binary.c_str(), X_OK) != 0) {
-    return failedPrecondition(fmt::format("binary {}: expected an executable file", m.binary.string()));
-  }
-
-  BackendResources out;
-  KEEL_ASSIGN_OR_RETURN(const std::string descriptors,
-                        readBounded(m.descriptorSet, kMaxDescriptorSetBytes, "descriptor set"));
-  auto pool = authz::poolFromDescriptorSet(descriptors);
-  if (!pool.ok()) return pool.status().withContext("descriptor set " + m.descriptorSet.string());
-  for (const auto& service : m.services) {
-    if ((*pool)->FindServiceByName(service) == nullptr) {
-      return invalidArgument(fmt::format("descriptor set {}: expected service {}, found no such service",
-                                         m.descriptorSet.string(), service));
+  std::string out;
+  struct stat st {};
+  Status status = Status::ok();
+  if (::fstat(fd, &st) != 0) {
+    status =
+        failedPrecondition(fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(errno)));
+  } else if (!S_ISREG(st.st_mode)) {
+    status = failedPrecondition(fmt::format("{} {}: expected a regular file", what, path.string()));
+  } else if (static_cast<size_t>(st.st_size) > max) {
+    status = failedPrecondition(
+        fmt::format("{} {}: expected at most {} bytes, found {}", what, path.string(), max, st.st_size));
+  } else {
+    out.resize(max + 1);
+    size_t got = 0;
+    while (got < out.size()) {
+      const ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        status = failedPrecondition(
+            fmt::format("{} {}: cannot be read: {}", what, path.string(), errnoText(errno)));
+        break;
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
     }
-  }
-  auto rules = authz::rulesFromPool(**pool, m.services);
-  if (!rules.ok()) return rules.status().withContext("descriptor set " + m.descriptorSet.string());
-  for (const auto& [method, roles] : rules->rules()) {
-    if (roles.empty()) {
-      return invalidArgument(
-          fmt::format("descriptor set {}: method {} has no keel.common.v1.allowed_roles rule "
-                      "(a method without a rule could never be called)",
-                      m.descriptorSet.string(), method));
+    // The file may have grown since fstat.
+    if (status.isOk() && got > max) {
+      status = failedPrecondition(fmt::format("{} {}: expected at most {} bytes", what, path.string(), max));
     }
+    out.resize(got);
   }
-  out.rules = rules->rules();
-
-  KEEL_ASSIGN_OR_RETURN(const std::string profile,
-                        readBounded(m.sandbox, kMaxSeccompProfileBytes, "seccomp profile"));
-  auto policy = sandbox::parsePolicy(profile);
-  if (!policy.ok()) return policy.status().withContext("seccomp profile " + m.sandbox.string());
-  const bool execve = std::any_of(policy->rules.begin(), policy->rules.end(),
-                                  [](const sandbox::SyscallRule& r) { return r.name == "execve"; });
-  if (!execve) {
-    return invalidArgument(
-        fmt::format("seccomp profile {}: expected execve to be allowed (machined loads the "
-                    "profile before it executes {}), found no execve rule",
-                    m.sandbox.string(), m.binary.string()));
-  }
-  // Appended after the profile's own lines, so errors keep their line numbers; parsed again
-  // so that the policy and the text the spawner gets are the same rules.
-  out.profileText = profile;
-  if (!out.profileText.empty() && out.profileText.back() != '\n') out.profileText += '\n';
-  out.profileText += kChildSetupRules;
-  auto full = sandbox::parsePolicy(out.profileText);
-  if (!full.ok()) return full.status().withContext("seccomp profile " + m.sandbox.string());
-  out.policy = std::move(full).value();
+  ::close(fd);
+  if (!status.isOk()) return status;
   return out;
-}
-
-BackendClaims::BackendClaims(const std::vector<std::string>& extensions) {
-  for (const auto& s : builtinServices()) services_.emplace(s, "a built-in service");
-  for (const char* daemon : {"machined", "apid", "trustd"}) {
-    sockets_.emplace(std::string(daemon) + ".sock", std::string("built-in ") + daemon);
-  }
-  // The routing manifests' directory lives beside the sockets.
-  sockets_.emplace("backends.d", "apid's routing manifests");
-  for (const auto& e : extensions) sockets_.emplace(e + ".sock", "extension " + e);
-}
-
-const std::vector<std::string>& BackendClaims::builtinServices() {
-  static const std::vector<std::string> kBuiltin = {
-      "keel.machine.v1.MachineService",           "keel.security.v1.SecurityService",
-      "keel.security.v1.LocalIssuerService",      "grpc.health.v1.Health",
-      "grpc.reflection.v1alpha.ServerReflection",
-  };
-  return kBuiltin;
-}
-
-Status BackendClaims::check(const BackendManifest& m) const {
-  for (const auto& s : m.services) {
-    if (const auto it = services_.find(s); it != services_.end()) {
-      return alreadyExists(fmt::format("service {} is already served by {}", s, it->second));
-    }
-  }
-  if (const auto it = sockets_.find(m.socket); it != sockets_.end()) {
-    return alreadyExists(fmt::format("socket {} is already used by {}", m.socket, it->second));
-  }
-  return Status::ok();
-}
-
-void BackendClaims::add(const BackendManifest& m) {
-  for (const auto& s : m.services) services_.emplace(s, "backend " + m.name);
-  sockets_.emplace(m.socket, "backend " + m.name);
 }
 
 }  // namespace keel::machined

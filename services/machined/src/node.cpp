@@ -16,7 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apid_identity.h"
-#include "backend_manifest.h"
+#include "backend_resources.h"
 #include "config_store.h"
 #include "event_journal.h"
 #include "file_roots.h"

@@ -13,6 +13,8 @@
 #include "keel/common/v1/common.pb.h"
 #include "keel/testing/testing.h"
 
+#include "src/backend_resources.h"
+
 namespace keel::machined {
 namespace {
 
