@@ -380,9 +380,8 @@ Status Node::startServices() {
     };
     auto manifest = readBackendManifest(backendsDir, name, options_.libexecDir);
     if (!manifest.ok()) {
-      refuse(manifest.status().code() == StatusCode::kNotFound
-                 ? notFound(file.string() + ": no such manifest (" + manifest.status().message() + ")")
-                 : manifest.status());
+      refuse(manifest.status().code() == StatusCode::kNotFound ? notFound(file.string() + ": no such manifest")
+                                                               : manifest.status());
       continue;
     }
     if (!runsOn(*manifest, cfg.type)) {
@@ -400,20 +399,24 @@ Status Node::startServices() {
     const fs::path socket = paths_.runDir() / manifest->socket;
     // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
     if (socket.string().size() > 107) {
-      refuse(invalidArgument(file.string() + ": socket " + socket.string() + " is longer than a Unix socket path "
-                                                                               "may be (107 bytes)"));
+      refuse(invalidArgument(file.string() + ": socket " + socket.string() +
+                             " is longer than a Unix socket path may be (107 bytes)"));
       continue;
     }
     if (const Status clash = claims.check(*manifest); !clash.isOk()) {
       refuse(clash.withContext(file.string()));
       continue;
     }
-    uid_t uid = geteuid();
-    if (geteuid() == 0) {
-      KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, false));
-      uid = account.first;
+    // The uid it runs under: apid accepts its socket only from that owner.
+    Result<std::pair<uid_t, gid_t>> account = std::make_pair(geteuid(), getegid());
+    if (geteuid() == 0) account = serviceAccount(name, false);
+    if (!account.ok()) {
+      refuse(account.status().withContext(file.string() + ": the account of the backend"));
+      continue;
     }
-    std::vector<std::string> argv = {manifest->binary.string(), "--config", (paths_.stateDir(name) / "config.json").string()};
+    const uid_t uid = account->first;
+    std::vector<std::string> argv = {manifest->binary.string(), "--config",
+                                     (paths_.stateDir(name) / "config.json").string()};
     argv.insert(argv.end(), manifest->args.begin(), manifest->args.end());
     const Backend backend{*manifest, *resources};
     const size_t before = specs.size();
