@@ -19,13 +19,26 @@ namespace keel::machined {
 inline constexpr size_t kMaxDescriptorSetBytes = 8 * 1024 * 1024;
 inline constexpr size_t kMaxSeccompProfileBytes = 32 * 1024;
 
+// A sanitizer runtime (ASan builds, for tests) makes a call of its own in the child
+// after the filter is loaded; release builds add nothing.
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEL_SANITIZER_CHILD_RULES "sigaltstack  # the sanitizer runtime of this test build\n"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEL_SANITIZER_CHILD_RULES "sigaltstack  # the sanitizer runtime of this test build\n"
+#endif
+#endif
+#ifndef KEEL_SANITIZER_CHILD_RULES
+#define KEEL_SANITIZER_CHILD_RULES ""
+#endif
+
 // The calls machined's child setup makes between loading a service's filter and exec'ing
 // it (the death signal, and the spawner's check that machined is still the parent), added
 // to every backend profile. Nothing else is added: execve must be in the profile itself.
 inline constexpr std::string_view kChildSetupRules =
     "# Added by machined for its child setup after the filter is loaded:\n"
     "prctl: arg0 == 1  # PR_SET_PDEATHSIG\n"
-    "getppid\n";
+    "getppid\n" KEEL_SANITIZER_CHILD_RULES;
 
 // What a manifest points to, checked: the binary is an executable regular file, every
 // listed service is in the descriptor set and every method of it has a non-empty
