@@ -331,5 +331,31 @@ TEST_CASE("nothing listening keeps the cannot-reach message", "[apid-target]") {
   CHECK_THAT(st.message(), ContainsSubstring("cannot reach apid at " + endpoint + ": connection refused"));
 }
 
+TEST_CASE("the services table shows a backend's version and a dash for other services", "[apid-target]") {
+  PrintFixture f;
+  v1::ServiceListResponse resp;
+  auto* list = resp.add_messages();
+  list->mutable_metadata()->set_node("10.0.0.2");
+  auto* apid = list->add_services();
+  apid->set_id("apid");
+  apid->set_state("running");
+  auto* timed = list->add_services();
+  timed->set_id("timed");
+  timed->set_state("running");
+  timed->set_version("0.1.0");
+  REQUIRE(printServices(f.env, resp).isOk());
+  std::istringstream lines(f.out.str());
+  std::string header, first, second;
+  std::getline(lines, header);
+  std::getline(lines, first);
+  std::getline(lines, second);
+  CHECK_THAT(header, StartsWith("NODE"));
+  CHECK(header.find("SERVICE") < header.find("VERSION"));
+  CHECK(header.find("VERSION") < header.find("STATE"));
+  // Each value sits under its column.
+  CHECK(first.substr(header.find("VERSION"), 2) == "- ");
+  CHECK(second.substr(header.find("VERSION"), 5) == "0.1.0");
+}
+
 }  // namespace
 }  // namespace keel::keelctl
