@@ -556,7 +556,7 @@ TEST_CASE("machined runs the backends its config lists as their manifests say, a
   const auto own = nlohmann::json::parse(readFile(state / "config.json"));
   CHECK(own["name"] == "echo");
   CHECK(own["version"] == "1.2.3");
-  CHECK(own["socket"] == (node.root() / "run/keel/echo-api.sock").string());
+  CHECK(own["socket"] == (node.root() / "run/keel-echo/echo-api.sock").string());
   CHECK(own["allowedPeerUids"] == nlohmann::json::array({accountUid("keel-apid"), 4242}));
 
   // apid routes the backend's service to its socket, under the rules of its descriptor set.
@@ -564,7 +564,7 @@ TEST_CASE("machined runs the backends its config lists as their manifests say, a
   const auto route = nlohmann::json::parse(readFile(routes / "echo.json"));
   CHECK(route["name"] == "echo");
   CHECK(route["socket"] ==
-        std::filesystem::absolute(node.root() / "run/keel/echo-api.sock").lexically_normal().string());
+        std::filesystem::absolute(node.root() / "run/keel-echo/echo-api.sock").lexically_normal().string());
   CHECK(route["services"] == nlohmann::json::array({"keel.toy.v1.ToyService"}));
   CHECK(route["rules"] == (dir / "toy.pb").string());
   CHECK(route["allowedUids"] == nlohmann::json::array({accountUid("keel-ext")}));

@@ -56,7 +56,12 @@ grpc::Status HealthService::Check(grpc::ServerContext* context, const health::He
     response->set_status(health::HealthCheckResponse::NOT_SERVING);
     return grpc::Status::OK;
   }
-  return {st.error_code(), "backend " + backend->name + ": " + st.error_message()};
+  if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    return {grpc::StatusCode::UNIMPLEMENTED, "backend " + backend->name + " does not serve grpc.health.v1"};
+  }
+  return {st.error_code(), "backend " + backend->name + " answered the health check with code " +
+                               std::to_string(static_cast<int>(st.error_code())) +
+                               (st.error_message().empty() ? "" : ": " + st.error_message())};
 }
 
 namespace {

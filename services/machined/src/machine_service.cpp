@@ -17,6 +17,7 @@
 #include "keel/config/machine_config.h"
 #include "keel/facts/system_facts.h"
 #include "keel/supervisor/supervisor.h"
+#include "keel/backend/authorize.h"
 #include "keel/transport/grpc_status.h"
 #include "kmsg.h"
 #include "slot_writer.h"
@@ -31,32 +32,6 @@ constexpr std::string_view kServicePrefix = "/keel.machine.v1.MachineService/";
 // How often a following stream wakes up to notice a cancelled call.
 constexpr auto kFollowPoll = std::chrono::milliseconds(200);
 
-// Every handler starts here: the call must carry apid's roles, and they must pass the
-// method's rule (the same table apid checks).
-grpc::Status authorize(grpc::ServerContext* ctx, std::string_view method) {
-  std::vector<std::string> roles;
-  for (const auto& [key, value] : ctx->client_metadata()) {
-    if (key.size() == authz::kRolesKey.size() && authz::isReservedKey(std::string_view(key.data(), key.size())) &&
-        std::string_view(key.data(), key.size()) == authz::kRolesKey) {
-      roles.emplace_back(value.data(), value.size());
-    }
-  }
-  const std::string full = std::string(kServicePrefix) + std::string(method);
-  const Status verdict = authz::checkForwardedCall(authz::builtinRules(), full, roles);
-  if (!verdict.isOk()) {
-    spdlog::warn("machined: refused {} from {}: {}", full, ctx->peer(), verdict.message());
-  }
-  return toGrpc(verdict);
-}
-
-// The first statement of every handler: the rule checked is the one of the method the
-// handler serves, named by the handler itself (__func__), so it cannot be misnamed.
-// machined_test calls every method of the service without roles and expects a refusal.
-#define KEEL_AUTHORIZE()                                          \
-  do {                                                            \
-    const grpc::Status keel_authz_ = authorize(ctx, __func__);    \
-    if (!keel_authz_.ok()) return keel_authz_;                    \
-  } while (false)
 
 int64_t unixNanos(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -103,7 +78,7 @@ MachineServiceImpl::MachineServiceImpl(MachineServiceDeps deps) : deps_(std::mov
 #define KEEL_META(entry) entry->mutable_metadata()->set_node(deps_.nodeName)
 
 grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*, v1::VersionResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const auto& info = buildInfo();
   auto* m = resp->add_messages();
   KEEL_META(m);
@@ -115,7 +90,7 @@ grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*,
 }
 
 grpc::Status MachineServiceImpl::Hostname(grpc::ServerContext* ctx, const Empty*, v1::HostnameResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   std::string name;
   if (const auto configured = deps_.config->current().hostname) {
     name = *configured;
@@ -153,7 +128,7 @@ void fillService(const supervisor::ServiceStatus& s, const std::map<std::string,
 }  // namespace
 
 grpc::Status MachineServiceImpl::ServiceList(grpc::ServerContext* ctx, const Empty*, v1::ServiceListResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto* m = resp->add_messages();
   KEEL_META(m);
   for (const auto& s : deps_.supervisor->statuses()) fillService(s, deps_.serviceVersions, m->add_services());
@@ -162,7 +137,7 @@ grpc::Status MachineServiceImpl::ServiceList(grpc::ServerContext* ctx, const Emp
 
 grpc::Status MachineServiceImpl::ServiceStart(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
                                               v1::ServiceActionResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const Status st = deps_.supervisor->start(req->id());
   if (!st.isOk()) return toGrpc(st);
   auto* m = resp->add_messages();
@@ -173,7 +148,7 @@ grpc::Status MachineServiceImpl::ServiceStart(grpc::ServerContext* ctx, const v1
 
 grpc::Status MachineServiceImpl::ServiceStop(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
                                              v1::ServiceActionResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const Status st = deps_.supervisor->stop(req->id());
   if (!st.isOk()) return toGrpc(st);
   auto* m = resp->add_messages();
@@ -184,7 +159,7 @@ grpc::Status MachineServiceImpl::ServiceStop(grpc::ServerContext* ctx, const v1:
 
 grpc::Status MachineServiceImpl::ServiceRestart(grpc::ServerContext* ctx, const v1::ServiceRequest* req,
                                                 v1::ServiceActionResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const Status st = deps_.supervisor->restart(req->id());
   if (!st.isOk()) return toGrpc(st);
   auto* m = resp->add_messages();
@@ -195,7 +170,7 @@ grpc::Status MachineServiceImpl::ServiceRestart(grpc::ServerContext* ctx, const 
 
 grpc::Status MachineServiceImpl::Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req,
                                       grpc::ServerWriter<v1::LogLine>* writer) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const size_t tail = req->tail_lines() <= 0 ? std::numeric_limits<size_t>::max()
                                              : static_cast<size_t>(req->tail_lines());
   // Subscribe before reading the tail, so no line falls between the two; a line that
@@ -233,7 +208,7 @@ grpc::Status MachineServiceImpl::Logs(grpc::ServerContext* ctx, const v1::LogsRe
 
 grpc::Status MachineServiceImpl::Dmesg(grpc::ServerContext* ctx, const v1::DmesgRequest* req,
                                        grpc::ServerWriter<v1::LogLine>* writer) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto log = KernelLog::open(deps_.kmsgPath);
   if (!log.ok()) return toGrpc(log.status());
   auto lines = log->readAvailable();
@@ -268,7 +243,7 @@ grpc::Status MachineServiceImpl::Dmesg(grpc::ServerContext* ctx, const v1::Dmesg
 
 grpc::Status MachineServiceImpl::Events(grpc::ServerContext* ctx, const v1::EventsRequest* req,
                                         grpc::ServerWriter<v1::Event>* writer) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   FollowQueue<NodeEvent> queue(10000);
   supervisor::Subscription sub;
   // tail_events > 0: the last N; 0: none; < 0: every event kept.
@@ -300,7 +275,7 @@ grpc::Status MachineServiceImpl::Events(grpc::ServerContext* ctx, const v1::Even
 }
 
 grpc::Status MachineServiceImpl::Memory(grpc::ServerContext* ctx, const Empty*, v1::MemoryResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto mem = deps_.facts->memory();
   if (!mem.ok()) return toGrpc(mem.status());
   auto* m = resp->add_messages();
@@ -317,7 +292,7 @@ grpc::Status MachineServiceImpl::Memory(grpc::ServerContext* ctx, const Empty*, 
 }
 
 grpc::Status MachineServiceImpl::LoadAvg(grpc::ServerContext* ctx, const Empty*, v1::LoadAvgResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto l = deps_.facts->loadAvg();
   if (!l.ok()) return toGrpc(l.status());
   auto* m = resp->add_messages();
@@ -329,7 +304,7 @@ grpc::Status MachineServiceImpl::LoadAvg(grpc::ServerContext* ctx, const Empty*,
 }
 
 grpc::Status MachineServiceImpl::CPUInfo(grpc::ServerContext* ctx, const Empty*, v1::CPUInfoResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto cpus = deps_.facts->cpuInfo();
   if (!cpus.ok()) return toGrpc(cpus.status());
   auto* m = resp->add_messages();
@@ -348,7 +323,7 @@ grpc::Status MachineServiceImpl::CPUInfo(grpc::ServerContext* ctx, const Empty*,
 }
 
 grpc::Status MachineServiceImpl::Processes(grpc::ServerContext* ctx, const Empty*, v1::ProcessesResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto procs = deps_.facts->processes();
   if (!procs.ok()) return toGrpc(procs.status());
   auto* m = resp->add_messages();
@@ -369,7 +344,7 @@ grpc::Status MachineServiceImpl::Processes(grpc::ServerContext* ctx, const Empty
 }
 
 grpc::Status MachineServiceImpl::Mounts(grpc::ServerContext* ctx, const Empty*, v1::MountsResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto mounts = deps_.facts->mounts();
   if (!mounts.ok()) return toGrpc(mounts.status());
   auto* m = resp->add_messages();
@@ -388,7 +363,7 @@ grpc::Status MachineServiceImpl::Mounts(grpc::ServerContext* ctx, const Empty*, 
 
 grpc::Status MachineServiceImpl::DiskUsage(grpc::ServerContext* ctx, const v1::DiskUsageRequest* req,
                                            v1::DiskUsageResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   // Measured only inside the allowed file roots: directory names are information too.
   auto path = deps_.files->confine(req->path());
   if (!path.ok()) return toGrpc(path.status());
@@ -412,7 +387,7 @@ grpc::Status MachineServiceImpl::DiskUsage(grpc::ServerContext* ctx, const v1::D
 
 grpc::Status MachineServiceImpl::NetworkDeviceStats(grpc::ServerContext* ctx, const Empty*,
                                                     v1::NetworkDeviceStatsResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto devs = deps_.facts->networkDeviceStats();
   if (!devs.ok()) return toGrpc(devs.status());
   auto* m = resp->add_messages();
@@ -433,7 +408,7 @@ grpc::Status MachineServiceImpl::NetworkDeviceStats(grpc::ServerContext* ctx, co
 }
 
 grpc::Status MachineServiceImpl::SystemStat(grpc::ServerContext* ctx, const Empty*, v1::SystemStatResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto st = deps_.facts->systemStat();
   if (!st.ok()) return toGrpc(st.status());
   auto* m = resp->add_messages();
@@ -459,7 +434,7 @@ grpc::Status MachineServiceImpl::SystemStat(grpc::ServerContext* ctx, const Empt
 }
 
 grpc::Status MachineServiceImpl::Uptime(grpc::ServerContext* ctx, const Empty*, v1::UptimeResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto up = deps_.facts->uptime();
   if (!up.ok()) return toGrpc(up.status());
   auto* m = resp->add_messages();
@@ -471,7 +446,7 @@ grpc::Status MachineServiceImpl::Uptime(grpc::ServerContext* ctx, const Empty*, 
 
 grpc::Status MachineServiceImpl::List(grpc::ServerContext* ctx, const v1::ListRequest* req,
                                       grpc::ServerWriter<v1::FileInfo>* writer) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   std::vector<files::EntryType> types;
   for (int t : req->types()) {
     switch (t) {
@@ -509,7 +484,7 @@ grpc::Status MachineServiceImpl::List(grpc::ServerContext* ctx, const v1::ListRe
 
 grpc::Status MachineServiceImpl::Read(grpc::ServerContext* ctx, const v1::ReadRequest* req,
                                       grpc::ServerWriter<v1::DataChunk>* writer) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto reader = deps_.files->openForRead(req->path());
   if (!reader.ok()) return toGrpc(reader.status());
   v1::DataChunk out;
@@ -527,7 +502,7 @@ grpc::Status MachineServiceImpl::Read(grpc::ServerContext* ctx, const v1::ReadRe
 
 grpc::Status MachineServiceImpl::GetConfiguration(grpc::ServerContext* ctx, const Empty*,
                                                   v1::GetConfigurationResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   const auto redacted = config::redactMachineConfig(deps_.config->current());
   auto* m = resp->add_messages();
   KEEL_META(m);
@@ -537,7 +512,7 @@ grpc::Status MachineServiceImpl::GetConfiguration(grpc::ServerContext* ctx, cons
 
 grpc::Status MachineServiceImpl::ApplyConfiguration(grpc::ServerContext* ctx, const v1::ApplyConfigurationRequest* req,
                                                     v1::ApplyConfigurationResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   ApplyMode mode = ApplyMode::kAuto;
   switch (req->mode()) {
     case v1::ApplyConfigurationRequest::NO_REBOOT: mode = ApplyMode::kNoReboot; break;
@@ -565,7 +540,7 @@ grpc::Status MachineServiceImpl::ApplyConfiguration(grpc::ServerContext* ctx, co
 
 grpc::Status MachineServiceImpl::ConfirmConfiguration(grpc::ServerContext* ctx, const Empty*,
                                                       v1::ConfirmConfigurationResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   auto r = deps_.config->confirm();
   if (!r.ok()) return toGrpc(r.status());
   auto* m = resp->add_messages();
@@ -587,17 +562,17 @@ grpc::Status power(const MachineServiceDeps& deps, PowerAction action, const cha
 }  // namespace
 
 grpc::Status MachineServiceImpl::Reboot(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   return power(deps_, PowerAction::kReboot, "reboot", resp);
 }
 
 grpc::Status MachineServiceImpl::Shutdown(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   return power(deps_, PowerAction::kShutdown, "shutdown", resp);
 }
 
 grpc::Status MachineServiceImpl::Reset(grpc::ServerContext* ctx, const Empty*, v1::PowerResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   return power(deps_, PowerAction::kReset, "reset", resp);
 }
 
@@ -620,7 +595,7 @@ Status checkBootsFromSlots(const MachineServiceDeps& deps) {
 
 grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerReader<v1::UpgradeRequest>* reader,
                                          v1::UpgradeResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   if (const Status s = checkBootsFromSlots(deps_); !s.isOk()) return toGrpc(s);
   const auto key = deps_.config->current().imageSigningKey;
   if (!key) {
@@ -676,7 +651,7 @@ grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerR
 }
 
 grpc::Status MachineServiceImpl::Rollback(grpc::ServerContext* ctx, const Empty*, v1::RollbackResponse* resp) {
-  KEEL_AUTHORIZE();
+  KEEL_AUTHORIZE(ctx);
   if (const Status s = checkBootsFromSlots(deps_); !s.isOk()) return toGrpc(s);
   std::unique_lock lock(upgradeMu_, std::try_to_lock);
   if (!lock.owns_lock()) return toGrpc({StatusCode::kAborted, "another upgrade or rollback is in progress"});

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "keel/backend/authorize.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
 
 namespace keel::supervisor {
@@ -49,7 +50,9 @@ struct MachineServiceDeps {
 namespace v1 = keel::machine::v1;
 using Empty = keel::common::v1::Empty;
 
-class MachineServiceImpl final : public keel::machine::v1::MachineService::Service {
+// Every handler starts with KEEL_AUTHORIZE(ctx): the backend SDK's check of the roles apid
+// forwarded against the method's rule (libs/backend/include/keel/backend/authorize.h).
+class MachineServiceImpl final : public backend::AuthorizedService<keel::machine::v1::MachineService> {
  public:
   explicit MachineServiceImpl(MachineServiceDeps deps);
 

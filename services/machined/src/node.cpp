@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <grpcpp/server.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -271,7 +272,7 @@ Status Node::startServices() {
     std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
     if (backend != nullptr) {
       // Its socket, and who may connect to it: apid, then the peers its manifest adds.
-      own["socket"] = (paths_.runDir() / backend->manifest.socket).string();
+      own["socket"] = (paths_.backendSocketDir(name) / backend->manifest.socket).string();
       own["version"] = backend->manifest.version;
       uid_t apidUid = geteuid();
       if (geteuid() == 0) {
@@ -396,7 +397,7 @@ Status Node::startServices() {
       refuse(resources.status().withContext(file.string()));
       continue;
     }
-    const fs::path socket = paths_.runDir() / manifest->socket;
+    const fs::path socket = paths_.backendSocketDir(name) / manifest->socket;
     // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
     if (socket.string().size() > 107) {
       refuse(invalidArgument(file.string() + ": socket " + socket.string() +
@@ -415,6 +416,19 @@ Status Node::startServices() {
       continue;
     }
     const uid_t uid = account->first;
+    // Its socket lives in a directory of its own that apid's group may enter (set-group-ID,
+    // so the socket gets apid's group too): the backend cannot write into machined's.
+    if (const Status made = makeDir(paths_.backendSocketDir(name), fs::perms::owner_all | fs::perms::group_read |
+                                                                       fs::perms::group_exec | fs::perms::set_gid);
+        !made.isOk()) {
+      refuse(made.withContext(file.string()));
+      continue;
+    }
+    if (geteuid() == 0 && chown(paths_.backendSocketDir(name).c_str(), uid, apidGid_) != 0) {
+      refuse(internalError("cannot hand " + paths_.backendSocketDir(name).string() + " to the backend: " +
+                           std::strerror(errno)));
+      continue;
+    }
     std::vector<std::string> argv = {manifest->binary.string(), "--config",
                                      (paths_.stateDir(name) / "config.json").string()};
     argv.insert(argv.end(), manifest->args.begin(), manifest->args.end());
@@ -489,6 +503,8 @@ Status Node::startApi() {
   deps.serviceVersions = serviceVersions_;
   service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
 
+  // grpc.health.v1, as every backend serves it: apid asks it for MachineService.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.RegisterService(service_.get());
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
@@ -513,6 +529,7 @@ Status Node::startApi() {
       return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + std::strerror(errno));
     }
   }
+  server_->GetHealthCheckService()->SetServingStatus(keel::machine::v1::MachineService::service_full_name(), true);
   listener_->start(server_.get());
   return Status::ok();
 }

@@ -28,6 +28,8 @@ class NodePaths {
   // group may enter (trustd is not in that group, so it cannot create it in /run/keel).
   std::filesystem::path trustdSocketDir() const { return root_ / "run/keel-trustd"; }
   std::filesystem::path trustdSocket() const { return trustdSocketDir() / "trustd.sock"; }
+  // A backend's own socket directory, like trustd's: the backend's, apid's group may enter.
+  std::filesystem::path backendSocketDir(const std::string& name) const { return root_ / ("run/keel-" + name); }
   // /run/keel/backends.d: one manifest per backend apid routes to; apid's group reads it.
   std::filesystem::path backendsDir() const { return runDir() / "backends.d"; }
 
