@@ -18,6 +18,7 @@
 #include "apid_config.h"
 #include "identity.h"
 #include "keel/common/clock.h"
+#include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/transport/tls.h"
@@ -86,11 +87,7 @@ int main(int argc, char** argv) {
     spdlog::error("apid: cannot confine apid: {}", st.toString());
     return 1;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = keel::blockStopSignals();
 
   keel::SystemClock clock;
   std::unique_ptr<keel::apid::IdentityManager> identity;
@@ -102,8 +99,7 @@ int main(int argc, char** argv) {
   std::condition_variable cv;
   int sig = 0;
   std::thread([&] {
-    int s = 0;
-    sigwait(&signals, &s);
+    const int s = keel::waitForStopSignal(signals);
     {
       std::lock_guard lock(mu);
       sig = s;

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/common/clock.h"
+#include "keel/common/stop_signals.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "src/node.h"
@@ -207,11 +208,7 @@ int main(int argc, char** argv) {
 
   // SIGTERM/SIGINT stop the node; they are taken by a thread of their own with sigwait,
   // so the rest of machined never runs in a signal handler.
-  sigset_t stopSignals;
-  sigemptyset(&stopSignals);
-  sigaddset(&stopSignals, SIGTERM);
-  sigaddset(&stopSignals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  const sigset_t stopSignals = keel::blockStopSignals();
   signal(SIGPIPE, SIG_IGN);
 
   // Before any thread starts (the node's first one is the supervisor's).

@@ -14,6 +14,7 @@
 
 #include "keel/backend/daemon.h"
 #include "keel/common/clock.h"
+#include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/transport/unix_listener.h"
@@ -78,11 +79,7 @@ int main(int argc, char** argv) {
 #ifdef KEEL_TEST_HOOKS
   forbiddenCallForTests();
 #endif
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = keel::blockStopSignals();
 
   keel::SystemClock clock;
   auto authority = keel::trustd::Authority::create(*config, clock);
@@ -116,8 +113,7 @@ int main(int argc, char** argv) {
   (*listener)->start(server.get());
   spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config->socket.string(),
                allowed.size(), config->nodeCertTtl.count());
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = keel::waitForStopSignal(signals);
   spdlog::info("trustd: signal {} received; stopping", sig);
   server->GetHealthCheckService()->Shutdown();
   (*listener)->stop();

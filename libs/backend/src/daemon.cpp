@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/backend/logging.h"
+#include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/transport/unix_listener.h"
@@ -69,12 +70,8 @@ int Daemon::run() {
   spdlog::info("serving {} on {} for {} peer uid(s), version {}", names, config_.socket.string(), allowed.size(),
                config_.version.empty() ? "unknown" : config_.version);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const sigset_t signals = blockStopSignals();
+  const int sig = waitForStopSignal(signals);
   spdlog::info("signal {} received; stopping (running calls get {} ms)", sig, spec_.shutdownGrace.count());
   health->Shutdown();  // every service NOT_SERVING from now on
   (*listener)->stop();
@@ -120,11 +117,7 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function
     spdlog::error("cannot confine {}: {}", spec.name, st.toString());
     return 1;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  keel::blockStopSignals();
 
   Daemon daemon(spec, std::move(config).value());
   if (const auto st = setup(daemon); !st.isOk()) {
