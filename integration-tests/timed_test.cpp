@@ -36,6 +36,7 @@ class Timed {
                              {"socket", socket().string()}, {"stateDir", dir.string()},
                              {"nodeAddress", "127.0.1.1"}, {"allowedPeerUids", peers}};
     writeFile(dir / "timed.json", config.dump());
+    chmod((dir / "timed.json").c_str(), 0600);
     start();
   }
   ~Timed() { stop(); }

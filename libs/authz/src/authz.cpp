@@ -102,6 +102,13 @@ Status RuleTable::merge(const RuleTable& other) {
   return Status::ok();
 }
 
+Status RuleTable::requireRuleForEveryMethod() const {
+  for (const auto& [method, roles] : rules_) {
+    if (roles.empty()) return failedPrecondition("method " + method + " has no keel.common.v1.allowed_roles rule");
+  }
+  return Status::ok();
+}
+
 }  // namespace keel::authz
 
 namespace keel::authz {

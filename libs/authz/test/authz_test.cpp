@@ -164,3 +164,12 @@ TEST_CASE("a backend refuses a call without keel-roles, or with it twice", "[aut
 
 }  // namespace
 }  // namespace keel::authz
+
+TEST_CASE("a table is complete only when every method has a rule, and the first one without is named") {
+  using keel::authz::RuleTable;
+  using Rules = std::map<std::string, std::vector<std::string>>;
+  CHECK(RuleTable(Rules{{"/a.S/Get", {"os:reader"}}}).requireRuleForEveryMethod().isOk());
+  const auto st = RuleTable(Rules{{"/a.S/Get", {"os:reader"}}, {"/a.S/Put", {}}}).requireRuleForEveryMethod();
+  CHECK(st.code() == keel::StatusCode::kFailedPrecondition);
+  CHECK(st.message() == "method /a.S/Put has no keel.common.v1.allowed_roles rule");
+}

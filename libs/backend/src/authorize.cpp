@@ -27,12 +27,9 @@ ServiceRules::ServiceRules(std::string_view serviceFullName) : service_(serviceF
     status_ = table.status();
     return;
   }
-  for (const auto& [method, roles] : table->rules()) {
-    if (roles.empty()) {
-      status_ = failedPrecondition("method " + method +
-                                   " has no keel.common.v1.allowed_roles rule: nobody could call it");
-      return;
-    }
+  if (const Status ruled = table->requireRuleForEveryMethod(); !ruled.isOk()) {
+    status_ = failedPrecondition(ruled.message() + ": nobody could call it");
+    return;
   }
   table_ = std::move(table).value();
 }

@@ -1,9 +1,8 @@
 #include "keel/backend/config.h"
 
-#include <fstream>
 #include <limits>
-#include <sstream>
 
+#include "keel/config/file_io.h"
 #include "keel/config/json_fields.h"
 
 namespace keel::backend {
@@ -12,8 +11,6 @@ namespace fs = std::filesystem;
 using config::ObjectReader;
 
 namespace {
-
-constexpr std::uintmax_t kMaxConfigBytes = 1024 * 1024;
 
 Result<fs::path> absolutePath(ObjectReader& root, std::string_view key, bool required) {
   std::string text;
@@ -63,17 +60,7 @@ Result<BackendConfig> parseBackendConfig(std::string_view text) {
 }
 
 Result<BackendConfig> readBackendConfigFile(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) return notFound(path.string() + ": " + ec.message());
-  if (size > kMaxConfigBytes) return invalidArgument(path.string() + ": larger than 1 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (!in) return internalError("cannot read " + path.string());
-  auto parsed = parseBackendConfig(ss.str());
-  if (!parsed.ok()) return parsed.status().withContext(path.string());
-  return parsed;
+  return config::readPrivateDocument(path, "a backend's config", parseBackendConfig);
 }
 
 }  // namespace keel::backend

@@ -39,13 +39,9 @@ Result<BackendResources> loadBackendResources(const BackendManifest& m) {
   }
   auto rules = authz::rulesFromPool(**pool, m.services);
   if (!rules.ok()) return rules.status().withContext("descriptor set " + m.descriptorSet.string());
-  for (const auto& [method, roles] : rules->rules()) {
-    if (roles.empty()) {
-      return invalidArgument(
-          fmt::format("descriptor set {}: method {} has no keel.common.v1.allowed_roles rule "
-                      "(a method without a rule could never be called)",
-                      m.descriptorSet.string(), method));
-    }
+  if (const Status ruled = rules->requireRuleForEveryMethod(); !ruled.isOk()) {
+    return invalidArgument(fmt::format("descriptor set {}: {} (a method without a rule could never be called)",
+                                       m.descriptorSet.string(), ruled.message()));
   }
   out.rules = rules->rules();
 

@@ -62,6 +62,11 @@ class RuleTable {
   // Adds another table's rules. Fails with ALREADY_EXISTS when a method is in both.
   Status merge(const RuleTable& other);
 
+  // OK when every method has a non-empty rule. Otherwise FAILED_PRECONDITION naming the
+  // first method without one: a backend that serves it is not accepted (by machined,
+  // apid, or the backend itself), since nobody could ever call it.
+  Status requireRuleForEveryMethod() const;
+
  private:
   std::map<MethodName, std::vector<std::string>> rules_;
 };

@@ -33,7 +33,8 @@ struct BackendConfig {
 
 // Errors: INVALID_ARGUMENT naming the field.
 Result<BackendConfig> parseBackendConfig(std::string_view text);
-// Errors: NOT_FOUND for a missing file, else as parseBackendConfig with the path.
+// Errors: as config::readPrivateFile (missing, readable by others, too large), else as
+// parseBackendConfig with the path.
 Result<BackendConfig> readBackendConfigFile(const std::filesystem::path& path);
 
 }  // namespace keel::backend
