@@ -232,6 +232,91 @@ TEST_CASE(
   CHECK(issued == 1);
 }
 
+// A TLS server on 127.0.0.1 that presents `chainPem`; its one service answers every
+// method UNIMPLEMENTED, so a client that gets that far has accepted the certificate.
+struct PresentingServer {
+  sec::SecurityService::Service service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  PresentingServer(const std::string& chainPem, const std::string& keyPem) {
+    grpc::SslServerCredentialsOptions tls;
+    tls.pem_key_cert_pairs.push_back({keyPem, chainPem});
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(tls), &port);
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+    REQUIRE(server != nullptr);
+    REQUIRE(port > 0);
+  }
+  ~PresentingServer() { server->Shutdown(std::chrono::system_clock::now() + 5s); }
+
+  // A call from a client that trusts `caPem` and expects the server to be `name`.
+  grpc::Status callExpecting(const std::string& caPem, const std::string& name) const {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = caPem;
+    grpc::ChannelArguments args;
+    args.SetSslTargetNameOverride(name);
+    auto stub = sec::SecurityService::NewStub(grpc::CreateCustomChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::SslCredentials(tls), args));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    sec::SignNodeCertificateRequest req;
+    sec::SignNodeCertificateResponse resp;
+    return stub->SignNodeCertificate(&ctx, req, &resp);
+  }
+};
+
+TEST_CASE(
+    "a joining node gets a certificate for exactly the names trustd verified, and a gRPC client expecting "
+    "another name refuses a server presenting it",
+    "[trustd][cluster]") {
+  LocalCluster c(0);
+  sec::SignNodeCertificateResponse resp;
+
+  // The attack: a CN naming the control plane, with no SAN, which clients would match.
+  keel::pki::CsrOptions borrowed;
+  borrowed.subject.commonName = "cp.example.com";
+  auto st = join(c, csrFor(borrowed), c.token(), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), ContainsSubstring("at least one SAN"));
+  // The same CN beside a SAN the node may have.
+  borrowed.subjectAltNames.ipAddresses = {"127.0.1.7"};
+  st = join(c, csrFor(borrowed), c.token(), &resp);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(st.error_message(), ContainsSubstring("found CN 'cp.example.com'"));
+
+  // A node that names only its address gets exactly that name, in the SAN and the CN.
+  auto key = keel::pki::PrivateKey::generate(keel::pki::KeyType::kEcdsaP256);
+  REQUIRE(key.ok());
+  auto csr = keel::pki::CertificateRequest::create(*key, nodeCsr("127.0.1.7"));
+  REQUIRE(csr.ok());
+  st = join(c, csr->toPem(), c.token(), &resp);
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  auto cert = keel::pki::Certificate::fromPem(resp.certificate());
+  REQUIRE(cert.ok());
+  CHECK(cert->subject().commonName == "127.0.1.7");
+  CHECK(cert->subjectAltNames() == keel::pki::SubjectAltNames{{}, {"127.0.1.7"}});
+
+  // A real gRPC client trusting the OS CA: the certificate is good for its own name only.
+  PresentingServer server(resp.certificate(), key->toPem());
+  for (const std::string other : {"cp.example.com", "127.0.1.1", "localhost"}) {
+    INFO("client expects " << other);
+    const auto refused = server.callExpecting(c.osCa(), other);
+    CHECK(refused.error_code() == grpc::StatusCode::UNAVAILABLE);
+  }
+  CHECK(server.callExpecting(c.osCa(), "127.0.1.7").error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  // Nothing refused was issued.
+  const auto logs = c.keelctl({"logs", "trustd"});
+  CHECK_THAT(logs.out, ContainsSubstring("cp.example.com"));
+  size_t issued = 0;
+  for (size_t p = logs.out.find("issued a node certificate"); p != std::string::npos;
+       p = logs.out.find("issued a node certificate", p + 1)) {
+    ++issued;
+  }
+  CHECK(issued == 1);
+}
+
 TEST_CASE("a generated reader config can read but not reboot; config renew extends a client certificate",
           "[trustd][cluster]") {
   LocalCluster c(0);

@@ -197,6 +197,36 @@ Status checkSubjectAltNames(const SubjectAltNames& requested, const IssuePolicy&
   return Status::ok();
 }
 
+bool sameName(const std::string& commonName, const SubjectAltNames& sans) {
+  const auto lowered = lowerAscii(commonName);
+  if (std::any_of(sans.dnsNames.begin(), sans.dnsNames.end(),
+                  [&](const std::string& dns) { return lowerAscii(dns) == lowered; })) {
+    return true;
+  }
+  const auto bytes = parseIpAddress(commonName);
+  if (!bytes.ok()) return false;
+  return std::any_of(sans.ipAddresses.begin(), sans.ipAddresses.end(), [&](const std::string& ip) {
+    const auto ipBytes = parseIpAddress(ip);
+    return ipBytes.ok() && *ipBytes == *bytes;
+  });
+}
+
+// Under a server policy every name in the certificate is a SAN that passed the allow-list:
+// the CN, which TLS clients also match, must repeat one of them.
+Status checkServerNames(const DistinguishedName& subject, const SubjectAltNames& sans, const IssuePolicy& policy) {
+  if (!policy.commonNameMustBeSubjectAltName) return Status::ok();
+  if (sans.empty()) {
+    return invalidArgument("expected a server CSR to request at least one SAN (its CN '" + subject.commonName +
+                           "' is not enough: clients would match it as a host name), found none");
+  }
+  if (!sameName(subject.commonName, sans)) {
+    return invalidArgument("expected the CSR's CN to be one of its SANs (DNS: " + listOrNone(sans.dnsNames) +
+                           "; IP: " + listOrNone(sans.ipAddresses) + "), found CN '" + subject.commonName +
+                           "'");
+  }
+  return Status::ok();
+}
+
 Status checkPolicy(const IssuePolicy& policy) {
   KEEL_RETURN_IF_ERROR(checkValidity(policy.ttl, "a certificate TTL"));
   if (policy.notBeforeSkew < std::chrono::seconds::zero() ||
@@ -277,6 +307,7 @@ Result<Certificate> issueCertificate(const CertificateAuthority& ca, const Certi
   auto requestedSans = readSubjectAltNamesForIssuing(requestedSanExt.get());
   if (!requestedSans.ok()) return requestedSans.status().withContext("CSR subjectAltName");
   KEEL_RETURN_IF_ERROR(checkSubjectAltNames(*requestedSans, policy));
+  KEEL_RETURN_IF_ERROR(checkServerNames(*requestedName, *requestedSans, policy));
 
   DistinguishedName subject;
   subject.commonName = requestedName->commonName;

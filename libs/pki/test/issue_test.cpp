@@ -171,6 +171,53 @@ TEST_CASE(
   CHECK(cert.subjectAltNames() == SubjectAltNames{{"node-1.keel"}, {"2001:db8::1"}});
 }
 
+TEST_CASE("a server policy refuses a CSR without a SAN and one whose CN is not among its SANs",
+          "[pki][issue][policy]") {
+  ManualClock clock(kStart);
+  const auto ca = makeCa(clock);
+  IssuePolicy policy = clientPolicy();
+  policy.extendedKeyUsages = {ExtendedKeyUsage::kServerAuth};
+  policy.commonNameMustBeSubjectAltName = true;
+  policy.allowedSubjectAltNames = {{"node-1.keel"}, {"10.0.0.1", "2001:db8::1"}};
+
+  SECTION("a CN and no SAN: clients would take the CN as the host name") {
+    const auto [key, csr] = makeCsr("cp.example.com");
+    auto cert = issueCertificate(ca, csr, policy, clock);
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+    CHECK(contains(cert.status(), "at least one SAN"));
+    CHECK(contains(cert.status(), "cp.example.com"));
+  }
+  SECTION("allowed SANs, but a CN naming something else") {
+    const auto [key, csr] = makeCsr(CsrOptions{{"cp.example.com", {}}, {{"node-1.keel"}, {"10.0.0.1"}}});
+    auto cert = issueCertificate(ca, csr, policy, clock);
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+    CHECK(contains(cert.status(), "found CN 'cp.example.com'"));
+    CHECK(contains(cert.status(), "DNS: node-1.keel; IP: 10.0.0.1"));
+  }
+  SECTION("a CN that is an allowed name but not requested as a SAN") {
+    const auto [key, csr] = makeCsr(CsrOptions{{"node-1.keel", {}}, {{}, {"10.0.0.1"}}});
+    CHECK_FALSE(issueCertificate(ca, csr, policy, clock).ok());
+  }
+  SECTION("the CN repeats a DNS SAN, in another case") {
+    const auto [key, csr] = makeCsr(CsrOptions{{"Node-1.Keel", {}}, {{"node-1.keel"}, {"10.0.0.1"}}});
+    const auto cert = issue(ca, csr, policy, clock);
+    CHECK(cert.subject().commonName == "Node-1.Keel");
+    CHECK(cert.subjectAltNames() == SubjectAltNames{{"node-1.keel"}, {"10.0.0.1"}});
+  }
+  SECTION("the CN repeats an IP SAN, written differently") {
+    const auto [key, csr] = makeCsr(CsrOptions{{"2001:db8:0::1", {}}, {{}, {"2001:db8::1"}}});
+    const auto cert = issue(ca, csr, policy, clock);
+    CHECK(cert.subjectAltNames() == SubjectAltNames{{}, {"2001:db8::1"}});
+  }
+  SECTION("without the server rule a CN alone is still issued (client certificates)") {
+    policy.commonNameMustBeSubjectAltName = false;
+    const auto [key, csr] = makeCsr("admin");
+    CHECK(issueCertificate(ca, csr, policy, clock).ok());
+  }
+}
+
 TEST_CASE("copies every requested DNS and IP SAN when the policy allows any", "[pki][issue][policy]") {
   ManualClock clock(kStart);
   const auto ca = makeCa(clock);

@@ -208,6 +208,7 @@ Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem
   policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
   policy.keyUsage = pki::kDigitalSignature;
   policy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
+  policy.commonNameMustBeSubjectAltName = true;
   policy.ttl = config_.nodeCertTtl;
   policy.notBeforeSkew = kNotBeforeSkew;
   // Allowed: the source address, and whatever of the request the config's extra SANs cover.
@@ -249,6 +250,7 @@ Result<ApidCertificates> Authority::issueApidCertificates(const std::string& ser
   servingPolicy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
   servingPolicy.keyUsage = pki::kDigitalSignature;
   servingPolicy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
+  servingPolicy.commonNameMustBeSubjectAltName = true;
   servingPolicy.ttl = config_.nodeCertTtl;
   servingPolicy.notBeforeSkew = kNotBeforeSkew;
   std::vector<std::string> names = {config_.nodeAddress, config_.hostname, "127.0.0.1"};

@@ -147,6 +147,37 @@ TEST_CASE(
   }
 }
 
+TEST_CASE("a joining node's certificate names exactly what trustd verified: no SAN-less CSR, no CN of its own",
+          "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  f.config.joinExtraSans = {"worker-1.keel"};
+  auto a = f.authority();
+  SECTION("a CN and no SAN is refused, since clients would match the CN as a host name") {
+    auto cert = a->signNodeCertificate(csrPem(nodeCsr("cp.example.com", {})), kToken, "ipv4:10.0.0.7:1");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("at least one SAN"));
+  }
+  SECTION("a CN that is none of the SANs is refused") {
+    for (const std::string cn : {"cp.example.com", "10.0.0.1", "worker-1.keel"}) {
+      CAPTURE(cn);
+      auto cert = a->signNodeCertificate(csrPem(nodeCsr(cn, {"10.0.0.7"})), kToken, "ipv4:10.0.0.7:1");
+      REQUIRE_FALSE(cert.ok());
+      CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+      CHECK_THAT(cert.status().message(), ContainsSubstring("found CN '" + cn + "'"));
+    }
+  }
+  SECTION("a CN that repeats an allowed SAN gives a certificate naming exactly the allowed set") {
+    auto cert = a->signNodeCertificate(csrPem(nodeCsr("worker-1.keel", {"10.0.0.7"}, {"worker-1.keel"})),
+                                       kToken, "ipv4:10.0.0.7:1");
+    REQUIRE(cert.ok());
+    const auto parsed = pki::Certificate::fromPem(cert->certificatePem).value();
+    CHECK(parsed.subject().commonName == "worker-1.keel");
+    CHECK(parsed.subjectAltNames() == pki::SubjectAltNames{{"worker-1.keel"}, {"10.0.0.7"}});
+  }
+}
+
 TEST_CASE("refuses a tampered CSR, garbage and a peer that is not an IP address", "[trustd]") {
   Fixture f;
   f.config.joinBurst = 100;
@@ -220,6 +251,15 @@ TEST_CASE("apid's local certificates: its names only, and O=os:impersonator what
   auto foreign = a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.2"})),
                                           csrPem(nodeCsr("apid@10.0.0.1", {})));
   CHECK_FALSE(foreign.ok());
+  // apid's serving certificate follows the same rule as a joining node's.
+  auto sanless = a->issueApidCertificates(csrPem(nodeCsr("api.example.com", {})),
+                                          csrPem(nodeCsr("apid@10.0.0.1", {})));
+  REQUIRE_FALSE(sanless.ok());
+  CHECK_THAT(sanless.status().message(), ContainsSubstring("at least one SAN"));
+  auto otherCn = a->issueApidCertificates(csrPem(nodeCsr("evil.example.com", {"10.0.0.1"})),
+                                          csrPem(nodeCsr("apid@10.0.0.1", {})));
+  REQUIRE_FALSE(otherCn.ok());
+  CHECK_THAT(otherCn.status().message(), ContainsSubstring("found CN 'evil.example.com'"));
   auto wrongCn =
       a->issueApidCertificates(csrPem(nodeCsr("10.0.0.1", {"10.0.0.1"})), csrPem(nodeCsr("admin", {})));
   REQUIRE_FALSE(wrongCn.ok());

@@ -183,6 +183,11 @@ struct IssuePolicy {
   // SANs: a requested SAN that is not allowed makes issuing fail (never silently dropped).
   bool allowAnySubjectAltName = false;
   SubjectAltNames allowedSubjectAltNames;
+  // Server certificates. A TLS client that finds no SAN matches the CN as a host name, so
+  // a CN is a name too. When set, the CSR must request at least one SAN and its CN must be
+  // one of them (DNS case-insensitively, IP by value): the certificate then names exactly
+  // the SANs checked above.
+  bool commonNameMustBeSubjectAltName = false;
 
   std::chrono::seconds ttl = std::chrono::hours(24);
   // notBefore = now - notBeforeSkew, to tolerate small clock differences between nodes.
@@ -191,7 +196,8 @@ struct IssuePolicy {
 
 // Issues a certificate for the CSR's public key: verifies the CSR's signature, applies
 // the policy, and signs with the CA. The CN comes from the CSR and must not be empty.
-// Errors: INVALID_ARGUMENT (bad CSR, SAN not allowed, absurd TTL).
+// Errors: INVALID_ARGUMENT (bad CSR, SAN not allowed, CN not a SAN under a server policy,
+// absurd TTL).
 Result<Certificate> issueCertificate(const CertificateAuthority& ca, const CertificateRequest& csr,
                                      const IssuePolicy& policy, const Clock& clock);
 
