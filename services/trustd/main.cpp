@@ -6,13 +6,13 @@
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "keel/backend/daemon.h"
+#include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
@@ -90,10 +90,11 @@ int main(int argc, char** argv) {
   keel::trustd::SecurityServiceImpl security(authority->get());
   keel::trustd::LocalIssuerServiceImpl local(authority->get());
   // grpc.health.v1, as every backend serves it: apid asks it for SecurityService.
-  grpc::EnableDefaultHealthCheckService(true);
+  keel::backend::HealthService health;
   grpc::ServerBuilder builder;
   builder.RegisterService(&security);
   builder.RegisterService(&local);
+  builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   auto server = builder.BuildAndStart();
   if (!server) {
@@ -109,13 +110,13 @@ int main(int argc, char** argv) {
     spdlog::error("trustd: {}", listener.status().message());
     return 1;
   }
-  server->GetHealthCheckService()->SetServingStatus(keel::security::v1::SecurityService::service_full_name(), true);
+  health.setServing(keel::security::v1::SecurityService::service_full_name(), true);
   (*listener)->start(server.get());
   spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config->socket.string(),
                allowed.size(), config->nodeCertTtl.count());
   const int sig = keel::waitForStopSignal(signals);
   spdlog::info("trustd: signal {} received; stopping", sig);
-  server->GetHealthCheckService()->Shutdown();
+  health.shutdown();
   (*listener)->stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

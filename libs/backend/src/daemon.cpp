@@ -8,11 +8,11 @@
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
+#include "keel/backend/health.h"
 #include "keel/backend/logging.h"
 #include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
@@ -41,10 +41,11 @@ int Daemon::run() {
     spdlog::error("no service to serve");
     return 1;
   }
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  HealthService health;
   grpc::ServerBuilder builder;
   for (const auto& s : services_) builder.RegisterService(s.service);
+  builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(spec_.maxMessageBytes);
   builder.SetMaxSendMessageSize(spec_.maxMessageBytes);
   auto server = builder.BuildAndStart();
@@ -52,7 +53,6 @@ int Daemon::run() {
     spdlog::error("the gRPC server did not start");
     return 1;
   }
-  auto* health = server->GetHealthCheckService();
   const auto allowed = config_.allowedPeerUids;
   const std::string name = spec_.name;
   auto listener = transport::UnixListener::bind(config_.socket, [allowed, name](const transport::PeerCredentials& peer) {
@@ -63,7 +63,7 @@ int Daemon::run() {
     server->Shutdown();
     return 1;
   }
-  for (const auto& s : services_) health->SetServingStatus(s.name, true);
+  for (const auto& s : services_) health.setServing(s.name, true);
   (*listener)->start(server.get());
   std::string names;
   for (const auto& s : services_) names += (names.empty() ? "" : ", ") + s.name;
@@ -73,7 +73,7 @@ int Daemon::run() {
   const sigset_t signals = blockStopSignals();
   const int sig = waitForStopSignal(signals);
   spdlog::info("signal {} received; stopping (running calls get {} ms)", sig, spec_.shutdownGrace.count());
-  health->Shutdown();  // every service NOT_SERVING from now on
+  health.shutdown();  // every service NOT_SERVING from now on
   (*listener)->stop();
   server->Shutdown(std::chrono::system_clock::now() + spec_.shutdownGrace);
   spdlog::info("stopped");

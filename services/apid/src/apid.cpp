@@ -83,22 +83,6 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   }
   apid->upstreams_ = std::make_unique<ChannelRouter>(*apid->backends_, apid->peers_.get());
   Apid* self = apid.get();
-  apid->health_ = std::make_unique<HealthService>([self] { return self->routes(); }, *apid->upstreams_,
-                                                  std::chrono::milliseconds(5000));
-  apid->reflection_ = std::make_unique<ReflectionService>([self] { return self->routes(); });
-  {
-    grpc::ServerBuilder local;
-    local.RegisterService(apid->health_.get());
-    local.RegisterService(apid->reflection_.get());
-    local.SetMaxReceiveMessageSize(config.limits.maxMessageBytes);
-    local.SetMaxSendMessageSize(config.limits.maxMessageBytes);
-    apid->localServer_ = local.BuildAndStart();
-    if (!apid->localServer_) return internalError("apid's health and reflection services did not start");
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(config.limits.maxMessageBytes);
-    args.SetMaxSendMessageSize(config.limits.maxMessageBytes);
-    apid->upstreams_->setLocal(apid->localServer_->InProcessChannel(args));
-  }
   GatewayOptions gopts;
   gopts.mayForward = apid->peers_ != nullptr;
   gopts.selfNames = {config.nodeAddress};
@@ -155,11 +139,11 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
     grpc::experimental::TlsServerCredentialsOptions joinTls(joinProvider);
     joinTls.watch_identity_key_cert_pairs();
     joinTls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-    apid->join_ = std::make_unique<JoinService>(config.join->trustdSocket, apid->audit_.get(), clock);
+    apid->join_ = std::make_unique<JoinListener>(config.join->trustdSocket, apid->audit_.get(), clock);
     grpc::ServerBuilder joinBuilder;
     joinBuilder.AddListeningPort(config.join->listen, grpc::experimental::TlsServerCredentials(joinTls),
                                  &apid->joinPort_);
-    joinBuilder.RegisterService(apid->join_.get());
+    apid->join_->registerWith(joinBuilder);
     joinBuilder.SetMaxReceiveMessageSize(kJoinMaxMessageBytes);
     joinBuilder.SetMaxSendMessageSize(kJoinMaxMessageBytes);
     joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
@@ -173,6 +157,11 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
     }
     spdlog::info("apid: join listener on {} (port {}), forwarding SignNodeCertificate to {}", config.join->listen,
                  apid->joinPort_, config.join->trustdSocket.string());
+  }
+  if (apid->join_) {
+    apid->join_->start(apid->gateway_->firstQueue());
+    JoinListener* join = apid->join_.get();
+    apid->gateway_->alsoDrain([join] { join->drain(); });
   }
   apid->gateway_->start();
   apid->watcher_ = std::thread([self] { self->watchBackends(); });
@@ -215,7 +204,7 @@ void Apid::shutdown(std::chrono::milliseconds grace) {
   if (joinServer_) joinServer_->Shutdown(std::chrono::system_clock::now() + grace);
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (gateway_) gateway_->stop();
-  if (localServer_) localServer_->Shutdown(std::chrono::system_clock::now() + grace);
+  if (join_) join_->stop();
   if (audit_) audit_->flush();
 }
 

@@ -49,13 +49,9 @@ class Apid {
   std::unique_ptr<PeerChannels> peers_;
   std::unique_ptr<ChannelRouter> upstreams_;
   std::unique_ptr<Gateway> gateway_;
-  // Health and reflection, reached by the gateway over an in-process channel.
-  std::unique_ptr<HealthService> health_;
-  std::unique_ptr<ReflectionService> reflection_;
-  std::unique_ptr<grpc::Server> localServer_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  std::unique_ptr<JoinService> join_;
+  std::unique_ptr<JoinListener> join_;
   std::unique_ptr<grpc::Server> joinServer_;
   int joinPort_ = 0;
 

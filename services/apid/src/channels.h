@@ -88,13 +88,9 @@ class ChannelRouter final : public Upstreams {
  public:
   // `peers` null: this node does not forward.
   ChannelRouter(BackendChannels& backends, PeerChannels* peers) : backends_(backends), peers_(peers) {}
-  // The in-process channel to the services apid serves itself (local_services.h).
-  void setLocal(std::shared_ptr<grpc::Channel> local) { local_ = std::move(local); }
+  // apid's own services have no channel: the gateway answers them (local_services.h).
   Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& backend) override {
-    if (backend.servedByApid) {
-      if (!local_) return unavailable("apid's own services are not running");
-      return local_;
-    }
+    if (backend.servedByApid) return unavailable("apid's own services are answered by apid, not forwarded");
     return backends_.get(backend);
   }
   Result<std::shared_ptr<grpc::Channel>> node(const std::string& node) override;
@@ -103,7 +99,6 @@ class ChannelRouter final : public Upstreams {
  private:
   BackendChannels& backends_;
   PeerChannels* peers_;
-  std::shared_ptr<grpc::Channel> local_;
 };
 
 }  // namespace keel::apid

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/transport/grpc_status.h"
+#include "local_services.h"
 
 namespace keel::apid {
 
@@ -111,6 +112,14 @@ void Call::admit() {
   if (!a.status.isOk()) return refuse(std::move(record), a.status);
 
   auto& upstreams = *g_.deps().upstreams;
+  if (!a.fanOut && a.upstreams.front().local && a.backend->servedByApid) {
+    // apid's own services: answered here, on this call's queue.
+    record.allowed = true;
+    trace_ = std::make_unique<Trace>(std::move(record), g_.deps().audit, a.shape != CallShape::kUnary);
+    forwarder_ = std::make_unique<LocalServicesForwarder>(*this, routes, upstreams, g_.options().healthTimeout);
+    forwarder_->start();
+    return;
+  }
   auto channelFor = [&](const Upstream& u) { return u.local ? upstreams.backend(*a.backend) : upstreams.node(u.node); };
   if (!a.fanOut) {
     // One upstream: when it cannot be reached, the call is refused like any other, with
@@ -152,16 +161,44 @@ void Gateway::registerWith(grpc::ServerBuilder& builder) {
   for (int i = 0; i < n; ++i) queues_.push_back(builder.AddCompletionQueue());
 }
 
+namespace {
+
+void drainQueue(grpc::ServerCompletionQueue* cq) {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq->Next(&tag, &ok)) static_cast<Op*>(tag)->complete(ok);
+}
+
+// As drainQueue, and `side` between events: after at most a tenth of the period while
+// calls run, after the period when idle.
+void drainQueueAndSide(grpc::ServerCompletionQueue* cq, const std::function<void()>& side) {
+  void* tag = nullptr;
+  bool ok = false;
+  auto lastSide = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto got = cq->AsyncNext(&tag, &ok, std::chrono::system_clock::now() + kSideDrainPeriod);
+    if (got == grpc::CompletionQueue::SHUTDOWN) return;
+    if (got == grpc::CompletionQueue::GOT_EVENT) static_cast<Op*>(tag)->complete(ok);
+    const auto now = std::chrono::steady_clock::now();
+    if (got == grpc::CompletionQueue::TIMEOUT || now - lastSide >= kSideDrainPeriod / 10) {
+      side();
+      lastSide = now;
+    }
+  }
+}
+
+}  // namespace
+
 void Gateway::start() {
   for (auto& q : queues_) {
     auto* cq = q.get();
     // Several calls may be accepted at once on each queue.
     for (int i = 0; i < 4; ++i) (new Call(*this, cq))->arm();
-    threads_.emplace_back([cq] {
-      void* tag = nullptr;
-      bool ok = false;
-      while (cq->Next(&tag, &ok)) static_cast<Op*>(tag)->complete(ok);
-    });
+    if (cq == queues_.front().get() && sideDrain_) {
+      threads_.emplace_back([cq, side = sideDrain_] { drainQueueAndSide(cq, side); });
+    } else {
+      threads_.emplace_back([cq] { drainQueue(cq); });
+    }
   }
 }
 

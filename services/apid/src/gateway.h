@@ -1,7 +1,8 @@
 // The gRPC side of apid: a generic service that receives every call on :50000, has the
 // admission step decide it (admission.h), audits the decision, and hands an admitted call
 // to a forwarder (forwarders.h), which sends its bytes to the backend that serves the
-// method or to the target nodes' apid. Messages are never deserialized; a fan-out only
+// method or to the target nodes' apid; apid's own health and reflection are answered on
+// the same queues (local_services.h). Messages are never deserialized; a fan-out only
 // stamps each reply with the node it came from.
 //
 // Calls run on completion queues, one thread each. A call's own operations and those of
@@ -32,6 +33,7 @@ struct GatewayOptions {
   std::chrono::milliseconds forwardTimeout{30'000};
   int threads = 2;                     // completion queues, one thread each
   std::size_t maxTargets = kDefaultMaxTargets;
+  std::chrono::milliseconds healthTimeout{5000};  // a backend's own health check (local_services.h)
 };
 
 // Who presents a call: the identity of its verified client certificate; null when it has
@@ -48,6 +50,9 @@ struct GatewayDeps {
   PeerIdentifier identify;
 };
 
+// How long the side drain waits at most when no call is running.
+inline constexpr std::chrono::milliseconds kSideDrainPeriod{50};
+
 class Gateway {
  public:
   Gateway(GatewayOptions options, GatewayDeps deps) : options_(std::move(options)), deps_(std::move(deps)) {}
@@ -55,6 +60,12 @@ class Gateway {
 
   // Before the server is built: registers the generic service and its queues.
   void registerWith(grpc::ServerBuilder& builder);
+  // Before start(): `drain` also runs on the first queue's thread, between its events and
+  // at least every kSideDrainPeriod when idle, without blocking (the join listener's
+  // announcements, join_service.h).
+  void alsoDrain(std::function<void()> drain) { sideDrain_ = std::move(drain); }
+  // The first queue, whose thread runs the side drain.
+  grpc::ServerCompletionQueue* firstQueue() { return queues_.front().get(); }
   // After the server started: serves calls.
   void start();
   // After the server's Shutdown(): drains the queues and joins the threads.
@@ -71,6 +82,7 @@ class Gateway {
   grpc::AsyncGenericService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
+  std::function<void()> sideDrain_;
   bool stopped_ = false;
 };
 

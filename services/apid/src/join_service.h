@@ -2,33 +2,65 @@
 // joining node has no certificate yet. It serves one method, SignNodeCertificate, and
 // forwards it to trustd with the caller's address in keel-peer and no roles: the join
 // token, which trustd checks, is the credential. Every other method is UNIMPLEMENTED.
+//
+// It runs no thread of its own. The join server only announces new calls, on a queue
+// the gateway's first thread drains between its own events (gateway.h); every operation
+// of an accepted call then completes on that thread's own queue. A thread blocked on a
+// queue of its own would take socket events from the gateway's threads (gRPC's poller is
+// shared by the whole process) and slow every API call down.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <memory>
 
-#include "keel/common/clock.h"
-#include "keel/security/v1/security.grpc.pb.h"
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/server_builder.h>
 
 #include "audit.h"
+#include "keel/common/clock.h"
 
 namespace keel::apid {
 
 // Join requests are a CSR and a token: a few KiB. Larger ones are refused unread.
 inline constexpr int kJoinMaxMessageBytes = 64 * 1024;
 
-class JoinService final : public keel::security::v1::SecurityService::Service {
+class JoinListener {
  public:
-  JoinService(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock)
-      : trustdSocket_(std::move(trustdSocket)), audit_(audit), clock_(clock) {}
+  JoinListener(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock);
+  ~JoinListener();
 
-  grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
-                                   const keel::security::v1::SignNodeCertificateRequest* req,
-                                   keel::security::v1::SignNodeCertificateResponse* resp) override;
+  // Before the join server is built: its generic service and the queue new calls are
+  // announced on.
+  void registerWith(grpc::ServerBuilder& builder);
+  // After it started: accepts calls, whose operations complete on `callQueue` (drained
+  // by the thread that also calls drain()).
+  void start(grpc::ServerCompletionQueue* callQueue);
+  // Handles what the join server announced, without blocking. Only from the thread that
+  // drains `callQueue`.
+  void drain();
+  // After the join server's Shutdown() and once nothing drains `callQueue` any more:
+  // empties the announcement queue.
+  void stop();
+
+  // For the calls of join_service.cpp (same thread as drain()).
+  grpc::AsyncGenericService& service() { return service_; }
+  grpc::ServerCompletionQueue* announcements() { return announcements_.get(); }
+  AuditLog* audit() const { return audit_; }
+  const Clock& clock() const { return clock_; }
+  // The channel to trustd; a failed one is replaced (retire()) so the next join connects
+  // again at once instead of after gRPC's reconnect backoff.
+  std::shared_ptr<grpc::Channel> trustd();
+  void retire();
 
  private:
   std::filesystem::path trustdSocket_;
   AuditLog* audit_;
   const Clock& clock_;
+  std::shared_ptr<grpc::Channel> trustd_;
+  grpc::AsyncGenericService service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> announcements_;
+  bool stopped_ = false;
 };
 
 }  // namespace keel::apid

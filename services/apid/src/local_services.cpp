@@ -6,14 +6,40 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
-#include <grpcpp/client_context.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
 #include <spdlog/spdlog.h>
+
+#include "keel/common/assert.h"
 
 namespace keel::apid {
 
 namespace pb = google::protobuf;
 namespace health = grpc::health::v1;
 namespace refl = grpc::reflection::v1alpha;
+
+namespace {
+
+constexpr std::string_view kHealthCheck = "/grpc.health.v1.Health/Check";
+constexpr std::string_view kReflectionInfo = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+// Reads a message from a request's bytes (which stay usable: the buffer is copied).
+template <class Message>
+bool parse(const grpc::ByteBuffer& bytes, Message* out) {
+  grpc::ByteBuffer copy(bytes);
+  return grpc::SerializationTraits<Message>::Deserialize(&copy, out).ok();
+}
+
+template <class Message>
+grpc::ByteBuffer serialize(const Message& message) {
+  grpc::ByteBuffer out;
+  bool ownBuffer = false;
+  KEEL_RELEASE_ASSERT(grpc::SerializationTraits<Message>::Serialize(message, &out, &ownBuffer).ok(),
+                      "a message apid built does not serialize");
+  return out;
+}
+
+}  // namespace
 
 BackendManifest localServicesManifest() {
   BackendManifest m;
@@ -24,42 +50,36 @@ BackendManifest localServicesManifest() {
   return m;
 }
 
-grpc::Status HealthService::Check(grpc::ServerContext* context, const health::HealthCheckRequest* request,
-                                  health::HealthCheckResponse* response) {
-  if (request->service().empty()) {
-    response->set_status(health::HealthCheckResponse::SERVING);
-    return grpc::Status::OK;
+HealthPlan planHealthCheck(const Routes& routes, const std::string& service) {
+  HealthPlan plan;
+  if (service.empty()) {
+    plan.answer = health::HealthCheckResponse::SERVING;
+    return plan;
   }
-  const auto routes = routes_();
-  const auto backend = routes->backendOf(request->service());
+  auto backend = routes.backendOf(service);
   if (!backend) {
-    return {grpc::StatusCode::NOT_FOUND, "service " + request->service() + " is not served on this node"};
+    plan.refusal = grpc::Status(grpc::StatusCode::NOT_FOUND, "service " + service + " is not served on this node");
+  } else if (backend->servedByApid) {
+    plan.answer = health::HealthCheckResponse::SERVING;
+  } else {
+    plan.backend = std::move(backend);
   }
-  if (backend->servedByApid) {
-    response->set_status(health::HealthCheckResponse::SERVING);
-    return grpc::Status::OK;
-  }
-  auto channel = upstreams_.backend(*backend);
-  if (!channel.ok()) {
-    spdlog::info("apid: health of {}: backend {} is not reachable: {}", request->service(), backend->name,
-                 channel.status().message());
-    response->set_status(health::HealthCheckResponse::NOT_SERVING);
-    return grpc::Status::OK;
-  }
-  grpc::ClientContext upstream;
-  auto deadline = std::chrono::system_clock::now() + timeout_;
-  upstream.set_deadline(std::min(deadline, context->deadline()));
-  const auto st = health::Health::NewStub(*channel)->Check(&upstream, *request, response);
+  return plan;
+}
+
+grpc::Status healthFromBackend(const grpc::Status& st, const std::string& backend,
+                               health::HealthCheckResponse* response, bool* retire) {
+  *retire = false;
   if (st.ok()) return st;
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    upstreams_.retire(*channel);
+    *retire = true;
     response->set_status(health::HealthCheckResponse::NOT_SERVING);
     return grpc::Status::OK;
   }
   if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-    return {grpc::StatusCode::UNIMPLEMENTED, "backend " + backend->name + " does not serve grpc.health.v1"};
+    return {grpc::StatusCode::UNIMPLEMENTED, "backend " + backend + " does not serve grpc.health.v1"};
   }
-  return {st.error_code(), "backend " + backend->name + " answered the health check with code " +
+  return {st.error_code(), "backend " + backend + " answered the health check with code " +
                                std::to_string(static_cast<int>(st.error_code())) +
                                (st.error_message().empty() ? "" : ": " + st.error_message())};
 }
@@ -108,7 +128,7 @@ void setError(refl::ServerReflectionResponse& out, grpc::StatusCode code, std::s
 
 }  // namespace
 
-refl::ServerReflectionResponse ReflectionService::answer(const Routes& routes, const refl::ServerReflectionRequest& r) {
+refl::ServerReflectionResponse reflectionAnswer(const Routes& routes, const refl::ServerReflectionRequest& r) {
   refl::ServerReflectionResponse out;
   out.set_valid_host(r.host());
   *out.mutable_original_request() = r;
@@ -159,14 +179,126 @@ refl::ServerReflectionResponse ReflectionService::answer(const Routes& routes, c
   return out;
 }
 
-grpc::Status ReflectionService::ServerReflectionInfo(
-    grpc::ServerContext* /*context*/,
-    grpc::ServerReaderWriter<refl::ServerReflectionResponse, refl::ServerReflectionRequest>* stream) {
-  refl::ServerReflectionRequest request;
-  while (stream->Read(&request)) {
-    if (!stream->Write(answer(*routes_(), request))) break;
+
+LocalServicesForwarder::LocalServicesForwarder(ServerCall& call, std::shared_ptr<const Routes> routes,
+                                               Upstreams& upstreams, std::chrono::milliseconds healthTimeout)
+    : call_(call), routes_(std::move(routes)), upstreams_(upstreams), healthTimeout_(healthTimeout) {}
+
+void LocalServicesForwarder::start() {
+  const auto& method = call_.context().method();
+  if (method == kHealthCheck) {
+    call_.started();
+    call_.stream().Read(&req_, &healthRequestOp_);
+  } else if (method == kReflectionInfo) {
+    call_.started();
+    call_.stream().Read(&req_, &reflectionRequestOp_);
+  } else {
+    call_.finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "apid does not serve " + method));
   }
-  return grpc::Status::OK;
+}
+
+void LocalServicesForwarder::cancel() {
+  if (upstreamStarted_) cctx_.TryCancel();
+}
+
+void LocalServicesForwarder::reply(const health::HealthCheckResponse& response) {
+  const auto bytes = serialize(response);
+  call_.trace().addOut(bytes.Length());
+  call_.finishWith(bytes, grpc::Status::OK);
+}
+
+void LocalServicesForwarder::onHealthRequest(bool ok) {
+  call_.completed();
+  if (!ok) {
+    call_.finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+    call_.settle();
+    return;
+  }
+  call_.trace().addIn(req_.Length());
+  health::HealthCheckRequest request;
+  if (!parse(req_, &request)) {
+    call_.finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a grpc.health.v1.HealthCheckRequest"));
+  } else {
+    const auto plan = planHealthCheck(*routes_, request.service());
+    health::HealthCheckResponse response;
+    if (plan.refusal) {
+      call_.finish(*plan.refusal);
+    } else if (plan.answer) {
+      response.set_status(*plan.answer);
+      reply(response);
+    } else if (auto channel = upstreams_.backend(*plan.backend); !channel.ok()) {
+      spdlog::info("apid: health of {}: backend {} is not reachable: {}", request.service(), plan.backend->name,
+                   channel.status().message());
+      response.set_status(health::HealthCheckResponse::NOT_SERVING);
+      reply(response);
+    } else {
+      // The backend's own answer, asked on this call's queue like any forwarded call.
+      backendName_ = plan.backend->name;
+      channel_ = std::move(channel).value();
+      stub_ = std::make_unique<grpc::GenericStub>(channel_);
+      auto deadline = std::chrono::system_clock::now() + healthTimeout_;
+      if (hasDeadline(call_.context().deadline())) deadline = std::min(deadline, call_.context().deadline());
+      cctx_.set_deadline(deadline);
+      upstreamStarted_ = true;
+      unary_ = stub_->PrepareUnaryCall(&cctx_, std::string(kHealthCheck), req_, call_.queue());
+      unary_->StartCall();
+      call_.started();
+      unary_->Finish(&resp_, &upStatus_, &healthUpstreamOp_);
+    }
+  }
+  call_.settle();
+}
+
+void LocalServicesForwarder::onHealthUpstream(bool /*ok*/) {
+  call_.completed();
+  health::HealthCheckResponse response;
+  bool retire = false;
+  const auto st = healthFromBackend(upStatus_, backendName_, &response, &retire);
+  if (retire) upstreams_.retire(channel_);
+  if (call_.clientGone()) {
+    call_.recordOutcome(st);
+  } else if (!st.ok()) {
+    call_.finish(st);
+  } else if (upStatus_.ok()) {
+    call_.trace().addOut(resp_.Length());
+    call_.finishWith(resp_, st);
+  } else {
+    reply(response);
+  }
+  call_.settle();
+}
+
+void LocalServicesForwarder::onReflectionRequest(bool ok) {
+  call_.completed();
+  if (!ok) {
+    // The client half-closed: every request was answered.
+    call_.finish(grpc::Status::OK);
+    call_.settle();
+    return;
+  }
+  call_.trace().addIn(req_.Length());
+  refl::ServerReflectionRequest request;
+  if (!parse(req_, &request)) {
+    call_.finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "expected a grpc.reflection.v1alpha.ServerReflectionRequest"));
+  } else {
+    resp_ = serialize(reflectionAnswer(*routes_, request));
+    call_.trace().addOut(resp_.Length());
+    call_.started();
+    call_.stream().Write(resp_, &reflectionWriteOp_);
+  }
+  call_.settle();
+}
+
+void LocalServicesForwarder::onReflectionWrite(bool ok) {
+  call_.completed();
+  if (!ok) {
+    call_.abandon();
+  } else {
+    call_.started();
+    call_.stream().Read(&req_, &reflectionRequestOp_);
+  }
+  call_.settle();
 }
 
 }  // namespace keel::apid

@@ -20,6 +20,7 @@
 #include "keel/testing/testing.h"
 
 #include "callers.h"
+#include "local_services.h"
 
 namespace keel::apid {
 namespace {
@@ -423,6 +424,91 @@ TEST_CASE("a client that cancels a stream cancels the upstream call", "[gateway]
     }
     CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
   }
+}
+
+// A backend's own health service: SERVING for the machine API, NOT_FOUND otherwise.
+class BackendHealth final : public grpc::health::v1::Health::Service {
+ public:
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* r,
+                     grpc::health::v1::HealthCheckResponse* out) override {
+    if (r->service() != "keel.machine.v1.MachineService") return {grpc::StatusCode::NOT_FOUND, "unknown service"};
+    out->set_status(grpc::health::v1::HealthCheckResponse::SERVING);
+    return grpc::Status::OK;
+  }
+};
+
+TEST_CASE("apid answers health itself on the gateway's queue, asking a backend's own health service when needed",
+          "[gateway][local]") {
+  namespace health = grpc::health::v1;
+  Harness h;
+  BackendHealth backendHealth;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&backendHealth);
+  auto backend = builder.BuildAndStart();
+  // machined answers health; trustd is down.
+  h.upstreams.backends["machined"] = backend->InProcessChannel(grpc::ChannelArguments());
+  h.routes = Routes::fromManifests({localServicesManifest(), builtinManifest("machined", "keel.machine.v1.MachineService"),
+                                    builtinManifest("trustd", "keel.security.v1.SecurityService")});
+  REQUIRE(h.routes->problems().empty());
+  h.as(client("alice", {"os:reader"}));
+  auto stub = health::Health::NewStub(h.server->InProcessChannel(grpc::ChannelArguments()));
+  auto check = [&](const std::string& service, grpc::Status* st) {
+    grpc::ClientContext ctx;
+    health::HealthCheckRequest request;
+    request.set_service(service);
+    health::HealthCheckResponse response;
+    *st = stub->Check(&ctx, request, &response);
+    return response.status();
+  };
+  grpc::Status st;
+  CHECK(check("", &st) == health::HealthCheckResponse::SERVING);
+  CHECK(st.ok());
+  CHECK(check("grpc.reflection.v1alpha.ServerReflection", &st) == health::HealthCheckResponse::SERVING);
+  CHECK(check("keel.machine.v1.MachineService", &st) == health::HealthCheckResponse::SERVING);
+  CHECK(st.ok());
+  CHECK(check("keel.security.v1.SecurityService", &st) == health::HealthCheckResponse::NOT_SERVING);
+  CHECK(st.ok());
+  check("acme.nothing.v1.Nothing", &st);
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(st.error_message(), ContainsSubstring("acme.nothing.v1.Nothing"));
+  // Each check was audited like any call; a caller without a role is refused first.
+  CHECK(h.auditLines(5).size() == 5);
+  h.as(client("mallory", {}));
+  check("", &st);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  backend->Shutdown(std::chrono::system_clock::now() + 1s);
+}
+
+TEST_CASE("apid's reflection stream answers every request in order on the gateway's queue", "[gateway][local]") {
+  namespace refl = grpc::reflection::v1alpha;
+  Harness h;
+  h.routes = Routes::fromManifests({localServicesManifest(), builtinManifest("machined", "keel.machine.v1.MachineService")});
+  h.as(client("alice", {"os:reader"}));
+  auto stub = refl::ServerReflection::NewStub(h.server->InProcessChannel(grpc::ChannelArguments()));
+  grpc::ClientContext ctx;
+  auto stream = stub->ServerReflectionInfo(&ctx);
+  refl::ServerReflectionRequest list;
+  list.set_list_services("*");
+  refl::ServerReflectionRequest symbol;
+  symbol.set_file_containing_symbol("keel.machine.v1.MachineService");
+  refl::ServerReflectionResponse response;
+  REQUIRE(stream->Write(list));
+  REQUIRE(stream->Read(&response));
+  std::vector<std::string> names;
+  for (const auto& s : response.list_services_response().service()) names.push_back(s.name());
+  CHECK(names == std::vector<std::string>{"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                                          "keel.machine.v1.MachineService"});
+  REQUIRE(stream->Write(symbol));
+  REQUIRE(stream->Read(&response));
+  REQUIRE(response.has_file_descriptor_response());
+  CHECK(response.file_descriptor_response().file_descriptor_proto_size() >= 1);
+  stream->WritesDone();
+  CHECK_FALSE(stream->Read(&response));
+  CHECK(stream->Finish().ok());
+  // One stream: an "open" and an "end" line.
+  const auto lines = h.auditLines(2);
+  REQUIRE(lines.size() == 2);
+  CHECK_THAT(lines[1], ContainsSubstring("ServerReflectionInfo"));
 }
 
 }  // namespace

@@ -1,9 +1,6 @@
 #include "local_services.h"
 
 #include <google/protobuf/descriptor.pb.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -23,75 +20,48 @@ std::shared_ptr<const Routes> nodeRoutes() {
                                 testing::builtinManifest("trustd", "keel.security.v1.SecurityService")});
 }
 
-// A backend's own health service: SERVING for one service name, NOT_FOUND otherwise.
-class BackendHealth final : public health::Health::Service {
- public:
-  grpc::Status Check(grpc::ServerContext*, const health::HealthCheckRequest* r, health::HealthCheckResponse* out) override {
-    if (r->service() != "keel.machine.v1.MachineService") return {grpc::StatusCode::NOT_FOUND, "unknown service"};
-    out->set_status(health::HealthCheckResponse::SERVING);
-    return grpc::Status::OK;
-  }
-};
-
-// machined answers through an in-process channel; trustd is down.
-class FakeUpstreams final : public Upstreams {
- public:
-  explicit FakeUpstreams(std::shared_ptr<grpc::Channel> machined) : machined_(std::move(machined)) {}
-  Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& b) override {
-    if (b.name == "machined") return machined_;
-    return unavailable("nothing listens on " + b.socket.string());
-  }
-  Result<std::shared_ptr<grpc::Channel>> node(const std::string&) override { return unavailable("no peers"); }
-  void retire(const std::shared_ptr<grpc::Channel>&) override {}
-
- private:
-  std::shared_ptr<grpc::Channel> machined_;
-};
-
-health::HealthCheckResponse::ServingStatus check(health::Health::Stub& stub, const std::string& service,
-                                                 grpc::Status* status) {
-  grpc::ClientContext ctx;
-  health::HealthCheckRequest request;
-  request.set_service(service);
-  health::HealthCheckResponse response;
-  *status = stub.Check(&ctx, request, &response);
-  return response.status();
-}
-
-TEST_CASE("health answers per service: apid itself, a backend's own answer, a backend that is down, an unknown one") {
-  BackendHealth backendHealth;
-  grpc::ServerBuilder backendBuilder;
-  backendBuilder.RegisterService(&backendHealth);
-  auto backend = backendBuilder.BuildAndStart();
-  FakeUpstreams upstreams(backend->InProcessChannel({}));
+TEST_CASE("a health check is answered by apid for itself and its own services, by the backend otherwise") {
   const auto routes = nodeRoutes();
   REQUIRE(routes->problems().empty());
-  HealthService service([routes] { return routes; }, upstreams, std::chrono::milliseconds(2000));
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
-  auto server = builder.BuildAndStart();
-  auto stub = health::Health::NewStub(server->InProcessChannel({}));
+  auto plan = planHealthCheck(*routes, "");
+  CHECK(plan.answer == health::HealthCheckResponse::SERVING);
+  plan = planHealthCheck(*routes, "grpc.reflection.v1alpha.ServerReflection");
+  CHECK(plan.answer == health::HealthCheckResponse::SERVING);
+  plan = planHealthCheck(*routes, "keel.machine.v1.MachineService");
+  CHECK_FALSE(plan.answer);
+  REQUIRE(plan.backend);
+  CHECK(plan.backend->name == "machined");
+  plan = planHealthCheck(*routes, "acme.nothing.v1.Nothing");
+  REQUIRE(plan.refusal);
+  CHECK(plan.refusal->error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK_THAT(plan.refusal->error_message(), ContainsSubstring("acme.nothing.v1.Nothing"));
+}
 
-  grpc::Status st;
-  CHECK(check(*stub, "", &st) == health::HealthCheckResponse::SERVING);
-  CHECK(st.ok());
-  CHECK(check(*stub, "grpc.reflection.v1alpha.ServerReflection", &st) == health::HealthCheckResponse::SERVING);
-  CHECK(check(*stub, "keel.machine.v1.MachineService", &st) == health::HealthCheckResponse::SERVING);
-  CHECK(st.ok());
-  CHECK(check(*stub, "keel.security.v1.SecurityService", &st) == health::HealthCheckResponse::NOT_SERVING);
-  CHECK(st.ok());
-  check(*stub, "acme.nothing.v1.Nothing", &st);
+TEST_CASE("a backend that is down or slow is NOT_SERVING; any other failure names it") {
+  health::HealthCheckResponse response;
+  bool retire = false;
+  CHECK(healthFromBackend(grpc::Status::OK, "timed", &response, &retire).ok());
+  CHECK_FALSE(retire);
+  for (const auto code : {grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::DEADLINE_EXCEEDED}) {
+    response.Clear();
+    CHECK(healthFromBackend(grpc::Status(code, "x"), "timed", &response, &retire).ok());
+    CHECK(response.status() == health::HealthCheckResponse::NOT_SERVING);
+    CHECK(retire);
+  }
+  auto st = healthFromBackend(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, ""), "timed", &response, &retire);
+  CHECK(st.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  CHECK_THAT(st.error_message(), ContainsSubstring("backend timed does not serve grpc.health.v1"));
+  st = healthFromBackend(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service"), "timed", &response, &retire);
   CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
-  CHECK_THAT(st.error_message(), ContainsSubstring("acme.nothing.v1.Nothing"));
-  server->Shutdown();
-  backend->Shutdown();
+  CHECK_THAT(st.error_message(), ContainsSubstring("backend timed"));
+  CHECK_THAT(st.error_message(), ContainsSubstring("unknown service"));
 }
 
 TEST_CASE("reflection lists every routed service and nothing else") {
   refl::ServerReflectionRequest r;
   r.set_host("node-1");
   r.set_list_services("*");
-  const auto out = ReflectionService::answer(*nodeRoutes(), r);
+  const auto out = reflectionAnswer(*nodeRoutes(), r);
   CHECK(out.valid_host() == "node-1");
   CHECK(out.original_request().list_services() == "*");
   std::vector<std::string> names;
@@ -103,7 +73,7 @@ TEST_CASE("reflection lists every routed service and nothing else") {
 TEST_CASE("reflection gives a service's file first, then every file it imports, once each") {
   refl::ServerReflectionRequest r;
   r.set_file_containing_symbol("keel.machine.v1.MachineService");
-  const auto out = ReflectionService::answer(*nodeRoutes(), r);
+  const auto out = reflectionAnswer(*nodeRoutes(), r);
   REQUIRE(out.has_file_descriptor_response());
   std::vector<std::string> files;
   for (const auto& bytes : out.file_descriptor_response().file_descriptor_proto()) {
@@ -118,18 +88,18 @@ TEST_CASE("reflection gives a service's file first, then every file it imports, 
 
   refl::ServerReflectionRequest byName;
   byName.set_file_by_filename("keel/common/v1/common.proto");
-  CHECK(ReflectionService::answer(*nodeRoutes(), byName).file_descriptor_response().file_descriptor_proto_size() == 2);
+  CHECK(reflectionAnswer(*nodeRoutes(), byName).file_descriptor_response().file_descriptor_proto_size() == 2);
   refl::ServerReflectionRequest method;
   method.set_file_containing_symbol("keel.machine.v1.MachineService.Version");
-  CHECK(ReflectionService::answer(*nodeRoutes(), method).has_file_descriptor_response());
+  CHECK(reflectionAnswer(*nodeRoutes(), method).has_file_descriptor_response());
 }
 
 TEST_CASE("reflection answers an unknown symbol or an empty request with an error, not a failed stream") {
   refl::ServerReflectionRequest r;
   r.set_file_containing_symbol("acme.secret.v1.Hidden");
-  auto out = ReflectionService::answer(*nodeRoutes(), r);
+  auto out = reflectionAnswer(*nodeRoutes(), r);
   CHECK(out.error_response().error_code() == static_cast<int>(grpc::StatusCode::NOT_FOUND));
-  out = ReflectionService::answer(*nodeRoutes(), refl::ServerReflectionRequest{});
+  out = reflectionAnswer(*nodeRoutes(), refl::ServerReflectionRequest{});
   CHECK(out.error_response().error_code() == static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
 }
 

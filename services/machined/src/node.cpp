@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <grpcpp/server.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -503,10 +502,10 @@ Status Node::startApi() {
   deps.serviceVersions = serviceVersions_;
   service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
 
-  // grpc.health.v1, as every backend serves it: apid asks it for MachineService.
-  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.RegisterService(service_.get());
+  // grpc.health.v1, as every backend serves it: apid asks it for MachineService.
+  builder.RegisterService(&health_);
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
   server_ = builder.BuildAndStart();
   if (!server_) return internalError("the machine API server did not start");
@@ -529,7 +528,7 @@ Status Node::startApi() {
       return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + std::strerror(errno));
     }
   }
-  server_->GetHealthCheckService()->SetServingStatus(keel::machine::v1::MachineService::service_full_name(), true);
+  health_.setServing(keel::machine::v1::MachineService::service_full_name(), true);
   listener_->start(server_.get());
   return Status::ok();
 }
@@ -565,6 +564,7 @@ PowerAction Node::run() {
 void Node::stopAll() {
   if (stopped_) return;
   stopped_ = true;
+  health_.shutdown();
   if (listener_) listener_->stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + kApiDrain);
   serviceEvents_.reset();

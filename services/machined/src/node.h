@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/sandbox/policy.h"
@@ -134,6 +135,7 @@ class Node {
   std::unique_ptr<supervisor::Supervisor> supervisor_;
   supervisor::Subscription serviceEvents_;
   std::unique_ptr<MachineServiceImpl> service_;
+  backend::HealthService health_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<UnixListener> listener_;
 
