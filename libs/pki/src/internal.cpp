@@ -4,6 +4,10 @@
 
 #include "internal.h"
 
+#ifndef OPENSSL_IS_BORINGSSL
+#include <openssl/core_names.h>
+#endif
+
 namespace keel::pki::internal {
 
 std::string takeErrors() {
@@ -52,8 +56,21 @@ Result<KeyType> keyTypeOf(EVP_PKEY* key) {
                            (name != nullptr ? name : "unknown") + " (" + std::to_string(EVP_PKEY_bits(key)) +
                            " bits)");
   }
+#ifndef OPENSSL_IS_BORINGSSL
+  // OpenSSL 3 names the curve and its encoding without encoding the key again.
+  std::array<char, 64> text{};
+  size_t length = 0;
+  if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_EC_ENCODING, text.data(), text.size(), &length) == 1 &&
+      std::string_view(text.data(), length) == OSSL_PKEY_EC_ENCODING_GROUP &&
+      EVP_PKEY_get_group_name(key, text.data(), text.size(), &length) == 1) {
+    const int named = OBJ_sn2nid(std::string(text.data(), length).c_str());
+    if (named == NID_X9_62_prime256v1) return KeyType::kEcdsaP256;
+  }
+  ERR_clear_error();
+#endif
   // The curve is read from the SubjectPublicKeyInfo parameters: the EC_KEY accessors are
-  // deprecated in OpenSSL 3 and the group-name accessors do not exist in BoringSSL.
+  // deprecated in OpenSSL 3 and the group-name accessors do not exist in BoringSSL. (Also
+  // OpenSSL 3's way for every key that is not a named P-256, so the errors are the same.)
   X509_PUBKEY* rawPub = nullptr;
   if (X509_PUBKEY_set(&rawPub, key) != 1)
     return cryptoError(StatusCode::kInvalidArgument, "unreadable EC key");

@@ -145,15 +145,32 @@ Status addExtendedKeyUsage(X509* cert, const std::vector<ExtendedKeyUsage>& usag
   return addExtension(cert, NID_ext_key_usage, eku.get(), false);
 }
 
-Result<Certificate> signAndParse(X509* cert, const PrivateKey& signer) {
+// The key to put into a certificate. OpenSSL 3.0 puts a provider key (every key it
+// decodes, such as a CSR's) into a certificate by encoding it with its provider encoders
+// and decoding the result again, which costs several signatures; a legacy EC key it
+// encodes directly. BoringSSL has no provider keys.
+PkeyPtr keyToEncode(EVP_PKEY* key) {
+#ifndef OPENSSL_IS_BORINGSSL
+  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    EC_KEY* ec = EVP_PKEY_get1_EC_KEY(key);
+    PkeyPtr legacy(ec != nullptr ? EVP_PKEY_new() : nullptr);
+    if (legacy != nullptr && EVP_PKEY_assign_EC_KEY(legacy.get(), ec) == 1) return legacy;
+    EC_KEY_free(ec);
+#pragma GCC diagnostic pop
+    ERR_clear_error();
+  }
+#endif
+  KEEL_RELEASE_ASSERT(EVP_PKEY_up_ref(key) == 1, "EVP_PKEY_up_ref failed");
+  return PkeyPtr(key);
+}
+
+Status signCertificate(X509* cert, const PrivateKey& signer) {
   if (X509_sign(cert, signer.raw(), signingDigest(signer.type())) <= 0) {
     return cryptoError(StatusCode::kInternal, "cannot sign the certificate");
   }
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(cert, &der);
-  if (len <= 0) return cryptoError(StatusCode::kInternal, "cannot encode the certificate");
-  OpensslBytes owner(der);
-  return Certificate::fromDer(std::span<const uint8_t>(der, static_cast<size_t>(len)));
+  return Status::ok();
 }
 
 std::string listOrNone(const std::vector<std::string>& items) {
@@ -284,8 +301,8 @@ Result<CertificateAuthority> createSelfSignedCa(const CaOptions& options, const 
   KEEL_RETURN_IF_ERROR(addBasicConstraints(cert.get(), true));
   KEEL_RETURN_IF_ERROR(addKeyUsage(cert.get(), kKeyCertSign | kCrlSign | kDigitalSignature));
   KEEL_RETURN_IF_ERROR(addKeyIdentifiers(cert.get(), nullptr));
-  KEEL_ASSIGN_OR_RETURN(auto signedCert, signAndParse(cert.get(), key));
-  return CertificateAuthority{std::move(signedCert), std::move(key)};
+  KEEL_RETURN_IF_ERROR(signCertificate(cert.get(), key));
+  return CertificateAuthority{Certificate(std::shared_ptr<x509_st>(cert.release(), X509_free)), std::move(key)};
 }
 
 Result<Certificate> issueCertificate(const CertificateAuthority& ca, const CertificateRequest& csr,
@@ -322,7 +339,8 @@ Result<Certificate> issueCertificate(const CertificateAuthority& ca, const Certi
   const TimePoint now = clock.now();
   KEEL_ASSIGN_OR_RETURN(auto cert,
                         newCertificate(subjectName->get(), X509_get_subject_name(ca.certificate.raw()),
-                                       publicKey.get(), now - policy.notBeforeSkew, now + policy.ttl));
+                                       keyToEncode(publicKey.get()).get(), now - policy.notBeforeSkew,
+                                       now + policy.ttl));
   KEEL_RETURN_IF_ERROR(addBasicConstraints(cert.get(), false));
   KEEL_RETURN_IF_ERROR(addKeyUsage(cert.get(), policy.keyUsage));
   KEEL_RETURN_IF_ERROR(addExtendedKeyUsage(cert.get(), policy.extendedKeyUsages));
@@ -331,7 +349,8 @@ Result<Certificate> issueCertificate(const CertificateAuthority& ca, const Certi
     KEEL_RETURN_IF_ERROR(addExtension(cert.get(), NID_subject_alt_name, sans.get(), false));
   }
   KEEL_RETURN_IF_ERROR(addKeyIdentifiers(cert.get(), ca.certificate.raw()));
-  return signAndParse(cert.get(), ca.key);
+  KEEL_RETURN_IF_ERROR(signCertificate(cert.get(), ca.key));
+  return Certificate(std::shared_ptr<x509_st>(cert.release(), X509_free));
 }
 
 }  // namespace keel::pki

@@ -83,6 +83,11 @@ enum KeyUsage : uint32_t {
   kCrlSign = 1u << 3,
 };
 
+struct CertificateAuthority;
+struct CaOptions;
+struct IssuePolicy;
+class CertificateRequest;
+
 // An X.509 certificate. Immutable; copies share the parsed certificate.
 class Certificate {
  public:
@@ -115,6 +120,11 @@ class Certificate {
   x509_st* raw() const { return cert_.get(); }
 
  private:
+  // The issuing functions keep the certificate they just signed instead of parsing its
+  // encoding again.
+  friend Result<Certificate> issueCertificate(const CertificateAuthority& ca, const CertificateRequest& csr,
+                                              const IssuePolicy& policy, const Clock& clock);
+  friend Result<CertificateAuthority> createSelfSignedCa(const CaOptions& options, const Clock& clock);
   explicit Certificate(std::shared_ptr<x509_st> cert) : cert_(std::move(cert)) {}
   std::shared_ptr<x509_st> cert_;
 };
