@@ -78,8 +78,10 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   for (const auto& p : apid->routes_->problems()) spdlog::error("apid: backend manifest skipped: {}", p.status.message());
   apid->backends_ = std::make_unique<BackendChannels>(config.limits.maxMessageBytes);
   if (config.impersonator) {
+    const PeerLimits peerLimits{static_cast<std::size_t>(config.limits.maxPeers), config.limits.peerIdle};
     apid->peers_ = std::make_unique<PeerChannels>(*config.impersonator, config.acceptedCas, config.peerPort,
-                                                  config.limits.maxMessageBytes, config.certRefresh);
+                                                  config.limits.maxMessageBytes, config.certRefresh, peerLimits,
+                                                  clock);
   }
   apid->upstreams_ = std::make_unique<ChannelRouter>(*apid->backends_, apid->peers_.get());
   Apid* self = apid.get();

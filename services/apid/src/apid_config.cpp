@@ -138,6 +138,9 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
     KEEL_ASSIGN_OR_RETURN(c.limits.minPingInterval, millis(l, "minPingIntervalMs", c.limits.minPingInterval));
     KEEL_ASSIGN_OR_RETURN(c.limits.keepaliveTime, millis(l, "keepaliveTimeMs", c.limits.keepaliveTime));
     KEEL_ASSIGN_OR_RETURN(c.limits.keepaliveTimeout, millis(l, "keepaliveTimeoutMs", c.limits.keepaliveTimeout));
+    KEEL_ASSIGN_OR_RETURN(const int64_t peers, l.boundedInteger("maxPeers", c.limits.maxPeers, 1, 65536));
+    c.limits.maxPeers = static_cast<int>(peers);
+    KEEL_ASSIGN_OR_RETURN(c.limits.peerIdle, millis(l, "peerIdleMs", c.limits.peerIdle));
     KEEL_RETURN_IF_ERROR(l.finish());
   }
   KEEL_ASSIGN_OR_RETURN(auto audit, r.optionalObject("audit"));

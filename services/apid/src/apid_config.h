@@ -30,6 +30,8 @@ struct Limits {
   std::chrono::milliseconds minPingInterval{10'000};    // clients pinging more often are cut off
   std::chrono::milliseconds keepaliveTime{60'000};      // apid pings an idle connection this often
   std::chrono::milliseconds keepaliveTimeout{20'000};   // and closes it when no answer comes
+  int maxPeers = 256;                                   // channels to other nodes kept at once
+  std::chrono::milliseconds peerIdle{300'000};          // a channel to a node unused this long is closed
 };
 
 struct AuditSettings {

@@ -25,6 +25,7 @@ std::string formatAuditLine(const AuditRecord& r, TimePoint time) {
       .field("decision", r.allowed ? "allow" : "deny")
       .field("code", statusCodeName(r.code));
   if (!r.reason.empty()) line.field("reason", r.reason);
+  if (r.count > 0) line.field("count", r.count);
   if (r.event != "open") {
     line.field("durationUs", static_cast<int64_t>(r.duration.count()))
         .field("bytesIn", r.bytesIn)

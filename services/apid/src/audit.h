@@ -35,6 +35,7 @@ struct AuditRecord {
   std::chrono::microseconds duration{0};
   uint64_t bytesIn = 0;
   uint64_t bytesOut = 0;
+  uint64_t count = 0;              // a "summary" line: how many calls it stands for
 };
 
 

@@ -143,7 +143,20 @@ Result<std::shared_ptr<grpc::Channel>> PeerChannels::get(const std::string& node
   if (Status st = reloadIfChanged(); !st.isOk()) {
     return failedPrecondition("this node's impersonator identity cannot be read: " + st.message());
   }
-  auto& ch = channels_[node];
+  const TimePoint now = clock_.now();
+  evict(now);
+  auto found = channels_.find(node);
+  if (found == channels_.end()) {
+    if (channels_.size() >= limits_.maxPeers) {
+      // Full: the least recently used goes (calls still on it finish on it).
+      channels_.erase(std::min_element(channels_.begin(), channels_.end(), [](const auto& a, const auto& b) {
+        return a.second.lastUsed < b.second.lastUsed;
+      }));
+    }
+    found = channels_.emplace(node, Peer{nullptr, now}).first;
+  }
+  found->second.lastUsed = now;
+  auto& ch = found->second.channel;
   if (!ch) {
     grpc::SslCredentialsOptions tls;
     tls.pem_root_certs = caPem_;
@@ -156,6 +169,20 @@ Result<std::shared_ptr<grpc::Channel>> PeerChannels::get(const std::string& node
     ch = grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
   }
   return ch;
+}
+
+void PeerChannels::evict(TimePoint now) {
+  std::erase_if(channels_, [&](const auto& entry) { return now - entry.second.lastUsed >= limits_.idle; });
+}
+
+void PeerChannels::retire(const std::shared_ptr<grpc::Channel>& channel) {
+  std::lock_guard lock(mu_);
+  std::erase_if(channels_, [&](const auto& entry) { return entry.second.channel == channel; });
+}
+
+std::size_t PeerChannels::size() {
+  std::lock_guard lock(mu_);
+  return channels_.size();
 }
 
 Result<std::shared_ptr<grpc::Channel>> ChannelRouter::node(const std::string& node) {

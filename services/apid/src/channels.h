@@ -16,6 +16,7 @@
 
 #include "apid_config.h"
 #include "forwarders.h"
+#include "keel/common/clock.h"
 #include "keel/common/fd_io.h"
 #include "keel/common/status.h"
 #include "routes.h"
@@ -55,20 +56,43 @@ class BackendChannels {
   std::map<std::filesystem::path, Connection> channels_;
 };
 
+// How many channels to other nodes apid keeps, and for how long: node names come from
+// callers, so what apid remembers of them is bounded.
+struct PeerLimits {
+  std::size_t maxPeers = 256;                  // beyond this, the least recently used goes
+  std::chrono::milliseconds idle{300'000};     // a channel unused this long goes
+};
+
 class PeerChannels {
  public:
   // `files` is the impersonator identity; `ca` the OS CAs peers' serving certificates
   // chain to. Files are re-read when they change (checked at most every `refresh`).
   PeerChannels(KeyPairFiles files, std::filesystem::path ca, int port, int maxMessageBytes,
-               std::chrono::seconds refresh)
-      : files_(std::move(files)), ca_(std::move(ca)), port_(port), maxMessageBytes_(maxMessageBytes), refresh_(refresh) {}
+               std::chrono::seconds refresh, PeerLimits limits, const Clock& clock)
+      : files_(std::move(files)),
+        ca_(std::move(ca)),
+        port_(port),
+        maxMessageBytes_(maxMessageBytes),
+        refresh_(refresh),
+        limits_(limits),
+        clock_(clock) {}
 
   // The channel to `node`'s apid. Errors: FAILED_PRECONDITION when the identity files
   // cannot be read.
   Result<std::shared_ptr<grpc::Channel>> get(const std::string& node);
+  // A call on `channel` ended UNAVAILABLE (the name does not resolve, or the node is
+  // down): it is forgotten, and a later call to that node starts afresh.
+  void retire(const std::shared_ptr<grpc::Channel>& channel);
+  // Channels kept now (for tests).
+  std::size_t size();
 
  private:
+  struct Peer {
+    std::shared_ptr<grpc::Channel> channel;
+    TimePoint lastUsed;
+  };
   Status reloadIfChanged();
+  void evict(TimePoint now);
 
   KeyPairFiles files_;
   std::filesystem::path ca_;
@@ -79,7 +103,9 @@ class PeerChannels {
   std::string stamp_;  // identity of the files the channels were made with
   std::chrono::steady_clock::time_point checked_{};
   std::string key_, cert_, caPem_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  PeerLimits limits_;
+  const Clock& clock_;
+  std::map<std::string, Peer> channels_;
 };
 
 // The Upstreams of a running apid: its backends' sockets and, when it may forward, the
@@ -94,7 +120,10 @@ class ChannelRouter final : public Upstreams {
     return backends_.get(backend);
   }
   Result<std::shared_ptr<grpc::Channel>> node(const std::string& node) override;
-  void retire(const std::shared_ptr<grpc::Channel>& channel) override { backends_.retire(channel); }
+  void retire(const std::shared_ptr<grpc::Channel>& channel) override {
+    backends_.retire(channel);
+    if (peers_ != nullptr) peers_->retire(channel);
+  }
 
  private:
   BackendChannels& backends_;

@@ -155,7 +155,7 @@ void FanOutForwarder::branchMessage(Branch& b) {
 }
 
 void FanOutForwarder::branchDone(Branch& b, const grpc::Status& s) {
-  if (b.local && b.channel && s.error_code() == grpc::StatusCode::UNAVAILABLE) upstreams_.retire(b.channel);
+  if (b.channel && s.error_code() == grpc::StatusCode::UNAVAILABLE) upstreams_.retire(b.channel);
   if (stream_) {
     if (!s.ok() && !call_.clientGone()) {
       queue_.push_back({nullptr, errorStreamMessage(b.node, s.error_code(), s.error_message())});

@@ -139,8 +139,8 @@ class Forwarder {
 // written to the other. Metadata from the upstream (initial and trailing) is passed back.
 class SingleForwarder final : public Forwarder {
  public:
-  // `local`: `channel` leads to this node's backend (its failures retire it, and it gets
-  // `admission.forwardToBackend`).
+  // `local`: `channel` leads to this node's backend (it gets `admission.forwardToBackend`).
+  // A call that ends UNAVAILABLE retires its channel, local or not.
   SingleForwarder(ServerCall& call, const Admission& admission, std::shared_ptr<grpc::Channel> channel, bool local,
                   Upstreams& upstreams);
   void start() override;

@@ -5,6 +5,7 @@
 
 #include "forwarders.h"
 #include "keel/authz/authz.h"
+#include "keel/transport/peer_address.h"
 
 namespace keel::apid {
 
@@ -36,7 +37,11 @@ class JoinCall final : public ServerCall {
       r.code = static_cast<StatusCode>(outcome_.error_code());
       if (!outcome_.ok()) r.reason = outcome_.error_message();
       r.duration = std::chrono::duration_cast<std::chrono::microseconds>(listener_.clock().now() - started_);
-      listener_.audit()->write(r);
+      if (r.allowed) {
+        listener_.audit()->write(r);
+      } else {
+        listener_.refusals().refused(r);
+      }
     }
     delete this;
   }
@@ -127,8 +132,45 @@ class JoinCall final : public ServerCall {
 
 }  // namespace
 
+void RefusalSummary::refused(const AuditRecord& record) {
+  const TimePoint now = clock_.now();
+  flush(now, false);
+  const auto address = transport::peerAddress(record.peer);
+  std::string source = address.ok() ? transport::addressBlock(*address, kIpv6PrefixBits) : record.peer;
+  if (!windows_.contains(source) && windows_.size() >= kMaxSources) source = "other sources";
+  auto [it, first] = windows_.try_emplace(source, Window{now, 0, record});
+  if (first) {
+    audit_->write(record);
+    return;
+  }
+  ++it->second.more;
+  it->second.last = record;
+}
+
+void RefusalSummary::flush() { flush(clock_.now(), false); }
+
+void RefusalSummary::flush(TimePoint now, bool all) {
+  for (auto it = windows_.begin(); it != windows_.end();) {
+    const Window& w = it->second;
+    if (!all && now - w.start < kWindow) {
+      ++it;
+      continue;
+    }
+    if (w.more > 0) {
+      AuditRecord summary = w.last;
+      summary.event = "summary";
+      summary.peer = it->first;
+      summary.count = w.more;
+      summary.duration = std::chrono::duration_cast<std::chrono::microseconds>(now - w.start);
+      summary.reason = "refused joins after the first in this window; the last: " + w.last.reason;
+      audit_->write(summary);
+    }
+    it = windows_.erase(it);
+  }
+}
+
 JoinListener::JoinListener(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock)
-    : trustdSocket_(std::move(trustdSocket)), audit_(audit), clock_(clock) {}
+    : trustdSocket_(std::move(trustdSocket)), audit_(audit), clock_(clock), refusals_(audit, clock) {}
 
 JoinListener::~JoinListener() { stop(); }
 
@@ -151,6 +193,7 @@ void JoinListener::drain() {
          grpc::CompletionQueue::GOT_EVENT) {
     static_cast<Op*>(tag)->complete(ok);
   }
+  refusals_.flush();
 }
 
 void JoinListener::stop() {
@@ -160,6 +203,7 @@ void JoinListener::stop() {
   void* tag = nullptr;
   bool ok = false;
   while (announcements_->Next(&tag, &ok)) static_cast<Op*>(tag)->complete(ok);
+  refusals_.flushAll();
 }
 
 std::shared_ptr<grpc::Channel> JoinListener::trustd() {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include <grpcpp/generic/async_generic_service.h>
@@ -25,6 +26,37 @@ namespace keel::apid {
 // Join requests are a CSR and a token: a few KiB. Larger ones are refused unread.
 inline constexpr int kJoinMaxMessageBytes = 64 * 1024;
 
+// Refused joins come from callers nobody has authenticated: the audit log gets the first
+// refusal of a source in a window and then one summary line per source and window with
+// the count, so such callers cannot rotate the audit history away. A source is an IPv4
+// address or an IPv6 /64; beyond kMaxSources at once, the rest share one line.
+class RefusalSummary {
+ public:
+  static constexpr std::chrono::seconds kWindow{60};
+  static constexpr std::size_t kMaxSources = 1024;
+  static constexpr int kIpv6PrefixBits = 64;
+
+  RefusalSummary(AuditLog* audit, const Clock& clock) : audit_(audit), clock_(clock) {}
+  // A refused join, written now or counted into its source's window.
+  void refused(const AuditRecord& record);
+  // Writes the summary of every window that has ended. Call it now and then.
+  void flush();
+  // Writes every pending summary (when the listener stops).
+  void flushAll() { flush(clock_.now(), true); }
+
+ private:
+  struct Window {
+    TimePoint start;
+    uint64_t more = 0;  // refusals after the first one, not yet written
+    AuditRecord last;
+  };
+  void flush(TimePoint now, bool all);
+
+  AuditLog* audit_;
+  const Clock& clock_;
+  std::map<std::string, Window> windows_;
+};
+
 class JoinListener {
  public:
   JoinListener(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock);
@@ -36,11 +68,11 @@ class JoinListener {
   // After it started: accepts calls, whose operations complete on `callQueue` (drained
   // by the thread that also calls drain()).
   void start(grpc::ServerCompletionQueue* callQueue);
-  // Handles what the join server announced, without blocking. Only from the thread that
-  // drains `callQueue`.
+  // Handles what the join server announced, and writes the refusal summaries that are
+  // due, without blocking. Only from the thread that drains `callQueue`.
   void drain();
   // After the join server's Shutdown() and once nothing drains `callQueue` any more:
-  // empties the announcement queue.
+  // empties the announcement queue and writes every pending summary.
   void stop();
 
   // For the calls of join_service.cpp (same thread as drain()).
@@ -48,6 +80,7 @@ class JoinListener {
   grpc::ServerCompletionQueue* announcements() { return announcements_.get(); }
   AuditLog* audit() const { return audit_; }
   const Clock& clock() const { return clock_; }
+  RefusalSummary& refusals() { return refusals_; }
   // The channel to trustd; a failed one is replaced (retire()) so the next join connects
   // again at once instead of after gRPC's reconnect backoff.
   std::shared_ptr<grpc::Channel> trustd();
@@ -58,6 +91,7 @@ class JoinListener {
   AuditLog* audit_;
   const Clock& clock_;
   std::shared_ptr<grpc::Channel> trustd_;
+  RefusalSummary refusals_;
   grpc::AsyncGenericService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> announcements_;
   bool stopped_ = false;

@@ -73,7 +73,9 @@ void SingleForwarder::finish(const grpc::Status& status) {
 // The upstream call ended with upStatus_: give a connection that failed as unavailable
 // up, pass the trailers back, and end the client's call the same way.
 void SingleForwarder::upstreamEnded() {
-  if (local_ && upStatus_.error_code() == grpc::StatusCode::UNAVAILABLE) upstreams_.retire(channel_);
+  // A backend that went away, or a node that cannot be reached or whose name does not
+  // resolve: the next call connects afresh, and apid keeps nothing for a dead name.
+  if (upStatus_.error_code() == grpc::StatusCode::UNAVAILABLE) upstreams_.retire(channel_);
   upstreamHasInitial_ = true;
   copyTrailers();
   if (call_.clientGone()) {

@@ -252,6 +252,7 @@ TEST_CASE("a unary call reaches this node's backend with the admitted metadata, 
   CHECK(value(calls[0], "keel-identity") == "alice");
   CHECK(value(calls[0], "x-trace") == "t1");
   CHECK(calls[0].count("keel-peer") == 1);
+  CHECK(calls[0].count("keel-cert-validity") == 1);
   CHECK(calls[0].count("keel-request-id") == 1);
   const auto lines = h.auditLines(1);
   REQUIRE(lines.size() == 1);
@@ -308,6 +309,17 @@ TEST_CASE("a backend that cannot be reached refuses the call; one that fails as 
     CHECK(st.error_message() == "local fails");
     CHECK(h.upstreams.retiredCount() == 1);
   }
+  SECTION("a call to another node that fails as unavailable retires that node's channel") {
+    h.nodeB.failWith(grpc::StatusCode::UNAVAILABLE);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("node", "10.0.0.2");
+    mv1::VersionResponse reply;
+    const auto st = h.stub->Version(&ctx, common::v1::Empty(), &reply);
+    CHECK(st.ok());  // Version fans out: the node's failure is an entry of the reply
+    REQUIRE(reply.messages_size() == 1);
+    CHECK(reply.messages(0).metadata().error().find("node-b fails") != std::string::npos);
+    CHECK(h.upstreams.retiredCount() == 1);
+  }
   SECTION("another failure keeps the channel") {
     h.local.failWith(grpc::StatusCode::INTERNAL);
     grpc::ClientContext ctx;
@@ -361,6 +373,7 @@ TEST_CASE("a client stream is forwarded to one other node, every message in orde
   REQUIRE(calls.size() == 1);
   CHECK(value(calls[0], "keel-roles") == "os:admin");
   CHECK(calls[0].count("keel-peer") == 0);  // only this node's backends learn the client's address
+  CHECK(calls[0].count("keel-cert-validity") == 0);  // and its certificate's validity
 }
 
 TEST_CASE("a fan-out gathers every node's reply in target order, stamped, with an unreachable node as an entry",
