@@ -60,9 +60,9 @@ class Gateway {
 
   // Before the server is built: registers the generic service and its queues.
   void registerWith(grpc::ServerBuilder& builder);
-  // Before start(): `drain` also runs on the first queue's thread, between its events and
-  // at least every kSideDrainPeriod when idle, without blocking (the join listener's
-  // announcements, join_service.h).
+  // Before start(): `drain` also runs on the first queue's thread, between its events,
+  // about every kSideDrainPeriod, without blocking (the join listener's announcements,
+  // join_service.h).
   void alsoDrain(std::function<void()> drain) { sideDrain_ = std::move(drain); }
   // The first queue, whose thread runs the side drain.
   grpc::ServerCompletionQueue* firstQueue() { return queues_.front().get(); }
