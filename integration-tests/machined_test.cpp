@@ -1,5 +1,6 @@
 // machined as a real process: a node started with `machined --root DIR --config
 // controlplane.json`, driven over its real Unix socket, including the refusals.
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -22,6 +23,12 @@
 namespace {
 
 using namespace keel::integration;
+
+uid_t ownerOf(const std::filesystem::path& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_uid;
+}
 
 TEST_CASE("machined serves Version and Hostname to any role over its socket", "[machined]") {
   TempDir gen;
@@ -248,7 +255,11 @@ TEST_CASE("every service machined starts is confined: own uid, no capabilities, 
   CHECK(statusField(status, "CapEff") == "0000000000000000");
   CHECK(statusField(status, "CapPrm") == "0000000000000000");
   if (geteuid() == 0) {
-    CHECK(statusField(status, "Uid").rfind("65534", 0) == 0);
+    // An account of its own: keel-sleeper when the host has one, else one machined gives.
+    const std::string uid = statusField(status, "Uid");
+    CHECK(uid.rfind("0\t", 0) != 0);
+    CHECK(uid.rfind("65534", 0) != 0);
+    CHECK(uid.rfind(std::to_string(ownerOf(node.root() / "var/lib/keel/sleeper")) + "\t", 0) == 0);
     CHECK(statusField(status, "CapBnd") == "0000000000000000");
   }
   // strace needs ptrace, which no service may use: the kernel kills it with SIGSYS, and
@@ -567,7 +578,42 @@ TEST_CASE("machined runs the backends its config lists as their manifests say, a
         std::filesystem::absolute(node.root() / "run/keel-echo/echo-api.sock").lexically_normal().string());
   CHECK(route["services"] == nlohmann::json::array({"keel.toy.v1.ToyService"}));
   CHECK(route["rules"] == (dir / "toy.pb").string());
-  CHECK(route["allowedUids"] == nlohmann::json::array({accountUid("keel-ext")}));
+  // It runs under an account of its own, and apid accepts its socket from that uid only.
+  const uid_t echoUid = ownerOf(state);
+  CHECK(route["allowedUids"] == nlohmann::json::array({echoUid}));
+  if (geteuid() == 0) {
+    REQUIRE(node.waitForState("sleeper", "running"));
+    const uid_t sleeperUid = ownerOf(node.root() / "var/lib/keel/sleeper");
+    CHECK(echoUid != 65534);
+    CHECK(echoUid != sleeperUid);
+    CHECK(echoUid != accountUid("keel-apid"));
+    // Another service's account, tried as an attacker would: it can neither replace the
+    // backend's socket, nor read its state, nor signal it.
+    const auto socket = node.root() / "run/keel-echo/echo-api.sock";
+    const pid_t echoPid = static_cast<pid_t>(node.service("echo").pid());
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      if (setresgid(sleeperUid, sleeperUid, sleeperUid) != 0 || setresuid(sleeperUid, sleeperUid, sleeperUid) != 0) {
+        _exit(10);
+      }
+      int failures = 0;
+      // Its socket's place: nothing can be put there or taken away.
+      if (open(socket.c_str(), O_WRONLY | O_CREAT, 0600) >= 0 || errno != EACCES) failures |= 1;
+      if (unlink((state / "config.json").c_str()) == 0 || errno != EACCES) failures |= 16;
+      if (open((state / "config.json").c_str(), O_RDONLY) >= 0 || errno != EACCES) failures |= 2;
+      if (open((state / "planted").c_str(), O_WRONLY | O_CREAT, 0600) >= 0 || errno != EACCES) failures |= 4;
+      if (kill(echoPid, SIGTERM) == 0 || errno != EPERM) failures |= 8;
+      _exit(failures);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK_FALSE(std::filesystem::exists(socket));
+    CHECK(std::filesystem::exists(state / "config.json"));
+    CHECK(node.service("echo").pid() == echoPid);
+  }
   // apid's manifest parser refuses keys it does not know: the version stays out.
   CHECK_FALSE(route.contains("version"));
   for (const char* refused : {"dup", "norule", "workeronly", "absent"}) {

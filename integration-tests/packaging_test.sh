@@ -115,13 +115,13 @@ if ! out=$(systemd-sysusers --root="$sroot" "$packaging/sysusers.d/keel.conf" 2>
   fail "systemd-sysusers keel.conf:"
   sed 's/^/    /' <<<"$out"
 fi
-for user in keel-apid keel-trustd keel-ext; do
+for user in keel-apid keel-trustd; do
   grep -q "^$user:" "$sroot/etc/passwd" 2>/dev/null || fail "sysusers.d: no user $user"
   grep -q "^$user:" "$sroot/etc/group" 2>/dev/null || fail "sysusers.d: no group $user"
 done
 members=$(awk -F: '$1 == "keel" { print $4 }' "$sroot/etc/group" 2>/dev/null)
 [[ ,$members, == *,keel-apid,* ]] || fail "sysusers.d: keel-apid is not a member of keel (members: '$members')"
-for user in keel-trustd keel-ext; do
+for user in keel-trustd; do
   [[ ,$members, != *,$user,* ]] || fail "sysusers.d: $user must not be a member of keel"
 done
 if ! out=$(systemd-tmpfiles --root="$sroot" --create "$packaging/tmpfiles.d/keel.conf" 2>&1); then

@@ -188,23 +188,32 @@ ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86
 
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 
-# The accounts machined starts services under (see packaging/sysusers.d/keel.conf); no
+# The accounts machined starts services under (see packaging/sysusers.d/keel.conf), and
+# one for each backend of the image, keel-<name>: no two backends share an account. No
 # login shell exists, so none is named.
-cat > "$root/etc/passwd" <<'EOF'
-root:x:0:0:root:/nonexistent:/nonexistent
-keel-apid:x:100:100:Keel apid:/nonexistent:/nonexistent
-keel-trustd:x:101:101:Keel trustd:/nonexistent:/nonexistent
-keel-ext:x:102:102:Keel extension services:/nonexistent:/nonexistent
-nobody:x:65534:65534:nobody:/nonexistent:/nonexistent
-EOF
-cat > "$root/etc/group" <<'EOF'
-root:x:0:
-keel:x:99:keel-apid
-keel-apid:x:100:
-keel-trustd:x:101:
-keel-ext:x:102:
-nogroup:x:65534:
-EOF
+{
+  echo 'root:x:0:0:root:/nonexistent:/nonexistent'
+  echo 'keel-apid:x:100:100:Keel apid:/nonexistent:/nonexistent'
+  echo 'keel-trustd:x:101:101:Keel trustd:/nonexistent:/nonexistent'
+  id=200
+  for m in "${backends[@]}"; do
+    echo "keel-$(basename "$m" .json):x:$id:$id:Keel backend:/nonexistent:/nonexistent"
+    id=$((id + 1))
+  done
+  echo 'nobody:x:65534:65534:nobody:/nonexistent:/nonexistent'
+} > "$root/etc/passwd"
+{
+  echo 'root:x:0:'
+  echo 'keel:x:99:keel-apid'
+  echo 'keel-apid:x:100:'
+  echo 'keel-trustd:x:101:'
+  id=200
+  for m in "${backends[@]}"; do
+    echo "keel-$(basename "$m" .json):x:$id:"
+    id=$((id + 1))
+  done
+  echo 'nogroup:x:65534:'
+} > "$root/etc/group"
 printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
 printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
 chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf" "$root/etc/hosts"

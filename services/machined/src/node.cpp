@@ -24,6 +24,7 @@
 #include "keel/facts/system_facts.h"
 #include "keel/sandbox/diagnostics.h"
 #include "keel/sandbox/sandbox.h"
+#include "keel/supervisor/child_setup.h"
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
 #include "keel/transport/unix_listener.h"
@@ -72,6 +73,8 @@ Status Node::prepareDirectories() {
   // Services running under their own uids must reach their own directory below it.
   KEEL_RETURN_IF_ERROR(makeDir(paths_.stateRoot(), owner | fs::perms::group_exec | fs::perms::others_exec));
   KEEL_RETURN_IF_ERROR(makeDir(paths_.logDir(), owner));
+  // machined's own state (the accounts it gave, accounts.h): its alone.
+  KEEL_RETURN_IF_ERROR(makeDir(paths_.stateDir("machined"), owner));
   // Only machined's and apid's group may enter the socket directory.
   KEEL_RETURN_IF_ERROR(makeDir(paths_.runDir(), owner | fs::perms::group_read | fs::perms::group_exec));
   return Status::ok();
@@ -112,14 +115,17 @@ Status Node::start() {
 }
 
 Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bool builtin) {
-  const std::string user = builtin ? "keel-" + name : "keel-ext";
+  const std::string user = "keel-" + name;
   std::optional<std::pair<uid_t, gid_t>> found;
   if (options_.lookupAccount) {
     KEEL_ASSIGN_OR_RETURN(found, options_.lookupAccount(user));
   } else if (const passwd* pw = getpwnam(user.c_str())) {
     found = std::make_pair(pw->pw_uid, pw->pw_gid);
   }
-  return found.value_or(std::make_pair(uid_t{65534}, gid_t{65534}));
+  if (found) return *found;
+  if (builtin) return std::make_pair(uid_t{65534}, gid_t{65534});
+  // Never a shared account for backends and extensions: one of machined's own.
+  return accounts_.accountFor(name);
 }
 
 Status Node::writeBackendManifest(const std::string& name, const fs::path& socket,
@@ -197,7 +203,7 @@ Result<std::function<void()>> Node::serviceSandbox(const std::string& name, cons
     if (root) {
       // The service owns its state; its config and keys stay readable by it alone.
       for (const auto& p : paths) {
-        if (chown(p.c_str(), uid, gid) != 0) _exit(126);
+        if (supervisor::chownOwnedPath(p.c_str(), uid, gid) != 0) _exit(126);
       }
     }
     if (shared->applyInChild() != 0) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "accounts.h"
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
@@ -111,9 +112,9 @@ class Node {
   // trustd on a node that is no longer a control plane).
   void removeStaleRoutes();
   Status startServices();
-  // The account service `name` runs under when machined runs as root: its own user
-  // (keel-<name> for built-ins, keel-ext for extensions, created by the packaging), else
-  // nobody.
+  // The account service `name` runs under when machined runs as root: keel-<name> when
+  // the packaging made it; else nobody for a built-in, and for a backend or an extension
+  // a uid of its own that machined gives it (accounts.h).
   Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
   // The pre-exec hook that confines service `name` (see node.cpp); as root it first gives
   // `owned` (state dir, config file, keys) to the service's account.
@@ -134,6 +135,7 @@ class Node {
   std::unique_ptr<facts::SystemFacts> facts_;
   std::unique_ptr<supervisor::Supervisor> supervisor_;
   supervisor::Subscription serviceEvents_;
+  DynamicAccounts accounts_{paths_.stateDir("machined") / "accounts.json"};
   std::unique_ptr<MachineServiceImpl> service_;
   backend::HealthService health_;
   std::unique_ptr<grpc::Server> server_;

@@ -140,7 +140,9 @@ struct ServiceLaunch {
   if (l.chown) {
     // The service owns its state; its config stays readable by it alone.
     for (const char* path : l.chownPaths) {
-      if (::chown(path, l.uid, l.gid) != 0) reportChildFailure(l.statusFd, ChildStep::kChown, errno);
+      if (const int error = supervisor::chownOwnedPath(path, l.uid, l.gid); error != 0) {
+        reportChildFailure(l.statusFd, ChildStep::kChown, error);
+      }
     }
   }
   if (l.sandbox != nullptr) {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <linux/close_range.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "keel/supervisor/spawn.h"
 
@@ -49,7 +50,9 @@ std::string describe(const ChildReport& r, const ChildContext& context) {
     case ChildStep::kDup: return "redirecting stdio: " + err;
     case ChildStep::kChdir:
       return fmt::format("changing to the state directory {}: {}", context.workingDir, err);
-    case ChildStep::kChown: return "giving the state directory and config to the service's account: " + err;
+    case ChildStep::kChown:
+      return "giving the state directory and config to the service's account (never through a link the service "
+             "could have made): " + err;
     case ChildStep::kSandbox:
       return fmt::format(
           "confining the service failed at step {}: {}",
@@ -83,6 +86,25 @@ void reportChildFailure(int statusFd, ChildStep step, int error, int detail) noe
   const ChildReport report{static_cast<int>(step), error, detail};
   [[maybe_unused]] ssize_t ignored = ::write(statusFd, &report, sizeof report);
   ::_exit(127);
+}
+
+int chownOwnedPath(const char* path, uid_t uid, gid_t gid) noexcept {
+  // O_PATH opens a directory or a file without reading it; O_NOFOLLOW fails on a link.
+  const int fd = ::open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno;
+  struct stat st {};
+  int error = 0;
+  if (::fstat(fd, &st) != 0) {
+    error = errno;
+  } else if (S_ISLNK(st.st_mode)) {
+    error = ELOOP;
+  } else if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+    error = EMLINK;
+  } else if (::fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
+    error = errno;
+  }
+  ::close(fd);
+  return error;
 }
 
 void setUpChild(int statusFd, int stdoutFd, int stderrFd, const char* workingDir) noexcept {

@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include <catch2/catch_test_macros.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "keel/supervisor/spawn.h"
@@ -83,4 +85,37 @@ TEST_CASE("a truncated report is an internal error", "[child_setup]") {
 }
 
 }  // namespace
+TEST_CASE("a path handed to a service's account is never followed through a link the service could plant",
+          "[child_setup]") {
+  keel::testing::TempDir dir;
+  const auto outside = dir / "outside";  // stands for /etc/shadow: not the service's
+  keel::testing::writeFile(outside, "secret");
+  struct stat before {};
+  REQUIRE(::stat(outside.c_str(), &before) == 0);
+  // As root the test hands paths to nobody; otherwise to itself (the checks are the same).
+  const uid_t uid = ::geteuid() == 0 ? 65534 : ::geteuid();
+  const gid_t gid = ::geteuid() == 0 ? 65534 : ::getegid();
+
+  const auto link = dir / "config.json";
+  REQUIRE(::symlink(outside.c_str(), link.c_str()) == 0);
+  CHECK(chownOwnedPath(link.c_str(), uid, gid) == ELOOP);
+  const auto hard = dir / "key.pem";
+  REQUIRE(::link(outside.c_str(), hard.c_str()) == 0);
+  CHECK(chownOwnedPath(hard.c_str(), uid, gid) == EMLINK);
+  struct stat after {};
+  REQUIRE(::stat(outside.c_str(), &after) == 0);
+  CHECK(after.st_uid == before.st_uid);
+  CHECK(after.st_gid == before.st_gid);
+
+  // The service's own file and directory are handed over.
+  const auto own = dir / "state";
+  std::filesystem::create_directory(own);
+  keel::testing::writeFile(own / "config.json", "{}");
+  CHECK(chownOwnedPath(own.c_str(), uid, gid) == 0);
+  CHECK(chownOwnedPath((own / "config.json").c_str(), uid, gid) == 0);
+  REQUIRE(::stat((own / "config.json").c_str(), &after) == 0);
+  CHECK(after.st_uid == uid);
+  CHECK(chownOwnedPath((own / "missing").c_str(), uid, gid) == ENOENT);
+}
+
 }  // namespace keel::supervisor

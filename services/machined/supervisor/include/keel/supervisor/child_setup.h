@@ -3,6 +3,8 @@
 // report the child writes to a close-on-exec status pipe, and the parent's reading of it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string_view>
 
 #include "keel/common/fd_io.h"
@@ -56,6 +58,12 @@ struct ChildPipes {
 // descriptors, `workingDir` as cwd, and every descriptor above 2 close-on-exec (the status
 // pipe thus stays open until exec).
 void setUpChild(int statusFd, int stdoutFd, int stderrFd, const char* workingDir) noexcept;
+
+// Gives `path` to uid:gid without following a symbolic link at it (the path lies in a
+// directory the service itself can write, where it may have planted one) and refusing a
+// second hard link to a file (which could be someone else's): 0, or the errno (ELOOP for
+// a symbolic link, EMLINK for a hard link, ENOENT, …).
+int chownOwnedPath(const char* path, uid_t uid, gid_t gid) noexcept;
 
 // execve(argv[0], argv, envp), or the report of its failure.
 [[noreturn]] void execChild(int statusFd, char* const* argv, char* const* envp) noexcept;
