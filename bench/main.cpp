@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <thread>
@@ -45,6 +46,8 @@ struct Flags {
   bool requireNginx = false;
   bool smoke = false;
   bool nginxAccessLog = true;
+  bool noNginx = false;
+  std::string jsonPath;  // empty: no JSON
   std::string apidEndpoint;
   std::string apidCa, apidCert, apidKey;
   int apidPid = 0;
@@ -119,9 +122,11 @@ int run(const Flags& flags) {
     std::fprintf(stderr, "keel_bench: no machined executable at %s (set --build-dir)\n", machined.c_str());
     return 2;
   }
-  std::optional<fs::path> nginxBinary =
-      flags.nginxBinary.empty() ? findNginx() : std::optional<fs::path>(flags.nginxBinary);
-  if (nginxBinary && access(nginxBinary->c_str(), X_OK) != 0) nginxBinary.reset();
+  std::optional<fs::path> nginxBinary;
+  if (!flags.noNginx) {
+    nginxBinary = flags.nginxBinary.empty() ? findNginx() : std::optional<fs::path>(flags.nginxBinary);
+    if (nginxBinary && access(nginxBinary->c_str(), X_OK) != 0) nginxBinary.reset();
+  }
   if (!nginxBinary && flags.requireNginx) {
     std::printf("nginx not available: no nginx executable (apt-get install nginx); skipping\n");
     return kExitSkipped;
@@ -141,7 +146,7 @@ int run(const Flags& flags) {
               "%d round(s), medians shown\n",
               flags.warmup.c_str(), flags.duration.c_str(), flags.rounds);
   std::printf("machine:  %s\n", describeMachine().c_str());
-  std::string nginxVersion = "not installed";
+  std::string nginxVersion = flags.noNginx ? "nginx not used (--no-nginx)" : "not installed";
   if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
   std::printf("versions: %s; gRPC %s; OpenSSL 3\n", nginxVersion.c_str(), grpc::Version().c_str());
 
@@ -164,23 +169,37 @@ int run(const Flags& flags) {
   const bool haveApid = access(apid.c_str(), X_OK) == 0;
   if (haveApid) fs::create_symlink(apid, libexec / "apid");
   if (access(trustd.c_str(), X_OK) == 0) fs::create_symlink(trustd, libexec / "trustd");
-  Node::Options nodeOptions{machined, libexec, flags.address, std::nullopt};
+  Node::Options nodeOptions{machined, libexec, flags.address, std::nullopt, std::nullopt};
   uint16_t apiPort = 50000;
-  if (haveApid && binaryAcceptsFlag(machined, "--api-port", dir)) {
+  // Ports chosen now, not the fixed defaults: another node on the same address (a local
+  // cluster, another keel_bench) would otherwise hold them and apid would not start.
+  for (const auto& [flag, slot] :
+       {std::pair{"--api-port", &nodeOptions.apiPort}, std::pair{"--join-port", &nodeOptions.joinPort}}) {
+    if (!haveApid || !binaryAcceptsFlag(machined, flag, dir)) continue;
     auto port = pickFreePort(flags.address);
+    // The kernel may hand out the port it just gave the API again.
+    if (port.ok() && nodeOptions.apiPort == *port) port = pickFreePort(flags.address);
     if (!port.ok()) {
       std::fprintf(stderr, "keel_bench: %s\n", port.status().toString().c_str());
       return 1;
     }
-    apiPort = *port;
-    nodeOptions.apiPort = apiPort;
+    *slot = *port;
   }
+  if (nodeOptions.apiPort) apiPort = *nodeOptions.apiPort;
   auto node = Node::start(dir, *secrets, nodeOptions);
   if (!node.ok()) {
     std::fprintf(stderr, "keel_bench: %s\n", node.status().toString().c_str());
     return 1;
   }
   const pid_t machinedPid = (*node)->pid();
+  std::map<std::string, std::string> runInfo = {{"machine", describeMachine()},
+                                                {"build_dir", buildDir.string()},
+                                                {"duration", flags.duration},
+                                                {"warmup", flags.warmup},
+                                                {"rounds", std::to_string(flags.rounds)},
+                                                {"concurrency", flags.concurrency},
+                                                {"grpc", grpc::Version()},
+                                                {"nginx", nginxVersion}};
 
   std::vector<Path> paths(3);
   paths[0].name = "direct";
@@ -207,7 +226,9 @@ int run(const Flags& flags) {
 
   paths[2].name = "nginx";
   std::unique_ptr<Nginx> nginx;
-  if (!nginxBinary) {
+  if (flags.noNginx) {
+    paths[2].skipReason = "skipped (--no-nginx)";
+  } else if (!nginxBinary) {
     paths[2].skipReason = "no nginx executable (apt-get install nginx)";
   } else {
     auto port = pickFreePort("127.0.0.1");
@@ -240,8 +261,10 @@ int run(const Flags& flags) {
     if (!p.target) std::printf("%s not available: %s\n", p.name.c_str(), p.skipReason.c_str());
   }
   if (paths[1].target && paths[1].proxyPids) {
-    for (const pid_t pid : paths[1].proxyPids())
+    for (const pid_t pid : paths[1].proxyPids()) {
       std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
+      runInfo["apid_threads"] = std::to_string(threadCount(pid));
+    }
   }
   if (nginx) {
     std::printf(
@@ -361,6 +384,14 @@ int run(const Flags& flags) {
       "apid, or nginx master+workers. Latency measured at the client. All processes share this "
       "machine's cores.\n",
       usPerTick);
+  if (!flags.jsonPath.empty()) {
+    std::ofstream out(flags.jsonPath, std::ios::trunc);
+    out << formatJson(rows, runInfo);
+    if (!out.flush()) {
+      std::fprintf(stderr, "keel_bench: cannot write %s\n", flags.jsonPath.c_str());
+      failed = true;
+    }
+  }
   if (nginx) nginx->stop();
   (*node)->stop();
   return failed ? 1 : 0;
@@ -414,7 +445,12 @@ int main(int argc, char** argv) {
   app.add_option("--nginx", flags.nginxBinary, "nginx executable (default: /usr/sbin/nginx or PATH)");
   app.add_flag("!--no-nginx-access-log", flags.nginxAccessLog,
                "Turn nginx's access log off (on by default: apid writes an audit line per call)");
-  app.add_flag("--require-nginx", flags.requireNginx, "Exit with 77 (skipped) when nginx is not installed");
+  auto* requireNginx = app.add_flag("--require-nginx", flags.requireNginx,
+                                    "Exit with 77 (skipped) when nginx is not installed");
+  app.add_flag("--no-nginx", flags.noNginx, "Measure direct and apid only; start no nginx")
+      ->excludes(requireNginx);
+  app.add_option("--json", flags.jsonPath,
+                 "Also write every row (each path's median and per-round figures) to this JSON file");
   app.add_option("--rounds", flags.rounds,
                  "Rounds; each measures every path once in turn, and the table shows the median")
       ->capture_default_str()

@@ -2,7 +2,8 @@
 // Starts the real trustd binary pinned to one CPU, drives SignNodeCertificate over its
 // Unix socket from client threads pinned elsewhere (CSRs are made before the clock
 // starts), and prints throughput, trustd's CPU time per CSR and its RSS. Also prints
-// the signing path alone, in process, for comparison. Never asserts on speed.
+// the signing path alone, in process, for comparison; --json writes the same figures for
+// scripts (bench/compare.sh). Never asserts on speed.
 #include <sched.h>
 #include <unistd.h>
 
@@ -67,9 +68,11 @@ int main(int argc, char** argv) {
   std::string trustd;
   double seconds = 5;
   int clients = 4;
+  std::string jsonPath;
   app.add_option("--trustd", trustd, "The trustd binary")->required();
   app.add_option("--seconds", seconds, "How long to sign")->capture_default_str();
   app.add_option("--clients", clients, "Concurrent client threads")->capture_default_str();
+  app.add_option("--json", jsonPath, "Also write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
   const int cpus = static_cast<int>(std::thread::hardware_concurrency());
 
@@ -198,5 +201,29 @@ int main(int argc, char** argv) {
   std::printf("  %-44s %10.1f MiB\n", "trustd RSS after the run", rss / 1024.0);
   std::printf("  %-44s %10.0f /s\n", "signing path alone, in process, one core", inProcess / inElapsed);
   std::printf("  %-44s %10ld\n", "failed calls", failed.load());
+  if (!jsonPath.empty()) {
+    // in_process: measured with this binary's own libs/pki, whichever trustd was given.
+    const auto row = [](const char* label, const char* better, double value, bool inProcessRow) {
+      return nlohmann::json{
+          {"label", label}, {"better", better}, {"value", value}, {"in_process", inProcessRow}};
+    };
+    const double perCsrUs = cpuSeconds * 1e6 / static_cast<double>(std::max(1L, signedCount.load()));
+    const nlohmann::json out = {
+        {"tool", "trustd_bench"},
+        {"run", {{"trustd", trustd}, {"seconds", elapsed}, {"clients", clients}}},
+        {"failed_calls", failed.load()},
+        {"rows",
+         {row("trustd SignNodeCertificate (CSRs/s)", "higher",
+              static_cast<double>(signedCount.load()) / elapsed, false),
+          row("trustd CPU/CSR (us)", "lower", perCsrUs, false),
+          row("trustd RSS (MiB)", "lower", static_cast<double>(rss) / 1024.0, false),
+          row("in-process signing (CSRs/s)", "higher", static_cast<double>(inProcess) / inElapsed, true)}}};
+    std::ofstream file(jsonPath, std::ios::trunc);
+    file << out.dump(2) << "\n";
+    if (!file.flush()) {
+      std::fprintf(stderr, "trustd_bench: cannot write %s\n", jsonPath.c_str());
+      return 1;
+    }
+  }
   return failed > 0 || signedCount == 0 ? 1 : 0;
 }

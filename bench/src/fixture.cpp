@@ -97,6 +97,10 @@ Result<std::unique_ptr<Node>> Node::start(const fs::path& dir, const config::Sec
     argv.emplace_back("--api-port");
     argv.push_back(std::to_string(*options.apiPort));
   }
+  if (options.joinPort) {
+    argv.emplace_back("--join-port");
+    argv.push_back(std::to_string(*options.joinPort));
+  }
   KEEL_ASSIGN_OR_RETURN(auto process, ChildProcess::start(argv, dir / "machined.log"));
   std::unique_ptr<Node> node(new Node(root, std::move(process)));
   const Target direct = node->directTarget();

@@ -61,6 +61,7 @@ class Node {
     std::filesystem::path libexecDir;  // holds apid (and trustd) when they are built
     std::string address;               // the node's address on 127.0.0.0/8
     std::optional<uint16_t> apiPort;   // passed as --api-port when set
+    std::optional<uint16_t> joinPort;  // passed as --join-port when set
   };
   // Writes the machine config and starts machined; returns once machined.sock answers
   // Version (up to 20 s), or an error carrying the tail of machined's log.

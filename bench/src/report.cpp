@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <sys/utsname.h>
 
 #include "process.h"
@@ -105,7 +106,7 @@ std::optional<double> medianOf(const std::vector<std::optional<double>>& values)
 }
 
 TableRow summarize(std::string label, Better better, const std::array<std::vector<std::optional<double>>, 3>& perRound) {
-  TableRow row{std::move(label), better, {}, {}};
+  TableRow row{std::move(label), better, {}, {}, perRound};
   for (size_t i = 0; i < 3; ++i) row.values[i] = medianOf(perRound[i]);
   const auto& apid = perRound[1];
   const auto& nginx = perRound[2];
@@ -149,6 +150,29 @@ std::string formatTable(const std::vector<TableRow>& rows) {
     out += s.empty() ? fmt::format("  {}\n", ratioText(r)) : fmt::format("  {:<{}} {}\n", ratioText(r), kRatioWidth, s);
   }
   return out;
+}
+
+std::string formatJson(const std::vector<TableRow>& rows, const std::map<std::string, std::string>& run) {
+  nlohmann::json out = {{"tool", "keel_bench"}, {"run", run}, {"rows", nlohmann::json::array()}};
+  const auto number = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
+  for (const auto& r : rows) {
+    std::string label;
+    for (const char c : r.label) {
+      if (c != ' ' || (!label.empty() && label.back() != ' ')) label += c;
+    }
+    while (!label.empty() && label.back() == ' ') label.pop_back();
+    nlohmann::json paths = nlohmann::json::object();
+    for (size_t i = 0; i < kColumns.size(); ++i) {
+      nlohmann::json rounds = nlohmann::json::array();
+      for (const auto& v : r.perRound[i]) rounds.push_back(number(v));
+      paths[std::string(kColumns[i])] = {{"median", number(r.values[i])}, {"rounds", rounds}};
+    }
+    out["rows"].push_back(
+        {{"label", label}, {"better", r.better == Better::kHigher ? "higher" : "lower"}, {"paths", paths}});
+  }
+  return out.dump(2) + "\n";
 }
 
 }  // namespace keel::bench

@@ -1,9 +1,11 @@
 // keel_bench's input and output: parsing durations and concurrency lists, describing
-// the machine, and the side-by-side table with apid/nginx ratios.
+// the machine, the side-by-side table with apid/nginx ratios, and the same rows as JSON
+// for scripts (bench/compare.sh).
 #pragma once
 
 #include <array>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +38,8 @@ struct TableRow {
   // apid's figure over nginx's in each round that measured both: how far the ratio moves
   // from one round to the next.
   std::vector<double> roundRatios;
+  // Each path's figure in each round (nullopt: that round measured nothing), for --json.
+  std::array<std::vector<std::optional<double>>, 3> perRound;
 };
 
 // The median of the values present (nullopt when none is).
@@ -55,5 +59,10 @@ std::string ratioText(const TableRow& row);
 // The rows as an aligned text table with a header, the apid/nginx column and the spread
 // of that ratio over the rounds.
 std::string formatTable(const std::vector<TableRow>& rows);
+
+// The rows as one JSON document: `run` (the header's facts, as given), then per row its
+// label (runs of spaces folded to one), "higher" or "lower" is better, and for each
+// path its median and its figure in every round (null where a round measured nothing).
+std::string formatJson(const std::vector<TableRow>& rows, const std::map<std::string, std::string>& run);
 
 }  // namespace keel::bench

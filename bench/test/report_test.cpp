@@ -32,16 +32,17 @@ TEST_CASE("parses a concurrency list and refuses empty or out-of-range entries")
 }
 
 TEST_CASE("the apid/nginx ratio says better or worse by the metric's direction") {
-  TableRow rps{"rps", Better::kHigher, {1000.0, 1200.0, 1000.0}, {}};
+  TableRow rps{"rps", Better::kHigher, {1000.0, 1200.0, 1000.0}, {}, {}};
   CHECK(ratioText(rps) == "1.20x better");
-  TableRow latency{"p50", Better::kLower, {10.0, 200.0, 100.0}, {}};
+  TableRow latency{"p50", Better::kLower, {10.0, 200.0, 100.0}, {}, {}};
   CHECK(ratioText(latency) == "2.00x worse");
-  TableRow missing{"p50", Better::kLower, {10.0, std::nullopt, 100.0}, {}};
+  TableRow missing{"p50", Better::kLower, {10.0, std::nullopt, 100.0}, {}, {}};
   CHECK(ratioText(missing) == "-");
 }
 
 TEST_CASE("the table prints every column and row") {
-  const std::string t = formatTable({{"c=1 requests/s", Better::kHigher, {5000.0, std::nullopt, 2500.0}, {}}});
+  const std::string t =
+      formatTable({{"c=1 requests/s", Better::kHigher, {5000.0, std::nullopt, 2500.0}, {}, {}}});
   CHECK(t.find("direct") != std::string::npos);
   CHECK(t.find("apid/nginx") != std::string::npos);
   CHECK(t.find("5000") != std::string::npos);
@@ -72,6 +73,24 @@ TEST_CASE("one round prints no spread") {
   CHECK(spreadText(r).empty());
   CHECK(formatTable({r}).find("spread") == std::string::npos);
   CHECK(medianOf({}) == std::nullopt);
+}
+
+TEST_CASE("the JSON form gives each path's median and rounds, nulls where nothing was measured") {
+  const TableRow r =
+      summarize("c=1   requests/s", Better::kHigher, {{{100.0, 120.0}, {50.0, std::nullopt}, {}}});
+  const std::string j = formatJson({r}, {{"rounds", "2"}});
+  CHECK(j.find("\"tool\": \"keel_bench\"") != std::string::npos);
+  CHECK(j.find("\"label\": \"c=1 requests/s\"") != std::string::npos);
+  CHECK(j.find("\"better\": \"higher\"") != std::string::npos);
+  CHECK(j.find("\"rounds\": \"2\"") != std::string::npos);
+  const auto compact = [](std::string s) {
+    std::erase_if(s, [](char c) { return c == ' ' || c == '\n'; });
+    return s;
+  };
+  const std::string c = compact(j);
+  CHECK(c.find("\"direct\":{\"median\":110.0,\"rounds\":[100.0,120.0]}") != std::string::npos);
+  CHECK(c.find("\"apid\":{\"median\":50.0,\"rounds\":[50.0,null]}") != std::string::npos);
+  CHECK(c.find("\"nginx\":{\"median\":null,\"rounds\":[]}") != std::string::npos);
 }
 
 TEST_CASE("the nginx config requires client certificates, TLS 1.3 and proxies to the socket") {
