@@ -39,6 +39,7 @@ struct Flags {
   int channels = 1;
   int pollers = 2;
   int handshakeConcurrency = 4;
+  int streams = 1000;  // open at once through apid for its memory row
   std::string handshakeDuration;  // default: --duration
   int rounds = 3;
   std::string address = "127.0.1.1";
@@ -374,6 +375,34 @@ int run(const Flags& flags) {
   rows.push_back(summarize(fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRates));
   rows.push_back(summarize("proxy CPU/handshake (us)", Better::kLower, hsCpus));
 
+  // Memory: each daemon's resident set when idle, and apid's with many streams open.
+  if (paths[1].target && paths[1].proxyPids && !stopRequested) {
+    const auto apidPids = paths[1].proxyPids();
+    const pid_t apidPid = apidPids.empty() ? 0 : apidPids.front();
+    std::array<std::vector<std::optional<double>>, 3> idle, streaming;
+    idle[1].push_back(apidPid > 0 ? std::optional<double>(residentKib(apidPid) / 1024.0) : std::nullopt);
+    if (paths[2].target && paths[2].proxyPids) {
+      double nginxKib = 0;
+      for (const pid_t pid : paths[2].proxyPids()) nginxKib += static_cast<double>(residentKib(pid));
+      idle[2].push_back(nginxKib / 1024.0);
+    }
+    rows.push_back(summarize("proxy RSS idle (MiB)", Better::kLower, idle));
+    const auto trustdPids = descendantsNamed(machinedPid, "trustd");
+    std::printf("idle RSS: machined %.1f MiB, trustd %.1f MiB, apid %.1f MiB\n", residentKib(machinedPid) / 1024.0,
+                trustdPids.empty() ? 0.0 : residentKib(trustdPids.front()) / 1024.0,
+                apidPid > 0 ? residentKib(apidPid) / 1024.0 : 0.0);
+    const auto held = holdStreams(
+        *paths[1].target, flags.streams, 90,
+        [&] { streaming[1].push_back(apidPid > 0 ? std::optional<double>(residentKib(apidPid) / 1024.0) : std::nullopt); },
+        stopRequested);
+    if (held.opened < flags.streams) {
+      std::printf("apid streams: %d of %d opened%s%s\n", held.opened, flags.streams,
+                  held.firstError.empty() ? "" : ", first error: ", held.firstError.c_str());
+      failed = true;
+    }
+    rows.push_back(summarize(fmt::format("proxy RSS, {} streams (MiB)", flags.streams), Better::kLower, streaming));
+  }
+
   if (stopRequested) {
     std::printf("interrupted: stopping everything keel_bench started\n");
     return 130;
@@ -438,6 +467,9 @@ int main(int argc, char** argv) {
                  "Threads opening new mTLS connections")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  app.add_option("--streams", flags.streams, "Server streams held open through apid for its memory row")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--handshake-duration", flags.handshakeDuration,
                  "Time per handshake row (default: --duration)");
   app.add_option("--address", flags.address, "The node's address on 127.0.0.0/8 (apid binds it)")
@@ -473,6 +505,7 @@ int main(int argc, char** argv) {
     flags.concurrency = "1,4";
     flags.handshakeDuration = "1s";
     flags.rounds = 1;
+    flags.streams = std::min(flags.streams, 50);
   }
   if (!flags.apidEndpoint.empty() &&
       (flags.apidCa.empty() || flags.apidCert.empty() || flags.apidKey.empty())) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -208,6 +209,82 @@ HandshakeResult runHandshakes(const Target& target, int concurrency, std::chrono
   result.firstError = firstError;
   result.seconds = std::chrono::duration<double>(finished - begin).count();
   return result;
+}
+
+StreamsResult holdStreams(const Target& target, int count, int perChannel, const std::function<void()>& whileOpen,
+                          const std::atomic<bool>& stop) {
+  struct Stream {
+    grpc::ClientContext ctx;
+    v1::Event event;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncReader<v1::Event>> reader;
+  };
+  grpc::CompletionQueue cq;
+  std::vector<std::unique_ptr<v1::MachineService::Stub>> stubs;
+  std::vector<std::unique_ptr<Stream>> streams;
+  v1::EventsRequest request;
+  request.set_tail_events(1);
+  request.set_follow(true);
+  for (int i = 0; i < count; ++i) {
+    if (i % std::max(1, perChannel) == 0) {
+      stubs.push_back(v1::MachineService::NewStub(isolatedChannel(target, nextChannelId++)));
+    }
+    auto s = std::make_unique<Stream>();
+    for (const auto& [k, v] : target.metadata) s->ctx.AddMetadata(k, v);
+    s->reader = stubs.back()->PrepareAsyncEvents(&s->ctx, request, &cq);
+    // Tags: 2*i the start, 2*i+1 the first message.
+    s->reader->StartCall(reinterpret_cast<void*>(static_cast<uintptr_t>(2 * i)));
+    s->reader->Read(&s->event, reinterpret_cast<void*>(static_cast<uintptr_t>(2 * i + 1)));
+    streams.push_back(std::move(s));
+  }
+  StreamsResult result;
+  int pending = 2 * count;
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
+  while (pending > 0 && !stop) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (cq.AsyncNext(&tag, &ok, deadline) != grpc::CompletionQueue::GOT_EVENT) break;
+    --pending;
+    const auto t = reinterpret_cast<uintptr_t>(tag);
+    if (t % 2 == 1 && ok) ++result.opened;
+  }
+  if (!stop) whileOpen();
+  for (auto& s : streams) s->ctx.TryCancel();
+  // Collect what is still in flight, then each stream's status.
+  for (int i = 0; i < count; ++i) {
+    streams[static_cast<size_t>(i)]->reader->Finish(&streams[static_cast<size_t>(i)]->status,
+                                                    reinterpret_cast<void*>(static_cast<uintptr_t>(2 * count + i)));
+  }
+  pending += count;
+  while (pending > 0) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    --pending;
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (result.opened < count) {
+    for (const auto& s : streams) {
+      if (!s->status.ok() && s->status.error_code() != grpc::StatusCode::CANCELLED) {
+        result.firstError = describe(s->status);
+        break;
+      }
+    }
+  }
+  return result;
+}
+
+long residentKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
 }
 
 Status callVersionOnce(const Target& target, std::chrono::milliseconds timeout) {

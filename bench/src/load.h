@@ -69,6 +69,21 @@ HandshakeResult runHandshakes(const Target& target, int concurrency, std::chrono
                               const WindowHook& onWindowStart, const WindowHook& onWindowEnd,
                               const std::atomic<bool>& stop);
 
+struct StreamsResult {
+  int opened = 0;  // streams that delivered their first message
+  std::string firstError;
+};
+
+// Opens `count` server streams (MachineService/Events: the last event, then following),
+// at most `perChannel` on one channel (apid allows limits.maxConcurrentStreams per
+// connection), waits until each has delivered its first message or 30 s passed, runs
+// `whileOpen`, then cancels them all.
+StreamsResult holdStreams(const Target& target, int count, int perChannel, const std::function<void()>& whileOpen,
+                          const std::atomic<bool>& stop);
+
+// A process's resident set (VmRSS) in KiB; 0 when it cannot be read.
+long residentKib(pid_t pid);
+
 // One blocking Version call with a deadline; used to wait for a daemon to answer.
 Status callVersionOnce(const Target& target, std::chrono::milliseconds timeout);
 

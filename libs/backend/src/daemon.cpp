@@ -21,12 +21,6 @@
 
 namespace keel::backend {
 
-Status checkPeerUid(uid_t uid, pid_t pid, const std::vector<uid_t>& allowed, std::string_view daemon) {
-  if (std::find(allowed.begin(), allowed.end(), uid) != allowed.end()) return Status::ok();
-  return permissionDenied("uid " + std::to_string(uid) + " (pid " + std::to_string(pid) + ") is not on " +
-                          std::string(daemon) + "'s allow-list");
-}
-
 Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
   if (!rules.status().isOk()) return rules.status().withContext("service " + rules.serviceName());
   for (const auto& s : services_) {
