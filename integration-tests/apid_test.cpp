@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
 
 namespace keel::integration {
@@ -58,7 +59,8 @@ struct Gateway {
 
 TEST_CASE("apid forwards a call to the backend with the roles and identity of the client certificate") {
   Gateway g;
-  auto ch = g.channel(g.pki.client({"os:reader"}, "bob"));
+  const auto bob = g.pki.client({"os:reader"}, "bob");
+  auto ch = g.channel(bob);
   std::multimap<std::string, std::string> trailers;
   REQUIRE(rawCall(*ch, kVersion, "", nullptr, {{"x-custom", "passes"}}, &trailers).ok());
   REQUIRE(g.backend->calls().size() == 1);
@@ -68,6 +70,10 @@ TEST_CASE("apid forwards a call to the backend with the roles and identity of th
   CHECK(g.backend->lastValues("keel-request-id").size() == 1);
   REQUIRE(g.backend->lastValues("keel-peer").size() == 1);
   CHECK_THAT(g.backend->lastValues("keel-peer").front(), ContainsSubstring("127.0.0.1"));
+  // The validity of the certificate bob presented, for trustd's renewals.
+  const auto bobCert = pki::Certificate::fromPem(bob.cert).value();
+  CHECK(g.backend->lastValues("keel-cert-validity") ==
+        std::vector<std::string>{authz::formatCertValidity({bobCert.notBefore(), bobCert.notAfter()})});
   CHECK(g.backend->lastValues("x-custom") == std::vector<std::string>{"passes"});
   // The backend's trailers come back unchanged.
   CHECK(trailers.count("x-backend-trailer") == 1);
@@ -76,14 +82,14 @@ TEST_CASE("apid forwards a call to the backend with the roles and identity of th
 TEST_CASE("client keel-* metadata never reaches a backend, whatever its form") {
   Gateway g;
   auto reader = g.channel(g.pki.client({"os:reader"}, "mallory"));
-  const Metadata forged = {{"keel-roles", "os:admin"},
-                           {"keel-roles", "os:operator"},
-                           {"keel-identity", "root"},
-                           {"keel-peer", "10.0.0.1"},
-                           {"keel-request-id", "forged"},
+  const Metadata forged = {{"keel-roles", "os:admin"},    {"keel-roles", "os:operator"},
+                           {"keel-identity", "root"},     {"keel-peer", "10.0.0.1"},
+                           {"keel-request-id", "forged"}, {"keel-cert-validity", "0,253402300799"},
                            {"keel-anything", "x"}};
   REQUIRE(rawCall(*reader, kVersion, "", nullptr, forged).ok());
   CHECK(g.backend->lastValues("keel-roles") == std::vector<std::string>{"os:reader"});
+  REQUIRE(g.backend->lastValues("keel-cert-validity").size() == 1);
+  CHECK(g.backend->lastValues("keel-cert-validity").front() != "0,253402300799");
   CHECK(g.backend->lastValues("keel-identity") == std::vector<std::string>{"mallory"});
   CHECK(g.backend->lastValues("keel-anything").empty());
   CHECK(g.backend->lastValues("keel-request-id") != std::vector<std::string>{"forged"});
@@ -280,7 +286,8 @@ TEST_CASE("roles in upper- or mixed-case header names, sent as raw HTTP/2, never
         if (!lower.starts_with("keel-")) continue;
         // Only apid's own keys, in lower case.
         CHECK(key == lower);
-        CHECK((key == "keel-roles" || key == "keel-identity" || key == "keel-peer" || key == "keel-request-id"));
+        CHECK((key == "keel-roles" || key == "keel-identity" || key == "keel-peer" ||
+               key == "keel-request-id" || key == "keel-cert-validity"));
         if (key == "keel-roles") roles.push_back(value);
       }
       CHECK(roles == std::vector<std::string>{"os:reader"});

@@ -89,6 +89,61 @@ TEST_CASE("cluster create starts a control plane and two workers that all answer
   }
 }
 
+TEST_CASE(
+    "with the keelconfig cluster create wrote, whose context names every node, config renew and generate "
+    "ask the endpoint's node; -n with several nodes is still refused",
+    "[cluster]") {
+  TempDir dir;
+  TempDir libexec;
+  chmod(dir.path().c_str(), 0711);
+  installDaemons(libexec);
+  const auto root = dir / "cluster";
+  REQUIRE(keelctl({"cluster", "create", "--workers", "1", "--root", root.string(), "--machined",
+                   MACHINED_PATH, "--libexec", libexec.path().string(), "--api-port",
+                   std::to_string(freePort()), "--join-port", std::to_string(freePort())})
+              .exitCode == 0);
+  const auto kc = root / "keelconfig";
+  const auto crtOf = [](const std::filesystem::path& file) {
+    const auto cfg = nlohmann::json::parse(readFile(file));
+    return cfg["contexts"][cfg["context"].get<std::string>()]["crt"].get<std::string>();
+  };
+  const auto nodesOf = [](const std::filesystem::path& file) {
+    const auto cfg = nlohmann::json::parse(readFile(file));
+    return cfg["contexts"][cfg["context"].get<std::string>()]["nodes"];
+  };
+  const auto before = crtOf(kc);
+  REQUIRE(nodesOf(kc).size() == 2);
+
+  const auto renewed = keelctl({"config", "renew"}, kc);
+  REQUIRE(renewed.exitCode == 0);
+  CHECK_THAT(renewed.out, ContainsSubstring("renewed the client certificate"));
+  CHECK(crtOf(kc) != before);
+  CHECK(nodesOf(kc).size() == 2);
+  // The renewed config still reaches every node.
+  const auto version = keelctl({"version"}, kc);
+  CHECK(version.exitCode == 0);
+  CHECK_THAT(version.out, ContainsSubstring("127.0.1.2"));
+
+  CHECK(keelctl({"config", "generate", (dir / "reader.keelconfig").string(), "--roles", "os:reader"}, kc)
+            .exitCode == 0);
+  CHECK(keelctl({"version"}, dir / "reader.keelconfig").exitCode == 0);
+
+  const auto several = keelctl({"-n", "127.0.1.1,127.0.1.2", "config", "renew"}, kc);
+  CHECK(several.exitCode != 0);
+  CHECK_THAT(several.err, ContainsSubstring("expected at most one node with -n, found 2"));
+  const auto renewedCrt = crtOf(kc);
+  CHECK(keelctl({"-n", "127.0.1.1", "config", "renew"}, kc).exitCode == 0);
+  CHECK(crtOf(kc) != renewedCrt);
+
+  // Which node an upgrade reboots is never taken from the context's list.
+  writeFile(dir / "root.squashfs", "not an image");
+  const auto upgrade = keelctl({"upgrade", (dir / "root.squashfs").string(), "--yes"}, kc);
+  CHECK(upgrade.exitCode != 0);
+  CHECK_THAT(upgrade.err, ContainsSubstring("the context names 2: name the one to upgrade with -n"));
+
+  CHECK(keelctl({"cluster", "destroy", "--root", root.string()}).exitCode == 0);
+}
+
 TEST_CASE("health reports a service that is not running with exit code 4", "[cluster]") {
   TempDir dir;
   TempDir libexec;

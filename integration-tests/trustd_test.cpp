@@ -129,6 +129,15 @@ grpc::Status join(const LocalCluster& c, const std::string& csr, const std::stri
   return c.joinStub()->SignNodeCertificate(&ctx, req, resp);
 }
 
+// The client certificate of a keelconfig's current context.
+keel::pki::Certificate clientCertOf(const std::filesystem::path& keelconfig) {
+  auto cfg = keel::config::parseClientConfig(readFile(keelconfig));
+  REQUIRE(cfg.ok());
+  auto crt = keel::pki::Certificate::fromPem(cfg->contexts.at(cfg->context).crt);
+  REQUIRE(crt.ok());
+  return std::move(crt).value();
+}
+
 keel::pki::Certificate servingCertOf(const Node& node) {
   auto chain = keel::pki::Certificate::bundleFromPem(readFile(node.root() / "var/lib/keel/apid/server.crt"));
   REQUIRE(chain.ok());
@@ -317,12 +326,14 @@ TEST_CASE(
   CHECK(issued == 1);
 }
 
-TEST_CASE("a generated reader config can read but not reboot; config renew extends a client certificate",
-          "[trustd][cluster]") {
+TEST_CASE(
+    "a generated reader config can read but not reboot; config renew keeps its one-hour lifetime and "
+    "refuses a longer one",
+    "[trustd][cluster]") {
   LocalCluster c(0);
   const auto reader = c.gen / "reader.keelconfig";
   const auto made =
-      c.keelctl({"config", "generate", reader.string(), "--roles", "os:reader", "--crt-ttl", "2h"});
+      c.keelctl({"config", "generate", reader.string(), "--roles", "os:reader", "--crt-ttl", "1h"});
   REQUIRE(made.exitCode == 0);
   CHECK(c.keelctl({"version"}, reader).exitCode == 0);
   const auto reboot = c.keelctl({"reboot", "--yes"}, reader);
@@ -335,20 +346,124 @@ TEST_CASE("a generated reader config can read but not reboot; config renew exten
   CHECK(unknown.exitCode != 0);
   CHECK_THAT(unknown.err, ContainsSubstring("os:root"));
 
-  auto notAfter = [&](const std::filesystem::path& file) {
-    auto cfg = keel::config::parseClientConfig(readFile(file));
-    REQUIRE(cfg.ok());
-    auto crt = keel::pki::Certificate::fromPem(cfg->contexts.at(cfg->context).crt);
-    REQUIRE(crt.ok());
-    return std::make_pair(crt->notAfter(), crt->subject());
-  };
-  const auto before = notAfter(reader);
-  const auto renewed = c.keelctl({"config", "renew", "--crt-ttl", "48h"}, reader);
+  const auto before = clientCertOf(reader);
+  const auto renewed = c.keelctl({"config", "renew"}, reader);
   REQUIRE(renewed.exitCode == 0);
-  const auto after = notAfter(reader);
-  CHECK(after.first > before.first + std::chrono::hours(40));
-  CHECK(after.second == before.second);
+  const auto after = clientCertOf(reader);
+  CHECK(after.serialHex() != before.serialHex());
+  CHECK(after.subject() == before.subject());
+  // No longer than the certificate it replaces, and not the cluster's 30-day default.
+  CHECK(after.notAfter() - after.notBefore() <= before.notAfter() - before.notBefore());
+  CHECK(after.notAfter() <= std::chrono::system_clock::now() + 1h);
+  CHECK(after.notAfter() >= before.notAfter());
   CHECK(c.keelctl({"version"}, reader).exitCode == 0);
+
+  // Asking for longer is refused, naming both lifetimes, and the config is left as it was.
+  const auto longer = c.keelctl({"config", "renew", "--crt-ttl", "48h"}, reader);
+  CHECK(longer.exitCode != 0);
+  CHECK_THAT(longer.err, ContainsSubstring("never outlives the certificate it replaces"));
+  CHECK_THAT(longer.err, ContainsSubstring("at most 3600 s (1h)"));
+  CHECK_THAT(longer.err, ContainsSubstring("found 172800 s (48h)"));
+  CHECK(clientCertOf(reader).serialHex() == after.serialHex());
+  // Shorter is granted.
+  REQUIRE(c.keelctl({"config", "renew", "--crt-ttl", "30m"}, reader).exitCode == 0);
+  CHECK(clientCertOf(reader).notAfter() <= std::chrono::system_clock::now() + 30min);
+}
+
+TEST_CASE("a one-year admin config renews for a year, not for the cluster's 30-day default",
+          "[trustd][cluster]") {
+  LocalCluster c(0);
+  const auto admin = c.gen / "admin.keelconfig";
+  std::filesystem::copy_file(c.gen / "keelconfig", admin);
+  const auto before = clientCertOf(admin);
+  REQUIRE(before.notAfter() - before.notBefore() > std::chrono::hours(24 * 364));
+  REQUIRE(c.keelctl({"config", "renew"}, admin).exitCode == 0);
+  const auto after = clientCertOf(admin);
+  CHECK(after.serialHex() != before.serialHex());
+  CHECK(after.subject() == before.subject());
+  CHECK(after.notAfter() - after.notBefore() <= before.notAfter() - before.notBefore());
+  CHECK(after.notAfter() > std::chrono::system_clock::now() + std::chrono::hours(24 * 364));
+  CHECK(c.keelctl({"version"}, admin).exitCode == 0);
+}
+
+TEST_CASE(
+    "client certificates are never issued through another node's apid: generate and renew forwarded by "
+    "a second control plane, or sent with its impersonator certificate, are refused",
+    "[trustd][cluster]") {
+  LocalCluster c(0);
+  // A second control plane, with its own trustd and an impersonator certificate.
+  Node cp2(nlohmann::json::parse(readFile(c.cpConfigFile)), c.args(), "127.0.1.2");
+  REQUIRE(eventually(
+      [&] {
+        return c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0;
+      },
+      30s));
+  const auto admin = c.gen / "admin.keelconfig";
+  std::filesystem::copy_file(c.gen / "keelconfig", admin);
+  const auto before = clientCertOf(admin);
+
+  // Through 127.0.1.2 to 127.0.1.1: the call reaches 127.0.1.1's trustd as "admin via apid@127.0.1.2".
+  const auto minted = c.gen / "minted.keelconfig";
+  const auto generate = c.keelctl({"-e", "127.0.1.2", "-n", kCp, "config", "generate", minted.string(),
+                                   "--roles", "os:admin", "--crt-ttl", "8760h"},
+                                  admin);
+  CHECK(generate.exitCode != 0);
+  CHECK_THAT(generate.err, ContainsSubstring("presented its own certificate to this control plane's apid"));
+  CHECK_THAT(generate.err, ContainsSubstring("'admin via apid@127.0.1.2'"));
+  CHECK_FALSE(std::filesystem::exists(minted));
+  const auto renew = c.keelctl({"-e", "127.0.1.2", "-n", kCp, "config", "renew"}, admin);
+  CHECK(renew.exitCode != 0);
+  CHECK_THAT(renew.err, ContainsSubstring("'admin via apid@127.0.1.2'"));
+  CHECK(clientCertOf(admin).serialHex() == before.serialHex());
+
+  // The same caller at either control plane's own apid is served.
+  CHECK(c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "config", "renew"}, admin).exitCode == 0);
+  CHECK(c.keelctl({"-e", "127.0.1.2", "config", "generate", minted.string(), "--roles", "os:reader"}, admin)
+            .exitCode == 0);
+
+  // Whoever holds an apid's impersonator certificate (24 hours) mints nothing with it,
+  // whatever roles and certificate validity it claims.
+  const auto apidState = cp2.root() / "var/lib/keel/apid";
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = c.osCa();
+  tls.pem_cert_chain = readFile(apidState / "impersonator.crt");
+  tls.pem_private_key = readFile(apidState / "impersonator.key");
+  auto stub = sec::SecurityService::NewStub(
+      grpc::CreateChannel(std::string(kCp) + ":" + std::to_string(c.port), grpc::SslCredentials(tls)));
+  const auto forged = [](grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    ctx.AddMetadata("keel-roles", "os:admin");
+    ctx.AddMetadata("keel-identity", "admin");
+    ctx.AddMetadata("keel-cert-validity", "0,253402300799");
+  };
+  {
+    grpc::ClientContext ctx;
+    forged(ctx);
+    sec::GenerateClientConfigurationRequest req;
+    req.add_roles("os:admin");
+    req.set_ttl_seconds(365 * 24 * 3600);
+    sec::GenerateClientConfigurationResponse resp;
+    const auto st = stub->GenerateClientConfiguration(&ctx, req, &resp);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK_THAT(st.error_message(), ContainsSubstring("'admin via apid@127.0.1.2'"));
+    CHECK(resp.keelconfig().empty());
+  }
+  {
+    grpc::ClientContext ctx;
+    forged(ctx);
+    keel::pki::CsrOptions o;
+    o.subject.commonName = "admin via apid@127.0.1.2";
+    sec::RenewClientCertificateRequest req;
+    req.set_csr(csrFor(o));
+    sec::RenewClientCertificateResponse resp;
+    const auto st = stub->RenewClientCertificate(&ctx, req, &resp);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    CHECK(resp.certificate().empty());
+  }
+  const auto logs = c.keelctl({"logs", "trustd"});
+  CHECK_THAT(logs.out, ContainsSubstring("refused a client configuration to 'admin via apid@127.0.1.2'"));
+  CHECK_THAT(logs.out,
+             ContainsSubstring("refused a renewed client certificate to 'admin via apid@127.0.1.2'"));
 }
 
 TEST_CASE("with TTLs of seconds, apid's certificates rotate several times while a stream stays open",

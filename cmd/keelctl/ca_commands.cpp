@@ -12,16 +12,15 @@ namespace v1 = keel::security::v1;
 
 namespace {
 
-// Certificates come from the node behind the endpoint itself: they are never fanned out.
+// Certificates come from one control plane's certificate authority: they are never
+// fanned out.
 constexpr auto kCaTimeout = std::chrono::seconds(30);
 
-Status noFanOut(const MachineCommandEnv& env) {
-  if (env.client.target().nodes.size() > 1) {
-    return invalidArgument(
-        "client certificates come from the certificate authority of the node behind the "
-        "endpoint; do not name several nodes with -n");
-  }
-  return Status::ok();
+Result<std::vector<std::string>> caNode(const MachineCommandEnv& env) {
+  return oneNodeTarget(
+      env.client.target(),
+      "client certificates come from the certificate authority of one control plane, the node "
+      "behind the endpoint");
 }
 
 std::string unixTime(int64_t seconds) {
@@ -31,7 +30,7 @@ std::string unixTime(int64_t seconds) {
 }  // namespace
 
 Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o) {
-  KEEL_RETURN_IF_ERROR(noFanOut(env));
+  KEEL_ASSIGN_OR_RETURN(const auto node, caNode(env));
   if (!env.client.target().viaApid()) {
     return invalidArgument(
         "'config generate' asks a control plane's certificate authority through apid; it does "
@@ -45,10 +44,9 @@ Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o)
   for (const auto& r : o.roles) req.add_roles(r);
   req.set_ttl_seconds(o.ttl.count());
   req.set_identity(o.identity);
-  KEEL_ASSIGN_OR_RETURN(
-      const auto resp,
-      callEndpointNode(env, env.client.security(), &v1::SecurityService::Stub::GenerateClientConfiguration,
-                       req, kCaTimeout));
+  KEEL_ASSIGN_OR_RETURN(const auto resp, callOneNode(env, env.client.security(),
+                                                     &v1::SecurityService::Stub::GenerateClientConfiguration,
+                                                     req, node, kCaTimeout));
   auto generated = config::parseClientConfig(resp.keelconfig());
   if (!generated.ok()) return generated.status().withContext("the client config trustd returned");
   KEEL_RETURN_IF_ERROR(config::writeClientConfigFile(
@@ -61,7 +59,7 @@ Status cmdConfigGenerate(MachineCommandEnv& env, const ConfigGenerateOptions& o)
 
 Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path, config::ClientConfig cfg,
                       std::chrono::seconds ttl) {
-  KEEL_RETURN_IF_ERROR(noFanOut(env));
+  KEEL_ASSIGN_OR_RETURN(const auto node, caNode(env));
   KEEL_ASSIGN_OR_RETURN(config::ClientContext* const ctx, config::currentContext(cfg));
   KEEL_ASSIGN_OR_RETURN(const auto current, pki::Certificate::fromPem(ctx->crt));
   // A new key: a renewal also retires the old key, which may have been around for long.
@@ -72,9 +70,9 @@ Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path,
   v1::RenewClientCertificateRequest req;
   req.set_csr(csr.toPem());
   req.set_ttl_seconds(ttl.count());
-  KEEL_ASSIGN_OR_RETURN(
-      const auto resp, callEndpointNode(env, env.client.security(),
-                                        &v1::SecurityService::Stub::RenewClientCertificate, req, kCaTimeout));
+  KEEL_ASSIGN_OR_RETURN(const auto resp, callOneNode(env, env.client.security(),
+                                                     &v1::SecurityService::Stub::RenewClientCertificate, req,
+                                                     node, kCaTimeout));
   auto renewed = pki::Certificate::fromPem(resp.certificate());
   if (!renewed.ok()) return renewed.status().withContext("the certificate trustd returned");
   if (!renewed->matchesKey(key))

@@ -62,6 +62,7 @@ Result<MachineTarget> resolveTarget(const MachineCliOptions& o, const CommandEnv
   t.nodes = ctx->nodes;
   if (!o.nodes.empty()) {
     t.nodes.clear();
+    t.nodesFromFlag = true;
     for (const auto& n : o.nodes) {
       auto parsed = config::parseNodeName(n);
       if (!parsed.ok()) return parsed.status().withContext("-n/--nodes");
@@ -449,7 +450,8 @@ void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options, Com
 
   auto* renew = configCmd.add_subcommand(
       "renew", "Renew the current context's client certificate (same identity and roles) while it is still valid");
-  renew->add_option("--crt-ttl", a->renewTtl, "Lifetime of the new certificate (default: the cluster's)");
+  renew->add_option("--crt-ttl", a->renewTtl,
+                    "Lifetime of the new certificate (default: the current one's; never longer)");
   renew->footer("Examples:\n  keelctl config renew\n  keelctl --keelconfig ops.keelconfig config renew --crt-ttl 720h");
   runWithTarget(*renew, options, action, [a, ttlOf](MachineTarget target, CommandEnv& env) -> Status {
     KEEL_ASSIGN_OR_RETURN(const auto ttl, ttlOf(a->renewTtl));

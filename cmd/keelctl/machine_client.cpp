@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
@@ -51,6 +52,15 @@ void MachineClient::connect() {
   }
   stub_ = keel::machine::v1::MachineService::NewStub(channel_);
   security_ = keel::security::v1::SecurityService::NewStub(channel_);
+}
+
+Result<std::vector<std::string>> oneNodeTarget(const MachineTarget& target, std::string_view why) {
+  if (!target.nodesFromFlag) return std::vector<std::string>{};
+  if (target.nodes.size() > 1) {
+    return invalidArgument(fmt::format("{}: expected at most one node with -n, found {} ({})", why,
+                                       target.nodes.size(), fmt::join(target.nodes, ", ")));
+  }
+  return target.nodes;
 }
 
 std::unique_ptr<grpc::ClientContext> MachineClient::context(std::chrono::seconds timeout) const {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -41,11 +42,19 @@ struct MachineTarget {
   std::vector<std::string> fallbackEndpoints;
   TlsIdentity tls;
   std::vector<std::string> nodes;
+  // True when `nodes` come from -n/--nodes, false when from the context.
+  bool nodesFromFlag = false;
   // For judging certificates when a connection fails; outlives the target.
   const Clock* clock = nullptr;
 
   bool viaApid() const { return !endpoint.empty(); }
 };
+
+// The target of a command that talks to exactly one node: the node -n names, else none
+// (the node behind the endpoint), whatever the context names, since a context such as
+// 'cluster create' writes names every node. Errors: INVALID_ARGUMENT saying `why` when -n
+// names several.
+Result<std::vector<std::string>> oneNodeTarget(const MachineTarget& target, std::string_view why);
 
 // Where the machine socket of a node started with `machined --root DIR` is.
 std::filesystem::path machinedSocketUnder(const std::filesystem::path& root);

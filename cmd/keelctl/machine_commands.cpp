@@ -334,8 +334,14 @@ std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<d
 Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   const auto& target = env.client.target();
   if (target.nodes.size() > 1) {
-    return invalidArgument(fmt::format("an upgrade streams to one node; {} were named (-n): upgrade them one by one",
-                                       target.nodes.size()));
+    // Which node to reboot into a new root is never guessed from a context's list.
+    return invalidArgument(
+        target.nodesFromFlag
+            ? fmt::format("an upgrade streams to one node; {} were named (-n): upgrade them one by one",
+                          target.nodes.size())
+            : fmt::format("an upgrade streams to one node, but the context names {}: name the one to upgrade "
+                          "with -n",
+                          target.nodes.size()));
   }
   const std::filesystem::path sigPath =
       args.signature.empty() ? std::filesystem::path(args.image.string() + ".sig") : args.signature;

@@ -1,7 +1,7 @@
 // How keelctl's commands call nodes and show what they answer, one helper per shape: a
 // unary call fanned out to the chosen nodes, its reply printed as one table or as lines
-// per node; a server stream printed as it comes; a call to the node behind the endpoint
-// only. Each command then holds only its request and how it shows one node's entry.
+// per node; a server stream printed as it comes; a call to one node only. Each command
+// then holds only its request and how it shows one node's entry.
 #pragma once
 
 #include <chrono>
@@ -108,16 +108,17 @@ Result<Resp> callServiceNodes(MachineCommandEnv& env,
   }
 }
 
-// Calls a unary method of `stub` on the node behind the endpoint only (no fan-out, no
-// other endpoint), with a deadline of `timeout`.
+// Calls a unary method of `stub` on one node (no fan-out, no other endpoint), with a
+// deadline of `timeout`: `node` when it names one (oneNodeTarget), else the node behind
+// the endpoint.
 template <typename Stub, typename Req, typename Resp>
-Result<Resp> callEndpointNode(MachineCommandEnv& env, Stub& stub,
-                              grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-                              const std::type_identity_t<Req>& req, std::chrono::seconds timeout) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+Result<Resp> callOneNode(MachineCommandEnv& env, Stub& stub,
+                         grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                         const std::type_identity_t<Req>& req, const std::vector<std::string>& node,
+                         std::chrono::seconds timeout) {
+  const auto ctx = env.client.contextFor(node, timeout);
   Resp resp;
-  const auto st = (stub.*method)(&ctx, req, &resp);
+  const auto st = (stub.*method)(ctx.get(), req, &resp);
   if (!st.ok()) return fromGrpc(st, env.client.target());
   return resp;
 }

@@ -110,6 +110,31 @@ TEST_CASE("a call targets one node with 'node' and several with 'nodes'", "[apid
   CHECK(nodeTargetMetadata({"10.0.0.2", "cp1", "10.0.0.4"}) == Metadata{{"nodes", "10.0.0.2,cp1,10.0.0.4"}});
 }
 
+TEST_CASE(
+    "a command that talks to one node passes over the context's nodes, takes one -n and refuses several",
+    "[apid-target]") {
+  MachineTarget t;
+  t.endpoint = "127.0.1.1:50000";
+  // A context made by 'cluster create' names every node: the endpoint's node answers.
+  t.nodes = {"127.0.1.1", "127.0.1.2", "127.0.1.3"};
+  auto fromContext = oneNodeTarget(t, "certificates come from one node");
+  REQUIRE(fromContext.ok());
+  CHECK(fromContext->empty());
+
+  t.nodesFromFlag = true;
+  t.nodes = {"127.0.1.2"};
+  auto named = oneNodeTarget(t, "certificates come from one node");
+  REQUIRE(named.ok());
+  CHECK(*named == std::vector<std::string>{"127.0.1.2"});
+
+  t.nodes = {"127.0.1.1", "127.0.1.2"};
+  auto several = oneNodeTarget(t, "certificates come from one node");
+  REQUIRE_FALSE(several.ok());
+  CHECK(several.status().code() == StatusCode::kInvalidArgument);
+  CHECK(several.status().message() ==
+        "certificates come from one node: expected at most one node with -n, found 2 (127.0.1.1, 127.0.1.2)");
+}
+
 TEST_CASE("connection failures are told apart from apid's own UNAVAILABLE answers", "[apid-target]") {
   CHECK(
       isConnectionFailure("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "

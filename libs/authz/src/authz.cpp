@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 namespace keel::authz {
 
@@ -64,6 +65,37 @@ std::vector<std::string> parseRoles(std::string_view header) {
     header.remove_prefix(comma + 1);
   }
   return sortedKnown(std::move(roles));
+}
+
+std::string formatCertValidity(const CertValidity& validity) {
+  const auto unixSeconds = [](TimePoint t) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
+  };
+  return unixSeconds(validity.notBefore) + "," + unixSeconds(validity.notAfter);
+}
+
+Result<CertValidity> parseCertValidity(std::string_view value) {
+  const auto expected = [&] {
+    return invalidArgument(
+        "expected " + std::string(kCertValidityKey) +
+        " as '<notBefore>,<notAfter>' in Unix seconds, the second after the first, found '" +
+        std::string(value.substr(0, 64)) + "'");
+  };
+  const auto comma = value.find(',');
+  if (comma == std::string_view::npos) return expected();
+  const auto number = [](std::string_view text, int64_t& out) {
+    const auto* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, out);
+    return !text.empty() && r.ec == std::errc() && r.ptr == end;
+  };
+  int64_t from = 0;
+  int64_t until = 0;
+  if (!number(value.substr(0, comma), from) || !number(value.substr(comma + 1), until) || until <= from)
+    return expected();
+  // Beyond the year 9999 (X.509's last representable time) is not a certificate's time.
+  constexpr int64_t kLast = 253402300799;
+  if (from < -kLast || until > kLast) return expected();
+  return CertValidity{TimePoint(std::chrono::seconds(from)), TimePoint(std::chrono::seconds(until))};
 }
 
 bool isReservedKey(std::string_view key) {

@@ -138,6 +138,26 @@ TEST_CASE("reserved metadata keys are recognised in any letter case", "[authz]")
   CHECK_FALSE(isReservedKey("nodes"));
 }
 
+TEST_CASE(
+    "a certificate's validity survives apid's formatting and trustd's parsing; anything else is refused",
+    "[authz]") {
+  const CertValidity v{TimePoint(std::chrono::seconds(1893456000)),
+                       TimePoint(std::chrono::seconds(1893459900))};
+  CHECK(formatCertValidity(v) == "1893456000,1893459900");
+  auto back = parseCertValidity(formatCertValidity(v));
+  REQUIRE(back.ok());
+  CHECK(*back == v);
+  for (const char* bad : {"", ",", "1893456000", "1893456000,", ",1893459900", "1893459900,1893456000",
+                          "1893456000,1893456000", "1893456000,1893459900,5", " 1893456000,1893459900",
+                          "1893456000,1893459900x", "a,b", "0,99999999999999"}) {
+    INFO("'" << bad << "'");
+    auto r = parseCertValidity(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(r.status().message(), ContainsSubstring("expected keel-cert-validity as"));
+  }
+}
+
 TEST_CASE("roles from certificate organizations and headers keep only known roles, sorted, once", "[authz]") {
   CHECK(rolesFromOrganizations({"os:reader", "kubernetes", "os:admin", "os:reader"}) ==
         std::vector<std::string>{"os:admin", "os:reader"});

@@ -47,6 +47,7 @@ Result<PeerIdentity> identityFromPem(std::string_view pem) {
   const auto ekus = cert->extendedKeyUsages();
   id.clientAuth = std::find(ekus.begin(), ekus.end(), pki::ExtendedKeyUsage::kClientAuth) != ekus.end();
   id.isCa = cert->isCa();
+  id.validity = {cert->notBefore(), cert->notAfter()};
   return id;
 }
 
@@ -194,6 +195,11 @@ Admission admitCall(const CallRequest& request, const Routes& routes, const Admi
   d.forward.emplace_back(authz::kIdentityKey, d.identity);
   d.forward.emplace_back(authz::kRequestIdKey, d.requestId);
   d.forwardToBackend.emplace_back(authz::kPeerKey, request.peerAddress);
+  // Only of a certificate this apid verified itself: for a forwarded call it would be the
+  // forwarding apid's, and the previous hop's word is never taken for it.
+  if (!d.forwarded) {
+    d.forwardToBackend.emplace_back(authz::kCertValidityKey, authz::formatCertValidity(peer.validity));
+  }
   return d;
 }
 

@@ -32,6 +32,7 @@ struct PeerIdentity {
   std::vector<std::string> roles;  // known roles among the O= entries
   bool clientAuth = false;         // extended key usage clientAuth present
   bool isCa = false;               // basicConstraints CA:TRUE
+  authz::CertValidity validity;    // notBefore and notAfter, as issued
   bool impersonator() const;
   // The one rule for who may act as a client, used in the handshake and again per call:
   // clientAuth usage, and not a CA.
@@ -104,7 +105,8 @@ struct Admission {
   // The metadata every upstream call carries: the client's own keys that are neither
   // reserved nor target keys, then keel-roles, keel-identity and keel-request-id.
   MetadataList forward;
-  // Added for a local backend only: keel-peer, the client's address.
+  // Added for a local backend only: keel-peer, the client's address, and for a caller that
+  // presented its own certificate here (not another node's apid), keel-cert-validity.
   MetadataList forwardToBackend;
 };
 
@@ -120,7 +122,8 @@ struct Admission {
 // 6. targeting another node needs `mayForward`; several targets need a method with the
 //    per-node reply shape (INVALID_ARGUMENT otherwise);
 // 7. the route: the backend, the call's shape, one upstream or a fan-out, and the
-//    metadata each upstream gets.
+//    metadata each upstream gets; a local backend also learns the client's address and,
+//    unless the call was forwarded, its certificate's validity (trustd renews by it).
 Admission admitCall(const CallRequest& request, const Routes& routes, const AdmissionOptions& options);
 
 // True for a request id a forwarding apid may pass on: 1-64 of [A-Za-z0-9-].

@@ -26,6 +26,8 @@ const std::string kServiceStart = "/keel.machine.v1.MachineService/ServiceStart"
 const std::string kRead = "/keel.machine.v1.MachineService/Read";  // os:admin only
 
 PeerIdentity otherApid() { return client("node-b", {"os:impersonator"}); }
+const std::string kGenerate =
+    "/keel.security.v1.SecurityService/GenerateClientConfiguration";  // not per-node
 
 // machined and trustd as the default node declares them.
 const Routes& builtinRoutes() {
@@ -62,7 +64,8 @@ bool anyRemote(const Admission& d) {
 
 TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the rest is passed on in order",
           "[admission]") {
-  const auto peer = client("alice", {"os:reader"});
+  auto peer = client("alice", {"os:reader"});
+  peer.validity = {TimePoint(std::chrono::seconds(1893456000)), TimePoint(std::chrono::seconds(1893459900))};
   const auto d = decide(&peer, kVersion,
                         {{"x-trace", "1"},
                          {"Keel-Roles", "os:admin"},
@@ -71,6 +74,7 @@ TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the r
                          {"Keel-Request-Id", "chosen-by-client"},
                          {"keel-peer", "ipv4:10.9.9.9:1"},
                          {"keel-whatever", "x"},
+                         {"keel-cert-validity", "0,9999999999"},
                          {"authorization", "bearer"}});
   CHECK(d.status.isOk());
   CHECK(d.forward == MetadataList{{"x-trace", "1"},
@@ -78,7 +82,8 @@ TEST_CASE("reserved keel-* keys are dropped whatever their letter case and the r
                                   {"keel-roles", "os:reader"},
                                   {"keel-identity", "alice"},
                                   {"keel-request-id", "fresh-id"}});
-  CHECK(d.forwardToBackend == MetadataList{{"keel-peer", "ipv4:127.0.0.1:4711"}});
+  CHECK(d.forwardToBackend ==
+        MetadataList{{"keel-peer", "ipv4:127.0.0.1:4711"}, {"keel-cert-validity", "1893456000,1893459900"}});
   CHECK(d.roles == std::vector<std::string>{"os:reader"});
   CHECK(d.identity == "alice");
   CHECK(d.requestId == "fresh-id");
@@ -187,6 +192,46 @@ TEST_CASE("a forwarded call with two keel-roles values is denied, whatever their
     CHECK(d.status.code() == StatusCode::kPermissionDenied);
     CHECK(d.roles.empty());
   }
+}
+
+TEST_CASE(
+    "a forwarded call tells the backend nothing of a certificate's validity, whatever the previous hop sent",
+    "[admission]") {
+  // trustd issues client certificates only to a caller whose certificate this apid read
+  // itself: the forwarding apid's is not the caller's, and the previous hop's word is not
+  // taken for it.
+  auto peer = otherApid();
+  peer.validity = {TimePoint(std::chrono::seconds(1893456000)), TimePoint(std::chrono::seconds(1893542400))};
+  const auto d = decide(
+      &peer, kGenerate,
+      {{"keel-roles", "os:admin"}, {"keel-identity", "alice"}, {"keel-cert-validity", "0,253402300799"}});
+  REQUIRE(d.status.isOk());
+  CHECK(d.forwarded);
+  CHECK(d.identity == "alice via node-b");
+  CHECK(d.forwardToBackend == MetadataList{{"keel-peer", "ipv4:127.0.0.1:4711"}});
+  for (const auto& kv : d.forward) CHECK(kv.first != "keel-cert-validity");
+}
+
+TEST_CASE(
+    "a caller that presented its own certificate passes that certificate's validity to this node's "
+    "backend only",
+    "[admission]") {
+  auto admin = client("root", {"os:admin"});
+  admin.validity = {TimePoint(std::chrono::seconds(1893456000)), TimePoint(std::chrono::seconds(1924992000))};
+  AdmissionOptions options;
+  options.mayForward = true;
+  options.selfNames = {"10.0.0.1"};
+  const auto local = decide(&admin, kGenerate, {{"keel-cert-validity", "0,253402300799"}}, options);
+  REQUIRE(local.status.isOk());
+  CHECK(local.forwardToBackend ==
+        MetadataList{{"keel-peer", "ipv4:127.0.0.1:4711"}, {"keel-cert-validity", "1893456000,1924992000"}});
+  // To another node the call goes with the impersonator certificate: that node's apid
+  // drops every keel-* key, and forwardToBackend is for this node's backend alone.
+  const auto remote = decide(&admin, kGenerate, {{"node", "10.0.0.2"}}, options);
+  REQUIRE(remote.status.isOk());
+  REQUIRE(remote.upstreams.size() == 1);
+  CHECK_FALSE(remote.upstreams.front().local);
+  for (const auto& kv : remote.forward) CHECK(kv.first != "keel-cert-validity");
 }
 
 TEST_CASE("a forwarded call names who asked through which apid", "[admission]") {
@@ -344,7 +389,6 @@ TEST_CASE("the rule is checked before a call is forwarded anywhere", "[admission
 
 const std::string kLogs = "/keel.machine.v1.MachineService/Logs";        // server stream, per-node
 const std::string kUpgrade = "/keel.machine.v1.MachineService/Upgrade";  // client stream, os:admin
-const std::string kGenerate = "/keel.security.v1.SecurityService/GenerateClientConfiguration";  // not per-node
 
 TEST_CASE("an admitted call names its backend, its shape, its upstreams and what they are sent", "[admission]") {
   const auto admin = client("root", {"os:admin"});
@@ -500,6 +544,9 @@ TEST_CASE("the identity of a client certificate is its CN, its known roles and i
   CHECK(id->clientAuth);
   CHECK_FALSE(id->isCa);
   CHECK_FALSE(id->impersonator());
+  // The validity as issued: from the issuer's clock, for the policy's default 24 hours.
+  CHECK(id->validity.notBefore == issuer.clock.now());
+  CHECK(id->validity.notAfter == issuer.clock.now() + std::chrono::hours(24));
 }
 
 TEST_CASE("a CA certificate reads as a CA", "[admission]") {

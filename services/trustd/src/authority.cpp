@@ -12,6 +12,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/config/client_config.h"
+#include "keel/config/duration.h"
 
 namespace keel::trustd {
 
@@ -297,6 +298,44 @@ Result<std::chrono::seconds> Authority::clientTtl(std::chrono::seconds requested
   return requested;
 }
 
+Result<std::chrono::seconds> Authority::renewalTtl(const authz::CertValidity& presented,
+                                                   std::chrono::seconds requested) const {
+  using std::chrono::seconds;
+  // trustd backdates notBefore by the skew: the TTL a certificate was issued for is its
+  // span less the skew, and a renewal issued for that TTL spans exactly as long.
+  const auto span = std::chrono::duration_cast<seconds>(presented.notAfter - presented.notBefore);
+  const seconds issuedFor = span - std::chrono::duration_cast<seconds>(kNotBeforeSkew);
+  if (issuedFor <= seconds::zero()) {
+    return failedPrecondition(
+        fmt::format("expected a presented certificate valid for longer than trustd's notBefore skew of {} s, "
+                    "found one valid for {} s: a renewal would outlive it; ask an admin for a new config",
+                    std::chrono::duration_cast<seconds>(kNotBeforeSkew).count(), span.count()));
+  }
+  if (requested.count() < 0)
+    return invalidArgument("expected a positive TTL, found " + std::to_string(requested.count()) + " s");
+  if (requested > issuedFor) {
+    return invalidArgument(fmt::format(
+        "a renewal never outlives the certificate it replaces: expected a TTL of at most {} s ({}), the "
+        "lifetime the presented certificate was issued with, found {} s ({}); leave the TTL out to keep it",
+        issuedFor.count(), config::formatDuration(issuedFor), requested.count(),
+        config::formatDuration(requested)));
+  }
+  if (requested.count() > 0) return clientTtl(requested);
+  return std::min(issuedFor, config_.clientCertMaxTtl);
+}
+
+Status Authority::requireOwnCertificate(const ClientCaller& caller, std::string_view what) const {
+  if (caller.presented) return Status::ok();
+  spdlog::warn("trustd: refused {} to '{}': the call did not come from a certificate presented to this apid",
+               what, caller.identity);
+  return permissionDenied(fmt::format(
+      "{} is issued only to a caller that presented its own certificate to this control plane's apid: "
+      "expected that certificate's validity from it (keel-cert-validity), found none on the call from '{}', "
+      "as on every call another node's apid forwarded (os:impersonator grants nothing lasting); ask {}'s "
+      "apid directly (keelctl -e {}, with no -n naming another node)",
+      what, caller.identity, config_.nodeAddress, config_.nodeAddress));
+}
+
 Result<pki::Certificate> Authority::issueClient(const pki::CertificateRequest& csr,
                                                 const std::vector<std::string>& roles,
                                                 std::chrono::seconds ttl) {
@@ -330,7 +369,8 @@ Status checkClientRoles(const std::vector<std::string>& roles) {
 Result<GeneratedClientConfig> Authority::generateClientConfig(const std::vector<std::string>& requestedRoles,
                                                               std::chrono::seconds requestedTtl,
                                                               const std::string& identity,
-                                                              const std::string& requestedBy) {
+                                                              const ClientCaller& requestedBy) {
+  KEEL_RETURN_IF_ERROR(requireOwnCertificate(requestedBy, "a client configuration"));
   KEEL_RETURN_IF_ERROR(checkClientRoles(requestedRoles));
   std::vector<std::string> roles;
   for (const auto& r : requestedRoles) addUnique(roles, r);
@@ -354,24 +394,25 @@ Result<GeneratedClientConfig> Authority::generateClientConfig(const std::vector<
   out.contexts[config_.clusterName] = std::move(ctx);
   spdlog::info(
       "trustd: issued a client configuration: subject '{}', serial {}, valid until {}, requested by '{}'",
-      cert.subject().toString(), cert.serialHex(), formatTime(cert.notAfter()), requestedBy);
+      cert.subject().toString(), cert.serialHex(), formatTime(cert.notAfter()), requestedBy.identity);
   return GeneratedClientConfig{config::serializeClientConfig(out), cert.serialHex(), cert.notAfter()};
 }
 
 Result<ClientCertificate> Authority::renewClientCertificate(const std::string& csrPem,
-                                                            const std::string& identity,
-                                                            const std::vector<std::string>& callerRoles,
+                                                            const ClientCaller& caller,
                                                             std::chrono::seconds requestedTtl) {
+  const std::string& identity = caller.identity;
   if (identity.empty()) return unauthenticated("the call carries no client identity to renew");
+  KEEL_RETURN_IF_ERROR(requireOwnCertificate(caller, "a renewed client certificate"));
   std::vector<std::string> roles;
-  for (const auto& r : callerRoles) {
+  for (const auto& r : caller.roles) {
     if (r == authz::kRoleAdmin || r == authz::kRoleOperator || r == authz::kRoleReader) addUnique(roles, r);
   }
   if (roles.empty()) {
     return Status(StatusCode::kPermissionDenied,
                   "only client certificates with os:admin, os:operator or os:reader can be renewed");
   }
-  KEEL_ASSIGN_OR_RETURN(const auto ttl, clientTtl(requestedTtl));
+  KEEL_ASSIGN_OR_RETURN(const auto ttl, renewalTtl(*caller.presented, requestedTtl));
   KEEL_ASSIGN_OR_RETURN(const auto csr, parseCsr(csrPem));
   // The CSR proposes a key only: identity and roles come from the certificate the caller
   // authenticated with.
@@ -381,8 +422,9 @@ Result<ClientCertificate> Authority::renewClientCertificate(const std::string& c
   }
   if (!csr.subjectAltNames().empty()) return invalidArgument("expected a client CSR without SANs");
   KEEL_ASSIGN_OR_RETURN(const auto issued, issueClient(csr, roles, ttl));
-  spdlog::info("trustd: renewed a client certificate: subject '{}', serial {}, valid until {}",
-               issued.subject().toString(), issued.serialHex(), formatTime(issued.notAfter()));
+  spdlog::info("trustd: renewed a client certificate: subject '{}', serial {}, for {}, valid until {}",
+               issued.subject().toString(), issued.serialHex(), config::formatDuration(ttl),
+               formatTime(issued.notAfter()));
   return ClientCertificate{issued.toPem(), config_.caBundlePem, issued.serialHex(), issued.notAfter()};
 }
 

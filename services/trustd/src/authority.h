@@ -7,9 +7,11 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "keel/authz/authz.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/pki/pki.h"
@@ -34,6 +36,16 @@ struct ClientCertificate {
   std::string caBundlePem;
   std::string serialHex;
   TimePoint notAfter;
+};
+
+// Who asks for a client certificate, as this node's apid vouched for it (keel-identity,
+// keel-roles, keel-cert-validity).
+struct ClientCaller {
+  std::string identity;            // the certificate's CN; "<CN> via <apid>" when forwarded
+  std::vector<std::string> roles;  // as apid read them from the certificate
+  // The validity of the certificate the caller presented to this node's apid itself.
+  // None when another node's apid forwarded the call: then nothing is issued.
+  std::optional<authz::CertValidity> presented;
 };
 
 struct GeneratedClientConfig {
@@ -82,20 +94,28 @@ class Authority {
                                                  const std::string& impersonatorCsrPem);
 
   // A new key and client certificate with exactly `roles` (os:admin, os:operator,
-  // os:reader; at least one), as a keelconfig. `ttl` zero takes the default.
+  // os:reader; at least one), as a keelconfig. `ttl` zero takes the default. Errors:
+  // PERMISSION_DENIED when `requestedBy` did not present its own certificate to this
+  // node's apid (a call forwarded by another node's apid); INVALID_ARGUMENT (roles, TTL).
   Result<GeneratedClientConfig> generateClientConfig(const std::vector<std::string>& roles,
                                                      std::chrono::seconds ttl, const std::string& identity,
-                                                     const std::string& requestedBy);
+                                                     const ClientCaller& requestedBy);
 
-  // A new certificate for the CSR's key with `identity` as CN and the client roles among
-  // `roles` (what apid read from the caller's still-valid certificate).
-  Result<ClientCertificate> renewClientCertificate(const std::string& csrPem, const std::string& identity,
-                                                   const std::vector<std::string>& roles,
+  // A new certificate for the CSR's key with the caller's identity as CN and the client
+  // roles among its roles. Its lifetime is the presented certificate's, less the notBefore
+  // skew trustd adds (so a renewal's notAfter - notBefore never exceeds the presented
+  // one's), capped by the cluster's maximum; a nonzero `ttl` may only shorten it. Errors:
+  // PERMISSION_DENIED (forwarded call, no client role), INVALID_ARGUMENT (a longer `ttl`,
+  // the CSR), FAILED_PRECONDITION (a presented lifetime no longer than the skew).
+  Result<ClientCertificate> renewClientCertificate(const std::string& csrPem, const ClientCaller& caller,
                                                    std::chrono::seconds ttl);
 
  private:
   Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock);
   Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
+  Result<std::chrono::seconds> renewalTtl(const authz::CertValidity& presented,
+                                          std::chrono::seconds requested) const;
+  Status requireOwnCertificate(const ClientCaller& caller, std::string_view what) const;
   Result<pki::Certificate> issueClient(const pki::CertificateRequest& csr,
                                        const std::vector<std::string>& roles, std::chrono::seconds ttl);
 

@@ -1,5 +1,8 @@
 #include "security_service.h"
 
+#include <optional>
+
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/authz.h"
@@ -24,11 +27,15 @@ std::vector<std::string> values(const grpc::ServerContext& ctx, std::string_view
 }
 
 // The call must carry apid's roles exactly once and pass the method's rule (the same
-// table apid checked); the single values of identity and peer are returned.
+// table apid checked); the single values of identity, peer and the caller's certificate
+// validity are returned.
 struct Forwarded {
   std::vector<std::string> roles;
   std::string identity;
   std::string peer;
+  std::optional<authz::CertValidity> presented;
+
+  ClientCaller caller() const { return {identity, roles, presented}; }
 };
 
 Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method) {
@@ -44,6 +51,17 @@ Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method)
   }
   if (!identity.empty()) f.identity = identity.front();
   if (!peer.empty()) f.peer = peer.front();
+  // Absent on a call another node's apid forwarded; the Authority refuses to issue then.
+  const auto validity = values(ctx, authz::kCertValidityKey);
+  if (validity.size() > 1) {
+    return Status(StatusCode::kPermissionDenied, fmt::format("expected {} at most once, found {} values",
+                                                             authz::kCertValidityKey, validity.size()));
+  }
+  if (!validity.empty()) {
+    auto parsed = authz::parseCertValidity(validity.front());
+    if (!parsed.ok()) return Status(StatusCode::kPermissionDenied, parsed.status().message());
+    f.presented = *parsed;
+  }
   return f;
 }
 
@@ -55,7 +73,7 @@ Result<Forwarded> admitJoin(const grpc::ServerContext& ctx) {
   if (peer.size() != 1) {
     return Status(StatusCode::kPermissionDenied, "expected the caller's address in keel-peer exactly once");
   }
-  if (rolesValues.empty()) return Forwarded{{}, "", peer.front()};
+  if (rolesValues.empty()) return Forwarded{{}, "", peer.front(), std::nullopt};
   KEEL_ASSIGN_OR_RETURN(auto f, admit(ctx, "SignNodeCertificate"));
   return f;
 }
@@ -81,7 +99,7 @@ grpc::Status SecurityServiceImpl::GenerateClientConfiguration(
   if (!f.ok()) return toGrpc(f.status());
   const std::vector<std::string> roles(req->roles().begin(), req->roles().end());
   auto out = authority_->generateClientConfig(roles, std::chrono::seconds(req->ttl_seconds()),
-                                              req->identity(), f->identity);
+                                              req->identity(), f->caller());
   if (!out.ok()) return toGrpc(out.status());
   resp->set_keelconfig(out->keelconfig);
   resp->set_serial(out->serialHex);
@@ -95,8 +113,8 @@ grpc::Status SecurityServiceImpl::RenewClientCertificate(grpc::ServerContext* ct
                                                          v1::RenewClientCertificateResponse* resp) {
   auto f = admit(*ctx, "RenewClientCertificate");
   if (!f.ok()) return toGrpc(f.status());
-  auto out = authority_->renewClientCertificate(req->csr(), f->identity, f->roles,
-                                                std::chrono::seconds(req->ttl_seconds()));
+  auto out =
+      authority_->renewClientCertificate(req->csr(), f->caller(), std::chrono::seconds(req->ttl_seconds()));
   if (!out.ok()) return toGrpc(out.status());
   resp->set_certificate(out->certificatePem);
   resp->set_ca_bundle(out->caBundlePem);

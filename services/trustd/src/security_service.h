@@ -1,5 +1,6 @@
 // The gRPC adapter of trustd: reads what apid forwarded (keel-roles, keel-identity,
-// keel-peer), re-checks the method's rule, and hands plain values to the Authority.
+// keel-peer, keel-cert-validity), re-checks the method's rule, and hands plain values to
+// the Authority.
 #pragma once
 
 #include "keel/security/v1/security.grpc.pb.h"

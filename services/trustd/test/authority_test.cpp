@@ -53,6 +53,28 @@ std::string csrPem(pki::CsrOptions options, pki::PrivateKey* keyOut = nullptr) {
   return csr.toPem();
 }
 
+// A caller that presented its own certificate to this node's apid, issued by trustd at
+// kStart for `ttl` (notBefore backdated by trustd's five minutes).
+ClientCaller directCaller(std::string identity, std::vector<std::string> roles,
+                          std::chrono::seconds ttl = std::chrono::hours(24 * 365)) {
+  return {std::move(identity), std::move(roles),
+          authz::CertValidity{kStart - std::chrono::minutes(5), kStart + ttl}};
+}
+
+const ClientCaller kAdmin = directCaller("admin", {"os:admin"});
+
+// The validity of a certificate as apid would read it.
+authz::CertValidity validityOf(const std::string& pem) {
+  auto crt = pki::Certificate::fromPem(pem).value();
+  return {crt.notBefore(), crt.notAfter()};
+}
+
+pki::CsrOptions clientCsr(const std::string& cn) {
+  pki::CsrOptions o;
+  o.subject.commonName = cn;
+  return o;
+}
+
 pki::CsrOptions nodeCsr(const std::string& cn, std::vector<std::string> ips,
                         std::vector<std::string> dns = {}, std::vector<std::string> orgs = {}) {
   pki::CsrOptions o;
@@ -272,7 +294,7 @@ TEST_CASE("a generated client configuration carries exactly the requested roles 
   f.config.clientCertMaxTtl = std::chrono::hours(48);
   f.config.clientCertDefaultTtl = std::chrono::hours(1);
   auto a = f.authority();
-  auto out = a->generateClientConfig({"os:reader"}, std::chrono::seconds(0), "", "admin");
+  auto out = a->generateClientConfig({"os:reader"}, std::chrono::seconds(0), "", kAdmin);
   REQUIRE(out.ok());
   auto cfg = config::parseClientConfig(out->keelconfig);
   REQUIRE(cfg.ok());
@@ -285,17 +307,17 @@ TEST_CASE("a generated client configuration carries exactly the requested roles 
   CHECK(crt.notAfter() == kStart + std::chrono::hours(1));
   CHECK(out->notAfter == crt.notAfter());
 
-  CHECK(a->generateClientConfig({"os:operator"}, std::chrono::hours(48), "bob", "admin").ok());
-  auto tooLong = a->generateClientConfig({"os:operator"}, std::chrono::hours(49), "bob", "admin");
+  CHECK(a->generateClientConfig({"os:operator"}, std::chrono::hours(48), "bob", kAdmin).ok());
+  auto tooLong = a->generateClientConfig({"os:operator"}, std::chrono::hours(49), "bob", kAdmin);
   REQUIRE_FALSE(tooLong.ok());
   CHECK_THAT(tooLong.status().message(), ContainsSubstring("longer than this cluster allows"));
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{}, {"os:root"}, {"os:impersonator"}, {"os:reader", "admin"}}) {
-    auto r = a->generateClientConfig(bad, std::chrono::seconds(0), "", "admin");
+    auto r = a->generateClientConfig(bad, std::chrono::seconds(0), "", kAdmin);
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == StatusCode::kInvalidArgument);
   }
-  CHECK_FALSE(a->generateClientConfig({"os:reader"}, std::chrono::seconds(-5), "", "admin").ok());
+  CHECK_FALSE(a->generateClientConfig({"os:reader"}, std::chrono::seconds(-5), "", kAdmin).ok());
 }
 
 TEST_CASE("renewal keeps the caller's identity and client roles, never impersonator", "[trustd]") {
@@ -304,25 +326,136 @@ TEST_CASE("renewal keeps the caller's identity and client roles, never impersona
   pki::CsrOptions o;
   o.subject.commonName = "alice";
   o.subject.organizations = {"os:admin"};  // proposed; ignored
-  auto renewed =
-      a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator", "os:reader"}, std::chrono::hours(2));
+  auto renewed = a->renewClientCertificate(csrPem(o), directCaller("alice", {"os:impersonator", "os:reader"}),
+                                           std::chrono::hours(2));
   REQUIRE(renewed.ok());
   auto crt = pki::Certificate::fromPem(renewed->certificatePem).value();
   CHECK(crt.subject().commonName == "alice");
   CHECK(crt.subject().organizations == std::vector<std::string>{"os:reader"});
   CHECK(crt.notAfter() == kStart + std::chrono::hours(2));
 
-  auto other = a->renewClientCertificate(csrPem(o), "bob", {"os:reader"}, std::chrono::seconds(0));
+  auto other =
+      a->renewClientCertificate(csrPem(o), directCaller("bob", {"os:reader"}), std::chrono::seconds(0));
   REQUIRE_FALSE(other.ok());
   CHECK_THAT(other.status().message(), ContainsSubstring("'bob'"));
-  auto onlyImpersonator =
-      a->renewClientCertificate(csrPem(o), "alice", {"os:impersonator"}, std::chrono::seconds(0));
+  auto onlyImpersonator = a->renewClientCertificate(csrPem(o), directCaller("alice", {"os:impersonator"}),
+                                                    std::chrono::seconds(0));
   REQUIRE_FALSE(onlyImpersonator.ok());
   CHECK(onlyImpersonator.status().code() == StatusCode::kPermissionDenied);
   pki::CsrOptions withSan = o;
   withSan.subjectAltNames.dnsNames = {"x"};
-  CHECK_FALSE(
-      a->renewClientCertificate(csrPem(withSan), "alice", {"os:reader"}, std::chrono::seconds(0)).ok());
+  CHECK_FALSE(a->renewClientCertificate(csrPem(withSan), directCaller("alice", {"os:reader"}),
+                                        std::chrono::seconds(0))
+                  .ok());
+}
+
+TEST_CASE("a renewal keeps the lifetime the presented certificate was issued with, not the cluster's default",
+          "[trustd]") {
+  Fixture f;
+  f.config.clientCertDefaultTtl = std::chrono::hours(24 * 30);
+  auto a = f.authority();
+  SECTION("a one-hour certificate renews into a one-hour one, not thirty days") {
+    auto renewed = a->renewClientCertificate(csrPem(clientCsr("reader")),
+                                             directCaller("reader", {"os:reader"}, std::chrono::hours(1)),
+                                             std::chrono::seconds(0));
+    REQUIRE(renewed.ok());
+    CHECK(renewed->notAfter == kStart + std::chrono::hours(1));
+  }
+  SECTION("a one-year admin certificate renews into a one-year one, not thirty days") {
+    auto renewed = a->renewClientCertificate(csrPem(clientCsr("admin")), kAdmin, std::chrono::seconds(0));
+    REQUIRE(renewed.ok());
+    CHECK(renewed->notAfter == kStart + std::chrono::hours(24 * 365));
+  }
+}
+
+TEST_CASE("renewing again and again never lengthens a certificate, not even by trustd's notBefore skew",
+          "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  auto generated = a->generateClientConfig({"os:operator"}, std::chrono::hours(1), "ops", kAdmin);
+  REQUIRE(generated.ok());
+  auto cfg = config::parseClientConfig(generated->keelconfig).value();
+  authz::CertValidity presented = validityOf(cfg.contexts.at("prod").crt);
+  const auto span = presented.notAfter - presented.notBefore;
+  CHECK(span == std::chrono::minutes(65));  // the TTL asked for, and the skew before now
+  for (int i = 1; i <= 5; ++i) {
+    INFO("renewal " << i);
+    f.clock.set(kStart + i * std::chrono::minutes(40));
+    auto renewed = a->renewClientCertificate(
+        csrPem(clientCsr("ops")), ClientCaller{"ops", {"os:operator"}, presented}, std::chrono::seconds(0));
+    REQUIRE(renewed.ok());
+    const auto next = validityOf(renewed->certificatePem);
+    CHECK(next.notAfter - next.notBefore == span);
+    CHECK(next.notAfter == f.clock.now() + std::chrono::hours(1));
+    presented = next;
+  }
+}
+
+TEST_CASE("a renewal may ask for a shorter lifetime but is refused a longer one, naming both", "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  const auto caller = directCaller("reader", {"os:reader"}, std::chrono::hours(2));
+  auto shorter = a->renewClientCertificate(csrPem(clientCsr("reader")), caller, std::chrono::minutes(30));
+  REQUIRE(shorter.ok());
+  CHECK(shorter->notAfter == kStart + std::chrono::minutes(30));
+  CHECK(a->renewClientCertificate(csrPem(clientCsr("reader")), caller, std::chrono::hours(2)).ok());
+
+  auto longer = a->renewClientCertificate(csrPem(clientCsr("reader")), caller, std::chrono::hours(48));
+  REQUIRE_FALSE(longer.ok());
+  CHECK(longer.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(longer.status().message(), ContainsSubstring("at most 7200 s (2h)"));
+  CHECK_THAT(longer.status().message(), ContainsSubstring("found 172800 s (48h)"));
+  auto justLonger = a->renewClientCertificate(csrPem(clientCsr("reader")), caller,
+                                              std::chrono::hours(2) + std::chrono::seconds(1));
+  REQUIRE_FALSE(justLonger.ok());
+  CHECK(justLonger.status().code() == StatusCode::kInvalidArgument);
+  CHECK_FALSE(a->renewClientCertificate(csrPem(clientCsr("reader")), caller, std::chrono::seconds(-1)).ok());
+}
+
+TEST_CASE("a renewal is capped by the cluster's maximum, and refused a TTL beyond it", "[trustd]") {
+  Fixture f;
+  f.config.clientCertMaxTtl = std::chrono::hours(48);
+  f.config.clientCertDefaultTtl = std::chrono::hours(1);
+  auto a = f.authority();
+  auto capped = a->renewClientCertificate(csrPem(clientCsr("admin")), kAdmin, std::chrono::seconds(0));
+  REQUIRE(capped.ok());
+  CHECK(capped->notAfter == kStart + std::chrono::hours(48));
+  auto beyond = a->renewClientCertificate(csrPem(clientCsr("admin")), kAdmin, std::chrono::hours(49));
+  REQUIRE_FALSE(beyond.ok());
+  CHECK_THAT(beyond.status().message(), ContainsSubstring("longer than this cluster allows"));
+}
+
+TEST_CASE("a presented certificate no longer than the notBefore skew is not renewed", "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  // Issued elsewhere, without a skew, for four minutes.
+  const ClientCaller caller{
+      "reader", {"os:reader"}, authz::CertValidity{kStart, kStart + std::chrono::minutes(4)}};
+  auto r = a->renewClientCertificate(csrPem(clientCsr("reader")), caller, std::chrono::seconds(0));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kFailedPrecondition);
+  CHECK_THAT(r.status().message(), ContainsSubstring("found one valid for 240 s"));
+}
+
+TEST_CASE("nothing is issued to a caller whose certificate this node's apid did not read (a forwarded call)",
+          "[trustd]") {
+  Fixture f;
+  auto a = f.authority();
+  // What trustd learns of a call another node's apid forwarded: roles and a "via"
+  // identity, and no keel-cert-validity.
+  const ClientCaller forwarded{"admin via apid@10.0.0.2", {"os:admin"}, std::nullopt};
+  auto generated = a->generateClientConfig({"os:admin"}, std::chrono::seconds(0), "", forwarded);
+  REQUIRE_FALSE(generated.ok());
+  CHECK(generated.status().code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(generated.status().message(), ContainsSubstring("'admin via apid@10.0.0.2'"));
+  CHECK_THAT(generated.status().message(), ContainsSubstring("os:impersonator"));
+  CHECK_THAT(generated.status().message(), ContainsSubstring("keelctl -e 10.0.0.1,"));
+
+  auto renewed = a->renewClientCertificate(csrPem(clientCsr("admin via apid@10.0.0.2")), forwarded,
+                                           std::chrono::seconds(0));
+  REQUIRE_FALSE(renewed.ok());
+  CHECK(renewed.status().code() == StatusCode::kPermissionDenied);
+  CHECK_THAT(renewed.status().message(), ContainsSubstring("presented its own certificate"));
 }
 
 }  // namespace

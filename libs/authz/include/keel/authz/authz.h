@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keel/common/clock.h"
 #include "keel/common/status.h"
 
 namespace keel::authz {
@@ -24,6 +25,20 @@ inline constexpr std::string_view kRolesKey = "keel-roles";
 inline constexpr std::string_view kIdentityKey = "keel-identity";
 inline constexpr std::string_view kPeerKey = "keel-peer";
 inline constexpr std::string_view kRequestIdKey = "keel-request-id";
+// Set by apid on a call to its own node's backend when the caller presented its own
+// certificate to it; absent when another node's apid forwarded the call (os:impersonator).
+inline constexpr std::string_view kCertValidityKey = "keel-cert-validity";
+
+// The validity of the leaf certificate a caller presented to apid. apid writes it with
+// formatCertValidity ("<notBefore>,<notAfter>" in Unix seconds); trustd reads it back.
+struct CertValidity {
+  TimePoint notBefore;
+  TimePoint notAfter;
+  bool operator==(const CertValidity&) const = default;
+};
+std::string formatCertValidity(const CertValidity& validity);
+// Errors: INVALID_ARGUMENT unless `value` is two Unix times, the second after the first.
+Result<CertValidity> parseCertValidity(std::string_view value);
 
 // The four roles in a stable order.
 const std::vector<std::string>& knownRoles();
