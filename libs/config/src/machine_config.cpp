@@ -181,6 +181,7 @@ std::string serializeMachineConfig(const MachineConfig& c) {
     if (t.clientCertMaxTtl) trustd["clientCertMaxTtl"] = formatDuration(*t.clientCertMaxTtl);
     if (!t.joinExtraSans.empty()) trustd["joinExtraSans"] = t.joinExtraSans;
     if (t.joinRatePerMinute) trustd["joinRatePerMinute"] = *t.joinRatePerMinute;
+    if (t.joinIpv6PrefixBits) trustd["joinIpv6PrefixBits"] = *t.joinIpv6PrefixBits;
     if (!t.acceptedTokens.empty()) trustd["acceptedTokens"] = t.acceptedTokens;
     machine["trustd"] = std::move(trustd);
   }
@@ -374,6 +375,13 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
         return fieldError(trustd->pathOf("joinRatePerMinute"), fmt::format("expected 1..10000, found {}", *rate));
       }
       c.trustd.joinRatePerMinute = static_cast<int>(*rate);
+    }
+    KEEL_ASSIGN_OR_RETURN(const auto prefix, trustd->optionalInteger("joinIpv6PrefixBits"));
+    if (prefix) {
+      if (*prefix < 32 || *prefix > 128) {
+        return fieldError(trustd->pathOf("joinIpv6PrefixBits"), fmt::format("expected 32..128, found {}", *prefix));
+      }
+      c.trustd.joinIpv6PrefixBits = static_cast<int>(*prefix);
     }
     KEEL_RETURN_IF_ERROR(trustd->finish());
   }

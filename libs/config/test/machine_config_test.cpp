@@ -107,8 +107,19 @@ TEST_CASE("loading a machine config names the offending field") {
                    "cluster.etcd.ca.key: "));
   CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["cluster"].erase("serviceAccount"); })),
                    "cluster.serviceAccount: missing"));
+  CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["machine"]["trustd"] = {{"joinIpv6PrefixBits", 8}}; })),
+                   "machine.trustd.joinIpv6PrefixBits: expected 32..128, found 8"));
   CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d["extra"] = 1; })), "extra: unknown field"));
   CHECK(startsWith(errorOf(mutate(cp, [](json& d) { d.erase("version"); })), "version: missing"));
+}
+
+TEST_CASE("the IPv6 prefix trustd limits joins by is kept and reaches trustd's config") {
+  auto cp = configs().controlPlane;
+  cp.trustd.joinIpv6PrefixBits = 56;
+  auto parsed = parseMachineConfig(serializeMachineConfig(cp));
+  REQUIRE(parsed.ok());
+  CHECK(parsed->trustd.joinIpv6PrefixBits == 56);
+  CHECK(*parsed == cp);
 }
 
 TEST_CASE("an optional hostname is kept") {

@@ -96,6 +96,7 @@ nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentity
   }
   nlohmann::json join = {{"extraSans", cfg.trustd.joinExtraSans}};
   if (cfg.trustd.nodeCertTtl) join["ttlSeconds"] = cfg.trustd.nodeCertTtl->count();
+  if (cfg.trustd.joinIpv6PrefixBits) join["ipv6PrefixBits"] = *cfg.trustd.joinIpv6PrefixBits;
   if (cfg.trustd.joinRatePerMinute) {
     join["ratePerMinute"] = *cfg.trustd.joinRatePerMinute;
     join["burst"] = std::max(10, *cfg.trustd.joinRatePerMinute);

@@ -97,7 +97,9 @@ TEST_CASE("trustd's config carries the CA, every accepted token, lifetimes and a
   cfg.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
   cfg.trustd.nodeCertTtl = std::chrono::seconds(30);
   cfg.trustd.joinExtraSans = {"127.0.1.0/24"};
+  cfg.trustd.joinIpv6PrefixBits = 48;
   const auto json = trustdConfig(cfg, request(dir.path()), {1234});
+  CHECK(json["join"]["ipv6PrefixBits"] == 48);
   CHECK(json["ca"]["key"] == cfg.ca.key);
   CHECK(json["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
   CHECK(json["join"]["ttlSeconds"] == 30);

@@ -12,6 +12,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/config/client_config.h"
+#include "keel/transport/peer_address.h"
 #include "keel/config/duration.h"
 
 namespace keel::trustd {
@@ -102,36 +103,6 @@ bool tokenAccepted(const std::string& token, const std::vector<std::string>& acc
   return match != 0;
 }
 
-Result<std::string> peerAddress(const std::string& peer) {
-  std::string rest = peer;
-  if (rest.rfind("ipv4:", 0) == 0) {
-    rest = rest.substr(5);
-    const auto colon = rest.rfind(':');
-    if (colon != std::string::npos) rest = rest.substr(0, colon);
-  } else if (rest.rfind("ipv6:", 0) == 0) {
-    rest = rest.substr(5);
-    if (!rest.empty() && rest.front() == '[') {
-      const auto close = rest.find(']');
-      if (close == std::string::npos) return invalidArgument("malformed peer address '" + peer + "'");
-      rest = rest.substr(1, close - 1);
-    }
-    // A scope ("%eth0") or an encoded one is not part of the address.
-    const auto pct = rest.find('%');
-    if (pct != std::string::npos) rest = rest.substr(0, pct);
-  }
-  auto ip = parseIp(rest);
-  if (!ip) return invalidArgument("expected the caller's IP address, found '" + peer + "'");
-  std::array<char, INET6_ADDRSTRLEN> text{};
-  inet_ntop(ip->family, ip->bytes.data(), text.data(), text.size());
-  // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
-  std::string canonical = text.data();
-  if (canonical.rfind("::ffff:", 0) == 0 && parseIp(canonical.substr(7)) &&
-      parseIp(canonical.substr(7))->family == AF_INET) {
-    canonical = canonical.substr(7);
-  }
-  return canonical;
-}
-
 RateLimiter::RateLimiter(int burst, int perMinute, const Clock& clock, size_t maxAddresses)
     : burst_(burst), perSecond_(perMinute / 60.0), clock_(clock), maxAddresses_(maxAddresses) {}
 
@@ -180,12 +151,13 @@ Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config,
 
 Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem, const std::string& token,
                                                        const std::string& peer) {
-  KEEL_ASSIGN_OR_RETURN(const std::string source, peerAddress(peer));
-  if (!joinLimiter_.allow(source)) {
-    spdlog::warn("trustd: refused a join from {}: too many attempts", source);
+  KEEL_ASSIGN_OR_RETURN(const std::string source, transport::peerAddress(peer));
+  // An IPv6 caller is limited by its prefix: a /64 holds 2^64 fresh addresses.
+  const std::string block = transport::addressBlock(source, config_.joinIpv6PrefixBits);
+  if (!joinLimiter_.allow(block)) {
+    spdlog::warn("trustd: refused a join from {}: too many attempts", block);
     return Status(StatusCode::kResourceExhausted,
-                  fmt::format("too many join attempts from {}; at most {} a minute", source,
-                              config_.joinRatePerMinute));
+                  fmt::format("too many join attempts from {}; at most {} a minute", block, config_.joinRatePerMinute));
   }
   if (!tokenAccepted(token, config_.joinTokens)) {
     spdlog::warn("trustd: refused a join from {}: the join token is not accepted", source);

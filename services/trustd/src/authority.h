@@ -54,7 +54,7 @@ struct GeneratedClientConfig {
   TimePoint notAfter;
 };
 
-// Limits how often one source address may try to join: `burst` attempts at once,
+// Limits how often one source (an address, or an IPv6 prefix) may try to join: `burst` attempts at once,
 // refilled at `perMinute`. Bounded memory: the least recently seen addresses are
 // forgotten first. Thread-safe.
 class RateLimiter {
@@ -129,8 +129,5 @@ class Authority {
 // first differing byte). Exposed for its test.
 bool tokenAccepted(const std::string& token, const std::vector<std::string>& accepted);
 
-// The bare IP address of a gRPC peer string ("ipv4:1.2.3.4:5", "ipv6:[::1]:5", "1.2.3.4").
-// Errors: INVALID_ARGUMENT when it names no IP address (a Unix socket peer, say).
-Result<std::string> peerAddress(const std::string& peer);
 
 }  // namespace keel::trustd

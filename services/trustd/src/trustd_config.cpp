@@ -79,6 +79,8 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
                           join->boundedInteger("ratePerMinute", c.joinRatePerMinute, 1, 600000));
     c.joinBurst = static_cast<int>(burst);
     c.joinRatePerMinute = static_cast<int>(rate);
+    KEEL_ASSIGN_OR_RETURN(const int64_t prefix, join->boundedInteger("ipv6PrefixBits", c.joinIpv6PrefixBits, 32, 128));
+    c.joinIpv6PrefixBits = static_cast<int>(prefix);
     KEEL_RETURN_IF_ERROR(join->finish());
   }
   KEEL_ASSIGN_OR_RETURN(auto client, r.optionalObject("client"));

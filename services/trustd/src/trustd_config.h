@@ -43,6 +43,8 @@ struct TrustdConfig {
   // Per source address: this many join attempts at once, refilled at joinRatePerMinute.
   int joinBurst = 10;
   int joinRatePerMinute = 30;
+  // An IPv6 source is its first joinIpv6PrefixBits bits: a /64 is one source, not 2^64.
+  int joinIpv6PrefixBits = 64;
 
   std::chrono::seconds clientCertDefaultTtl{std::chrono::hours(24 * 30)};
   std::chrono::seconds clientCertMaxTtl{std::chrono::hours(24 * 365)};

@@ -28,6 +28,7 @@ TEST_CASE("reads a minimal trustd config with the documented defaults", "[trustd
   CHECK(c->joinExtraSans.empty());
   CHECK(c->clientCertMaxTtl == std::chrono::hours(24 * 365));
   CHECK(c->allowedUids == std::vector<uid_t>{1000});
+  CHECK(c->joinIpv6PrefixBits == 64);
 }
 
 TEST_CASE("refuses unknown fields, bounds out of range and a config without an allowed peer",
@@ -51,6 +52,12 @@ TEST_CASE("refuses unknown fields, bounds out of range and a config without an a
   CHECK_THAT(parseTrustdConfig(j.dump()).status().message(), ContainsSubstring("allowedUids"));
   j["allowedUids"] = {-1};
   CHECK_FALSE(parseTrustdConfig(j.dump()).ok());
+
+  j = minimal();
+  j["join"] = {{"ipv6PrefixBits", 16}};
+  CHECK_THAT(parseTrustdConfig(j.dump()).status().message(), ContainsSubstring("join.ipv6PrefixBits"));
+  j["join"] = {{"ipv6PrefixBits", 56}};
+  CHECK(parseTrustdConfig(j.dump()).value().joinIpv6PrefixBits == 56);
 
   j = minimal();
   j["socket"] = "relative.sock";

@@ -58,6 +58,9 @@ struct TrustdSettings {
   std::vector<std::string> joinExtraSans;
   // Join attempts one source address may make a minute (30); a minute's worth at once.
   std::optional<int> joinRatePerMinute;
+  // How much of an IPv6 source address is one source for that limit (64: a /64, which
+  // one party usually holds whole).
+  std::optional<int> joinIpv6PrefixBits;
   // Join tokens accepted besides machine.token, so a token can be rotated.
   std::vector<std::string> acceptedTokens;
   bool operator==(const TrustdSettings&) const = default;
