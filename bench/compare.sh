@@ -221,7 +221,12 @@ cmake -S "$worktree" -B "$base_build" "${cmake_args[@]}" >"$results/base-configu
 # What keel_bench takes from --build-dir: machined, and apid and trustd when BASE has them.
 targets=()
 for t in machined apid trustd; do
-  if ninja -C "$base_build" -t query "$t" >/dev/null 2>&1; then targets+=("$t"); fi
+  if ninja -C "$base_build" -t query "$t" >/dev/null 2>&1; then
+    targets+=("$t")
+  else
+    # A binary left by an earlier BASE that had the daemon must not stand in for this one.
+    rm -f "$base_build/services/$t/$t" "$base_build/libexec/$t"
+  fi
 done
 [[ ${targets[0]:-} == machined ]] || die "BASE ($base_label) has no machined target"
 echo "building BASE: ninja -C $base_build -j2 ${targets[*]}"

@@ -86,6 +86,9 @@ Result<std::unique_ptr<Node>> Node::start(const fs::path& dir, const config::Sec
   mco.endpoint.host = options.address;
   mco.endpoint.port = options.apiPort.value_or(config::kDefaultApiPort);
   KEEL_ASSIGN_OR_RETURN(auto configs, config::generateMachineConfigs(secrets, mco));
+  // No backend daemons: nothing measured needs one, and a node config without
+  // machine.backends is one older machined builds read too (bench/compare.sh).
+  configs.controlPlane.backends.clear();
   const fs::path configPath = dir / "controlplane.json";
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(
       configPath, config::serializeMachineConfig(configs.controlPlane), config::Overwrite::kYes));

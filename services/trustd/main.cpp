@@ -96,7 +96,6 @@ int main(int argc, char** argv) {
   builder.RegisterService(&local);
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  keel::transport::sizeSyncServer(builder);
   auto server = builder.BuildAndStart();
   if (!server) {
     spdlog::error("trustd: the gRPC server did not start");

@@ -42,7 +42,6 @@ int Daemon::run() {
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(spec_.maxMessageBytes);
   builder.SetMaxSendMessageSize(spec_.maxMessageBytes);
-  transport::sizeSyncServer(builder);
   auto server = builder.BuildAndStart();
   if (!server) {
     spdlog::error("the gRPC server did not start");

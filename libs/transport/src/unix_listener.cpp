@@ -8,8 +8,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <grpcpp/server_builder.h>
-
 #include <cerrno>
 #include <cstring>
 #include <grpcpp/server.h>
@@ -118,12 +116,6 @@ void UnixListener::acceptLoop(grpc::Server* server) {
     // gRPC takes ownership of the fd.
     grpc::AddInsecureChannelFromFd(server, conn);
   }
-}
-
-void sizeSyncServer(grpc::ServerBuilder& builder) {
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kSyncServerPollers);
 }
 
 }  // namespace keel::transport

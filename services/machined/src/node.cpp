@@ -513,7 +513,6 @@ Status Node::startApi() {
   // grpc.health.v1, as every backend serves it: apid asks it for MachineService.
   builder.RegisterService(&health_);
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-  transport::sizeSyncServer(builder);
   server_ = builder.BuildAndStart();
   if (!server_) return internalError("the machine API server did not start");
 

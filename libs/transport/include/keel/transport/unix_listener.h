@@ -15,7 +15,6 @@
 
 namespace grpc {
 class Server;
-class ServerBuilder;
 }
 
 namespace keel::transport {
@@ -58,12 +57,5 @@ class UnixListener {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
-
-// The thread pool of a synchronous server behind a UnixListener: one completion queue and
-// up to kSyncServerPollers threads waiting for calls. gRPC's default (two) makes a
-// burst of concurrent calls start a thread for each call and end it afterwards, which
-// costs more than a small call itself.
-inline constexpr int kSyncServerPollers = 8;
-void sizeSyncServer(grpc::ServerBuilder& builder);
 
 }  // namespace keel::transport
