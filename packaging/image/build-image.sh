@@ -191,27 +191,20 @@ install -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certi
 # The accounts machined starts services under (see packaging/sysusers.d/keel.conf), and
 # one for each backend of the image, keel-<name>: no two backends share an account. No
 # login shell exists, so none is named.
+backend_users=()
+for m in "${backends[@]}"; do backend_users+=("keel-$(basename "$m" .json)"); done
 {
   echo 'root:x:0:0:root:/nonexistent:/nonexistent'
   echo 'keel-apid:x:100:100:Keel apid:/nonexistent:/nonexistent'
   echo 'keel-trustd:x:101:101:Keel trustd:/nonexistent:/nonexistent'
-  id=200
-  for m in "${backends[@]}"; do
-    echo "keel-$(basename "$m" .json):x:$id:$id:Keel backend:/nonexistent:/nonexistent"
-    id=$((id + 1))
+  for i in "${!backend_users[@]}"; do
+    echo "${backend_users[$i]}:x:$((200 + i)):$((200 + i)):Keel backend:/nonexistent:/nonexistent"
   done
   echo 'nobody:x:65534:65534:nobody:/nonexistent:/nonexistent'
 } > "$root/etc/passwd"
 {
-  echo 'root:x:0:'
-  echo 'keel:x:99:keel-apid'
-  echo 'keel-apid:x:100:'
-  echo 'keel-trustd:x:101:'
-  id=200
-  for m in "${backends[@]}"; do
-    echo "keel-$(basename "$m" .json):x:$id:"
-    id=$((id + 1))
-  done
+  printf '%s\n' 'root:x:0:' 'keel:x:99:keel-apid' 'keel-apid:x:100:' 'keel-trustd:x:101:'
+  for i in "${!backend_users[@]}"; do echo "${backend_users[$i]}:x:$((200 + i)):"; done
   echo 'nogroup:x:65534:'
 } > "$root/etc/group"
 printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"

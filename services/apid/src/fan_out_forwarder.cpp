@@ -102,7 +102,7 @@ void FanOutForwarder::onRequest(bool ok) {
   call_.completed();
   if (!ok) {
     // No request came (cut off, or refused as too large): nothing was forwarded.
-    call_.finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+    call_.finishWithoutRequest();
     call_.settle();
     return;
   }

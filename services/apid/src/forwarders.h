@@ -101,6 +101,11 @@ class ServerCall {
   bool finished() const { return finished_; }
   // Ends the call with `status`, or with `reply` and `status`. At most once.
   void finish(const grpc::Status& status);
+  // Ends a call whose request message never came (cut off, or refused as too large):
+  // nothing was forwarded.
+  void finishWithoutRequest() {
+    finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+  }
   void finishWith(const grpc::ByteBuffer& reply, const grpc::Status& status);
   // The outcome the audit line records when the client went away first.
   void recordOutcome(const grpc::Status& status) { outcome_ = status; }

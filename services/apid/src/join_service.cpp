@@ -70,7 +70,7 @@ class JoinCall final : public ServerCall {
   void onRequest(bool ok) {
     completed();
     if (!ok) {
-      finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+      finishWithoutRequest();
       settle();
       return;
     }

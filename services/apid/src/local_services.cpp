@@ -210,7 +210,7 @@ void LocalServicesForwarder::reply(const health::HealthCheckResponse& response) 
 void LocalServicesForwarder::onHealthRequest(bool ok) {
   call_.completed();
   if (!ok) {
-    call_.finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request message"));
+    call_.finishWithoutRequest();
     call_.settle();
     return;
   }
