@@ -3,8 +3,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
 #include "keel/common/clock.h"
 #include "keel/pki/pki.h"
+
+#include "table.h"
 
 namespace keel::keelctl {
 
@@ -25,6 +31,17 @@ Result<std::vector<std::string>> caNode(const MachineCommandEnv& env) {
 
 std::string unixTime(int64_t seconds) {
   return formatTime(TimePoint(std::chrono::seconds(seconds)));
+}
+
+// Hex digits only, lower case, no leading zeros: "0A:1B" and "a1b" compare equal.
+std::string serialDigits(std::string_view serial) {
+  std::string out;
+  if (serial.starts_with("0x") || serial.starts_with("0X")) serial.remove_prefix(2);
+  for (const char c : serial) {
+    if (std::isxdigit(static_cast<unsigned char>(c))) out.push_back(static_cast<char>(std::tolower(c)));
+  }
+  out.erase(0, std::min(out.find_first_not_of('0'), out.size()));
+  return out;
 }
 
 }  // namespace
@@ -83,6 +100,60 @@ Status cmdConfigRenew(MachineCommandEnv& env, const std::filesystem::path& path,
   env.out << fmt::format("renewed the client certificate of context '{}' ({}): valid until {} (was {})\n",
                          cfg.context, renewed->subject().toString(), formatTime(renewed->notAfter()),
                          formatTime(current.notAfter()));
+  return Status::ok();
+}
+
+Status cmdConfigRevoke(MachineCommandEnv& env, const RevokeOptions& o) {
+  KEEL_ASSIGN_OR_RETURN(const auto node, caNode(env));
+  if (o.certFile.empty() == o.serial.empty()) return invalidArgument("expected exactly one of --cert FILE and --serial HEX");
+  v1::RevokeCertificateRequest req;
+  std::string serial = o.serial;
+  if (!o.certFile.empty()) {
+    std::ifstream in(o.certFile);
+    if (!in) return notFound(fmt::format("cannot read {}", o.certFile.string()));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto cert = pki::Certificate::fromPem(text.str());
+    if (!cert.ok()) return cert.status().withContext(o.certFile.string());
+    serial = cert->serialHex();
+    req.set_certificate(text.str());
+  } else {
+    req.set_serial(o.serial);
+  }
+  if (!o.self && !o.ownSerial.empty() && serialDigits(serial) == serialDigits(o.ownSerial)) {
+    return failedPrecondition(fmt::format(
+        "serial {} is the certificate this keelconfig calls with: once revoked, this keelconfig is locked out. "
+        "Revoke it from another admin keelconfig, or pass --self if that is what you want",
+        serial));
+  }
+  KEEL_ASSIGN_OR_RETURN(const auto resp, callOneNode(env, env.client.security(),
+                                                     &v1::SecurityService::Stub::RevokeCertificate, req, node,
+                                                     kCaTimeout));
+  if (env.format != OutputFormat::kTable) {
+    printMessage(resp, env.format, env.out);
+    return Status::ok();
+  }
+  env.out << fmt::format("{} serial {}: every apid refuses it within 30 s; listed until {} (list sequence {})\n",
+                         resp.already_revoked() ? "already revoked:" : "revoked", resp.serial(),
+                         unixTime(resp.not_after_unix()), resp.list_sequence());
+  return Status::ok();
+}
+
+Status cmdConfigRevoked(MachineCommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(const auto node, caNode(env));
+  KEEL_ASSIGN_OR_RETURN(const auto resp, callOneNode(env, env.client.security(),
+                                                     &v1::SecurityService::Stub::ListRevokedCertificates,
+                                                     keel::common::v1::Empty(), node, kCaTimeout));
+  if (env.format != OutputFormat::kTable) {
+    printMessage(resp, env.format, env.out);
+    return Status::ok();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& c : resp.certificates()) {
+    rows.push_back({c.serial(), c.identity().empty() ? "-" : c.identity(), unixTime(c.revoked_at_unix()),
+                    c.revoked_by().empty() ? "-" : c.revoked_by(), unixTime(c.not_after_unix())});
+  }
+  printTable(env.out, {"SERIAL", "IDENTITY", "REVOKED", "BY", "LISTED UNTIL"}, rows);
   return Status::ok();
 }
 

@@ -13,6 +13,7 @@
 #include "keel/config/client_config.h"
 #include "keel/config/duration.h"
 #include "keel/config/endpoint.h"
+#include "keel/pki/pki.h"
 #include "ca_commands.h"
 #include "call_command.h"
 #include "health_command.h"
@@ -416,6 +417,57 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
                {}, {.confirm = true});
 }
 
+
+namespace {
+
+// `config revoke` and `config revoked`: the cluster's revocation list (trustd, admin only).
+void addRevocationCommands(CLI::App& configCmd, const MachineCliOptions& options, CommandAction& action) {
+  struct RevokeArgs {
+    RevokeOptions revoke;
+    std::string certFile;
+    std::string output = "table";
+  };
+  auto a = std::make_shared<RevokeArgs>();
+  auto* revoke = configCmd.add_subcommand(
+      "revoke", "Revoke a client or node certificate: every apid of the cluster refuses it within 30 s (admin only)");
+  auto* cert = revoke->add_option("--cert", a->certFile, "The certificate to revoke (PEM)")->check(CLI::ExistingFile);
+  auto* serial = revoke->add_option("--serial", a->revoke.serial,
+                                    "The serial to revoke, in hex as 'openssl x509 -noout -serial' shows it");
+  cert->excludes(serial);
+  revoke->add_flag("--self", a->revoke.self, "Allow revoking the certificate this keelconfig calls with");
+  revoke->add_option("-o,--output", a->output, "Output format: table, json or yaml")->capture_default_str();
+  revoke->footer(
+      "A certificate leaves the list when it expires. Revoking by serial keeps the entry for the longest\n"
+      "lifetime the cluster issues, since the certificate's own expiry is not known then.\n"
+      "Examples:\n  keelctl config revoke --cert alice.crt\n  keelctl config revoke --serial 5d:0c:91:...");
+  runWithTarget(*revoke, options, action, [a](MachineTarget target, CommandEnv& env) -> Status {
+    if (a->certFile.empty() && a->revoke.serial.empty()) return invalidArgument("expected --cert FILE or --serial HEX");
+    if (!target.viaApid()) return invalidArgument("'config revoke' works through apid, not with --root or --socket");
+    KEEL_ASSIGN_OR_RETURN(const auto format, parseOutputFormat(a->output));
+    a->revoke.certFile = a->certFile;
+    // The keelconfig's own certificate, so that revoking it takes --self.
+    if (auto path = config::resolveClientConfigPath(env.keelconfigFlag, env.env); path.ok()) {
+      if (auto cfg = config::readClientConfigFile(*path); cfg.ok()) {
+        if (auto ctx = config::currentContext(*cfg); ctx.ok()) {
+          if (auto own = pki::Certificate::fromPem((*ctx)->crt); own.ok()) a->revoke.ownSerial = own->serialHex();
+        }
+      }
+    }
+    return runWithClient(std::move(target), env, format, true,
+                         [a](MachineCommandEnv& e) { return cmdConfigRevoke(e, a->revoke); });
+  });
+
+  auto* revoked = configCmd.add_subcommand("revoked", "List the revoked certificates (admin only)");
+  revoked->add_option("-o,--output", a->output, "Output format: table, json or yaml")->capture_default_str();
+  runWithTarget(*revoked, options, action, [a](MachineTarget target, CommandEnv& env) -> Status {
+    if (!target.viaApid()) return invalidArgument("'config revoked' works through apid, not with --root or --socket");
+    KEEL_ASSIGN_OR_RETURN(const auto format, parseOutputFormat(a->output));
+    return runWithClient(std::move(target), env, format, true, [](MachineCommandEnv& e) { return cmdConfigRevoked(e); });
+  });
+}
+
+}  // namespace
+
 void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options, CommandAction& action) {
   struct CaArgs {
     ConfigGenerateOptions generate;
@@ -462,6 +514,7 @@ void addCertificateCommands(CLI::App& configCmd, MachineCliOptions& options, Com
     return runWithClient(std::move(target), env, OutputFormat::kTable, true,
                          [&](MachineCommandEnv& e) { return cmdConfigRenew(e, path, std::move(cfg), ttl); });
   });
+  addRevocationCommands(configCmd, options, action);
 }
 
 }  // namespace keel::keelctl

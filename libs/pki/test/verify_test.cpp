@@ -235,5 +235,25 @@ TEST_CASE("no accepted CAs means no certificate verifies", "[pki][verify]") {
   CHECK(contains(status, "accepted: none"));
 }
 
+TEST_CASE("a document signed by a CA's key verifies with that CA only, and not once changed", "[pki][verify]") {
+  const KeyType type = GENERATE(KeyType::kEcdsaP256, KeyType::kEd25519);
+  CAPTURE(keyTypeName(type));
+  ManualClock clock(kStart);
+  const auto ca = makeCa(clock, type, "keel-os");
+  const auto other = makeCa(clock, type, "keel-os");  // same name, another key
+  const std::string document = "sequence 7: serial 0a1b";
+  const auto signature = signDocument(ca.key, document);
+  REQUIRE(signature.ok());
+
+  CHECK(verifyDocumentSignature(ca.certificate, document, *signature).isOk());
+  CHECK(verifyDocumentSignature(other.certificate, document, *signature).code() == StatusCode::kPermissionDenied);
+  CHECK(verifyDocumentSignature(ca.certificate, document + "!", *signature).code() ==
+        StatusCode::kPermissionDenied);
+  std::string flipped = *signature;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x01);
+  CHECK(verifyDocumentSignature(ca.certificate, document, flipped).code() == StatusCode::kPermissionDenied);
+  CHECK(verifyDocumentSignature(ca.certificate, document, "").code() == StatusCode::kPermissionDenied);
+}
+
 }  // namespace
 }  // namespace keel::pki

@@ -48,6 +48,7 @@ Result<PeerIdentity> identityFromPem(std::string_view pem) {
   id.clientAuth = std::find(ekus.begin(), ekus.end(), pki::ExtendedKeyUsage::kClientAuth) != ekus.end();
   id.isCa = cert->isCa();
   id.validity = {cert->notBefore(), cert->notAfter()};
+  id.serialHex = cert->serialHex();
   return id;
 }
 
@@ -108,6 +109,10 @@ Admission admitCall(const CallRequest& request, const Routes& routes, const Admi
   if (!peer.mayActAsClient()) {
     d.status = unauthenticated(fmt::format("certificate '{}' is not a client certificate (no clientAuth usage)",
                                            peer.commonName));
+    return d;
+  }
+  if (options.revocations != nullptr && options.revocations->isRevoked(peer.serialHex)) {
+    d.status = unauthenticated(fmt::format("certificate '{}' (serial {}) is revoked", peer.commonName, peer.serialHex));
     return d;
   }
 

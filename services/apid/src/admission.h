@@ -16,6 +16,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/common/status.h"
+#include "revocation_list.h"
 #include "routes.h"
 
 namespace keel::apid {
@@ -33,6 +34,7 @@ struct PeerIdentity {
   bool clientAuth = false;         // extended key usage clientAuth present
   bool isCa = false;               // basicConstraints CA:TRUE
   authz::CertValidity validity;    // notBefore and notAfter, as issued
+  std::string serialHex;           // as trustd's revocation list names it
   bool impersonator() const;
   // The one rule for who may act as a client, used in the handshake and again per call:
   // clientAuth usage, and not a CA.
@@ -72,6 +74,7 @@ struct AdmissionOptions {
   std::vector<std::string> selfNames;   // names of this node: targets that stay local
   std::string newRequestId;             // used unless a forwarding apid passed one
   std::size_t maxTargets = kDefaultMaxTargets;
+  const RevocationList* revocations = nullptr;  // null: nothing is revoked
 };
 
 // Where an admitted call goes: this node's backend, or another node's apid.
@@ -112,8 +115,9 @@ struct Admission {
 
 // Applies the trust steps of docs/architecture.md to one call, before anything is touched:
 // 1. every `keel-*` key is dropped, whatever the peer's roles;
-// 2. no verified certificate or no clientAuth usage: UNAUTHENTICATED (with the reason a
-//    certificate could not be read, when that is why);
+// 2. no verified certificate, no clientAuth usage, or a certificate on the revocation
+//    list: UNAUTHENTICATED (with the reason a certificate could not be read, when that is
+//    why; "revoked" for a listed one);
 // 3. a peer holding os:impersonator carries the roles the previous hop put in exactly one
 //    `keel-roles` value (none: no role), and its call may not target nodes again;
 // 4. target nodes from `nodes` / `node`, each an address or host name, at most maxTargets;

@@ -92,6 +92,8 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   gopts.forwardTimeout = config.forwardTimeout;
   gopts.threads = config.threads;
   gopts.maxTargets = static_cast<std::size_t>(config.limits.maxTargets);
+  gopts.revocations = &apid->revocations_;
+  apid->startRevocationKeeper();
   GatewayDeps deps;
   deps.routes = [self] { return self->routes(); };
   deps.upstreams = apid->upstreams_.get();
@@ -147,7 +149,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
                                  &apid->joinPort_);
     apid->join_->registerWith(joinBuilder);
     joinBuilder.SetMaxReceiveMessageSize(kJoinMaxMessageBytes);
-    joinBuilder.SetMaxSendMessageSize(kJoinMaxMessageBytes);
+    joinBuilder.SetMaxSendMessageSize(kJoinMaxReplyBytes);
     joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
     joinBuilder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(l.handshakeTimeout.count()));
     joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 30'000);
@@ -157,7 +159,7 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
       apid->server_->Shutdown();
       return unavailable("apid cannot listen for joining nodes on " + config.join->listen);
     }
-    spdlog::info("apid: join listener on {} (port {}), forwarding SignNodeCertificate to {}", config.join->listen,
+    spdlog::info("apid: join listener on {} (port {}), forwarding joins and the revocation list to {}", config.join->listen,
                  apid->joinPort_, config.join->trustdSocket.string());
   }
   if (apid->join_) {
@@ -170,6 +172,22 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
                apid->port_, apid->routes_->backends().size(), apid->peers_ ? "enabled" : "disabled");
   return apid;
+}
+
+void Apid::startRevocationKeeper() {
+  // The list comes from where the certificates come from; an apid whose certificates are
+  // provisioned by someone else enforces none.
+  if (!config_.identity) return;
+  const auto& id = *config_.identity;
+  auto source = id.joinEndpoints.empty() ? localTrustdRevocations(id.trustdSocket)
+                                         : joinListenerRevocations(id.joinEndpoints, config_.acceptedCas);
+  RevocationKeeperOptions options;
+  options.savedFile = config_.stateDir / "revocations.pb";
+  options.caFile = config_.acceptedCas;
+  options.period = config_.revocationRefresh;
+  revocationKeeper_ = std::make_unique<RevocationKeeper>(revocations_, std::move(source), std::move(options));
+  revocationKeeper_->loadSaved();
+  revocationKeeper_->start();
 }
 
 std::shared_ptr<const Routes> Apid::routes() const {
@@ -203,6 +221,7 @@ void Apid::shutdown(std::chrono::milliseconds grace) {
   }
   stopCv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
+  if (revocationKeeper_) revocationKeeper_->stop();
   if (joinServer_) joinServer_->Shutdown(std::chrono::system_clock::now() + grace);
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + grace);
   if (gateway_) gateway_->stop();

@@ -14,6 +14,7 @@
 #include "admission.h"
 #include "channels.h"
 #include "gateway.h"
+#include "revocation_fetch.h"
 #include "join_service.h"
 #include "local_services.h"
 #include "keel/common/clock.h"
@@ -40,11 +41,14 @@ class Apid {
  private:
   explicit Apid(const ApidConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
   void watchBackends();
+  void startRevocationKeeper();
 
   ApidConfig config_;
   const Clock& clock_;
   std::unique_ptr<AuditLog> audit_;
   IdentityCache identities_;
+  RevocationList revocations_;
+  std::unique_ptr<RevocationKeeper> revocationKeeper_;
   std::unique_ptr<BackendChannels> backends_;
   std::unique_ptr<PeerChannels> peers_;
   std::unique_ptr<ChannelRouter> upstreams_;

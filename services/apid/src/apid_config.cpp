@@ -120,6 +120,10 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(c.forwardTimeout, millis(r, "forwardTimeoutMs", c.forwardTimeout));
   KEEL_ASSIGN_OR_RETURN(const int64_t refresh, r.boundedInteger("certRefreshSeconds", c.certRefresh.count(), 1, 3600));
   c.certRefresh = std::chrono::seconds(refresh);
+  // At most 30 s: a revoked certificate is refused everywhere within 30 s.
+  KEEL_ASSIGN_OR_RETURN(const int64_t revocation,
+                        r.boundedInteger("revocationRefreshMs", c.revocationRefresh.count(), 100, 30'000));
+  c.revocationRefresh = std::chrono::milliseconds(revocation);
   KEEL_ASSIGN_OR_RETURN(const int64_t threads, r.boundedInteger("threads", c.threads, 1, 64));
   c.threads = static_cast<int>(threads);
   KEEL_ASSIGN_OR_RETURN(auto limits, r.optionalObject("limits"));

@@ -68,6 +68,8 @@ struct ApidConfig {
   int peerPort = 0;                        // other nodes' apid port; 0: the port of `listen`
   std::chrono::milliseconds forwardTimeout{30'000};  // per node of a fan-out
   std::chrono::seconds certRefresh{2};     // how often certificate files are re-read
+  // How often the revocation list is fetched (from where `identity` gets certificates).
+  std::chrono::milliseconds revocationRefresh{10'000};
   // Threads serving calls, each with its own completion queue. One is fastest at low
   // concurrency on a small node (no wake-ups across threads inside gRPC's poller).
   int threads = 1;

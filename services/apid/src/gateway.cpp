@@ -103,6 +103,7 @@ void Call::admit() {
   options.selfNames = g_.options().selfNames;
   options.newRequestId = newRequestId();
   options.maxTargets = g_.options().maxTargets;
+  options.revocations = g_.options().revocations;
   const Admission a = admitCall(request, *routes, options);
 
   record.requestId = a.requestId;

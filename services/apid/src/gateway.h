@@ -34,6 +34,7 @@ struct GatewayOptions {
   int threads = 2;                     // completion queues, one thread each
   std::size_t maxTargets = kDefaultMaxTargets;
   std::chrono::milliseconds healthTimeout{5000};  // a backend's own health check (local_services.h)
+  const RevocationList* revocations = nullptr;    // certificates refused in admission; null: none
 };
 
 // Who presents a call: the identity of its verified client certificate; null when it has

@@ -1,5 +1,6 @@
 #include "join_service.h"
 
+#include <fmt/format.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 
@@ -12,7 +13,7 @@ namespace keel::apid {
 namespace {
 
 constexpr auto kTrustdTimeout = std::chrono::seconds(10);
-constexpr std::string_view kMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
+bool isJoinListenerMethod(std::string_view method) { return method == kJoinMethod || method == kRevocationListMethod; }
 
 // One call on the join listener: accepted (announced on the listener's queue), then read,
 // forwarded to trustd and answered on the gateway's queue. It deletes itself when no
@@ -37,10 +38,12 @@ class JoinCall final : public ServerCall {
       r.code = static_cast<StatusCode>(outcome_.error_code());
       if (!outcome_.ok()) r.reason = outcome_.error_message();
       r.duration = std::chrono::duration_cast<std::chrono::microseconds>(listener_.clock().now() - started_);
-      if (r.allowed) {
-        listener_.audit()->write(r);
-      } else {
+      if (!r.allowed) {
         listener_.refusals().refused(r);
+      } else if (ctx_.method() == kRevocationListMethod) {
+        listener_.listFetches().refused(r);
+      } else {
+        listener_.audit()->write(r);
       }
     }
     delete this;
@@ -57,9 +60,10 @@ class JoinCall final : public ServerCall {
     accepted_ = true;
     started_ = listener_.clock().now();
     started();  // the done notification, armed in arm()
-    if (ctx_.method() != kMethod) {
-      finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the join listener serves " + std::string(kMethod) +
-                                                               " only; every other call goes to port 50000"));
+    if (!isJoinListenerMethod(ctx_.method())) {
+      finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          fmt::format("the join listener serves {} and {} only; every other call goes to port 50000",
+                                      kJoinMethod, kRevocationListMethod)));
     } else {
       started();
       stream_.Read(&req_, &readOp_);
@@ -82,7 +86,7 @@ class JoinCall final : public ServerCall {
     if (hasDeadline(ctx_.deadline())) deadline = std::min(deadline, ctx_.deadline());
     upstream_.set_deadline(deadline);
     upstreamStarted_ = true;
-    unary_ = stub_->PrepareUnaryCall(&upstream_, std::string(kMethod), req_, cq_);
+    unary_ = stub_->PrepareUnaryCall(&upstream_, ctx_.method(), req_, cq_);
     unary_->StartCall();
     started();
     unary_->Finish(&resp_, &upStatus_, &upstreamOp_);
@@ -162,7 +166,7 @@ void RefusalSummary::flush(TimePoint now, bool all) {
       summary.peer = it->first;
       summary.count = w.more;
       summary.duration = std::chrono::duration_cast<std::chrono::microseconds>(now - w.start);
-      summary.reason = "refused joins after the first in this window; the last: " + w.last.reason;
+      summary.reason = what_ + " after the first in this window" + (w.last.reason.empty() ? "" : "; the last: " + w.last.reason);
       audit_->write(summary);
     }
     it = windows_.erase(it);
@@ -170,7 +174,11 @@ void RefusalSummary::flush(TimePoint now, bool all) {
 }
 
 JoinListener::JoinListener(std::filesystem::path trustdSocket, AuditLog* audit, const Clock& clock)
-    : trustdSocket_(std::move(trustdSocket)), audit_(audit), clock_(clock), refusals_(audit, clock) {}
+    : trustdSocket_(std::move(trustdSocket)),
+      audit_(audit),
+      clock_(clock),
+      refusals_(audit, clock),
+      listFetches_(audit, clock, "revocation-list fetches") {}
 
 JoinListener::~JoinListener() { stop(); }
 
@@ -194,6 +202,7 @@ void JoinListener::drain() {
     static_cast<Op*>(tag)->complete(ok);
   }
   refusals_.flush();
+  listFetches_.flush();
 }
 
 void JoinListener::stop() {
@@ -204,6 +213,7 @@ void JoinListener::stop() {
   bool ok = false;
   while (announcements_->Next(&tag, &ok)) static_cast<Op*>(tag)->complete(ok);
   refusals_.flushAll();
+  listFetches_.flushAll();
 }
 
 std::shared_ptr<grpc::Channel> JoinListener::trustd() {

@@ -1,7 +1,8 @@
 // apid's join listener (:50001): TLS 1.3 with server authentication only, since a
-// joining node has no certificate yet. It serves one method, SignNodeCertificate, and
-// forwards it to trustd with the caller's address in keel-peer and no roles: the join
-// token, which trustd checks, is the credential. Every other method is UNIMPLEMENTED.
+// joining node has no certificate yet. It serves SignNodeCertificate, forwarded to
+// trustd with the caller's address in keel-peer and no roles (the join token, which
+// trustd checks, is the credential), and GetRevocationList, the signed list workers
+// fetch. Every other method is UNIMPLEMENTED.
 //
 // It runs no thread of its own. The join server only announces new calls, on a queue
 // the gateway's first thread drains between its own events (gateway.h); every operation
@@ -25,6 +26,12 @@ namespace keel::apid {
 
 // Join requests are a CSR and a token: a few KiB. Larger ones are refused unread.
 inline constexpr int kJoinMaxMessageBytes = 64 * 1024;
+// Replies may be the revocation list: at most 10,000 entries, about 500 KiB.
+inline constexpr int kJoinMaxReplyBytes = 1024 * 1024;
+
+// The methods the join listener forwards.
+inline constexpr std::string_view kJoinMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
+inline constexpr std::string_view kRevocationListMethod = "/keel.security.v1.SecurityService/GetRevocationList";
 
 // Refused joins come from callers nobody has authenticated: the audit log gets the first
 // refusal of a source in a window and then one summary line per source and window with
@@ -36,7 +43,9 @@ class RefusalSummary {
   static constexpr std::size_t kMaxSources = 1024;
   static constexpr int kIpv6PrefixBits = 64;
 
-  RefusalSummary(AuditLog* audit, const Clock& clock) : audit_(audit), clock_(clock) {}
+  // `what` names the calls in a summary line ("refused joins").
+  RefusalSummary(AuditLog* audit, const Clock& clock, std::string what = "refused joins")
+      : audit_(audit), clock_(clock), what_(std::move(what)) {}
   // A refused join, written now or counted into its source's window.
   void refused(const AuditRecord& record);
   // Writes the summary of every window that has ended. Call it now and then.
@@ -54,6 +63,7 @@ class RefusalSummary {
 
   AuditLog* audit_;
   const Clock& clock_;
+  const std::string what_;
   std::map<std::string, Window> windows_;
 };
 
@@ -81,6 +91,8 @@ class JoinListener {
   AuditLog* audit() const { return audit_; }
   const Clock& clock() const { return clock_; }
   RefusalSummary& refusals() { return refusals_; }
+  // Revocation-list fetches are answered to anyone and summarized the same way.
+  RefusalSummary& listFetches() { return listFetches_; }
   // The channel to trustd; a failed one is replaced (retire()) so the next join connects
   // again at once instead of after gRPC's reconnect backoff.
   std::shared_ptr<grpc::Channel> trustd();
@@ -92,6 +104,7 @@ class JoinListener {
   const Clock& clock_;
   std::shared_ptr<grpc::Channel> trustd_;
   RefusalSummary refusals_;
+  RefusalSummary listFetches_;
   grpc::AsyncGenericService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> announcements_;
   bool stopped_ = false;

@@ -128,11 +128,13 @@ bool RateLimiter::allow(const std::string& address) {
   return true;
 }
 
-Authority::Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock)
+Authority::Authority(const TrustdConfig& config, pki::CertificateAuthority ca,
+                     std::unique_ptr<Revocations> revocations, const Clock& clock)
     : config_(config),
       ca_(std::move(ca)),
       clock_(clock),
-      joinLimiter_(config.joinBurst, config.joinRatePerMinute, clock) {}
+      joinLimiter_(config.joinBurst, config.joinRatePerMinute, clock),
+      revocations_(std::move(revocations)) {}
 
 Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config, const Clock& clock) {
   auto ca = pki::CertificateAuthority::fromPem(config.caCertPem, config.caKeyPem);
@@ -146,7 +148,8 @@ Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config,
                              "'");
     }
   }
-  return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), clock));
+  KEEL_ASSIGN_OR_RETURN(auto revocations, Revocations::open(config.revocationFile, ca->key, clock));
+  return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), std::move(revocations), clock));
 }
 
 Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem, const std::string& token,
@@ -398,6 +401,51 @@ Result<ClientCertificate> Authority::renewClientCertificate(const std::string& c
                issued.subject().toString(), issued.serialHex(), config::formatDuration(ttl),
                formatTime(issued.notAfter()));
   return ClientCertificate{issued.toPem(), config_.caBundlePem, issued.serialHex(), issued.notAfter()};
+}
+
+std::chrono::seconds Authority::longestLifetime() const {
+  // notBefore lies kNotBeforeSkew before the issue time; notAfter is what counts here.
+  return std::max(config_.nodeCertTtl, config_.clientCertMaxTtl);
+}
+
+Result<Revocations::Added> Authority::revoke(const RevokeRequest& request, const std::string& requestedBy) {
+  if (request.certificatePem.empty() == request.serial.empty()) {
+    return invalidArgument("expected exactly one of a certificate (PEM) and a serial to revoke");
+  }
+  RevokedEntry entry;
+  entry.revokedAt = clock_.now();
+  entry.revokedBy = requestedBy;
+  if (!request.serial.empty()) {
+    KEEL_ASSIGN_OR_RETURN(entry.serial, normalizeSerial(request.serial));
+    entry.notAfter = clock_.now() + longestLifetime();
+  } else {
+    auto cert = pki::Certificate::fromPem(request.certificatePem);
+    if (!cert.ok()) return invalidArgument("the certificate to revoke: " + cert.status().message());
+    if (cert->isCa()) {
+      return invalidArgument("a CA is not revoked but replaced: rotate it (keelctl rotate-ca)");
+    }
+    // Any check the verification makes but expiry: an expired certificate needs no entry.
+    if (cert->notAfter() < clock_.now()) {
+      return failedPrecondition(fmt::format("the certificate expired at {}: no apid accepts it any more",
+                                            formatTime(cert->notAfter())));
+    }
+    const auto issued = pki::verifyCertificate(*cert, {ca_.certificate}, {}, clock_);
+    if (!issued.isOk()) {
+      return invalidArgument("the certificate was not issued by this cluster's OS CA: " + issued.message());
+    }
+    entry.serial = cert->serialHex();
+    entry.notAfter = cert->notAfter();
+    entry.identity = cert->subject().commonName;
+  }
+  KEEL_ASSIGN_OR_RETURN(auto added, revocations_->add(entry));
+  if (added.already) {
+    spdlog::info("trustd: serial {} was already revoked (asked again by '{}')", added.entry.serial, requestedBy);
+  } else {
+    spdlog::warn("trustd: revoked serial {} ('{}'), listed until {}, by '{}'; the list is now at sequence {}",
+                 added.entry.serial, added.entry.identity, formatTime(added.entry.notAfter), requestedBy,
+                 added.sequence);
+  }
+  return added;
 }
 
 }  // namespace keel::trustd

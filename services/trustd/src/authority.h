@@ -16,6 +16,7 @@
 #include "keel/common/status.h"
 #include "keel/pki/pki.h"
 
+#include "revocations.h"
 #include "trustd_config.h"
 
 namespace keel::trustd {
@@ -76,6 +77,12 @@ class RateLimiter {
   std::map<std::string, Bucket> buckets_;
 };
 
+// What to revoke: a certificate this CA issued (PEM), or a serial. Exactly one.
+struct RevokeRequest {
+  std::string certificatePem;
+  std::string serial;
+};
+
 class Authority {
  public:
   // Errors: INVALID_ARGUMENT when the CA does not load or a configured extra SAN is not
@@ -110,8 +117,19 @@ class Authority {
   Result<ClientCertificate> renewClientCertificate(const std::string& csrPem, const ClientCaller& caller,
                                                    std::chrono::seconds ttl);
 
+  // Puts a certificate on the revocation list. By certificate: it must be one this CA
+  // signed, not the CA, and not yet expired; its serial, CN and notAfter are listed. By
+  // serial: it is listed until the longest lifetime this CA issues has passed from now.
+  // Errors: INVALID_ARGUMENT (neither or both, a bad serial or PEM, another CA's
+  // certificate, a CA), FAILED_PRECONDITION (already expired), RESOURCE_EXHAUSTED.
+  Result<Revocations::Added> revoke(const RevokeRequest& request, const std::string& requestedBy);
+  Revocations& revocations() { return *revocations_; }
+
  private:
-  Authority(const TrustdConfig& config, pki::CertificateAuthority ca, const Clock& clock);
+  Authority(const TrustdConfig& config, pki::CertificateAuthority ca, std::unique_ptr<Revocations> revocations,
+            const Clock& clock);
+  // The longest lifetime of any certificate this CA issues (node, apid, client).
+  std::chrono::seconds longestLifetime() const;
   Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
   Result<std::chrono::seconds> renewalTtl(const authz::CertValidity& presented,
                                           std::chrono::seconds requested) const;
@@ -123,6 +141,7 @@ class Authority {
   pki::CertificateAuthority ca_;
   const Clock& clock_;
   RateLimiter joinLimiter_;
+  std::unique_ptr<Revocations> revocations_;
 };
 
 // Constant-time comparison of `token` with each accepted token (no early exit on the

@@ -78,6 +78,10 @@ Result<Forwarded> admitJoin(const grpc::ServerContext& ctx) {
   return f;
 }
 
+int64_t unixSeconds(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
 }  // namespace
 
 grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx,
@@ -138,6 +142,49 @@ grpc::Status LocalIssuerServiceImpl::IssueApidCertificates(grpc::ServerContext* 
   resp->set_serving_chain(out->servingChainPem);
   resp->set_impersonator_certificate(out->impersonatorPem);
   resp->set_ca_bundle(out->caBundlePem);
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::RevokeCertificate(grpc::ServerContext* ctx, const v1::RevokeCertificateRequest* req,
+                                                    v1::RevokeCertificateResponse* resp) {
+  auto f = admit(*ctx, "RevokeCertificate");
+  if (!f.ok()) return toGrpc(f.status());
+  auto added = authority_->revoke({req->certificate(), req->serial()}, f->identity);
+  if (!added.ok()) return toGrpc(added.status());
+  resp->set_serial(added->entry.serial);
+  resp->set_not_after_unix(unixSeconds(added->entry.notAfter));
+  resp->set_already_revoked(added->already);
+  resp->set_list_sequence(added->sequence);
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::ListRevokedCertificates(grpc::ServerContext* ctx,
+                                                          const keel::common::v1::Empty* /*req*/,
+                                                          v1::ListRevokedCertificatesResponse* resp) {
+  auto f = admit(*ctx, "ListRevokedCertificates");
+  if (!f.ok()) return toGrpc(f.status());
+  for (const auto& e : authority_->revocations().entries()) {
+    auto* out = resp->add_certificates();
+    out->set_serial(e.serial);
+    out->set_not_after_unix(unixSeconds(e.notAfter));
+    out->set_identity(e.identity);
+    out->set_revoked_at_unix(unixSeconds(e.revokedAt));
+    out->set_revoked_by(e.revokedBy);
+  }
+  resp->set_sequence(authority_->revocations().sequence());
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::GetRevocationList(grpc::ServerContext* ctx, const keel::common::v1::Empty* /*req*/,
+                                                    v1::SignedRevocationList* resp) {
+  if (!values(*ctx, authz::kRolesKey).empty()) {
+    auto f = admit(*ctx, "GetRevocationList");
+    if (!f.ok()) return toGrpc(f.status());
+  }
+  auto list = authority_->revocations().signedList();
+  if (!list.ok()) return toGrpc(list.status());
+  resp->set_list(list->list);
+  resp->set_signature(list->signature);
   return grpc::Status::OK;
 }
 

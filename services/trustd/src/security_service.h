@@ -22,6 +22,14 @@ class SecurityServiceImpl final : public keel::security::v1::SecurityService::Se
   grpc::Status RenewClientCertificate(grpc::ServerContext* ctx,
                                       const keel::security::v1::RenewClientCertificateRequest* req,
                                       keel::security::v1::RenewClientCertificateResponse* resp) override;
+  grpc::Status RevokeCertificate(grpc::ServerContext* ctx, const keel::security::v1::RevokeCertificateRequest* req,
+                                 keel::security::v1::RevokeCertificateResponse* resp) override;
+  grpc::Status ListRevokedCertificates(grpc::ServerContext* ctx, const keel::common::v1::Empty* req,
+                                       keel::security::v1::ListRevokedCertificatesResponse* resp) override;
+  // Public: apid fetches it for itself with no roles, and its join listener forwards it
+  // for workers; through :50000 the method's rule applies.
+  grpc::Status GetRevocationList(grpc::ServerContext* ctx, const keel::common::v1::Empty* req,
+                                 keel::security::v1::SignedRevocationList* resp) override;
 
  private:
   Authority* authority_;

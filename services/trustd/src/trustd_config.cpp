@@ -83,6 +83,13 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
     c.joinIpv6PrefixBits = static_cast<int>(prefix);
     KEEL_RETURN_IF_ERROR(join->finish());
   }
+  KEEL_ASSIGN_OR_RETURN(const auto revocationFile, r.optionalString("revocationFile"));
+  if (revocationFile) {
+    if (revocationFile->empty() || (*revocationFile)[0] != '/') {
+      return fieldError("revocationFile", "expected an absolute path");
+    }
+    c.revocationFile = *revocationFile;
+  }
   KEEL_ASSIGN_OR_RETURN(auto client, r.optionalObject("client"));
   if (client) {
     KEEL_ASSIGN_OR_RETURN(
@@ -104,6 +111,7 @@ Result<TrustdConfig> readTrustdConfigFile(const std::filesystem::path& path) {
   KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(path, "it holds the OS CA key"));
   auto c = parseTrustdConfig(text);
   if (!c.ok()) return c.status().withContext(path.string());
+  if (c->revocationFile.empty()) c->revocationFile = path.parent_path() / "revocations.json";
   return c;
 }
 

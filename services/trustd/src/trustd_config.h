@@ -46,6 +46,10 @@ struct TrustdConfig {
   // An IPv6 source is its first joinIpv6PrefixBits bits: a /64 is one source, not 2^64.
   int joinIpv6PrefixBits = 64;
 
+  // The revocation list (revocations.h). Empty in the file: revocations.json beside
+  // the config file (readTrustdConfigFile fills it in).
+  std::filesystem::path revocationFile;
+
   std::chrono::seconds clientCertDefaultTtl{std::chrono::hours(24 * 30)};
   std::chrono::seconds clientCertMaxTtl{std::chrono::hours(24 * 365)};
 };

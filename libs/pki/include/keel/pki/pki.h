@@ -177,6 +177,12 @@ inline constexpr std::chrono::seconds kMaxValidity = std::chrono::hours(24 * 365
 // valid from clock.now() for options.validity.
 Result<CertificateAuthority> createSelfSignedCa(const CaOptions& options, const Clock& clock);
 
+// Signatures over a whole document by a CA's own key, checked with the CA's certificate
+// (trustd's revocation list): ECDSA P-256 with SHA-256 (DER), or Ed25519.
+Result<std::string> signDocument(const PrivateKey& key, std::string_view document);
+// Errors: PERMISSION_DENIED when `signature` is not `signer`'s over `document`.
+Status verifyDocumentSignature(const Certificate& signer, std::string_view document, std::string_view signature);
+
 // What a CA puts into a certificate it issues. The CSR only proposes; the policy decides.
 struct IssuePolicy {
   std::vector<ExtendedKeyUsage> extendedKeyUsages;
