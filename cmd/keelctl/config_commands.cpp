@@ -1,5 +1,7 @@
 #include "config_commands.h"
 
+#include "expiry.h"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -126,6 +128,18 @@ Status configMerge(const std::filesystem::path& file, CommandEnv& env) {
   return Status::ok();
 }
 
+Status configNodeNames(CommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(auto loaded, load(env));
+  KEEL_ASSIGN_OR_RETURN(const config::ClientContext* ctx, config::currentContext(loaded.config));
+  std::vector<std::string> names = ctx->nodes;
+  for (const auto& e : ctx->endpoints) {
+    auto parsed = config::parseEndpoint(e);
+    if (parsed.ok() && std::find(names.begin(), names.end(), parsed->host) == names.end()) names.push_back(parsed->host);
+  }
+  for (const auto& n : names) env.out << n << '\n';
+  return Status::ok();
+}
+
 Status configInfo(CommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto loaded, load(env));
   KEEL_ASSIGN_OR_RETURN(const config::ClientContext* ctx, config::currentContext(loaded.config));
@@ -135,6 +149,7 @@ Status configInfo(CommandEnv& env) {
   const TimePoint now = env.clock.now();
   std::string expiry = fmt::format("{} ({})", formatTime(crt.notAfter()), relative(crt.notAfter(), now));
   if (crt.notAfter() < now) expiry += " EXPIRED";
+  if (expiresSoon(crt, now)) expiry += " RENEW SOON: 'keelctl config renew'";
   if (crt.notBefore() > now) expiry += fmt::format(" NOT YET VALID (from {})", formatTime(crt.notBefore()));
   std::vector<std::string> fingerprints;
   for (const auto& ca : cas) fingerprints.push_back("sha256:" + ca.fingerprintSha256());

@@ -22,6 +22,8 @@ Status configNode(const std::vector<std::string>& nodes, CommandEnv& env);
 // Merges the contexts of `file` into the client config (created if missing), renaming
 // clashing names to name-1, name-2, … and reporting each rename.
 Status configMerge(const std::filesystem::path& file, CommandEnv& env);
+// The current context's nodes and its endpoints' hosts, one per line (shell completion).
+Status configNodeNames(CommandEnv& env);
 // Shows the current context: endpoints, nodes, roles, certificate subject, expiry
 // (EXPIRED when past) and the CA's SHA-256 fingerprint.
 Status configInfo(CommandEnv& env);

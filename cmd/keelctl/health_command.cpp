@@ -1,5 +1,7 @@
 #include "health_command.h"
 
+#include "expiry.h"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -108,6 +110,12 @@ Status cmdHealth(const MachineTarget& base, const HealthOptions& options, const 
     rows.push_back(row);
   }
   printTable(out, {"NODE", "REACHABLE", "CERT EXPIRES IN", "SERVICES"}, rows);
+  if (auto client = pki::Certificate::fromPem(base.tls.crt); client.ok()) {
+    if (expiresSoon(*client, now)) {
+      out << fmt::format("your client certificate expires at {}: renew it with 'keelctl config renew'\n",
+                         formatTime(client->notAfter()));
+    }
+  }
   if (failures.empty()) return Status::ok();
   return unavailable(fmt::format("{} problem(s): {} (exit code {}: 1 unreachable, 2 certificate, 4 services)",
                                  failures.size(), fmt::join(failures, "; "), exitBits));

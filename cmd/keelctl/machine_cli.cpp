@@ -214,6 +214,9 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
 
   commands.add("version", "Show the node's Keel version", cmdVersion);
   commands.add("services", "List the node's services and their state", cmdServices);
+  // For shell completion only: not in --help.
+  commands.add("__service-names", "The node's service ids, one per line", cmdServiceNames, {}, SharedFlags{false, false})
+      ->group("");
 
   auto* service = commands.add(
       "service", "Show, start, stop or restart one service",

@@ -1,5 +1,7 @@
 #include "machine_commands.h"
 
+#include <set>
+
 #include <fstream>
 #include <initializer_list>
 #include <iostream>
@@ -75,6 +77,16 @@ Status cmdVersion(MachineCommandEnv& env) {
 Status cmdServices(MachineCommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ServiceList, Empty{}));
   return printServices(env, resp);
+}
+
+Status cmdServiceNames(MachineCommandEnv& env) {
+  KEEL_ASSIGN_OR_RETURN(auto resp, callNodes(env, &v1::MachineService::Stub::ServiceList, Empty{}));
+  std::set<std::string> ids{"machined"};
+  for (const auto& m : resp.messages()) {
+    for (const auto& s : m.services()) ids.insert(s.id());
+  }
+  for (const auto& id : ids) env.out << id << '\n';
+  return Status::ok();
 }
 
 Status cmdService(MachineCommandEnv& env, const std::string& id, const std::string& action) {

@@ -19,6 +19,8 @@ Status printVersions(MachineCommandEnv& env, const keel::machine::v1::VersionRes
 Status printServices(MachineCommandEnv& env, const keel::machine::v1::ServiceListResponse& resp);
 
 Status cmdVersion(MachineCommandEnv& env);
+// The service ids of the target node(s), one per line (shell completion).
+Status cmdServiceNames(MachineCommandEnv& env);
 Status cmdServices(MachineCommandEnv& env);
 // action: start, stop, restart or status.
 Status cmdService(MachineCommandEnv& env, const std::string& id, const std::string& action);

@@ -1,13 +1,16 @@
 // keelctl: the remote CLI of Keel and its offline generators. This file only wires the
 // command line to the command functions, which hold all the behaviour.
+#include <fstream>
 #include <functional>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "cli_tree.h"
 #include "cluster_commands.h"
 #include "command_env.h"
 #include "config_commands.h"
+#include "expiry.h"
 #include "gen_commands.h"
 #include "machine_cli.h"
 #include "keel/common/clock.h"
@@ -248,8 +251,9 @@ int main(int argc, char** argv) {
                    249);
   create->add_option("--root", clusterRoot, "Directory for everything the cluster writes")->capture_default_str();
   create->add_option("--name", clusterOptions.name, "Cluster name (the client config's context)")->capture_default_str();
-  create->add_option("--machined", clusterOptions.machined, "The machined binary")->capture_default_str();
-  create->add_option("--libexec", clusterOptions.libexec, "Directory holding apid and trustd")->capture_default_str();
+  create->add_option("--machined", clusterOptions.machined, "The machined binary (default: the one beside keelctl)");
+  create->add_option("--libexec", clusterOptions.libexec,
+                     "Directory holding apid and trustd (default: keelctl's own directory)");
   addBoundedOption(create, "--api-port", clusterOptions.apiPort, "apid's API port on every node", 1, 65535);
   addBoundedOption(create, "--join-port", clusterOptions.joinPort, "The control planes' join port", 1, 65535);
   create->add_option("--config-patch", clusterOptions.configPatches,
@@ -270,6 +274,40 @@ int main(int argc, char** argv) {
   destroy->add_option("--root", clusterRoot, "The cluster's directory")->capture_default_str();
   runWhenChosen(*destroy, action,
                 [&](CommandEnv& env) { return keel::keelctl::clusterDestroy(clusterRoot, env); });
+
+  // What keelctl says about itself: shell completion and the CLI reference.
+  std::string shell;
+  auto* completion = app.add_subcommand("completion", "Print the shell completion script for bash, zsh or fish");
+  completion->add_option("shell", shell, "bash, zsh or fish")->required();
+  completion->footer(
+      "Examples:\n"
+      "  source <(keelctl completion bash)                       # this shell; add it to ~/.bashrc to keep it\n"
+      "  keelctl completion zsh > \"${fpath[1]}/_keelctl\"\n"
+      "  keelctl completion fish > ~/.config/fish/completions/keelctl.fish");
+  runWhenChosen(*completion, action, [&](CommandEnv& env) -> Status {
+    KEEL_ASSIGN_OR_RETURN(const auto script, keel::keelctl::completionScript(app, shell));
+    env.out << script;
+    return Status::ok();
+  });
+  std::string docsOutput;
+  auto* docs = app.add_subcommand("docs", "Write the CLI reference (Markdown) from keelctl's command tree");
+  docs->add_option("-o,--output", docsOutput, "File to write (default: standard output)");
+  docs->footer("Example:\n  keelctl docs -o docs/cli.md");
+  runWhenChosen(*docs, action, [&](CommandEnv& env) -> Status {
+    const std::string text = keel::keelctl::cliReference(app);
+    if (docsOutput.empty()) {
+      env.out << text;
+      return Status::ok();
+    }
+    std::ofstream out(docsOutput, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) return keel::internalError("cannot write " + docsOutput);
+    return Status::ok();
+  });
+  auto* nodeNames = app.add_subcommand("__node-names", "The context's nodes, one per line");
+  nodeNames->group("");
+  runWhenChosen(*nodeNames, action, keel::keelctl::configNodeNames);
 
   try {
     app.parse(argc, argv);
@@ -303,6 +341,10 @@ int main(int argc, char** argv) {
                  .env = keel::config::ClientConfigEnv::fromProcess(),
                  .keelconfigFlag = keelconfig.empty() ? std::nullopt : std::optional<std::filesystem::path>(keelconfig),
                  .out = std::cout};
+  // One warning per command when the certificate it would call with is about to expire.
+  if (const auto warning = keel::keelctl::expiryWarningForCommand(env.keelconfigFlag, env.env, clock.now())) {
+    std::cerr << "keelctl: warning: " << *warning << '\n';
+  }
   const Status status = action(env);
   std::cout.flush();
   if (!status.isOk()) {
