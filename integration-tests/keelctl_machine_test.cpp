@@ -147,3 +147,34 @@ TEST_CASE("keelctl ls, read and usage stay inside the allowed roots", "[keelctl-
 }
 
 }  // namespace
+
+TEST_CASE("bash completion offers the node's services after logs and service", "[keelctl-machine][completion]") {
+  TempDir gen;
+  Node node(makeConfig(gen));
+  REQUIRE(node.waitForState("sleeper", "running"));
+  const auto script = keel::testing::run({KEELCTL_PATH, "completion", "bash"});
+  REQUIRE(script.exitCode == 0);
+  keel::testing::writeFile(gen / "keelctl.bash", script.out);
+  const auto complete = [&](const std::string& line) {
+    const std::string program = "source '" + (gen / "keelctl.bash").string() +
+                                "'; read -ra COMP_WORDS <<< \"$LINE\"; [[ $LINE == *' ' ]] && COMP_WORDS+=(''); "
+                                "COMP_WORDS[0]=\"$KEELCTL\"; COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _keelctl; "
+                                "echo \"${COMPREPLY[*]}\"";
+    RunOptions options;
+    options.extraEnv = {{"LINE", line}, {"KEELCTL", KEELCTL_PATH}};
+    const auto r = keel::testing::run({"bash", "-c", program}, options);
+    INFO(line << " -> " << r.out << r.err);
+    REQUIRE(r.exitCode == 0);
+    return r.out;
+  };
+  const std::string root = "keelctl --root " + node.root().string();
+  const auto logs = complete(root + " logs ");
+  CHECK_THAT(logs, ContainsSubstring("sleeper"));
+  CHECK_THAT(logs, ContainsSubstring("ticker"));
+  CHECK_THAT(logs, ContainsSubstring("machined"));
+  CHECK_THAT(complete(root + " service sl"), ContainsSubstring("sleeper"));
+  // After the service comes its action.
+  const auto action = complete(root + " service sleeper ");
+  CHECK_THAT(action, ContainsSubstring("restart"));
+  CHECK_THAT(action, !ContainsSubstring("ticker"));
+}

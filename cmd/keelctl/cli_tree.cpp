@@ -151,6 +151,8 @@ _keelctl() {{
     COMPREPLY=($(compgen -W "$flags" -- "$cur"))
   elif [[ ($path == logs || $path == service) && $args == 0 ]]; then
     COMPREPLY=($(compgen -W "$(_keelctl_ask __service-names)" -- "$cur"))
+  elif [[ $path == service && $args == 1 ]]; then
+    COMPREPLY=($(compgen -W "status start stop restart" -- "$cur"))
   elif [[ $path == completion && $args == 0 ]]; then
     COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur"))
   elif [[ -n $subs ]]; then
