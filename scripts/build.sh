@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds one build tree with CMake + Ninja.
-# Usage: scripts/build.sh <build-dir> [extra cmake arguments...]
+# Usage: [KEEL_TARGETS="a b"] scripts/build.sh <build-dir> [extra cmake arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1
@@ -11,4 +11,6 @@ else
   cmake "$dir" "$@" >/dev/null
 fi
 # Two jobs: the machines this runs on have 2 cores and gRPC translation units are large.
-ninja -C "$dir" -j "${KEEL_JOBS:-2}"
+# KEEL_TARGETS (space-separated) builds only those targets and what they need.
+# shellcheck disable=SC2086
+ninja -C "$dir" -j "${KEEL_JOBS:-2}" ${KEEL_TARGETS:-}
