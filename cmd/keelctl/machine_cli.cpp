@@ -15,6 +15,7 @@
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
 #include "ca_commands.h"
+#include "dashboard.h"
 #include "call_command.h"
 #include "health_command.h"
 #include "machine_commands.h"
@@ -214,6 +215,19 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
 
   commands.add("version", "Show the node's Keel version", cmdVersion);
   commands.add("services", "List the node's services and their state", cmdServices);
+  // Its own terminal handling, Ctrl-C included: not the adder's signal thread.
+  auto* dashboard = app.add_subcommand(
+      "dashboard", "A live view of the nodes: load, CPU, memory, services, a service's log, events (q quits)");
+  dashboard->footer(
+      "Keys: <-/-> (h/l, Tab) choose the node, up/down (k/j) the service whose log is shown, q quits.\n"
+      "It refreshes about once a second; a node that stops answering is marked.\n\n"
+      "Examples:\n  keelctl dashboard                      # the context's nodes\n"
+      "  keelctl -n 10.0.0.21,10.0.0.22 dashboard");
+  runWithTarget(*dashboard, options, action, [](MachineTarget target, CommandEnv& env) -> Status {
+    const std::string title = target.endpoint.empty() ? "local node" : "through " + target.endpoint;
+    return runWithClient(std::move(target), env, OutputFormat::kTable, true,
+                         [&title](MachineCommandEnv& e) { return cmdDashboard(e, title); });
+  });
   // For shell completion only: not in --help.
   commands.add("__service-names", "The node's service ids, one per line", cmdServiceNames, {}, SharedFlags{false, false})
       ->group("");
