@@ -124,6 +124,41 @@ inline void installDaemons(const TempDir& libexec) {
 }
 #endif
 
+#ifdef KEELCTL_PATH
+// keelctl as a person runs it, never with the user's own client config ($KEELCONFIG is
+// cleared); with --keelconfig when one is given. What it printed is reported when a check
+// of the test fails.
+inline keel::testing::ProcessResult runKeelctl(std::vector<std::string> args,
+                                               const std::filesystem::path& keelconfig = {}) {
+  std::vector<std::string> argv = {KEELCTL_PATH};
+  if (!keelconfig.empty()) argv.insert(argv.end(), {"--keelconfig", keelconfig.string()});
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = keel::testing::run(
+      argv, {.workingDirectory = std::nullopt, .extraEnv = {{"KEELCONFIG", ""}}, .stdinData = "", .timeout = 180s});
+  UNSCOPED_INFO("keelctl " << (args.empty() ? "" : args[0]) << " -> " << r.exitCode << "\n" << r.out << r.err);
+  return r;
+}
+
+#if defined(MACHINED_PATH) && defined(TRUSTD_PATH)
+// A local cluster of one control plane (127.0.1.1) and `workers` workers under
+// `dir`/cluster, on an API port picked now (written to `apiPort`); its admin keelconfig is
+// `dir`/cluster/keelconfig. The test destroys it with `keelctl cluster destroy`.
+inline std::filesystem::path createLocalCluster(const TempDir& dir, const TempDir& libexec, int workers,
+                                                int* apiPort = nullptr) {
+  chmod(dir.path().c_str(), 0711);
+  installDaemons(libexec);
+  const auto root = dir / "cluster";
+  const int port = freePort();
+  if (apiPort != nullptr) *apiPort = port;
+  const auto made = runKeelctl({"cluster", "create", "--workers", std::to_string(workers), "--root", root.string(),
+                                "--machined", MACHINED_PATH, "--libexec", libexec.path().string(), "--api-port",
+                                std::to_string(port), "--join-port", std::to_string(freePort())});
+  REQUIRE(made.exitCode == 0);
+  return root;
+}
+#endif
+#endif
+
 // A stand-in backend on a Unix socket: answers every method with one empty message
 // (or the status it is told to), and records the metadata of each call it received.
 class RecordingBackend final : public grpc::CallbackGenericService {

@@ -13,14 +13,7 @@ using namespace keel::integration;
 using keel::testing::ProcessResult;
 
 ProcessResult keelctl(std::vector<std::string> args, const std::filesystem::path& keelconfig = {}) {
-  std::vector<std::string> argv = {KEELCTL_PATH};
-  if (!keelconfig.empty()) argv.insert(argv.end(), {"--keelconfig", keelconfig.string()});
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = keel::testing::run(
-      argv,
-      {.workingDirectory = std::nullopt, .extraEnv = {{"KEELCONFIG", ""}}, .stdinData = "", .timeout = 180s});
-  UNSCOPED_INFO("keelctl " << args[0] << " -> " << r.exitCode << "\n" << r.out << r.err);
-  return r;
+  return runKeelctl(std::move(args), keelconfig);
 }
 
 }  // namespace
@@ -95,13 +88,7 @@ TEST_CASE(
     "[cluster]") {
   TempDir dir;
   TempDir libexec;
-  chmod(dir.path().c_str(), 0711);
-  installDaemons(libexec);
-  const auto root = dir / "cluster";
-  REQUIRE(keelctl({"cluster", "create", "--workers", "1", "--root", root.string(), "--machined",
-                   MACHINED_PATH, "--libexec", libexec.path().string(), "--api-port",
-                   std::to_string(freePort()), "--join-port", std::to_string(freePort())})
-              .exitCode == 0);
+  const auto root = createLocalCluster(dir, libexec, 1);
   const auto kc = root / "keelconfig";
   const auto crtOf = [](const std::filesystem::path& file) {
     const auto cfg = nlohmann::json::parse(readFile(file));

@@ -18,12 +18,7 @@ namespace {
 using namespace keel::integration;
 using keel::testing::ProcessResult;
 
-ProcessResult keelctl(std::vector<std::string> args) {
-  std::vector<std::string> argv = {KEELCTL_PATH};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return keel::testing::run(
-      argv, {.workingDirectory = std::nullopt, .extraEnv = {{"KEELCONFIG", ""}}, .stdinData = "", .timeout = 180s});
-}
+ProcessResult keelctl(std::vector<std::string> args) { return runKeelctl(std::move(args)); }
 
 // keelctl dashboard on the terminal side of a pty; what it draws is read from the other.
 class Terminal {
@@ -98,13 +93,7 @@ TEST_CASE("the dashboard shows every node and its services, follows the keys, ma
           "[cluster][dashboard]") {
   TempDir dir;
   TempDir libexec;
-  chmod(dir.path().c_str(), 0711);
-  installDaemons(libexec);
-  const auto root = dir / "cluster";
-  REQUIRE(keelctl({"cluster", "create", "--workers", "1", "--root", root.string(), "--machined", MACHINED_PATH,
-                   "--libexec", libexec.path().string(), "--api-port", std::to_string(freePort()), "--join-port",
-                   std::to_string(freePort())})
-              .exitCode == 0);
+  const auto root = createLocalCluster(dir, libexec, 1);
   {
     Terminal term(root / "keelconfig");
     REQUIRE(term.waitFor("SERVICES on 127.0.1.1", 30s));

@@ -12,13 +12,7 @@ using namespace keel::integration;
 using keel::testing::ProcessResult;
 
 ProcessResult keelctl(std::vector<std::string> args, const std::filesystem::path& keelconfig = {}) {
-  std::vector<std::string> argv = {KEELCTL_PATH};
-  if (!keelconfig.empty()) argv.insert(argv.end(), {"--keelconfig", keelconfig.string()});
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = keel::testing::run(
-      argv, {.workingDirectory = std::nullopt, .extraEnv = {{"KEELCONFIG", ""}}, .stdinData = "", .timeout = 120s});
-  UNSCOPED_INFO("keelctl " << args[0] << " -> " << r.exitCode << "\n" << r.out << r.err);
-  return r;
+  return runKeelctl(std::move(args), keelconfig);
 }
 
 std::string crtOf(const std::filesystem::path& file) {
@@ -43,14 +37,9 @@ TEST_CASE(
     "[cluster][revocation]") {
   TempDir dir;
   TempDir libexec;
-  chmod(dir.path().c_str(), 0711);
-  installDaemons(libexec);
-  const auto root = dir / "cluster";
-  const std::string port = std::to_string(freePort());
-  REQUIRE(keelctl({"cluster", "create", "--workers", "1", "--root", root.string(), "--machined", MACHINED_PATH,
-                   "--libexec", libexec.path().string(), "--api-port", port, "--join-port",
-                   std::to_string(freePort())})
-              .exitCode == 0);
+  int apiPort = 0;
+  const auto root = createLocalCluster(dir, libexec, 1, &apiPort);
+  const std::string port = std::to_string(apiPort);
   const auto admin = root / "keelconfig";
   const auto leaked = dir / "leaked.keelconfig";
   const auto kept = dir / "kept.keelconfig";
