@@ -12,7 +12,10 @@ namespace keel::apid {
 namespace {
 
 constexpr auto kTrustdTimeout = std::chrono::seconds(10);
-constexpr std::string_view kMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
+// A joining node's first certificate (with the join token) and a joined node's renewal
+// (with its current certificate): the only calls that may reach trustd without roles.
+constexpr std::string_view kJoinMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
+constexpr std::string_view kRenewMethod = "/keel.security.v1.SecurityService/RenewNodeCertificate";
 
 // One call on the join listener: accepted (announced on the listener's queue), then read,
 // forwarded to trustd and answered on the gateway's queue. It deletes itself when no
@@ -57,8 +60,9 @@ class JoinCall final : public ServerCall {
     accepted_ = true;
     started_ = listener_.clock().now();
     started();  // the done notification, armed in arm()
-    if (ctx_.method() != kMethod) {
-      finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the join listener serves " + std::string(kMethod) +
+    if (ctx_.method() != kJoinMethod && ctx_.method() != kRenewMethod) {
+      finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the join listener serves " + std::string(kJoinMethod) +
+                                                               " and " + std::string(kRenewMethod) +
                                                                " only; every other call goes to port 50000"));
     } else {
       started();
@@ -82,7 +86,7 @@ class JoinCall final : public ServerCall {
     if (hasDeadline(ctx_.deadline())) deadline = std::min(deadline, ctx_.deadline());
     upstream_.set_deadline(deadline);
     upstreamStarted_ = true;
-    unary_ = stub_->PrepareUnaryCall(&upstream_, std::string(kMethod), req_, cq_);
+    unary_ = stub_->PrepareUnaryCall(&upstream_, ctx_.method(), req_, cq_);
     unary_->StartCall();
     started();
     unary_->Finish(&resp_, &upStatus_, &upstreamOp_);

@@ -1,7 +1,9 @@
 // apid's join listener (:50001): TLS 1.3 with server authentication only, since a
-// joining node has no certificate yet. It serves one method, SignNodeCertificate, and
-// forwards it to trustd with the caller's address in keel-peer and no roles: the join
-// token, which trustd checks, is the credential. Every other method is UNIMPLEMENTED.
+// joining node has no certificate yet. It serves two methods, SignNodeCertificate and
+// RenewNodeCertificate, and forwards them to trustd with the caller's address in
+// keel-peer and no roles: the join token, or a joined node's current certificate with a
+// proof by its key, which trustd checks, is the credential. Every other method is
+// UNIMPLEMENTED.
 //
 // It runs no thread of its own. The join server only announces new calls, on a queue
 // the gateway's first thread drains between its own events (gateway.h); every operation
@@ -23,7 +25,8 @@
 
 namespace keel::apid {
 
-// Join requests are a CSR and a token: a few KiB. Larger ones are refused unread.
+// Join requests are a CSR and a token, renewals a CSR, a certificate and a signature: a
+// few KiB. Larger ones are refused unread.
 inline constexpr int kJoinMaxMessageBytes = 64 * 1024;
 
 // Refused joins come from callers nobody has authenticated: the audit log gets the first
