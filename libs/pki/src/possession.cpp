@@ -29,9 +29,10 @@ std::string possessionMessage(const CertificateRequest& csr) {
   return message;
 }
 
-// SHA-256 with ECDSA; Ed25519 hashes by itself.
+// SHA-256 with ECDSA; Ed25519 hashes by itself. A key of another type fails to sign or verify.
 const EVP_MD* digestFor(EVP_PKEY* key) {
-  return EVP_PKEY_id(key) == EVP_PKEY_ED25519 ? nullptr : EVP_sha256();
+  const auto type = keyTypeOf(key);
+  return signingDigest(type.ok() ? *type : KeyType::kEcdsaP256);
 }
 
 }  // namespace

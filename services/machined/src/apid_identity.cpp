@@ -11,6 +11,7 @@
 
 #include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
+#include "keel/config/join_tokens.h"
 
 namespace keel::machined {
 
@@ -88,14 +89,6 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
   return out;
 }
 
-std::vector<std::string> acceptedJoinTokens(const config::MachineConfig& cfg) {
-  std::vector<std::string> tokens = {cfg.token};
-  for (const auto& t : cfg.trustd.acceptedTokens) {
-    if (std::find(tokens.begin(), tokens.end(), t) == tokens.end()) tokens.push_back(t);
-  }
-  return tokens;
-}
-
 Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
   KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "a service's config"));
   auto json = nlohmann::json::parse(text, nullptr, false);
@@ -105,7 +98,7 @@ Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::file
   nlohmann::json wanted;
   nlohmann::json* field = nullptr;
   if (cfg.type == config::MachineType::kControlPlane) {
-    wanted = acceptedJoinTokens(cfg);
+    wanted = config::acceptedJoinTokens(cfg);
     field = &json[kTrustdJoinTokensKey];
   } else {
     wanted = cfg.token;
@@ -119,7 +112,7 @@ Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::file
 
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                             const std::vector<uid_t>& allowedUids) {
-  const std::vector<std::string> tokens = acceptedJoinTokens(cfg);
+  const std::vector<std::string> tokens = config::acceptedJoinTokens(cfg);
   nlohmann::json join = {{"extraSans", cfg.trustd.joinExtraSans}};
   if (cfg.trustd.nodeCertTtl) join["ttlSeconds"] = cfg.trustd.nodeCertTtl->count();
   if (cfg.trustd.joinIpv6PrefixBits) join["ipv6PrefixBits"] = *cfg.trustd.joinIpv6PrefixBits;

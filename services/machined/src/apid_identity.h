@@ -61,10 +61,6 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                             const std::vector<uid_t>& allowedUids);
 
-// The join tokens a control plane's trustd accepts: machine.token, then
-// machine.trustd.acceptedTokens, without repeats.
-std::vector<std::string> acceptedJoinTokens(const config::MachineConfig& cfg);
-
 // Brings the join token of a service config machined wrote up to `cfg`, so a running node
 // takes a new token set without a reboot: on a control plane trustd's accepted tokens
 // (`serviceConfig` is trustd's config.json; trustd reads it when it starts), on a worker the

@@ -21,6 +21,7 @@
 #include "event_journal.h"
 #include "file_roots.h"
 #include "keel/config/file_io.h"
+#include "keel/config/join_tokens.h"
 #include "keel/facts/system_facts.h"
 #include "keel/sandbox/diagnostics.h"
 #include "keel/sandbox/sandbox.h"
@@ -135,7 +136,7 @@ void Node::applyJoinTokens(const config::MachineConfig& cfg) {
   }
   const Status restarted = supervisor_ ? supervisor_->restart("trustd") : Status::ok();
   const std::string message =
-      fmt::format("trustd restarted with {} accepted join tokens", acceptedJoinTokens(cfg).size());
+      fmt::format("trustd restarted with {} accepted join tokens", config::acceptedJoinTokens(cfg).size());
   spdlog::info("machined: {}", restarted.isOk() ? message : "restarting trustd failed: " + restarted.message());
   journal_->record("config", "join-tokens", restarted.isOk() ? "applied" : "failed",
                    restarted.isOk() ? message : restarted.message());
