@@ -6,7 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "keel/config/join_tokens.h"
-#include "keel/config/random.h"
+#include "keel/config/random.h"  // generateToken
 
 namespace keel::keelctl {
 
@@ -92,11 +92,6 @@ Status addToken(MachineCommandEnv& env, const std::vector<NodeTokens>& nodes) {
 }
 
 Status dropToken(MachineCommandEnv& env, const std::vector<NodeTokens>& nodes, const RotateTokenArgs& args) {
-  if (!config::isValidToken(args.drop)) {
-    return invalidArgument(fmt::format(
-        "--drop: expected a join token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}, found {} characters that are not one",
-        args.drop.size()));
-  }
   const std::string fingerprint = config::tokenFingerprint(args.drop);
   std::vector<std::string> presenting;
   for (const auto& n : nodes) {
@@ -124,6 +119,7 @@ Status dropToken(MachineCommandEnv& env, const std::vector<NodeTokens>& nodes, c
 }  // namespace
 
 Status cmdRotateToken(MachineCommandEnv& env, const RotateTokenArgs& args) {
+  if (!args.drop.empty()) KEEL_RETURN_IF_ERROR(config::checkJoinToken("--drop", args.drop));
   // First ask every node what it holds, so a refusal changes nothing anywhere.
   KEEL_ASSIGN_OR_RETURN(const auto nodes, updateTokens(env, v1::UpdateJoinTokensRequest{}));
   if (std::none_of(nodes.begin(), nodes.end(), [](const NodeTokens& n) { return n.controlPlane; })) {

@@ -7,19 +7,13 @@
 #include <openssl/evp.h>
 
 #include "keel/config/random.h"
+#include "secret_fields.h"
 
 namespace keel::config {
 
 namespace {
 
 constexpr size_t kFingerprintHexDigits = 12;
-
-Status checkFormat(std::string_view field, const std::string& token) {
-  if (token.empty() || isValidToken(token)) return Status::ok();
-  return invalidArgument(fmt::format("{}: expected a join token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}, found {} "
-                                     "characters that are not one",
-                                     field, token.size()));
-}
 
 Status forControlPlanes(const MachineConfig& config, const JoinTokenChange& change) {
   if (!change.present.empty()) {
@@ -41,6 +35,8 @@ Status forControlPlanes(const MachineConfig& config, const JoinTokenChange& chan
 
 }  // namespace
 
+Status checkJoinToken(std::string_view field, std::string_view token) { return detail::checkToken(field, token); }
+
 std::string tokenFingerprint(std::string_view token) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
@@ -60,9 +56,10 @@ std::vector<std::string> acceptedJoinTokens(const MachineConfig& config) {
 }
 
 Result<MachineConfig> changeJoinTokens(const MachineConfig& config, const JoinTokenChange& change) {
-  KEEL_RETURN_IF_ERROR(checkFormat("accept", change.accept));
-  KEEL_RETURN_IF_ERROR(checkFormat("drop", change.drop));
-  KEEL_RETURN_IF_ERROR(checkFormat("present", change.present));
+  for (const auto& [field, token] : {std::pair{"accept", &change.accept}, std::pair{"drop", &change.drop},
+                                     std::pair{"present", &change.present}}) {
+    if (!token->empty()) KEEL_RETURN_IF_ERROR(checkJoinToken(field, *token));
+  }
   MachineConfig next = config;
   if (config.type == MachineType::kWorker) {
     if (!change.accept.empty() || !change.drop.empty()) {

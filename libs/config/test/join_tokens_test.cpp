@@ -67,7 +67,7 @@ TEST_CASE("a malformed token is refused by field without being echoed") {
     auto r = changeJoinTokens(configs().controlPlane, {.accept = bad});
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().code() == StatusCode::kInvalidArgument);
-    CHECK_THAT(r.status().message(), ContainsSubstring("accept:"));
+    CHECK_THAT(r.status().message(), ContainsSubstring("accept"));
     CHECK_THAT(r.status().message(), !ContainsSubstring(bad));
   }
 }

@@ -155,8 +155,9 @@ Result<std::string> Authority::admitJoinSource(const std::string& peer, std::str
   const std::string block = transport::addressBlock(source, config_.joinIpv6PrefixBits);
   if (!joinLimiter_.allow(block)) {
     spdlog::warn("trustd: refused a {} from {}: too many attempts", what, block);
-    return Status(StatusCode::kResourceExhausted, fmt::format("too many join and renewal attempts from {}; at most {} a minute",
-                                                              block, config_.joinRatePerMinute));
+    return Status(StatusCode::kResourceExhausted,
+                  fmt::format("too many join and renewal attempts from {}; at most {} a minute", block,
+                              config_.joinRatePerMinute));
   }
   return source;
 }
@@ -249,7 +250,8 @@ Status checkSameNames(const pki::CertificateRequest& csr, const pki::Certificate
   const auto want = current.subjectAltNames();
   const auto got = csr.subjectAltNames();
   const bool same = csr.subject().commonName == current.subject().commonName &&
-                    sorted(want.ipAddresses) == sorted(got.ipAddresses) && sorted(want.dnsNames) == sorted(got.dnsNames);
+                    sorted(want.ipAddresses) == sorted(got.ipAddresses) &&
+                    sorted(want.dnsNames) == sorted(got.dnsNames);
   if (same) return Status::ok();
   return invalidArgument(fmt::format(
       "a renewal names exactly what the current certificate names: expected CN '{}', IP [{}], DNS [{}], found CN "

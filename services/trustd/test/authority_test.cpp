@@ -222,7 +222,8 @@ TEST_CASE("a node renewal names exactly the current certificate's names, never m
   f.config.joinExtraSans = {"worker-1.keel"};
   auto a = f.authority();
   const auto node = join(*a, nodeCsr("10.0.0.7", {"10.0.0.7"}), "10.0.0.7");
-  for (const auto& options : {nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"}), nodeCsr("10.0.0.7", {"10.0.0.7"}, {"worker-1.keel"}),
+  for (const auto& options : {nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"}),
+                              nodeCsr("10.0.0.7", {"10.0.0.7"}, {"worker-1.keel"}),
                               nodeCsr("10.0.0.1", {"10.0.0.1"}), nodeCsr("10.0.0.7", {})}) {
     const auto r = renewal(options, node.key);
     auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");

@@ -13,6 +13,10 @@
 
 namespace keel::config {
 
+// OK for a well-formed token ([a-z0-9]{6}.[a-z0-9]{16}); else INVALID_ARGUMENT naming
+// `field` and never the token.
+Status checkJoinToken(std::string_view field, std::string_view token);
+
 // The first 12 hex digits of the token's SHA-256: enough to tell tokens apart, nothing
 // to guess one from.
 std::string tokenFingerprint(std::string_view token);
