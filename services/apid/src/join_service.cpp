@@ -34,7 +34,7 @@ class JoinCall final : public ServerCall {
     if (accepted_) {
       AuditRecord r;
       r.peer = ctx_.peer();
-      r.identity = "<joining node>";
+      r.identity = ctx_.method() == kRenewMethod ? "<renewing node>" : "<joining node>";
       r.method = ctx_.method();
       r.allowed = outcome_.ok();
       r.code = static_cast<StatusCode>(outcome_.error_code());
