@@ -566,7 +566,7 @@ TEST_CASE(
     "rotate-token adds a token a node joins with, drops the old one, which is then refused, and a joined worker "
     "keeps renewing and answering",
     "[trustd][cluster][token]") {
-  LocalCluster c(1, "20s");
+  LocalCluster c(1, "30s");
   const std::string nodes = "127.0.1.1,127.0.1.2";
   const std::string oldToken = c.token();
   Node& worker = *c.workers[0];
@@ -618,7 +618,7 @@ TEST_CASE(
         serials.insert(servingCertOf(worker).serialHex());
         return serials.size() >= 3;
       },
-      90s));
+      120s));
   CHECK(c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0);
   CHECK(c.keelctl({"-n", nodes, "version"}).exitCode == 0);
   const auto apidLog = worker.root() / "var/log/keel/apid.log";

@@ -22,6 +22,7 @@
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
+#include "keel/config/machine_config.h"
 #include "keel/sandbox/policy.h"
 #include "keel/supervisor/subscription.h"
 #include "keel/supervisor/supervisor.h"
