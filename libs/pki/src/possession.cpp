@@ -58,7 +58,8 @@ Result<std::string> signPossession(const PrivateKey& key, const CertificateReque
 
 Status verifyPossession(const Certificate& current, const CertificateRequest& csr, std::string_view proof) {
   ErrorQueueGuard guard;
-  EVP_PKEY* key = X509_get0_pubkey(current.raw());
+  const PkeyPtr owned(X509_get_pubkey(current.raw()));
+  EVP_PKEY* key = owned.get();
   if (key == nullptr) return cryptoError(StatusCode::kInvalidArgument, "the certificate's public key does not decode");
   const std::string message = possessionMessage(csr);
   MdCtxPtr ctx(EVP_MD_CTX_new());
