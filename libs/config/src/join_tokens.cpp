@@ -70,12 +70,13 @@ Result<MachineConfig> changeJoinTokens(const MachineConfig& config, const JoinTo
     if (!change.present.empty()) next.token = change.present;
     return next;
   }
-  KEEL_RETURN_IF_ERROR(forControlPlanes(config, change));
   auto& extra = next.trustd.acceptedTokens;
   const auto accepted = acceptedJoinTokens(next);
   if (!change.accept.empty() && std::find(accepted.begin(), accepted.end(), change.accept) == accepted.end()) {
     extra.push_back(change.accept);
   }
+  // Judged after the accept: a token accepted in the same change may replace the last one.
+  KEEL_RETURN_IF_ERROR(forControlPlanes(next, change));
   if (!change.drop.empty()) {
     if (next.token == change.drop) {
       // forControlPlanes checked that another token is accepted.
