@@ -389,7 +389,8 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
       [a](MachineCommandEnv& e) { return cmdRotateToken(e, a->rotateToken); },
       [a](CLI::App& cmd) {
         cmd.add_option("--drop", a->rotateToken.drop,
-                       "Stop accepting this token (the whole token, as secret as ever) instead of adding one");
+                       "Stop accepting this token (the whole token, as secret as ever; '-' reads it from stdin) "
+                       "instead of adding one");
         cmd.add_flag("--force", a->rotateToken.force,
                      "With --drop: drop it even while a worker's machine config still presents it");
       },
@@ -402,7 +403,7 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
       "renew their certificates with their certificates, not the token. Both steps apply without a reboot,\n"
       "and either can be run again after a failure. Tokens are shown by fingerprint only.\n\n"
       "Examples:\n  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token\n"
-      "  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token --drop abcdef.0123456789abcdef");
+      "  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token --drop - < old-token");
 
   for (const char* power : {"reboot", "shutdown", "reset"}) {
     const std::string name = power;

@@ -1,6 +1,8 @@
 #include "token_commands.h"
 
 #include <algorithm>
+#include <istream>
+#include <string>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -118,7 +120,12 @@ Status dropToken(MachineCommandEnv& env, const std::vector<NodeTokens>& nodes, c
 
 }  // namespace
 
-Status cmdRotateToken(MachineCommandEnv& env, const RotateTokenArgs& args) {
+Status cmdRotateToken(MachineCommandEnv& env, const RotateTokenArgs& given) {
+  RotateTokenArgs args = given;
+  // "-": the token comes on stdin, out of the process list and the shell's history.
+  if (args.drop == "-" && !std::getline(env.in, args.drop)) {
+    return invalidArgument("--drop -: expected the token on stdin, found nothing");
+  }
   if (!args.drop.empty()) KEEL_RETURN_IF_ERROR(config::checkJoinToken("--drop", args.drop));
   // First ask every node what it holds, so a refusal changes nothing anywhere.
   KEEL_ASSIGN_OR_RETURN(const auto nodes, updateTokens(env, v1::UpdateJoinTokensRequest{}));

@@ -12,7 +12,7 @@
 namespace keel::keelctl {
 
 struct RotateTokenArgs {
-  std::string drop;    // empty: add a new token; else the token to stop accepting (secret)
+  std::string drop;    // empty: add a new token; else the token to stop accepting (secret), "-": stdin
   bool force = false;  // drop it even while a worker's config still presents it
 };
 
