@@ -114,11 +114,15 @@ Status ConfigStore::writeCurrent(const MachineConfig& next) {
   return config::writeMachineConfigFile(paths_.configFile(), next, config::Overwrite::kYes);
 }
 
-Result<ApplyOutcome> ConfigStore::apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout) {
+Result<ApplyOutcome> ConfigStore::apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout,
+                                        const MachineConfig* basedOn) {
   KEEL_ASSIGN_OR_RETURN(MachineConfig next, config::parseMachineConfig(json));
   ApplyOutcome outcome;
   {
     std::lock_guard lock(mu_);
+    if (basedOn != nullptr && !(*basedOn == current_)) {
+      return Status(StatusCode::kAborted, "the machine config changed while this change was made; try again");
+    }
     if (pending_ && mode != ApplyMode::kTry) {
       return failedPrecondition("a configuration applied in try mode is pending until " +
                                 formatTime(pending_->deadline) + "; confirm it or let it roll back first");

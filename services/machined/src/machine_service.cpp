@@ -549,7 +549,7 @@ grpc::Status MachineServiceImpl::UpdateJoinTokens(grpc::ServerContext* ctx, cons
   if (changed) {
     // The same path as ApplyConfiguration: the previous config kept, the tokens applied live.
     auto outcome = deps_.config->apply(config::serializeMachineConfig(*next), ApplyMode::kNoReboot,
-                                       std::chrono::seconds(60));
+                                       std::chrono::seconds(60), &current);
     if (!outcome.ok()) return toGrpc(outcome.status());
   }
   auto* m = resp->add_messages();

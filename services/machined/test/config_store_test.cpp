@@ -101,6 +101,12 @@ TEST_CASE("join tokens apply without reboot; another change next to them still n
   REQUIRE(f.applied.size() == 1);
   CHECK(f.applied[0] == next);
 
+  // A change computed from a config that is no longer the current one is refused.
+  const auto stale = f.store.apply(config::serializeMachineConfig(f.initial), ApplyMode::kNoReboot,
+                                   std::chrono::seconds(60), &f.initial);
+  CHECK(stale.status().code() == StatusCode::kAborted);
+  CHECK(f.onDisk() == next);
+
   MachineConfig more = next;
   more.trustd.acceptedTokens.clear();
   more.trustd.joinRatePerMinute = 5;
