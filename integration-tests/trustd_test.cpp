@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 
 #include "keel/config/client_config.h"
+#include "keel/config/join_tokens.h"
+#include "keel/config/random.h"
 #include "keel/security/v1/security.grpc.pb.h"
 
 #include "apid_fixture.h"
@@ -538,4 +540,102 @@ TEST_CASE("trustd dies by SIGSYS when a test hook makes it open an AF_INET socke
   CHECK(r.signal == SIGSYS);
   CHECK_THAT(r.out + r.err, ContainsSubstring("attempting forbidden call socket-inet"));
   CHECK_THAT(r.out + r.err, !ContainsSubstring("returned"));
+}
+
+namespace {
+
+// Waits until the control plane's trustd runs again with a pid other than `before`: it
+// takes a new token set by restarting.
+bool trustdRestarted(Node& cp, int before) {
+  return eventually(
+      [&] {
+        const auto s = cp.service("trustd");
+        return s.pid() != before && s.state() == "running";
+      },
+      30s);
+}
+
+std::string lastLine(std::string text) {
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text.substr(text.rfind('\n') + 1);  // npos + 1 == 0: the whole text
+}
+
+}  // namespace
+
+TEST_CASE(
+    "rotate-token adds a token a node joins with, drops the old one, which is then refused, and a joined worker "
+    "keeps renewing and answering",
+    "[trustd][cluster][token]") {
+  LocalCluster c(1, "30s");
+  const std::string nodes = "127.0.1.1,127.0.1.2";
+  const std::string oldToken = c.token();
+  Node& worker = *c.workers[0];
+  sec::SignNodeCertificateResponse resp;
+
+  // The only token is never dropped.
+  const auto last = c.keelctl({"-n", nodes, "rotate-token", "--drop", oldToken});
+  CHECK(last.exitCode != 0);
+  CHECK_THAT(last.err, ContainsSubstring("never dropped"));
+
+  int trustdPid = c.cp->service("trustd").pid();
+  const auto rotated = c.keelctl({"-n", nodes, "rotate-token"});
+  REQUIRE(rotated.exitCode == 0);
+  const std::string newToken = lastLine(rotated.out);
+  REQUIRE(keel::config::isValidToken(newToken));
+  const std::string oldPrint = keel::config::tokenFingerprint(oldToken);
+  const std::string newPrint = keel::config::tokenFingerprint(newToken);
+  CHECK_THAT(rotated.out, ContainsSubstring("127.0.1.1 (controlplane): accepts " + oldPrint + ", " + newPrint));
+  CHECK_THAT(rotated.out, ContainsSubstring("127.0.1.2 (worker): presents " + newPrint));
+  REQUIRE(trustdRestarted(*c.cp, trustdPid));
+
+  // A new machine joins with the new token.
+  auto st = join(c, csrFor(nodeCsr("127.0.1.7")), newToken, &resp);
+  CHECK(st.ok());
+  INFO(st.error_message());
+
+  // A token a worker's config still presents is dropped only when the operator insists.
+  const auto presented = c.keelctl({"-n", nodes, "rotate-token", "--drop", newToken});
+  CHECK(presented.exitCode != 0);
+  CHECK_THAT(presented.err, ContainsSubstring("127.0.1.2 still presents the token " + newPrint));
+  CHECK_THAT(presented.err, ContainsSubstring("--force"));
+
+  const auto before = servingCertOf(worker).serialHex();
+  trustdPid = c.cp->service("trustd").pid();
+  // The old token on stdin, as an operator keeps it out of the process list.
+  const auto dropped = keel::testing::run(
+      {KEELCTL_PATH, "--keelconfig", (c.gen / "keelconfig").string(), "-n", nodes, "rotate-token", "--drop", "-"},
+      {.workingDirectory = std::nullopt, .extraEnv = {}, .stdinData = oldToken + "\n", .timeout = 60s});
+  INFO(dropped.out << dropped.err);
+  REQUIRE(dropped.exitCode == 0);
+  CHECK_THAT(dropped.out, ContainsSubstring("127.0.1.1 (controlplane): accepts " + newPrint + "\n"));
+  REQUIRE(trustdRestarted(*c.cp, trustdPid));
+
+  st = join(c, csrFor(nodeCsr("127.0.1.8")), oldToken, &resp);
+  CHECK(st.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(join(c, csrFor(nodeCsr("127.0.1.9")), newToken, &resp).ok());
+
+  // The worker's apid still holds the old token (it reads its token when it starts), so
+  // each renewal from now on shows that it renews with its certificate alone.
+  std::set<std::string> serials = {before};
+  REQUIRE(eventually(
+      [&] {
+        serials.insert(servingCertOf(worker).serialHex());
+        return serials.size() >= 3;
+      },
+      120s));
+  CHECK(c.keelctl({"-e", "127.0.1.2", "-n", "127.0.1.2", "version"}).exitCode == 0);
+  CHECK(c.keelctl({"-n", nodes, "version"}).exitCode == 0);
+  const auto apidLog = worker.root() / "var/log/keel/apid.log";
+  CHECK_FALSE(fileContains(apidLog, "joining again with the join token"));
+  CHECK(fileContains(c.cp->root() / "var/log/keel/trustd.log", "renewed a node certificate"));
+
+  // Tokens are secrets: no log or audit line of either node holds one.
+  for (const auto* node : {c.cp.get(), &worker}) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(node->root() / "var/log")) {
+      if (!entry.is_regular_file()) continue;
+      INFO(entry.path());
+      CHECK_FALSE(fileContains(entry.path(), oldToken));
+      CHECK_FALSE(fileContains(entry.path(), newToken));
+    }
+  }
 }

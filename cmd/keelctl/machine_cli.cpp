@@ -20,6 +20,7 @@
 #include "health_command.h"
 #include "machine_commands.h"
 #include "time_command.h"
+#include "token_commands.h"
 
 namespace keel::keelctl {
 
@@ -122,6 +123,7 @@ struct Args {
   std::string applyMode = "auto";
   std::string applyTimeout = "60s";
   UpgradeArgs upgrade;
+  RotateTokenArgs rotateToken;
 };
 
 // When `cmd` is chosen: resolves the target from the global flags, then runs `run` with it.
@@ -399,6 +401,27 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
       "  keelctl --root /tmp/node1 confirm-config");
 
   commands.add("confirm-config", "Keep a config applied with --mode try", cmdConfirmConfig);
+
+  auto* rotate = commands.add(
+      "rotate-token", "Add a new join token to the cluster, or drop an old one (admin only)",
+      [a](MachineCommandEnv& e) { return cmdRotateToken(e, a->rotateToken); },
+      [a](CLI::App& cmd) {
+        cmd.add_option("--drop", a->rotateToken.drop,
+                       "Stop accepting this token (the whole token, as secret as ever; '-' reads it from stdin) "
+                       "instead of adding one");
+        cmd.add_flag("--force", a->rotateToken.force,
+                     "With --drop: drop it even while a worker's machine config still presents it");
+      },
+      {.output = false});
+  rotate->footer(
+      "Join tokens are a set. Without arguments, every control plane among the nodes (the context's, or -n)\n"
+      "accepts a new token, every worker's machine.token moves to it, and the token is printed: keep it\n"
+      "secret, a machine that presents it may join. Once no worker presents the old token, drop it with\n"
+      "--drop; a join that presents it is then refused. Nodes that joined keep working throughout: they\n"
+      "renew their certificates with their certificates, not the token. Both steps apply without a reboot,\n"
+      "and either can be run again after a failure. Tokens are shown by fingerprint only.\n\n"
+      "Examples:\n  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token\n"
+      "  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token --drop - < old-token");
 
   for (const char* power : {"reboot", "shutdown", "reset"}) {
     const std::string name = power;

@@ -159,8 +159,8 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
       apid->server_->Shutdown();
       return unavailable("apid cannot listen for joining nodes on " + config.join->listen);
     }
-    spdlog::info("apid: join listener on {} (port {}), forwarding joins and the revocation list to {}", config.join->listen,
-                 apid->joinPort_, config.join->trustdSocket.string());
+    spdlog::info("apid: join listener on {} (port {}), forwarding joins, renewals and the revocation list to {}",
+                 config.join->listen, apid->joinPort_, config.join->trustdSocket.string());
   }
   if (apid->join_) {
     apid->join_->start(apid->gateway_->firstQueue());

@@ -47,7 +47,7 @@ struct IdentityConfig {
   std::vector<std::string> sans;            // the serving certificate's SANs
 };
 
-// The join listener (control planes): TLS server-auth only, SignNodeCertificate only.
+// The join listener (control planes): TLS server-auth only, a node's join and renewal only.
 struct JoinListenerConfig {
   std::string listen;                 // "host:port"
   std::filesystem::path trustdSocket;

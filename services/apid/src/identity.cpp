@@ -63,35 +63,68 @@ class JoinIssuer final : public CertificateIssuer {
   Result<IssuedIdentity> issue(const IdentityRequest& request) override {
     auto ca = config::readPrivateFile(caFile_, "the OS CA bundle");
     if (!ca.ok()) return ca.status();
-    std::vector<std::string> failures;
-    for (const auto& endpoint : endpoints_) {
-      grpc::SslCredentialsOptions tls;
-      tls.pem_root_certs = *ca;
-      auto stub = v1::SecurityService::NewStub(grpc::CreateChannel(endpoint, grpc::SslCredentials(tls)));
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + kIssueTimeout);
+    if (request.renewal) {
+      auto renewed = eachEndpoint(*ca, "renew", [&](v1::SecurityService::Stub& stub, grpc::ClientContext& ctx,
+                                                    std::string& certificate) {
+        v1::RenewNodeCertificateRequest req;
+        req.set_csr(request.servingCsrPem);
+        req.set_certificate(request.renewal->certificatePem);
+        req.set_proof(request.renewal->signature);
+        v1::RenewNodeCertificateResponse resp;
+        const auto st = stub.RenewNodeCertificate(&ctx, req, &resp);
+        certificate = resp.certificate();
+        return st;
+      });
+      // Unreachable or busy control planes would not take the token either: try again later.
+      if (renewed.ok() || renewed.status().code() == StatusCode::kUnavailable ||
+          renewed.status().code() == StatusCode::kResourceExhausted) {
+        return renewed;
+      }
+      spdlog::warn("apid: {}; joining again with the join token", renewed.status().message());
+    }
+    return eachEndpoint(*ca, "sign", [&](v1::SecurityService::Stub& stub, grpc::ClientContext& ctx,
+                                         std::string& certificate) {
       v1::SignNodeCertificateRequest req;
       req.set_csr(request.servingCsrPem);
       req.set_token(token_);
       v1::SignNodeCertificateResponse resp;
-      const auto st = stub->SignNodeCertificate(&ctx, req, &resp);
-      if (st.ok()) return IssuedIdentity{resp.certificate(), ""};
-      failures.push_back(fmt::format("{}: {}", endpoint, st.error_message()));
-      // A refusal is the cluster's answer; another control plane would give the same one.
-      if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-          st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-        return Status(static_cast<StatusCode>(st.error_code()),
-                      "the control plane refused to sign: " + failures.back());
-      }
-    }
-    return unavailable(
-        fmt::format("no control plane signed apid's certificate: {}", fmt::join(failures, "; ")));
+      const auto st = stub.SignNodeCertificate(&ctx, req, &resp);
+      certificate = resp.certificate();
+      return st;
+    });
   }
   std::string describe() const override {
     return fmt::format("the join listener of {}", fmt::join(endpoints_, ", "));
   }
 
  private:
+  using Call = std::function<grpc::Status(v1::SecurityService::Stub&, grpc::ClientContext&, std::string&)>;
+
+  // `call` against each endpoint in turn until one answers.
+  Result<IssuedIdentity> eachEndpoint(const std::string& ca, std::string_view verb, const Call& call) const {
+    std::vector<std::string> failures;
+    for (const auto& endpoint : endpoints_) {
+      grpc::SslCredentialsOptions tls;
+      tls.pem_root_certs = ca;
+      auto stub = v1::SecurityService::NewStub(grpc::CreateChannel(endpoint, grpc::SslCredentials(tls)));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + kIssueTimeout);
+      std::string certificate;
+      const auto st = call(*stub, ctx, certificate);
+      if (st.ok()) return IssuedIdentity{certificate, ""};
+      failures.push_back(fmt::format("{}: {}", endpoint, st.error_message()));
+      // A refusal is the cluster's answer; another control plane would give the same one.
+      if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+          st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+          st.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        return Status(static_cast<StatusCode>(st.error_code()),
+                      fmt::format("the control plane refused to {}: {}", verb, failures.back()));
+      }
+    }
+    return unavailable(fmt::format("no control plane would {} apid's certificate: {}", verb,
+                                   fmt::join(failures, "; ")));
+  }
+
   std::vector<std::string> endpoints_;
   std::string token_;
   std::filesystem::path caFile_;
@@ -148,7 +181,7 @@ IdentityManager::~IdentityManager() {
 Status IdentityManager::renewOnce() {
   KEEL_ASSIGN_OR_RETURN(auto serving, makeCsr(options_.nodeAddress, options_.sans));
   std::optional<KeyAndCsr> impersonator;
-  IdentityRequest request{serving.csrPem, ""};
+  IdentityRequest request{serving.csrPem, "", renewalProof(serving.csrPem)};
   const bool wantImpersonator = !options_.files.impersonatorCert.empty();
   if (wantImpersonator) {
     KEEL_ASSIGN_OR_RETURN(impersonator, makeCsr("apid@" + options_.nodeAddress, {}));
@@ -182,6 +215,7 @@ Status IdentityManager::renewOnce() {
   if (forwarding) notAfter = std::min(notAfter, forwarding->notAfter());
   std::uniform_real_distribution<double> spread(-options_.jitter, options_.jitter);
   std::lock_guard lock(mu_);
+  current_ = std::make_pair(serving.key.toPem(), issued.servingChainPem);
   const auto lifetime = std::chrono::duration<double>(notAfter - now);
   const double fraction = std::clamp(options_.renewAt + spread(random_), 0.05, 0.95);
   const auto wait = std::max<std::chrono::system_clock::duration>(
@@ -192,6 +226,24 @@ Status IdentityManager::renewOnce() {
   spdlog::info("apid: new certificate from {}: serial {}, valid until {}; renewal at {}", issuer_->describe(),
                leaf.serialHex(), formatTime(notAfter), formatTime(renewAt_));
   return Status::ok();
+}
+
+std::optional<RenewalProof> IdentityManager::renewalProof(const std::string& csrPem) const {
+  std::optional<std::pair<std::string, std::string>> current;
+  {
+    std::lock_guard lock(mu_);
+    current = current_;
+  }
+  if (!current) return std::nullopt;
+  // An expired certificate proves nothing: the node joins again with the token.
+  auto chain = pki::Certificate::bundleFromPem(current->second);
+  if (!chain.ok() || chain->front().notAfter() <= clock_.now()) return std::nullopt;
+  auto key = pki::PrivateKey::fromPem(current->first);
+  auto csr = pki::CertificateRequest::fromPem(csrPem);
+  if (!key.ok() || !csr.ok()) return std::nullopt;
+  auto signature = pki::signPossession(*key, *csr);
+  if (!signature.ok()) return std::nullopt;
+  return RenewalProof{current->second, *std::move(signature)};
 }
 
 std::chrono::milliseconds IdentityManager::backoff(int failures) const {

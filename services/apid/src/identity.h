@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -26,9 +27,18 @@ struct IssuedIdentity {
   std::string impersonatorPem;  // empty when the issuer grants none (a worker)
 };
 
+// A joined node's proof for renewing without the join token: its current serving
+// certificate and a signature by that certificate's key over the new serving CSR.
+struct RenewalProof {
+  std::string certificatePem;
+  std::string signature;
+};
+
 struct IdentityRequest {
   std::string servingCsrPem;
   std::string impersonatorCsrPem;  // empty when not wanted
+  // Set while apid holds a valid serving certificate; issuers that do not need it ignore it.
+  std::optional<RenewalProof> renewal;
 };
 
 // Where certificates come from: a seam, so the renewal logic is tested without trustd.
@@ -43,7 +53,10 @@ class CertificateIssuer {
 // trustd on this node, over its Unix socket (LocalIssuerService).
 std::unique_ptr<CertificateIssuer> localTrustdIssuer(const std::filesystem::path& socket);
 // A control plane's join listener, each endpoint in turn until one signs; the server is
-// verified against the OS CA bundle at `caFile`. `token` is secret.
+// verified against the OS CA bundle at `caFile`. With a renewal proof it renews with the
+// current certificate (RenewNodeCertificate) and presents `token` only when no control
+// plane would (its names changed, the certificate is refused, an older control plane);
+// without one it joins with `token`. `token` is secret.
 std::unique_ptr<CertificateIssuer> joinIssuer(std::vector<std::string> endpoints, std::string token,
                                               std::filesystem::path caFile);
 
@@ -87,6 +100,7 @@ class IdentityManager {
 
  private:
   void renewLoop();
+  std::optional<RenewalProof> renewalProof(const std::string& csrPem) const;
   std::chrono::milliseconds backoff(int failures) const;
 
   IdentityOptions options_;
@@ -96,6 +110,8 @@ class IdentityManager {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::mt19937_64 random_;
+  // The serving key and chain apid holds now, for the next renewal's proof.
+  std::optional<std::pair<std::string, std::string>> current_;  // key PEM, chain PEM
   TimePoint renewAt_ = TimePoint::max();
   TimePoint notAfter_ = TimePoint::min();
   std::thread thread_;

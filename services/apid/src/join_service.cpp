@@ -13,7 +13,9 @@ namespace keel::apid {
 namespace {
 
 constexpr auto kTrustdTimeout = std::chrono::seconds(10);
-bool isJoinListenerMethod(std::string_view method) { return method == kJoinMethod || method == kRevocationListMethod; }
+bool isJoinListenerMethod(std::string_view method) {
+  return method == kJoinMethod || method == kRenewMethod || method == kRevocationListMethod;
+}
 
 // One call on the join listener: accepted (announced on the listener's queue), then read,
 // forwarded to trustd and answered on the gateway's queue. It deletes itself when no
@@ -32,7 +34,7 @@ class JoinCall final : public ServerCall {
     if (accepted_) {
       AuditRecord r;
       r.peer = ctx_.peer();
-      r.identity = "<joining node>";
+      r.identity = ctx_.method() == kRenewMethod ? "<renewing node>" : "<joining node>";
       r.method = ctx_.method();
       r.allowed = outcome_.ok();
       r.code = static_cast<StatusCode>(outcome_.error_code());
@@ -62,8 +64,8 @@ class JoinCall final : public ServerCall {
     started();  // the done notification, armed in arm()
     if (!isJoinListenerMethod(ctx_.method())) {
       finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                          fmt::format("the join listener serves {} and {} only; every other call goes to port 50000",
-                                      kJoinMethod, kRevocationListMethod)));
+                          fmt::format("the join listener serves {}, {} and {} only; every other call goes to port 50000",
+                                      kJoinMethod, kRenewMethod, kRevocationListMethod)));
     } else {
       started();
       stream_.Read(&req_, &readOp_);

@@ -1,8 +1,9 @@
 // apid's join listener (:50001): TLS 1.3 with server authentication only, since a
-// joining node has no certificate yet. It serves SignNodeCertificate, forwarded to
-// trustd with the caller's address in keel-peer and no roles (the join token, which
-// trustd checks, is the credential), and GetRevocationList, the signed list workers
-// fetch. Every other method is UNIMPLEMENTED.
+// joining node has no certificate yet. It serves three methods and forwards them to
+// trustd with the caller's address in keel-peer and no roles: SignNodeCertificate (the
+// join token is the credential), RenewNodeCertificate (a joined node's current
+// certificate with a proof by its key), both checked by trustd, and GetRevocationList,
+// the signed list workers fetch. Every other method is UNIMPLEMENTED.
 //
 // It runs no thread of its own. The join server only announces new calls, on a queue
 // the gateway's first thread drains between its own events (gateway.h); every operation
@@ -24,13 +25,17 @@
 
 namespace keel::apid {
 
-// Join requests are a CSR and a token: a few KiB. Larger ones are refused unread.
+// Join requests are a CSR and a token, renewals a CSR, a certificate and a signature: a
+// few KiB. Larger ones are refused unread.
 inline constexpr int kJoinMaxMessageBytes = 64 * 1024;
 // Replies may be the revocation list: at most 10,000 entries, about 500 KiB.
 inline constexpr int kJoinMaxReplyBytes = 1024 * 1024;
 
-// The methods the join listener forwards.
+// The methods the join listener forwards: a joining node's first certificate (with the
+// join token), a joined node's renewal (with its current certificate), and the signed
+// revocation list.
 inline constexpr std::string_view kJoinMethod = "/keel.security.v1.SecurityService/SignNodeCertificate";
+inline constexpr std::string_view kRenewMethod = "/keel.security.v1.SecurityService/RenewNodeCertificate";
 inline constexpr std::string_view kRevocationListMethod = "/keel.security.v1.SecurityService/GetRevocationList";
 
 // Refused joins come from callers nobody has authenticated: the audit log gets the first

@@ -27,6 +27,8 @@ class FakeIssuer final : public CertificateIssuer {
   }
   Result<IssuedIdentity> issue(const IdentityRequest& request) override {
     ++calls;
+    lastRenewal = request.renewal;
+    lastCsrPem = request.servingCsrPem;
     if (failures_-- > 0) return unavailable("trustd is not up yet");
     IssuedIdentity out;
     auto csr = pki::CertificateRequest::fromPem(request.servingCsrPem).value();
@@ -52,6 +54,8 @@ class FakeIssuer final : public CertificateIssuer {
 
   std::atomic<int> calls{0};
   bool wrongKey = false;
+  std::optional<RenewalProof> lastRenewal;
+  std::string lastCsrPem;
   pki::SubjectAltNames lastSans;
   std::string lastImpersonatorCn;
 
@@ -97,6 +101,32 @@ TEST_CASE("apid writes a matching key and certificate for its names, and plans r
   const auto firstKey = readFile(dir / "server.key");
   REQUIRE(m.renewOnce().isOk());
   CHECK(readFile(dir / "server.key") != firstKey);
+}
+
+TEST_CASE("a renewal carries the current certificate and a proof by its key over the new CSR, until it expires",
+          "[identity]") {
+  TempDir dir;
+  ManualClock clock(std::chrono::system_clock::now());
+  auto issuer = std::make_unique<FakeIssuer>(clock, 0, std::chrono::hours(10));
+  auto* fake = issuer.get();
+  IdentityManager m(options(dir, false), std::move(issuer), clock, 42);
+  REQUIRE(m.obtain().isOk());
+  CHECK_FALSE(fake->lastRenewal.has_value());  // the first certificate: nothing to prove yet
+  const auto firstChain = readFile(dir / "server.crt");
+  const auto first = pki::Certificate::bundleFromPem(firstChain).value().front();
+
+  REQUIRE(m.renewOnce().isOk());
+  REQUIRE(fake->lastRenewal.has_value());
+  CHECK(fake->lastRenewal->certificatePem == firstChain);
+  const auto csr = pki::CertificateRequest::fromPem(fake->lastCsrPem).value();
+  CHECK(pki::verifyPossession(first, csr, fake->lastRenewal->signature).isOk());
+  const auto renewed = pki::Certificate::bundleFromPem(readFile(dir / "server.crt")).value().front();
+  CHECK(renewed.serialHex() != first.serialHex());
+
+  // An expired certificate proves nothing: the next request goes without a proof.
+  clock.advance(std::chrono::hours(11));
+  REQUIRE(m.renewOnce().isOk());
+  CHECK_FALSE(fake->lastRenewal.has_value());
 }
 
 TEST_CASE("apid keeps asking with backoff until a certificate comes, and stops when told", "[identity]") {

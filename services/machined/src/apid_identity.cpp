@@ -11,6 +11,7 @@
 
 #include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
+#include "keel/config/join_tokens.h"
 
 namespace keel::machined {
 
@@ -82,18 +83,36 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
                              endpoint.status().message());
     }
     identity["joinEndpoints"] = nlohmann::json::array({hostPort(endpoint->host, req.joinPort)});
-    identity["joinToken"] = cfg.token;
+    identity["joinToken"] = cfg.token;  // rewriteJoinTokens writes it again
   }
   out["identity"] = std::move(identity);
   return out;
 }
 
+Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
+  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "a service's config"));
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return internalError(serviceConfig.string() + " is not the JSON object machined wrote");
+  }
+  nlohmann::json wanted;
+  nlohmann::json* field = nullptr;
+  if (cfg.type == config::MachineType::kControlPlane) {
+    wanted = config::acceptedJoinTokens(cfg);
+    field = &json[kTrustdJoinTokensKey];
+  } else {
+    wanted = cfg.token;
+    field = &json["identity"]["joinToken"];
+  }
+  if (*field == wanted) return false;
+  *field = std::move(wanted);
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(serviceConfig, json.dump(2) + "\n", config::Overwrite::kYes));
+  return true;
+}
+
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                             const std::vector<uid_t>& allowedUids) {
-  std::vector<std::string> tokens = {cfg.token};
-  for (const auto& t : cfg.trustd.acceptedTokens) {
-    if (std::find(tokens.begin(), tokens.end(), t) == tokens.end()) tokens.push_back(t);
-  }
+  const std::vector<std::string> tokens = config::acceptedJoinTokens(cfg);
   nlohmann::json join = {{"extraSans", cfg.trustd.joinExtraSans}};
   if (cfg.trustd.nodeCertTtl) join["ttlSeconds"] = cfg.trustd.nodeCertTtl->count();
   if (cfg.trustd.joinIpv6PrefixBits) join["ipv6PrefixBits"] = *cfg.trustd.joinIpv6PrefixBits;
@@ -110,7 +129,7 @@ nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentity
           {"clusterName", cfg.clusterName},
           {"apiEndpoint", hostPort(req.nodeAddress, req.apiPort)},
           {"ca", {{"crt", cfg.ca.crt}, {"key", cfg.ca.key}}},
-          {"joinTokens", tokens},
+          {kTrustdJoinTokensKey, tokens},
           {"certSans", cfg.certSans},
           {"allowedUids", allowedUids},
           {"join", join},

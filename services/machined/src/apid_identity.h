@@ -25,6 +25,8 @@ inline constexpr const char* kApidServerKeyFile = "server.key";
 inline constexpr const char* kApidServerCertFile = "server.crt";
 inline constexpr const char* kApidImpersonatorKeyFile = "impersonator.key";
 inline constexpr const char* kApidImpersonatorCertFile = "impersonator.crt";
+// The key of trustd's config that lists the accepted join tokens.
+inline constexpr const char* kTrustdJoinTokensKey = "joinTokens";
 
 // cfg.hostname when set, else gethostname(). Errors: INTERNAL when gethostname fails.
 Result<std::string> nodeHostname(const config::MachineConfig& cfg);
@@ -58,5 +60,12 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
 // lifetimes, and the uids that may use trustd.sock. Control planes only.
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                             const std::vector<uid_t>& allowedUids);
+
+// Brings the join token of a service config machined wrote up to `cfg`, so a running node
+// takes a new token set without a reboot: on a control plane trustd's accepted tokens
+// (`serviceConfig` is trustd's config.json; trustd reads it when it starts), on a worker the
+// token apid joins with (apid's config.json; read when apid starts). True when the file
+// changed. Errors: INTERNAL when the file cannot be read or written.
+Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig);
 
 }  // namespace keel::machined

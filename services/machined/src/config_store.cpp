@@ -25,9 +25,10 @@ std::string_view applyModeName(ApplyMode mode) {
 namespace {
 
 // Fields a running node can take on without restarting its services.
-// machine.upgrade is read by each Upgrade call.
+// machine.upgrade is read by each Upgrade call. The join tokens: machined rewrites them
+// into trustd's and apid's configs and restarts trustd (node.cpp, applyJoinTokens).
 constexpr std::string_view kLiveFields[] = {"machine.certSANs", "machine.network.hostname", "machine.files",
-                                            "machine.upgrade"};
+                                            "machine.upgrade", "machine.token", "machine.trustd.acceptedTokens"};
 
 }  // namespace
 
@@ -54,13 +55,23 @@ std::vector<std::string> changedFields(const MachineConfig& a, const MachineConf
   diff(a.clusterSecret != b.clusterSecret, "cluster.secret");
   diff(a.controlPlaneEndpoint != b.controlPlaneEndpoint, "cluster.controlPlane.endpoint");
   diff(a.bootstrapToken != b.bootstrapToken, "cluster.token");
+  diff(a.trustd.acceptedTokens != b.trustd.acceptedTokens, "machine.trustd.acceptedTokens");
   diff(a.secretboxKey != b.secretboxKey, "cluster.secretboxEncryptionSecret");
   diff(a.kubernetesCa != b.kubernetesCa, "cluster.ca");
   diff(a.etcdCa != b.etcdCa, "cluster.etcd.ca");
   diff(a.aggregatorCa != b.aggregatorCa, "cluster.aggregatorCA");
   diff(a.serviceAccountKey != b.serviceAccountKey, "cluster.serviceAccount");
-  // Anything the comparison above does not name still counts as a change that needs a reboot.
-  if (out.empty() && !(a == b)) out.emplace_back("(other)");
+  // Anything the comparison above does not name still counts as a change that needs a
+  // reboot, also when it comes with changes that apply live.
+  MachineConfig rest = b;
+  rest.certSans = a.certSans;
+  rest.hostname = a.hostname;
+  rest.allowedFileRoots = a.allowedFileRoots;
+  rest.imageSigningKey = a.imageSigningKey;
+  rest.token = a.token;
+  rest.trustd.acceptedTokens = a.trustd.acceptedTokens;
+  const bool allLive = std::all_of(out.begin(), out.end(), [](const std::string& f) { return fieldAppliesLive(f); });
+  if (allLive && !(rest == a)) out.emplace_back("(other)");
   return out;
 }
 
@@ -103,11 +114,15 @@ Status ConfigStore::writeCurrent(const MachineConfig& next) {
   return config::writeMachineConfigFile(paths_.configFile(), next, config::Overwrite::kYes);
 }
 
-Result<ApplyOutcome> ConfigStore::apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout) {
+Result<ApplyOutcome> ConfigStore::apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout,
+                                        const MachineConfig* basedOn) {
   KEEL_ASSIGN_OR_RETURN(MachineConfig next, config::parseMachineConfig(json));
   ApplyOutcome outcome;
   {
     std::lock_guard lock(mu_);
+    if (basedOn != nullptr && !(*basedOn == current_)) {
+      return Status(StatusCode::kAborted, "the machine config changed while this change was made; try again");
+    }
     if (pending_ && mode != ApplyMode::kTry) {
       return failedPrecondition("a configuration applied in try mode is pending until " +
                                 formatTime(pending_->deadline) + "; confirm it or let it roll back first");

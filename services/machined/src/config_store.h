@@ -53,8 +53,11 @@ class ConfigStore {
 
   // Validates `json` as a whole config; nothing is written when it is invalid or the
   // mode cannot apply it (INVALID_ARGUMENT / FAILED_PRECONDITION naming the fields).
-  // kTry arms a rollback after `tryTimeout`: call expireTry() when it passes.
-  Result<ApplyOutcome> apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout);
+  // kTry arms a rollback after `tryTimeout`: call expireTry() when it passes. With
+  // `basedOn`, the change was computed from that config: ABORTED when the current one is
+  // another by now (a change made meanwhile is never overwritten unseen).
+  Result<ApplyOutcome> apply(std::string_view json, ApplyMode mode, std::chrono::seconds tryTimeout,
+                             const config::MachineConfig* basedOn = nullptr);
 
   // Makes a tried config permanent. FAILED_PRECONDITION when nothing is being tried.
   Result<std::string> confirm();

@@ -14,6 +14,7 @@
 #include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
 #include "keel/common/version.h"
+#include "keel/config/join_tokens.h"
 #include "keel/config/machine_config.h"
 #include "keel/facts/system_facts.h"
 #include "keel/supervisor/supervisor.h"
@@ -535,6 +536,31 @@ grpc::Status MachineServiceImpl::ApplyConfiguration(grpc::ServerContext* ctx, co
   }
   m->set_summary(summary);
   if (outcome->rebootRequired) deps_.power(PowerAction::kReboot);
+  return grpc::Status::OK;
+}
+
+grpc::Status MachineServiceImpl::UpdateJoinTokens(grpc::ServerContext* ctx, const v1::UpdateJoinTokensRequest* req,
+                                                  v1::UpdateJoinTokensResponse* resp) {
+  KEEL_AUTHORIZE(ctx);
+  const auto current = deps_.config->current();
+  auto next = config::changeJoinTokens(current, {req->accept(), req->drop(), req->present()});
+  if (!next.ok()) return toGrpc(next.status());
+  const bool changed = !(*next == current);
+  if (changed) {
+    // The same path as ApplyConfiguration: the previous config kept, the tokens applied live.
+    auto outcome = deps_.config->apply(config::serializeMachineConfig(*next), ApplyMode::kNoReboot,
+                                       std::chrono::seconds(60), &current);
+    if (!outcome.ok()) return toGrpc(outcome.status());
+  }
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  m->set_type(std::string(config::machineTypeName(next->type)));
+  if (next->type == config::MachineType::kControlPlane) {
+    for (const auto& t : config::acceptedJoinTokens(*next)) m->add_accepted(config::tokenFingerprint(t));
+  } else {
+    m->set_presented(config::tokenFingerprint(next->token));
+  }
+  m->set_changed(changed);
   return grpc::Status::OK;
 }
 

@@ -74,6 +74,8 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   grpc::Status GetConfiguration(grpc::ServerContext* ctx, const Empty* req, v1::GetConfigurationResponse* resp) override;
   grpc::Status ApplyConfiguration(grpc::ServerContext* ctx, const v1::ApplyConfigurationRequest* req, v1::ApplyConfigurationResponse* resp) override;
   grpc::Status ConfirmConfiguration(grpc::ServerContext* ctx, const Empty* req, v1::ConfirmConfigurationResponse* resp) override;
+  grpc::Status UpdateJoinTokens(grpc::ServerContext* ctx, const v1::UpdateJoinTokensRequest* req,
+                                v1::UpdateJoinTokensResponse* resp) override;
   grpc::Status Reboot(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Shutdown(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Reset(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;

@@ -21,6 +21,7 @@
 #include "event_journal.h"
 #include "file_roots.h"
 #include "keel/config/file_io.h"
+#include "keel/config/join_tokens.h"
 #include "keel/facts/system_facts.h"
 #include "keel/sandbox/diagnostics.h"
 #include "keel/sandbox/sandbox.h"
@@ -90,7 +91,10 @@ Status Node::start() {
   KEEL_RETURN_IF_ERROR(config_->load(options_.configPath));
   const auto cfg = config_->current();
   files_ = std::make_unique<FileRoots>(paths_.root(), cfg.allowedFileRoots);
-  config_->setLiveApplier([this](const config::MachineConfig& c) { files_->setAllowedRoots(c.allowedFileRoots); });
+  config_->setLiveApplier([this](const config::MachineConfig& c) {
+    files_->setAllowedRoots(c.allowedFileRoots);
+    applyJoinTokens(c);
+  });
   facts::FactsOptions factsOptions;
   factsOptions.procRoot = options_.procRoot;
   factsOptions.sysRoot = options_.sysRoot;
@@ -112,6 +116,30 @@ Status Node::start() {
                    std::string(config::machineTypeName(cfg.type)) + " node of cluster " + cfg.clusterName);
   spdlog::info("machined: node {} is up; API on {}", options_.address, paths_.socket("machined").string());
   return Status::ok();
+}
+
+void Node::applyJoinTokens(const config::MachineConfig& cfg) {
+  const std::string service = cfg.type == config::MachineType::kControlPlane ? "trustd" : "apid";
+  const fs::path file = paths_.stateDir(service) / "config.json";
+  if (!fs::exists(file)) return;  // not installed on this node
+  const auto changed = rewriteJoinTokens(cfg, file);
+  if (!changed.ok()) {
+    spdlog::error("machined: the new join tokens did not reach {}: {}", service, changed.status().message());
+    journal_->record("config", "join-tokens", "failed", changed.status().message());
+    return;
+  }
+  if (!*changed) return;
+  if (service == "apid") {
+    // apid presents the token only to join again; it renews with its certificate.
+    journal_->record("config", "join-tokens", "applied", "apid joins with the new machine.token from its next start");
+    return;
+  }
+  const Status restarted = supervisor_ ? supervisor_->restart("trustd") : Status::ok();
+  const std::string message =
+      fmt::format("trustd restarted with {} accepted join tokens", config::acceptedJoinTokens(cfg).size());
+  spdlog::info("machined: {}", restarted.isOk() ? message : "restarting trustd failed: " + restarted.message());
+  journal_->record("config", "join-tokens", restarted.isOk() ? "applied" : "failed",
+                   restarted.isOk() ? message : restarted.message());
 }
 
 Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bool builtin) {

@@ -22,6 +22,7 @@
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
+#include "keel/config/machine_config.h"
 #include "keel/sandbox/policy.h"
 #include "keel/supervisor/subscription.h"
 #include "keel/supervisor/supervisor.h"
@@ -112,6 +113,8 @@ class Node {
   // trustd on a node that is no longer a control plane).
   void removeStaleRoutes();
   Status startServices();
+  // Live application of a new join-token set (ConfigStore's live applier).
+  void applyJoinTokens(const config::MachineConfig& cfg);
   // The account service `name` runs under when machined runs as root: keel-<name> when
   // the packaging made it; else nobody for a built-in, and for a backend or an extension
   // a uid of its own that machined gives it (accounts.h).

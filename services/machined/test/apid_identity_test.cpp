@@ -8,6 +8,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <sys/stat.h>
 
+#include "keel/config/file_io.h"
 #include "keel/testing/testing.h"
 
 #include "test_config.h"
@@ -106,6 +107,38 @@ TEST_CASE("trustd's config carries the CA, every accepted token, lifetimes and a
   CHECK(json["join"]["extraSans"] == nlohmann::json::array({"127.0.1.0/24"}));
   CHECK(json["allowedUids"] == nlohmann::json::array({1234}));
   CHECK(json["apiEndpoint"] == "127.0.1.1:50000");
+}
+
+TEST_CASE("a new token set reaches trustd's config, or a worker apid's, and nothing else of them changes",
+          "[apid_identity]") {
+  keel::testing::TempDir dir;
+  auto cfg = testing::controlPlaneConfig();
+  nlohmann::json written = trustdConfig(cfg, request(dir.path()), {1234});
+  written["socket"] = "/run/keel-trustd/trustd.sock";
+  const fs::path file = dir / "config.json";
+  REQUIRE(config::writePrivateFile(file, written.dump(2), config::Overwrite::kNo).isOk());
+  CHECK(rewriteJoinTokens(cfg, file).value() == false);  // nothing to change
+
+  cfg.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
+  REQUIRE(rewriteJoinTokens(cfg, file).value());
+  auto after = nlohmann::json::parse(readAll(file));
+  CHECK(after["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
+  after["joinTokens"] = written["joinTokens"];
+  CHECK(after == written);
+  CHECK(modeOf(file) == 0600);
+
+  auto worker = testing::controlPlaneConfig();
+  worker.type = config::MachineType::kWorker;
+  worker.ca.key.clear();
+  worker.controlPlaneEndpoint = "https://10.0.0.10:50000";
+  auto apid = apidIdentityConfig(worker, request(dir.path())).value();
+  const fs::path apidFile = dir / "apid.json";
+  REQUIRE(config::writePrivateFile(apidFile, apid.dump(2), config::Overwrite::kNo).isOk());
+  worker.token = "yyyyyy.yyyyyyyyyyyyyyyy";
+  REQUIRE(rewriteJoinTokens(worker, apidFile).value());
+  const auto apidAfter = nlohmann::json::parse(readAll(apidFile));
+  CHECK(apidAfter["identity"]["joinToken"] == "yyyyyy.yyyyyyyyyyyyyyyy");
+  CHECK(apidAfter["identity"]["joinEndpoints"] == apid["identity"]["joinEndpoints"]);
 }
 
 }  // namespace

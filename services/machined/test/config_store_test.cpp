@@ -90,6 +90,32 @@ TEST_CASE("a hostname change applies without reboot and keeps the previous confi
   CHECK(f.applied[0] == next);
 }
 
+TEST_CASE("join tokens apply without reboot; another change next to them still needs one", "[config-store]") {
+  Fixture f;
+  MachineConfig next = f.initial;
+  next.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
+  next.token = "yyyyyy.yyyyyyyyyyyyyyyy";
+  const auto r = f.store.apply(config::serializeMachineConfig(next), ApplyMode::kNoReboot, std::chrono::seconds(60));
+  REQUIRE(r.ok());
+  CHECK(r->changedFields == std::vector<std::string>{"machine.token", "machine.trustd.acceptedTokens"});
+  REQUIRE(f.applied.size() == 1);
+  CHECK(f.applied[0] == next);
+
+  // A change computed from a config that is no longer the current one is refused.
+  const auto stale = f.store.apply(config::serializeMachineConfig(f.initial), ApplyMode::kNoReboot,
+                                   std::chrono::seconds(60), &f.initial);
+  CHECK(stale.status().code() == StatusCode::kAborted);
+  CHECK(f.onDisk() == next);
+
+  MachineConfig more = next;
+  more.trustd.acceptedTokens.clear();
+  more.trustd.joinRatePerMinute = 5;
+  const auto refused =
+      f.store.apply(config::serializeMachineConfig(more), ApplyMode::kNoReboot, std::chrono::seconds(60));
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.status().message(), ContainsSubstring("(other)"));
+}
+
 TEST_CASE("a change that needs a reboot is refused in no-reboot and try modes, and stored in auto mode",
           "[config-store]") {
   Fixture f;

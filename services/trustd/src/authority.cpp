@@ -152,16 +152,22 @@ Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config,
   return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), std::move(revocations), clock));
 }
 
-Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem, const std::string& token,
-                                                       const std::string& peer) {
+Result<std::string> Authority::admitJoinSource(const std::string& peer, std::string_view what) {
   KEEL_ASSIGN_OR_RETURN(const std::string source, transport::peerAddress(peer));
   // An IPv6 caller is limited by its prefix: a /64 holds 2^64 fresh addresses.
   const std::string block = transport::addressBlock(source, config_.joinIpv6PrefixBits);
   if (!joinLimiter_.allow(block)) {
-    spdlog::warn("trustd: refused a join from {}: too many attempts", block);
+    spdlog::warn("trustd: refused a {} from {}: too many attempts", what, block);
     return Status(StatusCode::kResourceExhausted,
-                  fmt::format("too many join attempts from {}; at most {} a minute", block, config_.joinRatePerMinute));
+                  fmt::format("too many join and renewal attempts from {}; at most {} a minute", block,
+                              config_.joinRatePerMinute));
   }
+  return source;
+}
+
+Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem, const std::string& token,
+                                                       const std::string& peer) {
+  KEEL_ASSIGN_OR_RETURN(const std::string source, admitJoinSource(peer, "join"));
   if (!tokenAccepted(token, config_.joinTokens)) {
     spdlog::warn("trustd: refused a join from {}: the join token is not accepted", source);
     return unauthenticated(
@@ -211,6 +217,85 @@ Result<NodeCertificate> Authority::signNodeCertificate(const std::string& csrPem
   const auto sans = cert->subjectAltNames();
   spdlog::info("trustd: issued a node certificate: subject '{}', SANs DNS [{}] IP [{}], serial {}, peer {}",
                cert->subject().toString(), joined(sans.dnsNames), joined(sans.ipAddresses), cert->serialHex(),
+               source);
+  return NodeCertificate{cert->toPem(), config_.caBundlePem};
+}
+
+Result<pki::Certificate> Authority::currentNodeCertificate(const std::string& pem) const {
+  if (pem.empty()) return unauthenticated("expected the node's current certificate (PEM), found none");
+  auto chain = pki::Certificate::bundleFromPem(pem);
+  if (!chain.ok()) return unauthenticated("the current certificate: " + chain.status().message());
+  const pki::Certificate& leaf = chain->front();
+  const pki::VerifyOptions options{.requiredUsage = pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}};
+  KEEL_RETURN_IF_ERROR(pki::verifyCertificate(leaf, {ca_.certificate}, options, clock_));
+  if (revocations_->isRevoked(leaf.serialHex())) {
+    return unauthenticated(fmt::format("certificate '{}' (serial {}) is revoked: it renews nothing",
+                                       leaf.subject().toString(), leaf.serialHex()));
+  }
+  const auto usages = leaf.extendedKeyUsages();
+  const bool client = std::find(usages.begin(), usages.end(), pki::ExtendedKeyUsage::kClientAuth) != usages.end();
+  const auto orgs = leaf.subject().organizations;
+  if (client || leaf.isCa() || !orgs.empty()) {
+    const std::string found = client ? "clientAuth" : leaf.isCa() ? "CA:TRUE" : "O=" + joined(orgs);
+    return unauthenticated(fmt::format(
+        "expected a node's serving certificate (serverAuth only, no roles, not a CA), found '{}' (serial {}) with "
+        "{}: a client certificate never renews as a node's",
+        leaf.subject().toString(), leaf.serialHex(), found));
+  }
+  return leaf;
+}
+
+namespace {
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// A renewal names exactly what the join verified: the same CN and the same SANs.
+Status checkSameNames(const pki::CertificateRequest& csr, const pki::Certificate& current) {
+  const auto want = current.subjectAltNames();
+  const auto got = csr.subjectAltNames();
+  const bool same = csr.subject().commonName == current.subject().commonName &&
+                    sorted(want.ipAddresses) == sorted(got.ipAddresses) &&
+                    sorted(want.dnsNames) == sorted(got.dnsNames);
+  if (same) return Status::ok();
+  return invalidArgument(fmt::format(
+      "a renewal names exactly what the current certificate names: expected CN '{}', IP [{}], DNS [{}], found CN "
+      "'{}', IP [{}], DNS [{}]; other names need a new join with the join token",
+      current.subject().commonName, joined(want.ipAddresses), joined(want.dnsNames), csr.subject().commonName,
+      joined(got.ipAddresses), joined(got.dnsNames)));
+}
+
+}  // namespace
+
+Result<NodeCertificate> Authority::renewNodeCertificate(const std::string& csrPem, const std::string& currentPem,
+                                                        std::string_view proof, const std::string& peer) {
+  KEEL_ASSIGN_OR_RETURN(const std::string source, admitJoinSource(peer, "renewal"));
+  const auto refuse = [&](const Status& why) {
+    spdlog::warn("trustd: refused a node renewal from {}: {}", source, why.message());
+    return why;
+  };
+  auto current = currentNodeCertificate(currentPem);
+  if (!current.ok()) return refuse(current.status());
+  auto csr = parseCsr(csrPem);
+  if (!csr.ok()) return refuse(csr.status());
+  if (const Status st = pki::verifyPossession(*current, *csr, proof); !st.isOk()) {
+    return refuse(unauthenticated(st.message()));
+  }
+  if (const Status st = checkSameNames(*csr, *current); !st.isOk()) return refuse(st);
+  pki::IssuePolicy policy;
+  policy.extendedKeyUsages = {pki::ExtendedKeyUsage::kServerAuth};
+  policy.keyUsage = pki::kDigitalSignature;
+  policy.organizationPolicy = pki::IssuePolicy::Organizations::kStrip;
+  policy.commonNameMustBeSubjectAltName = true;
+  policy.allowedSubjectAltNames = current->subjectAltNames();
+  policy.ttl = config_.nodeCertTtl;
+  policy.notBeforeSkew = kNotBeforeSkew;
+  auto cert = pki::issueCertificate(ca_, *csr, policy, clock_);
+  if (!cert.ok()) return refuse(cert.status());
+  spdlog::info("trustd: renewed a node certificate: subject '{}', serial {} replaces {}, valid until {}, peer {}",
+               cert->subject().toString(), cert->serialHex(), current->serialHex(), formatTime(cert->notAfter()),
                source);
   return NodeCertificate{cert->toPem(), config_.caBundlePem};
 }

@@ -95,6 +95,16 @@ class Authority {
   Result<NodeCertificate> signNodeCertificate(const std::string& csrPem, const std::string& token,
                                               const std::string& peer);
 
+  // A joined node's next serving certificate, on the strength of its current one instead
+  // of a join token: `currentPem` (the leaf first) must chain to this trustd's OS CA, be a
+  // node certificate (serverAuth, neither clientAuth nor a CA, no O=) valid now; `proof` a
+  // signature by its key over the CSR (pki::signPossession); the CSR's CN and SANs exactly
+  // the current certificate's. Issued for the node lifetime; the join rate limit applies.
+  // Errors: RESOURCE_EXHAUSTED (rate), UNAUTHENTICATED (certificate, proof),
+  // INVALID_ARGUMENT (CSR, names).
+  Result<NodeCertificate> renewNodeCertificate(const std::string& csrPem, const std::string& currentPem,
+                                               std::string_view proof, const std::string& peer);
+
   // This node's apid: a serving certificate for this node's names, and its
   // os:impersonator client certificate.
   Result<ApidCertificates> issueApidCertificates(const std::string& servingCsrPem,
@@ -133,6 +143,8 @@ class Authority {
   Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
   Result<std::chrono::seconds> renewalTtl(const authz::CertValidity& presented,
                                           std::chrono::seconds requested) const;
+  Result<std::string> admitJoinSource(const std::string& peer, std::string_view what);
+  Result<pki::Certificate> currentNodeCertificate(const std::string& pem) const;
   Status requireOwnCertificate(const ClientCaller& caller, std::string_view what) const;
   Result<pki::Certificate> issueClient(const pki::CertificateRequest& csr,
                                        const std::vector<std::string>& roles, std::chrono::seconds ttl);

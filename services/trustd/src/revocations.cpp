@@ -156,6 +156,11 @@ Result<Revocations::Added> Revocations::add(RevokedEntry entry) {
   return Added{std::move(entry), false, sequence};
 }
 
+bool Revocations::isRevoked(const std::string& serial) {
+  std::lock_guard lock(mu_);
+  return std::any_of(entries_.begin(), entries_.end(), [&](const RevokedEntry& e) { return e.serial == serial; });
+}
+
 std::vector<RevokedEntry> Revocations::entries() {
   std::lock_guard lock(mu_);
   if (const auto st = pruneLocked(); !st.isOk()) spdlog::error("trustd: {}", st.message());

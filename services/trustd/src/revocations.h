@@ -53,6 +53,8 @@ class Revocations {
   // Adds `entry` and writes the file before it returns; when the write fails nothing
   // changes. Errors: RESOURCE_EXHAUSTED (list full), INTERNAL (the file).
   Result<Added> add(RevokedEntry entry);
+  // True when `serial` (pki::Certificate::serialHex) is listed.
+  bool isRevoked(const std::string& serial);
   // The entries in force now, and the list's sequence.
   std::vector<RevokedEntry> entries();
   uint64_t sequence();

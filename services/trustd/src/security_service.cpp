@@ -65,16 +65,17 @@ Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method)
   return f;
 }
 
-// The join method is the one apid's join listener forwards without roles: the token is
-// the credential there. Through :50000 it carries roles and must pass its rule.
-Result<Forwarded> admitJoin(const grpc::ServerContext& ctx) {
+// The join and node-renewal methods are the ones apid's join listener forwards without
+// roles: the token, or the current certificate with its proof, is the credential there.
+// Through :50000 they carry roles and must pass their rule.
+Result<Forwarded> admitJoin(const grpc::ServerContext& ctx, std::string_view method) {
   const auto rolesValues = values(ctx, authz::kRolesKey);
   const auto peer = values(ctx, authz::kPeerKey);
   if (peer.size() != 1) {
     return Status(StatusCode::kPermissionDenied, "expected the caller's address in keel-peer exactly once");
   }
   if (rolesValues.empty()) return Forwarded{{}, "", peer.front(), std::nullopt};
-  KEEL_ASSIGN_OR_RETURN(auto f, admit(ctx, "SignNodeCertificate"));
+  KEEL_ASSIGN_OR_RETURN(auto f, admit(ctx, method));
   return f;
 }
 
@@ -87,9 +88,21 @@ int64_t unixSeconds(TimePoint t) {
 grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx,
                                                       const v1::SignNodeCertificateRequest* req,
                                                       v1::SignNodeCertificateResponse* resp) {
-  auto f = admitJoin(*ctx);
+  auto f = admitJoin(*ctx, "SignNodeCertificate");
   if (!f.ok()) return toGrpc(f.status());
   auto cert = authority_->signNodeCertificate(req->csr(), req->token(), f->peer);
+  if (!cert.ok()) return toGrpc(cert.status());
+  resp->set_certificate(cert->certificatePem);
+  resp->set_ca_bundle(cert->caBundlePem);
+  return grpc::Status::OK;
+}
+
+grpc::Status SecurityServiceImpl::RenewNodeCertificate(grpc::ServerContext* ctx,
+                                                       const v1::RenewNodeCertificateRequest* req,
+                                                       v1::RenewNodeCertificateResponse* resp) {
+  auto f = admitJoin(*ctx, "RenewNodeCertificate");
+  if (!f.ok()) return toGrpc(f.status());
+  auto cert = authority_->renewNodeCertificate(req->csr(), req->certificate(), req->proof(), f->peer);
   if (!cert.ok()) return toGrpc(cert.status());
   resp->set_certificate(cert->certificatePem);
   resp->set_ca_bundle(cert->caBundlePem);

@@ -16,6 +16,9 @@ class SecurityServiceImpl final : public keel::security::v1::SecurityService::Se
   grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
                                    const keel::security::v1::SignNodeCertificateRequest* req,
                                    keel::security::v1::SignNodeCertificateResponse* resp) override;
+  grpc::Status RenewNodeCertificate(grpc::ServerContext* ctx,
+                                    const keel::security::v1::RenewNodeCertificateRequest* req,
+                                    keel::security::v1::RenewNodeCertificateResponse* resp) override;
   grpc::Status GenerateClientConfiguration(
       grpc::ServerContext* ctx, const keel::security::v1::GenerateClientConfigurationRequest* req,
       keel::security::v1::GenerateClientConfigurationResponse* resp) override;

@@ -105,6 +105,186 @@ TEST_CASE("a joining node with an accepted token gets a serverAuth-only certific
             .isOk());
 }
 
+// A joined node: its key and the certificate trustd issued it through a join.
+struct JoinedNode {
+  pki::PrivateKey key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+  std::string certificatePem;
+};
+
+JoinedNode join(Authority& a, const pki::CsrOptions& options, const std::string& peer) {
+  JoinedNode n;
+  auto csr = pki::CertificateRequest::create(n.key, options).value();
+  auto cert = a.signNodeCertificate(csr.toPem(), kToken, peer);
+  REQUIRE(cert.ok());
+  n.certificatePem = cert->certificatePem;
+  return n;
+}
+
+// A renewal request: a new key's CSR with `options`, signed over by `proofKey`.
+struct Renewal {
+  pki::PrivateKey key;
+  std::string csrPem;
+  std::string proof;
+};
+
+Renewal renewal(const pki::CsrOptions& options, const pki::PrivateKey& proofKey) {
+  auto key = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+  auto csr = pki::CertificateRequest::create(key, options).value();
+  return {key, csr.toPem(), pki::signPossession(proofKey, csr).value()};
+}
+
+TEST_CASE("a joined node renews with its current certificate and a proof by its key, without a token",
+          "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  const auto options = nodeCsr("10.0.0.7", {"10.0.0.7"});
+  const auto node = join(*a, options, "ipv4:10.0.0.7:1");
+  f.clock.advance(std::chrono::hours(12));
+  const auto r = renewal(options, node.key);
+  // From another address: the names were verified at the join, not by where the renewal comes from.
+  auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "ipv4:10.9.9.9:1");
+  REQUIRE(cert.ok());
+  const auto parsed = pki::Certificate::fromPem(cert->certificatePem).value();
+  CHECK(parsed.subjectAltNames() == pki::SubjectAltNames{{}, {"10.0.0.7"}});
+  CHECK(parsed.subject().commonName == "10.0.0.7");
+  CHECK(parsed.extendedKeyUsages() == std::vector{pki::ExtendedKeyUsage::kServerAuth});
+  CHECK(parsed.notAfter() == f.clock.now() + f.config.nodeCertTtl);
+  CHECK(parsed.serialHex() != pki::Certificate::fromPem(node.certificatePem).value().serialHex());
+  // The renewed certificate renews in turn with the new key, and no longer with the old one.
+  const auto next = renewal(options, r.key);
+  CHECK(a->renewNodeCertificate(next.csrPem, cert->certificatePem, next.proof, "10.0.0.7").ok());
+  const auto stale = renewal(options, node.key);
+  CHECK_FALSE(a->renewNodeCertificate(stale.csrPem, cert->certificatePem, stale.proof, "10.0.0.7").ok());
+}
+
+TEST_CASE("a revoked node certificate does not renew, and the refusal says so", "[trustd][revoke]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  const auto options = nodeCsr("10.0.0.7", {"10.0.0.7"});
+  const auto node = join(*a, options, "ipv4:10.0.0.7:1");
+  REQUIRE(a->revoke({node.certificatePem, ""}, "admin").ok());
+  const auto r = renewal(options, node.key);
+  auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+  CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+  CHECK_THAT(cert.status().message(), ContainsSubstring("revoked"));
+}
+
+TEST_CASE("a node renewal with a forged proof is refused as UNAUTHENTICATED", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  const auto options = nodeCsr("10.0.0.7", {"10.0.0.7"});
+  const auto node = join(*a, options, "10.0.0.7");
+  SECTION("signed by another key") {
+    const auto thief = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+    const auto r = renewal(options, thief);
+    auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("does not verify"));
+  }
+  SECTION("a proof made for another CSR") {
+    const auto r = renewal(options, node.key);
+    const auto other = renewal(options, node.key);
+    auto cert = a->renewNodeCertificate(other.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+  }
+  SECTION("no proof, no certificate") {
+    const auto r = renewal(options, node.key);
+    CHECK(a->renewNodeCertificate(r.csrPem, node.certificatePem, "", "10.0.0.7").status().code() ==
+          StatusCode::kUnauthenticated);
+    CHECK(a->renewNodeCertificate(r.csrPem, "", r.proof, "10.0.0.7").status().code() ==
+          StatusCode::kUnauthenticated);
+    CHECK(a->renewNodeCertificate(r.csrPem, "not a certificate", r.proof, "10.0.0.7").status().code() ==
+          StatusCode::kUnauthenticated);
+  }
+}
+
+TEST_CASE("a node renewal is refused for a certificate of another CA or one that expired", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  const auto options = nodeCsr("10.0.0.7", {"10.0.0.7"});
+  SECTION("another CA, even one with the same name") {
+    Fixture other;
+    auto b = other.authority();
+    const auto node = join(*b, options, "10.0.0.7");
+    const auto r = renewal(options, node.key);
+    auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("unknown authority"));
+  }
+  SECTION("expired") {
+    const auto node = join(*a, options, "10.0.0.7");
+    f.clock.advance(f.config.nodeCertTtl + std::chrono::seconds(1));
+    const auto r = renewal(options, node.key);
+    auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("expired"));
+  }
+}
+
+TEST_CASE("a node renewal names exactly the current certificate's names, never more or others", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  f.config.joinExtraSans = {"worker-1.keel"};
+  auto a = f.authority();
+  const auto node = join(*a, nodeCsr("10.0.0.7", {"10.0.0.7"}), "10.0.0.7");
+  for (const auto& options : {nodeCsr("10.0.0.7", {"10.0.0.7", "10.0.0.1"}),
+                              nodeCsr("10.0.0.7", {"10.0.0.7"}, {"worker-1.keel"}),
+                              nodeCsr("10.0.0.1", {"10.0.0.1"}), nodeCsr("10.0.0.7", {})}) {
+    const auto r = renewal(options, node.key);
+    auto cert = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+    REQUIRE_FALSE(cert.ok());
+    CHECK(cert.status().code() == StatusCode::kInvalidArgument);
+    CHECK_THAT(cert.status().message(), ContainsSubstring("expected CN '10.0.0.7', IP [10.0.0.7], DNS [none]"));
+  }
+}
+
+TEST_CASE("a client certificate presented as a node's never renews", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 100;
+  auto a = f.authority();
+  auto admin = a->generateClientConfig({"os:admin"}, std::chrono::hours(1), "admin", kAdmin);
+  REQUIRE(admin.ok());
+  const auto ctx = config::parseClientConfig(admin->keelconfig).value().contexts.begin()->second;
+  const auto clientKey = pki::PrivateKey::fromPem(ctx.key).value();
+  const auto r = renewal(clientCsr("admin"), clientKey);
+  auto cert = a->renewNodeCertificate(r.csrPem, ctx.crt, r.proof, "10.0.0.7");
+  REQUIRE_FALSE(cert.ok());
+  CHECK(cert.status().code() == StatusCode::kUnauthenticated);
+  // Issued for apid on this node, its impersonator certificate is a client's too.
+  auto servingKey = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+  auto impersonatorKey = pki::PrivateKey::generate(pki::KeyType::kEcdsaP256).value();
+  auto apid = a->issueApidCertificates(
+      pki::CertificateRequest::create(servingKey, nodeCsr("10.0.0.1", {"10.0.0.1"})).value().toPem(),
+      pki::CertificateRequest::create(impersonatorKey, clientCsr("apid@10.0.0.1")).value().toPem());
+  REQUIRE(apid.ok());
+  const auto asNode = renewal(nodeCsr("apid@10.0.0.1", {}), impersonatorKey);
+  auto refused = a->renewNodeCertificate(asNode.csrPem, apid->impersonatorPem, asNode.proof, "10.0.0.1");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kUnauthenticated);
+  CHECK_THAT(refused.status().message(), ContainsSubstring("clientAuth"));
+}
+
+TEST_CASE("node renewals count against the join rate limit", "[trustd]") {
+  Fixture f;
+  f.config.joinBurst = 2;
+  auto a = f.authority();
+  const auto options = nodeCsr("10.0.0.7", {"10.0.0.7"});
+  const auto node = join(*a, options, "10.0.0.7");
+  const auto r = renewal(options, node.key);
+  CHECK(a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7").ok());
+  auto limited = a->renewNodeCertificate(r.csrPem, node.certificatePem, r.proof, "10.0.0.7");
+  REQUIRE_FALSE(limited.ok());
+  CHECK(limited.status().code() == StatusCode::kResourceExhausted);
+}
+
 TEST_CASE("rejects a CSR that asks for O=os:admin", "[trustd]") {
   Fixture f;
   auto a = f.authority();

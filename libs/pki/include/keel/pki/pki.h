@@ -247,4 +247,14 @@ Status checkDigestSigningKey(std::string_view publicKeyPem);
 // digest; PERMISSION_DENIED when the signature does not verify with the key.
 Status verifyDigestSignature(std::string_view publicKeyPem, std::string_view sha256, std::string_view signature);
 
+// Proof of possession for a renewal: a signature by `key` (the key of the certificate
+// being renewed) over a fixed context and `csr`'s DER, so a new key can be certified on
+// the strength of the old one. Errors: INTERNAL when signing fails.
+Result<std::string> signPossession(const PrivateKey& key, const CertificateRequest& csr);
+
+// Checks a proof made by signPossession with the public key of `current`. It says nothing
+// about `current` itself (verifyCertificate does). Errors: PERMISSION_DENIED when the proof
+// does not verify; INVALID_ARGUMENT when the certificate's key does not decode.
+Status verifyPossession(const Certificate& current, const CertificateRequest& csr, std::string_view proof);
+
 }  // namespace keel::pki
