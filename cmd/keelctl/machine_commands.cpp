@@ -403,9 +403,9 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   const grpc::Status st = writer->Finish();
   if (!st.ok()) return fromGrpc(st, target);
   return printPerNode(env, resp, [&](const std::string& installedOn, const v1::Upgrade& m) {
-    env.out << fmt::format("{}: installed image {} ({}) into slot {}", installedOn, m.version(), mib(m.bytes()),
-                           m.slot());
-    if (!m.previous_version().empty()) env.out << fmt::format(", replacing {}", m.previous_version());
+    const std::string replacing = m.previous_version().empty() ? "" : ", replacing " + m.previous_version();
+    env.out << fmt::format("{}: installed image {} ({}{}) into slot {}", installedOn, m.version(), mib(m.bytes()),
+                           replacing, m.slot());
     if (m.rebooting()) {
       env.out << fmt::format("; rebooting into it. It stays on trial until its API answers, else the node goes "
                              "back to slot {} by itself.\n",
