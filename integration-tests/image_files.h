@@ -2,10 +2,10 @@
 // (the root one verity block), so a test can make a "newer" and an "older" image cheaply.
 #pragma once
 
-#include <catch2/catch_test_macros.hpp>
-
 #include <filesystem>
 #include <string>
+
+#include <catch2/catch_test_macros.hpp>
 
 #include "keel/testing/testing.h"
 
@@ -21,11 +21,26 @@ inline std::filesystem::path makeImageFile(const std::filesystem::path& dir, con
   keel::testing::writeFile(parts / "root", std::string(8192, rootByte));
   keel::testing::writeFile(parts / "verity", std::string(4096, 'v'));
   const auto out = dir / ("keel-" + version + ".img");
-  const auto packed = keel::testing::run(
-      {KEEL_IMAGE_PACK_PATH, "pack", "--kernel", (parts / "kernel").string(), "--initramfs",
-       (parts / "initramfs").string(), "--root", (parts / "root").string(), "--verity", (parts / "verity").string(),
-       "--version", version, "--build-id", "test-" + version, "--root-hash", std::string(64, 'a'), "--salt", "00",
-       "-o", out.string()});
+  const auto packed = keel::testing::run({KEEL_IMAGE_PACK_PATH,
+                                          "pack",
+                                          "--kernel",
+                                          (parts / "kernel").string(),
+                                          "--initramfs",
+                                          (parts / "initramfs").string(),
+                                          "--root",
+                                          (parts / "root").string(),
+                                          "--verity",
+                                          (parts / "verity").string(),
+                                          "--version",
+                                          version,
+                                          "--build-id",
+                                          "test-" + version,
+                                          "--root-hash",
+                                          std::string(64, 'a'),
+                                          "--salt",
+                                          "00",
+                                          "-o",
+                                          out.string()});
   INFO(packed.err);
   REQUIRE(packed.exitCode == 0);
   return out;

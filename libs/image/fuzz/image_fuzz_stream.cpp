@@ -19,13 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::map<std::string, uint64_t> handedOn;
   keel::image::ImageStreamVerifier verifier(
       signedHash, size,
-      {.manifest = nullptr,
-       .part =
-           [&](const keel::image::Part& part, std::string_view bytes) {
-             handedOn[part.name] += bytes.size();
-             if (handedOn[part.name] > part.size) __builtin_trap();
-             return keel::Status::ok();
-           }});
+      {.manifest = nullptr, .part = [&](const keel::image::Part& part, std::string_view bytes) {
+         handedOn[part.name] += bytes.size();
+         if (handedOn[part.name] > part.size) __builtin_trap();
+         return keel::Status::ok();
+       }});
   // Uneven pieces, as a network delivers them.
   size_t off = 0, piece = 1;
   while (off < size && verifier.feed(file.substr(off, piece)).isOk()) {

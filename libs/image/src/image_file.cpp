@@ -1,7 +1,5 @@
 #include "keel/image/image_file.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <fstream>
@@ -9,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 namespace keel::image {
 
@@ -16,7 +15,9 @@ namespace {
 
 using nlohmann::json;
 
-bool isLowerHex(std::string_view s) { return s.find_first_not_of("0123456789abcdef") == std::string_view::npos; }
+bool isLowerHex(std::string_view s) {
+  return s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
 
 void putLe32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -44,18 +45,20 @@ Status onlyKeys(const json& object, const std::set<std::string>& keys, std::stri
   return Status::ok();
 }
 
-Result<std::string> hexField(const json& object, const char* key, size_t minLen, size_t maxLen, std::string_view what) {
+Result<std::string> hexField(const json& object, const char* key, size_t minLen, size_t maxLen,
+                             std::string_view what) {
   KEEL_ASSIGN_OR_RETURN(const json* v, field(object, key, &json::is_string, "a string", what));
   const auto& s = v->get_ref<const std::string&>();
   if (s.size() < minLen || s.size() > maxLen || s.size() % 2 != 0 || !isLowerHex(s)) {
-    return invalidArgument(fmt::format("{}: expected '{}' as {} to {} lowercase hex digits, found '{}'", what, key,
-                                       minLen, maxLen, s.substr(0, 80)));
+    return invalidArgument(fmt::format("{}: expected '{}' as {} to {} lowercase hex digits, found '{}'", what,
+                                       key, minLen, maxLen, s.substr(0, 80)));
   }
   return s;
 }
 
 Result<uint64_t> numberField(const json& object, const char* key, std::string_view what) {
-  KEEL_ASSIGN_OR_RETURN(const json* v, field(object, key, &json::is_number_unsigned, "an unsigned integer", what));
+  KEEL_ASSIGN_OR_RETURN(const json* v,
+                        field(object, key, &json::is_number_unsigned, "an unsigned integer", what));
   return v->get<uint64_t>();
 }
 
@@ -75,25 +78,27 @@ Result<Part> parsePart(const json& p, size_t index) {
 // The parts follow kPartNames, end to end from offset 0, each non-empty.
 Status checkLayout(const std::vector<Part>& parts) {
   if (parts.size() != kPartNames.size()) {
-    return invalidArgument(fmt::format("manifest: expected {} parts (kernel, initramfs, root, verity), found {}",
-                                       kPartNames.size(), parts.size()));
+    return invalidArgument(
+        fmt::format("manifest: expected {} parts (kernel, initramfs, root, verity), found {}",
+                    kPartNames.size(), parts.size()));
   }
   uint64_t next = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const Part& p = parts[i];
     if (p.name != kPartNames[i]) {
-      return invalidArgument(
-          fmt::format("manifest: expected part {} to be '{}', found '{}'", i, kPartNames[i], p.name.substr(0, 40)));
+      return invalidArgument(fmt::format("manifest: expected part {} to be '{}', found '{}'", i,
+                                         kPartNames[i], p.name.substr(0, 40)));
     }
     if (p.size == 0) return invalidArgument(fmt::format("manifest: part {} is empty", p.name));
     if (p.offset != next) {
-      return invalidArgument(fmt::format("manifest: part {} starts at {}, expected {}: parts follow one another "
-                                         "without a gap or an overlap",
-                                         p.name, p.offset, next));
+      return invalidArgument(
+          fmt::format("manifest: part {} starts at {}, expected {}: parts follow one another "
+                      "without a gap or an overlap",
+                      p.name, p.offset, next));
     }
     if (p.size > kMaxPayloadBytes - next) {
-      return invalidArgument(
-          fmt::format("manifest: the parts end past {} bytes, more than an image may hold", kMaxPayloadBytes));
+      return invalidArgument(fmt::format("manifest: the parts end past {} bytes, more than an image may hold",
+                                         kMaxPayloadBytes));
     }
     next = p.offset + p.size;
   }
@@ -118,7 +123,8 @@ Result<Verity> parseVerity(const json& manifest) {
                           std::pair{"hash_block_size", &verity.hashBlockSize}}) {
     KEEL_ASSIGN_OR_RETURN(const uint64_t n, numberField(*v, key, what));
     if (n < 512 || n > 65536 || (n & (n - 1)) != 0) {
-      return invalidArgument(fmt::format("{}: expected {} as a power of two from 512 to 65536, found {}", what, key, n));
+      return invalidArgument(
+          fmt::format("{}: expected {} as a power of two from 512 to 65536, found {}", what, key, n));
     }
     *out = static_cast<uint32_t>(n);
   }
@@ -127,7 +133,9 @@ Result<Verity> parseVerity(const json& manifest) {
 
 }  // namespace
 
-std::string Version::toString() const { return fmt::format("{}.{}.{}", major, minor, patch); }
+std::string Version::toString() const {
+  return fmt::format("{}.{}.{}", major, minor, patch);
+}
 
 Result<Version> parseVersion(std::string_view text) {
   Version v;
@@ -139,8 +147,8 @@ Result<Version> parseVersion(std::string_view text) {
     const std::string_view digits = text.substr(start, end - start);
     if (digits.empty() || digits.size() > 6 || !std::all_of(digits.begin(), digits.end(), ::isdigit) ||
         (digits.size() > 1 && digits[0] == '0') || (i < 2 && end == text.size())) {
-      return invalidArgument(
-          fmt::format("expected a version MAJOR.MINOR.PATCH (for example 0.1.0), found '{}'", text.substr(0, 40)));
+      return invalidArgument(fmt::format(
+          "expected a version MAJOR.MINOR.PATCH (for example 0.1.0), found '{}'", text.substr(0, 40)));
     }
     for (const char c : digits) *fields[i] = *fields[i] * 10 + static_cast<uint32_t>(c - '0');
     start = end + 1;
@@ -148,7 +156,9 @@ Result<Version> parseVersion(std::string_view text) {
   return v;
 }
 
-uint64_t Manifest::payloadSize() const { return parts.empty() ? 0 : parts.back().offset + parts.back().size; }
+uint64_t Manifest::payloadSize() const {
+  return parts.empty() ? 0 : parts.back().offset + parts.back().size;
+}
 
 const Part* Manifest::part(std::string_view name) const {
   for (const auto& p : parts) {
@@ -166,8 +176,9 @@ std::string formatHeader(size_t manifestSize) {
 
 Result<size_t> parseHeader(std::string_view header) {
   if (header.size() < kHeaderSize || header.substr(0, kMagic.size()) != kMagic) {
-    return invalidArgument("not a Keel image file: expected it to start with 'KEELIMG' (a file of 'ninja image' "
-                           "named keel-VERSION.img)");
+    return invalidArgument(
+        "not a Keel image file: expected it to start with 'KEELIMG' (a file of 'ninja image' "
+        "named keel-VERSION.img)");
   }
   const uint32_t format = getLe32(header.substr(8, 4));
   if (format != kFormatVersion) {
@@ -175,7 +186,8 @@ Result<size_t> parseHeader(std::string_view header) {
   }
   const uint32_t size = getLe32(header.substr(12, 4));
   if (size == 0 || size > kMaxManifestBytes) {
-    return invalidArgument(fmt::format("image manifest of {} bytes: expected 1 to {}", size, kMaxManifestBytes));
+    return invalidArgument(
+        fmt::format("image manifest of {} bytes: expected 1 to {}", size, kMaxManifestBytes));
   }
   return size_t{size};
 }
@@ -217,7 +229,8 @@ Result<Manifest> parseManifest(std::string_view text) {
   }
   KEEL_ASSIGN_OR_RETURN(const json* parts, field(j, "parts", &json::is_array, "an array", "manifest"));
   if (parts->size() > kPartNames.size()) {
-    return invalidArgument(fmt::format("manifest: expected {} parts, found {}", kPartNames.size(), parts->size()));
+    return invalidArgument(
+        fmt::format("manifest: expected {} parts, found {}", kPartNames.size(), parts->size()));
   }
   for (size_t i = 0; i < parts->size(); ++i) {
     KEEL_ASSIGN_OR_RETURN(auto part, parsePart((*parts)[i], i));
@@ -226,8 +239,9 @@ Result<Manifest> parseManifest(std::string_view text) {
   KEEL_RETURN_IF_ERROR(checkLayout(m.parts));
   KEEL_ASSIGN_OR_RETURN(m.verity, parseVerity(j));
   if (m.part("root")->size % m.verity.dataBlockSize != 0) {
-    return invalidArgument(fmt::format("manifest: the root's {} bytes are not a whole number of {}-byte verity blocks",
-                                       m.part("root")->size, m.verity.dataBlockSize));
+    return invalidArgument(
+        fmt::format("manifest: the root's {} bytes are not a whole number of {}-byte verity blocks",
+                    m.part("root")->size, m.verity.dataBlockSize));
   }
   return m;
 }
@@ -280,8 +294,8 @@ Result<ImageHead> readImageHead(const std::filesystem::path& path) {
   head.manifest = std::move(manifest).value();
   const uint64_t expected = kHeaderSize + *size + head.manifest.payloadSize();
   if (head.fileSize != expected) {
-    return invalidArgument(fmt::format("{}: {} bytes, but its manifest describes {}", path.string(), head.fileSize,
-                                       expected));
+    return invalidArgument(
+        fmt::format("{}: {} bytes, but its manifest describes {}", path.string(), head.fileSize, expected));
   }
   return head;
 }

@@ -1,7 +1,6 @@
 // ImageStreamVerifier: an image checked as it arrives (image_file.h).
-#include <openssl/evp.h>
-
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include "keel/image/image_file.h"
 
@@ -9,45 +8,19 @@ namespace keel::image {
 
 namespace {
 
-EVP_MD_CTX* ctx(void* p) { return static_cast<EVP_MD_CTX*>(p); }
+EVP_MD_CTX* ctx(void* p) {
+  return static_cast<EVP_MD_CTX*>(p);
+}
 
 }  // namespace
 
-ImageStreamVerifier::ImageStreamVerifier(std::string signedManifestSha256, uint64_t fileSize, Callbacks callbacks)
+ImageStreamVerifier::ImageStreamVerifier(std::string signedManifestSha256, uint64_t fileSize,
+                                         Callbacks callbacks)
     : signedSha256_(std::move(signedManifestSha256)), fileSize_(fileSize), callbacks_(std::move(callbacks)) {}
 
-ImageStreamVerifier::ImageStreamVerifier(ImageStreamVerifier&& o) noexcept
-    : signedSha256_(std::move(o.signedSha256_)),
-      fileSize_(o.fileSize_),
-      callbacks_(std::move(o.callbacks_)),
-      head_(std::move(o.head_)),
-      manifestSize_(o.manifestSize_),
-      manifest_(std::move(o.manifest_)),
-      partIndex_(o.partIndex_),
-      partReceived_(o.partReceived_),
-      received_(o.received_),
-      hash_(std::exchange(o.hash_, nullptr)),
-      error_(std::move(o.error_)) {}
-
-ImageStreamVerifier& ImageStreamVerifier::operator=(ImageStreamVerifier&& o) noexcept {
-  if (this != &o) {
-    EVP_MD_CTX_free(ctx(hash_));
-    signedSha256_ = std::move(o.signedSha256_);
-    fileSize_ = o.fileSize_;
-    callbacks_ = std::move(o.callbacks_);
-    head_ = std::move(o.head_);
-    manifestSize_ = o.manifestSize_;
-    manifest_ = std::move(o.manifest_);
-    partIndex_ = o.partIndex_;
-    partReceived_ = o.partReceived_;
-    received_ = o.received_;
-    hash_ = std::exchange(o.hash_, nullptr);
-    error_ = std::move(o.error_);
-  }
-  return *this;
+ImageStreamVerifier::~ImageStreamVerifier() {
+  EVP_MD_CTX_free(ctx(hash_));
 }
-
-ImageStreamVerifier::~ImageStreamVerifier() { EVP_MD_CTX_free(ctx(hash_)); }
 
 Status ImageStreamVerifier::fail(Status s) {
   error_ = s;
@@ -91,7 +64,8 @@ Status ImageStreamVerifier::feedHead(std::string_view& bytes) {
 Status ImageStreamVerifier::feedParts(std::string_view bytes) {
   while (!bytes.empty()) {
     if (partIndex_ >= manifest_->parts.size()) {
-      return outOfRange(fmt::format("the image is longer than the {} bytes its manifest describes", fileSize_));
+      return outOfRange(
+          fmt::format("the image is longer than the {} bytes its manifest describes", fileSize_));
     }
     const Part& part = manifest_->parts[partIndex_];
     const auto take = static_cast<size_t>(std::min<uint64_t>(bytes.size(), part.size - partReceived_));
@@ -105,8 +79,9 @@ Status ImageStreamVerifier::feedParts(std::string_view bytes) {
     EVP_DigestFinal_ex(ctx(hash_), digest, &len);
     const std::string got = toHex(std::string_view(reinterpret_cast<const char*>(digest), len));
     if (got != part.sha256) {
-      return invalidArgument(fmt::format("the image's {} does not hash to its manifest's SHA-256: expected {}, got {}",
-                                         part.name, part.sha256, got));
+      return invalidArgument(
+          fmt::format("the image's {} does not hash to its manifest's SHA-256: expected {}, got {}",
+                      part.name, part.sha256, got));
     }
     EVP_DigestInit_ex(ctx(hash_), EVP_sha256(), nullptr);
     ++partIndex_;

@@ -1,9 +1,9 @@
 #include "keel/image/image_file.h"
 
+#include <map>
+
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
-
-#include <map>
 
 namespace {
 
@@ -72,7 +72,8 @@ TEST_CASE("versions parse as MAJOR.MINOR.PATCH and compare numerically", "[image
   CHECK(parseVersion("0.10.0").value() > parseVersion("0.9.99").value());
   CHECK(parseVersion("1.0.0").value() == parseVersion("1.0.0").value());
   CHECK(parseVersion("2.0.1").value().toString() == "2.0.1");
-  for (const char* bad : {"", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1..3", "-1.2.3", "1.2.3-rc1", "1234567.0.0"}) {
+  for (const char* bad :
+       {"", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1..3", "-1.2.3", "1.2.3-rc1", "1234567.0.0"}) {
     INFO(bad);
     CHECK(parseVersion(bad).status().code() == StatusCode::kInvalidArgument);
   }
@@ -92,20 +93,37 @@ TEST_CASE("manifests that name overlapping, missing, reordered or oversized part
   TestImage image;
   SECTION("overlap") {
     image.manifest.parts[2].offset -= 10;
-    CHECK_THAT(parseManifest(image.manifestBytes()).status().message(), ContainsSubstring("without a gap or an overlap"));
+    CHECK_THAT(parseManifest(image.manifestBytes()).status().message(),
+               ContainsSubstring("without a gap or an overlap"));
   }
-  SECTION("gap") { image.manifest.parts[3].offset += 1; }
-  SECTION("missing") { image.manifest.parts.pop_back(); }
-  SECTION("reordered") { std::swap(image.manifest.parts[0], image.manifest.parts[1]); }
-  SECTION("empty part") { image.manifest.parts[1].size = 0; }
-  SECTION("oversized") { image.manifest.parts[3].size = kMaxPayloadBytes; }
+  SECTION("gap") {
+    image.manifest.parts[3].offset += 1;
+  }
+  SECTION("missing") {
+    image.manifest.parts.pop_back();
+  }
+  SECTION("reordered") {
+    std::swap(image.manifest.parts[0], image.manifest.parts[1]);
+  }
+  SECTION("empty part") {
+    image.manifest.parts[1].size = 0;
+  }
+  SECTION("oversized") {
+    image.manifest.parts[3].size = kMaxPayloadBytes;
+  }
   SECTION("root not whole verity blocks") {
     image.manifest.parts[2].size = 4000;
     layOutParts(image.manifest.parts);
   }
-  SECTION("bad hash") { image.manifest.parts[0].sha256 = "xyz"; }
-  SECTION("bad verity block size") { image.manifest.verity.dataBlockSize = 1000; }
-  SECTION("empty build id") { image.manifest.buildId = ""; }
+  SECTION("bad hash") {
+    image.manifest.parts[0].sha256 = "xyz";
+  }
+  SECTION("bad verity block size") {
+    image.manifest.verity.dataBlockSize = 1000;
+  }
+  SECTION("empty build id") {
+    image.manifest.buildId = "";
+  }
   CHECK(parseManifest(image.manifestBytes()).status().code() == StatusCode::kInvalidArgument);
 }
 
@@ -155,7 +173,8 @@ TEST_CASE("a part whose bytes do not hash to the manifest's is refused", "[image
   file[file.size() - 5000] ^= 1;  // a byte of the root
   const auto out = stream(file, image.manifestBytes());
   CHECK(out.status.code() == StatusCode::kInvalidArgument);
-  CHECK_THAT(out.status.message(), ContainsSubstring("the image's root does not hash to its manifest's SHA-256"));
+  CHECK_THAT(out.status.message(),
+             ContainsSubstring("the image's root does not hash to its manifest's SHA-256"));
   CHECK(!out.written.contains("verity"));
 }
 

@@ -2,12 +2,11 @@
 // tests. `pack` makes an image of the build's parts; `repack` gives an image's parts
 // another version or build id (a cheap "newer" or "older" image); `extract` and `show`
 // read one back. Signing is keelctl sign-image's job.
-#include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <map>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "keel/image/image_file.h"
@@ -81,7 +80,10 @@ Status pack(const PackArgs& a) {
     m.parts.push_back(std::move(part));
   }
   image::layOutParts(m.parts);
-  m.verity = {.rootHash = a.rootHash, .salt = a.salt, .dataBlockSize = a.dataBlockSize, .hashBlockSize = a.hashBlockSize};
+  m.verity = {.rootHash = a.rootHash,
+              .salt = a.salt,
+              .dataBlockSize = a.dataBlockSize,
+              .hashBlockSize = a.hashBlockSize};
   // What machined will parse: refuse to write what it would refuse.
   KEEL_RETURN_IF_ERROR(image::parseManifest(image::serializeManifest(m)).status());
   return writeImage(m, a.out, [&](const image::Part& part, std::ostream& o) {
@@ -90,14 +92,16 @@ Status pack(const PackArgs& a) {
   });
 }
 
-Status repack(const std::string& from, const std::string& version, const std::string& buildId, const std::string& out) {
+Status repack(const std::string& from, const std::string& version, const std::string& buildId,
+              const std::string& out) {
   KEEL_ASSIGN_OR_RETURN(const auto head, image::readImageHead(from));
   image::Manifest m = head.manifest;
   KEEL_ASSIGN_OR_RETURN(m.version, image::parseVersion(version));
   if (!buildId.empty()) m.buildId = buildId;
   std::ifstream in(from, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(image::kHeaderSize + head.manifestBytes.size()));
-  return writeImage(m, out, [&](const image::Part& part, std::ostream& o) { return copyBytes(in, o, part.size); });
+  return writeImage(m, out,
+                    [&](const image::Part& part, std::ostream& o) { return copyBytes(in, o, part.size); });
 }
 
 Status extract(const std::string& from, const std::string& partName, const std::string& out) {
@@ -124,7 +128,9 @@ int main(int argc, char** argv) {
   PackArgs p;
   auto* packCmd = app.add_subcommand("pack", "Write an image of a build's parts");
   for (const auto name : keel::image::kPartNames) {
-    packCmd->add_option("--" + std::string(name), p.files[std::string(name)], "The " + std::string(name) + " part")
+    packCmd
+        ->add_option("--" + std::string(name), p.files[std::string(name)],
+                     "The " + std::string(name) + " part")
         ->required()
         ->check(CLI::ExistingFile);
   }

@@ -21,7 +21,8 @@ Result<std::optional<std::string>> readSmallFile(const fs::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (!in) return internalError(fmt::format("cannot read {}", path.string()));
-  if (text.str().size() > image::kMaxManifestBytes) return dataLoss(fmt::format("{} is too large", path.string()));
+  if (text.str().size() > image::kMaxManifestBytes)
+    return dataLoss(fmt::format("{} is too large", path.string()));
   return std::optional<std::string>(text.str());
 }
 
@@ -41,7 +42,8 @@ Result<std::optional<RunningImage>> fromRootVersionFile(const fs::path& path) {
   in >> version >> buildId >> extra;
   auto parsed = image::parseVersion(version);
   if (!parsed.ok() || buildId.empty() || !extra.empty()) {
-    return dataLoss(fmt::format("{}: expected 'VERSION BUILD_ID', found '{}'", path.string(), text->substr(0, 80)));
+    return dataLoss(
+        fmt::format("{}: expected 'VERSION BUILD_ID', found '{}'", path.string(), text->substr(0, 80)));
   }
   return std::optional<RunningImage>(RunningImage{*parsed, buildId});
 }
@@ -50,7 +52,8 @@ Result<std::optional<RunningImage>> fromRootVersionFile(const fs::path& path) {
 
 Result<std::optional<RunningImage>> readRunningImage(const fs::path& bootDir, const std::string& bootedSlot,
                                                      const fs::path& rootDir) {
-  if (!bootDir.empty() && bootedSlot != "factory") return fromSlotManifest(slotFiles(bootDir, bootedSlot).manifest);
+  if (!bootDir.empty() && bootedSlot != "factory")
+    return fromSlotManifest(slotFiles(bootDir, bootedSlot).manifest);
   return fromRootVersionFile(rootDir / "usr/share/keel/image-version");
 }
 
@@ -59,16 +62,18 @@ Status checkImageVersion(const std::optional<RunningImage>& running, const image
   if (allowDowngrade) return Status::ok();
   const std::string version = candidate.version.toString();
   if (!running) {
-    return failedPrecondition(fmt::format(
-        "image version {} cannot be compared with the running version, which this node does not know: refused; "
-        "pass --allow-downgrade to install it anyway",
-        version));
+    return failedPrecondition(
+        fmt::format("image version {} cannot be compared with the running version, which this node does not "
+                    "know: refused; "
+                    "pass --allow-downgrade to install it anyway",
+                    version));
   }
   if (candidate.version < running->version) {
-    return failedPrecondition(fmt::format(
-        "image version {} is older than the running version {}: refused; pass --allow-downgrade to install it "
-        "anyway",
-        version, running->version.toString()));
+    return failedPrecondition(
+        fmt::format("image version {} is older than the running version {}: refused; pass --allow-downgrade "
+                    "to install it "
+                    "anyway",
+                    version, running->version.toString()));
   }
   return Status::ok();
 }

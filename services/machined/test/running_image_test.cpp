@@ -7,11 +7,11 @@
 
 namespace {
 
+using Catch::Matchers::ContainsSubstring;
 using keel::machined::checkImageVersion;
 using keel::machined::readRunningImage;
 using keel::machined::RunningImage;
 using keel::testing::TempDir;
-using Catch::Matchers::ContainsSubstring;
 namespace fs = std::filesystem;
 
 keel::image::Manifest manifestOf(const std::string& version) {
@@ -26,7 +26,9 @@ keel::image::Manifest manifestOf(const std::string& version) {
   return m;
 }
 
-RunningImage running(const std::string& version) { return {keel::image::parseVersion(version).value(), "r"}; }
+RunningImage running(const std::string& version) {
+  return {keel::image::parseVersion(version).value(), "r"};
+}
 
 TEST_CASE("the running image is the booted slot's manifest, or the factory root's version file") {
   TempDir dir;
@@ -38,7 +40,8 @@ TEST_CASE("the running image is the booted slot's manifest, or the factory root'
   REQUIRE(readRunningImage(boot, "factory", root).ok());
   CHECK_FALSE(readRunningImage(boot, "factory", root)->has_value());
   keel::testing::writeFile(root / "usr/share/keel/image-version", "0.3.0 abc123\n");
-  keel::testing::writeFile(boot / "slot-a.manifest.json", keel::image::serializeManifest(manifestOf("0.4.1")));
+  keel::testing::writeFile(boot / "slot-a.manifest.json",
+                           keel::image::serializeManifest(manifestOf("0.4.1")));
   auto factory = readRunningImage(boot, "factory", root);
   REQUIRE(factory.ok());
   CHECK((*factory)->version.toString() == "0.3.0");
@@ -60,11 +63,13 @@ TEST_CASE("versions only go up unless a downgrade is allowed; the same version i
   CHECK(checkImageVersion(running("0.5.0"), manifestOf("0.5.0"), false).isOk());
   const auto older = checkImageVersion(running("0.5.0"), manifestOf("0.4.9"), false);
   CHECK(older.code() == keel::StatusCode::kFailedPrecondition);
-  CHECK_THAT(older.message(), ContainsSubstring("image version 0.4.9 is older than the running version 0.5.0") &&
-                                  ContainsSubstring("--allow-downgrade"));
+  CHECK_THAT(older.message(),
+             ContainsSubstring("image version 0.4.9 is older than the running version 0.5.0") &&
+                 ContainsSubstring("--allow-downgrade"));
   CHECK(checkImageVersion(running("0.5.0"), manifestOf("0.4.9"), true).isOk());
   // Unknown running version: nothing to compare with, so only an explicit downgrade.
-  CHECK(checkImageVersion(std::nullopt, manifestOf("9.0.0"), false).code() == keel::StatusCode::kFailedPrecondition);
+  CHECK(checkImageVersion(std::nullopt, manifestOf("9.0.0"), false).code() ==
+        keel::StatusCode::kFailedPrecondition);
   CHECK(checkImageVersion(std::nullopt, manifestOf("9.0.0"), true).isOk());
   CHECK(checkImageVersion(running("0.10.0"), manifestOf("0.9.0"), false).code() ==
         keel::StatusCode::kFailedPrecondition);

@@ -45,11 +45,11 @@ struct Part {
   std::string name;
   uint64_t offset = 0;  // from the first byte after the manifest
   uint64_t size = 0;
-  std::string sha256;   // 64 lowercase hex digits
+  std::string sha256;  // 64 lowercase hex digits
 };
 
-// How the verity part was made (veritysetup format, superblock-less layout not assumed:
-// the tree is the part as veritysetup wrote it).
+// The parameters of the verity part, a tree as `veritysetup format --no-superblock` writes
+// it: with the root hash, all a boot needs to open the root through dm-verity.
 struct Verity {
   std::string rootHash;  // hex
   std::string salt;      // hex, may be empty
@@ -116,8 +116,8 @@ class ImageStreamVerifier {
   };
   // `signedManifestSha256`: 32 raw bytes; `fileSize`: the length announced for the file.
   ImageStreamVerifier(std::string signedManifestSha256, uint64_t fileSize, Callbacks callbacks);
-  ImageStreamVerifier(ImageStreamVerifier&&) noexcept;
-  ImageStreamVerifier& operator=(ImageStreamVerifier&&) noexcept;
+  ImageStreamVerifier(const ImageStreamVerifier&) = delete;
+  ImageStreamVerifier& operator=(const ImageStreamVerifier&) = delete;
   ~ImageStreamVerifier();
 
   // The next bytes of the file. The first error is final: every later call returns it.
