@@ -583,9 +583,9 @@ grpc::Status MachineServiceImpl::Reset(grpc::ServerContext* ctx, const Empty*, v
 
 namespace {
 
-// A root image larger than this is refused from its header: the squashfs roots Keel
-// builds are tens of MiB, and the state disk also holds the other slot.
-constexpr uint64_t kMaxImageBytes = uint64_t{2} << 30;
+// An image file larger than the format allows is refused from the call's header, before
+// its signature is even checked.
+constexpr uint64_t kMaxImageBytes = image::kHeaderSize + image::kMaxManifestBytes + image::kMaxPayloadBytes;
 
 Status checkBootsFromSlots(const MachineServiceDeps& deps) {
   if (deps.bootDir.empty()) {
