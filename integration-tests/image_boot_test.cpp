@@ -152,6 +152,47 @@ void packRoot(const keel::testing::TempDir& dir, const std::string& change, cons
   std::filesystem::remove_all(root);
 }
 
+// The build's image version (its manifest's), and one just above it.
+std::string factoryVersion() {
+  const auto shown = keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", (std::filesystem::path(KEEL_IMAGE_DIR) /
+                                                                         "keel.img").string()});
+  INFO(shown.err);
+  REQUIRE(shown.exitCode == 0);
+  return nlohmann::json::parse(shown.out)["version"].get<std::string>();
+}
+
+std::string nextVersion(const std::string& version) {
+  unsigned major = 0, minor = 0, patch = 0;
+  REQUIRE(std::sscanf(version.c_str(), "%u.%u.%u", &major, &minor, &patch) == 3);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch + 1);
+}
+
+// A second build as an image file: the build's kernel and initramfs, its root changed by
+// `change`, a dm-verity tree made for that root, under `version`.
+void packImage(const keel::testing::TempDir& dir, const std::string& change, const std::string& version,
+               const std::filesystem::path& out) {
+  const std::filesystem::path image(KEEL_IMAGE_DIR);
+  packRoot(dir, change, dir / "root.squashfs");
+  const std::string salt(64, '5');
+  const auto verity = keel::testing::run(
+      {"veritysetup", "format", "--no-superblock", "--salt=" + salt, (dir / "root.squashfs").string(),
+       (dir / "root.verity").string()},
+      {.workingDirectory = std::nullopt, .extraEnv = {{"PATH", "/usr/sbin:/sbin:/usr/bin:/bin"}}, .stdinData = "",
+       .timeout = 120s});
+  INFO(verity.out << verity.err);
+  REQUIRE(verity.exitCode == 0);
+  const auto at = verity.out.find("Root hash:");
+  REQUIRE(at != std::string::npos);
+  const std::string rootHash = verity.out.substr(verity.out.find_first_not_of(" \t", at + 10), 64);
+  const auto packed = keel::testing::run(
+      {KEEL_IMAGE_PACK_PATH, "pack", "--kernel", (image / "vmlinuz").string(), "--initramfs",
+       (image / "initrd.img").string(), "--root", (dir / "root.squashfs").string(), "--verity",
+       (dir / "root.verity").string(), "--version", version, "--build-id", "test-" + version, "--root-hash", rootHash,
+       "--salt", salt, "-o", out.string()});
+  INFO(packed.err);
+  REQUIRE(packed.exitCode == 0);
+}
+
 // A root slot as an upgrade leaves it on the state disk: a second build in slot b, and a
 // boot pointer that tries it once.
 std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
@@ -247,8 +288,10 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
           "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;
-  const auto image = work / "second.squashfs";
-  packRoot(work, "echo second > usr/share/keel/build-id", image);
+  const auto image = work / "second.img";
+  const std::string factory = factoryVersion();
+  const std::string newer = nextVersion(factory);
+  packImage(work, "echo second > usr/share/keel/build-id", newer, image);
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120");
   REQUIRE(vm.waitForApi(kBootTimeout));
 
@@ -291,7 +334,29 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   CHECK(vm.waitForSerial("keel-pid1: slot a serves the API; it is kept", 60s, before));
   CHECK_THAT(vm.serial().substr(before), ContainsSubstring("keel-init: trying slot a"));
-  CHECK(vm.keelctl({"version"}).exitCode == 0);
+  // The API names the image the node runs now, and the slot it came from.
+  const auto running = vm.keelctl({"version", "-o", "json"});
+  INFO(running.out << running.err);
+  REQUIRE(running.exitCode == 0);
+  const auto runningJson = nlohmann::json::parse(running.out);
+  CHECK(runningJson["messages"][0]["image_version"] == newer);
+  CHECK(runningJson["messages"][0]["boot_slot"] == "a");
+
+  // The factory's version is older than that now: refused by name, nothing reboots.
+  const auto older = work / "older.img";
+  REQUIRE(keel::testing::run({KEEL_IMAGE_PACK_PATH, "repack", image.string(), "--version", factory, "-o",
+                              older.string()})
+              .exitCode == 0);
+  signImage(older, vm.imageSigningKey());
+  before = vm.serial().size();
+  const auto downgrade = vm.keelctl({"upgrade", older.string(), "--yes"});
+  INFO(downgrade.out << downgrade.err);
+  CHECK(downgrade.exitCode != 0);
+  CHECK_THAT(downgrade.err, ContainsSubstring("image version " + factory + " is older than the running version " +
+                                              newer) &&
+                                ContainsSubstring("--allow-downgrade"));
+  CHECK_THAT(vm.keelctl({"events"}).out, ContainsSubstring("downgrade-refused"));
+  CHECK_THAT(vm.serial().substr(before), !ContainsSubstring("rebooting"));
 
   // Rollback on demand: back to the factory root, which stays, with slot a to return to.
   before = vm.serial().size();
@@ -313,9 +378,9 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
 TEST_CASE("an upgrade to a build that never serves the API goes back to the previous slot by itself", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;
-  const auto image = work / "broken.squashfs";
+  const auto image = work / "broken.img";
   // A broken build: its apid is an empty file, so the API never comes up.
-  packRoot(work, ": > usr/libexec/keel/apid", image);
+  packImage(work, ": > usr/libexec/keel/apid", nextVersion(factoryVersion()), image);
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20");
   REQUIRE(vm.waitForApi(kBootTimeout));
   signImage(image, vm.imageSigningKey());
@@ -330,6 +395,9 @@ TEST_CASE("an upgrade to a build that never serves the API goes back to the prev
                          before));
   REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory", before)));
   CHECK(vm.keelctl({"version"}).exitCode == 0);
+  // The fallback is an event, as a rollback on demand is.
+  CHECK_THAT(vm.keelctl({"events"}).out,
+             ContainsSubstring("slot a never reached API-ready; went back to slot factory"));
   // Back where it was: nothing left to roll back to.
   const auto rollback = vm.keelctl({"rollback", "--yes"});
   CHECK(rollback.exitCode != 0);

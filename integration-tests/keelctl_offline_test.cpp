@@ -13,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "image_files.h"
 #include "keel/testing/testing.h"
 
+using keel::integration::makeImageFile;
 using keel::testing::ProcessResult;
 using keel::testing::readFile;
 using keel::testing::RunOptions;
@@ -540,18 +542,28 @@ TEST_CASE("gen image-key and sign-image make signatures openssl verifies, and ge
   requireOk(keelctl(dir, {"gen", "image-key", "-o", "keys"}));
   CHECK(modeOf(dir / "keys/image-signing.key") == 0600);
   requireError(keelctl(dir, {"gen", "image-key", "-o", "keys"}), "pass --force");
-  writeFile(dir / "root.squashfs", std::string(5 << 20, 'r'));
-  requireOk(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", "root.squashfs"}));
-  // The same bytes `openssl dgst -sha256 -sign` makes: anyone can check them with openssl.
+  const auto image = makeImageFile(dir.path(), "1.2.3");
+  requireOk(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", image.string()}));
+  // The signature covers the manifest, the same bytes `openssl dgst -sha256 -sign` makes of
+  // it: anyone can check them with openssl.
+  const auto manifest = keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", image.string()});
+  REQUIRE(manifest.exitCode == 0);
+  CHECK(contains(manifest.out, "\"version\": \"1.2.3\""));
+  writeFile(dir / "manifest.json", manifest.out);
   requireOk(openssl({"dgst", "-sha256", "-verify", (dir / "keys/image-signing.pub").string(), "-signature",
-                     (dir / "root.squashfs.sig").string(), (dir / "root.squashfs").string()}));
-  writeFile(dir / "other.squashfs", std::string(5 << 20, 's'));
+                     image.string() + ".sig", (dir / "manifest.json").string()}));
+  // Another version of the same parts has another manifest, which this signature does not cover.
+  const auto other = makeImageFile(dir.path(), "1.2.4");
+  writeFile(dir / "other.json", keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", other.string()}).out);
   CHECK(openssl({"dgst", "-sha256", "-verify", (dir / "keys/image-signing.pub").string(), "-signature",
-                 (dir / "root.squashfs.sig").string(), (dir / "other.squashfs").string()})
+                 image.string() + ".sig", (dir / "other.json").string()})
             .exitCode != 0);
-  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", "root.squashfs"}), "already exists");
-  // A public key is not a signing key.
-  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.pub", "other.squashfs"}), "PRIVATE KEY");
+  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", image.string()}), "already exists");
+  // A public key is not a signing key, and a file that is not an image is not signed.
+  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.pub", other.string()}), "PRIVATE KEY");
+  writeFile(dir / "root.squashfs", std::string(5 << 20, 'r'));
+  requireError(keelctl(dir, {"sign-image", "--key", "keys/image-signing.key", "root.squashfs"}),
+               "not a Keel image file");
 
   requireOk(keelctl(dir, {"gen", "config", "c", "10.0.0.1", "--image-key", "keys/image-signing.pub", "-o", "out"}));
   const auto pub = readFile(dir / "keys/image-signing.pub");

@@ -21,7 +21,7 @@ PACKAGES=(
   nginx  # reference mTLS gRPC proxy that bench/keel_bench compares apid with
   # The OS image (packaging/image) and its boot tests; the kernel itself is fetched at
   # image build time with `apt-get download` and never installed on this host.
-  qemu-system-x86 squashfs-tools cpio kmod e2fsprogs ca-certificates binutils
+  qemu-system-x86 squashfs-tools cpio kmod e2fsprogs ca-certificates binutils cryptsetup-bin
 )
 BACKPORTS_PACKAGES=(libcatch2-dev)
 

@@ -1,7 +1,5 @@
 #include "gen_commands.h"
 
-#include <openssl/evp.h>
-
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +10,7 @@
 #include "keel/config/file_io.h"
 #include "keel/config/generate.h"
 #include "keel/config/secrets.h"
+#include "keel/image/image_file.h"
 #include "keel/pki/pki.h"
 
 namespace keel::keelctl {
@@ -138,23 +137,6 @@ std::string toHex(std::string_view bytes) {
   return out;
 }
 
-Result<std::string> sha256OfFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return notFound(fmt::format("{}: cannot be read", path.string()));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return internalError("cannot start a SHA-256");
-  std::vector<char> buffer(1 << 20);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) return internalError(fmt::format("{}: read error", path.string()));
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  return std::string(reinterpret_cast<const char*>(digest), len);
-}
-
 Status genImageKey(const GenImageKeyOptions& options, CommandEnv& env) {
   const auto keyPath = options.outputDir / kImageKeyFile;
   const auto pubPath = options.outputDir / kImagePubFile;
@@ -186,7 +168,10 @@ Status genImageKey(const GenImageKeyOptions& options, CommandEnv& env) {
 Status signImage(const SignImageOptions& options, CommandEnv& env) {
   KEEL_ASSIGN_OR_RETURN(const auto keyPem, readWhole(options.key, "--key"));
   KEEL_ASSIGN_OR_RETURN(const auto key, pki::PrivateKey::fromPem(keyPem));
-  KEEL_ASSIGN_OR_RETURN(const auto digest, sha256OfFile(options.image));
+  // The manifest is signed; its hashes cover the parts. A file that is not a whole,
+  // well-formed image is refused here rather than signed.
+  KEEL_ASSIGN_OR_RETURN(const auto head, image::readImageHead(options.image));
+  const std::string digest = image::sha256(head.manifestBytes);
   KEEL_ASSIGN_OR_RETURN(const auto signature, pki::signDigest(key, digest));
   const auto output = options.output.value_or(std::filesystem::path(options.image.string() + ".sig"));
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(output, signature,
@@ -195,8 +180,9 @@ Status signImage(const SignImageOptions& options, CommandEnv& env) {
   std::filesystem::permissions(output, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
                                            std::filesystem::perms::group_read | std::filesystem::perms::others_read,
                                ec);
-  env.out << fmt::format("wrote {}: the signature of {} (sha256 {})\n", output.string(), options.image.string(),
-                         toHex(digest));
+  env.out << fmt::format("wrote {}: the signature of {} (image {}, build {}; manifest sha256 {})\n",
+                         output.string(), options.image.string(), head.manifest.version.toString(),
+                         head.manifest.buildId, toHex(digest));
   return Status::ok();
 }
 

@@ -60,12 +60,10 @@ struct SignImageOptions {
   bool force = false;
 };
 
-// Writes the detached signature of an image's SHA-256 (DER ECDSA, the bytes
-// 'openssl dgst -sha256 -sign KEY IMAGE' makes) for 'keelctl upgrade'.
+// Writes the detached signature of an image file's manifest (DER ECDSA over its SHA-256,
+// the bytes 'openssl dgst -sha256 -sign KEY' makes of the manifest) for 'keelctl upgrade'.
 Status signImage(const SignImageOptions& options, CommandEnv& env);
 
-// The SHA-256 of a file, read in pieces: the raw 32 bytes.
-Result<std::string> sha256OfFile(const std::filesystem::path& path);
 // Lowercase hex of raw bytes.
 std::string toHex(std::string_view bytes);
 

@@ -434,24 +434,28 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
 
   auto* upgrade = commands.add(
       "upgrade",
-      "Install a signed root image on a node booted from the Keel OS image, and reboot into it (admin only)",
+      "Install a signed image file on a node booted from the Keel OS image, and reboot into it (admin only)",
       [a](MachineCommandEnv& e) { return cmdUpgrade(e, a->upgrade); },
       [a](CLI::App& cmd) {
-        cmd.add_option("image", a->upgrade.image, "The root image (root.squashfs of 'ninja image')")
+        cmd.add_option("image", a->upgrade.image, "The image file (keel-VERSION.img of 'ninja image')")
             ->required()
             ->check(CLI::ExistingFile);
         cmd.add_option("--signature", a->upgrade.signature,
                        "Its signature (default: IMAGE.sig, from 'keelctl sign-image')");
         cmd.add_flag("--no-reboot", a->upgrade.noReboot,
                      "Install it for the next boot, but do not reboot now");
+        cmd.add_flag("--allow-downgrade", a->upgrade.allowDowngrade,
+                     "Install it even if its version is older than the one the node runs");
       },
       {.confirm = true});
   upgrade->footer(
       "The node accepts only an image signed with the key its machine config names (machine.upgrade.publicKey).\n"
-      "It writes the inactive root slot and boots it on trial: unless the new root serves the API in time, the\n"
-      "next boot returns to the current one by itself.\n\n"
-      "Examples:\n  keelctl gen image-key -o ./keys\n  keelctl sign-image --key ./keys/image-signing.key root.squashfs\n"
-      "  keelctl -n 10.0.0.11 upgrade root.squashfs");
+      "It refuses an image older than the one it runs unless --allow-downgrade says so, writes the inactive\n"
+      "slot and boots it on trial: unless the new root serves the API in time, the next boot returns to the\n"
+      "current one by itself.\n\n"
+      "Examples:\n  keelctl gen image-key -o ./keys\n"
+      "  keelctl sign-image --key ./keys/image-signing.key keel-0.2.0.img\n"
+      "  keelctl -n 10.0.0.11 upgrade keel-0.2.0.img");
 
   commands.add("rollback", "Reboot a node into the root slot it booted before the current one", cmdRollback,
                {}, {.confirm = true});

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "gen_commands.h"
+#include "keel/image/image_file.h"
 #include "table.h"
 
 namespace keel::keelctl {
@@ -45,9 +46,11 @@ bool confirmed(MachineCommandEnv& env, const std::string& what) {
 }  // namespace
 
 Status printVersions(MachineCommandEnv& env, const v1::VersionResponse& resp) {
-  return printNodeTable(env, resp, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH"},
+  return printNodeTable(env, resp, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH", "IMAGE", "SLOT"},
                         [](const std::string& node, const v1::Version& m, TableRows& rows) {
-                          rows.push_back({node, m.version(), m.git_commit(), m.build_date(), m.arch()});
+                          rows.push_back({node, m.version(), m.git_commit(), m.build_date(), m.arch(),
+                                          m.image_version().empty() ? "-" : m.image_version(),
+                                          m.boot_slot().empty() ? "-" : m.boot_slot()});
                         });
 }
 
@@ -357,9 +360,10 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   }
   const std::filesystem::path sigPath =
       args.signature.empty() ? std::filesystem::path(args.image.string() + ".sig") : args.signature;
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(args.image, ec);
-  if (ec) return notFound(fmt::format("image {}: {}", args.image.string(), ec.message()));
+  // The file is checked here as the node will check it, so a wrong file fails before the
+  // question; the node trusts nothing of this.
+  KEEL_ASSIGN_OR_RETURN(const auto head, image::readImageHead(args.image));
+  const uint64_t size = head.fileSize;
   std::ifstream sigIn(sigPath, std::ios::binary);
   if (!sigIn) {
     return failedPrecondition(fmt::format(
@@ -368,11 +372,13 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
         sigPath.string(), args.image.string()));
   }
   const std::string signature((std::istreambuf_iterator<char>(sigIn)), std::istreambuf_iterator<char>());
-  KEEL_ASSIGN_OR_RETURN(const auto digest, sha256OfFile(args.image));
+  const std::string digest = image::sha256(head.manifestBytes);
   const std::string node = target.nodes.empty() ? (target.viaApid() ? target.endpoint : "the local node")
                                                 : target.nodes.front();
-  if (!confirmed(env, fmt::format("install {} ({}) as {}'s next root{}", args.image.string(), mib(size), node,
-                                  args.noReboot ? "" : " and reboot it into it"))) {
+  if (!confirmed(env, fmt::format("install {} (image {}, build {}, {}) as {}'s next system{}{}", args.image.string(),
+                                  head.manifest.version.toString(), head.manifest.buildId, mib(size), node,
+                                  args.noReboot ? "" : " and reboot it into it",
+                                  args.allowDowngrade ? ", even if it is older than the running one" : ""))) {
     return {StatusCode::kAborted, "not confirmed; nothing was done (pass --yes to skip the question)"};
   }
 
@@ -387,6 +393,7 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   header->set_sha256(toHex(digest));
   header->set_signature(signature);
   header->set_no_reboot(args.noReboot);
+  header->set_allow_downgrade(args.allowDowngrade);
   bool open = writer->Write(req);
   uint64_t sent = 0;
   int shownTenth = 0;
@@ -408,7 +415,9 @@ Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args) {
   const grpc::Status st = writer->Finish();
   if (!st.ok()) return fromGrpc(st, target);
   return printPerNode(env, resp, [&](const std::string& installedOn, const v1::Upgrade& m) {
-    env.out << fmt::format("{}: installed {} into slot {}", installedOn, mib(m.bytes()), m.slot());
+    const std::string replacing = m.previous_version().empty() ? "" : ", replacing " + m.previous_version();
+    env.out << fmt::format("{}: installed image {} ({}{}) into slot {}", installedOn, m.version(), mib(m.bytes()),
+                           replacing, m.slot());
     if (m.rebooting()) {
       env.out << fmt::format("; rebooting into it. It stays on trial until its API answers, else the node goes "
                              "back to slot {} by itself.\n",

@@ -46,9 +46,10 @@ struct UpgradeArgs {
   std::filesystem::path image;
   std::filesystem::path signature;  // empty: <image>.sig
   bool noReboot = false;
+  bool allowDowngrade = false;  // install an image older than the running one
 };
 
-// Streams a signed root image to one node's Upgrade, showing progress on env.err.
+// Streams a signed image file to one node's Upgrade, showing progress on env.err.
 Status cmdUpgrade(MachineCommandEnv& env, const UpgradeArgs& args);
 Status cmdRollback(MachineCommandEnv& env);
 

@@ -136,14 +136,15 @@ int main(int argc, char** argv) {
   keel::keelctl::SignImageOptions signImageOptions;
   std::string signImagePath, signImageKey, signImageOutput;
   auto* signImage = app.add_subcommand("sign-image", "Sign a node image for 'keelctl upgrade' (offline)");
-  signImage->add_option("image", signImagePath, "The root image")->required()->check(CLI::ExistingFile);
+  signImage->add_option("image", signImagePath, "The image file (keel-VERSION.img of 'ninja image')")->required()->check(CLI::ExistingFile);
   signImage->add_option("--key", signImageKey, "The private key from 'keelctl gen image-key'")
       ->required()
       ->check(CLI::ExistingFile);
   signImage->add_option("-o,--output", signImageOutput, "Signature file to write (default: IMAGE.sig)");
   signImage->add_flag("--force", signImageOptions.force, "Replace the signature file if it exists");
-  signImage->footer("The signature is the DER ECDSA P-256 signature of the image's SHA-256, the same bytes\n"
-                    "'openssl dgst -sha256 -sign image-signing.key IMAGE' writes.");
+  signImage->footer("The signature is the DER ECDSA P-256 signature of the SHA-256 of the image's manifest,\n"
+                    "whose hashes cover every part: the bytes 'openssl dgst -sha256 -sign image-signing.key'\n"
+                    "writes for the manifest ('keel_image_pack show IMAGE' prints it).");
   runWhenChosen(*signImage, action, [&](CommandEnv& env) {
     signImageOptions.image = signImagePath;
     signImageOptions.key = signImageKey;

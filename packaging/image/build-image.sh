@@ -6,13 +6,17 @@
 #   vmlinuz         the kernel of Debian's linux-image-amd64
 #   manifest.txt    every file of the root with its sha256 (symlinks with their target)
 #   kernel-version  the kernel's release (its ABI number changes with security updates)
+#   root.verity     the root's dm-verity hash tree (veritysetup format, no superblock)
+#   keel-VERSION.img  the image file: the four parts above behind a manifest that
+#                   `keelctl sign-image` signs (packaging/image/README.md, "The image file")
 # Driven by the CMake target `image` (not part of the default build).
 # Exit status 77: a required tool is missing (the tests report it as skipped).
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: build-image.sh --out DIR --binary FILE... [--backend FILE]... --init FILE [--kernel-deb FILE]
+Usage: build-image.sh --out DIR --binary FILE... [--backend FILE]... --init FILE --pack FILE
+                      --version VERSION [--build-id ID] [--kernel-deb FILE]
 
   --out DIR          where the image's files are written (a cache of the kernel package too)
   --binary FILE      a Keel daemon to install (repeatable): machined and apid are required,
@@ -22,12 +26,15 @@ Usage: build-image.sh --out DIR --binary FILE... [--backend FILE]... --init FILE
                      set and seccomp profile go to /usr/libexec/keel/backends, its binary
                      (<libexec>/<name>) to /usr/libexec/keel
   --init FILE        the static keel_init binary (the initramfs's /init)
+  --pack FILE        the keel_image_pack binary, which writes the image file
+  --version VERSION  the image's version, MAJOR.MINOR.PATCH (CMake: KEEL_IMAGE_VERSION)
+  --build-id ID      what identifies the build (default: the git commit, else "unknown")
   --kernel-deb FILE  use this linux-image-*-amd64 .deb instead of `apt-get download`ing
                      the version linux-image-amd64 depends on
 EOF
 }
 
-out="" init="" kernel_deb=""
+out="" init="" kernel_deb="" pack="" version="" build_id=""
 binaries=()
 backends=()
 while [[ $# -gt 0 ]]; do
@@ -37,11 +44,14 @@ while [[ $# -gt 0 ]]; do
     --backend) backends+=("$2"); shift 2 ;;
     --init) init=$2; shift 2 ;;
     --kernel-deb) kernel_deb=$2; shift 2 ;;
+    --pack) pack=$2; shift 2 ;;
+    --version) version=$2; shift 2 ;;
+    --build-id) build_id=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build-image.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-if [[ -z $out || ${#binaries[@]} -eq 0 || -z $init ]]; then
+if [[ -z $out || ${#binaries[@]} -eq 0 || -z $init || -z $pack || -z $version ]]; then
   usage >&2
   exit 2
 fi
@@ -49,7 +59,7 @@ fi
 # Tools, with the Debian package each comes from (scripts/setup.sh installs them).
 declare -A tools=([mksquashfs]=squashfs-tools [cpio]=cpio [depmod]=kmod [modprobe]=kmod
   [dpkg-deb]=dpkg [apt-get]=apt [apt-cache]=apt [strip]=binutils [gzip]=gzip [ldd]=libc-bin
-  [sha256sum]=coreutils)
+  [sha256sum]=coreutils [veritysetup]=cryptsetup-bin)
 for t in "${!tools[@]}"; do
   if ! command -v "$t" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$t && ! -x /sbin/$t ]]; then
     echo "build-image.sh: SKIP: '$t' is missing (Debian package ${tools[$t]}; scripts/setup.sh installs it)" >&2
@@ -79,6 +89,10 @@ for b in machined apid; do
   [[ -n ${daemon_path[$b]:-} ]] || { echo "build-image.sh: no --binary for $b" >&2; exit 1; }
 done
 [[ -x $init ]] || { echo "build-image.sh: $init is not built" >&2; exit 1; }
+[[ -x $pack ]] || { echo "build-image.sh: $pack is not built" >&2; exit 1; }
+if [[ -z $build_id ]]; then
+  build_id=$(git -C "$(dirname "$0")" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+fi
 
 mkdir -p "$out/cache"
 out=$(cd "$out" && pwd)
@@ -211,6 +225,12 @@ printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
 printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
 chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf" "$root/etc/hosts"
 
+# The version the root runs as until an image's manifest says otherwise (machined reads it
+# on the factory slot): "VERSION BUILD_ID".
+install -d "$root/usr/share/keel"
+echo "$version $build_id" > "$root/usr/share/keel/image-version"
+chmod 0644 "$root/usr/share/keel/image-version"
+
 # The manifest: every entry of the root, sorted, with its sha256 (a symlink with its
 # target, a directory with its mode). A copy is inside the root, which it cannot list.
 manifest=$out/manifest.txt
@@ -227,9 +247,27 @@ manifest=$out/manifest.txt
     fi
   done
 ) > "$manifest"
-install -d "$root/usr/share/keel"
 install -m 0644 "$manifest" "$root/usr/share/keel/manifest.txt"
 
 rm -f "$out/root.squashfs"
 mksquashfs "$root" "$out/root.squashfs" -comp zstd -all-root -noappend -quiet -no-progress >/dev/null
+
+# --- The dm-verity hash tree and the image file. -----------------------------------------
+# No superblock: the image's manifest carries the parameters. The salt is the root's
+# SHA-256, so the same root always gives the same tree.
+salt=$(sha256sum < "$out/root.squashfs" | cut -d' ' -f1)
+verity_out=$(veritysetup format --no-superblock --data-block-size=4096 --hash-block-size=4096 --hash=sha256 \
+  --salt="$salt" "$out/root.squashfs" "$out/root.verity")
+root_hash=$(sed -n 's/^Root hash:[[:space:]]*\([0-9a-f]*\)$/\1/p' <<<"$verity_out")
+[[ ${#root_hash} -eq 64 ]] || { echo "build-image.sh: veritysetup printed no root hash: $verity_out" >&2; exit 1; }
+chmod 0644 "$out/root.verity"
+image_file=$out/keel-$version.img
+rm -f "$out"/keel-*.img
+"$pack" pack --kernel "$out/vmlinuz" --initramfs "$out/initrd.img" --root "$out/root.squashfs" \
+  --verity "$out/root.verity" --version "$version" --build-id "$build_id" --root-hash "$root_hash" \
+  --salt "$salt" -o "$image_file"
+ln -sfn "$(basename "$image_file")" "$out/keel.img"
+
 echo "build-image.sh: kernel $kver; root $(du -h "$out/root.squashfs" | cut -f1) ($(grep -c '^file' "$manifest") files), initramfs $(du -h "$out/initrd.img" | cut -f1), kernel $(du -h "$out/vmlinuz" | cut -f1) in $out"
+image_bytes=$(stat -c %s "$image_file")
+echo "build-image.sh: image file $image_file: version $version, build $build_id, $image_bytes bytes ($(awk -v b="$image_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB)"

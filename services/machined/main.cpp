@@ -175,6 +175,11 @@ int main(int argc, char** argv) {
   app.add_option("--backends-dir", backendsDir,
                  "Directory of the backend manifests (<name>.json) for the names in machine.backends; "
                  "default: <libexec>/backends");
+  std::string bootDir;
+  app.add_option("--boot-dir", bootDir,
+                 "Directory of root slots and the boot pointer that Upgrade and Rollback write (on the OS image: "
+                 "/var/lib/keel-boot, set by PID 1). For tests and local clusters: nothing boots from it, the "
+                 "booted slot is 'factory' and the running image's version is <root>/usr/share/keel/image-version");
   app.add_option("--service-settle-ms", settleMs, "How long a service must stay up to count as running")
       ->capture_default_str();
   app.add_option("--service-stop-grace-ms", graceMs, "SIGTERM to SIGKILL grace period when stopping a service")
@@ -195,11 +200,14 @@ int main(int argc, char** argv) {
   if (rootMode && !denyInvokingUser) options.allowedUids.push_back(getuid());
   options.serviceSettleTime = std::chrono::milliseconds(settleMs);
   options.serviceStopGrace = std::chrono::milliseconds(graceMs);
+  if (!bootDir.empty()) options.bootDir = bootDir;
   if (keel::machined::underPid1()) {
     // Booted from the OS image: the initramfs told PID 1 which root slot it booted.
     options.bootDir = "/var/lib/keel-boot";
     const char* slot = std::getenv("KEEL_BOOT_SLOT");
     options.bootedSlot = slot != nullptr ? slot : "factory";
+    // The initramfs went back to the previous slot by itself: an event, like a rollback.
+    if (const char* fellBack = std::getenv("KEEL_BOOT_FALLBACK")) options.bootFallback = fellBack;
   }
   if (getpid() != 1 && !rootMode && getuid() != 0) {
     spdlog::error("machined: a node with --root / must run as root; use --root DIR for an unprivileged node");

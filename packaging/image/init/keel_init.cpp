@@ -193,11 +193,13 @@ bool mountSlotFile(const std::string& file) {
 }
 
 // Chooses and mounts the root: the pointer's slot while it has tries left or is confirmed,
-// else the slot it falls back to. Returns the slot booted and whether it is unconfirmed.
-std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveState) {
+// else the slot it falls back to. Returns the slot booted and whether it is unconfirmed;
+// `fellBack` says why when it went back to the previous slot (machined records it).
+std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
   mkdir(kNewRoot, 0755);
   Pointer p = haveState ? readPointer() : Pointer{};
   if (p.boot != "factory" && p.tries == 0) {
+    fellBack = "slot " + p.boot + " never reached API-ready; went back to slot " + p.fallback;
     say("slot " + p.boot + " never reached API-ready; going back to slot " + p.fallback);
     p = Pointer{p.fallback, p.fallback, -1};
     writePointer(p);
@@ -212,6 +214,7 @@ std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveStat
       say("root: slot " + p.boot + ", mounted read-only");
       return {p.boot, p.tries >= 0};
     }
+    fellBack = "slot " + p.boot + " could not be mounted; went back to slot " + p.fallback;
     say("slot " + p.boot + " cannot be mounted; going back to slot " + p.fallback);
     p = Pointer{p.fallback, p.fallback, -1};
     writePointer(p);
@@ -248,7 +251,8 @@ int main() {
     haveState = mount(stateDev.c_str(), kState, "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
     if (!haveState) say("cannot mount the state disk " + stateDev + ": " + errnoText());
   }
-  const auto [slot, pending] = mountRoot(rootDev, haveState);
+  std::string fellBack;
+  const auto [slot, pending] = mountRoot(rootDev, haveState, fellBack);
   if (haveState) {
     // machined's PID 1 finds /var mounted and keeps it.
     if (mount(kState, (std::string(kNewRoot) + "/var").c_str(), nullptr, MS_MOVE, nullptr) != 0) {
@@ -258,6 +262,7 @@ int main() {
   // PID 1 confirms a pending slot once apid listens, or reboots into the fallback.
   setenv("KEEL_BOOT_SLOT", slot.c_str(), 1);
   if (pending) setenv("KEEL_BOOT_PENDING", "1", 1);
+  if (!fellBack.empty()) setenv("KEEL_BOOT_FALLBACK", fellBack.c_str(), 1);
   say("starting machined");
   // machined mounts its own /proc, /sys and /dev in the new root.
   umount2("/proc", MNT_DETACH);

@@ -87,6 +87,11 @@ grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*,
   m->set_git_commit(std::string(info.gitCommit));
   m->set_build_date(std::string(info.buildDate));
   m->set_arch(std::string(info.arch));
+  if (const auto running = runningImage()) {
+    m->set_image_version(running->version.toString());
+    m->set_image_build_id(running->buildId);
+  }
+  if (!deps_.bootDir.empty()) m->set_boot_slot(deps_.bootedSlot);
   return grpc::Status::OK;
 }
 
@@ -604,9 +609,9 @@ grpc::Status MachineServiceImpl::Reset(grpc::ServerContext* ctx, const Empty*, v
 
 namespace {
 
-// A root image larger than this is refused from its header: the squashfs roots Keel
-// builds are tens of MiB, and the state disk also holds the other slot.
-constexpr uint64_t kMaxImageBytes = uint64_t{2} << 30;
+// An image file larger than the format allows is refused from the call's header, before
+// its signature is even checked.
+constexpr uint64_t kMaxImageBytes = image::kHeaderSize + image::kMaxManifestBytes + image::kMaxPayloadBytes;
 
 Status checkBootsFromSlots(const MachineServiceDeps& deps) {
   if (deps.bootDir.empty()) {
@@ -617,7 +622,40 @@ Status checkBootsFromSlots(const MachineServiceDeps& deps) {
   return Status::ok();
 }
 
+// The image's bytes after the header, into `writer`.
+Status streamImage(grpc::ServerContext* ctx, grpc::ServerReader<v1::UpgradeRequest>* reader, SlotWriter& writer) {
+  v1::UpgradeRequest req;
+  while (reader->Read(&req)) {
+    if (req.part_case() != v1::UpgradeRequest::kChunk) {
+      return invalidArgument("expected the image's bytes after the header, found a second header");
+    }
+    KEEL_RETURN_IF_ERROR(writer.write(req.chunk()));
+  }
+  if (ctx->IsCancelled()) return {StatusCode::kCancelled, "the upgrade was cancelled; nothing changed"};
+  return Status::ok();
+}
+
+std::string describe(const std::optional<RunningImage>& image) {
+  if (!image) return "an image of unknown version";
+  return fmt::format("{} (build {})", image->version.toString(), image->buildId);
+}
+
 }  // namespace
+
+std::optional<RunningImage> MachineServiceImpl::runningImage() const {
+  auto running = readRunningImage(deps_.bootDir, deps_.bootedSlot, deps_.rootDir);
+  if (running.ok()) return *running;
+  spdlog::warn("machined: the running image's version is unknown: {}", running.status().message());
+  return std::nullopt;
+}
+
+grpc::Status MachineServiceImpl::refuseUpgrade(const Status& why, bool downgrade) {
+  if (why.code() != StatusCode::kCancelled) {
+    spdlog::warn("upgrade refused: {}", why.message());
+    deps_.events->record("machine", "upgrade", downgrade ? "downgrade-refused" : "refused", why.message());
+  }
+  return toGrpc(why);
+}
 
 grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerReader<v1::UpgradeRequest>* reader,
                                          v1::UpgradeResponse* resp) {
@@ -641,37 +679,35 @@ grpc::Status MachineServiceImpl::Upgrade(grpc::ServerContext* ctx, grpc::ServerR
     return toGrpc(invalidArgument(
         fmt::format("the image is {} bytes; at most {} are accepted", header.size(), kMaxImageBytes)));
   }
+  const std::optional<RunningImage> running = runningImage();
+  bool downgradeRefused = false;
+  const ManifestCheck versionPolicy = [&](const image::Manifest& m) {
+    Status s = checkImageVersion(running, m, header.allow_downgrade());
+    downgradeRefused = !s.isOk();
+    return s;
+  };
   auto writer = SlotWriter::begin(deps_.bootDir, deps_.bootedSlot, header.sha256(), header.signature(), *key,
-                                  header.size());
-  if (!writer.ok()) {
-    spdlog::warn("upgrade refused: {}", writer.status().message());
-    deps_.events->record("machine", "upgrade", "refused", writer.status().message());
-    return toGrpc(writer.status());
-  }
-  while (reader->Read(&req)) {
-    if (req.part_case() != v1::UpgradeRequest::kChunk) {
-      return toGrpc(invalidArgument("expected the image's bytes after the header, found a second header"));
-    }
-    if (const Status s = writer->write(req.chunk()); !s.isOk()) return toGrpc(s);
-  }
-  if (ctx->IsCancelled()) return toGrpc({StatusCode::kCancelled, "the upgrade was cancelled; nothing changed"});
-  auto slot = writer->finish();
-  if (!slot.ok()) {
-    spdlog::warn("upgrade refused: {}", slot.status().message());
-    deps_.events->record("machine", "upgrade", "refused", slot.status().message());
-    return toGrpc(slot.status());
-  }
-  const std::string message =
-      fmt::format("installed a {}-byte image (sha256 {}) into slot {}; the next boot tries it, falling back to slot {}",
-                  header.size(), header.sha256(), *slot, deps_.bootedSlot);
+                                  header.size(), versionPolicy);
+  if (!writer.ok()) return refuseUpgrade(writer.status(), false);
+  if (const Status s = streamImage(ctx, reader, **writer); !s.isOk()) return refuseUpgrade(s, downgradeRefused);
+  auto slot = (*writer)->finish();
+  if (!slot.ok()) return refuseUpgrade(slot.status(), false);
+  const image::Manifest& manifest = *(*writer)->manifest();
+  const bool downgrade = !running || manifest.version < running->version;
+  const std::string message = fmt::format(
+      "installed image {} (build {}) into slot {}{}; the next boot tries it, falling back to slot {} ({})",
+      manifest.version.toString(), manifest.buildId, *slot,
+      downgrade ? ", allowed as a downgrade by the request" : "", deps_.bootedSlot, describe(running));
   spdlog::info("{}", message);
-  deps_.events->record("machine", "upgrade", "installed", message);
+  deps_.events->record("machine", "upgrade", downgrade ? "downgraded" : "installed", message);
   auto* m = resp->add_messages();
   KEEL_META(m);
   m->set_slot(*slot);
   m->set_previous(deps_.bootedSlot);
   m->set_bytes(header.size());
   m->set_rebooting(!header.no_reboot());
+  m->set_version(manifest.version.toString());
+  if (running) m->set_previous_version(running->version.toString());
   if (!header.no_reboot()) deps_.power(PowerAction::kReboot);
   return grpc::Status::OK;
 }

@@ -8,10 +8,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "keel/backend/authorize.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
+#include "running_image.h"
 
 namespace keel::supervisor {
 class Supervisor;
@@ -43,6 +45,10 @@ struct MachineServiceDeps {
   // bootDir: machined runs as a process on a host, and Upgrade and Rollback are refused.
   std::filesystem::path bootDir;
   std::string bootedSlot = "factory";
+  // The node's root (--root), where the factory root's image version is read: Version
+  // reports the running image and Upgrade refuses an older one unless the request allows
+  // a downgrade (readRunningImage; read at each call, the files are small).
+  std::filesystem::path rootDir = "/";
   // The version of each service that declares one (backends, from their manifests).
   std::map<std::string, std::string> serviceVersions;
 };
@@ -89,6 +95,10 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req, grpc::ServerWriter<v1::DataChunk>* writer) override;
 
  private:
+  // Records an upgrade that was refused (an event, a log line) and returns its status.
+  grpc::Status refuseUpgrade(const Status& why, bool downgrade);
+  // The image the node runs; nullopt when unknown (a damaged record is logged).
+  std::optional<RunningImage> runningImage() const;
   MachineServiceDeps deps_;
   std::mutex upgradeMu_;  // one Upgrade or Rollback at a time
 };

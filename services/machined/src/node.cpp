@@ -84,6 +84,7 @@ Status Node::prepareDirectories() {
 Status Node::start() {
   KEEL_RETURN_IF_ERROR(prepareDirectories());
   journal_ = std::make_unique<EventJournal>(clock_, 2000);
+  if (!options_.bootFallback.empty()) journal_->record("machine", "rollback", "automatic", options_.bootFallback);
   config_ = std::make_unique<ConfigStore>(paths_, clock_);
   config_->setEventSink([this](const std::string& state, const std::string& message) {
     journal_->record("config", "machine-config", state, message);
@@ -533,6 +534,7 @@ Status Node::startApi() {
   deps.power = [this](PowerAction a) { requestStop(a); };
   deps.bootDir = options_.bootDir;
   deps.bootedSlot = options_.bootedSlot;
+  deps.rootDir = options_.root;
   deps.serviceVersions = serviceVersions_;
   service_ = std::make_unique<MachineServiceImpl>(std::move(deps));
 

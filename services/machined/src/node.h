@@ -70,6 +70,9 @@ struct NodeOptions {
   // booted now (see MachineServiceDeps). Empty: Upgrade and Rollback are refused.
   std::filesystem::path bootDir;
   std::string bootedSlot = "factory";
+  // Why the initramfs booted the previous slot instead of the pointer's (empty: it did not);
+  // recorded as a rollback event when the node starts.
+  std::string bootFallback;
   // Starts a service process outside this process (machined's spawner), confined as
   // ServiceSpec::sandbox says; the process must be a child of this one (see
   // SupervisorOptions::spawn). Empty: the supervisor forks in-process and each service is

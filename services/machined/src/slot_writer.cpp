@@ -1,13 +1,13 @@
 #include "slot_writer.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <optional>
 
+#include "keel/common/assert.h"
 #include "keel/pki/pki.h"
 
 namespace keel::machined {
@@ -15,11 +15,6 @@ namespace keel::machined {
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path slotFile(const fs::path& dir, std::string_view slot) { return dir / ("slot-" + std::string(slot) + ".squashfs"); }
-fs::path partialFile(const fs::path& dir, std::string_view slot) {
-  return dir / ("slot-" + std::string(slot) + ".squashfs.partial");
-}
 
 std::optional<std::string> fromHex(std::string_view hex) {
   if (hex.size() != 64) return std::nullopt;
@@ -59,8 +54,6 @@ Status writeDurably(const fs::path& path, std::string_view text) {
 }
 
 }  // namespace
-
-void SlotWriter::HashDeleter::operator()(void* ctx) const { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx)); }
 
 std::string inactiveSlot(std::string_view booted) { return booted == "a" ? "b" : "a"; }
 
@@ -109,103 +102,131 @@ Result<std::string> rollBack(const fs::path& dir, const std::string& booted) {
   }
   const std::string target = pointer->fallback;
   std::error_code ec;
-  if (target != "factory" && !fs::exists(slotFile(dir, target), ec)) {
+  if (target != "factory" && !fs::exists(slotFiles(dir, target).root, ec)) {
     return failedPrecondition("slot " + target + " is no longer on the state disk");
   }
   KEEL_RETURN_IF_ERROR(writeBootPointer(dir, target, booted, -1));
   return target;
 }
 
-Result<SlotWriter> SlotWriter::begin(fs::path dir, std::string booted, std::string_view sha256Hex,
-                                     std::string_view signature, std::string_view publicKeyPem, uint64_t size) {
-  const auto digest = fromHex(sha256Hex);
-  if (!digest) return invalidArgument("expected the image's SHA-256 as 64 lowercase hex digits");
-  if (size == 0) return invalidArgument("the image is empty");
-  // The signature covers the image's SHA-256: checked before a byte is written, so an
-  // unsigned image never reaches the disk.
-  KEEL_RETURN_IF_ERROR(pki::verifyDigestSignature(publicKeyPem, *digest, signature));
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return internalError("cannot create " + dir.string() + ": " + ec.message());
-  const std::string target = inactiveSlot(booted);
-  const fs::path partial = partialFile(dir, target);
-  const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return internalError("cannot create " + partial.string() + ": " + std::strerror(errno));
-  std::unique_ptr<void, HashDeleter> hash(EVP_MD_CTX_new());
-  if (!hash || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(hash.get()), EVP_sha256(), nullptr) != 1) {
-    close(fd);
-    return internalError("cannot start a SHA-256");
-  }
-  return SlotWriter(std::move(dir), std::move(booted), target, *digest, size, fd, std::move(hash));
+SlotFiles slotFiles(const fs::path& dir, std::string_view slot) {
+  const std::string base = "slot-" + std::string(slot);
+  return {.root = dir / (base + ".squashfs"),
+          .kernel = dir / (base + ".vmlinuz"),
+          .initramfs = dir / (base + ".initrd"),
+          .verity = dir / (base + ".verity"),
+          .manifest = dir / (base + ".manifest.json"),
+          .signature = dir / (base + ".manifest.sig")};
 }
 
-SlotWriter::SlotWriter(fs::path dir, std::string booted, std::string target, std::string sha256, uint64_t size, int fd,
-                       std::unique_ptr<void, HashDeleter> hash)
-    : dir_(std::move(dir)),
-      booted_(std::move(booted)),
-      target_(std::move(target)),
-      sha256_(std::move(sha256)),
-      size_(size),
-      fd_(fd),
-      hash_(std::move(hash)) {}
+namespace {
 
-SlotWriter::SlotWriter(SlotWriter&& other) noexcept
-    : dir_(std::move(other.dir_)),
-      booted_(std::move(other.booted_)),
-      target_(std::move(other.target_)),
-      sha256_(std::move(other.sha256_)),
-      size_(other.size_),
-      received_(other.received_),
-      fd_(other.fd_),
-      done_(other.done_),
-      hash_(std::move(other.hash_)) {
-  other.fd_ = -1;
-  other.done_ = true;
+// Where each part and the signed bytes go, in the order finish() puts them in place: the
+// root last but for the manifest, so a slot's manifest always describes its root.
+std::vector<std::pair<std::string, fs::path>> slotTargets(const fs::path& dir, std::string_view slot) {
+  const SlotFiles f = slotFiles(dir, slot);
+  return {{"kernel", f.kernel},     {"initramfs", f.initramfs}, {"verity", f.verity},
+          {"root", f.root},         {"signature", f.signature}, {"manifest", f.manifest}};
 }
 
-SlotWriter::~SlotWriter() {
-  if (fd_ >= 0) close(fd_);
-  if (!done_) {
-    std::error_code ec;
-    fs::remove(partialFile(dir_, target_), ec);
-  }
-}
+fs::path partialOf(const fs::path& p) { return p.string() + ".partial"; }
 
-Status SlotWriter::write(std::string_view chunk) {
-  if (done_ || fd_ < 0) return failedPrecondition("the upgrade is over");
-  if (chunk.size() > size_ - received_) {
-    return outOfRange("the image is longer than the " + std::to_string(size_) + " bytes announced");
-  }
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(hash_.get()), chunk.data(), chunk.size());
+Status writeAll(int fd, std::string_view bytes) {
   size_t off = 0;
-  while (off < chunk.size()) {
-    const ssize_t n = ::write(fd_, chunk.data() + off, chunk.size() - off);
+  while (off < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return internalError("cannot write the new slot: " + std::string(std::strerror(errno)));
     off += static_cast<size_t>(n);
   }
-  received_ += chunk.size();
   return Status::ok();
 }
 
+}  // namespace
+
+Result<std::unique_ptr<SlotWriter>> SlotWriter::begin(fs::path dir, std::string booted, std::string_view manifestSha256Hex,
+                                     std::string_view signature, std::string_view publicKeyPem, uint64_t size,
+                                     ManifestCheck check) {
+  const auto digest = fromHex(manifestSha256Hex);
+  if (!digest) return invalidArgument("expected the image manifest's SHA-256 as 64 lowercase hex digits");
+  if (size <= image::kHeaderSize) return invalidArgument("the image is too short to hold a manifest");
+  // The signature covers the manifest, whose hashes cover every part: checked before a
+  // byte is written, so an unsigned image never reaches the disk.
+  KEEL_RETURN_IF_ERROR(pki::verifyDigestSignature(publicKeyPem, *digest, signature));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return internalError("cannot create " + dir.string() + ": " + ec.message());
+  // Not make_unique: the constructor is private.
+  std::unique_ptr<SlotWriter> w(
+      new SlotWriter(std::move(dir), std::move(booted), size, std::string(signature), std::move(check)));
+  SlotWriter* self = w.get();
+  w->verifier_ = std::make_unique<image::ImageStreamVerifier>(
+      *digest, size,
+      image::ImageStreamVerifier::Callbacks{
+          .manifest =
+              [self](const image::Manifest& m, std::string_view bytes) {
+                if (self->check_) KEEL_RETURN_IF_ERROR(self->check_(m));
+                return self->openPartials(bytes);
+              },
+          .part = [self](const image::Part& p, std::string_view bytes) { return self->writePart(p, bytes); }});
+  return w;
+}
+
+SlotWriter::SlotWriter(fs::path dir, std::string booted, uint64_t size, std::string signature, ManifestCheck check)
+    : dir_(std::move(dir)),
+      booted_(std::move(booted)),
+      target_(inactiveSlot(booted_)),
+      signature_(std::move(signature)),
+      size_(size),
+      check_(std::move(check)) {}
+
+SlotWriter::~SlotWriter() {
+  for (const auto& [_, fd] : fds_) close(fd);
+  if (!done_) removePartials();
+}
+
+void SlotWriter::removePartials() {
+  std::error_code ec;
+  for (const auto& [_, path] : slotTargets(dir_, target_)) fs::remove(partialOf(path), ec);
+}
+
+// Called once the manifest matches the signed hash: the version policy, then one partial
+// file per target, the manifest and signature written at once.
+Status SlotWriter::openPartials(std::string_view manifestBytes) {
+  for (const auto& [name, path] : slotTargets(dir_, target_)) {
+    const fs::path partial = partialOf(path);
+    const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return internalError("cannot create " + partial.string() + ": " + std::strerror(errno));
+    fds_[name] = fd;
+  }
+  KEEL_RETURN_IF_ERROR(writeAll(fds_["manifest"], manifestBytes));
+  return writeAll(fds_["signature"], signature_);
+}
+
+Status SlotWriter::writePart(const image::Part& part, std::string_view bytes) {
+  const auto it = fds_.find(part.name);
+  KEEL_RELEASE_ASSERT(it != fds_.end(), "a part the manifest parser does not allow: " + part.name);
+  return writeAll(it->second, bytes);
+}
+
+Status SlotWriter::write(std::string_view chunk) {
+  if (done_) return failedPrecondition("the upgrade is over");
+  return verifier_->feed(chunk);
+}
+
 Result<std::string> SlotWriter::finish() {
-  if (done_ || fd_ < 0) return failedPrecondition("the upgrade is over");
-  if (received_ != size_) {
-    return invalidArgument("the image ended after " + std::to_string(received_) + " of " + std::to_string(size_) +
-                           " bytes");
+  if (done_) return failedPrecondition("the upgrade is over");
+  KEEL_RETURN_IF_ERROR(verifier_->finish());
+  for (auto& [name, fd] : fds_) {
+    if (fsync(fd) != 0) return internalError("cannot sync the new slot: " + std::string(std::strerror(errno)));
+    close(fd);
+    fd = -1;
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(hash_.get()), digest, &len);
-  if (std::string(reinterpret_cast<const char*>(digest), len) != sha256_) {
-    return invalidArgument("the image's bytes do not hash to the signed SHA-256");
-  }
-  if (fsync(fd_) != 0) return internalError("cannot sync the new slot: " + std::string(std::strerror(errno)));
-  close(fd_);
-  fd_ = -1;
-  const fs::path partial = partialFile(dir_, target_);
-  if (rename(partial.c_str(), slotFile(dir_, target_).c_str()) != 0) {
-    return internalError("cannot install the new slot: " + std::string(std::strerror(errno)));
+  fds_.clear();
+  for (const auto& [_, path] : slotTargets(dir_, target_)) {
+    if (rename(partialOf(path).c_str(), path.c_str()) != 0) {
+      return internalError("cannot install the new slot: " + std::string(std::strerror(errno)));
+    }
   }
   done_ = true;
   KEEL_RETURN_IF_ERROR(syncDir(dir_));

@@ -1,11 +1,14 @@
-// Installs a new root image into the inactive root slot of the state disk, for the
-// initramfs to boot on trial (packaging/image/README.md, "Root slots"). An image is
-// accepted only when its SHA-256 is signed by the key the machine config names and the
-// bytes received hash to it; nothing of the booted slot or the pointer changes before that.
+// Installs an image file (libs/image) into the inactive root slot of the state disk, for
+// the initramfs to boot on trial (packaging/image/README.md, "Root slots"). An image is
+// accepted only when its manifest's SHA-256 is signed by the key the machine config names,
+// the version policy accepts the manifest, and every part hashes to the manifest's hash;
+// nothing of the booted slot or the pointer changes before that.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +16,7 @@
 
 #include "boot_pointer.h"
 #include "keel/common/status.h"
+#include "keel/image/image_file.h"
 
 namespace keel::machined {
 
@@ -38,47 +42,67 @@ Result<std::string> rollBack(const std::filesystem::path& dir, const std::string
 Status writeBootPointer(const std::filesystem::path& dir, std::string_view boot, std::string_view fallback,
                         int tries);
 
+// The files of slot `slot` in `dir`: the root the initramfs boots (slot-X.squashfs), and
+// with it the rest of the image it came from (kernel, initramfs, verity tree, manifest and
+// its signature), kept for the boot chain to use.
+struct SlotFiles {
+  std::filesystem::path root, kernel, initramfs, verity, manifest, signature;
+};
+SlotFiles slotFiles(const std::filesystem::path& dir, std::string_view slot);
+
+// Decides, from an image's manifest, whether it may be installed (the version policy); its
+// error is returned by the upgrade as is.
+using ManifestCheck = std::function<Status(const image::Manifest&)>;
+
 class SlotWriter {
  public:
-  // Starts an upgrade of a machine booted from slot `booted`. `sha256Hex` is the image's
-  // SHA-256 (64 hex digits), `signature` a DER ECDSA signature of those 32 bytes made with
-  // the private key of `publicKeyPem` (P-256), `size` the image's length in bytes.
+  // Starts an upgrade of a machine booted from slot `booted` with an image file of `size`
+  // bytes (libs/image). `manifestSha256Hex` is the SHA-256 of the file's manifest (64 hex
+  // digits), `signature` a DER ECDSA signature of those 32 bytes made with the private key
+  // of `publicKeyPem` (P-256). `check` sees the manifest before a part is written.
   // Errors: INVALID_ARGUMENT for a malformed hash, size or key; PERMISSION_DENIED when the
   // signature does not verify (nothing is written then).
-  static Result<SlotWriter> begin(std::filesystem::path dir, std::string booted, std::string_view sha256Hex,
-                                  std::string_view signature, std::string_view publicKeyPem, uint64_t size);
-  SlotWriter(SlotWriter&& other) noexcept;
-  SlotWriter& operator=(SlotWriter&&) = delete;
+  static Result<std::unique_ptr<SlotWriter>> begin(std::filesystem::path dir, std::string booted, std::string_view manifestSha256Hex,
+                                  std::string_view signature, std::string_view publicKeyPem, uint64_t size,
+                                  ManifestCheck check);
+  // Not movable: the verifier's callbacks point at it.
   SlotWriter(const SlotWriter&) = delete;
-  // Removes the partial file of an upgrade that did not finish.
+  SlotWriter& operator=(const SlotWriter&) = delete;
+  // Removes the partial files of an upgrade that did not finish.
   ~SlotWriter();
 
-  // Appends the next bytes of the image. Errors: OUT_OF_RANGE past the announced size.
+  // Appends the next bytes of the image file, checking them as they come (the manifest
+  // against the signed hash, then `check`, then each part against the manifest's hash).
+  // Errors: the image's (PERMISSION_DENIED, INVALID_ARGUMENT, OUT_OF_RANGE) or `check`'s;
+  // INTERNAL when the disk fails. After an error the upgrade is over and nothing changed.
   Status write(std::string_view chunk);
-  // Checks length and hash, makes the slot file durable under its name and points the
-  // next boot at it with one try, falling back to the booted slot. Returns the slot.
-  // Errors: INVALID_ARGUMENT when the length or hash differ (the slot is left as it was).
+  // Checks that every part arrived whole, makes the slot's files durable under their names
+  // and points the next boot at the slot with one try, falling back to the booted slot.
+  // Returns the slot. Errors: INVALID_ARGUMENT when the image is incomplete (the slot is
+  // left as it was).
   Result<std::string> finish();
 
-  uint64_t received() const { return received_; }
+  uint64_t received() const { return verifier_->received(); }
   uint64_t size() const { return size_; }
+  // The image's manifest, once it has arrived.
+  const std::optional<image::Manifest>& manifest() const { return verifier_->manifest(); }
 
  private:
-  struct HashDeleter {
-    void operator()(void* ctx) const;
-  };
-  SlotWriter(std::filesystem::path dir, std::string booted, std::string target, std::string sha256, uint64_t size,
-             int fd, std::unique_ptr<void, HashDeleter> hash);
+  SlotWriter(std::filesystem::path dir, std::string booted, uint64_t size, std::string signature, ManifestCheck check);
+  Status openPartials(std::string_view manifestBytes);
+  Status writePart(const image::Part& part, std::string_view bytes);
+  void removePartials();
 
   std::filesystem::path dir_;
   std::string booted_;
   std::string target_;
-  std::string sha256_;  // the signed digest, 32 raw bytes
+  std::string signature_;
   uint64_t size_ = 0;
-  uint64_t received_ = 0;
-  int fd_ = -1;
   bool done_ = false;
-  std::unique_ptr<void, HashDeleter> hash_;  // EVP_MD_CTX over the bytes received
+  // The partial files of the parts, opened once the manifest is accepted.
+  std::map<std::string, int> fds_;
+  ManifestCheck check_;
+  std::unique_ptr<image::ImageStreamVerifier> verifier_;
 };
 
 }  // namespace keel::machined

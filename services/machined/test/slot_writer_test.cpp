@@ -6,10 +6,14 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <map>
+
+#include "keel/image/image_file.h"
 #include "keel/testing/testing.h"
 
 namespace {
 
+using keel::Status;
 using keel::machined::SlotWriter;
 using keel::testing::readFile;
 using keel::testing::TempDir;
@@ -63,19 +67,56 @@ std::string hex(const std::string& raw) {
   return out;
 }
 
-const std::string kImage(100000, 'x');
+// An image file of filler parts (libs/image), its manifest, and that manifest's digest.
+struct TestImage {
+  std::string manifest;
+  std::string file;
+  std::string digest;  // of the manifest, raw
 
-TEST_CASE("a signed image goes to the inactive slot and the next boot tries it once") {
+  explicit TestImage(const std::string& version = "1.0.0", char rootByte = 'r') {
+    const std::map<std::string, std::string> parts = {{"kernel", std::string(5000, 'k')},
+                                                      {"initramfs", std::string(3000, 'i')},
+                                                      {"root", std::string(3 * 4096, rootByte)},
+                                                      {"verity", std::string(4096, 'v')}};
+    keel::image::Manifest m;
+    m.version = keel::image::parseVersion(version).value();
+    m.buildId = "test";
+    for (const auto name : keel::image::kPartNames) {
+      const auto& bytes = parts.at(std::string(name));
+      m.parts.push_back({.name = std::string(name), .size = bytes.size(), .sha256 = hex(sha256(bytes))});
+    }
+    keel::image::layOutParts(m.parts);
+    m.verity.rootHash = std::string(64, 'a');
+    manifest = keel::image::serializeManifest(m);
+    file = keel::image::formatHeader(manifest.size()) + manifest;
+    for (const auto name : keel::image::kPartNames) file += parts.at(std::string(name));
+    digest = sha256(manifest);
+  }
+};
+
+Status writeInPieces(SlotWriter& w, const std::string& bytes) {
+  for (size_t off = 0; off < bytes.size(); off += 4096) {
+    KEEL_RETURN_IF_ERROR(w.write(std::string_view(bytes).substr(off, 4096)));
+  }
+  return Status::ok();
+}
+
+TEST_CASE("a signed image goes to the inactive slot, every part with it, and the next boot tries it once") {
   TempDir dir;
   SigningKey owner;
-  const std::string digest = sha256(kImage);
-  auto writer = SlotWriter::begin(dir.path(), "a", hex(digest), owner.sign(digest), owner.publicPem(), kImage.size());
+  const TestImage image;
+  auto writer = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
+                                  image.file.size(), nullptr);
   REQUIRE(writer.ok());
-  for (size_t off = 0; off < kImage.size(); off += 4096) REQUIRE(writer->write(std::string_view(kImage).substr(off, 4096)).isOk());
-  const auto slot = writer->finish();
+  REQUIRE(writeInPieces(**writer, image.file).isOk());
+  const auto slot = (*writer)->finish();
   REQUIRE(slot.ok());
   CHECK(*slot == "b");
-  CHECK(readFile(dir / "slot-b.squashfs") == kImage);
+  CHECK(readFile(dir / "slot-b.squashfs") == std::string(3 * 4096, 'r'));
+  CHECK(readFile(dir / "slot-b.vmlinuz") == std::string(5000, 'k'));
+  CHECK(readFile(dir / "slot-b.initrd") == std::string(3000, 'i'));
+  CHECK(readFile(dir / "slot-b.verity") == std::string(4096, 'v'));
+  CHECK(readFile(dir / "slot-b.manifest.json") == image.manifest);
   CHECK(readFile(dir / "pointer") == "boot=b\nfallback=a\ntries=1\n");
   CHECK_FALSE(fs::exists(dir / "slot-b.squashfs.partial"));
 }
@@ -83,61 +124,94 @@ TEST_CASE("a signed image goes to the inactive slot and the next boot tries it o
 TEST_CASE("an image signed by another key is refused before anything is written") {
   TempDir dir;
   SigningKey owner, stranger;
-  const std::string digest = sha256(kImage);
-  auto writer = SlotWriter::begin(dir.path(), "factory", hex(digest), stranger.sign(digest), owner.publicPem(),
-                                  kImage.size());
+  const TestImage image;
+  auto writer = SlotWriter::begin(dir.path(), "factory", hex(image.digest), stranger.sign(image.digest),
+                                  owner.publicPem(), image.file.size(), nullptr);
   REQUIRE_FALSE(writer.ok());
   CHECK(writer.status().code() == keel::StatusCode::kPermissionDenied);
   CHECK_THAT(writer.status().message(), ContainsSubstring("does not verify"));
-  auto unsigned_ = SlotWriter::begin(dir.path(), "factory", hex(digest), "", owner.publicPem(), kImage.size());
+  auto unsigned_ = SlotWriter::begin(dir.path(), "factory", hex(image.digest), "", owner.publicPem(),
+                                     image.file.size(), nullptr);
   CHECK(unsigned_.status().code() == keel::StatusCode::kPermissionDenied);
   CHECK(fs::is_empty(dir.path()));
 }
 
-TEST_CASE("bytes that do not hash to the signed digest leave the slots and the pointer alone") {
+TEST_CASE("a manifest other than the signed one, or a changed part, leaves the slots and the pointer alone") {
   TempDir dir;
   SigningKey owner;
   keel::testing::writeFile(dir / "pointer", "boot=a\nfallback=factory\ntries=confirmed\n");
-  const std::string digest = sha256(kImage);
-  auto writer = SlotWriter::begin(dir.path(), "a", hex(digest), owner.sign(digest), owner.publicPem(), kImage.size());
-  REQUIRE(writer.ok());
-  std::string tampered = kImage;
-  tampered[500] = 'y';
-  REQUIRE(writer->write(tampered).isOk());
-  const auto slot = writer->finish();
-  REQUIRE_FALSE(slot.ok());
-  CHECK_THAT(slot.status().message(), ContainsSubstring("do not hash to the signed SHA-256"));
+  const TestImage image;
+  const TestImage other("2.0.0");
+  SECTION("another manifest") {
+    auto writer = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
+                                    other.file.size(), nullptr);
+    REQUIRE(writer.ok());
+    CHECK_THAT(writeInPieces(**writer, other.file).message(), ContainsSubstring("is not the one signed"));
+  }
+  SECTION("a changed part") {
+    std::string tampered = image.file;
+    tampered[tampered.size() - 4096 - 1] ^= 1;
+    auto writer = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
+                                    tampered.size(), nullptr);
+    REQUIRE(writer.ok());
+    CHECK_THAT(writeInPieces(**writer, tampered).message(), ContainsSubstring("root does not hash"));
+    CHECK_FALSE((*writer)->finish().ok());
+  }
   CHECK(readFile(dir / "pointer") == "boot=a\nfallback=factory\ntries=confirmed\n");
   CHECK_FALSE(fs::exists(dir / "slot-b.squashfs"));
+  CHECK_FALSE(fs::exists(dir / "slot-b.manifest.json"));
+  for (const auto& e : fs::directory_iterator(dir.path())) CHECK(e.path().extension() != ".partial");
+}
+
+TEST_CASE("the manifest check refuses an image before any of its parts is written") {
+  TempDir dir;
+  SigningKey owner;
+  const TestImage image;
+  bool asked = false;
+  auto writer = SlotWriter::begin(dir.path(), "factory", hex(image.digest), owner.sign(image.digest),
+                                  owner.publicPem(), image.file.size(), [&](const keel::image::Manifest& m) {
+                                    asked = true;
+                                    CHECK(m.version.toString() == "1.0.0");
+                                    return keel::failedPrecondition("older");
+                                  });
+  REQUIRE(writer.ok());
+  CHECK(writeInPieces(**writer, image.file).code() == keel::StatusCode::kFailedPrecondition);
+  CHECK(asked);
+  CHECK(fs::is_empty(dir.path()));
 }
 
 TEST_CASE("an image longer or shorter than announced is refused") {
   TempDir dir;
   SigningKey owner;
-  const std::string digest = sha256(kImage);
+  const TestImage image;
+  const std::string sig = owner.sign(image.digest);
   {
-    auto writer = SlotWriter::begin(dir.path(), "b", hex(digest), owner.sign(digest), owner.publicPem(), kImage.size());
+    auto writer = SlotWriter::begin(dir.path(), "b", hex(image.digest), sig, owner.publicPem(), image.file.size(),
+                                    nullptr);
     REQUIRE(writer.ok());
-    REQUIRE(writer->write(kImage).isOk());
-    CHECK(writer->write("z").code() == keel::StatusCode::kOutOfRange);
+    REQUIRE((*writer)->write(image.file).isOk());
+    CHECK((*writer)->write("z").code() == keel::StatusCode::kOutOfRange);
   }
   {
-    auto writer = SlotWriter::begin(dir.path(), "b", hex(digest), owner.sign(digest), owner.publicPem(), kImage.size());
+    auto writer = SlotWriter::begin(dir.path(), "b", hex(image.digest), sig, owner.publicPem(), image.file.size(),
+                                    nullptr);
     REQUIRE(writer.ok());
-    REQUIRE(writer->write(std::string_view(kImage).substr(0, 10)).isOk());
-    CHECK_THAT(writer->finish().status().message(), ContainsSubstring("ended after 10 of"));
+    REQUIRE((*writer)->write(std::string_view(image.file).substr(0, 10)).isOk());
+    CHECK_THAT((*writer)->finish().status().message(), ContainsSubstring("ended after 10 of"));
   }
   // An upgrade that did not finish leaves no partial file behind.
-  CHECK_FALSE(fs::exists(dir / "slot-a.squashfs.partial"));
+  for (const auto& e : fs::directory_iterator(dir.path())) CHECK(e.path().extension() != ".partial");
 }
 
 TEST_CASE("malformed hashes and keys are refused by name") {
   TempDir dir;
   SigningKey owner;
-  CHECK_THAT(SlotWriter::begin(dir.path(), "a", "ABC", "", owner.publicPem(), 1).status().message(),
+  CHECK_THAT(SlotWriter::begin(dir.path(), "a", "ABC", "", owner.publicPem(), 100, nullptr).status().message(),
              ContainsSubstring("64 lowercase hex digits"));
-  const std::string digest = sha256(kImage);
-  CHECK_THAT(SlotWriter::begin(dir.path(), "a", hex(digest), owner.sign(digest), "not a key", 1).status().message(),
+  const TestImage image;
+  CHECK_THAT(SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), "not a key", 100, nullptr)
+                 .status()
+                 .message(),
              ContainsSubstring("expected exactly one PUBLIC KEY PEM block"));
   CHECK(keel::machined::inactiveSlot("factory") == "a");
   CHECK(keel::machined::inactiveSlot("a") == "b");
