@@ -1,5 +1,7 @@
 // keelctl as an operator runs it: a node whose machined starts the real apid, reached
 // only over mutual TLS with the keelconfig that `keelctl gen config` wrote.
+#include <signal.h>
+
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
@@ -149,10 +151,16 @@ void signImage(const Cluster& c, const std::filesystem::path& image) {
   REQUIRE(signedImage.exitCode == 0);
 }
 
-// What build-image.sh writes into the factory root, under the node's --root.
-void setFactoryVersion(const Cluster& c, const std::string& text) {
+// What build-image.sh writes into the factory root, under the node's --root. machined
+// reads it once, when it starts (a node's image changes only with a reboot), so the node
+// is restarted on it.
+void setFactoryVersion(Cluster& c, const std::string& text) {
   std::filesystem::create_directories(c.node->root() / "usr/share/keel");
   writeFile(c.node->root() / "usr/share/keel/image-version", text);
+  c.node->process().signal(SIGTERM);
+  REQUIRE(c.node->process().wait(15s));
+  c.node->restart();
+  REQUIRE(eventually([&] { return c.keelctl({"version"}).exitCode == 0; }, 30s));
 }
 
 std::string slotVersion(const Cluster& c) {

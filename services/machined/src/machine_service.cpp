@@ -643,10 +643,15 @@ std::string describe(const std::optional<RunningImage>& image) {
 }  // namespace
 
 std::optional<RunningImage> MachineServiceImpl::runningImage() const {
-  auto running = readRunningImage(deps_.bootDir, deps_.bootedSlot, deps_.rootDir);
-  if (running.ok()) return *running;
-  spdlog::warn("machined: the running image's version is unknown: {}", running.status().message());
-  return std::nullopt;
+  std::call_once(runningOnce_, [this] {
+    auto running = readRunningImage(deps_.bootDir, deps_.bootedSlot, deps_.rootDir);
+    if (running.ok()) {
+      running_ = *running;
+    } else {
+      spdlog::warn("machined: the running image's version is unknown: {}", running.status().message());
+    }
+  });
+  return running_;
 }
 
 grpc::Status MachineServiceImpl::refuseUpgrade(const Status& why, bool downgrade) {

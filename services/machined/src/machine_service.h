@@ -98,7 +98,10 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   // Records an upgrade that was refused (an event, a log line) and returns its status.
   grpc::Status refuseUpgrade(const Status& why, bool downgrade);
   // The image the node runs; nullopt when unknown (a damaged record is logged).
+  // The image this boot runs: read once (it changes only with a reboot), not per call.
   std::optional<RunningImage> runningImage() const;
+  mutable std::once_flag runningOnce_;
+  mutable std::optional<RunningImage> running_;
   MachineServiceDeps deps_;
   std::mutex upgradeMu_;  // one Upgrade or Rollback at a time
 };
