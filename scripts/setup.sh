@@ -67,7 +67,47 @@ enable_backports() {
   fi
 }
 
+# A system id (999 down to 100) that no group has and no user has as its id or primary
+# group: a base image may list users whose primary groups are missing, and a new group
+# must not take such a number.
+free_system_id() {
+  local id
+  for ((id = 999; id >= 100; id--)); do
+    getent group "$id" >/dev/null && continue
+    getent passwd "$id" >/dev/null && continue
+    cut -d: -f4 /etc/passwd | grep -qx "$id" && continue
+    echo "$id"
+    return 0
+  done
+  return 1
+}
+
+# dpkg installs nothing while its statoverride file names a user or group that does not
+# exist (seen on a base image that had dropped the packages owning them): create those
+# as system accounts with ids nobody has, as their packages would have. Argument: the
+# file (for testing).
+repair_statoverride() {
+  local file=${1:-/var/lib/dpkg/statoverride}
+  [[ -r $file ]] || return 0
+  local owner group _ id
+  while read -r owner group _; do
+    [[ -n $group ]] || continue
+    if ! getent group "$group" >/dev/null; then
+      id=$(free_system_id)
+      echo "setup.sh: dpkg's statoverride names group '$group', which does not exist: adding it (gid $id)"
+      groupadd --system --gid "$id" "$group"
+    fi
+    if ! getent passwd "$owner" >/dev/null; then
+      id=$(free_system_id)
+      echo "setup.sh: dpkg's statoverride names user '$owner', which does not exist: adding it (uid $id)"
+      groupadd --system --gid "$id" "$owner" 2>/dev/null || true
+      useradd --system --uid "$id" --gid "$owner" --no-create-home --shell /usr/sbin/nologin "$owner"
+    fi
+  done <"$file"
+}
+
 enable_backports
+repair_statoverride
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 if [[ ${#missing[@]} -gt 0 ]]; then
