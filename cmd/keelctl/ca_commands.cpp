@@ -3,12 +3,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <cctype>
 #include <fstream>
 #include <sstream>
 
 #include "keel/common/clock.h"
 #include "keel/pki/pki.h"
+#include "keel/pki/serial.h"
 
 #include "table.h"
 
@@ -31,17 +31,6 @@ Result<std::vector<std::string>> caNode(const MachineCommandEnv& env) {
 
 std::string unixTime(int64_t seconds) {
   return formatTime(TimePoint(std::chrono::seconds(seconds)));
-}
-
-// Hex digits only, lower case, no leading zeros: "0A:1B" and "a1b" compare equal.
-std::string serialDigits(std::string_view serial) {
-  std::string out;
-  if (serial.starts_with("0x") || serial.starts_with("0X")) serial.remove_prefix(2);
-  for (const char c : serial) {
-    if (std::isxdigit(static_cast<unsigned char>(c))) out.push_back(static_cast<char>(std::tolower(c)));
-  }
-  out.erase(0, std::min(out.find_first_not_of('0'), out.size()));
-  return out;
 }
 
 }  // namespace
@@ -120,7 +109,9 @@ Status cmdConfigRevoke(MachineCommandEnv& env, const RevokeOptions& o) {
   } else {
     req.set_serial(o.serial);
   }
-  if (!o.self && !o.ownSerial.empty() && serialDigits(serial) == serialDigits(o.ownSerial)) {
+  // A serial that does not read as one is left for trustd to refuse.
+  const auto typed = pki::normalizeSerial(serial);
+  if (!o.self && !o.ownSerial.empty() && typed.ok() && *typed == o.ownSerial) {
     return failedPrecondition(fmt::format(
         "serial {} is the certificate this keelconfig calls with: once revoked, this keelconfig is locked out. "
         "Revoke it from another admin keelconfig, or pass --self if that is what you want",

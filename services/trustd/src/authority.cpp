@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/authz.h"
+#include "keel/pki/serial.h"
 #include "keel/config/client_config.h"
 #include "keel/transport/peer_address.h"
 #include "keel/config/duration.h"
@@ -501,7 +502,7 @@ Result<Revocations::Added> Authority::revoke(const RevokeRequest& request, const
   entry.revokedAt = clock_.now();
   entry.revokedBy = requestedBy;
   if (!request.serial.empty()) {
-    KEEL_ASSIGN_OR_RETURN(entry.serial, normalizeSerial(request.serial));
+    KEEL_ASSIGN_OR_RETURN(entry.serial, pki::normalizeSerial(request.serial));
     entry.notAfter = clock_.now() + longestLifetime();
   } else {
     auto cert = pki::Certificate::fromPem(request.certificatePem);

@@ -8,13 +8,12 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/config/file_io.h"
+#include "keel/pki/serial.h"
 #include "keel/security/v1/security.pb.h"
 
 namespace keel::trustd {
 
 namespace {
-
-constexpr std::size_t kMaxSerialHexDigits = 40;  // RFC 5280: at most 20 octets
 
 int64_t toUnix(TimePoint t) { return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count(); }
 TimePoint fromUnix(int64_t s) { return TimePoint(std::chrono::seconds(s)); }
@@ -43,7 +42,7 @@ Result<RevokedEntry> entryFromJson(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& ex) {
     return invalidArgument(std::string("an entry: ") + ex.what());
   }
-  KEEL_ASSIGN_OR_RETURN(const auto serial, normalizeSerial(e.serial));
+  KEEL_ASSIGN_OR_RETURN(const auto serial, pki::normalizeSerial(e.serial));
   if (serial != e.serial) return invalidArgument("an entry's serial is not in canonical form: " + e.serial);
   return e;
 }
@@ -69,27 +68,6 @@ Result<Stored> parseStored(std::string_view text) {
 }
 
 }  // namespace
-
-Result<std::string> normalizeSerial(std::string_view text) {
-  std::string hex;
-  std::string_view rest = text;
-  if (rest.starts_with("0x") || rest.starts_with("0X")) rest.remove_prefix(2);
-  for (const char c : rest) {
-    if (c == ':' || c == ' ') continue;
-    if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return invalidArgument(fmt::format(
-          "expected a certificate serial in hexadecimal (as 'openssl x509 -serial' prints it), found '{}'", text));
-    }
-    hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  }
-  hex.erase(0, std::min(hex.find_first_not_of('0'), hex.size()));
-  if (hex.empty()) return invalidArgument(fmt::format("expected a nonzero certificate serial, found '{}'", text));
-  if (hex.size() > kMaxSerialHexDigits) {
-    return invalidArgument(fmt::format("expected a serial of at most 20 bytes, found {} hex digits", hex.size()));
-  }
-  if (hex.size() % 2 != 0) hex.insert(hex.begin(), '0');
-  return hex;
-}
 
 Result<std::unique_ptr<Revocations>> Revocations::open(std::filesystem::path file, pki::PrivateKey signingKey,
                                                        const Clock& clock) {

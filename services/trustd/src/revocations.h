@@ -79,8 +79,4 @@ class Revocations {
   SignedList signed_;  // signed_.sequence != sequence_: to be signed again
 };
 
-// The serial an operator typed ("0A:1B", "0x0a1b", "a1b"), as pki::Certificate::serialHex
-// writes it ("0a1b"). Errors: INVALID_ARGUMENT saying what a serial looks like.
-Result<std::string> normalizeSerial(std::string_view text);
-
 }  // namespace keel::trustd

@@ -7,6 +7,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include "authority.h"
+#include "keel/pki/serial.h"
 #include "keel/security/v1/security.pb.h"
 #include "keel/testing/testing.h"
 
@@ -47,17 +48,17 @@ keel::security::v1::RevocationList parse(const SignedList& s) {
 }
 
 TEST_CASE("serials are read as an operator types them and written as certificates show them", "[trustd][revoke]") {
-  CHECK(normalizeSerial("0A:1B").value() == "0a1b");
-  CHECK(normalizeSerial("0x0a1b").value() == "0a1b");
-  CHECK(normalizeSerial("a1b").value() == "0a1b");
-  CHECK(normalizeSerial("000a1b").value() == "0a1b");
-  CHECK(normalizeSerial("7F").value() == "7f");
-  CHECK(normalizeSerial("").status().code() == StatusCode::kInvalidArgument);
-  CHECK(normalizeSerial("00").status().code() == StatusCode::kInvalidArgument);
-  CHECK(normalizeSerial("-0a").status().code() == StatusCode::kInvalidArgument);
-  CHECK(normalizeSerial("0a1g").status().code() == StatusCode::kInvalidArgument);
-  CHECK(normalizeSerial(std::string(42, 'a')).status().code() == StatusCode::kInvalidArgument);
-  CHECK(normalizeSerial(std::string(40, 'a')).ok());
+  CHECK(pki::normalizeSerial("0A:1B").value() == "0a1b");
+  CHECK(pki::normalizeSerial("0x0a1b").value() == "0a1b");
+  CHECK(pki::normalizeSerial("a1b").value() == "0a1b");
+  CHECK(pki::normalizeSerial("000a1b").value() == "0a1b");
+  CHECK(pki::normalizeSerial("7F").value() == "7f");
+  CHECK(pki::normalizeSerial("").status().code() == StatusCode::kInvalidArgument);
+  CHECK(pki::normalizeSerial("00").status().code() == StatusCode::kInvalidArgument);
+  CHECK(pki::normalizeSerial("-0a").status().code() == StatusCode::kInvalidArgument);
+  CHECK(pki::normalizeSerial("0a1g").status().code() == StatusCode::kInvalidArgument);
+  CHECK(pki::normalizeSerial(std::string(42, 'a')).status().code() == StatusCode::kInvalidArgument);
+  CHECK(pki::normalizeSerial(std::string(40, 'a')).ok());
 }
 
 TEST_CASE("the list is kept on disk, survives a restart, and its sequence only grows", "[trustd][revoke]") {
