@@ -20,6 +20,7 @@
 #include "health_command.h"
 #include "machine_commands.h"
 #include "time_command.h"
+#include "rotate_ca_commands.h"
 #include "token_commands.h"
 
 namespace keel::keelctl {
@@ -124,6 +125,9 @@ struct Args {
   std::string applyTimeout = "60s";
   UpgradeArgs upgrade;
   RotateTokenArgs rotateToken;
+  RotateCaArgs rotateCa;
+  std::string rotateCaWait = "5m";
+  std::string rotateCaOutput = "table";
 };
 
 // When `cmd` is chosen: resolves the target from the global flags, then runs `run` with it.
@@ -422,6 +426,40 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
       "and either can be run again after a failure. Tokens are shown by fingerprint only.\n\n"
       "Examples:\n  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token\n"
       "  keelctl -n 127.0.1.1,127.0.1.2,127.0.1.3 rotate-token --drop - < old-token");
+
+  auto* rotateCa = app.add_subcommand(
+      "rotate-ca", "Replace one of the cluster's CAs on every node, without a reboot (admin only)");
+  rotateCa->add_option("--kind", a->rotateCa.kind, "Which CA: os (the node API's), kubernetes, etcd or aggregator")
+      ->check(CLI::IsMember({"os", "kubernetes", "etcd", "aggregator"}))
+      ->capture_default_str();
+  rotateCa->add_flag("--status", a->rotateCa.status,
+                     "Show where each node stands (issuing and accepted CAs, apid's certificates) and change nothing");
+  rotateCa->add_option("--secrets", a->rotateCa.secrets,
+                       "A secrets bundle ('keelctl gen secrets') to keep in step: it gains the new CA and its key");
+  rotateCa->add_option("--wait", a->rotateCaWait,
+                       "How long to wait for every apid to hold certificates of the new CA")
+      ->capture_default_str();
+  rotateCa->add_option("-o,--output", a->rotateCaOutput, "With --status: table, json or yaml")->capture_default_str();
+  rotateCa->footer(
+      "A rotation runs on the nodes the context names (or -n), in four steps, each on every node before the\n"
+      "next: accept the new CA (beside the old one), issue with it (control planes first), re-issue what the\n"
+      "old one signed (for the OS CA: each apid's serving and impersonator certificates, then this\n"
+      "keelconfig's own client certificate), drop the old CA. The keelconfig's current context trusts both\n"
+      "CAs while they overlap and the new one only at the end; it is rewritten atomically each time.\n"
+      "The new CA and its key are kept in KEELCONFIG.rotate-ca-KIND (mode 0600) until the rotation ends, so\n"
+      "an interrupted rotation resumes when run again. The old CA is dropped only once every node has\n"
+      "caught up: a node that is down stops the rotation before that step; run it again once the node is\n"
+      "back. Other keelconfigs of the cluster need a new certificate after the drop: generate them with\n"
+      "'keelctl config generate' from the rotated keelconfig.\n"
+      "For the Kubernetes, etcd and aggregator CAs, the machine configs (and --secrets) carry the issuing\n"
+      "and accepted CAs, so a Kubernetes deployed on top can follow.\n\n"
+      "Examples:\n  keelctl rotate-ca\n  keelctl rotate-ca --status\n"
+      "  keelctl rotate-ca --kind etcd --secrets secrets.json");
+  runWithTarget(*rotateCa, options, action, [a](MachineTarget target, CommandEnv& env) -> Status {
+    KEEL_ASSIGN_OR_RETURN(const auto format, parseOutputFormat(a->rotateCaOutput));
+    KEEL_ASSIGN_OR_RETURN(a->rotateCa.wait, config::parseDuration(a->rotateCaWait, std::chrono::hours(24)));
+    return cmdRotateCa(std::move(target), env, format, a->rotateCa);
+  });
 
   for (const char* power : {"reboot", "shutdown", "reset"}) {
     const std::string name = power;

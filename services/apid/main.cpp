@@ -40,6 +40,8 @@ std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::apid::Apid
   options.sans = id.sans;
   options.files.servingKey = config.tls.key;
   options.files.servingCert = config.tls.cert;
+  options.caBundle = config.acceptedCas;
+  options.issuerCheck = std::chrono::duration_cast<std::chrono::milliseconds>(config.certRefresh);
   if (config.impersonator) {
     options.files.impersonatorKey = config.impersonator->key;
     options.files.impersonatorCert = config.impersonator->cert;

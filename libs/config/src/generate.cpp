@@ -10,8 +10,12 @@
 namespace keel::config {
 namespace {
 
-CaPem caPem(const pki::CertificateAuthority& ca, bool withKey) {
-  return {.crt = ca.certificate.toPem(), .key = withKey ? ca.key.toPem() : std::string()};
+// The bundle's CA of `kind` as a machine config holds it, with the CAs accepted besides.
+CaPem caPem(const SecretsBundle& secrets, CaKind kind, bool withKey) {
+  const auto& ca = secretsCa(secrets, kind);
+  CaPem out{.crt = ca.certificate.toPem(), .key = withKey ? ca.key.toPem() : std::string(), .accepted = {}};
+  if (auto it = secrets.acceptedCas.find(kind); it != secrets.acceptedCas.end()) out.accepted = it->second;
+  return out;
 }
 
 // Client certificates may be checked by nodes whose clocks run a little behind the
@@ -48,7 +52,7 @@ Result<MachineConfigs> generateMachineConfigs(const SecretsBundle& secrets, cons
   MachineConfig cp;
   cp.type = MachineType::kControlPlane;
   cp.token = secrets.joinToken;
-  cp.ca = caPem(secrets.osCa, true);
+  cp.ca = caPem(secrets, CaKind::kOs, true);
   cp.certSans = std::move(sans);
   cp.clusterName = options.clusterName;
   cp.clusterId = secrets.clusterId;
@@ -56,20 +60,20 @@ Result<MachineConfigs> generateMachineConfigs(const SecretsBundle& secrets, cons
   cp.controlPlaneEndpoint = options.endpoint.url();
   cp.bootstrapToken = secrets.bootstrapToken;
   cp.secretboxKey = secrets.secretboxKey;
-  cp.kubernetesCa = caPem(secrets.kubernetesCa, true);
-  cp.etcdCa = caPem(secrets.etcdCa, true);
-  cp.aggregatorCa = caPem(secrets.aggregatorCa, true);
+  cp.kubernetesCa = caPem(secrets, CaKind::kKubernetes, true);
+  cp.etcdCa = caPem(secrets, CaKind::kEtcd, true);
+  cp.aggregatorCa = caPem(secrets, CaKind::kAggregator, true);
   cp.serviceAccountKey = secrets.serviceAccountKey.toPem();
 
   // A worker joins with the token and trusts the CAs it talks to; it can mint nothing.
   MachineConfig worker;
   worker.type = MachineType::kWorker;
   worker.token = secrets.joinToken;
-  worker.ca = caPem(secrets.osCa, false);
+  worker.ca = caPem(secrets, CaKind::kOs, false);
   worker.clusterName = options.clusterName;
   worker.clusterId = secrets.clusterId;
   worker.controlPlaneEndpoint = options.endpoint.url();
-  worker.kubernetesCa = caPem(secrets.kubernetesCa, false);
+  worker.kubernetesCa = caPem(secrets, CaKind::kKubernetes, false);
 
   // timed is the reference backend: every node runs it unless a config patch says otherwise.
   cp.backends = {std::string(kDefaultBackend)};
@@ -111,7 +115,7 @@ Result<ClientContext> generateClientContext(const SecretsBundle& secrets, const 
   return ClientContext{
       .endpoints = {},
       .nodes = {},
-      .ca = secrets.osCa.certificate.toPem(),
+      .ca = caBundlePem(caPem(secrets, CaKind::kOs, false)),
       .crt = crt.toPem(),
       .key = key.toPem(),
   };

@@ -23,6 +23,7 @@ constexpr std::string_view kWorkerKeyRefusal = "a worker config must never conta
 nlohmann::ordered_json caJson(const CaPem& ca) {
   nlohmann::ordered_json j = {{"crt", ca.crt}};
   if (!ca.key.empty()) j["key"] = ca.key;
+  if (!ca.accepted.empty()) j["accepted"] = ca.accepted;
   return j;
 }
 
@@ -36,6 +37,7 @@ Result<CaPem> readCa(ObjectReader& parent, std::string_view name, bool keyAllowe
   } else {
     KEEL_RETURN_IF_ERROR(obj.refuse("key", kWorkerKeyRefusal));
   }
+  KEEL_ASSIGN_OR_RETURN(ca.accepted, obj.stringArray("accepted"));
   KEEL_RETURN_IF_ERROR(obj.finish());
   return ca;
 }
@@ -45,7 +47,8 @@ Status checkCa(const CaPem& ca, std::string_view path, bool keyRequired, bool is
   const std::string keyPath = fmt::format("{}.key", path);
   if (isWorker && !ca.key.empty()) return fieldError(keyPath, kWorkerKeyRefusal);
   if (keyRequired && ca.key.empty()) return fieldError(keyPath, "missing (a control-plane config holds the CA key)");
-  return detail::checkCaPem(ca.crt, ca.key, crtPath, keyPath);
+  KEEL_RETURN_IF_ERROR(detail::checkCaPem(ca.crt, ca.key, crtPath, keyPath));
+  return detail::checkAcceptedCas(ca, path);
 }
 
 Status checkSan(std::string_view path, std::string_view san) {

@@ -1,5 +1,7 @@
 #include "secret_fields.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "keel/config/base64.h"
@@ -72,6 +74,35 @@ Status checkCaPem(std::string_view crtPem, std::string_view keyPem, std::string_
   }
   auto ca = parseCaPem(crtPem, keyPem, crtPath, keyPath);
   return ca.status();
+}
+
+Status checkAcceptedCas(const CaPem& ca, std::string_view path) {
+  if (ca.accepted.size() > kMaxAcceptedCas) {
+    return fieldError(fmt::format("{}.accepted", path),
+                      fmt::format("expected at most {} CAs, found {}", kMaxAcceptedCas, ca.accepted.size()));
+  }
+  std::vector<std::string> seen;
+  if (auto issuing = caFingerprint(ca.crt); issuing.ok()) seen.push_back(*issuing);
+  for (size_t i = 0; i < ca.accepted.size(); ++i) {
+    const std::string at = fmt::format("{}.accepted[{}]", path, i);
+    KEEL_RETURN_IF_ERROR(checkCaPem(ca.accepted[i], "", at, ""));
+    KEEL_ASSIGN_OR_RETURN(const auto fp, caFingerprint(ca.accepted[i]));
+    if (std::find(seen.begin(), seen.end(), fp) != seen.end()) {
+      return fieldError(at, "repeats the issuing CA or another accepted one");
+    }
+    seen.push_back(fp);
+  }
+  return Status::ok();
+}
+
+pki::DistinguishedName caSubject(CaKind kind) {
+  switch (kind) {
+    case CaKind::kOs: return {.commonName = "keel-os", .organizations = {"keel-os"}};
+    case CaKind::kKubernetes: return {.commonName = "kubernetes", .organizations = {"kubernetes"}};
+    case CaKind::kEtcd: return {.commonName = "etcd", .organizations = {"etcd"}};
+    case CaKind::kAggregator: return {.commonName = "front-proxy", .organizations = {}};
+  }
+  return {};
 }
 
 }  // namespace keel::config::detail

@@ -5,7 +5,9 @@
 #include <string>
 #include <string_view>
 
+#include "keel/config/ca_rotation.h"
 #include "keel/config/json_fields.h"
+#include "keel/config/machine_config.h"
 #include "keel/common/status.h"
 #include "keel/pki/pki.h"
 
@@ -24,5 +26,15 @@ Status checkCaPem(std::string_view crtPem, std::string_view keyPem, std::string_
                   std::string_view keyPath);
 Result<pki::CertificateAuthority> parseCaPem(std::string_view crtPem, std::string_view keyPem,
                                              std::string_view crtPath, std::string_view keyPath);
+
+// The CAs accepted besides the issuing one (`path`.accepted): each a CA certificate,
+// none the issuing one or another's repeat, at most kMaxAcceptedCas.
+Status checkAcceptedCas(const CaPem& ca, std::string_view path);
+
+// One rotation step on one CA (see changeCertificateAuthorities).
+Result<CaPem> changeCa(const CaPem& current, CaKind kind, const CaChange& change, bool controlPlane);
+
+// The subject of the secrets bundle's CA of `kind` (a rotation adds the time to its CN).
+pki::DistinguishedName caSubject(CaKind kind);
 
 }  // namespace keel::config::detail

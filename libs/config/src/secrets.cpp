@@ -22,27 +22,45 @@ Result<pki::CertificateAuthority> makeCa(pki::DistinguishedName subject, const S
   return ca;
 }
 
-nlohmann::json caJson(const pki::CertificateAuthority& ca) {
-  return {{"crt", ca.certificate.toPem()}, {"key", ca.key.toPem()}};
+nlohmann::ordered_json caJson(const SecretsBundle& b, CaKind kind) {
+  const auto& ca = secretsCa(b, kind);
+  nlohmann::ordered_json j = {{"crt", ca.certificate.toPem()}, {"key", ca.key.toPem()}};
+  if (auto it = b.acceptedCas.find(kind); it != b.acceptedCas.end() && !it->second.empty()) j["accepted"] = it->second;
+  return j;
 }
 
-Result<pki::CertificateAuthority> readCa(ObjectReader& certs, std::string_view name) {
-  KEEL_ASSIGN_OR_RETURN(auto obj, certs.requiredObject(name));
-  KEEL_ASSIGN_OR_RETURN(const std::string crtPem, obj.requiredString("crt"));
-  KEEL_ASSIGN_OR_RETURN(const std::string keyPem, obj.requiredString("key"));
+// The JSON names of the bundle's CAs (older than the kinds' names).
+std::string_view bundleName(CaKind kind) {
+  switch (kind) {
+    case CaKind::kOs: return "os";
+    case CaKind::kKubernetes: return "k8s";
+    case CaKind::kEtcd: return "etcd";
+    case CaKind::kAggregator: return "k8sAggregator";
+  }
+  return "os";
+}
+
+Result<pki::CertificateAuthority> readCa(ObjectReader& certs, CaKind kind,
+                                         std::map<CaKind, std::vector<std::string>>& acceptedCas) {
+  KEEL_ASSIGN_OR_RETURN(auto obj, certs.requiredObject(bundleName(kind)));
+  CaPem pem;
+  KEEL_ASSIGN_OR_RETURN(pem.crt, obj.requiredString("crt"));
+  KEEL_ASSIGN_OR_RETURN(pem.key, obj.requiredString("key"));
+  KEEL_ASSIGN_OR_RETURN(pem.accepted, obj.stringArray("accepted"));
   KEEL_RETURN_IF_ERROR(obj.finish());
-  KEEL_ASSIGN_OR_RETURN(auto ca, detail::parseCaPem(crtPem, keyPem, obj.pathOf("crt"), obj.pathOf("key")));
+  KEEL_ASSIGN_OR_RETURN(auto ca, detail::parseCaPem(pem.crt, pem.key, obj.pathOf("crt"), obj.pathOf("key")));
+  KEEL_RETURN_IF_ERROR(detail::checkAcceptedCas(pem, fmt::format("certs.{}", bundleName(kind))));
+  if (!pem.accepted.empty()) acceptedCas[kind] = std::move(pem.accepted);
   return ca;
 }
 
 }  // namespace
 
 Result<SecretsBundle> generateSecrets(const SecretsOptions& options, const Clock& clock, RandomSource& random) {
-  KEEL_ASSIGN_OR_RETURN(auto osCa, makeCa({.commonName = "keel-os", .organizations = {"keel-os"}}, options, clock));
-  KEEL_ASSIGN_OR_RETURN(auto k8sCa,
-                        makeCa({.commonName = "kubernetes", .organizations = {"kubernetes"}}, options, clock));
-  KEEL_ASSIGN_OR_RETURN(auto etcdCa, makeCa({.commonName = "etcd", .organizations = {"etcd"}}, options, clock));
-  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, makeCa({.commonName = "front-proxy", .organizations = {}}, options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto osCa, makeCa(detail::caSubject(CaKind::kOs), options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto k8sCa, makeCa(detail::caSubject(CaKind::kKubernetes), options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto etcdCa, makeCa(detail::caSubject(CaKind::kEtcd), options, clock));
+  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, makeCa(detail::caSubject(CaKind::kAggregator), options, clock));
   // Kubernetes signs service-account tokens with ES256, so this key is P-256 whatever the CAs use.
   KEEL_ASSIGN_OR_RETURN(auto saKey, pki::PrivateKey::generate(pki::KeyType::kEcdsaP256));
   return SecretsBundle{
@@ -56,6 +74,7 @@ Result<SecretsBundle> generateSecrets(const SecretsOptions& options, const Clock
       .etcdCa = std::move(etcdCa),
       .aggregatorCa = std::move(aggregatorCa),
       .serviceAccountKey = std::move(saKey),
+      .acceptedCas = {},
   };
 }
 
@@ -66,10 +85,10 @@ std::string serializeSecrets(const SecretsBundle& b) {
       {"tokens", {{"join", b.joinToken}, {"bootstrap", b.bootstrapToken}}},
       {"secretboxEncryptionSecret", b.secretboxKey},
       {"certs",
-       {{"os", caJson(b.osCa)},
-        {"k8s", caJson(b.kubernetesCa)},
-        {"etcd", caJson(b.etcdCa)},
-        {"k8sAggregator", caJson(b.aggregatorCa)},
+       {{"os", caJson(b, CaKind::kOs)},
+        {"k8s", caJson(b, CaKind::kKubernetes)},
+        {"etcd", caJson(b, CaKind::kEtcd)},
+        {"k8sAggregator", caJson(b, CaKind::kAggregator)},
         {"k8sServiceAccount", {{"key", b.serviceAccountKey.toPem()}}}}},
   };
   return doc.dump(2) + "\n";
@@ -96,10 +115,11 @@ Result<SecretsBundle> parseSecrets(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(auto secretbox, detail::readSecret(root, "secretboxEncryptionSecret"));
 
   KEEL_ASSIGN_OR_RETURN(auto certs, root.requiredObject("certs"));
-  KEEL_ASSIGN_OR_RETURN(auto osCa, readCa(certs, "os"));
-  KEEL_ASSIGN_OR_RETURN(auto k8sCa, readCa(certs, "k8s"));
-  KEEL_ASSIGN_OR_RETURN(auto etcdCa, readCa(certs, "etcd"));
-  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, readCa(certs, "k8sAggregator"));
+  std::map<CaKind, std::vector<std::string>> accepted;
+  KEEL_ASSIGN_OR_RETURN(auto osCa, readCa(certs, CaKind::kOs, accepted));
+  KEEL_ASSIGN_OR_RETURN(auto k8sCa, readCa(certs, CaKind::kKubernetes, accepted));
+  KEEL_ASSIGN_OR_RETURN(auto etcdCa, readCa(certs, CaKind::kEtcd, accepted));
+  KEEL_ASSIGN_OR_RETURN(auto aggregatorCa, readCa(certs, CaKind::kAggregator, accepted));
   KEEL_ASSIGN_OR_RETURN(auto sa, certs.requiredObject("k8sServiceAccount"));
   KEEL_ASSIGN_OR_RETURN(const std::string saPem, sa.requiredString("key"));
   KEEL_RETURN_IF_ERROR(sa.finish());
@@ -137,7 +157,38 @@ Result<SecretsBundle> parseSecrets(std::string_view text) {
       .etcdCa = std::move(etcdCa),
       .aggregatorCa = std::move(aggregatorCa),
       .serviceAccountKey = std::move(saKey).value(),
+      .acceptedCas = std::move(accepted),
   };
+}
+
+const pki::CertificateAuthority& secretsCa(const SecretsBundle& bundle, CaKind kind) {
+  switch (kind) {
+    case CaKind::kOs: return bundle.osCa;
+    case CaKind::kKubernetes: return bundle.kubernetesCa;
+    case CaKind::kEtcd: return bundle.etcdCa;
+    case CaKind::kAggregator: return bundle.aggregatorCa;
+  }
+  return bundle.osCa;
+}
+
+pki::CertificateAuthority& secretsCa(SecretsBundle& bundle, CaKind kind) {
+  return const_cast<pki::CertificateAuthority&>(secretsCa(static_cast<const SecretsBundle&>(bundle), kind));
+}
+
+Result<SecretsBundle> changeSecretsCa(const SecretsBundle& bundle, CaKind kind, const CaChange& change) {
+  // The same rules as a control plane's config.
+  auto& held = secretsCa(bundle, kind);
+  CaPem pem{.crt = held.certificate.toPem(), .key = held.key.toPem(), .accepted = {}};
+  if (auto it = bundle.acceptedCas.find(kind); it != bundle.acceptedCas.end()) pem.accepted = it->second;
+  KEEL_ASSIGN_OR_RETURN(pem, detail::changeCa(pem, kind, change, true));
+  SecretsBundle next = bundle;
+  KEEL_ASSIGN_OR_RETURN(secretsCa(next, kind), pki::CertificateAuthority::fromPem(pem.crt, pem.key));
+  if (pem.accepted.empty()) {
+    next.acceptedCas.erase(kind);
+  } else {
+    next.acceptedCas[kind] = pem.accepted;
+  }
+  return next;
 }
 
 Status writeSecretsFile(const std::filesystem::path& path, const SecretsBundle& bundle, Overwrite overwrite) {

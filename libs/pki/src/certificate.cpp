@@ -2,6 +2,8 @@
 
 #include "keel/pki/pki.h"
 
+#include <openssl/x509v3.h>
+
 #include "internal.h"
 
 namespace keel::pki {
@@ -174,6 +176,13 @@ std::string Certificate::serialHex() const {
 std::string Certificate::fingerprintSha256() const {
   const auto der = toDer();
   return sha256Hex(der);
+}
+
+bool Certificate::isSignedBy(const Certificate& issuer) const {
+  ErrorQueueGuard guard;
+  if (X509_check_issued(issuer.cert_.get(), cert_.get()) != X509_V_OK) return false;
+  PkeyPtr key(X509_get_pubkey(issuer.cert_.get()));
+  return key != nullptr && X509_verify(cert_.get(), key.get()) == 1;
 }
 
 Result<KeyType> Certificate::publicKeyType() const {

@@ -216,6 +216,7 @@ Status IdentityManager::renewOnce() {
   std::uniform_real_distribution<double> spread(-options_.jitter, options_.jitter);
   std::lock_guard lock(mu_);
   current_ = std::make_pair(serving.key.toPem(), issued.servingChainPem);
+  impersonatorPem_ = issued.impersonatorPem;
   const auto lifetime = std::chrono::duration<double>(notAfter - now);
   const double fraction = std::clamp(options_.renewAt + spread(random_), 0.05, 0.95);
   const auto wait = std::max<std::chrono::system_clock::duration>(
@@ -273,25 +274,58 @@ void IdentityManager::startRenewing() {
   thread_ = std::thread([this] { renewLoop(); });
 }
 
+bool IdentityManager::issuedByAnotherCa() const {
+  if (options_.caBundle.empty()) return false;
+  std::vector<std::string> held;
+  {
+    std::lock_guard lock(mu_);
+    if (!current_) return false;
+    held = {current_->second, impersonatorPem_};
+  }
+  auto text = config::readPrivateFile(options_.caBundle, "the OS CA bundle");
+  if (!text.ok()) return false;
+  auto cas = pki::Certificate::bundleFromPem(*text);
+  if (!cas.ok()) return false;
+  for (const auto& pem : held) {
+    if (pem.empty()) continue;
+    auto chain = pki::Certificate::bundleFromPem(pem);
+    if (chain.ok() && !chain->front().isSignedBy(cas->front())) return true;
+  }
+  return false;
+}
+
 void IdentityManager::renewLoop() {
   int failures = 0;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    const auto until =
-        failures == 0 ? renewAt_ - clock_.now() : std::chrono::system_clock::duration(backoff(failures));
+    auto until = failures == 0 ? renewAt_ - clock_.now() : std::chrono::system_clock::duration(backoff(failures));
+    const bool checksIssuer = !options_.caBundle.empty() && options_.issuerCheck.count() > 0;
+    if (checksIssuer) until = std::min<std::chrono::system_clock::duration>(until, options_.issuerCheck);
     if (until > std::chrono::system_clock::duration::zero()) {
       cv_.wait_for(lock, until, [this] { return stopping_; });
       if (stopping_) break;
-      if (failures == 0 && clock_.now() < renewAt_) continue;
     }
+    const bool due = failures > 0 ? std::chrono::steady_clock::now() >= retryAt_ : clock_.now() >= renewAt_;
     lock.unlock();
-    const Status st = renewOnce();
+    const bool rotated = failures == 0 && !due && checksIssuer && issuedByAnotherCa();
+    if (!due && !rotated) {
+      lock.lock();
+      continue;
+    }
+    if (rotated) spdlog::info("apid: the issuing OS CA changed; renewing its certificates under it now");
+    Status st = renewOnce();
+    // A control plane that does not issue with the new CA yet: again after a backoff.
+    if (st.isOk() && checksIssuer && issuedByAnotherCa()) {
+      st = unavailable("the certificates came back signed by a CA other than the issuing one; the control plane "
+                       "has not taken the new CA yet");
+    }
     lock.lock();
     if (st.isOk()) {
       failures = 0;
       continue;
     }
     ++failures;
+    retryAt_ = std::chrono::steady_clock::now() + backoff(failures);
     spdlog::warn("apid: renewing its certificate failed (attempt {}): {}; the current one is valid until {}",
                  failures, st.message(), formatTime(notAfter_));
   }

@@ -19,6 +19,7 @@
 
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
+#include "keel/pki/pki.h"
 
 namespace keel::apid {
 
@@ -76,6 +77,11 @@ struct IdentityOptions {
   // Renewal at this fraction of the lifetime, +/- jitter (both of the whole lifetime).
   double renewAt = 0.5;
   double jitter = 0.1;
+  // apid's accepted CA bundle, the issuing CA first. When set, it is read every
+  // `issuerCheck`, and certificates the issuing CA did not sign are renewed at once: a CA
+  // rotation's re-issue step needs nothing else from apid.
+  std::filesystem::path caBundle;
+  std::chrono::milliseconds issuerCheck{2'000};
 };
 
 class IdentityManager {
@@ -100,6 +106,8 @@ class IdentityManager {
 
  private:
   void renewLoop();
+  // Whether the issuing CA of caBundle (its first) did not sign a certificate apid holds.
+  bool issuedByAnotherCa() const;
   std::optional<RenewalProof> renewalProof(const std::string& csrPem) const;
   std::chrono::milliseconds backoff(int failures) const;
 
@@ -112,7 +120,9 @@ class IdentityManager {
   std::mt19937_64 random_;
   // The serving key and chain apid holds now, for the next renewal's proof.
   std::optional<std::pair<std::string, std::string>> current_;  // key PEM, chain PEM
+  std::string impersonatorPem_;                                  // empty without one
   TimePoint renewAt_ = TimePoint::max();
+  std::chrono::steady_clock::time_point retryAt_;  // after a failed renewal
   TimePoint notAfter_ = TimePoint::min();
   std::thread thread_;
 };

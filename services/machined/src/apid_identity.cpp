@@ -7,8 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sys/stat.h>
+
 #include <fmt/format.h>
 
+#include "keel/config/ca_rotation.h"
 #include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
 #include "keel/config/join_tokens.h"
@@ -40,6 +43,12 @@ std::vector<std::string> servingSans(const config::MachineConfig& cfg, const Api
   return sans;
 }
 
+// trustd's CA: the issuing one with its key, and the bundle it hands out and accepts
+// certificates of (the issuing CA first, then those accepted while a rotation runs).
+nlohmann::json trustdCa(const config::MachineConfig& cfg) {
+  return {{"crt", cfg.ca.crt}, {"key", cfg.ca.key}, {"bundle", config::caBundlePem(cfg.ca)}};
+}
+
 }  // namespace
 
 Result<std::string> nodeHostname(const config::MachineConfig& cfg) {
@@ -55,7 +64,7 @@ Result<std::vector<fs::path>> prepareApidState(const config::MachineConfig& cfg,
   if (cfg.ca.crt.empty())
     return invalidArgument("apid identity: expected the OS CA certificate in machine.ca.crt, found none");
   const fs::path ca = req.stateDir / kApidCaFile;
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(ca, cfg.ca.crt, config::Overwrite::kYes));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(ca, config::caBundlePem(cfg.ca), config::Overwrite::kYes));
   for (const char* stale : {kApidServerKeyFile, kApidServerCertFile, kApidImpersonatorKeyFile, kApidImpersonatorCertFile}) {
     std::error_code ec;
     fs::remove(req.stateDir / stale, ec);
@@ -83,31 +92,59 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
                              endpoint.status().message());
     }
     identity["joinEndpoints"] = nlohmann::json::array({hostPort(endpoint->host, req.joinPort)});
-    identity["joinToken"] = cfg.token;  // rewriteJoinTokens writes it again
+    identity["joinToken"] = cfg.token;  // rewriteServiceTrust writes it again
   }
   out["identity"] = std::move(identity);
   return out;
 }
 
-Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
+Result<bool> rewriteServiceTrust(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
   KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "a service's config"));
   auto json = nlohmann::json::parse(text, nullptr, false);
   if (json.is_discarded() || !json.is_object()) {
     return internalError(serviceConfig.string() + " is not the JSON object machined wrote");
   }
-  nlohmann::json wanted;
-  nlohmann::json* field = nullptr;
+  const nlohmann::json before = json;
   if (cfg.type == config::MachineType::kControlPlane) {
-    wanted = config::acceptedJoinTokens(cfg);
-    field = &json[kTrustdJoinTokensKey];
+    json[kTrustdJoinTokensKey] = config::acceptedJoinTokens(cfg);
+    json["ca"] = trustdCa(cfg);
   } else {
-    wanted = cfg.token;
-    field = &json["identity"]["joinToken"];
+    json["identity"]["joinToken"] = cfg.token;
   }
-  if (*field == wanted) return false;
-  *field = std::move(wanted);
+  if (json == before) return false;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(serviceConfig, json.dump(2) + "\n", config::Overwrite::kYes));
   return true;
+}
+
+Result<bool> rewriteApidCaBundle(const config::MachineConfig& cfg, const std::filesystem::path& stateDir,
+                                 std::optional<std::pair<uid_t, gid_t>> owner) {
+  const fs::path file = stateDir / kApidCaFile;
+  const std::string wanted = config::caBundlePem(cfg.ca);
+  if (auto have = config::readPrivateFile(file, "apid's CA bundle"); have.ok() && *have == wanted) return false;
+  const fs::path next = stateDir / (std::string(".") + kApidCaFile + ".next");
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(next, wanted, config::Overwrite::kYes));
+  // apid may write in its state directory: lchown, so a link it put there changes nothing else.
+  if (owner && lchown(next.c_str(), owner->first, owner->second) != 0) {
+    return internalError(fmt::format("cannot give {} to apid: {}", next.string(), errnoText(errno)));
+  }
+  if (rename(next.c_str(), file.c_str()) != 0) {
+    return internalError(fmt::format("cannot replace {}: {}", file.string(), errnoText(errno)));
+  }
+  return true;
+}
+
+std::string issuerFingerprint(const std::filesystem::path& certFile, const config::CaPem& ca) {
+  auto pem = config::readPrivateFile(certFile, "apid's certificate");
+  if (!pem.ok()) return "";
+  auto chain = pki::Certificate::bundleFromPem(*pem);
+  if (!chain.ok()) return "";
+  std::vector<std::string> candidates = ca.accepted;
+  candidates.insert(candidates.begin(), ca.crt);
+  for (const auto& candidate : candidates) {
+    auto cert = pki::Certificate::fromPem(candidate);
+    if (cert.ok() && chain->front().isSignedBy(*cert)) return cert->fingerprintSha256();
+  }
+  return "";
 }
 
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
@@ -128,7 +165,7 @@ nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentity
   return {{"hostname", req.hostname},
           {"clusterName", cfg.clusterName},
           {"apiEndpoint", hostPort(req.nodeAddress, req.apiPort)},
-          {"ca", {{"crt", cfg.ca.crt}, {"key", cfg.ca.key}}},
+          {"ca", trustdCa(cfg)},
           {kTrustdJoinTokensKey, tokens},
           {"certSans", cfg.certSans},
           {"allowedUids", allowedUids},

@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -40,7 +42,8 @@ struct ApidIdentityRequest {
   int joinPort = 50001;            // this node's join listener (control plane), or the control plane's (worker)
 };
 
-// Writes apid's accepted CA bundle (ca.crt, cfg.ca.crt, mode 0600) into req.stateDir and
+// Writes apid's accepted CA bundle (ca.crt: the issuing OS CA, then the others accepted;
+// mode 0600) into req.stateDir and
 // removes certificates and keys left from an earlier run, so that apid serves only with
 // an identity it got for this configuration. Returns the files written.
 // Errors: INVALID_ARGUMENT without an OS CA certificate; INTERNAL when a file cannot be written.
@@ -61,11 +64,24 @@ Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, cons
 nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                             const std::vector<uid_t>& allowedUids);
 
-// Brings the join token of a service config machined wrote up to `cfg`, so a running node
-// takes a new token set without a reboot: on a control plane trustd's accepted tokens
-// (`serviceConfig` is trustd's config.json; trustd reads it when it starts), on a worker the
-// token apid joins with (apid's config.json; read when apid starts). True when the file
-// changed. Errors: INTERNAL when the file cannot be read or written.
-Result<bool> rewriteJoinTokens(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig);
+// Brings the join tokens and the OS CA of a service config machined wrote up to `cfg`, so a
+// running node takes a new token set or a CA rotation step without a reboot: on a control
+// plane trustd's accepted tokens and its CA (`serviceConfig` is trustd's config.json;
+// trustd reads it when it starts), on a worker the token apid joins with (apid's
+// config.json; read when apid starts). True when the file changed. Errors: INTERNAL when
+// the file cannot be read or written.
+Result<bool> rewriteServiceTrust(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig);
+
+// Brings apid's accepted CA bundle (`stateDir`/ca.crt, which apid re-reads while it runs)
+// up to `cfg`. The new file is written beside it, given to `owner` (when set) without
+// following a symlink, and renamed into place, so apid never reads a half-written or
+// foreign-owned bundle. True when the file changed. Errors: INTERNAL.
+Result<bool> rewriteApidCaBundle(const config::MachineConfig& cfg, const std::filesystem::path& stateDir,
+                                 std::optional<std::pair<uid_t, gid_t>> owner);
+
+// The fingerprint of the CA in `ca` (the issuing one or an accepted one) that signed the
+// certificate (leaf first) in `certFile`; empty when the file is missing or unreadable
+// or none of them did.
+std::string issuerFingerprint(const std::filesystem::path& certFile, const config::CaPem& ca);
 
 }  // namespace keel::machined

@@ -25,10 +25,14 @@ std::string_view applyModeName(ApplyMode mode) {
 namespace {
 
 // Fields a running node can take on without restarting its services.
-// machine.upgrade is read by each Upgrade call. The join tokens: machined rewrites them
-// into trustd's and apid's configs and restarts trustd (node.cpp, applyJoinTokens).
-constexpr std::string_view kLiveFields[] = {"machine.certSANs", "machine.network.hostname", "machine.files",
-                                            "machine.upgrade", "machine.token", "machine.trustd.acceptedTokens"};
+// machine.upgrade is read by each Upgrade call. The join tokens and the OS CA: machined
+// rewrites them into trustd's and apid's files and restarts trustd (node.cpp, applyTrust).
+// The Kubernetes, etcd and aggregator CAs are only held for what runs on top.
+constexpr std::string_view kLiveFields[] = {"machine.certSANs", "machine.network.hostname",
+                                            "machine.files",    "machine.upgrade",
+                                            "machine.token",    "machine.trustd.acceptedTokens",
+                                            "machine.ca",       "cluster.ca",
+                                            "cluster.etcd.ca",  "cluster.aggregatorCA"};
 
 }  // namespace
 
@@ -70,6 +74,10 @@ std::vector<std::string> changedFields(const MachineConfig& a, const MachineConf
   rest.imageSigningKey = a.imageSigningKey;
   rest.token = a.token;
   rest.trustd.acceptedTokens = a.trustd.acceptedTokens;
+  rest.ca = a.ca;
+  rest.kubernetesCa = a.kubernetesCa;
+  rest.etcdCa = a.etcdCa;
+  rest.aggregatorCa = a.aggregatorCa;
   const bool allLive = std::all_of(out.begin(), out.end(), [](const std::string& f) { return fieldAppliesLive(f); });
   if (allLive && !(rest == a)) out.emplace_back("(other)");
   return out;

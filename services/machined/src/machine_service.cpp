@@ -14,6 +14,8 @@
 #include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
 #include "keel/common/version.h"
+#include "apid_identity.h"
+#include "keel/config/ca_rotation.h"
 #include "keel/config/join_tokens.h"
 #include "keel/config/machine_config.h"
 #include "keel/facts/system_facts.h"
@@ -565,6 +567,51 @@ grpc::Status MachineServiceImpl::UpdateJoinTokens(grpc::ServerContext* ctx, cons
   } else {
     m->set_presented(config::tokenFingerprint(next->token));
   }
+  m->set_changed(changed);
+  return grpc::Status::OK;
+}
+
+namespace {
+
+void describeCas(const config::MachineConfig& cfg, config::CaKind kind, const std::filesystem::path& apidStateDir,
+                 v1::UpdateCertificateAuthorities* m) {
+  m->set_type(std::string(config::machineTypeName(cfg.type)));
+  m->set_kind(std::string(config::caKindName(kind)));
+  const config::CaPem* ca = config::caOf(cfg, kind);
+  m->set_held(ca != nullptr);
+  if (ca == nullptr) return;
+  m->set_issuing(config::caFingerprint(ca->crt).value_or(""));
+  for (const auto& a : ca->accepted) m->add_accepted(config::caFingerprint(a).value_or(""));
+  if (kind != config::CaKind::kOs || apidStateDir.empty()) return;
+  m->set_serving_issuer(issuerFingerprint(apidStateDir / kApidServerCertFile, *ca));
+  if (cfg.type == config::MachineType::kControlPlane) {
+    m->set_impersonator_issuer(issuerFingerprint(apidStateDir / kApidImpersonatorCertFile, *ca));
+  }
+}
+
+}  // namespace
+
+grpc::Status MachineServiceImpl::UpdateCertificateAuthorities(grpc::ServerContext* ctx,
+                                                              const v1::UpdateCertificateAuthoritiesRequest* req,
+                                                              v1::UpdateCertificateAuthoritiesResponse* resp) {
+  KEEL_AUTHORIZE(ctx);
+  auto kind = config::parseCaKind(req->kind().empty() ? "os" : req->kind());
+  if (!kind.ok()) return toGrpc(kind.status());
+  const auto current = deps_.config->current();
+  const config::CaChange change{
+      .accept = req->accept(), .issueCrt = req->issue_certificate(), .issueKey = req->issue_key(), .drop = req->drop()};
+  auto next = config::changeCertificateAuthorities(current, *kind, change);
+  if (!next.ok()) return toGrpc(next.status());
+  const bool changed = !(*next == current);
+  if (changed) {
+    // The same path as ApplyConfiguration: the previous config kept, the CAs applied live.
+    auto outcome = deps_.config->apply(config::serializeMachineConfig(*next), ApplyMode::kNoReboot,
+                                       std::chrono::seconds(60), &current);
+    if (!outcome.ok()) return toGrpc(outcome.status());
+  }
+  auto* m = resp->add_messages();
+  KEEL_META(m);
+  describeCas(*next, *kind, deps_.apidStateDir, m);
   m->set_changed(changed);
   return grpc::Status::OK;
 }

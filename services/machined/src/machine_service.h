@@ -49,6 +49,9 @@ struct MachineServiceDeps {
   // reports the running image and Upgrade refuses an older one unless the request allows
   // a downgrade (readRunningImage; read at each call, the files are small).
   std::filesystem::path rootDir = "/";
+  // apid's state directory: UpdateCertificateAuthorities reports which CA signed the
+  // certificates apid holds there. Empty: not reported.
+  std::filesystem::path apidStateDir;
   // The version of each service that declares one (backends, from their manifests).
   std::map<std::string, std::string> serviceVersions;
 };
@@ -82,6 +85,8 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   grpc::Status ConfirmConfiguration(grpc::ServerContext* ctx, const Empty* req, v1::ConfirmConfigurationResponse* resp) override;
   grpc::Status UpdateJoinTokens(grpc::ServerContext* ctx, const v1::UpdateJoinTokensRequest* req,
                                 v1::UpdateJoinTokensResponse* resp) override;
+  grpc::Status UpdateCertificateAuthorities(grpc::ServerContext* ctx, const v1::UpdateCertificateAuthoritiesRequest* req,
+                                            v1::UpdateCertificateAuthoritiesResponse* resp) override;
   grpc::Status Reboot(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Shutdown(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;
   grpc::Status Reset(grpc::ServerContext* ctx, const Empty* req, v1::PowerResponse* resp) override;

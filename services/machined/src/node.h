@@ -116,8 +116,10 @@ class Node {
   // trustd on a node that is no longer a control plane).
   void removeStaleRoutes();
   Status startServices();
-  // Live application of a new join-token set (ConfigStore's live applier).
-  void applyJoinTokens(const config::MachineConfig& cfg);
+  // Live application of a new join-token set or CA rotation step (ConfigStore's live
+  // applier): trustd's config and a restart of trustd on a control plane, then apid's CA
+  // bundle (apid re-reads it) and a worker's join token.
+  void applyTrust(const config::MachineConfig& cfg);
   // The account service `name` runs under when machined runs as root: keel-<name> when
   // the packaging made it; else nobody for a built-in, and for a backend or an extension
   // a uid of its own that machined gives it (accounts.h).

@@ -8,6 +8,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <sys/stat.h>
 
+#include "keel/config/ca_rotation.h"
 #include "keel/config/file_io.h"
 #include "keel/testing/testing.h"
 
@@ -117,10 +118,10 @@ TEST_CASE("a new token set reaches trustd's config, or a worker apid's, and noth
   written["socket"] = "/run/keel-trustd/trustd.sock";
   const fs::path file = dir / "config.json";
   REQUIRE(config::writePrivateFile(file, written.dump(2), config::Overwrite::kNo).isOk());
-  CHECK(rewriteJoinTokens(cfg, file).value() == false);  // nothing to change
+  CHECK(rewriteServiceTrust(cfg, file).value() == false);  // nothing to change
 
   cfg.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
-  REQUIRE(rewriteJoinTokens(cfg, file).value());
+  REQUIRE(rewriteServiceTrust(cfg, file).value());
   auto after = nlohmann::json::parse(readAll(file));
   CHECK(after["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
   after["joinTokens"] = written["joinTokens"];
@@ -135,10 +136,51 @@ TEST_CASE("a new token set reaches trustd's config, or a worker apid's, and noth
   const fs::path apidFile = dir / "apid.json";
   REQUIRE(config::writePrivateFile(apidFile, apid.dump(2), config::Overwrite::kNo).isOk());
   worker.token = "yyyyyy.yyyyyyyyyyyyyyyy";
-  REQUIRE(rewriteJoinTokens(worker, apidFile).value());
+  REQUIRE(rewriteServiceTrust(worker, apidFile).value());
   const auto apidAfter = nlohmann::json::parse(readAll(apidFile));
   CHECK(apidAfter["identity"]["joinToken"] == "yyyyyy.yyyyyyyyyyyyyyyy");
   CHECK(apidAfter["identity"]["joinEndpoints"] == apid["identity"]["joinEndpoints"]);
+}
+
+TEST_CASE("apid's CA bundle follows the OS CAs of the machine config, and a link planted in apid's directory "
+          "changes nothing outside it",
+          "[apid_identity]") {
+  keel::testing::TempDir dir;
+  const SystemClock clock;
+  auto cfg = testing::controlPlaneConfig();
+  REQUIRE(rewriteApidCaBundle(cfg, dir.path(), std::nullopt).value());
+  CHECK(pki::Certificate::bundleFromPem(readAll(dir / "ca.crt")).value().size() == 1);
+  CHECK(modeOf(dir / "ca.crt") == 0600);
+  CHECK(rewriteApidCaBundle(cfg, dir.path(), std::nullopt).value() == false);  // nothing to change
+
+  const auto next = config::generateRotationCa(config::CaKind::kOs, clock).value();
+  const std::string oldFp = config::caFingerprint(cfg.ca.crt).value();
+  const std::string newFp = config::caFingerprint(next.certificate.toPem()).value();
+  const auto both = config::changeCertificateAuthorities(
+                        cfg, config::CaKind::kOs,
+                        {.accept = next.certificate.toPem(), .issueCrt = next.certificate.toPem(),
+                         .issueKey = next.key.toPem(), .drop = ""})
+                        .value();
+  REQUIRE(rewriteApidCaBundle(both, dir.path(), std::nullopt).value());
+  const auto bundle = pki::Certificate::bundleFromPem(readAll(dir / "ca.crt")).value();
+  REQUIRE(bundle.size() == 2);
+  CHECK(bundle[0].fingerprintSha256() == newFp);  // the issuing CA first
+  CHECK(bundle[1].fingerprintSha256() == oldFp);
+
+  // apid could plant a link where the next bundle is written: it is replaced, not followed.
+  const fs::path victim = dir / "victim";
+  REQUIRE(config::writePrivateFile(victim, "untouched", config::Overwrite::kNo).isOk());
+  fs::create_symlink(victim, dir / ".ca.crt.next");
+  const auto dropped =
+      config::changeCertificateAuthorities(both, config::CaKind::kOs, {.accept = "", .issueCrt = "", .issueKey = "",
+                                                                       .drop = oldFp})
+          .value();
+  REQUIRE(rewriteApidCaBundle(dropped, dir.path(), std::nullopt).value());
+  CHECK(readAll(victim) == "untouched");
+  CHECK_FALSE(fs::is_symlink(dir / "ca.crt"));
+  const auto after = pki::Certificate::bundleFromPem(readAll(dir / "ca.crt")).value();
+  REQUIRE(after.size() == 1);
+  CHECK(after[0].fingerprintSha256() == newFp);
 }
 
 }  // namespace

@@ -129,10 +129,11 @@ bool RateLimiter::allow(const std::string& address) {
   return true;
 }
 
-Authority::Authority(const TrustdConfig& config, pki::CertificateAuthority ca,
+Authority::Authority(const TrustdConfig& config, pki::CertificateAuthority ca, std::vector<pki::Certificate> accepted,
                      std::unique_ptr<Revocations> revocations, const Clock& clock)
     : config_(config),
       ca_(std::move(ca)),
+      acceptedCas_(std::move(accepted)),
       clock_(clock),
       joinLimiter_(config.joinBurst, config.joinRatePerMinute, clock),
       revocations_(std::move(revocations)) {}
@@ -149,8 +150,17 @@ Result<std::unique_ptr<Authority>> Authority::create(const TrustdConfig& config,
                              "'");
     }
   }
+  // The issuing CA and, while a rotation runs, the others whose certificates still count.
+  auto bundle = pki::Certificate::bundleFromPem(config.caBundlePem);
+  if (!bundle.ok()) return bundle.status().withContext("trustd's OS CA bundle");
+  std::vector<pki::Certificate> accepted = {ca->certificate};
+  for (const auto& cert : *bundle) {
+    if (!cert.isCa()) return invalidArgument("trustd's OS CA bundle holds a certificate that is not a CA");
+    if (cert.fingerprintSha256() != ca->certificate.fingerprintSha256()) accepted.push_back(cert);
+  }
   KEEL_ASSIGN_OR_RETURN(auto revocations, Revocations::open(config.revocationFile, ca->key, clock));
-  return std::unique_ptr<Authority>(new Authority(config, std::move(ca).value(), std::move(revocations), clock));
+  return std::unique_ptr<Authority>(
+      new Authority(config, std::move(ca).value(), std::move(accepted), std::move(revocations), clock));
 }
 
 Result<std::string> Authority::admitJoinSource(const std::string& peer, std::string_view what) {
@@ -228,7 +238,7 @@ Result<pki::Certificate> Authority::currentNodeCertificate(const std::string& pe
   if (!chain.ok()) return unauthenticated("the current certificate: " + chain.status().message());
   const pki::Certificate& leaf = chain->front();
   const pki::VerifyOptions options{.requiredUsage = pki::ExtendedKeyUsage::kServerAuth, .intermediates = {}};
-  KEEL_RETURN_IF_ERROR(pki::verifyCertificate(leaf, {ca_.certificate}, options, clock_));
+  KEEL_RETURN_IF_ERROR(pki::verifyCertificate(leaf, acceptedCas_, options, clock_));
   if (revocations_->isRevoked(leaf.serialHex())) {
     return unauthenticated(fmt::format("certificate '{}' (serial {}) is revoked: it renews nothing",
                                        leaf.subject().toString(), leaf.serialHex()));
@@ -515,7 +525,7 @@ Result<Revocations::Added> Authority::revoke(const RevokeRequest& request, const
       return failedPrecondition(fmt::format("the certificate expired at {}: no apid accepts it any more",
                                             formatTime(cert->notAfter())));
     }
-    const auto issued = pki::verifyCertificate(*cert, {ca_.certificate}, {}, clock_);
+    const auto issued = pki::verifyCertificate(*cert, acceptedCas_, {}, clock_);
     if (!issued.isOk()) {
       return invalidArgument("the certificate was not issued by this cluster's OS CA: " + issued.message());
     }

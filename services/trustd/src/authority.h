@@ -96,7 +96,7 @@ class Authority {
                                               const std::string& peer);
 
   // A joined node's next serving certificate, on the strength of its current one instead
-  // of a join token: `currentPem` (the leaf first) must chain to this trustd's OS CA, be a
+  // of a join token: `currentPem` (the leaf first) must chain to an OS CA trustd accepts, be a
   // node certificate (serverAuth, neither clientAuth nor a CA, no O=) valid now; `proof` a
   // signature by its key over the CSR (pki::signPossession); the CSR's CN and SANs exactly
   // the current certificate's. Issued for the node lifetime; the join rate limit applies.
@@ -136,8 +136,8 @@ class Authority {
   Revocations& revocations() { return *revocations_; }
 
  private:
-  Authority(const TrustdConfig& config, pki::CertificateAuthority ca, std::unique_ptr<Revocations> revocations,
-            const Clock& clock);
+  Authority(const TrustdConfig& config, pki::CertificateAuthority ca, std::vector<pki::Certificate> accepted,
+            std::unique_ptr<Revocations> revocations, const Clock& clock);
   // The longest lifetime of any certificate this CA issues (node, apid, client).
   std::chrono::seconds longestLifetime() const;
   Result<std::chrono::seconds> clientTtl(std::chrono::seconds requested) const;
@@ -151,6 +151,7 @@ class Authority {
 
   TrustdConfig config_;
   pki::CertificateAuthority ca_;
+  std::vector<pki::Certificate> acceptedCas_;  // ca_ first, then the others of caBundlePem
   const Clock& clock_;
   RateLimiter joinLimiter_;
   std::unique_ptr<Revocations> revocations_;

@@ -102,6 +102,9 @@ class [[nodiscard]] Result {
     return std::get<0>(std::move(state_));
   }
 
+  // The value, or `fallback` for an error (like std::optional's).
+  T value_or(T fallback) const& { return ok() ? std::get<0>(state_) : std::move(fallback); }
+
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }

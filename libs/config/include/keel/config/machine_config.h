@@ -23,10 +23,14 @@ inline constexpr std::string_view kRedacted = "******";
 enum class MachineType { kControlPlane, kWorker };
 std::string_view machineTypeName(MachineType type);  // "controlplane" / "worker"
 
-// A CA as PEM text; `key` is empty when the config only trusts the CA.
+// A CA as PEM text; `key` is empty when the config only trusts the CA. `crt` is the
+// issuing CA (the one whose key signs, where a key is held); `accepted` are the other CA
+// certificates of the same kind this node accepts, while a rotation is under way
+// (keel/config/ca_rotation.h).
 struct CaPem {
   std::string crt;
   std::string key;
+  std::vector<std::string> accepted;
   bool operator==(const CaPem&) const = default;
 };
 

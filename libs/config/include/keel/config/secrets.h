@@ -5,11 +5,14 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <vector>
 #include <string>
 #include <string_view>
 
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
+#include "keel/config/ca_rotation.h"
 #include "keel/config/file_io.h"
 #include "keel/config/random.h"
 #include "keel/pki/pki.h"
@@ -31,7 +34,19 @@ struct SecretsBundle {
   pki::CertificateAuthority etcdCa;        // O=etcd, CN=etcd
   pki::CertificateAuthority aggregatorCa;  // CN=front-proxy
   pki::PrivateKey serviceAccountKey;       // ECDSA P-256
+  // While a CA is rotated: the other CAs of a kind accepted besides the one above (PEM),
+  // by kind (keel/config/ca_rotation.h). Machine and client configs made from the
+  // bundle accept them too.
+  std::map<CaKind, std::vector<std::string>> acceptedCas;
 };
+
+// The bundle's CA of `kind`.
+const pki::CertificateAuthority& secretsCa(const SecretsBundle& bundle, CaKind kind);
+pki::CertificateAuthority& secretsCa(SecretsBundle& bundle, CaKind kind);
+
+// The bundle with one step of a rotation made to its CA of `kind`, by the same rules as
+// a control plane's machine config (changeCertificateAuthorities).
+Result<SecretsBundle> changeSecretsCa(const SecretsBundle& bundle, CaKind kind, const CaChange& change);
 
 struct SecretsOptions {
   std::chrono::seconds caValidity = std::chrono::hours(24 * 365 * 10);

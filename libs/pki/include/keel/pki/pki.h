@@ -113,6 +113,9 @@ class Certificate {
   TimePoint notAfter() const;
   std::string serialHex() const;         // lower-case hex, no separators
   std::string fingerprintSha256() const;  // lower-case hex SHA-256 of the DER
+  // True when `issuer` names this certificate's issuer and its key made the signature
+  // (nothing else: no validity period, no chain).
+  bool isSignedBy(const Certificate& issuer) const;
   Result<KeyType> publicKeyType() const;
   // True when `key` is the private half of this certificate's public key.
   bool matchesKey(const PrivateKey& key) const;
