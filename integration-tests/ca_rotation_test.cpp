@@ -167,8 +167,45 @@ TEST_CASE("an OS CA rotation on a 1+2 cluster fails no call, then refuses the ol
   const auto etcd = keelctl({"rotate-ca", "--kind", "etcd"}, admin);
   REQUIRE(etcd.exitCode == 0);
   CHECK_THAT(etcd.out, ContainsSubstring("rotated the etcd CA"));
-  // After all that, the admin still reaches every node.
+  // A worker that is down stops a rotation before it changes anything, and is named; once
+  // it is back, the rotation takes it through every step.
+  const auto cluster = nlohmann::json::parse(readFile(root / "cluster.json"));
+  pid_t workerPid = 0;
+  for (const auto& n : cluster["nodes"]) {
+    if (n["address"] == "127.0.1.3") workerPid = n["pid"].get<pid_t>();
+  }
+  REQUIRE(workerPid > 0);
+  std::vector<std::string> workerArgv;
+  {
+    const std::string cmdline = readFile("/proc/" + std::to_string(workerPid) + "/cmdline");
+    for (size_t at = 0; at < cmdline.size();) {
+      const size_t end = cmdline.find('\0', at);
+      workerArgv.push_back(cmdline.substr(at, end - at));
+      at = end == std::string::npos ? cmdline.size() : end + 1;
+    }
+  }
+  REQUIRE(kill(workerPid, SIGTERM) == 0);
+  REQUIRE(eventually([&] { return kill(workerPid, 0) != 0; }, 30s));
+  const std::string caBefore = currentContext(admin)["ca"];
+  const auto blocked = keelctl({"rotate-ca"}, admin);
+  CHECK(blocked.exitCode != 0);
+  CHECK_THAT(blocked.err, ContainsSubstring("127.0.1.3"));
+  CHECK(currentContext(admin)["ca"] == caBefore);
+  const auto waiting = keelctl({"rotate-ca", "--status"}, admin);
+  CHECK_THAT(waiting.out, ContainsSubstring("127.0.1.3 (not answering)"));
+  keel::testing::ChildProcess restarted(workerArgv, dir / "restarted-worker.log");
+  REQUIRE(eventually([&] { return keelctl({"-n", "127.0.1.3", "version"}, admin).exitCode == 0; }, 60s));
+  const auto caughtUp = keelctl({"rotate-ca"}, admin);
+  REQUIRE(caughtUp.exitCode == 0);
+  CHECK_THAT(caughtUp.out, ContainsSubstring("resuming the rotation"));
+  CHECK_THAT(caughtUp.out, ContainsSubstring("on 3 nodes"));
+
+  // After all that, the admin still reaches every node, through the control plane and
+  // straight at the worker that was down.
   CHECK(keelctl({"version"}, admin).exitCode == 0);
+  CHECK(keelctl({"-e", "127.0.1.3:" + port, "-n", "127.0.1.3", "version"}, admin).exitCode == 0);
+  restarted.signal(SIGTERM);
+  restarted.wait(30s);
 
   CHECK(keelctl({"cluster", "destroy", "--root", root.string()}).exitCode == 0);
 }

@@ -36,9 +36,10 @@ struct RotateCaArgs {
 // The state file of a rotation of `kind` for the keelconfig at `keelconfig`.
 std::filesystem::path rotationStatePath(const std::filesystem::path& keelconfig, std::string_view kind);
 
-// Runs (or resumes, or with args.status reports) a rotation on the target's nodes. Every
-// node must answer before the old CA is dropped: a node that does not is named, and the
-// command stops there (run it again once the node is back). Errors: INVALID_ARGUMENT (an
+// Runs (or resumes, or with args.status reports) a rotation on the target's nodes. Each
+// step needs every node: one that does not answer is named and the command stops before
+// the step (run it again once the node is back: it resumes, and the node takes every step
+// it missed). Errors: INVALID_ARGUMENT (an
 // unknown kind, --root/--socket); FAILED_PRECONDITION (no control plane among the nodes,
 // nodes that issue with different CAs when no rotation is under way, a node not caught
 // up); DEADLINE_EXCEEDED when apids have not re-issued within args.wait.
