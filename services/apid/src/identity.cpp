@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -274,7 +275,7 @@ void IdentityManager::startRenewing() {
   thread_ = std::thread([this] { renewLoop(); });
 }
 
-bool IdentityManager::issuedByAnotherCa() const {
+bool IdentityManager::issuedByAnotherCa() {
   if (options_.caBundle.empty()) return false;
   std::vector<std::string> held;
   {
@@ -282,6 +283,13 @@ bool IdentityManager::issuedByAnotherCa() const {
     if (!current_) return false;
     held = {current_->second, impersonatorPem_};
   }
+  struct stat st {};
+  if (::stat(options_.caBundle.c_str(), &st) != 0) return false;
+  std::string input = fmt::format("{}:{}:{}.{}\n", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  for (const auto& pem : held) input += pem;
+  if (input == issuerInput_) return issuerVerdict_;
+  issuerInput_ = std::move(input);
+  issuerVerdict_ = false;
   auto text = config::readPrivateFile(options_.caBundle, "the OS CA bundle");
   if (!text.ok()) return false;
   auto cas = pki::Certificate::bundleFromPem(*text);
@@ -289,7 +297,7 @@ bool IdentityManager::issuedByAnotherCa() const {
   for (const auto& pem : held) {
     if (pem.empty()) continue;
     auto chain = pki::Certificate::bundleFromPem(pem);
-    if (chain.ok() && !chain->front().isSignedBy(cas->front())) return true;
+    if (chain.ok() && !chain->front().isSignedBy(cas->front())) return issuerVerdict_ = true;
   }
   return false;
 }

@@ -107,7 +107,8 @@ class IdentityManager {
  private:
   void renewLoop();
   // Whether the issuing CA of caBundle (its first) did not sign a certificate apid holds.
-  bool issuedByAnotherCa() const;
+  // Verifies again only when the bundle's file or the certificates held changed.
+  bool issuedByAnotherCa();
   std::optional<RenewalProof> renewalProof(const std::string& csrPem) const;
   std::chrono::milliseconds backoff(int failures) const;
 
@@ -123,6 +124,10 @@ class IdentityManager {
   std::string impersonatorPem_;                                  // empty without one
   TimePoint renewAt_ = TimePoint::max();
   std::chrono::steady_clock::time_point retryAt_;  // after a failed renewal
+  // issuedByAnotherCa's last input (the bundle's inode, size and mtime, and the PEMs held)
+  // and verdict; the renewal thread's own.
+  std::string issuerInput_;
+  bool issuerVerdict_ = false;
   TimePoint notAfter_ = TimePoint::min();
   std::thread thread_;
 };
