@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "keel/common/fd_io.h"
 #include "keel/pki/pki.h"
 #include "node_fixture.h"
 
@@ -181,10 +182,10 @@ class RecordingBackend final : public grpc::CallbackGenericService {
     if (counted) acceptHere();
   }
   ~RecordingBackend() override {
-    if (listener_ >= 0) {
-      ::shutdown(listener_, SHUT_RDWR);  // wakes accept()
+    if (listener_) {
+      ::shutdown(listener_.get(), SHUT_RDWR);  // wakes accept()
       acceptor_.join();
-      ::close(listener_);
+      listener_.reset();
     }
     server_->Shutdown(std::chrono::system_clock::now() + 1s);
   }
@@ -251,17 +252,17 @@ class RecordingBackend final : public grpc::CallbackGenericService {
  private:
   std::filesystem::path socket_;
   void acceptHere() {
-    listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(listener_ >= 0);
+    listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(static_cast<bool>(listener_));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     REQUIRE(socket_.string().size() < sizeof(addr.sun_path));
     std::strncpy(addr.sun_path, socket_.c_str(), sizeof(addr.sun_path) - 1);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(listener_, 16) == 0);
+    REQUIRE(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    REQUIRE(::listen(listener_.get(), 16) == 0);
     acceptor_ = std::thread([this] {
       for (;;) {
-        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
           if (errno == EINTR) continue;
           return;  // shut down
@@ -273,7 +274,7 @@ class RecordingBackend final : public grpc::CallbackGenericService {
   }
 
   std::unique_ptr<grpc::Server> server_;
-  int listener_ = -1;
+  keel::UniqueFd listener_;
   std::thread acceptor_;
   std::atomic<int> connections_{0};
   std::mutex mu_;

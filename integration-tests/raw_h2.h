@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "keel/common/fd_io.h"
+
 namespace keel::integration {
 
 class RawH2Client {
@@ -61,25 +63,24 @@ class RawH2Client {
       return 0;
     });
 
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd_ >= 0);
+    fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(static_cast<bool>(fd_));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     REQUIRE(::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) == 1);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
     timeval tv{5, 0};  // no read waits longer
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ssl_.reset(SSL_new(ctx_.get()));
     SSL_set_app_data(ssl_.get(), this);
-    SSL_set_fd(ssl_.get(), fd_);
+    SSL_set_fd(ssl_.get(), fd_.get());
     if (SSL_connect(ssl_.get()) != 1) {
       error_ = "TLS handshake failed: " + std::string(ERR_error_string(ERR_get_error(), nullptr));
     }
   }
   ~RawH2Client() {
     if (ssl_ && error_.empty()) SSL_shutdown(ssl_.get());
-    if (fd_ >= 0) ::close(fd_);
   }
   RawH2Client(const RawH2Client&) = delete;
   RawH2Client& operator=(const RawH2Client&) = delete;
@@ -203,7 +204,7 @@ class RawH2Client {
 
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx_;
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl_;
-  int fd_ = -1;
+  keel::UniqueFd fd_;
   int tickets_ = 0;
   std::string error_;
   std::string buffer_;

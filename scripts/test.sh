@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine and runs every test:
+#   0. scripts/lint.sh (one copy of each shared helper),
 #   1. the main build (warnings are errors) and its whole test suite,
 #   2. an ASan+UBSan build and the same suite,
 #   3. a clang build of the libFuzzer targets, each run briefly as a smoke.
@@ -10,6 +11,9 @@ bash scripts/setup.sh
 
 export CTEST_OUTPUT_ON_FAILURE=1
 failed=0
+
+echo "=== lint"
+bash scripts/lint.sh || failed=1
 
 echo "=== fuzz build (clang, libFuzzer) and smoke runs"
 CC=clang-14 CXX=clang++-14 bash scripts/build.sh build-fuzz -DKEEL_PKI_ONLY=ON -DKEEL_FUZZ=ON \

@@ -15,6 +15,7 @@
 #include "keel/config/generate.h"
 #include "keel/config/random.h"
 #include "keel/pki/pki.h"
+#include "keel/common/status.h"
 
 namespace keel::bench {
 
@@ -25,7 +26,7 @@ Result<TempDir> TempDir::create(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
   std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" + prefix + "XXXXXX";
   if (mkdtemp(templ.data()) == nullptr)
-    return internalError("mkdtemp " + templ + ": " + std::strerror(errno));
+    return internalError("mkdtemp " + templ + ": " + errnoText(errno));
   return TempDir(templ);
 }
 

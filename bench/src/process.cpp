@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include "keel/common/status.h"
 
 namespace keel::bench {
 
@@ -31,7 +32,7 @@ Result<ChildProcess> ChildProcess::start(const std::vector<std::string>& argv,
   const std::string log = logPath.string();
   const pid_t parent = getpid();
   const pid_t pid = fork();
-  if (pid < 0) return internalError(std::string("fork: ") + std::strerror(errno));
+  if (pid < 0) return internalError(std::string("fork: ") + errnoText(errno));
   if (pid == 0) {
     sigset_t none;
     sigemptyset(&none);
@@ -216,11 +217,11 @@ Result<sockaddr_in> ipv4Address(const std::string& address, uint16_t port) {
 Result<uint16_t> pickFreePort(const std::string& address) {
   KEEL_ASSIGN_OR_RETURN(sockaddr_in sa, ipv4Address(address, 0));
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return unavailable(std::string("socket: ") + std::strerror(errno));
+  if (fd < 0) return unavailable(std::string("socket: ") + errnoText(errno));
   socklen_t len = sizeof sa;
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    const std::string err = std::strerror(errno);
+    const std::string err = errnoText(errno);
     close(fd);
     return unavailable("cannot bind a port on " + address + ": " + err);
   }

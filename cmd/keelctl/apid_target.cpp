@@ -21,6 +21,7 @@
 #include "keel/common/fd_io.h"
 #include "keel/config/endpoint.h"
 #include "keel/pki/pki.h"
+#include "keel/common/status.h"
 
 namespace keel::keelctl {
 
@@ -67,14 +68,14 @@ Result<int> dial(const config::Endpoint& ep, std::chrono::milliseconds timeout) 
   for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
     const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
-      lastError = std::strerror(errno);
+      lastError = errnoText(errno);
       continue;
     }
     // Linux bounds connect() by the send timeout.
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) return fd;
-    lastError = std::strerror(errno);
+    lastError = errnoText(errno);
     close(fd);
   }
   return unavailable(lastError);

@@ -21,6 +21,7 @@
 
 #include "machine_client.h"
 #include "table.h"
+#include "keel/common/status.h"
 
 extern char** environ;
 
@@ -110,7 +111,7 @@ Result<pid_t> spawnNode(const std::vector<std::string>& argv, const fs::path& lo
   const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return internalError(fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  if (rc != 0) return internalError(fmt::format("cannot start {}: {}", argv[0], errnoText(rc)));
   return pid;
 }
 

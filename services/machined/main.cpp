@@ -29,6 +29,7 @@
 #include "src/node.h"
 #include "src/pid1.h"
 #include "src/spawner.h"
+#include "keel/common/status.h"
 
 namespace keel::machined {
 extern const std::string_view kSeccompPolicy;
@@ -76,7 +77,7 @@ keel::Result<std::unique_ptr<keel::machined::Spawner>> startSpawner() {
   // Services are double-forked by the spawner and handed to machined this way, so that
   // machined reaps them as it would its own children.
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
-    return keel::internalError(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + std::strerror(errno));
+    return keel::internalError(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + keel::errnoText(errno));
   }
   return keel::machined::Spawner::start();
 }
@@ -267,7 +268,7 @@ int main(int argc, char** argv) {
   // the socket left open for it. Stop signals stay blocked across exec; the new image
   // blocks them again anyway.
   if (fcntl(spawner->fd(), F_SETFD, 0) != 0) {
-    spdlog::error("machined: cannot keep the spawner's socket across the re-exec: {}", std::strerror(errno));
+    spdlog::error("machined: cannot keep the spawner's socket across the re-exec: {}", keel::errnoText(errno));
     std::_Exit(1);
   }
   std::vector<std::string> env;
@@ -282,6 +283,6 @@ int main(int argc, char** argv) {
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
   execve(self, args.data(), envp.data());
-  spdlog::error("machined: re-exec of {} failed: {}", self, std::strerror(errno));
+  spdlog::error("machined: re-exec of {} failed: {}", self, keel::errnoText(errno));
   std::_Exit(1);
 }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include "keel/common/status.h"
 
 namespace keel::sandbox {
 namespace {
@@ -63,7 +64,7 @@ std::optional<int> findSeccompKill(std::string_view kmsgText, pid_t pid) {
 
 Result<std::string> readKernelLog() {
   const int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return unavailable(std::string("reading /dev/kmsg: ") + std::strerror(errno));
+  if (fd < 0) return unavailable(std::string("reading /dev/kmsg: ") + errnoText(errno));
   std::string text;
   char record[8192];  // one read returns one record, and records are at most ~1 KiB
   for (;;) {

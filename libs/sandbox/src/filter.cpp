@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "keel/common/fd_io.h"
+#include "keel/common/status.h"
 
 namespace keel::sandbox::detail {
 namespace {
@@ -24,7 +25,7 @@ using Ctx = std::unique_ptr<void, CtxDeleter>;
 
 // libseccomp returns negative errno values.
 Status seccompError(std::string_view what, int rc) {
-  return internalError("seccomp filter: " + std::string(what) + " failed: " + std::strerror(-rc));
+  return internalError("seccomp filter: " + std::string(what) + " failed: " + errnoText(-rc));
 }
 
 scmp_compare toScmp(ArgOp op) {
@@ -85,11 +86,11 @@ Result<std::vector<sock_filter>> exportProgram(scmp_filter_ctx ctx) {
   // libseccomp 2.5 exports only to a descriptor; an anonymous memory file keeps it off disk.
   const UniqueFd mem(memfd_create("keel-seccomp", MFD_CLOEXEC));
   if (!mem)
-    return internalError(std::string("seccomp filter: memfd_create failed: ") + std::strerror(errno));
+    return internalError(std::string("seccomp filter: memfd_create failed: ") + errnoText(errno));
   if (const int rc = seccomp_export_bpf(ctx, mem.get()); rc != 0) return seccompError("seccomp_export_bpf", rc);
   struct stat st {};
   if (fstat(mem.get(), &st) != 0)
-    return internalError(std::string("seccomp filter: fstat failed: ") + std::strerror(errno));
+    return internalError(std::string("seccomp filter: fstat failed: ") + errnoText(errno));
   const auto bytes = static_cast<std::size_t>(st.st_size);
   if (bytes == 0 || bytes % sizeof(sock_filter) != 0) {
     return internalError("seccomp filter: expected a whole number of BPF instructions, got " +
@@ -98,7 +99,7 @@ Result<std::vector<sock_filter>> exportProgram(scmp_filter_ctx ctx) {
   std::vector<sock_filter> program(bytes / sizeof(sock_filter));
   if (pread(mem.get(), program.data(), bytes, 0) != static_cast<ssize_t>(bytes)) {
     return internalError(std::string("seccomp filter: reading the exported program failed: ") +
-                         std::strerror(errno));
+                         errnoText(errno));
   }
   return program;
 }

@@ -12,6 +12,7 @@
 #include <linux/sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include "keel/common/text.h"
 
 namespace keel::sandbox {
 namespace {
@@ -145,12 +146,6 @@ Status lineError(int line, std::string_view what) {
 
 bool isSpace(char c) {
   return c == ' ' || c == '\t' || c == '\r';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && isSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && isSpace(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 bool isNameChar(char c) {

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 
 #include "filter.h"
+#include "keel/common/status.h"
 
 namespace keel::sandbox {
 namespace {
@@ -74,7 +75,7 @@ int threadCount() {
 }
 
 Status stepError(Step step, int err) {
-  std::string message = "sandbox step " + std::string(stepName(step)) + " failed: " + std::strerror(err) +
+  std::string message = "sandbox step " + std::string(stepName(step)) + " failed: " + errnoText(err) +
                         " (errno " + std::to_string(err) + ")";
   if (err == EPERM || err == EACCES) return permissionDenied(std::move(message));
   return internalError(std::move(message));

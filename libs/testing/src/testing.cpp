@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include "keel/common/status.h"
 
 extern char** environ;
 
@@ -21,7 +22,7 @@ TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/keel-test-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
-    throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
+    throw std::runtime_error("mkdtemp failed: " + std::string(errnoText(errno)));
   }
   path_ = pattern;
 }

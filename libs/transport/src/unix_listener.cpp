@@ -14,6 +14,7 @@
 #include <grpcpp/server_posix.h>
 
 #include <spdlog/spdlog.h>
+#include "keel/common/status.h"
 
 namespace keel::transport {
 
@@ -29,7 +30,7 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const std::filesystem::
   }
   std::memcpy(addr.sun_path, p.c_str(), p.size() + 1);
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return internalError(std::string("socket(AF_UNIX): ") + std::strerror(errno));
+  if (fd < 0) return internalError(std::string("socket(AF_UNIX): ") + errnoText(errno));
   struct stat st {};
   if (lstat(p.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
@@ -45,26 +46,24 @@ Result<std::unique_ptr<UnixListener>> UnixListener::bind(const std::filesystem::
   umask(old);
   if (rc != 0) {
     close(fd);
-    return unavailable("bind " + p + ": " + std::strerror(bindErrno));
+    return unavailable("bind " + p + ": " + errnoText(bindErrno));
   }
   if (listen(fd, 64) != 0) {
     const int e = errno;
     close(fd);
     unlink(p.c_str());
-    return internalError("listen " + p + ": " + std::strerror(e));
+    return internalError("listen " + p + ": " + errnoText(e));
   }
   return std::unique_ptr<UnixListener>(new UnixListener(fd, socketPath, std::move(policy)));
 }
 
 UnixListener::UnixListener(int fd, std::filesystem::path path, PeerPolicy policy)
     : fd_(fd), wakeFd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), path_(std::move(path)), policy_(std::move(policy)) {
-  KEEL_RELEASE_ASSERT(wakeFd_ >= 0, "eventfd failed");
+  KEEL_RELEASE_ASSERT(static_cast<bool>(wakeFd_), "eventfd failed");
 }
 
 UnixListener::~UnixListener() {
   stop();
-  close(fd_);
-  close(wakeFd_);
 }
 
 void UnixListener::start(grpc::Server* server) {
@@ -75,7 +74,7 @@ void UnixListener::start(grpc::Server* server) {
 void UnixListener::stop() {
   if (stopping_.exchange(true)) return;
   const uint64_t one = 1;
-  [[maybe_unused]] auto n = write(wakeFd_, &one, sizeof one);
+  [[maybe_unused]] auto n = write(wakeFd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
   std::error_code ec;
   std::filesystem::remove(path_, ec);
@@ -83,24 +82,24 @@ void UnixListener::stop() {
 
 void UnixListener::acceptLoop(grpc::Server* server) {
   while (!stopping_.load()) {
-    pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
+    pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wakeFd_.get(), POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("poll on {} failed: {}", path_.string(), std::strerror(errno));
+      spdlog::error("poll on {} failed: {}", path_.string(), errnoText(errno));
       return;
     }
     if ((fds[1].revents & POLLIN) != 0) return;
-    const int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    const int conn = accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (conn < 0) {
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-        spdlog::warn("accept on {} failed: {}", path_.string(), std::strerror(errno));
+        spdlog::warn("accept on {} failed: {}", path_.string(), errnoText(errno));
       }
       continue;
     }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      spdlog::warn("refused a peer on {}: SO_PEERCRED failed: {}", path_.string(), std::strerror(errno));
+      spdlog::warn("refused a peer on {}: SO_PEERCRED failed: {}", path_.string(), errnoText(errno));
       close(conn);
       continue;
     }

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/pki/pki.h"
+#include "keel/common/status.h"
 
 namespace keel::apid {
 
@@ -56,7 +57,7 @@ class ClientUsageVerifier final : public grpc::experimental::ExternalCertificate
 
 Status readable(const std::filesystem::path& p, std::string_view what) {
   if (access(p.c_str(), R_OK) != 0) {
-    return failedPrecondition(fmt::format("apid's {} {} cannot be read: {}", what, p.string(), std::strerror(errno)));
+    return failedPrecondition(fmt::format("apid's {} {} cannot be read: {}", what, p.string(), errnoText(errno)));
   }
   return Status::ok();
 }

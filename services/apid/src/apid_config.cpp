@@ -163,10 +163,7 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
 }
 
 Result<ApidConfig> readApidConfigFile(const std::filesystem::path& path) {
-  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(path, "apid config"));
-  auto parsed = parseApidConfig(text);
-  if (!parsed.ok()) return parsed.status().withContext(path.string());
-  return parsed;
+  return config::readPrivateDocument(path, "apid config", parseApidConfig);
 }
 
 }  // namespace keel::apid

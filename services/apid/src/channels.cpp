@@ -18,6 +18,7 @@
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include "keel/common/status.h"
 
 namespace keel::apid {
 
@@ -50,7 +51,7 @@ std::string fileStamp(const std::filesystem::path& p) {
 
 Result<std::string> slurp(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
-  if (!in) return failedPrecondition("cannot read " + p.string() + ": " + std::strerror(errno));
+  if (!in) return failedPrecondition("cannot read " + p.string() + ": " + errnoText(errno));
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -92,11 +93,11 @@ Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifes
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return unavailable(fmt::format("backend {}: no socket: {}", backend.name, std::strerror(errno)));
+  if (!fd) return unavailable(fmt::format("backend {}: no socket: {}", backend.name, errnoText(errno)));
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     const bool down = errno == ECONNREFUSED || errno == ENOENT;
     return unavailable(fmt::format("backend {}{}: cannot connect to {}: {}", backend.name, down ? " is not running" : "",
-                                   path, std::strerror(errno)));
+                                   path, errnoText(errno)));
   }
   ucred peer{};
   socklen_t len = sizeof(peer);
@@ -105,7 +106,7 @@ Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifes
                                    backend.name, path, peer.uid));
   }
   UniqueFd watch(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-  if (!watch) return unavailable(fmt::format("backend {}: {}", backend.name, std::strerror(errno)));
+  if (!watch) return unavailable(fmt::format("backend {}: {}", backend.name, errnoText(errno)));
   grpc::ChannelArguments args;
   commonArgs(args, maxMessageBytes_, std::chrono::seconds(1));
   conn.channel = grpc::CreateCustomInsecureChannelFromFd("localhost", fd.release(), args);

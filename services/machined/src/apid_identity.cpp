@@ -15,6 +15,7 @@
 #include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
 #include "keel/config/join_tokens.h"
+#include "keel/common/status.h"
 
 namespace keel::machined {
 
@@ -55,7 +56,7 @@ Result<std::string> nodeHostname(const config::MachineConfig& cfg) {
   if (cfg.hostname && !cfg.hostname->empty()) return *cfg.hostname;
   char name[HOST_NAME_MAX + 1] = {};
   if (gethostname(name, sizeof name - 1) != 0) {
-    return internalError(std::string("gethostname: ") + std::strerror(errno));
+    return internalError(std::string("gethostname: ") + errnoText(errno));
   }
   return std::string(name);
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include "keel/common/status.h"
 
 namespace keel::machined {
 
@@ -38,13 +39,9 @@ std::string formatKmsgRecord(std::string_view record) {
 Result<KernelLog> KernelLog::open(const std::filesystem::path& device) {
   const int fd = ::open(device.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    return unavailable(fmt::format("the kernel log {} cannot be read: {}", device.string(), std::strerror(errno)));
+    return unavailable(fmt::format("the kernel log {} cannot be read: {}", device.string(), errnoText(errno)));
   }
   return KernelLog(fd);
-}
-
-KernelLog::~KernelLog() {
-  if (fd_ >= 0) close(fd_);
 }
 
 Result<std::vector<std::string>> KernelLog::readAvailable() {
@@ -52,7 +49,7 @@ Result<std::vector<std::string>> KernelLog::readAvailable() {
   std::string pending;
   char buf[8192];
   for (;;) {
-    const ssize_t n = read(fd_, buf, sizeof buf);
+    const ssize_t n = read(fd_.get(), buf, sizeof buf);
     if (n > 0) {
       // /dev/kmsg returns one record per read; a regular file returns many at once.
       pending.append(buf, static_cast<size_t>(n));
@@ -69,7 +66,7 @@ Result<std::vector<std::string>> KernelLog::readAvailable() {
     if (errno == EINTR) continue;
     if (errno == EPIPE) continue;  // records were overwritten before we read them
     if (errno == EAGAIN) break;
-    return unavailable(fmt::format("reading the kernel log failed: {}", std::strerror(errno)));
+    return unavailable(fmt::format("reading the kernel log failed: {}", errnoText(errno)));
   }
   if (!pending.empty()) {
     auto line = formatKmsgRecord(pending);
@@ -79,7 +76,7 @@ Result<std::vector<std::string>> KernelLog::readAvailable() {
 }
 
 bool KernelLog::waitReadable(int timeoutMs) const {
-  pollfd p{fd_, POLLIN, 0};
+  pollfd p{fd_.get(), POLLIN, 0};
   return poll(&p, 1, timeoutMs) > 0 && (p.revents & POLLIN) != 0;
 }
 

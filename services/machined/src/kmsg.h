@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "keel/common/status.h"
+#include "keel/common/fd_io.h"
 
 namespace keel::machined {
 
@@ -20,10 +21,10 @@ class KernelLog {
   // UNAVAILABLE, with the reason, when the device cannot be opened (no permission,
   // kernel.dmesg_restrict, not present in a container).
   static Result<KernelLog> open(const std::filesystem::path& device);
-  KernelLog(KernelLog&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  KernelLog(KernelLog&& other) noexcept = default;
   KernelLog& operator=(KernelLog&&) = delete;
   KernelLog(const KernelLog&) = delete;
-  ~KernelLog();
+  ~KernelLog() = default;
 
   // Every record available now, formatted; empty when there is nothing new.
   Result<std::vector<std::string>> readAvailable();
@@ -32,7 +33,7 @@ class KernelLog {
 
  private:
   explicit KernelLog(int fd) : fd_(fd) {}
-  int fd_;
+  UniqueFd fd_;
 };
 
 }  // namespace keel::machined

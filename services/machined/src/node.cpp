@@ -29,6 +29,7 @@
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
 #include "keel/transport/unix_listener.h"
+#include "keel/common/status.h"
 
 namespace keel::machined {
 
@@ -181,7 +182,7 @@ Status Node::writeBackendManifest(const std::string& name, const fs::path& socke
   KEEL_RETURN_IF_ERROR(makeDir(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec));
   const bool root = geteuid() == 0;
   if (root && chown(dir.c_str(), 0, apidGid_) != 0) {
-    return internalError("cannot give " + dir.string() + " to apid's group: " + std::strerror(errno));
+    return internalError("cannot give " + dir.string() + " to apid's group: " + errnoText(errno));
   }
   const nlohmann::json manifest = {{"name", name},
                                    {"socket", fs::absolute(socket).lexically_normal().string()},
@@ -198,7 +199,7 @@ Status Node::writeBackendManifest(const std::string& name, const fs::path& socke
                   fs::perm_options::replace, ec);
   if (ec) return internalError("cannot set the mode of " + tmp.string() + ": " + ec.message());
   if (root && chown(tmp.c_str(), 0, apidGid_) != 0) {
-    return internalError("cannot give " + tmp.string() + " to apid's group: " + std::strerror(errno));
+    return internalError("cannot give " + tmp.string() + " to apid's group: " + errnoText(errno));
   }
   fs::rename(tmp, file, ec);
   if (ec) return internalError("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
@@ -365,7 +366,7 @@ Status Node::startServices() {
           trustdUid = trustdAccount.first;
           // The socket trustd creates there inherits apid's group (set-group-ID directory).
           if (chown(paths_.trustdSocketDir().c_str(), trustdAccount.first, apidGid_) != 0) {
-            return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + std::strerror(errno));
+            return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + errnoText(errno));
           }
         }
         own["socket"] = paths_.trustdSocket().string();
@@ -477,7 +478,7 @@ Status Node::startServices() {
     }
     if (geteuid() == 0 && chown(paths_.backendSocketDir(name).c_str(), uid, apidGid_) != 0) {
       refuse(internalError("cannot hand " + paths_.backendSocketDir(name).string() + " to the backend: " +
-                           std::strerror(errno)));
+                           errnoText(errno)));
       continue;
     }
     std::vector<std::string> argv = {manifest->binary.string(), "--config",
@@ -579,7 +580,7 @@ Status Node::startApi() {
     // The socket's group is apid's: only machined and apid may reach it.
     const gid_t apidGid = apidGid_;
     if (chown(paths_.runDir().c_str(), 0, apidGid) != 0 || chown(paths_.socket("machined").c_str(), 0, apidGid) != 0) {
-      return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + std::strerror(errno));
+      return internalError("cannot give " + paths_.runDir().string() + " to apid's group: " + errnoText(errno));
     }
   }
   health_.setServing(keel::machine::v1::MachineService::service_full_name(), true);

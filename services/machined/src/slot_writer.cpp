@@ -9,6 +9,7 @@
 
 #include "keel/common/assert.h"
 #include "keel/pki/pki.h"
+#include "keel/common/status.h"
 
 namespace keel::machined {
 
@@ -34,21 +35,21 @@ std::optional<std::string> fromHex(std::string_view hex) {
 
 Status syncDir(const fs::path& dir) {
   const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return internalError("cannot open " + dir.string() + ": " + std::strerror(errno));
+  if (fd < 0) return internalError("cannot open " + dir.string() + ": " + errnoText(errno));
   const int rc = fsync(fd);
   close(fd);
-  if (rc != 0) return internalError("cannot sync " + dir.string() + ": " + std::strerror(errno));
+  if (rc != 0) return internalError("cannot sync " + dir.string() + ": " + errnoText(errno));
   return Status::ok();
 }
 
 Status writeDurably(const fs::path& path, std::string_view text) {
   const fs::path tmp = path.string() + ".new";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return internalError("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) return internalError("cannot create " + tmp.string() + ": " + errnoText(errno));
   const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   close(fd);
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    return internalError("cannot write " + path.string() + ": " + std::strerror(errno));
+    return internalError("cannot write " + path.string() + ": " + errnoText(errno));
   }
   return syncDir(path.parent_path());
 }
@@ -62,12 +63,12 @@ Result<std::optional<BootPointer>> readBootPointer(const fs::path& dir) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<BootPointer>();
-    return internalError("cannot read " + path.string() + ": " + std::strerror(errno));
+    return internalError("cannot read " + path.string() + ": " + errnoText(errno));
   }
   std::string text(256, '\0');
   const ssize_t n = ::read(fd, text.data(), text.size());
   close(fd);
-  if (n < 0) return internalError("cannot read " + path.string() + ": " + std::strerror(errno));
+  if (n < 0) return internalError("cannot read " + path.string() + ": " + errnoText(errno));
   text.resize(static_cast<size_t>(n));
   const auto parsed = parseBootPointer(text);
   if (!parsed.complete) {
@@ -136,7 +137,7 @@ Status writeAll(int fd, std::string_view bytes) {
   while (off < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return internalError("cannot write the new slot: " + std::string(std::strerror(errno)));
+    if (n <= 0) return internalError("cannot write the new slot: " + std::string(errnoText(errno)));
     off += static_cast<size_t>(n);
   }
   return Status::ok();
@@ -181,7 +182,6 @@ SlotWriter::SlotWriter(fs::path dir, std::string booted, uint64_t size, std::str
       check_(std::move(check)) {}
 
 SlotWriter::~SlotWriter() {
-  for (const auto& [_, fd] : fds_) close(fd);
   if (!done_) removePartials();
 }
 
@@ -196,17 +196,17 @@ Status SlotWriter::openPartials(std::string_view manifestBytes) {
   for (const auto& [name, path] : slotTargets(dir_, target_)) {
     const fs::path partial = partialOf(path);
     const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return internalError("cannot create " + partial.string() + ": " + std::strerror(errno));
-    fds_[name] = fd;
+    if (fd < 0) return internalError("cannot create " + partial.string() + ": " + errnoText(errno));
+    fds_[name].reset(fd);
   }
-  KEEL_RETURN_IF_ERROR(writeAll(fds_["manifest"], manifestBytes));
-  return writeAll(fds_["signature"], signature_);
+  KEEL_RETURN_IF_ERROR(writeAll(fds_["manifest"].get(), manifestBytes));
+  return writeAll(fds_["signature"].get(), signature_);
 }
 
 Status SlotWriter::writePart(const image::Part& part, std::string_view bytes) {
   const auto it = fds_.find(part.name);
   KEEL_RELEASE_ASSERT(it != fds_.end(), "a part the manifest parser does not allow: " + part.name);
-  return writeAll(it->second, bytes);
+  return writeAll(it->second.get(), bytes);
 }
 
 Status SlotWriter::write(std::string_view chunk) {
@@ -218,14 +218,13 @@ Result<std::string> SlotWriter::finish() {
   if (done_) return failedPrecondition("the upgrade is over");
   KEEL_RETURN_IF_ERROR(verifier_->finish());
   for (auto& [name, fd] : fds_) {
-    if (fsync(fd) != 0) return internalError("cannot sync the new slot: " + std::string(std::strerror(errno)));
-    close(fd);
-    fd = -1;
+    if (fsync(fd.get()) != 0) return internalError("cannot sync the new slot: " + errnoText(errno));
+    fd.reset();
   }
   fds_.clear();
   for (const auto& [_, path] : slotTargets(dir_, target_)) {
     if (rename(partialOf(path).c_str(), path.c_str()) != 0) {
-      return internalError("cannot install the new slot: " + std::string(std::strerror(errno)));
+      return internalError("cannot install the new slot: " + std::string(errnoText(errno)));
     }
   }
   done_ = true;

@@ -17,6 +17,7 @@
 #include "boot_pointer.h"
 #include "keel/common/status.h"
 #include "keel/image/image_file.h"
+#include "keel/common/fd_io.h"
 
 namespace keel::machined {
 
@@ -100,7 +101,7 @@ class SlotWriter {
   uint64_t size_ = 0;
   bool done_ = false;
   // The partial files of the parts, opened once the manifest is accepted.
-  std::map<std::string, int> fds_;
+  std::map<std::string, UniqueFd> fds_;
   ManifestCheck check_;
   std::unique_ptr<image::ImageStreamVerifier> verifier_;
 };

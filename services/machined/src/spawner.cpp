@@ -437,9 +437,7 @@ Result<std::unique_ptr<Spawner>> Spawner::adopt(int fd) {
   return std::unique_ptr<Spawner>(new Spawner(fd));
 }
 
-Spawner::~Spawner() {
-  if (fd_ >= 0) ::close(fd_);
-}
+Spawner::~Spawner() = default;
 
 Status Spawner::call(const std::string& request, std::string& reply, int* fds, size_t maxFds, size_t* gotFds) {
   if (request.size() > kMaxMessage) {
@@ -447,8 +445,8 @@ Status Spawner::call(const std::string& request, std::string& reply, int* fds, s
                            " bytes, found " + std::to_string(request.size()));
   }
   std::lock_guard lock(mu_);
-  if (!sendMessage(fd_, request, nullptr, 0)) return unavailable("spawner: sending a request: " + errnoText(errno));
-  const ssize_t n = receiveMessage(fd_, reply, fds, maxFds, gotFds);
+  if (!sendMessage(fd_.get(), request, nullptr, 0)) return unavailable("spawner: sending a request: " + errnoText(errno));
+  const ssize_t n = receiveMessage(fd_.get(), reply, fds, maxFds, gotFds);
   if (n == 0) return unavailable("spawner: the spawner process is gone");
   if (n < 0) return unavailable("spawner: reading the reply: " + errnoText(errno));
   return Status::ok();

@@ -21,6 +21,7 @@
 
 #include "keel/common/status.h"
 #include "keel/supervisor/supervisor.h"
+#include "keel/common/fd_io.h"
 
 namespace keel::machined {
 
@@ -50,7 +51,7 @@ class Spawner {
   Result<std::optional<std::pair<uid_t, gid_t>>> lookupAccount(const std::string& user);
 
   // The socket, to keep across machined's execve (see adopt()).
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
 
  private:
   explicit Spawner(int fd) : fd_(fd) {}
@@ -59,7 +60,7 @@ class Spawner {
   Status call(const std::string& request, std::string& reply, int* fds, size_t maxFds, size_t* gotFds);
 
   std::mutex mu_;
-  int fd_ = -1;
+  UniqueFd fd_;
 };
 
 }  // namespace keel::machined

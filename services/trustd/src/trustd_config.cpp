@@ -108,10 +108,8 @@ Result<TrustdConfig> parseTrustdConfig(std::string_view text) {
 }
 
 Result<TrustdConfig> readTrustdConfigFile(const std::filesystem::path& path) {
-  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(path, "it holds the OS CA key"));
-  auto c = parseTrustdConfig(text);
-  if (!c.ok()) return c.status().withContext(path.string());
-  if (c->revocationFile.empty()) c->revocationFile = path.parent_path() / "revocations.json";
+  KEEL_ASSIGN_OR_RETURN(auto c, config::readPrivateDocument(path, "it holds the OS CA key", parseTrustdConfig));
+  if (c.revocationFile.empty()) c.revocationFile = path.parent_path() / "revocations.json";
   return c;
 }
 

@@ -20,6 +20,7 @@
 #include "keel/facts/proc_parsers.h"
 
 #include "text.h"
+#include "keel/common/status.h"
 
 namespace keel::facts {
 
@@ -30,7 +31,7 @@ namespace {
 constexpr size_t kMaxProcFileBytes = 16 * 1024 * 1024;
 
 Status errnoStatus(int err, const std::string& what) {
-  std::string message = what + ": " + std::strerror(err);
+  std::string message = what + ": " + errnoText(err);
   switch (err) {
     case ENOENT:
     case ESRCH:  // a process exited while its files were being read
@@ -110,7 +111,7 @@ class DiskUsageWalker {
     }
     DirPtr dir(::fdopendir(fd));
     if (!dir) {
-      recordError(entry, path + ": " + std::strerror(errno));
+      recordError(entry, path + ": " + errnoText(errno));
       ::close(fd);
       if (reported) out_.entries[entry].sizeBytes = ownSize;
       return ownSize;
@@ -127,7 +128,7 @@ class DiskUsageWalker {
       }
       names.emplace_back(name);
     }
-    if (errno != 0 && !stopped_) recordError(entry, path + ": " + std::strerror(errno));
+    if (errno != 0 && !stopped_) recordError(entry, path + ": " + errnoText(errno));
     std::sort(names.begin(), names.end());
 
     uint64_t total = ownSize;
@@ -137,7 +138,7 @@ class DiskUsageWalker {
       const std::string childPath = path == "/" ? "/" + name : path + "/" + name;
       struct stat st {};
       if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno != ENOENT) recordError(entry, childPath + ": " + std::strerror(errno));
+        if (errno != ENOENT) recordError(entry, childPath + ": " + errnoText(errno));
         continue;  // ENOENT: removed since it was listed
       }
       const uint64_t size = st.st_size > 0 ? static_cast<uint64_t>(st.st_size) : 0;
@@ -162,7 +163,7 @@ class DiskUsageWalker {
         if (childFd >= 0) ::close(childFd);
         if (err != ENOENT) {
           recordError(entry,
-                      childPath + ": " + (err != 0 ? std::strerror(err) : "replaced while being read"));
+                      childPath + ": " + (err != 0 ? errnoText(err) : "replaced while being read"));
         }
         total += size;
         continue;
@@ -325,7 +326,7 @@ Result<DiskUsage> SystemFacts::diskUsage(const std::filesystem::path& path, int 
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    usage.entries.push_back(DiskUsageEntry{display, ownSize, display + ": " + std::strerror(err)});
+    usage.entries.push_back(DiskUsageEntry{display, ownSize, display + ": " + errnoText(err)});
     return usage;
   }
   DiskUsageWalker walker(depth, limits, st.st_dev, usage);

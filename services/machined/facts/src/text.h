@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "keel/common/status.h"
+#include "keel/common/text.h"
 
 namespace keel::facts::text {
+
+using keel::trim;
 
 // Iterates over '\n'-separated lines, counting from 1. A final line without '\n' counts.
 class LineReader {
@@ -39,12 +42,6 @@ inline bool isBlank(char c) {
 
 inline bool isSpace(char c) {
   return isBlank(c) || c == '\r' || c == '\n';
-}
-
-inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && isSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && isSpace(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 // Splits on runs of spaces and tabs; never returns empty fields.

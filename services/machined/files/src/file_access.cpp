@@ -18,6 +18,7 @@
 
 #include "keel/common/fd_io.h"
 #include "open_beneath.h"
+#include "keel/common/status.h"
 
 namespace keel::files {
 
@@ -82,40 +83,19 @@ EntryType entryType(mode_t mode) {
 FileReader::FileReader(int fd, std::string path, size_t chunkBytes, uint64_t sizeAtOpen)
     : fd_(fd), path_(std::move(path)), chunkBytes_(chunkBytes), sizeAtOpen_(sizeAtOpen) {}
 
-FileReader::FileReader(FileReader&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      path_(std::move(other.path_)),
-      chunkBytes_(other.chunkBytes_),
-      sizeAtOpen_(other.sizeAtOpen_) {}
-
-FileReader& FileReader::operator=(FileReader&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-    path_ = std::move(other.path_);
-    chunkBytes_ = other.chunkBytes_;
-    sizeAtOpen_ = other.sizeAtOpen_;
-  }
-  return *this;
-}
-
-FileReader::~FileReader() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<std::string> FileReader::next() {
-  if (fd_ < 0)
+  if (!fd_)
     return failedPrecondition("read of " + path_ + ": expected an open reader, found a moved-from one");
   std::string chunk(chunkBytes_, '\0');
   size_t filled = 0;
   // Fill the chunk unless the file ends, so callers see full chunks on short reads.
   while (filled < chunk.size()) {
-    const ssize_t n = ::read(fd_, chunk.data() + filled, chunk.size() - filled);
+    const ssize_t n = ::read(fd_.get(), chunk.data() + filled, chunk.size() - filled);
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
       return Status(err == EIO ? StatusCode::kDataLoss : StatusCode::kInternal,
-                    "read of " + path_ + " failed: " + std::strerror(err));
+                    "read of " + path_ + " failed: " + errnoText(err));
     }
     if (n == 0) break;
     filled += static_cast<size_t>(n);
@@ -202,10 +182,10 @@ Status openError(int err, const std::string& path, const std::string& root) {
       return permissionDenied("'" + path + "' crosses into another mount or out of " + root +
                               ": expected a path on the allowed root's own mount");
     case EACCES:
-    case EPERM: return permissionDenied("'" + path + "': " + std::strerror(err));
-    case ENAMETOOLONG: return invalidArgument("'" + path + "': " + std::strerror(err));
+    case EPERM: return permissionDenied("'" + path + "': " + errnoText(err));
+    case ENAMETOOLONG: return invalidArgument("'" + path + "': " + errnoText(err));
     case EAGAIN: return unavailable("'" + path + "' kept changing while being resolved; retry");
-    default: return internalError("cannot open '" + path + "': " + std::strerror(err));
+    default: return internalError("cannot open '" + path + "': " + errnoText(err));
   }
 }
 
@@ -217,11 +197,11 @@ Result<UniqueFd> openRoot(const std::string& root) {
   if (fd.get() < 0) {
     const int err = errno;
     if (err == ENOENT || err == ENOTDIR) return notFound("allowed root " + root + " does not exist");
-    return internalError("cannot open allowed root " + root + ": " + std::strerror(err));
+    return internalError("cannot open allowed root " + root + ": " + errnoText(err));
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0)
-    return internalError("cannot stat allowed root " + root + ": " + std::strerror(errno));
+    return internalError("cannot stat allowed root " + root + ": " + errnoText(errno));
   if (S_ISLNK(st.st_mode)) {
     return permissionDenied("allowed root " + root +
                             " is a symlink: expected a directory, symlinks are never followed");
@@ -313,7 +293,7 @@ class Lister {
     struct stat st {};
     if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) return;  // removed since the directory was read
-      entry.error = std::strerror(errno);
+      entry.error = errnoText(errno);
       if (wanted(EntryType::kOther)) add(std::move(entry));
       return;
     }
@@ -328,7 +308,7 @@ class Lister {
       if (n >= 0) {
         entry.link.assign(buf.data(), static_cast<size_t>(n));
       } else {
-        entry.error = std::string("cannot read the link: ") + std::strerror(errno);
+        entry.error = std::string("cannot read the link: ") + errnoText(errno);
       }
     }
     const bool descend = entry.isDir && (depth_ < 0 || level < static_cast<size_t>(depth_));
@@ -343,7 +323,7 @@ class Lister {
           const int err = -child.release();
           if (err == ENOENT) return;
           entry.error = err == EXDEV ? "not descended: another filesystem is mounted here"
-                                     : std::string("not descended: ") + std::strerror(err);
+                                     : std::string("not descended: ") + errnoText(err);
         } else if (::fstat(child.get(), &opened) != 0 || opened.st_dev != st.st_dev ||
                    opened.st_ino != st.st_ino) {
           entry.error = "not descended: replaced while being listed";

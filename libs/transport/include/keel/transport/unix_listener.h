@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "keel/common/status.h"
+#include "keel/common/fd_io.h"
 
 namespace grpc {
 class Server;
@@ -50,8 +51,8 @@ class UnixListener {
   UnixListener(int fd, std::filesystem::path path, PeerPolicy policy);
   void acceptLoop(grpc::Server* server);
 
-  int fd_;
-  int wakeFd_;  // eventfd that interrupts accept on stop()
+  UniqueFd fd_;
+  UniqueFd wakeFd_;  // eventfd that interrupts accept on stop()
   std::filesystem::path path_;
   PeerPolicy policy_;
   std::atomic<bool> stopping_{false};

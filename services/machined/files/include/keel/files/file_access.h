@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "keel/common/status.h"
+#include "keel/common/fd_io.h"
 
 namespace keel::files {
 
@@ -56,11 +57,11 @@ struct FileAccessOptions {
 // Not thread-safe: one reader serves one stream.
 class FileReader {
  public:
-  FileReader(FileReader&& other) noexcept;
-  FileReader& operator=(FileReader&& other) noexcept;
+  FileReader(FileReader&& other) noexcept = default;
+  FileReader& operator=(FileReader&& other) noexcept = default;
   FileReader(const FileReader&) = delete;
   FileReader& operator=(const FileReader&) = delete;
-  ~FileReader();
+  ~FileReader() = default;
 
   // The next chunk of at most chunkBytes, or an empty string at end of file. Reads the
   // file that was opened even if its path is renamed or replaced afterwards.
@@ -73,7 +74,7 @@ class FileReader {
   friend class FileAccess;
   FileReader(int fd, std::string path, size_t chunkBytes, uint64_t sizeAtOpen);
 
-  int fd_ = -1;
+  UniqueFd fd_;
   std::string path_;
   size_t chunkBytes_ = 0;
   uint64_t sizeAtOpen_ = 0;
