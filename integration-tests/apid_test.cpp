@@ -16,6 +16,7 @@
 
 #include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
+#include "keel/apis/builtin.h"
 
 namespace keel::integration {
 namespace {
@@ -167,7 +168,7 @@ TEST_CASE("unknown methods are refused by apid and never forwarded") {
 // from the rule table itself. apid's own certificates are never asked for through apid.
 TEST_CASE("role matrix: every role against every machine API method") {
   Gateway g;
-  const auto& rules = authz::builtinRules().rules();
+  const auto& rules = apis::builtinRules().rules();
   std::vector<std::string> roleSets = {"os:admin", "os:operator", "os:reader", "os:impersonator", "acme:other"};
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
   for (const auto& role : roleSets) channels[role] = g.channel(g.pki.client({role}, "matrix-" + role));

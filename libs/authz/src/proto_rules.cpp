@@ -8,8 +8,6 @@
 #include <set>
 
 #include "keel/common/v1/common.pb.h"
-#include "keel/machine/v1/machine.pb.h"
-#include "keel/security/v1/security.pb.h"
 
 namespace keel::authz {
 
@@ -113,32 +111,6 @@ Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized) {
     }
   }
   return table;
-}
-
-std::vector<const pb::ServiceDescriptor*> builtinServices() {
-  // One message of each built-in API file; referencing it also links the file in.
-  const std::vector<const pb::FileDescriptor*> files = {
-      keel::machine::v1::VersionResponse::descriptor()->file(),
-      keel::security::v1::SignNodeCertificateRequest::descriptor()->file(),
-  };
-  std::vector<const pb::ServiceDescriptor*> services;
-  for (const auto* file : files) {
-    for (int i = 0; i < file->service_count(); ++i) services.push_back(file->service(i));
-  }
-  return services;
-}
-
-const RuleTable& builtinRules() {
-  static const RuleTable kTable = [] {
-    RuleTable table;
-    for (const auto* service : builtinServices()) {
-      auto rules = rulesFromService(*service);
-      KEEL_RELEASE_ASSERT(rules.ok(), "built-in authorization rules are invalid: " + rules.status().toString());
-      KEEL_RELEASE_ASSERT(table.merge(*rules).isOk(), "a built-in method is defined twice");
-    }
-    return table;
-  }();
-  return kTable;
 }
 
 }  // namespace keel::authz

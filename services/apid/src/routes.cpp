@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/proto_rules.h"
+#include "keel/apis/builtin.h"
 
 namespace keel::apid {
 
@@ -114,7 +115,7 @@ Status Routes::add(BackendManifest manifest) {
   if (manifest.servedByApid) {
     // Compiled into apid: the generated pool has them.
   } else if (manifest.rules == "builtin") {
-    const auto builtin = authz::builtinServices();
+    const auto builtin = apis::builtinServiceDescriptors();
     for (const auto& s : manifest.services) {
       if (std::none_of(builtin.begin(), builtin.end(), [&](const auto* d) { return d->full_name() == s; })) {
         return notFound("service " + s + " is not built into apid; give its descriptor set as \"rules\"");

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "keel/authz/proto_rules.h"
+#include "keel/apis/builtin.h"
 
 namespace keel::machined {
 
@@ -78,14 +79,7 @@ BackendClaims::BackendClaims(const std::vector<std::string>& extensions) {
   for (const auto& e : extensions) sockets_.emplace(e + ".sock", "extension " + e);
 }
 
-const std::vector<std::string>& BackendClaims::builtinServices() {
-  static const std::vector<std::string> kBuiltin = {
-      "keel.machine.v1.MachineService",           "keel.security.v1.SecurityService",
-      "keel.security.v1.LocalIssuerService",      "grpc.health.v1.Health",
-      "grpc.reflection.v1alpha.ServerReflection",
-  };
-  return kBuiltin;
-}
+const std::vector<std::string>& BackendClaims::builtinServices() { return apis::builtinServiceNames(); }
 
 Status BackendClaims::check(const BackendManifest& m) const {
   for (const auto& s : m.services) {

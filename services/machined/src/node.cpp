@@ -30,6 +30,7 @@
 #include "keel/supervisor/supervisor.h"
 #include "keel/transport/unix_listener.h"
 #include "keel/common/status.h"
+#include "keel/apis/builtin.h"
 
 namespace keel::machined {
 
@@ -106,7 +107,7 @@ Status Node::start() {
   KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
   apidGid_ = apidAccount.second;
   routed_.clear();
-  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), {"keel.machine.v1.MachineService"},
+  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), {apis::kMachineService},
                                             geteuid()));
   KEEL_RETURN_IF_ERROR(startServices());
   const Status api = startApi();
@@ -373,7 +374,7 @@ Status Node::startServices() {
         own.update(trustdConfig(cfg, request, {apidUid}));
         // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
         KEEL_RETURN_IF_ERROR(
-            writeBackendManifest("trustd", paths_.trustdSocket(), {"keel.security.v1.SecurityService"}, trustdUid));
+            writeBackendManifest("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid));
       }
     }
     if (options_.spawn) {

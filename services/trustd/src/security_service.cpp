@@ -8,6 +8,7 @@
 #include "keel/authz/authz.h"
 #include "keel/authz/proto_rules.h"
 #include "keel/transport/grpc_status.h"
+#include "keel/apis/builtin.h"
 
 namespace keel::trustd {
 
@@ -41,7 +42,7 @@ struct Forwarded {
 Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method) {
   const auto rolesValues = values(ctx, authz::kRolesKey);
   const std::string full = std::string("/keel.security.v1.SecurityService/") + std::string(method);
-  KEEL_RETURN_IF_ERROR(authz::checkForwardedCall(authz::builtinRules(), full, rolesValues));
+  KEEL_RETURN_IF_ERROR(authz::checkForwardedCall(apis::builtinRules(), full, rolesValues));
   Forwarded f;
   f.roles = authz::parseRoles(rolesValues.front());
   const auto identity = values(ctx, authz::kIdentityKey);

@@ -31,11 +31,4 @@ Result<RuleTable> rulesFromDescriptorSet(std::string_view serialized);
 // binary knows are taken from the generated pool). Errors: INVALID_ARGUMENT.
 Result<std::unique_ptr<google::protobuf::DescriptorPool>> poolFromDescriptorSet(std::string_view serialized);
 
-// Keel's own built-in services (machine, …), from the linked generated code.
-std::vector<const google::protobuf::ServiceDescriptor*> builtinServices();
-
-// Rules of every built-in service. Crashes at first use if a rule names an unknown
-// role (a build defect, caught by the tests).
-const RuleTable& builtinRules();
-
 }  // namespace keel::authz
