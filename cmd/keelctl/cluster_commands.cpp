@@ -186,9 +186,9 @@ bool nodeReady(const std::string& endpoint, const config::ClientContext& admin, 
   return true;
 }
 
-}  // namespace
-
-Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
+// The checks made before anything is written: the sizes, the name, the binaries, and no
+// cluster under the root yet.
+Status checkCreate(const ClusterCreateOptions& o) {
   const int total = o.controlPlanes + o.workers;
   if (o.controlPlanes < 1)
     return invalidArgument("a cluster needs at least one control plane (--controlplanes)");
@@ -208,13 +208,14 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
     return alreadyExists(fmt::format("{} already holds a cluster: 'keelctl cluster destroy --root {}' first",
                                      o.root.string(), o.root.string()));
   }
-  fs::create_directories(o.root, ec);
-  if (ec) return internalError(fmt::format("cannot create {}: {}", o.root.string(), ec.message()));
-  // Services running under their own accounts (when this runs as root) traverse it.
-  fs::permissions(o.root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
-                  fs::perm_options::replace, ec);
-  const fs::path root = fs::absolute(o.root);
+  return Status::ok();
+}
 
+// The secrets bundle and the two machine configs under `root` (--config-patch applied,
+// then loopback's join rules); returns the admin client context, endpoints and nodes
+// still to fill.
+Result<config::ClientContext> writeClusterFiles(const ClusterCreateOptions& o, const fs::path& root, CommandEnv& env) {
+  const int total = o.controlPlanes + o.workers;
   KEEL_ASSIGN_OR_RETURN(auto secrets, config::generateSecrets({}, env.clock, env.random));
   KEEL_RETURN_IF_ERROR(config::writeSecretsFile(root / "secrets.json", secrets, config::Overwrite::kNo));
   config::MachineConfigOptions mco;
@@ -245,8 +246,77 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
                                                       config::Overwrite::kYes));
   KEEL_RETURN_IF_ERROR(
       config::writeMachineConfigFile(root / "worker.json", configs.worker, config::Overwrite::kYes));
-  KEEL_ASSIGN_OR_RETURN(auto admin, config::generateClientContext(secrets, {}, env.clock));
+  return config::generateClientContext(secrets, {}, env.clock);
 
+}
+
+// Waits until every node's apid answers and Keel's services run there, showing the count
+// on stderr. Errors: UNAVAILABLE when a node exits, DEADLINE_EXCEEDED after o.wait.
+Status waitUntilReady(const ClusterState& state, const ClusterCreateOptions& o, const fs::path& root,
+                      const config::ClientContext& admin, const Clock& clock) {
+  std::vector<bool> ready(state.nodes.size(), false);
+  size_t readyCount = 0;
+  size_t shown = SIZE_MAX;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + o.wait;
+  while (readyCount < state.nodes.size()) {
+    for (size_t i = 0; i < state.nodes.size(); ++i) {
+      if (ready[i]) continue;
+      const auto& n = state.nodes[i];
+      reapExited();
+      if (kill(n.pid, 0) != 0) {
+        return unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
+                                    n.type, tailOf(root / "nodes" / n.address / "machined.log")));
+      }
+      if (nodeReady(fmt::format("{}:{}", n.address, o.apiPort), admin, clock)) {
+        ready[i] = true;
+        ++readyCount;
+      }
+    }
+    // One line rewritten in place on a terminal; a line per change otherwise (logs, CI).
+    if (tty || readyCount != shown) {
+      std::cerr << fmt::format("{}keelctl: {}/{} nodes ready ({} s){}", tty ? "\r" : "", readyCount,
+                               state.nodes.size(),
+                               std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::steady_clock::now() - started)
+                                   .count(),
+                               tty ? "" : "\n")
+                << std::flush;
+      shown = readyCount;
+    }
+    if (readyCount == state.nodes.size()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (tty) std::cerr << "\n";
+      std::string missing;
+      for (size_t i = 0; i < ready.size(); ++i) {
+        if (!ready[i]) missing += (missing.empty() ? "" : ", ") + state.nodes[i].address;
+      }
+      return Status(StatusCode::kDeadlineExceeded,
+                 fmt::format("these nodes' apid did not answer, or apid and trustd were not both running, within {} s: {} "
+                             "(their logs are under {})",
+                             o.wait.count(), missing, (root / "nodes").string()));
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+  if (tty) std::cerr << "\n";
+  return Status::ok();
+}
+
+}  // namespace
+
+Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
+  KEEL_RETURN_IF_ERROR(checkCreate(o));
+  const int total = o.controlPlanes + o.workers;
+  std::error_code ec;
+  fs::create_directories(o.root, ec);
+  if (ec) return internalError(fmt::format("cannot create {}: {}", o.root.string(), ec.message()));
+  // Services running under their own accounts (when this runs as root) traverse it.
+  fs::permissions(o.root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
+                  fs::perm_options::replace, ec);
+  const fs::path root = fs::absolute(o.root);
+
+  KEEL_ASSIGN_OR_RETURN(auto admin, writeClusterFiles(o, root, env));
   ClusterState state{o.name, o.apiPort, o.joinPort, {}};
   const auto save = [&] {
     return config::writePrivateFile(root / kStateFile, toJson(state).dump(2) + "\n", config::Overwrite::kYes);
@@ -278,54 +348,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   }
   KEEL_RETURN_IF_ERROR(save());
 
-  std::vector<bool> ready(state.nodes.size(), false);
-  size_t readyCount = 0;
-  size_t shown = SIZE_MAX;
-  const bool tty = isatty(STDERR_FILENO) != 0;
   const auto started = std::chrono::steady_clock::now();
-  const auto deadline = started + o.wait;
-  while (readyCount < state.nodes.size()) {
-    for (size_t i = 0; i < state.nodes.size(); ++i) {
-      if (ready[i]) continue;
-      const auto& n = state.nodes[i];
-      reapExited();
-      if (kill(n.pid, 0) != 0) {
-        return fail(
-            unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
-                                    n.type, tailOf(root / "nodes" / n.address / "machined.log"))));
-      }
-      if (nodeReady(fmt::format("{}:{}", n.address, o.apiPort), admin, env.clock)) {
-        ready[i] = true;
-        ++readyCount;
-      }
-    }
-    // One line rewritten in place on a terminal; a line per change otherwise (logs, CI).
-    if (tty || readyCount != shown) {
-      std::cerr << fmt::format("{}keelctl: {}/{} nodes ready ({} s){}", tty ? "\r" : "", readyCount,
-                               state.nodes.size(),
-                               std::chrono::duration_cast<std::chrono::seconds>(
-                                   std::chrono::steady_clock::now() - started)
-                                   .count(),
-                               tty ? "" : "\n")
-                << std::flush;
-      shown = readyCount;
-    }
-    if (readyCount == state.nodes.size()) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      if (tty) std::cerr << "\n";
-      std::string missing;
-      for (size_t i = 0; i < ready.size(); ++i) {
-        if (!ready[i]) missing += (missing.empty() ? "" : ", ") + state.nodes[i].address;
-      }
-      return fail(
-          Status(StatusCode::kDeadlineExceeded,
-                 fmt::format("these nodes' apid did not answer, or apid and trustd were not both running, within {} s: {} "
-                             "(their logs are under {})",
-                             o.wait.count(), missing, (root / "nodes").string())));
-    }
-    std::this_thread::sleep_for(kPoll);
-  }
-  if (tty) std::cerr << "\n";
+  if (const Status st = waitUntilReady(state, o, root, admin, env.clock); !st.isOk()) return fail(st);
 
   for (int i = 0; i < o.controlPlanes; ++i)
     admin.endpoints.push_back(fmt::format("{}:{}", nodeAddress(i), o.apiPort));

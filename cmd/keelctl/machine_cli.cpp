@@ -196,9 +196,9 @@ class MachineCommandAdder {
   std::shared_ptr<Common> common_ = std::make_shared<Common>();
 };
 
-}  // namespace
-
-void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction& action) {
+// The flags that choose where a command goes: --root/--socket (a local machined.sock), -n
+// (the nodes), -e (the endpoints), --local-roles.
+void addTargetFlags(CLI::App& app, MachineCliOptions& options) {
   app.add_option("--root", options.root, "Root directory of a local node (machined --root DIR): talk to its "
                                          "machined.sock directly instead of through apid");
   app.add_option("--socket", options.socket, "Path of a machined.sock to talk to directly instead of through apid");
@@ -215,10 +215,12 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
   app.add_option("--local-roles", options.roles, "Roles claimed on a local socket (testing)")
       ->group("")
       ->capture_default_str();
+}
 
-  MachineCommandAdder commands(app, options, action);
-  auto a = std::make_shared<Args>();
-
+// The node's state and what runs on it: version, services, the dashboard, one service,
+// its logs, the kernel log, events.
+void addNodeStatusCommands(MachineCommandAdder& commands, CLI::App& app, const MachineCliOptions& options,
+                           CommandAction& action, const std::shared_ptr<Args>& a) {
   commands.add("version", "Show the node's Keel version", cmdVersion);
   commands.add("services", "List the node's services and their state", cmdServices);
   // Its own terminal handling, Ctrl-C included: not the adder's signal thread.
@@ -272,6 +274,12 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
                       "events");
       });
 
+}
+
+// Health of the nodes and of the caller's certificate, the nodes' clocks, and any method by
+// name (through reflection).
+void addNodeProbeCommands(MachineCommandAdder& commands, CLI::App& app, const MachineCliOptions& options,
+                          CommandAction& action) {
   auto* health = app.add_subcommand(
       "health", "Check every node: reachable, its certificate valid and far from expiry, its services running");
   health->footer("Each node is reached directly on the endpoint's port. The exit code adds up what failed:\n"
@@ -346,7 +354,10 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
       "  keelctl -n 127.0.1.1,127.0.1.2 call keel.time.v1.TimeService/Now\n"
       "  keelctl call keel.machine.v1.MachineService/Logs '{\"service\": \"apid\", \"tail_lines\": 5}' -o jsonl\n"
       "  echo '{}' | keelctl call /keel.machine.v1.MachineService/Version -");
+}
 
+// What the node holds: memory, processes, mounts, disk usage, files.
+void addNodeFactCommands(MachineCommandAdder& commands, const std::shared_ptr<Args>& a) {
   commands.add("memory", "Show memory usage", cmdMemory);
   commands.add("processes", "List the node's processes", cmdProcesses);
   commands.add("mounts", "List mounted filesystems with their size", cmdMounts);
@@ -379,7 +390,11 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
             ->required();
       },
       {.output = false});
+}
 
+// The node's machine config, and the cluster's join tokens and CAs.
+void addConfigAndTrustCommands(MachineCommandAdder& commands, CLI::App& app, const MachineCliOptions& options,
+                               CommandAction& action, const std::shared_ptr<Args>& a) {
   commands.add("get-config", "Print the node's machine config, secrets redacted", cmdGetConfig);
 
   auto* apply = commands.add(
@@ -461,7 +476,10 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
     KEEL_ASSIGN_OR_RETURN(a->rotateCa.wait, config::parseDuration(a->rotateCaWait, std::chrono::hours(24)));
     return cmdRotateCa(std::move(target), env, format, a->rotateCa);
   });
+}
 
+// Power and images: reboot, shutdown, reset, upgrade, rollback.
+void addPowerCommands(MachineCommandAdder& commands, const std::shared_ptr<Args>& a) {
   for (const char* power : {"reboot", "shutdown", "reset"}) {
     const std::string name = power;
     const std::string help = name == "reboot"     ? "Restart every service of the node"
@@ -498,6 +516,20 @@ void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction
 
   commands.add("rollback", "Reboot a node into the root slot it booted before the current one", cmdRollback,
                {}, {.confirm = true});
+}
+
+}  // namespace
+
+void addMachineCommands(CLI::App& app, MachineCliOptions& options, CommandAction& action) {
+  addTargetFlags(app, options);
+
+  MachineCommandAdder commands(app, options, action);
+  auto a = std::make_shared<Args>();
+  addNodeStatusCommands(commands, app, options, action, a);
+  addNodeProbeCommands(commands, app, options, action);
+  addNodeFactCommands(commands, a);
+  addConfigAndTrustCommands(commands, app, options, action, a);
+  addPowerCommands(commands, a);
 }
 
 
