@@ -73,127 +73,143 @@ bool isValidRequestId(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; });
 }
 
-Admission admitCall(const CallRequest& request, const Routes& routes, const AdmissionOptions& options) {
-  Admission d;
-  d.requestId = options.newRequestId;
-  MetadataList passOn;
+namespace {
 
-  // 1. Reserved keys never pass, whoever sent them. A forwarding apid's values are
-  // remembered here and used below only if the peer turns out to be one.
+// What step 1 finds in the call's metadata.
+struct SortedMetadata {
+  MetadataList passOn;  // neither reserved nor a target
+  // A forwarding apid's values, used only if the peer turns out to be one.
   std::vector<std::string_view> hopRoles;
   std::vector<std::string_view> hopIdentity;
   std::vector<std::string_view> hopRequestId;
   std::vector<std::string> targetValues;
+};
+
+// 1. Reserved keys never pass, whoever sent them.
+SortedMetadata sortMetadata(const CallRequest& request) {
+  SortedMetadata m;
   for (const auto& [key, value] : request.metadata) {
     if (authz::isReservedKey(key)) {
-      if (equalsIgnoreCase(key, authz::kRolesKey)) hopRoles.push_back(value);
-      if (equalsIgnoreCase(key, authz::kIdentityKey)) hopIdentity.push_back(value);
-      if (equalsIgnoreCase(key, authz::kRequestIdKey)) hopRequestId.push_back(value);
+      if (equalsIgnoreCase(key, authz::kRolesKey)) m.hopRoles.push_back(value);
+      if (equalsIgnoreCase(key, authz::kIdentityKey)) m.hopIdentity.push_back(value);
+      if (equalsIgnoreCase(key, authz::kRequestIdKey)) m.hopRequestId.push_back(value);
       continue;
     }
     if (equalsIgnoreCase(key, kNodesKey) || equalsIgnoreCase(key, kNodeKey)) {
-      splitTargets(value, targetValues);
+      splitTargets(value, m.targetValues);
       continue;
     }
-    passOn.emplace_back(key, value);
+    m.passOn.emplace_back(key, value);
   }
+  return m;
+}
 
-  // 2. Authentication: the handshake verified the chain and validity; the usage is
-  // checked here again so that no certificate acts as a client without clientAuth.
+// 2. Authentication: the handshake verified the chain and validity; the usage is checked
+// here again so that no certificate acts as a client without clientAuth. The peer, or
+// nullptr with d.status set.
+const PeerIdentity* authenticate(const CallRequest& request, const AdmissionOptions& options, Admission& d) {
   if (request.peer == nullptr) {
     d.status = request.identityError.isOk() ? unauthenticated("no verified client certificate") : request.identityError;
-    return d;
+    return nullptr;
   }
   const PeerIdentity& peer = *request.peer;
   d.identity = peer.commonName;
   if (!peer.mayActAsClient()) {
     d.status = unauthenticated(fmt::format("certificate '{}' is not a client certificate (no clientAuth usage)",
                                            peer.commonName));
-    return d;
+    return nullptr;
   }
   if (options.revocations != nullptr && options.revocations->isRevoked(peer.serialHex)) {
     d.status = unauthenticated(fmt::format("certificate '{}' (serial {}) is revoked", peer.commonName, peer.serialHex));
-    return d;
+    return nullptr;
   }
+  return &peer;
+}
 
-  // 3. Roles: the certificate's own, or for another node's apid, the previous hop's.
-  if (peer.impersonator()) {
-    d.forwarded = true;
-    if (hopRoles.size() > 1) {
-      d.status = permissionDenied("a forwarded call must carry keel-roles exactly once, found " +
-                                  std::to_string(hopRoles.size()));
-      return d;
-    }
-    if (hopRoles.size() == 1) {
-      d.roles = authz::parseRoles(hopRoles.front());
-      // The previous hop's impersonation right is not the caller's to pass on.
-      std::erase(d.roles, std::string(authz::kRoleImpersonator));
-    }
-    const std::string who = hopIdentity.size() == 1 ? std::string(hopIdentity.front()) : std::string("unknown");
-    d.identity = fmt::format("{} via {}", who.substr(0, 256), peer.commonName);
-    if (hopRequestId.size() == 1 && isValidRequestId(hopRequestId.front())) d.requestId = hopRequestId.front();
-  } else {
+// 3. Roles: the certificate's own, or for another node's apid, the previous hop's.
+Status takeRoles(const PeerIdentity& peer, const SortedMetadata& m, Admission& d) {
+  if (!peer.impersonator()) {
     d.roles = peer.roles;
+    return Status::ok();
   }
+  d.forwarded = true;
+  if (m.hopRoles.size() > 1) {
+    return permissionDenied("a forwarded call must carry keel-roles exactly once, found " +
+                            std::to_string(m.hopRoles.size()));
+  }
+  if (m.hopRoles.size() == 1) {
+    d.roles = authz::parseRoles(m.hopRoles.front());
+    // The previous hop's impersonation right is not the caller's to pass on.
+    std::erase(d.roles, std::string(authz::kRoleImpersonator));
+  }
+  const std::string who = m.hopIdentity.size() == 1 ? std::string(m.hopIdentity.front()) : std::string("unknown");
+  d.identity = fmt::format("{} via {}", who.substr(0, 256), peer.commonName);
+  if (m.hopRequestId.size() == 1 && isValidRequestId(m.hopRequestId.front())) d.requestId = m.hopRequestId.front();
+  return Status::ok();
+}
 
-  // 4. Targets.
-  for (const auto& raw : targetValues) {
+// 4. Targets: each a node name, each once, at most options.maxTargets.
+Status takeTargets(const SortedMetadata& m, const AdmissionOptions& options, Admission& d) {
+  for (const auto& raw : m.targetValues) {
     auto name = config::parseNodeName(raw);
-    if (!name.ok()) {
-      d.status = invalidArgument(fmt::format("target node '{}': {}", raw, name.status().message()));
-      return d;
-    }
+    if (!name.ok()) return invalidArgument(fmt::format("target node '{}': {}", raw, name.status().message()));
     if (std::find(d.targets.begin(), d.targets.end(), *name) == d.targets.end()) d.targets.push_back(*name);
   }
   if (d.targets.size() > options.maxTargets) {
-    d.status = invalidArgument(fmt::format("a call may target at most {} nodes (apid's limits.maxTargets), found {}",
-                                           options.maxTargets, d.targets.size()));
-    return d;
+    return invalidArgument(fmt::format("a call may target at most {} nodes (apid's limits.maxTargets), found {}",
+                                       options.maxTargets, d.targets.size()));
   }
-  const auto isSelf = [&](const std::string& node) {
-    return std::find(options.selfNames.begin(), options.selfNames.end(), node) != options.selfNames.end();
-  };
-  const bool remoteTargets = std::any_of(d.targets.begin(), d.targets.end(), [&](const auto& t) { return !isSelf(t); });
+  return Status::ok();
+}
 
-  // 5. The rule, before anything is forwarded.
+// 5. The rule, before anything is forwarded; then 6., whether it may be forwarded. The
+// method, or nullptr with d.status set.
+const MethodInfo* checkRuleAndForwarding(const CallRequest& request, const Routes& routes, bool remoteTargets,
+                                         const AdmissionOptions& options, Admission& d) {
   const auto& rules = routes.rules();
   if (d.roles.empty()) {
     d.status = permissionDenied(fmt::format("{} holds no role (os:admin, os:operator or os:reader)", d.identity));
     if (auto st = rules.check(request.method, {}); st.code() == StatusCode::kUnimplemented) d.status = st;
-    return d;
+    return nullptr;
   }
   d.status = rules.check(request.method, d.roles);
-  if (!d.status.isOk()) return d;
+  if (!d.status.isOk()) return nullptr;
   const MethodInfo* info = routes.find(request.method);
   if (info == nullptr) {
     d.status = Status(StatusCode::kUnimplemented, fmt::format("unknown method {}", request.method));
-    return d;
+    return nullptr;
   }
-
-  // 6. Forwarding.
   if (d.forwarded && !d.targets.empty()) {
     d.status = permissionDenied("a call forwarded by another node's apid is never forwarded again");
-    return d;
+    return nullptr;
   }
   if (remoteTargets && !options.mayForward) {
     d.status = permissionDenied("this node holds no impersonator certificate and does not forward calls to other nodes");
-    return d;
+    return nullptr;
   }
   if (d.targets.size() > 1 && !info->fanOut) {
     d.status = invalidArgument(fmt::format("{} cannot be sent to several nodes at once; target one node", request.method));
-    return d;
+    return nullptr;
   }
+  return info;
+}
 
-  // 7. The route.
-  d.backend = info->backend;
-  d.shape = info->clientStreaming   ? CallShape::kClientStream
-            : info->serverStreaming ? CallShape::kServerStream
-                                    : CallShape::kUnary;
-  d.fanOut = !d.targets.empty() && info->fanOut;
+bool isSelf(const AdmissionOptions& options, const std::string& node) {
+  return std::find(options.selfNames.begin(), options.selfNames.end(), node) != options.selfNames.end();
+}
+
+// 7. The route, and the metadata each side gets.
+void route(const CallRequest& request, const PeerIdentity& peer, const MethodInfo& info, MetadataList passOn,
+           const AdmissionOptions& options, Admission& d) {
+  d.backend = info.backend;
+  d.shape = info.clientStreaming   ? CallShape::kClientStream
+            : info.serverStreaming ? CallShape::kServerStream
+                                   : CallShape::kUnary;
+  d.fanOut = !d.targets.empty() && info.fanOut;
   if (d.targets.empty()) {
     d.upstreams.push_back({"", true});
   } else {
-    for (const auto& t : d.targets) d.upstreams.push_back({t, isSelf(t)});
+    for (const auto& t : d.targets) d.upstreams.push_back({t, isSelf(options, t)});
   }
   d.forward = std::move(passOn);
   d.forward.emplace_back(authz::kRolesKey, authz::formatRoles(d.roles));
@@ -205,6 +221,23 @@ Admission admitCall(const CallRequest& request, const Routes& routes, const Admi
   if (!d.forwarded) {
     d.forwardToBackend.emplace_back(authz::kCertValidityKey, authz::formatCertValidity(peer.validity));
   }
+}
+
+}  // namespace
+
+Admission admitCall(const CallRequest& request, const Routes& routes, const AdmissionOptions& options) {
+  Admission d;
+  d.requestId = options.newRequestId;
+  SortedMetadata m = sortMetadata(request);
+  const PeerIdentity* peer = authenticate(request, options, d);
+  if (peer == nullptr) return d;
+  if (d.status = takeRoles(*peer, m, d); !d.status.isOk()) return d;
+  if (d.status = takeTargets(m, options, d); !d.status.isOk()) return d;
+  const bool remoteTargets =
+      std::any_of(d.targets.begin(), d.targets.end(), [&](const auto& t) { return !isSelf(options, t); });
+  const MethodInfo* info = checkRuleAndForwarding(request, routes, remoteTargets, options, d);
+  if (info == nullptr) return d;
+  route(request, *peer, *info, std::move(m.passOn), options, d);
   return d;
 }
 

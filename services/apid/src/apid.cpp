@@ -102,22 +102,39 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   deps.identify = certificateIdentifier(apid->identities_);
   apid->gateway_ = std::make_unique<Gateway>(gopts, deps);
 
+  KEEL_RETURN_IF_ERROR(apid->startApiServer());
+  if (config.join) KEEL_RETURN_IF_ERROR(apid->startJoinServer());
+  if (apid->join_) {
+    apid->join_->start(apid->gateway_->firstQueue());
+    JoinListener* join = apid->join_.get();
+    apid->gateway_->alsoDrain([join] { join->drain(); });
+  }
+  apid->gateway_->start();
+  apid->watcher_ = std::thread([self] { self->watchBackends(); });
+  spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
+               apid->port_, apid->routes_->backends().size(), apid->peers_ ? "enabled" : "disabled");
+  return apid;
+}
+
+// The API listener: mutual TLS with the certificates re-read from their files, the
+// gateway's services, and the limits of apid's config.
+Status Apid::startApiServer() {
   // Certificates are re-read from their files while apid runs: a renewed serving
   // certificate or a changed CA bundle applies to new handshakes; open ones stay.
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      config.tls.key.string(), config.tls.cert.string(), config.acceptedCas.string(),
-      static_cast<unsigned int>(config.certRefresh.count()));
+      config_.tls.key.string(), config_.tls.cert.string(), config_.acceptedCas.string(),
+      static_cast<unsigned int>(config_.certRefresh.count()));
   grpc::experimental::TlsServerCredentialsOptions tls(provider);
   tls.watch_root_certs();
   tls.watch_identity_key_cert_pairs();
   tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   tls.set_certificate_verifier(
-      grpc::experimental::ExternalCertificateVerifier::Create<ClientUsageVerifier>(&apid->identities_));
+      grpc::experimental::ExternalCertificateVerifier::Create<ClientUsageVerifier>(&identities_));
 
-  const auto& l = config.limits;
+  const auto& l = config_.limits;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::experimental::TlsServerCredentials(tls), &apid->port_);
-  apid->gateway_->registerWith(builder);
+  builder.AddListeningPort(config_.listen, grpc::experimental::TlsServerCredentials(tls), &port_);
+  gateway_->registerWith(builder);
   builder.SetMaxReceiveMessageSize(l.maxMessageBytes);
   builder.SetMaxSendMessageSize(l.maxMessageBytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, l.maxConcurrentStreams);
@@ -133,46 +150,42 @@ Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock&
   // is plenty, so the pings only cost wake-ups.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
-  apid->server_ = builder.BuildAndStart();
-  if (!apid->server_ || apid->port_ == 0) {
-    return unavailable("apid cannot listen on " + config.listen + " (address in use, or not an address of this node?)");
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    return unavailable("apid cannot listen on " + config_.listen + " (address in use, or not an address of this node?)");
   }
-  if (config.join) {
-    // The same serving certificate, re-read the same way; no client certificate asked.
-    auto joinProvider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-        config.tls.key.string(), config.tls.cert.string(), static_cast<unsigned int>(config.certRefresh.count()));
-    grpc::experimental::TlsServerCredentialsOptions joinTls(joinProvider);
-    joinTls.watch_identity_key_cert_pairs();
-    joinTls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-    apid->join_ = std::make_unique<JoinListener>(config.join->trustdSocket, apid->audit_.get(), clock);
-    grpc::ServerBuilder joinBuilder;
-    joinBuilder.AddListeningPort(config.join->listen, grpc::experimental::TlsServerCredentials(joinTls),
-                                 &apid->joinPort_);
-    apid->join_->registerWith(joinBuilder);
-    joinBuilder.SetMaxReceiveMessageSize(kJoinMaxMessageBytes);
-    joinBuilder.SetMaxSendMessageSize(kJoinMaxReplyBytes);
-    joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
-    joinBuilder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, static_cast<int>(l.handshakeTimeout.count()));
-    joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 30'000);
-    joinBuilder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
-    apid->joinServer_ = joinBuilder.BuildAndStart();
-    if (!apid->joinServer_ || apid->joinPort_ == 0) {
-      apid->server_->Shutdown();
-      return unavailable("apid cannot listen for joining nodes on " + config.join->listen);
-    }
-    spdlog::info("apid: join listener on {} (port {}), forwarding joins, renewals and the revocation list to {}",
-                 config.join->listen, apid->joinPort_, config.join->trustdSocket.string());
+  return Status::ok();
+}
+
+// The join listener of a control plane: server-auth TLS only, joins, renewals and the
+// revocation list forwarded to trustd.
+Status Apid::startJoinServer() {
+  // The same serving certificate, re-read the same way; no client certificate asked.
+  auto joinProvider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      config_.tls.key.string(), config_.tls.cert.string(), static_cast<unsigned int>(config_.certRefresh.count()));
+  grpc::experimental::TlsServerCredentialsOptions joinTls(joinProvider);
+  joinTls.watch_identity_key_cert_pairs();
+  joinTls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  join_ = std::make_unique<JoinListener>(config_.join->trustdSocket, audit_.get(), clock_);
+  grpc::ServerBuilder joinBuilder;
+  joinBuilder.AddListeningPort(config_.join->listen, grpc::experimental::TlsServerCredentials(joinTls),
+                               &joinPort_);
+  join_->registerWith(joinBuilder);
+  joinBuilder.SetMaxReceiveMessageSize(kJoinMaxMessageBytes);
+  joinBuilder.SetMaxSendMessageSize(kJoinMaxReplyBytes);
+  joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
+  joinBuilder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                                static_cast<int>(config_.limits.handshakeTimeout.count()));
+  joinBuilder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 30'000);
+  joinBuilder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  joinServer_ = joinBuilder.BuildAndStart();
+  if (!joinServer_ || joinPort_ == 0) {
+    server_->Shutdown();
+    return unavailable("apid cannot listen for joining nodes on " + config_.join->listen);
   }
-  if (apid->join_) {
-    apid->join_->start(apid->gateway_->firstQueue());
-    JoinListener* join = apid->join_.get();
-    apid->gateway_->alsoDrain([join] { join->drain(); });
-  }
-  apid->gateway_->start();
-  apid->watcher_ = std::thread([self] { self->watchBackends(); });
-  spdlog::info("apid: listening on {} (port {}), {} backend(s), forwarding to other nodes {}", config.listen,
-               apid->port_, apid->routes_->backends().size(), apid->peers_ ? "enabled" : "disabled");
-  return apid;
+  spdlog::info("apid: join listener on {} (port {}), forwarding joins, renewals and the revocation list to {}",
+               config_.join->listen, joinPort_, config_.join->trustdSocket.string());
+  return Status::ok();
 }
 
 void Apid::startRevocationKeeper() {

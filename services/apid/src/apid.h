@@ -42,6 +42,8 @@ class Apid {
   explicit Apid(const ApidConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
   void watchBackends();
   void startRevocationKeeper();
+  Status startApiServer();
+  Status startJoinServer();
 
   ApidConfig config_;
   const Clock& clock_;
