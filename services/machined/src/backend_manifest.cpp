@@ -52,46 +52,48 @@ fs::path resolveBeside(const fs::path& manifestDir, const std::string& value) {
   return (p.is_absolute() ? p : fs::absolute(manifestDir) / p).lexically_normal();
 }
 
-Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
-                                    std::string_view expectedName, const fs::path& libexecDir) {
-  KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
-  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
-  BackendManifest m;
-  const fs::path dir = file.parent_path();
-
-  KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));
-  if (!config::isValidServiceName(m.name)) {
+// name: a valid service name, not a built-in one, the file's base name.
+Status checkName(const std::string& name, std::string_view expectedName) {
+  if (!config::isValidServiceName(name)) {
     return config::fieldError("name",
                               fmt::format("expected 1-63 characters of a-z, 0-9, '.', '_', '-' starting "
                                           "with a letter or digit, found '{}'",
-                                          m.name));
+                                          name));
   }
-  if (config::isBuiltinServiceName(m.name)) {
-    return config::fieldError("name", fmt::format("'{}' is a built-in service", m.name));
+  if (config::isBuiltinServiceName(name)) {
+    return config::fieldError("name", fmt::format("'{}' is a built-in service", name));
   }
-  if (m.name != expectedName) {
+  if (name != expectedName) {
     return config::fieldError(
-        "name", fmt::format("expected '{}' (the file's base name), found '{}'", expectedName, m.name));
+        "name", fmt::format("expected '{}' (the file's base name), found '{}'", expectedName, name));
   }
 
-  KEEL_ASSIGN_OR_RETURN(m.version, r.requiredString("version"));
+  return Status::ok();
+}
+
+// version: 1-64 printable ASCII characters.
+Status checkVersion(const std::string& version) {
   const bool printable =
-      std::all_of(m.version.begin(), m.version.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
-  if (m.version.empty() || m.version.size() > 64 || !printable) {
+      std::all_of(version.begin(), version.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  if (version.empty() || version.size() > 64 || !printable) {
     return config::fieldError(
-        "version", fmt::format("expected 1-64 printable ASCII characters, found {} bytes{}", m.version.size(),
+        "version", fmt::format("expected 1-64 printable ASCII characters, found {} bytes{}", version.size(),
                                printable ? "" : " with unprintable ones"));
   }
 
-  KEEL_ASSIGN_OR_RETURN(const std::string binary, r.requiredString("binary"));
+  return Status::ok();
+}
+
+// binary: a plain name looked up in --libexec, or an absolute path.
+Result<fs::path> resolveBinary(const std::string& binary, const fs::path& libexecDir) {
   if (isPlainFileName(binary)) {
     if (libexecDir.empty()) {
       return config::fieldError("binary",
                                 fmt::format("'{}' is a plain name but machined has no --libexec", binary));
     }
-    m.binary = (fs::absolute(libexecDir) / binary).lexically_normal();
+    return (fs::absolute(libexecDir) / binary).lexically_normal();
   } else if (fs::path(binary).is_absolute()) {
-    m.binary = fs::path(binary).lexically_normal();
+    return fs::path(binary).lexically_normal();
   } else {
     return config::fieldError("binary",
                               fmt::format("expected a file name (looked up in --libexec) or an absolute "
@@ -99,40 +101,45 @@ Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
                                           binary));
   }
 
-  KEEL_ASSIGN_OR_RETURN(m.args, r.stringArray("args"));
+}
 
-  KEEL_ASSIGN_OR_RETURN(const auto socket, r.optionalString("socket"));
-  m.socket = socket.value_or(m.name + ".sock");
-  if (!isPlainFileName(m.socket) || m.socket.front() == '.' || m.socket.size() > 64) {
+// socket: a plain file name of at most 64 characters, not hidden.
+Status checkSocket(const std::string& socket) {
+  if (!isPlainFileName(socket) || socket.front() == '.' || socket.size() > 64) {
     return config::fieldError("socket",
                               fmt::format("expected a file name of at most 64 characters, not starting "
                                           "with '.' and without '/', found '{}'",
-                                          m.socket));
+                                          socket));
   }
 
-  KEEL_ASSIGN_OR_RETURN(m.services, r.stringArray("services"));
-  if (m.services.empty()) {
+  return Status::ok();
+}
+
+// services: at least one, each fully qualified, each once.
+Status checkServices(const std::vector<std::string>& services) {
+  if (services.empty()) {
     return config::fieldError("services", "expected at least one gRPC service name, found none");
   }
-  for (size_t i = 0; i < m.services.size(); ++i) {
-    const auto& s = m.services[i];
+  for (size_t i = 0; i < services.size(); ++i) {
+    const auto& s = services[i];
     const std::string path = fmt::format("services[{}]", i);
     if (!isFullServiceName(s)) {
       return config::fieldError(path, fmt::format("expected a fully-qualified gRPC service name like "
                                                   "keel.time.v1.TimeService, found '{}'",
                                                   s));
     }
-    if (std::find(m.services.begin(), m.services.begin() + static_cast<std::ptrdiff_t>(i), s) !=
-        m.services.begin() + static_cast<std::ptrdiff_t>(i)) {
+    if (std::find(services.begin(), services.begin() + static_cast<std::ptrdiff_t>(i), s) !=
+        services.begin() + static_cast<std::ptrdiff_t>(i)) {
       return config::fieldError(path, fmt::format("'{}' is listed twice", s));
     }
   }
 
-  KEEL_ASSIGN_OR_RETURN(const std::string descriptorSet, r.requiredString("descriptorSet"));
-  if (descriptorSet.empty())
-    return config::fieldError("descriptorSet", "expected a path, found an empty string");
-  m.descriptorSet = resolveBeside(dir, descriptorSet);
+  return Status::ok();
+}
 
+// allowedPeerUids: optional, each a uid other than (uid_t)-1.
+Result<std::vector<uid_t>> readAllowedPeerUids(ObjectReader& r) {
+  std::vector<uid_t> out;
   if (const nlohmann::json* uids = r.field("allowedPeerUids")) {
     if (!uids->is_array()) return config::fieldError("allowedPeerUids", "expected an array of uids");
     for (size_t i = 0; i < uids->size(); ++i) {
@@ -143,15 +150,16 @@ Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
             fmt::format("allowedPeerUids[{}]", i),
             fmt::format("expected a uid (an integer 0..4294967294), found {}", v.dump()));
       }
-      m.allowedPeerUids.push_back(static_cast<uid_t>(v.get<uint64_t>()));
+      out.push_back(static_cast<uid_t>(v.get<uint64_t>()));
     }
   }
 
-  KEEL_ASSIGN_OR_RETURN(const std::string profile, r.requiredString("sandbox"));
-  if (profile.empty())
-    return config::fieldError("sandbox", "expected the path of a seccomp profile, found an empty string");
-  m.sandbox = resolveBeside(dir, profile);
+  return out;
+}
 
+// nodeTypes: one or both of controlplane and worker, each once.
+Result<std::set<config::MachineType>> readNodeTypes(ObjectReader& r) {
+  std::set<config::MachineType> out;
   KEEL_ASSIGN_OR_RETURN(const auto nodeTypes, r.stringArray("nodeTypes"));
   if (nodeTypes.empty()) {
     return config::fieldError("nodeTypes", "expected one or both of 'controlplane' and 'worker', found none");
@@ -167,10 +175,52 @@ Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
       return config::fieldError(path,
                                 fmt::format("expected 'controlplane' or 'worker', found '{}'", nodeTypes[i]));
     }
-    if (!m.nodeTypes.insert(type).second) {
+    if (!out.insert(type).second) {
       return config::fieldError(path, fmt::format("'{}' is listed twice", nodeTypes[i]));
     }
   }
+
+  return out;
+}
+
+Result<BackendManifest> parseFields(std::string_view text, const fs::path& file,
+                                    std::string_view expectedName, const fs::path& libexecDir) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
+  BackendManifest m;
+  const fs::path dir = file.parent_path();
+
+  KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));
+  KEEL_RETURN_IF_ERROR(checkName(m.name, expectedName));
+
+  KEEL_ASSIGN_OR_RETURN(m.version, r.requiredString("version"));
+  KEEL_RETURN_IF_ERROR(checkVersion(m.version));
+
+  KEEL_ASSIGN_OR_RETURN(const std::string binary, r.requiredString("binary"));
+  KEEL_ASSIGN_OR_RETURN(m.binary, resolveBinary(binary, libexecDir));
+
+  KEEL_ASSIGN_OR_RETURN(m.args, r.stringArray("args"));
+
+  KEEL_ASSIGN_OR_RETURN(const auto socket, r.optionalString("socket"));
+  m.socket = socket.value_or(m.name + ".sock");
+  KEEL_RETURN_IF_ERROR(checkSocket(m.socket));
+
+  KEEL_ASSIGN_OR_RETURN(m.services, r.stringArray("services"));
+  KEEL_RETURN_IF_ERROR(checkServices(m.services));
+
+  KEEL_ASSIGN_OR_RETURN(const std::string descriptorSet, r.requiredString("descriptorSet"));
+  if (descriptorSet.empty())
+    return config::fieldError("descriptorSet", "expected a path, found an empty string");
+  m.descriptorSet = resolveBeside(dir, descriptorSet);
+
+  KEEL_ASSIGN_OR_RETURN(m.allowedPeerUids, readAllowedPeerUids(r));
+
+  KEEL_ASSIGN_OR_RETURN(const std::string profile, r.requiredString("sandbox"));
+  if (profile.empty())
+    return config::fieldError("sandbox", "expected the path of a seccomp profile, found an empty string");
+  m.sandbox = resolveBeside(dir, profile);
+
+  KEEL_ASSIGN_OR_RETURN(m.nodeTypes, readNodeTypes(r));
 
   KEEL_RETURN_IF_ERROR(r.finish());
   return m;
