@@ -294,109 +294,116 @@ std::vector<BuiltinService> builtinServices(config::MachineType type) {
 
 }  // namespace
 
-Status Node::startServices() {
-  const auto cfg = config_->current();
-  std::vector<supervisor::ServiceSpec> specs;
-  // `backend`: the checked manifest of a backend daemon, null for other services.
-  struct Backend {
-    const BackendManifest& manifest;
-    const BackendResources& resources;
-  };
-  auto prepare = [&](const std::string& name, std::vector<std::string> argv, std::vector<std::string> dependsOn,
-                     bool mayCallMachined, const Backend* backend = nullptr) -> Status {
-    supervisor::ServiceSpec spec;
-    spec.id = name;
-    spec.argv = std::move(argv);
-    spec.stateDir = paths_.stateDir(name);
-    spec.configFile = spec.stateDir / "config.json";
-    spec.dependsOn = std::move(dependsOn);
-    spec.mayCallMachined = mayCallMachined;
-    spec.settleTime = options_.serviceSettleTime;
-    spec.stopGracePeriod = options_.serviceStopGrace;
-    spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                "KEEL_NODE_ADDRESS=" + options_.address};
-    // Each service's own config file: what it needs to know, nothing of the node's secrets.
-    KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
-    nlohmann::json own = {{"name", name},
-                          {"socket", paths_.socket(name).string()},
-                          {"stateDir", spec.stateDir.string()},
-                          {"nodeAddress", options_.address},
-                          {"machinedSocket", paths_.socket("machined").string()}};
-    std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
-    if (backend != nullptr) {
-      // Its socket, and who may connect to it: apid, then the peers its manifest adds.
-      own["socket"] = (paths_.backendSocketDir(name) / backend->manifest.socket).string();
-      own["version"] = backend->manifest.version;
-      uid_t apidUid = geteuid();
-      if (geteuid() == 0) {
-        KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
-        apidUid = apidAccount.first;
-      }
-      nlohmann::json peers = nlohmann::json::array({apidUid});
-      for (const uid_t uid : backend->manifest.allowedPeerUids) peers.push_back(uid);
-      own["allowedPeerUids"] = std::move(peers);
-    }
-    if (name == "apid" || name == "trustd") {
-      KEEL_ASSIGN_OR_RETURN(const std::string hostname, nodeHostname(cfg));
-      ApidIdentityRequest request;
-      request.stateDir = paths_.stateDir("apid");
-      request.nodeAddress = options_.address;
-      request.hostname = hostname;
-      request.trustdSocket = paths_.trustdSocket();
-      request.apiPort = options_.apiPort;
-      request.joinPort = options_.joinPort;
-      if (name == "apid") {
-        // apid gets its certificates itself, from trustd; stale ones are removed first.
-        KEEL_ASSIGN_OR_RETURN(const auto written, prepareApidState(cfg, request));
-        owned.insert(owned.end(), written.begin(), written.end());
-        own["listen"] = hostPort(options_.address, options_.apiPort);
-        own["backendsDir"] = paths_.backendsDir().string();
-        KEEL_ASSIGN_OR_RETURN(const auto identity, apidIdentityConfig(cfg, request));
-        own.update(identity);
-      } else {
-        // Only apid may use trustd.sock: its account, or in --root mode the invoking user,
-        // under whose uid every service then runs.
-        uid_t apidUid = geteuid();
-        uid_t trustdUid = geteuid();
-        KEEL_RETURN_IF_ERROR(makeDir(paths_.trustdSocketDir(), fs::perms::owner_all | fs::perms::group_read |
-                                                                   fs::perms::group_exec | fs::perms::set_gid));
-        if (geteuid() == 0) {
-          KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
-          KEEL_ASSIGN_OR_RETURN(const auto trustdAccount, serviceAccount("trustd", true));
-          apidUid = apidAccount.first;
-          trustdUid = trustdAccount.first;
-          // The socket trustd creates there inherits apid's group (set-group-ID directory).
-          if (chown(paths_.trustdSocketDir().c_str(), trustdAccount.first, apidGid_) != 0) {
-            return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + errnoText(errno));
-          }
-        }
-        own["socket"] = paths_.trustdSocket().string();
-        own.update(trustdConfig(cfg, request, {apidUid}));
-        // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
-        KEEL_RETURN_IF_ERROR(
-            writeBackendManifest("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid));
-      }
-    }
-    if (options_.spawn) {
-      // The spawner confines the service from this description (see spawner.h).
-      spec.sandbox.confine = true;
-      if (geteuid() == 0) {
-        const bool builtin = name == "apid" || name == "trustd";
-        KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
-        spec.sandbox.uid = account.first;
-        spec.sandbox.gid = account.second;
-        spec.sandbox.chownPaths = owned;
-      }
-      if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
-    } else {
-      KEEL_ASSIGN_OR_RETURN(spec.preExec,
-                            serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
-    }
-    KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
-    specs.push_back(std::move(spec));
-    return Status::ok();
-  };
+// A backend daemon's checked manifest and what it loaded (its seccomp profile).
+struct Node::ServiceBackend {
+  const BackendManifest& manifest;
+  const BackendResources& resources;
+};
 
+Status Node::prepareService(const config::MachineConfig& cfg, const std::string& name, std::vector<std::string> argv,
+                            std::vector<std::string> dependsOn, bool mayCallMachined, const ServiceBackend* backend,
+                            std::vector<supervisor::ServiceSpec>& specs) {
+  supervisor::ServiceSpec spec;
+  spec.id = name;
+  spec.argv = std::move(argv);
+  spec.stateDir = paths_.stateDir(name);
+  spec.configFile = spec.stateDir / "config.json";
+  spec.dependsOn = std::move(dependsOn);
+  spec.mayCallMachined = mayCallMachined;
+  spec.settleTime = options_.serviceSettleTime;
+  spec.stopGracePeriod = options_.serviceStopGrace;
+  spec.env = {"KEEL_SERVICE_CONFIG=" + spec.configFile.string(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+              "KEEL_NODE_ADDRESS=" + options_.address};
+  // Each service's own config file: what it needs to know, nothing of the node's secrets.
+  KEEL_RETURN_IF_ERROR(makeDir(spec.stateDir, fs::perms::owner_all));
+  nlohmann::json own = {{"name", name},
+                        {"socket", paths_.socket(name).string()},
+                        {"stateDir", spec.stateDir.string()},
+                        {"nodeAddress", options_.address},
+                        {"machinedSocket", paths_.socket("machined").string()}};
+  std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
+  if (backend != nullptr) KEEL_RETURN_IF_ERROR(describeBackend(name, backend->manifest, own));
+  if (name == "apid" || name == "trustd") KEEL_RETURN_IF_ERROR(describeBuiltin(cfg, name, own, owned));
+  if (options_.spawn) {
+    // The spawner confines the service from this description (see spawner.h).
+    spec.sandbox.confine = true;
+    if (geteuid() == 0) {
+      const bool builtin = name == "apid" || name == "trustd";
+      KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
+      spec.sandbox.uid = account.first;
+      spec.sandbox.gid = account.second;
+      spec.sandbox.chownPaths = owned;
+    }
+    if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
+  } else {
+    KEEL_ASSIGN_OR_RETURN(spec.preExec,
+                          serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
+  }
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
+  specs.push_back(std::move(spec));
+  return Status::ok();
+}
+
+Status Node::describeBuiltin(const config::MachineConfig& cfg, const std::string& name, nlohmann::json& own,
+                             std::vector<fs::path>& owned) {
+  KEEL_ASSIGN_OR_RETURN(const std::string hostname, nodeHostname(cfg));
+  ApidIdentityRequest request;
+  request.stateDir = paths_.stateDir("apid");
+  request.nodeAddress = options_.address;
+  request.hostname = hostname;
+  request.trustdSocket = paths_.trustdSocket();
+  request.apiPort = options_.apiPort;
+  request.joinPort = options_.joinPort;
+  if (name == "apid") {
+    // apid gets its certificates itself, from trustd; stale ones are removed first.
+    KEEL_ASSIGN_OR_RETURN(const auto written, prepareApidState(cfg, request));
+    owned.insert(owned.end(), written.begin(), written.end());
+    own["listen"] = hostPort(options_.address, options_.apiPort);
+    own["backendsDir"] = paths_.backendsDir().string();
+    KEEL_ASSIGN_OR_RETURN(const auto identity, apidIdentityConfig(cfg, request));
+    own.update(identity);
+  } else {
+    // Only apid may use trustd.sock: its account, or in --root mode the invoking user,
+    // under whose uid every service then runs.
+    uid_t apidUid = geteuid();
+    uid_t trustdUid = geteuid();
+    KEEL_RETURN_IF_ERROR(makeDir(paths_.trustdSocketDir(), fs::perms::owner_all | fs::perms::group_read |
+                                                               fs::perms::group_exec | fs::perms::set_gid));
+    if (geteuid() == 0) {
+      KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+      KEEL_ASSIGN_OR_RETURN(const auto trustdAccount, serviceAccount("trustd", true));
+      apidUid = apidAccount.first;
+      trustdUid = trustdAccount.first;
+      // The socket trustd creates there inherits apid's group (set-group-ID directory).
+      if (chown(paths_.trustdSocketDir().c_str(), trustdAccount.first, apidGid_) != 0) {
+        return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + errnoText(errno));
+      }
+    }
+    own["socket"] = paths_.trustdSocket().string();
+    own.update(trustdConfig(cfg, request, {apidUid}));
+    // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
+    KEEL_RETURN_IF_ERROR(
+        writeBackendManifest("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid));
+  }
+  return Status::ok();
+}
+
+Status Node::describeBackend(const std::string& name, const BackendManifest& manifest, nlohmann::json& own) {
+  // Its socket, and who may connect to it: apid, then the peers its manifest adds.
+  own["socket"] = (paths_.backendSocketDir(name) / manifest.socket).string();
+  own["version"] = manifest.version;
+  uid_t apidUid = geteuid();
+  if (geteuid() == 0) {
+    KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
+    apidUid = apidAccount.first;
+  }
+  nlohmann::json peers = nlohmann::json::array({apidUid});
+  for (const uid_t uid : manifest.allowedPeerUids) peers.push_back(uid);
+  own["allowedPeerUids"] = std::move(peers);
+  return Status::ok();
+}
+
+Status Node::prepareBuiltins(const config::MachineConfig& cfg, std::vector<supervisor::ServiceSpec>& specs) {
   std::vector<std::string> installed;
   for (const auto& b : builtinServices(cfg.type)) {
     const fs::path binary = options_.libexecDir / b.name;
@@ -412,14 +419,19 @@ Status Node::startServices() {
       if (std::find(installed.begin(), installed.end(), d) != installed.end()) deps.push_back(d);
     }
     const std::string configFile = (paths_.stateDir(b.name) / "config.json").string();
-    KEEL_RETURN_IF_ERROR(prepare(b.name, {binary.string(), "--config", configFile}, deps, b.mayCallMachined));
+    KEEL_RETURN_IF_ERROR(
+        prepareService(cfg, b.name, {binary.string(), "--config", configFile}, deps, b.mayCallMachined, nullptr, specs));
     installed.emplace_back(b.name);
   }
   for (const auto& ext : cfg.extensions) {
     std::vector<std::string> argv = {ext.command};
     argv.insert(argv.end(), ext.args.begin(), ext.args.end());
-    KEEL_RETURN_IF_ERROR(prepare(ext.name, std::move(argv), ext.dependsOn, false));
+    KEEL_RETURN_IF_ERROR(prepareService(cfg, ext.name, std::move(argv), ext.dependsOn, false, nullptr, specs));
   }
+  return Status::ok();
+}
+
+void Node::prepareBackends(const config::MachineConfig& cfg, std::vector<supervisor::ServiceSpec>& specs) {
   // Backends that ship a manifest. Each is checked on its own: a bad one is refused and
   // logged, and the node and the other backends start as if it were not configured.
   std::vector<std::string> extensionNames;
@@ -445,56 +457,8 @@ Status Node::startServices() {
       journal_->record("backend", name, "skipped", why);
       continue;
     }
-    auto resources = loadBackendResources(*manifest);
-    if (!resources.ok()) {
-      refuse(resources.status().withContext(file.string()));
-      continue;
-    }
-    const fs::path socket = paths_.backendSocketDir(name) / manifest->socket;
-    // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
-    if (socket.string().size() > 107) {
-      refuse(invalidArgument(file.string() + ": socket " + socket.string() +
-                             " is longer than a Unix socket path may be (107 bytes)"));
-      continue;
-    }
-    if (const Status clash = claims.check(*manifest); !clash.isOk()) {
-      refuse(clash.withContext(file.string()));
-      continue;
-    }
-    // The uid it runs under: apid accepts its socket only from that owner.
-    Result<std::pair<uid_t, gid_t>> account = std::make_pair(geteuid(), getegid());
-    if (geteuid() == 0) account = serviceAccount(name, false);
-    if (!account.ok()) {
-      refuse(account.status().withContext(file.string() + ": the account of the backend"));
-      continue;
-    }
-    const uid_t uid = account->first;
-    // Its socket lives in a directory of its own that apid's group may enter (set-group-ID,
-    // so the socket gets apid's group too): the backend cannot write into machined's.
-    if (const Status made = makeDir(paths_.backendSocketDir(name), fs::perms::owner_all | fs::perms::group_read |
-                                                                       fs::perms::group_exec | fs::perms::set_gid);
-        !made.isOk()) {
-      refuse(made.withContext(file.string()));
-      continue;
-    }
-    if (geteuid() == 0 && chown(paths_.backendSocketDir(name).c_str(), uid, apidGid_) != 0) {
-      refuse(internalError("cannot hand " + paths_.backendSocketDir(name).string() + " to the backend: " +
-                           errnoText(errno)));
-      continue;
-    }
-    std::vector<std::string> argv = {manifest->binary.string(), "--config",
-                                     (paths_.stateDir(name) / "config.json").string()};
-    argv.insert(argv.end(), manifest->args.begin(), manifest->args.end());
-    const Backend backend{*manifest, *resources};
-    const size_t before = specs.size();
-    Status prepared = prepare(name, std::move(argv), {}, false, &backend);
-    if (prepared.isOk()) {
-      // apid checks the backend's methods against the rules of its own descriptor set.
-      prepared = writeBackendManifest(name, socket, manifest->services, uid, manifest->descriptorSet.string());
-    }
-    if (!prepared.isOk()) {
-      specs.resize(before);
-      refuse(prepared.withContext(file.string()));
+    if (const Status st = prepareBackend(cfg, name, file, *manifest, claims, specs); !st.isOk()) {
+      refuse(st);
       continue;
     }
     claims.add(*manifest);
@@ -502,7 +466,60 @@ Status Node::startServices() {
     spdlog::info("machined: backend {} {} accepted from {}: serves {}", name, manifest->version, file.string(),
                  fmt::format("{}", fmt::join(manifest->services, ", ")));
   }
-  removeStaleRoutes();
+}
+
+Status Node::prepareBackend(const config::MachineConfig& cfg, const std::string& name, const fs::path& file,
+                            const BackendManifest& manifest, BackendClaims& claims,
+                            std::vector<supervisor::ServiceSpec>& specs) {
+  auto resources = loadBackendResources(manifest);
+  if (!resources.ok()) {
+    return resources.status().withContext(file.string());
+  }
+  const fs::path socket = paths_.backendSocketDir(name) / manifest.socket;
+  // sockaddr_un's sun_path holds 108 bytes with the terminating NUL.
+  if (socket.string().size() > 107) {
+    return invalidArgument(file.string() + ": socket " + socket.string() +
+                           " is longer than a Unix socket path may be (107 bytes)");
+  }
+  if (const Status clash = claims.check(manifest); !clash.isOk()) {
+    return clash.withContext(file.string());
+  }
+  // The uid it runs under: apid accepts its socket only from that owner.
+  Result<std::pair<uid_t, gid_t>> account = std::make_pair(geteuid(), getegid());
+  if (geteuid() == 0) account = serviceAccount(name, false);
+  if (!account.ok()) {
+    return account.status().withContext(file.string() + ": the account of the backend");
+  }
+  const uid_t uid = account->first;
+  // Its socket lives in a directory of its own that apid's group may enter (set-group-ID,
+  // so the socket gets apid's group too): the backend cannot write into machined's.
+  if (const Status made = makeDir(paths_.backendSocketDir(name), fs::perms::owner_all | fs::perms::group_read |
+                                                                     fs::perms::group_exec | fs::perms::set_gid);
+      !made.isOk()) {
+    return made.withContext(file.string());
+  }
+  if (geteuid() == 0 && chown(paths_.backendSocketDir(name).c_str(), uid, apidGid_) != 0) {
+    return internalError("cannot hand " + paths_.backendSocketDir(name).string() + " to the backend: " +
+                         errnoText(errno));
+  }
+  std::vector<std::string> argv = {manifest.binary.string(), "--config",
+                                   (paths_.stateDir(name) / "config.json").string()};
+  argv.insert(argv.end(), manifest.args.begin(), manifest.args.end());
+  const ServiceBackend backend{manifest, *resources};
+  const size_t before = specs.size();
+  Status prepared = prepareService(cfg, name, std::move(argv), {}, false, &backend, specs);
+  if (prepared.isOk()) {
+    // apid checks the backend's methods against the rules of its own descriptor set.
+    prepared = writeBackendManifest(name, socket, manifest.services, uid, manifest.descriptorSet.string());
+  }
+  if (!prepared.isOk()) {
+    specs.resize(before);
+    return prepared.withContext(file.string());
+  }
+  return Status::ok();
+}
+
+Status Node::startSupervisor(std::vector<supervisor::ServiceSpec> specs) {
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
   sopts.spawn = options_.spawn;
@@ -539,6 +556,15 @@ Status Node::startServices() {
     spdlog::log(level, "machined: service {} {}: {}", e.serviceId, supervisor::eventTypeName(e.type), e.message);
   });
   return supervisor_->startAll();
+}
+
+Status Node::startServices() {
+  const auto cfg = config_->current();
+  std::vector<supervisor::ServiceSpec> specs;
+  KEEL_RETURN_IF_ERROR(prepareBuiltins(cfg, specs));
+  prepareBackends(cfg, specs);
+  removeStaleRoutes();
+  return startSupervisor(std::move(specs));
 }
 
 Status Node::startApi() {

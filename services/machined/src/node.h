@@ -18,7 +18,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "accounts.h"
+#include "backend_manifest.h"
+#include "backend_resources.h"
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
@@ -115,7 +119,30 @@ class Node {
   // Removes the routing manifests not written in this run (a backend no longer configured,
   // trustd on a node that is no longer a control plane).
   void removeStaleRoutes();
+  // The services of the machine config, started under the supervisor: the built-in ones
+  // installed (trustd, apid), the extensions, then each backend whose manifest passes.
   Status startServices();
+  struct ServiceBackend;
+  // Adds service `name`'s spec to `specs` and writes its config file (0600): what it
+  // needs to know (its socket, state directory, the node's address; more for apid, trustd
+  // and backends), nothing else of the node's secrets.
+  Status prepareService(const config::MachineConfig& cfg, const std::string& name, std::vector<std::string> argv,
+                        std::vector<std::string> dependsOn, bool mayCallMachined, const ServiceBackend* backend,
+                        std::vector<supervisor::ServiceSpec>& specs);
+  // apid's identity and trustd's CA in their config, and trustd's socket directory and route.
+  Status describeBuiltin(const config::MachineConfig& cfg, const std::string& name, nlohmann::json& own,
+                         std::vector<std::filesystem::path>& owned);
+  // A backend's socket, version and the peers that may connect to it.
+  Status describeBackend(const std::string& name, const BackendManifest& manifest, nlohmann::json& own);
+  Status prepareBuiltins(const config::MachineConfig& cfg, std::vector<supervisor::ServiceSpec>& specs);
+  // Each backend is checked on its own: a bad one is refused and logged, and the node and
+  // the other backends start as if it were not configured.
+  void prepareBackends(const config::MachineConfig& cfg, std::vector<supervisor::ServiceSpec>& specs);
+  Status prepareBackend(const config::MachineConfig& cfg, const std::string& name, const std::filesystem::path& file,
+                        const BackendManifest& manifest, BackendClaims& claims,
+                        std::vector<supervisor::ServiceSpec>& specs);
+  // The supervisor over `specs`, machined's own log kept like a service's, events journaled.
+  Status startSupervisor(std::vector<supervisor::ServiceSpec> specs);
   // Live application of a new join-token set or CA rotation step (ConfigStore's live
   // applier): trustd's config and a restart of trustd on a control plane, then apid's CA
   // bundle (apid re-reads it) and a worker's join token.
