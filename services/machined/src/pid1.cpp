@@ -368,6 +368,71 @@ void buildChildArgs(const std::string& address, const std::optional<std::string>
   gArgv.push_back(nullptr);
 }
 
+// The config that decides the network is the one machined will use: a stored one wins
+// (it may have been changed through the API), else the config disk's. Dies without one.
+std::optional<config::MachineConfig> networkConfig(const std::optional<std::string>& bootConfig) {
+  for (const std::string& path : {std::string("/etc/keel/config.json"), bootConfig.value_or("")}) {
+    if (path.empty() || access(path.c_str(), F_OK) != 0) continue;
+    auto loaded = config::readMachineConfigFile(path);
+    if (!loaded.ok()) die("the machine config " + path + " cannot be used: " + loaded.status().toString());
+    return std::move(loaded).value();
+  }
+  die(std::string("no machine config: attach the config from `keelctl gen config` as a disk with serial '") +
+      kConfigSerial + "'");
+}
+
+// The slot booted and, for the first boots after an upgrade, the trial it is on: it must
+// serve the API by confirmBy or the node goes back to the previous slot.
+struct SlotTrial {
+  std::string slot;
+  bool pending = false;
+  int confirmSeconds = 0;
+  std::chrono::steady_clock::time_point confirmBy;
+};
+
+SlotTrial slotTrial() {
+  SlotTrial t;
+  const char* slotEnv = std::getenv("KEEL_BOOT_SLOT");
+  t.slot = slotEnv != nullptr ? slotEnv : "factory";
+  t.pending = std::getenv("KEEL_BOOT_PENDING") != nullptr;
+  t.confirmSeconds = kDefaultConfirmSeconds;
+  if (const char* v = std::getenv("KEEL_CONFIRM_TIMEOUT"); v != nullptr && std::atoi(v) > 0) {
+    t.confirmSeconds = std::atoi(v);
+  }
+  t.confirmBy = std::chrono::steady_clock::now() + std::chrono::seconds(t.confirmSeconds);
+  return t;
+}
+
+// PID 1 inherits every orphan: reaps them all until `machined` ends, and returns its wait
+// status. Meanwhile a slot on trial is kept once the API answers, or left by a reboot when
+// its time runs out.
+int reapUntilExit(pid_t machined, SlotTrial& trial, const sigset_t& chld) {
+  int status = 0;
+  for (;;) {
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == machined) return status;
+    }
+    if (pid < 0 && errno != EINTR) die("waitpid: " + errnoText(errno));
+    if (trial.pending && listening(kApiPort)) {
+      trial.pending = false;
+      if (confirmSlot(trial.slot)) {
+        say("slot " + trial.slot + " serves the API; it is kept");
+      } else {
+        say("slot " + trial.slot + " serves the API but the boot pointer cannot be updated: " + errnoText(errno));
+      }
+    }
+    if (trial.pending && std::chrono::steady_clock::now() >= trial.confirmBy) {
+      say("slot " + trial.slot + " did not serve the API within " + std::to_string(trial.confirmSeconds) +
+          " s; rebooting into the previous slot");
+      powerOff(RB_AUTOBOOT);
+    }
+    // Woken by the next child's exit, or after a moment to look at the trial again.
+    const timespec wait = trial.pending ? timespec{0, 250'000'000} : timespec{3600, 0};
+    sigtimedwait(&chld, nullptr, &wait);
+  }
+}
+
 }  // namespace
 
 bool underPid1() { return gUnderPid1; }
@@ -382,20 +447,7 @@ void runAsPid1(int& argc, char**& argv) {
   if (std::getenv("KEEL_TEST_PID1_FAULT") != nullptr) raise(SIGSEGV);
 #endif
   const auto bootConfig = readConfigDisk();
-  // The config that decides the network is the one machined will use: a stored one wins
-  // (it may have been changed through the API), else the config disk's.
-  std::optional<config::MachineConfig> cfg;
-  for (const std::string& path : {std::string("/etc/keel/config.json"), bootConfig.value_or("")}) {
-    if (path.empty() || access(path.c_str(), F_OK) != 0) continue;
-    auto loaded = config::readMachineConfigFile(path);
-    if (!loaded.ok()) die("the machine config " + path + " cannot be used: " + loaded.status().toString());
-    cfg = std::move(loaded).value();
-    break;
-  }
-  if (!cfg) {
-    die(std::string("no machine config: attach the config from `keelctl gen config` as a disk with serial '") +
-        kConfigSerial + "'");
-  }
+  const auto cfg = networkConfig(bootConfig);
   if (cfg->hostname && sethostname(cfg->hostname->data(), cfg->hostname->size()) != 0) {
     say("cannot set the host name: " + errnoText(errno));
   }
@@ -403,13 +455,11 @@ void runAsPid1(int& argc, char**& argv) {
   buildChildArgs(address, bootConfig);
 
   // A slot on probation (first boots after an upgrade) must reach API-ready in time.
-  const char* slotEnv = std::getenv("KEEL_BOOT_SLOT");
-  const std::string slot = slotEnv != nullptr ? slotEnv : "factory";
-  bool pending = std::getenv("KEEL_BOOT_PENDING") != nullptr;
-  int confirmSeconds = kDefaultConfirmSeconds;
-  if (const char* t = std::getenv("KEEL_CONFIRM_TIMEOUT"); t != nullptr && std::atoi(t) > 0) confirmSeconds = std::atoi(t);
-  const auto confirmBy = std::chrono::steady_clock::now() + std::chrono::seconds(confirmSeconds);
-  if (pending) say("slot " + slot + " is on trial: it must serve the API within " + std::to_string(confirmSeconds) + " s");
+  SlotTrial trial = slotTrial();
+  const std::string& slot = trial.slot;
+  if (trial.pending) {
+    say("slot " + slot + " is on trial: it must serve the API within " + std::to_string(trial.confirmSeconds) + " s");
+  }
   // SIGCHLD is waited for with a timeout while a slot is on trial; blocked so it queues.
   sigset_t chld, previous;
   sigemptyset(&chld);
@@ -423,7 +473,7 @@ void runAsPid1(int& argc, char**& argv) {
     if (static_cast<int>(starts.size()) >= kMaxRestarts) {
       // A slot on trial has a known-good one to go back to: the initramfs takes it at the
       // next boot, as when the trial time runs out.
-      if (pending) {
+      if (trial.pending) {
         say("machined failed " + std::to_string(kMaxRestarts) + " times within a minute on slot " + slot +
             "; rebooting into the previous slot");
         powerOff(RB_AUTOBOOT);
@@ -441,36 +491,7 @@ void runAsPid1(int& argc, char**& argv) {
       argv = gArgv.data();
       return;
     }
-    // PID 1 inherits every orphan; reap them all until machined itself ends.
-    int status = 0;
-    bool ended = false;
-    while (!ended) {
-      pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == machined) {
-          ended = true;
-          break;
-        }
-      }
-      if (ended) break;
-      if (pid < 0 && errno != EINTR) die("waitpid: " + errnoText(errno));
-      if (pending && listening(kApiPort)) {
-        pending = false;
-        if (confirmSlot(slot)) {
-          say("slot " + slot + " serves the API; it is kept");
-        } else {
-          say("slot " + slot + " serves the API but the boot pointer cannot be updated: " + errnoText(errno));
-        }
-      }
-      if (pending && std::chrono::steady_clock::now() >= confirmBy) {
-        say("slot " + slot + " did not serve the API within " + std::to_string(confirmSeconds) +
-            " s; rebooting into the previous slot");
-        powerOff(RB_AUTOBOOT);
-      }
-      // Woken by the next child's exit, or after a moment to look at the trial again.
-      const timespec wait = pending ? timespec{0, 250'000'000} : timespec{3600, 0};
-      sigtimedwait(&chld, nullptr, &wait);
-    }
+    const int status = reapUntilExit(machined, trial, chld);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) powerOff(RB_POWER_OFF);
     if (WIFEXITED(status) && WEXITSTATUS(status) == kPid1RebootStatus) powerOff(RB_AUTOBOOT);
     if (WIFSIGNALED(status)) {
