@@ -104,6 +104,113 @@ void forbiddenCallForTests() {
 }
 #endif
 
+// machined's command line, as parsed.
+struct Flags {
+  keel::machined::NodeOptions options;
+  std::string root = "/";
+  std::string config;
+  std::vector<uid_t> allowUids;
+  std::string level = "info";
+  int settleMs = 1000;
+  int graceMs = 10000;
+  bool denyInvokingUser = false;
+  std::string libexec;
+  std::string backendsDir;
+  std::string bootDir;
+};
+
+void addFlags(CLI::App& app, Flags& f) {
+  app.add_option("--root", f.root, "Prefix of every path the node uses (/etc/keel, /var/lib/keel, /run/keel); "
+                                 "a directory other than / runs an unprivileged node for tests and local clusters")
+      ->capture_default_str();
+  app.add_option("--config", f.config, "Machine config to install when the node has none stored yet "
+                                     "(from `keelctl gen config`)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--address", f.options.address, "The node's address (for example 127.0.1.1): its apid binds it "
+                                               "and it names the node in replies")
+      ->required()
+      ->check([](const std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); });
+  app.add_option("--api-port", f.options.apiPort, "The TCP port apid serves the API on, on --address")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--join-port", f.options.joinPort,
+                 "The TCP port of the join listener: apid serves it on a control plane; a worker's apid joins "
+                 "the control plane on it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--allow-uid", f.allowUids, "A uid that may call machined.sock directly (repeatable); "
+                                           "in --root mode the invoking user is always allowed");
+  app.add_flag("--no-allow-invoking-user", f.denyInvokingUser,
+               "In --root mode, do not add the invoking user to the allow-list (only the services machined "
+               "started and --allow-uid may call)");
+  app.add_option("--log-level", f.level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--kmsg", f.options.kmsgPath, "Kernel log device")->capture_default_str();
+  app.add_option("--libexec", f.libexec, "Directory of the built-in service binaries (apid, trustd); "
+                                       "default: the directory machined's executable is in");
+  app.add_option("--backends-dir", f.backendsDir,
+                 "Directory of the backend manifests (<name>.json) for the names in machine.backends; "
+                 "default: <libexec>/backends");
+  app.add_option("--boot-dir", f.bootDir,
+                 "Directory of root slots and the boot pointer that Upgrade and Rollback write (on the OS image: "
+                 "/var/lib/keel-boot, set by PID 1). For tests and local clusters: nothing boots from it, the "
+                 "booted slot is 'factory' and the running image's version is <root>/usr/share/keel/image-version");
+  app.add_option("--service-settle-ms", f.settleMs, "How long a service must stay up to count as running")
+      ->capture_default_str();
+  app.add_option("--service-stop-grace-ms", f.graceMs, "SIGTERM to SIGKILL grace period when stopping a service")
+      ->capture_default_str();
+  app.footer("Example: machined --root /tmp/node1 --config controlplane.json --address 127.0.1.1");
+}
+
+// The node's options from the flags; `self` is machined's own executable.
+keel::machined::NodeOptions nodeOptions(const Flags& f, const std::string& self) {
+  keel::machined::NodeOptions options = f.options;
+  options.root = f.root;
+  options.libexecDir = f.libexec.empty() ? std::filesystem::path(self).parent_path() : std::filesystem::path(f.libexec);
+  options.backendsDir = f.backendsDir.empty() ? options.libexecDir / "backends" : std::filesystem::path(f.backendsDir);
+  if (!f.config.empty()) options.configPath = f.config;
+  options.allowedUids = f.allowUids;
+  const bool rootMode = options.root != "/";
+  if (rootMode && !f.denyInvokingUser) options.allowedUids.push_back(getuid());
+  options.serviceSettleTime = std::chrono::milliseconds(f.settleMs);
+  options.serviceStopGrace = std::chrono::milliseconds(f.graceMs);
+  if (!f.bootDir.empty()) options.bootDir = f.bootDir;
+  if (keel::machined::underPid1()) {
+    // Booted from the OS image: the initramfs told PID 1 which root slot it booted.
+    options.bootDir = "/var/lib/keel-boot";
+    const char* slot = std::getenv("KEEL_BOOT_SLOT");
+    options.bootedSlot = slot != nullptr ? slot : "factory";
+    // The initramfs went back to the previous slot by itself: an event, like a rollback.
+    if (const char* fellBack = std::getenv("KEEL_BOOT_FALLBACK")) options.bootFallback = fellBack;
+  }
+  return options;
+}
+
+// A reboot outside PID 1 re-executes machined from this thread, the one that forked the
+// spawner (a child's death signal follows the thread that forked it). The new image runs
+// under this image's filter from its first instruction, and adopts the spawner through
+// the socket left open for it. Stop signals stay blocked across exec; the new image
+// blocks them again anyway.
+[[noreturn]] void reexec(const std::string& self, std::vector<std::string> originalArgs, int spawnerFd) {
+  if (fcntl(spawnerFd, F_SETFD, 0) != 0) {
+    spdlog::error("machined: cannot keep the spawner's socket across the re-exec: {}", keel::errnoText(errno));
+    std::_Exit(1);
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::string_view(*e).rfind(std::string(kSpawnerFdEnv) + "=", 0) != 0) env.emplace_back(*e);
+  }
+  env.push_back(std::string(kSpawnerFdEnv) + "=" + std::to_string(spawnerFd));
+  std::vector<char*> args;
+  for (auto& a : originalArgs) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  execve(self.c_str(), args.data(), envp.data());
+  spdlog::error("machined: re-exec of {} failed: {}", self, keel::errnoText(errno));
+  std::_Exit(1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,80 +243,16 @@ int main(int argc, char** argv) {
 
   CLI::App app{"machined: owns a Keel node's machine — its config, services, logs and power — and serves the "
                "machine API on the Unix socket <root>/run/keel/machined.sock."};
-  keel::machined::NodeOptions options;
-  std::string root = "/";
-  std::string config;
-  std::vector<uid_t> allowUids;
-  std::string level = "info";
-  int settleMs = 1000;
-  int graceMs = 10000;
-  app.add_option("--root", root, "Prefix of every path the node uses (/etc/keel, /var/lib/keel, /run/keel); "
-                                 "a directory other than / runs an unprivileged node for tests and local clusters")
-      ->capture_default_str();
-  app.add_option("--config", config, "Machine config to install when the node has none stored yet "
-                                     "(from `keelctl gen config`)")
-      ->check(CLI::ExistingFile);
-  app.add_option("--address", options.address, "The node's address (for example 127.0.1.1): its apid binds it "
-                                               "and it names the node in replies")
-      ->required()
-      ->check([](const std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); });
-  app.add_option("--api-port", options.apiPort, "The TCP port apid serves the API on, on --address")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  app.add_option("--join-port", options.joinPort,
-                 "The TCP port of the join listener: apid serves it on a control plane; a worker's apid joins "
-                 "the control plane on it")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 65535));
-  app.add_option("--allow-uid", allowUids, "A uid that may call machined.sock directly (repeatable); "
-                                           "in --root mode the invoking user is always allowed");
-  bool denyInvokingUser = false;
-  app.add_flag("--no-allow-invoking-user", denyInvokingUser,
-               "In --root mode, do not add the invoking user to the allow-list (only the services machined "
-               "started and --allow-uid may call)");
-  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
-  app.add_option("--kmsg", options.kmsgPath, "Kernel log device")->capture_default_str();
-  std::string libexec;
-  app.add_option("--libexec", libexec, "Directory of the built-in service binaries (apid, trustd); "
-                                       "default: the directory machined's executable is in");
-  std::string backendsDir;
-  app.add_option("--backends-dir", backendsDir,
-                 "Directory of the backend manifests (<name>.json) for the names in machine.backends; "
-                 "default: <libexec>/backends");
-  std::string bootDir;
-  app.add_option("--boot-dir", bootDir,
-                 "Directory of root slots and the boot pointer that Upgrade and Rollback write (on the OS image: "
-                 "/var/lib/keel-boot, set by PID 1). For tests and local clusters: nothing boots from it, the "
-                 "booted slot is 'factory' and the running image's version is <root>/usr/share/keel/image-version");
-  app.add_option("--service-settle-ms", settleMs, "How long a service must stay up to count as running")
-      ->capture_default_str();
-  app.add_option("--service-stop-grace-ms", graceMs, "SIGTERM to SIGKILL grace period when stopping a service")
-      ->capture_default_str();
-  app.footer("Example: machined --root /tmp/node1 --config controlplane.json --address 127.0.1.1");
+  Flags f;
+  addFlags(app, f);
   CLI11_PARSE(app, argc, argv);
 
   auto logger = std::make_shared<spdlog::logger>("machined", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_level(spdlog::level::from_str(f.level));
 
-  options.root = root;
-  options.libexecDir = libexec.empty() ? std::filesystem::path(self).parent_path() : std::filesystem::path(libexec);
-  options.backendsDir = backendsDir.empty() ? options.libexecDir / "backends" : std::filesystem::path(backendsDir);
-  if (!config.empty()) options.configPath = config;
-  options.allowedUids = allowUids;
+  keel::machined::NodeOptions options = nodeOptions(f, self);
   const bool rootMode = options.root != "/";
-  if (rootMode && !denyInvokingUser) options.allowedUids.push_back(getuid());
-  options.serviceSettleTime = std::chrono::milliseconds(settleMs);
-  options.serviceStopGrace = std::chrono::milliseconds(graceMs);
-  if (!bootDir.empty()) options.bootDir = bootDir;
-  if (keel::machined::underPid1()) {
-    // Booted from the OS image: the initramfs told PID 1 which root slot it booted.
-    options.bootDir = "/var/lib/keel-boot";
-    const char* slot = std::getenv("KEEL_BOOT_SLOT");
-    options.bootedSlot = slot != nullptr ? slot : "factory";
-    // The initramfs went back to the previous slot by itself: an event, like a rollback.
-    if (const char* fellBack = std::getenv("KEEL_BOOT_FALLBACK")) options.bootFallback = fellBack;
-  }
   if (getpid() != 1 && !rootMode && getuid() != 0) {
     spdlog::error("machined: a node with --root / must run as root; use --root DIR for an unprivileged node");
     return 1;
@@ -262,27 +305,5 @@ int main(int argc, char** argv) {
   }
   spdlog::info("machined: re-executing for the reboot");
   spdlog::default_logger()->flush();
-  // A reboot outside PID 1 re-executes machined from this thread, the one that forked the
-  // spawner (a child's death signal follows the thread that forked it). The new image runs
-  // under this image's filter from its first instruction, and adopts the spawner through
-  // the socket left open for it. Stop signals stay blocked across exec; the new image
-  // blocks them again anyway.
-  if (fcntl(spawner->fd(), F_SETFD, 0) != 0) {
-    spdlog::error("machined: cannot keep the spawner's socket across the re-exec: {}", keel::errnoText(errno));
-    std::_Exit(1);
-  }
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (std::string_view(*e).rfind(std::string(kSpawnerFdEnv) + "=", 0) != 0) env.emplace_back(*e);
-  }
-  env.push_back(std::string(kSpawnerFdEnv) + "=" + std::to_string(spawner->fd()));
-  std::vector<char*> args;
-  for (auto& a : originalArgs) args.push_back(a.data());
-  args.push_back(nullptr);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  execve(self, args.data(), envp.data());
-  spdlog::error("machined: re-exec of {} failed: {}", self, keel::errnoText(errno));
-  std::_Exit(1);
+  reexec(self, std::move(originalArgs), spawner->fd());
 }
