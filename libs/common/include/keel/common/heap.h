@@ -35,8 +35,10 @@ struct HeapTrimPolicy {
 // A thread of its own that wakes every `period`, reads the process's CPU time
 // (CLOCK_PROCESS_CPUTIME_ID) and calls releaseFreeHeap() when shouldTrimHeap() says so:
 // after start-up, and after each burst of work once it is over. An idle process is trimmed
-// once, then left alone. Start it after the process is confined (its calls are
-// clock_gettime, futex and the allocator's own). Destruction stops and joins the thread.
+// again only when its background work (timers, file watches) has added up to `work`.
+// Start it after the process is confined (its calls are clock_gettime, futex, prctl to
+// name the thread, and the allocator's madvise/munmap/brk). Destruction stops and joins
+// the thread.
 class IdleHeapTrimmer {
  public:
   static constexpr std::chrono::milliseconds kPeriod{1000};
