@@ -29,6 +29,9 @@ using namespace std::chrono_literals;
 // ctest's "skipped" code: nginx is missing and --require-nginx was given.
 constexpr int kExitSkipped = 77;
 
+// How long the daemons get without calls before their idle RSS is read.
+constexpr auto kIdleSettle = 3s;
+
 std::atomic<bool> stopRequested{false};
 
 struct Flags {
@@ -377,6 +380,11 @@ int run(const Flags& flags) {
 
   // Memory: each daemon's resident set when idle, and apid's with many streams open.
   if (paths[1].target && paths[1].proxyPids && !stopRequested) {
+    // Idle: no calls for kIdleSettle. A Keel daemon hands its free heap back to the kernel
+    // once it has been quiet for a second after work (keel/common/heap.h); read at once,
+    // the figure would show the last round's garbage instead.
+    const auto settled = std::chrono::steady_clock::now() + kIdleSettle;
+    while (std::chrono::steady_clock::now() < settled && !stopRequested) std::this_thread::sleep_for(100ms);
     const auto apidPids = paths[1].proxyPids();
     const pid_t apidPid = apidPids.empty() ? 0 : apidPids.front();
     std::array<std::vector<std::optional<double>>, 3> idle, streaming;
@@ -388,9 +396,14 @@ int run(const Flags& flags) {
     }
     rows.push_back(summarize("proxy RSS idle (MiB)", Better::kLower, idle));
     const auto trustdPids = descendantsNamed(machinedPid, "trustd");
-    std::printf("idle RSS: machined %.1f MiB, trustd %.1f MiB, apid %.1f MiB\n", residentKib(machinedPid) / 1024.0,
-                trustdPids.empty() ? 0.0 : residentKib(trustdPids.front()) / 1024.0,
-                apidPid > 0 ? residentKib(apidPid) / 1024.0 : 0.0);
+    const pid_t trustdPid = trustdPids.empty() ? 0 : trustdPids.front();
+    const auto mib = [](pid_t pid, long (*kib)(pid_t)) {
+      return pid > 0 ? static_cast<double>(kib(pid)) / 1024.0 : 0.0;
+    };
+    std::printf("idle RSS: machined %.1f MiB, trustd %.1f MiB, apid %.1f MiB\n", mib(machinedPid, residentKib),
+                mib(trustdPid, residentKib), mib(apidPid, residentKib));
+    std::printf("  of which file-backed (executable, shared libraries): machined %.1f, trustd %.1f, apid %.1f MiB\n",
+                mib(machinedPid, residentFileKib), mib(trustdPid, residentFileKib), mib(apidPid, residentFileKib));
     const auto held = holdStreams(
         *paths[1].target, flags.streams, 90,
         [&] { streaming[1].push_back(apidPid > 0 ? std::optional<double>(residentKib(apidPid) / 1024.0) : std::nullopt); },

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "keel/machine/v1/machine.grpc.pb.h"
@@ -278,14 +279,22 @@ StreamsResult holdStreams(const Target& target, int count, int perChannel, const
   return result;
 }
 
-long residentKib(pid_t pid) {
+namespace {
+
+long statusKib(pid_t pid, std::string_view field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
   }
   return 0;
 }
+
+}  // namespace
+
+long residentKib(pid_t pid) { return statusKib(pid, "VmRSS:"); }
+
+long residentFileKib(pid_t pid) { return statusKib(pid, "RssFile:"); }
 
 Status callVersionOnce(const Target& target, std::chrono::milliseconds timeout) {
   auto stub = v1::MachineService::NewStub(isolatedChannel(target, nextChannelId++));

@@ -84,6 +84,10 @@ StreamsResult holdStreams(const Target& target, int count, int perChannel, const
 // A process's resident set (VmRSS) in KiB; 0 when it cannot be read.
 long residentKib(pid_t pid);
 
+// The file-backed part of it (RssFile: the executable's and shared libraries' pages,
+// which the daemons share with each other), in KiB; 0 when it cannot be read.
+long residentFileKib(pid_t pid);
+
 // One blocking Version call with a deadline; used to wait for a daemon to answer.
 Status callVersionOnce(const Target& target, std::chrono::milliseconds timeout);
 

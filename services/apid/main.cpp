@@ -18,6 +18,7 @@
 #include "apid_config.h"
 #include "identity.h"
 #include "keel/common/clock.h"
+#include "keel/common/heap.h"
 #include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
@@ -55,6 +56,7 @@ std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::apid::Apid
 }  // namespace
 
 int main(int argc, char** argv) {
+  keel::limitMallocArenas();
   CLI::App app{"apid: the node's mTLS API gateway (authentication, authorization, audit, routing)"};
   std::string configPath;
   std::string level = "info";
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const sigset_t signals = keel::blockStopSignals();
+  const keel::IdleHeapTrimmer trimmer;
 
   keel::SystemClock clock;
   std::unique_ptr<keel::apid::IdentityManager> identity;

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/common/clock.h"
+#include "keel/common/heap.h"
 #include "keel/common/stop_signals.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
@@ -217,6 +218,7 @@ int main(int argc, char** argv) {
   // On the OS image, PID 1 prepares the machine and stays PID 1; machined proper runs on
   // from here in its child (src/pid1.h).
   if (getpid() == 1) keel::machined::runAsPid1(argc, argv);
+  keel::limitMallocArenas();
   // Descriptors leaked by whoever started machined must not reach its services; the
   // spawner's socket, when this image replaces one that had it, stays.
   int inheritedSpawner = -1;
@@ -268,6 +270,7 @@ int main(int argc, char** argv) {
     spdlog::error("machined: cannot confine machined: {}", confined.toString());
     return 1;
   }
+  const keel::IdleHeapTrimmer trimmer;
   options.spawn = [spawner](const keel::supervisor::ServiceSpec& spec) { return spawner->spawn(spec); };
   options.lookupAccount = [spawner](const std::string& user) { return spawner->lookupAccount(user); };
   keel::SystemClock clock;

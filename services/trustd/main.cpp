@@ -14,6 +14,7 @@
 #include "keel/backend/daemon.h"
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
+#include "keel/common/heap.h"
 #include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
@@ -52,6 +53,7 @@ void forbiddenCallForTests() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keel::limitMallocArenas();
   CLI::App app{"trustd: the OS certificate authority of a control-plane node (serves trustd.sock only)"};
   std::string configPath;
   std::string level = "info";
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
   forbiddenCallForTests();
 #endif
   const sigset_t signals = keel::blockStopSignals();
+  const keel::IdleHeapTrimmer trimmer;
 
   keel::SystemClock clock;
   auto authority = keel::trustd::Authority::create(*config, clock);
