@@ -104,189 +104,105 @@ keel::Result<Target> waitForNodeApid(const fs::path& root, const std::string& ad
       "no {}/server.crt and ca.crt, or nothing listening on {}:{}, after 20 s", dir.string(), address, port));
 }
 
-int run(const Flags& flags) {
-  auto duration = parseDuration(flags.duration);
-  auto warmup = parseDuration(flags.warmup);
-  auto concurrencies = parseConcurrencyList(flags.concurrency);
-  auto handshakeDuration =
-      parseDuration(flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration);
-  for (const keel::Status& s :
-       {duration.status(), warmup.status(), concurrencies.status(), handshakeDuration.status()}) {
-    if (!s.isOk()) {
-      std::fprintf(stderr, "keel_bench: %s\n", s.toString().c_str());
-      return 2;
-    }
-  }
-  // Absolute: the binaries are linked into a scratch directory and started from there.
-  const fs::path buildDir = fs::absolute(flags.buildDir);
-  const fs::path machined = buildDir / "services/machined/machined";
-  const fs::path apid = buildDir / "services/apid/apid";
-  const fs::path trustd = buildDir / "services/trustd/trustd";
-  if (access(machined.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "keel_bench: no machined executable at %s (set --build-dir)\n", machined.c_str());
-    return 2;
-  }
-  std::optional<fs::path> nginxBinary;
-  if (!flags.noNginx) {
-    nginxBinary = flags.nginxBinary.empty() ? findNginx() : std::optional<fs::path>(flags.nginxBinary);
-    if (nginxBinary && access(nginxBinary->c_str(), X_OK) != 0) nginxBinary.reset();
-  }
-  if (!nginxBinary && flags.requireNginx) {
-    std::printf("nginx not available: no nginx executable (apt-get install nginx); skipping\n");
-    return kExitSkipped;
-  }
-
-  auto tmp = TempDir::create("keel-bench-");
-  if (!tmp.ok()) {
-    std::fprintf(stderr, "keel_bench: %s\n", tmp.status().toString().c_str());
-    return 1;
-  }
-  const fs::path dir = tmp->path();
-  // Services machined starts run under their own uids when this runs as root: they
-  // must be able to traverse to their state directories.
-  chmod(dir.c_str(), 0711);
-
-  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row and path, "
-              "%d round(s), medians shown\n",
-              flags.warmup.c_str(), flags.duration.c_str(), flags.rounds);
-  std::printf("machine:  %s\n", describeMachine().c_str());
-  std::string nginxVersion = flags.noNginx ? "nginx not used (--no-nginx)" : "not installed";
-  if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
-  std::printf("versions: %s; gRPC %s; OpenSSL 3\n", nginxVersion.c_str(), grpc::Version().c_str());
-
-  auto secrets = makeSecrets();
-  if (!secrets.ok()) {
-    std::fprintf(stderr, "keel_bench: secrets: %s\n", secrets.status().toString().c_str());
-    return 1;
-  }
-  auto admin = makeAdminClient(*secrets);
-  auto serving = makeServingCert(*secrets, "127.0.0.1");
-  if (!admin.ok() || !serving.ok()) {
-    std::fprintf(stderr, "keel_bench: certificates: %s %s\n", admin.status().toString().c_str(),
-                 serving.status().toString().c_str());
-    return 1;
-  }
-
-  // machined starts apid (and trustd) from --libexec when they are there.
+// machined in `dir`, which starts apid (and trustd) from a libexec directory holding
+// `apid` and `trustd` when they are given and built, on ports picked now (written to
+// `apiPort`): another node on the same address (a local cluster, another keel_bench) may
+// hold the defaults.
+keel::Result<std::unique_ptr<Node>> startNode(const Flags& flags, const fs::path& dir,
+                                              const keel::config::SecretsBundle& secrets,
+                                        const fs::path& machined, const fs::path& apid, const fs::path& trustd,
+                                        uint16_t& apiPort) {
   const fs::path libexec = dir / "libexec";
   fs::create_directories(libexec);
-  const bool haveApid = access(apid.c_str(), X_OK) == 0;
+  const bool haveApid = !apid.empty();
   if (haveApid) fs::create_symlink(apid, libexec / "apid");
   if (access(trustd.c_str(), X_OK) == 0) fs::create_symlink(trustd, libexec / "trustd");
   Node::Options nodeOptions{machined, libexec, flags.address, std::nullopt, std::nullopt};
-  uint16_t apiPort = 50000;
-  // Ports chosen now, not the fixed defaults: another node on the same address (a local
-  // cluster, another keel_bench) would otherwise hold them and apid would not start.
   for (const auto& [flag, slot] :
        {std::pair{"--api-port", &nodeOptions.apiPort}, std::pair{"--join-port", &nodeOptions.joinPort}}) {
     if (!haveApid || !binaryAcceptsFlag(machined, flag, dir)) continue;
     auto port = pickFreePort(flags.address);
     // The kernel may hand out the port it just gave the API again.
     if (port.ok() && nodeOptions.apiPort == *port) port = pickFreePort(flags.address);
-    if (!port.ok()) {
-      std::fprintf(stderr, "keel_bench: %s\n", port.status().toString().c_str());
-      return 1;
-    }
+    if (!port.ok()) return port.status();
     *slot = *port;
   }
   if (nodeOptions.apiPort) apiPort = *nodeOptions.apiPort;
-  auto node = Node::start(dir, *secrets, nodeOptions);
-  if (!node.ok()) {
-    std::fprintf(stderr, "keel_bench: %s\n", node.status().toString().c_str());
-    return 1;
-  }
-  const pid_t machinedPid = (*node)->pid();
-  std::map<std::string, std::string> runInfo = {{"machine", describeMachine()},
-                                                {"build_dir", buildDir.string()},
-                                                {"duration", flags.duration},
-                                                {"warmup", flags.warmup},
-                                                {"rounds", std::to_string(flags.rounds)},
-                                                {"concurrency", flags.concurrency},
-                                                {"grpc", grpc::Version()},
-                                                {"nginx", nginxVersion}};
+  return Node::start(dir, secrets, nodeOptions);
+}
 
-  std::vector<Path> paths(3);
-  paths[0].name = "direct";
-  paths[0].target = (*node)->directTarget();
-
-  paths[1].name = "apid";
+// The apid path: an apid given with --apid-endpoint, or the node's own once it answers;
+// `missing` says why there is none.
+void setUpApid(const Flags& flags, const std::string& missing, const fs::path& nodeRoot, uint16_t apiPort,
+               const TlsFiles& admin, pid_t machinedPid, Path& path) {
   if (!flags.apidEndpoint.empty()) {
     TlsFiles files{readTextFile(flags.apidCa), readTextFile(flags.apidCert), readTextFile(flags.apidKey)};
-    paths[1].target = Target{flags.apidEndpoint, mtlsCredentials(files), {}};
+    path.target = Target{flags.apidEndpoint, mtlsCredentials(files), {}};
     const pid_t pid = flags.apidPid;
-    paths[1].proxyPids = [pid] { return pid > 0 ? std::vector<pid_t>{pid} : std::vector<pid_t>{}; };
-    paths[1].backendIsOurMachined = false;
-  } else if (!haveApid) {
-    paths[1].skipReason = "no executable at " + apid.string();
-  } else {
-    auto t = waitForNodeApid((*node)->root(), flags.address, apiPort, *admin);
-    if (t.ok()) {
-      paths[1].target = *t;
-      paths[1].proxyPids = [machinedPid] { return descendantsNamed(machinedPid, "apid"); };
-    } else {
-      paths[1].skipReason = t.status().message();
-    }
+    path.proxyPids = [pid] { return pid > 0 ? std::vector<pid_t>{pid} : std::vector<pid_t>{}; };
+    path.backendIsOurMachined = false;
+    return;
   }
+  if (!missing.empty()) {
+    path.skipReason = missing;
+    return;
+  }
+  auto t = waitForNodeApid(nodeRoot, flags.address, apiPort, admin);
+  if (t.ok()) {
+    path.target = *t;
+    path.proxyPids = [machinedPid] { return descendantsNamed(machinedPid, "apid"); };
+  } else {
+    path.skipReason = t.status().message();
+  }
+}
 
-  paths[2].name = "nginx";
+// The nginx path: nginx started with its own config in `dir`/nginx, in front of
+// `backendSocket`; `path` gets its target, or why it is skipped. The running nginx, if any.
+std::unique_ptr<Nginx> setUpNginx(const Flags& flags, const std::optional<fs::path>& nginxBinary, const fs::path& dir,
+                                  const fs::path& backendSocket, const TlsFiles& serving, const TlsFiles& admin,
+                                  Path& path) {
   std::unique_ptr<Nginx> nginx;
   if (flags.noNginx) {
-    paths[2].skipReason = "skipped (--no-nginx)";
+    path.skipReason = "skipped (--no-nginx)";
   } else if (!nginxBinary) {
-    paths[2].skipReason = "no nginx executable (apt-get install nginx)";
+    path.skipReason = "no nginx executable (apt-get install nginx)";
   } else {
     auto port = pickFreePort("127.0.0.1");
     Nginx::Options o;
     o.binary = *nginxBinary;
     o.address = "127.0.0.1";
     o.port = port.ok() ? *port : 0;
-    o.backendSocket = (*node)->socket();
-    o.serving = *serving;
+    o.backendSocket = backendSocket;
+    o.serving = serving;
     o.accessLog = flags.nginxAccessLog;
     fs::create_directories(dir / "nginx");
     auto started =
         port.ok() ? Nginx::start(dir / "nginx", o) : keel::Result<std::unique_ptr<Nginx>>(port.status());
     if (started.ok()) {
       nginx = std::move(started).value();
-      Target t{fmt::format("127.0.0.1:{}", o.port), mtlsCredentials(*admin), {{"keel-roles", "os:admin"}}};
+      Target t{fmt::format("127.0.0.1:{}", o.port), mtlsCredentials(admin), {{"keel-roles", "os:admin"}}};
       const keel::Status s = callVersionOnce(t, 5000ms);
       if (s.isOk()) {
-        paths[2].target = t;
+        path.target = t;
         Nginx* n = nginx.get();
-        paths[2].proxyPids = [n] { return n->pids(); };
+        path.proxyPids = [n] { return n->pids(); };
       } else {
-        paths[2].skipReason = "Version through nginx failed: " + s.toString();
+        path.skipReason = "Version through nginx failed: " + s.toString();
       }
     } else {
-      paths[2].skipReason = started.status().toString();
+      path.skipReason = started.status().toString();
     }
   }
-  for (const auto& p : paths) {
-    if (!p.target) std::printf("%s not available: %s\n", p.name.c_str(), p.skipReason.c_str());
-  }
-  if (paths[1].target && paths[1].proxyPids) {
-    for (const pid_t pid : paths[1].proxyPids()) {
-      std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
-      runInfo["apid_threads"] = std::to_string(threadCount(pid));
-    }
-  }
-  if (nginx) {
-    std::printf(
-        "nginx:    worker_processes 1 (+ master), TLS 1.3 only, ssl_verify_client on, access_log %s, "
-        "upstream keepalive 32 to machined.sock\n",
-        flags.nginxAccessLog ? (dir / "nginx/access.log").c_str() : "off");
-  }
-  std::printf("client:   %d channel(s) per target, %d completion-queue threads; handshakes: %d threads, %s\n",
-              flags.channels, flags.pollers, flags.handshakeConcurrency,
-              (flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration).c_str());
-  std::fflush(stdout);
+  return nginx;
+}
 
-  const double usPerTick = microsecondsPerTick();
-  std::vector<TableRow> rows;
+// Every concurrency level, round after round, on every path: a row per figure, with the
+// median over rounds. True when a run failed.
+bool measureLoad(const Flags& flags, const std::vector<Path>& paths, const std::vector<int>& concurrencies,
+                 std::chrono::microseconds warmup, std::chrono::microseconds duration, pid_t machinedPid,
+                 double usPerTick, std::vector<TableRow>& rows) {
   bool failed = false;
-  // Each round measures every path once, one after the other, and the table shows the
-  // median over rounds: drift on a shared machine then touches every path alike.
-  for (const int c : *concurrencies) {
+  for (const int c : concurrencies) {
     // One slot per round and path; a round that failed leaves its slot empty.
     std::array<std::vector<std::optional<Measured>>, 3> m;
     for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
@@ -298,8 +214,8 @@ int run(const Flags& flags) {
         lo.concurrency = c;
         lo.channels = flags.channels;
         lo.pollers = flags.pollers;
-        lo.warmup = *warmup;
-        lo.duration = *duration;
+        lo.warmup = warmup;
+        lo.duration = duration;
         uint64_t proxy0 = 0, proxy1 = 0, mach0 = 0, mach1 = 0;
         auto start = [&] {
           if (p.proxyPids) proxy0 = processCpuTicks(p.proxyPids());
@@ -348,6 +264,14 @@ int run(const Flags& flags) {
         [](const Measured& x) { return x.machinedCpuUs; });
   }
 
+  return failed;
+}
+
+// New mTLS connections per second through each proxy, and the proxy's CPU per handshake.
+// True when a path made none.
+bool measureHandshakes(const Flags& flags, const std::vector<Path>& paths, std::chrono::microseconds handshakeDuration,
+                       double usPerTick, std::vector<TableRow>& rows) {
+  bool failed = false;
   std::array<std::vector<std::optional<double>>, 3> hsRates, hsCpus;
   for (int round = 0; round < flags.rounds && !stopRequested; ++round) {
     for (size_t i = 0; i < paths.size(); ++i) {
@@ -359,7 +283,7 @@ int run(const Flags& flags) {
       if (!p.target) continue;
       uint64_t proxy0 = 0, proxy1 = 0;
       auto r = runHandshakes(
-          *p.target, flags.handshakeConcurrency, *handshakeDuration,
+          *p.target, flags.handshakeConcurrency, handshakeDuration,
           [&] { proxy0 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; },
           [&] { proxy1 = p.proxyPids ? processCpuTicks(p.proxyPids()) : 0; }, stopRequested);
       if (r.errors > 0) {
@@ -378,6 +302,13 @@ int run(const Flags& flags) {
   rows.push_back(summarize(fmt::format("handshakes/s (c={})", flags.handshakeConcurrency), Better::kHigher, hsRates));
   rows.push_back(summarize("proxy CPU/handshake (us)", Better::kLower, hsCpus));
 
+  return failed;
+}
+
+// Memory: each daemon's resident set when idle, and apid's with many streams open. True
+// when apid did not open them all.
+bool measureMemory(const Flags& flags, const std::vector<Path>& paths, pid_t machinedPid, std::vector<TableRow>& rows) {
+  bool failed = false;
   // Memory: each daemon's resident set when idle, and apid's with many streams open.
   if (paths[1].target && paths[1].proxyPids && !stopRequested) {
     // Idle: no calls for kIdleSettle. A Keel daemon hands its free heap back to the kernel
@@ -416,10 +347,37 @@ int run(const Flags& flags) {
     rows.push_back(summarize(fmt::format("proxy RSS, {} streams (MiB)", flags.streams), Better::kLower, streaming));
   }
 
-  if (stopRequested) {
-    std::printf("interrupted: stopping everything keel_bench started\n");
-    return 130;
+  return failed;
+}
+
+// What each path is: those that are not available and why, apid's threads, nginx's
+// setup, the load generator's.
+void describePaths(const Flags& flags, const std::vector<Path>& paths, bool nginx, const fs::path& dir,
+                   std::map<std::string, std::string>& runInfo) {
+  for (const auto& p : paths) {
+    if (!p.target) std::printf("%s not available: %s\n", p.name.c_str(), p.skipReason.c_str());
   }
+  if (paths[1].target && paths[1].proxyPids) {
+    for (const pid_t pid : paths[1].proxyPids()) {
+      std::printf("apid:     pid %d, %d threads\n", pid, threadCount(pid));
+      runInfo["apid_threads"] = std::to_string(threadCount(pid));
+    }
+  }
+  if (nginx) {
+    std::printf(
+        "nginx:    worker_processes 1 (+ master), TLS 1.3 only, ssl_verify_client on, access_log %s, "
+        "upstream keepalive 32 to machined.sock\n",
+        flags.nginxAccessLog ? (dir / "nginx/access.log").c_str() : "off");
+  }
+  std::printf("client:   %d channel(s) per target, %d completion-queue threads; handshakes: %d threads, %s\n",
+              flags.channels, flags.pollers, flags.handshakeConcurrency,
+              (flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration).c_str());
+  std::fflush(stdout);
+}
+
+// The table on stdout, and the JSON form in --json; false when that file cannot be written.
+bool report(const Flags& flags, const std::vector<TableRow>& rows, const std::map<std::string, std::string>& runInfo,
+            double usPerTick) {
   std::printf("\n%s", formatTable(rows).c_str());
   std::printf(
       "\nCPU: utime+stime deltas from /proc/<pid>/stat over the measured window (tick %.0f us); proxy = "
@@ -431,9 +389,129 @@ int run(const Flags& flags) {
     out << formatJson(rows, runInfo);
     if (!out.flush()) {
       std::fprintf(stderr, "keel_bench: cannot write %s\n", flags.jsonPath.c_str());
-      failed = true;
+      return false;
     }
   }
+  return true;
+}
+
+// The nginx binary to compare with: --nginx, else the one installed; none with --no-nginx
+// or when it cannot be run.
+std::optional<fs::path> nginxToUse(const Flags& flags) {
+  if (flags.noNginx) return std::nullopt;
+  std::optional<fs::path> nginxBinary =
+      flags.nginxBinary.empty() ? findNginx() : std::optional<fs::path>(flags.nginxBinary);
+  if (nginxBinary && access(nginxBinary->c_str(), X_OK) != 0) nginxBinary.reset();
+  return nginxBinary;
+}
+
+// What is measured, on what machine, with which versions; returns nginx's version line.
+std::string printHeader(const Flags& flags, const std::optional<fs::path>& nginxBinary, const fs::path& dir) {
+  std::printf("keel_bench: MachineService/Version, unary, %s warmup + %s measured per row and path, "
+              "%d round(s), medians shown\n",
+              flags.warmup.c_str(), flags.duration.c_str(), flags.rounds);
+  std::printf("machine:  %s\n", describeMachine().c_str());
+  std::string nginxVersion = flags.noNginx ? "nginx not used (--no-nginx)" : "not installed";
+  if (nginxBinary) nginxVersion = runAndCapture({nginxBinary->string(), "-v"}, dir / "nginx-v.txt");
+  std::printf("versions: %s; gRPC %s; OpenSSL 3\n", nginxVersion.c_str(), grpc::Version().c_str());
+  return nginxVersion;
+}
+
+int run(const Flags& flags) {
+  auto duration = parseDuration(flags.duration);
+  auto warmup = parseDuration(flags.warmup);
+  auto concurrencies = parseConcurrencyList(flags.concurrency);
+  auto handshakeDuration =
+      parseDuration(flags.handshakeDuration.empty() ? flags.duration : flags.handshakeDuration);
+  for (const keel::Status& s :
+       {duration.status(), warmup.status(), concurrencies.status(), handshakeDuration.status()}) {
+    if (!s.isOk()) {
+      std::fprintf(stderr, "keel_bench: %s\n", s.toString().c_str());
+      return 2;
+    }
+  }
+  // Absolute: the binaries are linked into a scratch directory and started from there.
+  const fs::path buildDir = fs::absolute(flags.buildDir);
+  const fs::path machined = buildDir / "services/machined/machined";
+  const fs::path apid = buildDir / "services/apid/apid";
+  const fs::path trustd = buildDir / "services/trustd/trustd";
+  if (access(machined.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "keel_bench: no machined executable at %s (set --build-dir)\n", machined.c_str());
+    return 2;
+  }
+  const std::optional<fs::path> nginxBinary = nginxToUse(flags);
+  if (!nginxBinary && flags.requireNginx) {
+    std::printf("nginx not available: no nginx executable (apt-get install nginx); skipping\n");
+    return kExitSkipped;
+  }
+
+  auto tmp = TempDir::create("keel-bench-");
+  if (!tmp.ok()) {
+    std::fprintf(stderr, "keel_bench: %s\n", tmp.status().toString().c_str());
+    return 1;
+  }
+  const fs::path dir = tmp->path();
+  // Services machined starts run under their own uids when this runs as root: they
+  // must be able to traverse to their state directories.
+  chmod(dir.c_str(), 0711);
+
+  const std::string nginxVersion = printHeader(flags, nginxBinary, dir);
+
+  auto secrets = makeSecrets();
+  if (!secrets.ok()) {
+    std::fprintf(stderr, "keel_bench: secrets: %s\n", secrets.status().toString().c_str());
+    return 1;
+  }
+  auto admin = makeAdminClient(*secrets);
+  auto serving = makeServingCert(*secrets, "127.0.0.1");
+  if (!admin.ok() || !serving.ok()) {
+    std::fprintf(stderr, "keel_bench: certificates: %s %s\n", admin.status().toString().c_str(),
+                 serving.status().toString().c_str());
+    return 1;
+  }
+
+  const bool haveApid = access(apid.c_str(), X_OK) == 0;
+  uint16_t apiPort = 50000;
+  auto node = startNode(flags, dir, *secrets, machined, haveApid ? apid : fs::path(), trustd, apiPort);
+  if (!node.ok()) {
+    std::fprintf(stderr, "keel_bench: %s\n", node.status().toString().c_str());
+    return 1;
+  }
+  const pid_t machinedPid = (*node)->pid();
+  std::map<std::string, std::string> runInfo = {{"machine", describeMachine()},
+                                                {"build_dir", buildDir.string()},
+                                                {"duration", flags.duration},
+                                                {"warmup", flags.warmup},
+                                                {"rounds", std::to_string(flags.rounds)},
+                                                {"concurrency", flags.concurrency},
+                                                {"grpc", grpc::Version()},
+                                                {"nginx", nginxVersion}};
+
+  std::vector<Path> paths(3);
+  paths[0].name = "direct";
+  paths[0].target = (*node)->directTarget();
+
+  paths[1].name = "apid";
+  setUpApid(flags, haveApid ? "" : "no executable at " + apid.string(), (*node)->root(), apiPort, *admin, machinedPid,
+            paths[1]);
+
+  paths[2].name = "nginx";
+  std::unique_ptr<Nginx> nginx = setUpNginx(flags, nginxBinary, dir, (*node)->socket(), *serving, *admin, paths[2]);
+  describePaths(flags, paths, nginx != nullptr, dir, runInfo);
+
+  const double usPerTick = microsecondsPerTick();
+  std::vector<TableRow> rows;
+  bool failed = false;
+  // Each round measures every path once, one after the other, and the table shows the
+  // median over rounds: drift on a shared machine then touches every path alike.
+  failed = measureLoad(flags, paths, *concurrencies, *warmup, *duration, machinedPid, usPerTick, rows) || failed;
+  failed = measureHandshakes(flags, paths, *handshakeDuration, usPerTick, rows) || failed;
+  failed = measureMemory(flags, paths, machinedPid, rows) || failed;
+  if (stopRequested) {
+    std::printf("interrupted: stopping everything keel_bench started\n");
+    return 130;
+  }
+  failed = !report(flags, rows, runInfo, usPerTick) || failed;
   if (nginx) nginx->stop();
   (*node)->stop();
   return failed ? 1 : 0;
