@@ -66,6 +66,139 @@ std::vector<std::string> makeCsrs(int n) {
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<grpc::Channel> trustdChannel(const fs::path& socket) {
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection per client thread
+  return grpc::CreateCustomChannel("unix:" + socket.string(), grpc::InsecureChannelCredentials(), args);
+}
+
+// One SignNodeCertificate call as a joining node at 127.0.0.1 makes it through apid.
+grpc::Status signOne(sec::SecurityService::Stub& stub, const std::string& csr) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  ctx.AddMetadata("keel-peer", "ipv4:127.0.0.1:1");
+  sec::SignNodeCertificateRequest req;
+  req.set_csr(csr);
+  req.set_token(kToken);
+  sec::SignNodeCertificateResponse resp;
+  return stub.SignNodeCertificate(&ctx, req, &resp);
+}
+
+// Waits until trustd signs, then warms it up; false (with trustd's log) when it does not.
+bool waitUntilSigning(keel::bench::ChildProcess& process, const fs::path& socket, const std::vector<std::string>& csrs) {
+  // A fresh channel each attempt: a channel that failed to connect backs off for seconds.
+  bool up = false;
+  std::string lastError;
+  for (int i = 0; i < 100 && !up && process.running(); ++i) {
+    auto probe = sec::SecurityService::NewStub(trustdChannel(socket));
+    const grpc::Status s = signOne(*probe, csrs[0]);
+    up = s.ok();
+    if (!up) {
+      lastError = s.error_message();
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  if (!up) {
+    std::fprintf(stderr, "trustd_bench: trustd did not answer (%s; %s):\n%s\n", lastError.c_str(),
+                 process.running() ? "still running" : "exited", process.logTail().c_str());
+    return false;
+  }
+  auto stub = sec::SecurityService::NewStub(trustdChannel(socket));
+  for (int i = 0; i < 50; ++i) (void)signOne(*stub, csrs[i % csrs.size()]);
+  return true;
+}
+
+// trustd's config in `dir`: its socket there, the CA, one join token, no rate limit.
+void writeConfig(const fs::path& dir, const keel::pki::CertificateAuthority& ca) {
+  const nlohmann::json config = {
+      {"socket", (dir / "trustd.sock").string()},
+      {"nodeAddress", "127.0.1.1"},
+      {"clusterName", "bench"},
+      {"apiEndpoint", "127.0.1.1:50000"},
+      {"ca", {{"crt", ca.certificate.toPem()}, {"key", ca.key.toPem()}}},
+      {"joinTokens", {kToken}},
+      {"allowedUids", {getuid()}},
+      // Every request comes from one address here: no rate limit in the way.
+      {"join", {{"burst", 10000}, {"ratePerMinute", 600000}, {"extraSans", {"127.0.1.0/24"}}}}};
+  {
+    std::ofstream out(dir / "config.json");
+    out << config.dump();
+  }
+  chmod((dir / "config.json").c_str(), 0600);
+}
+
+// CSRs per second signed in this process by libs/pki alone, for `seconds`.
+double signInProcess(const keel::pki::CertificateAuthority& ca, const std::vector<std::string>& csrs, double seconds,
+                     const keel::Clock& clock) {
+  const auto inStart = std::chrono::steady_clock::now();
+  long inProcess = 0;
+  keel::pki::IssuePolicy policy;
+  policy.extendedKeyUsages = {keel::pki::ExtendedKeyUsage::kServerAuth};
+  policy.allowedSubjectAltNames.ipAddresses = {"127.0.1.5"};
+  while (std::chrono::steady_clock::now() - inStart < std::chrono::duration<double>(seconds)) {
+    auto csr =
+        keel::pki::CertificateRequest::fromPem(csrs[static_cast<size_t>(inProcess) % csrs.size()]).value();
+    (void)keel::pki::issueCertificate(ca, csr, policy, clock).value();
+    ++inProcess;
+  }
+  const double inElapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - inStart).count();
+  return static_cast<double>(inProcess) / inElapsed;
+}
+
+struct Figures {
+  std::string trustd;
+  int clients = 0;
+  double elapsed = 0;
+  long signedCount = 0;
+  long failed = 0;
+  double cpuSeconds = 0;
+  long rss = 0;
+  long idleRss = 0;
+  double inProcessRate = 0;
+};
+
+// The figures on stdout, and in `jsonPath` when given; false when that cannot be written.
+bool report(const Figures& f, const std::string& jsonPath) {
+  std::printf("trustd_bench: %d client thread(s), trustd pinned to CPU 0, %.1f s\n", f.clients, f.elapsed);
+  std::printf("  %-44s %10.0f /s\n", "SignNodeCertificate through trustd.sock", static_cast<double>(f.signedCount) / f.elapsed);
+  std::printf("  %-44s %10.0f us\n", "trustd CPU time per CSR",
+              f.cpuSeconds * 1e6 / std::max(1L, f.signedCount));
+  std::printf("  %-44s %10.1f MiB\n", "trustd RSS after the run", f.rss / 1024.0);
+  std::printf("  %-44s %10.1f MiB\n", "trustd RSS idle, 3 s after the run", f.idleRss / 1024.0);
+  std::printf("  %-44s %10.0f /s\n", "signing path alone, in process, one core", f.inProcessRate);
+  std::printf("  %-44s %10ld\n", "failed calls", f.failed);
+  if (!jsonPath.empty()) {
+    // in_process: measured with this binary's own libs/pki, whichever trustd was given.
+    const auto row = [](const char* label, const char* better, double value, bool inProcessRow) {
+      return nlohmann::json{
+          {"label", label}, {"better", better}, {"value", value}, {"in_process", inProcessRow}};
+    };
+    const double perCsrUs = f.cpuSeconds * 1e6 / static_cast<double>(std::max(1L, f.signedCount));
+    const nlohmann::json out = {
+        {"tool", "trustd_bench"},
+        {"run", {{"trustd", f.trustd}, {"seconds", f.elapsed}, {"clients", f.clients}}},
+        {"failed_calls", f.failed},
+        {"rows",
+         {row("trustd SignNodeCertificate (CSRs/s)", "higher",
+              static_cast<double>(f.signedCount) / f.elapsed, false),
+          row("trustd CPU/CSR (us)", "lower", perCsrUs, false),
+          row("trustd RSS (MiB)", "lower", static_cast<double>(f.rss) / 1024.0, false),
+          row("trustd RSS idle (MiB)", "lower", static_cast<double>(f.idleRss) / 1024.0, false),
+          row("in-process signing (CSRs/s)", "higher", f.inProcessRate, true)}}};
+    std::ofstream file(jsonPath, std::ios::trunc);
+    file << out.dump(2) << "\n";
+    if (!file.flush()) {
+      std::fprintf(stderr, "trustd_bench: cannot write %s\n", jsonPath.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"trustd_bench: node CSRs signed per second by trustd on one core, and trustd's RSS"};
   std::string trustd;
@@ -85,21 +218,7 @@ int main(int argc, char** argv) {
   keel::pki::CaOptions caOptions;
   caOptions.subject.commonName = "keel-os";
   auto ca = keel::pki::createSelfSignedCa(caOptions, clock).value();
-  const nlohmann::json config = {
-      {"socket", (dir / "trustd.sock").string()},
-      {"nodeAddress", "127.0.1.1"},
-      {"clusterName", "bench"},
-      {"apiEndpoint", "127.0.1.1:50000"},
-      {"ca", {{"crt", ca.certificate.toPem()}, {"key", ca.key.toPem()}}},
-      {"joinTokens", {kToken}},
-      {"allowedUids", {getuid()}},
-      // Every request comes from one address here: no rate limit in the way.
-      {"join", {{"burst", 10000}, {"ratePerMinute", 600000}, {"extraSans", {"127.0.1.0/24"}}}}};
-  {
-    std::ofstream out(dir / "config.json");
-    out << config.dump();
-  }
-  chmod((dir / "config.json").c_str(), 0600);
+  writeConfig(dir, ca);
 
   const auto csrs = makeCsrs(256);
   // trustd inherits CPU 0 only; the clients then move to the other CPUs.
@@ -116,43 +235,8 @@ int main(int argc, char** argv) {
     for (int c = 1; c < cpus; ++c) CPU_SET(c, &set);
     sched_setaffinity(0, sizeof set, &set);
   }
-  auto channel = [&] {
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection per client thread
-    return grpc::CreateCustomChannel("unix:" + (dir / "trustd.sock").string(),
-                                     grpc::InsecureChannelCredentials(), args);
-  };
-  auto call = [&](sec::SecurityService::Stub& stub, const std::string& csr) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-    ctx.AddMetadata("keel-peer", "ipv4:127.0.0.1:1");
-    sec::SignNodeCertificateRequest req;
-    req.set_csr(csr);
-    req.set_token(kToken);
-    sec::SignNodeCertificateResponse resp;
-    return stub.SignNodeCertificate(&ctx, req, &resp);
-  };
-  {
-    // A fresh channel each attempt: a channel that failed to connect backs off for seconds.
-    bool up = false;
-    std::string lastError;
-    for (int i = 0; i < 100 && !up && process->running(); ++i) {
-      auto probe = sec::SecurityService::NewStub(channel());
-      const grpc::Status s = call(*probe, csrs[0]);
-      up = s.ok();
-      if (!up) {
-        lastError = s.error_message();
-        std::this_thread::sleep_for(50ms);
-      }
-    }
-    if (!up) {
-      std::fprintf(stderr, "trustd_bench: trustd did not answer (%s; %s):\n%s\n", lastError.c_str(),
-                   process->running() ? "still running" : "exited", process->logTail().c_str());
-      return 1;
-    }
-    auto stub = sec::SecurityService::NewStub(channel());
-    for (int i = 0; i < 50; ++i) (void)call(*stub, csrs[i % csrs.size()]);
-  }
+  const auto channel = [&dir] { return trustdChannel(dir / "trustd.sock"); };
+  if (!waitUntilSigning(*process, dir / "trustd.sock", csrs)) return 1;
 
   std::atomic<bool> stop{false};
   std::atomic<long> signedCount{0};
@@ -164,7 +248,7 @@ int main(int argc, char** argv) {
     threads.emplace_back([&, t] {
       auto stub = sec::SecurityService::NewStub(channel());
       for (size_t i = static_cast<size_t>(t); !stop; i += static_cast<size_t>(clients)) {
-        if (call(*stub, csrs[i % csrs.size()]).ok()) {
+        if (signOne(*stub, csrs[i % csrs.size()]).ok()) {
           ++signedCount;
         } else {
           ++failed;
@@ -187,52 +271,18 @@ int main(int argc, char** argv) {
 
   // The signing path alone: parse and verify the CSR, apply the policy, sign.
   pinTo(0);
-  const auto inStart = std::chrono::steady_clock::now();
-  long inProcess = 0;
-  keel::pki::IssuePolicy policy;
-  policy.extendedKeyUsages = {keel::pki::ExtendedKeyUsage::kServerAuth};
-  policy.allowedSubjectAltNames.ipAddresses = {"127.0.1.5"};
-  while (std::chrono::steady_clock::now() - inStart < std::chrono::duration<double>(std::min(seconds, 2.0))) {
-    auto csr =
-        keel::pki::CertificateRequest::fromPem(csrs[static_cast<size_t>(inProcess) % csrs.size()]).value();
-    (void)keel::pki::issueCertificate(ca, csr, policy, clock).value();
-    ++inProcess;
-  }
-  const double inElapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - inStart).count();
+  const double inProcessRate = signInProcess(ca, csrs, std::min(seconds, 2.0), clock);
   fs::remove_all(dir);
 
-  std::printf("trustd_bench: %d client thread(s), trustd pinned to CPU 0, %.1f s\n", clients, elapsed);
-  std::printf("  %-44s %10.0f /s\n", "SignNodeCertificate through trustd.sock", signedCount / elapsed);
-  std::printf("  %-44s %10.0f us\n", "trustd CPU time per CSR",
-              cpuSeconds * 1e6 / std::max(1L, signedCount.load()));
-  std::printf("  %-44s %10.1f MiB\n", "trustd RSS after the run", rss / 1024.0);
-  std::printf("  %-44s %10.1f MiB\n", "trustd RSS idle, 3 s after the run", idleRss / 1024.0);
-  std::printf("  %-44s %10.0f /s\n", "signing path alone, in process, one core", inProcess / inElapsed);
-  std::printf("  %-44s %10ld\n", "failed calls", failed.load());
-  if (!jsonPath.empty()) {
-    // in_process: measured with this binary's own libs/pki, whichever trustd was given.
-    const auto row = [](const char* label, const char* better, double value, bool inProcessRow) {
-      return nlohmann::json{
-          {"label", label}, {"better", better}, {"value", value}, {"in_process", inProcessRow}};
-    };
-    const double perCsrUs = cpuSeconds * 1e6 / static_cast<double>(std::max(1L, signedCount.load()));
-    const nlohmann::json out = {
-        {"tool", "trustd_bench"},
-        {"run", {{"trustd", trustd}, {"seconds", elapsed}, {"clients", clients}}},
-        {"failed_calls", failed.load()},
-        {"rows",
-         {row("trustd SignNodeCertificate (CSRs/s)", "higher",
-              static_cast<double>(signedCount.load()) / elapsed, false),
-          row("trustd CPU/CSR (us)", "lower", perCsrUs, false),
-          row("trustd RSS (MiB)", "lower", static_cast<double>(rss) / 1024.0, false),
-          row("trustd RSS idle (MiB)", "lower", static_cast<double>(idleRss) / 1024.0, false),
-          row("in-process signing (CSRs/s)", "higher", static_cast<double>(inProcess) / inElapsed, true)}}};
-    std::ofstream file(jsonPath, std::ios::trunc);
-    file << out.dump(2) << "\n";
-    if (!file.flush()) {
-      std::fprintf(stderr, "trustd_bench: cannot write %s\n", jsonPath.c_str());
-      return 1;
-    }
-  }
+  const Figures figures{.trustd = trustd,
+                        .clients = clients,
+                        .elapsed = elapsed,
+                        .signedCount = signedCount.load(),
+                        .failed = failed.load(),
+                        .cpuSeconds = cpuSeconds,
+                        .rss = rss,
+                        .idleRss = idleRss,
+                        .inProcessRate = inProcessRate};
+  if (!report(figures, jsonPath)) return 1;
   return failed > 0 || signedCount == 0 ? 1 : 0;
 }

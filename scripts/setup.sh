@@ -18,6 +18,7 @@ PACKAGES=(
   android-libboringssl-dev
   procps iproute2 strace systemd
   python3 python3-cryptography  # strict DER parser (not OpenSSL) for the certificate tests
+  universal-ctags  # function lengths for scripts/lint.sh
   nginx  # reference mTLS gRPC proxy that bench/keel_bench compares apid with
   # The OS image (packaging/image) and its boot tests; the kernel itself is fetched at
   # image build time with `apt-get download` and never installed on this host.
