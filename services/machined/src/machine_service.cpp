@@ -546,19 +546,24 @@ grpc::Status MachineServiceImpl::ApplyConfiguration(grpc::ServerContext* ctx, co
   return grpc::Status::OK;
 }
 
+Result<bool> MachineServiceImpl::applyLive(const config::MachineConfig& current, const config::MachineConfig& next) {
+  if (next == current) return false;
+  // The same path as ApplyConfiguration: the previous config kept, the change applied live
+  // onto the config it was computed from (else ABORTED).
+  auto outcome = deps_.config->apply(config::serializeMachineConfig(next), ApplyMode::kNoReboot,
+                                     std::chrono::seconds(60), &current);
+  if (!outcome.ok()) return outcome.status();
+  return true;
+}
+
 grpc::Status MachineServiceImpl::UpdateJoinTokens(grpc::ServerContext* ctx, const v1::UpdateJoinTokensRequest* req,
                                                   v1::UpdateJoinTokensResponse* resp) {
   KEEL_AUTHORIZE(ctx);
   const auto current = deps_.config->current();
   auto next = config::changeJoinTokens(current, {req->accept(), req->drop(), req->present()});
   if (!next.ok()) return toGrpc(next.status());
-  const bool changed = !(*next == current);
-  if (changed) {
-    // The same path as ApplyConfiguration: the previous config kept, the tokens applied live.
-    auto outcome = deps_.config->apply(config::serializeMachineConfig(*next), ApplyMode::kNoReboot,
-                                       std::chrono::seconds(60), &current);
-    if (!outcome.ok()) return toGrpc(outcome.status());
-  }
+  const auto changed = applyLive(current, *next);
+  if (!changed.ok()) return toGrpc(changed.status());
   auto* m = resp->add_messages();
   KEEL_META(m);
   m->set_type(std::string(config::machineTypeName(next->type)));
@@ -567,7 +572,7 @@ grpc::Status MachineServiceImpl::UpdateJoinTokens(grpc::ServerContext* ctx, cons
   } else {
     m->set_presented(config::tokenFingerprint(next->token));
   }
-  m->set_changed(changed);
+  m->set_changed(*changed);
   return grpc::Status::OK;
 }
 
@@ -602,17 +607,12 @@ grpc::Status MachineServiceImpl::UpdateCertificateAuthorities(grpc::ServerContex
       .accept = req->accept(), .issueCrt = req->issue_certificate(), .issueKey = req->issue_key(), .drop = req->drop()};
   auto next = config::changeCertificateAuthorities(current, *kind, change);
   if (!next.ok()) return toGrpc(next.status());
-  const bool changed = !(*next == current);
-  if (changed) {
-    // The same path as ApplyConfiguration: the previous config kept, the CAs applied live.
-    auto outcome = deps_.config->apply(config::serializeMachineConfig(*next), ApplyMode::kNoReboot,
-                                       std::chrono::seconds(60), &current);
-    if (!outcome.ok()) return toGrpc(outcome.status());
-  }
+  const auto changed = applyLive(current, *next);
+  if (!changed.ok()) return toGrpc(changed.status());
   auto* m = resp->add_messages();
   KEEL_META(m);
   describeCas(*next, *kind, deps_.apidStateDir, m);
-  m->set_changed(changed);
+  m->set_changed(*changed);
   return grpc::Status::OK;
 }
 

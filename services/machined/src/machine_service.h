@@ -12,6 +12,7 @@
 #include <string>
 
 #include "keel/backend/authorize.h"
+#include "keel/config/machine_config.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
 #include "running_image.h"
 
@@ -100,6 +101,9 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   grpc::Status Read(grpc::ServerContext* ctx, const v1::ReadRequest* req, grpc::ServerWriter<v1::DataChunk>* writer) override;
 
  private:
+  // Applies `next`, computed from `current`, without a reboot through the config store
+  // (UpdateJoinTokens, UpdateCertificateAuthorities). False when it changes nothing.
+  Result<bool> applyLive(const config::MachineConfig& current, const config::MachineConfig& next);
   // Records an upgrade that was refused (an event, a log line) and returns its status.
   grpc::Status refuseUpgrade(const Status& why, bool downgrade);
   // The image the node runs; nullopt when unknown (a damaged record is logged).
