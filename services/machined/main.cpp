@@ -27,8 +27,8 @@
 #include "keel/common/stop_signals.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
-#include "src/node.h"
-#include "src/pid1.h"
+#include "src/node/node.h"
+#include "src/boot/pid1.h"
 #include "src/spawner.h"
 #include "keel/common/status.h"
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "block_devices.h"
 #include "boot_pointer.h"
 
 namespace {
@@ -52,22 +53,6 @@ void say(const std::string& line) {
 
 std::string errnoText() { return std::strerror(errno); }
 
-bool readSmallFile(const std::string& path, std::string& out) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[4096];
-  out.clear();
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return n == 0;
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\0')) s.pop_back();
-  return s;
-}
-
 void mountOrFail(const char* source, const char* target, const char* type, unsigned long flags,
                  const char* data = nullptr) {
   mkdir(target, 0755);
@@ -78,7 +63,7 @@ void mountOrFail(const char* source, const char* target, const char* type, unsig
 
 void loadModules() {
   std::string list;
-  if (!readSmallFile(kModuleList, list)) fail(std::string("cannot read ") + kModuleList + ": " + errnoText());
+  if (!keel::machined::boot::readSmallFile(kModuleList, list)) fail(std::string("cannot read ") + kModuleList + ": " + errnoText());
   size_t start = 0;
   while (start < list.size()) {
     size_t end = list.find('\n', start);
@@ -99,49 +84,19 @@ void loadModules() {
   }
 }
 
-// The block device whose virtio serial is `serial` ("/dev/vda"), or empty.
-std::string findDiskBySerial(const std::string& serial) {
-  DIR* dir = opendir("/sys/block");
-  if (dir == nullptr) return {};
-  std::string found;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::string value;
-    if (readSmallFile(std::string("/sys/block/") + e->d_name + "/serial", value) && trim(value) == serial) {
-      found = std::string("/dev/") + e->d_name;
-      break;
-    }
-  }
-  closedir(dir);
-  return found;
-}
-
 std::string waitForDisk(const std::string& serial) {
-  for (int waited = 0; waited < kDiskWaitMs; waited += 20) {
-    std::string dev = findDiskBySerial(serial);
-    if (!dev.empty() && access(dev.c_str(), F_OK) == 0) return dev;
-    const timespec step{0, 20 * 1000 * 1000};
-    nanosleep(&step, nullptr);
+  std::string dev = keel::machined::boot::waitForDiskBySerial(serial, std::chrono::milliseconds(kDiskWaitMs));
+  if (dev.empty()) {
+    fail("no disk with serial '" + serial + "' appeared within " + std::to_string(kDiskWaitMs / 1000) + " s");
   }
-  fail("no disk with serial '" + serial + "' appeared within " + std::to_string(kDiskWaitMs / 1000) + " s");
-}
-
-
-bool hasExt4(const std::string& dev) {
-  // The ext2/3/4 superblock starts at 1024; its magic 0xEF53 is at offset 56, little-endian.
-  const int fd = open(dev.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  unsigned char magic[2] = {0, 0};
-  const bool ok = pread(fd, magic, 2, 1024 + 56) == 2;
-  close(fd);
-  return ok && magic[0] == 0x53 && magic[1] == 0xEF;
+  return dev;
 }
 
 using Pointer = keel::machined::BootPointer;
 
 Pointer readPointer() {
   std::string text;
-  if (!readSmallFile(kPointer, text)) return Pointer{};
+  if (!keel::machined::boot::readSmallFile(kPointer, text)) return Pointer{};
   const auto parsed = keel::machined::parseBootPointer(text);
   if (parsed.complete) return parsed.pointer;
   // A damaged pointer: the slot it falls back to, if it still names one, else the factory root.
@@ -244,9 +199,9 @@ int main() {
   const std::string rootDev = waitForDisk(kRootSerial);
   // Every virtio disk is probed together: once the root disk is there, so is the state
   // disk, if there is one. A blank one is formatted by machined's PID 1 on first boot.
-  const std::string stateDev = findDiskBySerial(kStateSerial);
+  const std::string stateDev = keel::machined::boot::findDiskBySerial(kStateSerial);
   bool haveState = false;
-  if (!stateDev.empty() && hasExt4(stateDev)) {
+  if (!stateDev.empty() && keel::machined::boot::hasExt4(stateDev)) {
     mkdir(kState, 0755);
     haveState = mount(stateDev.c_str(), kState, "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
     if (!haveState) say("cannot mount the state disk " + stateDev + ": " + errnoText());

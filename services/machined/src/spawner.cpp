@@ -1,4 +1,4 @@
-#include "spawner.h"
+#include "src/spawner.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,7 +20,7 @@
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/supervisor/child_setup.h"
-#include "spawner_protocol.h"
+#include "src/spawner_protocol.h"
 
 namespace keel::machined {
 namespace {

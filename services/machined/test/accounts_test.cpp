@@ -1,4 +1,4 @@
-#include "src/accounts.h"
+#include "src/node/accounts.h"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>

@@ -1,4 +1,4 @@
-#include "src/apid_identity.h"
+#include "src/trust/apid_identity.h"
 
 #include <algorithm>
 #include <fstream>

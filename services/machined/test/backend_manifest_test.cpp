@@ -1,4 +1,4 @@
-#include "src/backend_manifest.h"
+#include "src/backends/backend_manifest.h"
 
 #include <unistd.h>
 
@@ -13,7 +13,7 @@
 #include "keel/common/v1/common.pb.h"
 #include "keel/testing/testing.h"
 
-#include "src/backend_resources.h"
+#include "src/backends/backend_resources.h"
 
 namespace keel::machined {
 namespace {

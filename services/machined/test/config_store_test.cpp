@@ -1,4 +1,4 @@
-#include "src/config_store.h"
+#include "src/state/config_store.h"
 
 #include <sys/stat.h>
 

@@ -1,4 +1,4 @@
-#include "src/event_journal.h"
+#include "src/state/event_journal.h"
 
 #include <catch2/catch_test_macros.hpp>
 

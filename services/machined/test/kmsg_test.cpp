@@ -1,4 +1,4 @@
-#include "src/kmsg.h"
+#include "src/boot/kmsg.h"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>

@@ -1,4 +1,4 @@
-#include "src/running_image.h"
+#include "src/boot/running_image.h"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>

@@ -1,4 +1,4 @@
-#include "src/slot_writer.h"
+#include "src/boot/slot_writer.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>

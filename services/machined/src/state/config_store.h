@@ -13,7 +13,7 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/config/machine_config.h"
-#include "paths.h"
+#include "src/paths.h"
 
 namespace keel::machined {
 

@@ -1,4 +1,4 @@
-#include "kmsg.h"
+#include "src/boot/kmsg.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "config_store.h"
+#include "src/state/config_store.h"
 
 #include <algorithm>
 #include <filesystem>

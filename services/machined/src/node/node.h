@@ -20,9 +20,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "accounts.h"
-#include "backend_manifest.h"
-#include "backend_resources.h"
+#include "src/node/accounts.h"
+#include "src/backends/backend_manifest.h"
+#include "src/backends/backend_resources.h"
 #include "keel/backend/health.h"
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
@@ -30,8 +30,9 @@
 #include "keel/sandbox/policy.h"
 #include "keel/supervisor/subscription.h"
 #include "keel/supervisor/supervisor.h"
-#include "machine_service.h"
-#include "paths.h"
+#include "src/api/machine_service.h"
+#include "src/trust/apid_identity.h"
+#include "src/paths.h"
 
 namespace grpc {
 class Server;
@@ -122,16 +123,24 @@ class Node {
   // The services of the machine config, started under the supervisor: the built-in ones
   // installed (trustd, apid), the extensions, then each backend whose manifest passes.
   Status startServices();
-  struct ServiceBackend;
+  // A backend daemon's checked manifest and what it loaded (its seccomp profile).
+  struct ServiceBackend {
+    const BackendManifest& manifest;
+    const BackendResources& resources;
+  };
   // Adds service `name`'s spec to `specs` and writes its config file (0600): what it
   // needs to know (its socket, state directory, the node's address; more for apid, trustd
   // and backends), nothing else of the node's secrets.
   Status prepareService(const config::MachineConfig& cfg, const std::string& name, std::vector<std::string> argv,
                         std::vector<std::string> dependsOn, bool mayCallMachined, const ServiceBackend* backend,
                         std::vector<supervisor::ServiceSpec>& specs);
-  // apid's identity and trustd's CA in their config, and trustd's socket directory and route.
-  Status describeBuiltin(const config::MachineConfig& cfg, const std::string& name, nlohmann::json& own,
-                         std::vector<std::filesystem::path>& owned);
+  // One unit per built-in service (apid_unit.cpp, trustd_unit.cpp): what its config file
+  // holds beyond prepareService's common part, and the paths it owns.
+  Status describeApid(const config::MachineConfig& cfg, nlohmann::json& own, std::vector<std::filesystem::path>& owned);
+  Status describeTrustd(const config::MachineConfig& cfg, nlohmann::json& own,
+                        std::vector<std::filesystem::path>& owned);
+  // What apid's identity and trustd's settings are derived from, for this node.
+  Result<ApidIdentityRequest> identityRequest(const config::MachineConfig& cfg) const;
   // A backend's socket, version and the peers that may connect to it.
   Status describeBackend(const std::string& name, const BackendManifest& manifest, nlohmann::json& own);
   Status prepareBuiltins(const config::MachineConfig& cfg, std::vector<supervisor::ServiceSpec>& specs);

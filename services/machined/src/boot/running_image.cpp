@@ -1,11 +1,11 @@
-#include "running_image.h"
+#include "src/boot/running_image.h"
 
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 
-#include "slot_writer.h"
+#include "src/boot/slot_writer.h"
 
 namespace keel::machined {
 

@@ -1,4 +1,4 @@
-#include "accounts.h"
+#include "src/node/accounts.h"
 
 #include <set>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "boot_pointer.h"
+#include "src/boot/boot_pointer.h"
 #include "keel/common/status.h"
 #include "keel/image/image_file.h"
 #include "keel/common/fd_io.h"

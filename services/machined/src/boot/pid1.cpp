@@ -1,4 +1,4 @@
-#include "pid1.h"
+#include "src/boot/pid1.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -27,7 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "boot_pointer.h"
+#include "src/boot/block_devices.h"
+#include "src/boot/boot_pointer.h"
 #include "keel/config/machine_config.h"
 
 namespace keel::machined {
@@ -123,35 +124,6 @@ std::optional<std::string> readText(const fs::path& path, size_t max) {
   return out;
 }
 
-// The virtio disk whose serial is `serial` ("/dev/vdb"); waits for it to appear since
-// devices are probed while PID 1 runs.
-std::optional<std::string> diskBySerial(const std::string& serial, std::chrono::milliseconds wait) {
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  for (;;) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/sys/block", ec)) {
-      auto value = readText(entry.path() / "serial", 256);
-      if (!value) continue;
-      while (!value->empty() && (value->back() == '\n' || value->back() == ' ')) value->pop_back();
-      const std::string dev = "/dev/" + entry.path().filename().string();
-      if (*value == serial && access(dev.c_str(), F_OK) == 0) return dev;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    const timespec step{0, 20'000'000};
-    nanosleep(&step, nullptr);
-  }
-}
-
-bool hasExt4(const std::string& dev) {
-  // The ext2/3/4 superblock starts at 1024; its magic 0xEF53 is at offset 56, little-endian.
-  const int fd = open(dev.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  unsigned char magic[2] = {0, 0};
-  const bool read = pread(fd, magic, 2, 1024 + 56) == 2;
-  close(fd);
-  return read && magic[0] == 0x53 && magic[1] == 0xEF;
-}
-
 // Runs a program of the image and waits for it; its exit status, or -1.
 int runProgram(const std::vector<std::string>& args) {
   std::vector<char*> argv;
@@ -178,21 +150,21 @@ void mountState() {
     say("state disk mounted on /var by the initramfs");
     return;
   }
-  const auto dev = diskBySerial(kStateSerial, kDeviceWait);
-  if (!dev) {
+  const std::string dev = boot::waitForDiskBySerial(kStateSerial, kDeviceWait);
+  if (dev.empty()) {
     // The node still serves its API, but nothing it stores survives a reboot: say so loudly.
     say(std::string("WARNING: no state disk (a virtio disk with serial '") + kStateSerial +
         "'); /var is in memory and is lost at reboot");
     mountOrDie("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755");
     return;
   }
-  if (!hasExt4(*dev)) {
-    say("formatting the state disk " + *dev + " (first boot)");
-    const int rc = runProgram({kMke2fs, "-q", "-F", "-t", "ext4", "-L", "keel-state", *dev});
-    if (rc != 0) die("mke2fs " + *dev + " failed with status " + std::to_string(rc));
+  if (!boot::hasExt4(dev)) {
+    say("formatting the state disk " + dev + " (first boot)");
+    const int rc = runProgram({kMke2fs, "-q", "-F", "-t", "ext4", "-L", "keel-state", dev});
+    if (rc != 0) die("mke2fs " + dev + " failed with status " + std::to_string(rc));
   }
-  mountOrDie(dev->c_str(), "/var", "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-  say("state disk " + *dev + " mounted on /var");
+  mountOrDie(dev.c_str(), "/var", "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  say("state disk " + dev + " mounted on /var");
 }
 
 void mountFilesystems() {
@@ -215,10 +187,10 @@ void mountFilesystems() {
 // The config disk holds the machine config as JSON, padded with zero bytes to the disk's
 // size. Copied to a root-only file in /run for machined.
 std::optional<std::string> readConfigDisk() {
-  const auto dev = diskBySerial(kConfigSerial, std::chrono::milliseconds(0));
-  if (!dev) return std::nullopt;
-  auto text = readText(*dev, kMaxConfigBytes);
-  if (!text) die("cannot read the config disk " + *dev + ": " + errnoText(errno));
+  const std::string dev = boot::findDiskBySerial(kConfigSerial);
+  if (dev.empty()) return std::nullopt;
+  auto text = readText(dev, kMaxConfigBytes);
+  if (!text) die("cannot read the config disk " + dev + ": " + errnoText(errno));
   text->resize(std::strlen(text->c_str()));
   mkdir(kBootConfigDir, 0700);
   const int fd = open(kBootConfig, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -226,7 +198,7 @@ std::optional<std::string> readConfigDisk() {
     die(std::string("cannot write ") + kBootConfig + ": " + errnoText(errno));
   }
   close(fd);
-  say("machine config read from the config disk " + *dev);
+  say("machine config read from the config disk " + dev);
   return std::string(kBootConfig);
 }
 

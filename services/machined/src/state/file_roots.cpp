@@ -1,4 +1,4 @@
-#include "file_roots.h"
+#include "src/state/file_roots.h"
 
 namespace keel::machined {
 

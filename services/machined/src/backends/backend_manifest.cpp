@@ -1,4 +1,4 @@
-#include "backend_manifest.h"
+#include "src/backends/backend_manifest.h"
 
 #include <fcntl.h>
 #include <unistd.h>

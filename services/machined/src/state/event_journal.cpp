@@ -1,4 +1,4 @@
-#include "event_journal.h"
+#include "src/state/event_journal.h"
 
 namespace keel::machined {
 

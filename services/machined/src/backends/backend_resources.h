@@ -11,7 +11,7 @@
 #include "keel/common/status.h"
 #include "keel/sandbox/policy.h"
 
-#include "backend_manifest.h"
+#include "src/backends/backend_manifest.h"
 
 namespace keel::machined {
 

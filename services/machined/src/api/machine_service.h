@@ -14,7 +14,7 @@
 #include "keel/backend/authorize.h"
 #include "keel/config/machine_config.h"
 #include "keel/machine/v1/machine.grpc.pb.h"
-#include "running_image.h"
+#include "src/boot/running_image.h"
 
 namespace keel::supervisor {
 class Supervisor;

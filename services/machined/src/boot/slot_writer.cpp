@@ -1,4 +1,4 @@
-#include "slot_writer.h"
+#include "src/boot/slot_writer.h"
 
 #include <fcntl.h>
 #include <unistd.h>

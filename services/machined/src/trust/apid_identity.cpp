@@ -1,4 +1,4 @@
-#include "apid_identity.h"
+#include "src/trust/apid_identity.h"
 
 #include <limits.h>
 #include <unistd.h>

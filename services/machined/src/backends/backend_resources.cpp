@@ -1,4 +1,4 @@
-#include "backend_resources.h"
+#include "src/backends/backend_resources.h"
 
 #include <unistd.h>
 
