@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apid.h"
-#include "apid_config.h"
+#include "keel/contracts/apid_config.h"
 #include "identity.h"
 #include "keel/common/clock.h"
 #include "keel/common/heap.h"
@@ -34,7 +34,7 @@ constexpr auto kDrain = std::chrono::seconds(2);
 
 keel::Status confine() { return keel::sandbox::confineDaemon(keel::apid::kSeccompPolicy, "apid"); }
 
-std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::apid::ApidConfig& config, const keel::Clock& clock) {
+std::unique_ptr<keel::apid::IdentityManager> makeIdentity(const keel::contracts::ApidConfig& config, const keel::Clock& clock) {
   const auto& id = *config.identity;
   keel::apid::IdentityOptions options;
   options.nodeAddress = config.nodeAddress;
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
 
-  auto config = keel::apid::readApidConfigFile(configPath);
+  auto config = keel::contracts::readApidConfigFile(configPath);
   if (!config.ok()) {
     spdlog::error("apid: {}", config.status().message());
     return 2;

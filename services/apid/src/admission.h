@@ -99,7 +99,7 @@ struct Admission {
   std::vector<std::string> targets;     // explicit target nodes, as the audit names them; empty: this node
 
   // Set when allowed.
-  std::shared_ptr<const BackendManifest> backend;  // who serves the method on this node
+  std::shared_ptr<const contracts::RouteEntry> backend;  // who serves the method on this node
   CallShape shape = CallShape::kUnary;
   // The replies are gathered per node and stamped with the node's name (Keel's per-node
   // reply shape, wire_stamp.h), even for one target. False: one upstream, replies as they come.

@@ -64,7 +64,7 @@ Status readable(const std::filesystem::path& p, std::string_view what) {
 
 }  // namespace
 
-Result<std::unique_ptr<Apid>> Apid::start(const ApidConfig& config, const Clock& clock) {
+Result<std::unique_ptr<Apid>> Apid::start(const contracts::ApidConfig& config, const Clock& clock) {
   KEEL_RETURN_IF_ERROR(readable(config.tls.key, "serving key"));
   KEEL_RETURN_IF_ERROR(readable(config.tls.cert, "serving certificate"));
   KEEL_RETURN_IF_ERROR(readable(config.acceptedCas, "accepted CA bundle"));

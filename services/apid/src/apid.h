@@ -9,7 +9,7 @@
 
 #include <grpcpp/server.h>
 
-#include "apid_config.h"
+#include "keel/contracts/apid_config.h"
 #include "audit.h"
 #include "admission.h"
 #include "channels.h"
@@ -26,7 +26,7 @@ class Apid {
  public:
   // Starts listening. Errors: FAILED_PRECONDITION naming a missing or unreadable
   // certificate file, UNAVAILABLE when the address cannot be bound.
-  static Result<std::unique_ptr<Apid>> start(const ApidConfig& config, const Clock& clock);
+  static Result<std::unique_ptr<Apid>> start(const contracts::ApidConfig& config, const Clock& clock);
   ~Apid();
 
   // The port actually bound (the configured one, or the one picked for port 0).
@@ -39,13 +39,13 @@ class Apid {
   std::shared_ptr<const Routes> routes() const;
 
  private:
-  explicit Apid(const ApidConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
+  explicit Apid(const contracts::ApidConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
   void watchBackends();
   void startRevocationKeeper();
   Status startApiServer();
   Status startJoinServer();
 
-  ApidConfig config_;
+  contracts::ApidConfig config_;
   const Clock& clock_;
   std::unique_ptr<AuditLog> audit_;
   IdentityCache identities_;

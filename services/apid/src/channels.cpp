@@ -65,11 +65,11 @@ bool BackendChannels::Connection::alive() const {
   return n == 0 || (n < 0 && errno == EINTR);
 }
 
-bool BackendChannels::allowed(const BackendManifest& backend, uid_t uid) {
+bool BackendChannels::allowed(const contracts::RouteEntry& backend, uid_t uid) {
   return std::find(backend.allowedUids.begin(), backend.allowedUids.end(), uid) != backend.allowedUids.end();
 }
 
-Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const BackendManifest& backend) {
+Result<std::shared_ptr<grpc::Channel>> BackendChannels::get(const contracts::RouteEntry& backend) {
   std::lock_guard lock(mu_);
   auto& conn = channels_[backend.socket];
   if (conn.channel && conn.alive()) return conn.channel;

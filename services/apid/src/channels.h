@@ -14,7 +14,7 @@
 
 #include <grpcpp/channel.h>
 
-#include "apid_config.h"
+#include "keel/contracts/apid_config.h"
 #include "forwarders.h"
 #include "keel/common/clock.h"
 #include "keel/common/fd_io.h"
@@ -31,7 +31,7 @@ class BackendChannels {
   // backend closed the connection. UNAVAILABLE when nothing listens on the socket, or
   // when the socket's owner or the process serving it runs as a uid the manifest does
   // not allow (someone else's socket in its place).
-  Result<std::shared_ptr<grpc::Channel>> get(const BackendManifest& backend);
+  Result<std::shared_ptr<grpc::Channel>> get(const contracts::RouteEntry& backend);
 
   // A call on `channel` ended UNAVAILABLE: the connection may no longer take new calls
   // while it stays open (the backend sent GOAWAY to drain it, say). The next call
@@ -49,7 +49,7 @@ class BackendChannels {
     UniqueFd watch;
     bool alive() const;
   };
-  static bool allowed(const BackendManifest& backend, uid_t uid);
+  static bool allowed(const contracts::RouteEntry& backend, uid_t uid);
 
   int maxMessageBytes_;
   std::mutex mu_;
@@ -67,7 +67,7 @@ class PeerChannels {
  public:
   // `files` is the impersonator identity; `ca` the OS CAs peers' serving certificates
   // chain to. Files are re-read when they change (checked at most every `refresh`).
-  PeerChannels(KeyPairFiles files, std::filesystem::path ca, int port, int maxMessageBytes,
+  PeerChannels(contracts::KeyPairFiles files, std::filesystem::path ca, int port, int maxMessageBytes,
                std::chrono::seconds refresh, PeerLimits limits, const Clock& clock)
       : files_(std::move(files)),
         ca_(std::move(ca)),
@@ -94,7 +94,7 @@ class PeerChannels {
   Status reloadIfChanged();
   void evict(TimePoint now);
 
-  KeyPairFiles files_;
+  contracts::KeyPairFiles files_;
   std::filesystem::path ca_;
   int port_;
   int maxMessageBytes_;
@@ -115,7 +115,7 @@ class ChannelRouter final : public Upstreams {
   // `peers` null: this node does not forward.
   ChannelRouter(BackendChannels& backends, PeerChannels* peers) : backends_(backends), peers_(peers) {}
   // apid's own services have no channel: the gateway answers them (local_services.h).
-  Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& backend) override {
+  Result<std::shared_ptr<grpc::Channel>> backend(const contracts::RouteEntry& backend) override {
     if (backend.servedByApid) return unavailable("apid's own services are answered by apid, not forwarded");
     return backends_.get(backend);
   }

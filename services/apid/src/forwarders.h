@@ -32,7 +32,7 @@ class Upstreams {
   virtual ~Upstreams() = default;
   // The channel to this node's `backend`. Errors: UNAVAILABLE (not running, or its socket
   // is not owned by a uid the manifest allows).
-  virtual Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& backend) = 0;
+  virtual Result<std::shared_ptr<grpc::Channel>> backend(const contracts::RouteEntry& backend) = 0;
   // The channel to `node`'s apid.
   virtual Result<std::shared_ptr<grpc::Channel>> node(const std::string& node) = 0;
   // A call to a backend over `channel` ended UNAVAILABLE: the next call connects again.

@@ -41,8 +41,8 @@ grpc::ByteBuffer serialize(const Message& message) {
 
 }  // namespace
 
-BackendManifest localServicesManifest() {
-  BackendManifest m;
+contracts::RouteEntry localServicesManifest() {
+  contracts::RouteEntry m;
   m.name = "apid";
   m.services = {health::Health::service_full_name(), refl::ServerReflection::service_full_name()};
   m.rules = "builtin";

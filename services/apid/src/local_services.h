@@ -24,14 +24,14 @@
 namespace keel::apid {
 
 // apid's own manifest: the services below.
-BackendManifest localServicesManifest();
+contracts::RouteEntry localServicesManifest();
 
 // How a health check of one service is answered: by apid alone (`answer`, or `refusal`
 // for a service nobody serves), or by asking `backend`.
 struct HealthPlan {
   std::optional<grpc::health::v1::HealthCheckResponse::ServingStatus> answer;
   std::optional<grpc::Status> refusal;
-  std::shared_ptr<const BackendManifest> backend;
+  std::shared_ptr<const contracts::RouteEntry> backend;
 };
 HealthPlan planHealthCheck(const Routes& routes, const std::string& service);
 

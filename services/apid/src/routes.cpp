@@ -70,7 +70,7 @@ std::string Routes::fingerprintDir(const fs::path& dir) {
   return out;
 }
 
-std::shared_ptr<const Routes> Routes::load(const fs::path& dir, std::vector<BackendManifest> served) {
+std::shared_ptr<const Routes> Routes::load(const fs::path& dir, std::vector<contracts::RouteEntry> served) {
   auto routes = std::shared_ptr<Routes>(new Routes());
   routes->fingerprint_ = fingerprintDir(dir);
   for (auto& manifest : served) {
@@ -87,7 +87,7 @@ std::shared_ptr<const Routes> Routes::load(const fs::path& dir, std::vector<Back
     auto text = readSmallFile(file, kMaxManifestBytes);
     Status st = text.status();
     if (st.isOk()) {
-      auto manifest = parseBackendManifest(*text);
+      auto manifest = contracts::parseRouteEntry(*text);
       st = manifest.ok() ? routes->add(std::move(manifest).value()) : manifest.status();
     }
     if (!st.isOk()) routes->problems_.push_back({file, st.withContext(file.string())});
@@ -95,7 +95,7 @@ std::shared_ptr<const Routes> Routes::load(const fs::path& dir, std::vector<Back
   return routes;
 }
 
-std::shared_ptr<const Routes> Routes::fromManifests(std::vector<BackendManifest> manifests) {
+std::shared_ptr<const Routes> Routes::fromManifests(std::vector<contracts::RouteEntry> manifests) {
   auto routes = std::shared_ptr<Routes>(new Routes());
   for (auto& manifest : manifests) {
     std::string name = manifest.name;
@@ -104,7 +104,7 @@ std::shared_ptr<const Routes> Routes::fromManifests(std::vector<BackendManifest>
   return routes;
 }
 
-Status Routes::add(BackendManifest manifest) {
+Status Routes::add(contracts::RouteEntry manifest) {
   const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
   std::unique_ptr<pb::DescriptorPool> own;
   for (const auto& s : manifest.services) {
@@ -134,7 +134,7 @@ Status Routes::add(BackendManifest manifest) {
     (void)roles;
     if (rules_.knows(method)) return alreadyExists("method " + method + " is already served by another backend");
   }
-  auto backend = std::make_shared<const BackendManifest>(std::move(manifest));
+  auto backend = std::make_shared<const contracts::RouteEntry>(std::move(manifest));
   std::map<std::string, MethodInfo, std::less<>> methods;
   for (const auto& s : backend->services) {
     const auto* service = pool->FindServiceByName(s);
@@ -160,7 +160,7 @@ Status Routes::add(BackendManifest manifest) {
   return Status::ok();
 }
 
-std::shared_ptr<const BackendManifest> Routes::backendOf(std::string_view service) const {
+std::shared_ptr<const contracts::RouteEntry> Routes::backendOf(std::string_view service) const {
   const auto it = services_.find(service);
   return it == services_.end() ? nullptr : it->second;
 }

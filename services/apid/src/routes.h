@@ -1,7 +1,7 @@
 // apid's routing table, built from backend manifests (`backendsDir/*.json`): which Unix
 // socket serves each gRPC service, who may own that socket, and the authorization rules
 // of every method. Adding a backend is dropping a manifest in place (schema in
-// backend_manifest.h). A manifest's "rules": "builtin" means the rules compiled into apid; otherwise a FileDescriptorSet (protoc
+// keel/contracts/route_entry.h). A manifest's "rules": "builtin" means the rules compiled into apid; otherwise a FileDescriptorSet (protoc
 // --include_imports --descriptor_set_out) whose methods carry `allowed_roles` options.
 #pragma once
 
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "backend_manifest.h"
+#include "keel/contracts/route_entry.h"
 #include "keel/authz/authz.h"
 #include "keel/common/status.h"
 
@@ -27,7 +27,7 @@ namespace keel::apid {
 
 // What apid needs to know about one method without deserializing its messages.
 struct MethodInfo {
-  std::shared_ptr<const BackendManifest> backend;
+  std::shared_ptr<const contracts::RouteEntry> backend;
   bool clientStreaming = false;
   bool serverStreaming = false;
   // The reply follows Keel's per-node shape (see wire_stamp.h), so the call may be sent
@@ -46,17 +46,17 @@ class Routes {
   // may claim). A manifest that cannot be used is skipped and listed in problems() (one
   // bad extension must not lock the node out); a missing dir is empty.
   static std::shared_ptr<const Routes> load(const std::filesystem::path& dir,
-                                            std::vector<BackendManifest> served = {});
+                                            std::vector<contracts::RouteEntry> served = {});
   // The same from manifests already parsed; a problem's `file` is the manifest's name.
-  static std::shared_ptr<const Routes> fromManifests(std::vector<BackendManifest> manifests);
+  static std::shared_ptr<const Routes> fromManifests(std::vector<contracts::RouteEntry> manifests);
 
   // Null for a method no backend serves.
   const MethodInfo* find(std::string_view method) const;
   const authz::RuleTable& rules() const { return rules_; }
-  const std::vector<std::shared_ptr<const BackendManifest>>& backends() const { return backends_; }
+  const std::vector<std::shared_ptr<const contracts::RouteEntry>>& backends() const { return backends_; }
   const std::vector<Problem>& problems() const { return problems_; }
   // The backend serving `service` (a full service name); null when none does.
-  std::shared_ptr<const BackendManifest> backendOf(std::string_view service) const;
+  std::shared_ptr<const contracts::RouteEntry> backendOf(std::string_view service) const;
   // The descriptors of every routed service, one pool per source (the generated pool
   // for apid's built-in rules, one per descriptor set), for reflection.
   std::vector<const google::protobuf::DescriptorPool*> pools() const;
@@ -66,12 +66,12 @@ class Routes {
   static std::string fingerprintDir(const std::filesystem::path& dir);
 
  private:
-  Status add(BackendManifest manifest);
+  Status add(contracts::RouteEntry manifest);
 
-  std::vector<std::shared_ptr<const BackendManifest>> backends_;
+  std::vector<std::shared_ptr<const contracts::RouteEntry>> backends_;
   std::vector<std::unique_ptr<google::protobuf::DescriptorPool>> pools_;
   std::map<std::string, MethodInfo, std::less<>> methods_;
-  std::map<std::string, std::shared_ptr<const BackendManifest>, std::less<>> services_;
+  std::map<std::string, std::shared_ptr<const contracts::RouteEntry>, std::less<>> services_;
   bool usesGeneratedPool_ = false;
   authz::RuleTable rules_;
   std::vector<Problem> problems_;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "admission.h"
-#include "backend_manifest.h"
+#include "keel/contracts/route_entry.h"
 
 namespace keel::apid::testing {
 
@@ -20,8 +20,8 @@ inline PeerIdentity client(std::string cn, std::vector<std::string> roles, bool 
 }
 
 // A backend served as root whose rules are the built-in tables.
-inline BackendManifest builtinManifest(std::string name, std::string service) {
-  BackendManifest m;
+inline contracts::RouteEntry builtinManifest(std::string name, std::string service) {
+  contracts::RouteEntry m;
   m.name = std::move(name);
   m.socket = "/run/keel/" + m.name + ".sock";
   m.services = {std::move(service)};

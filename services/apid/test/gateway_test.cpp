@@ -124,7 +124,7 @@ class FakeMachine final : public mv1::MachineService::Service {
 
 class FakeUpstreams final : public Upstreams {
  public:
-  Result<std::shared_ptr<grpc::Channel>> backend(const BackendManifest& backend) override {
+  Result<std::shared_ptr<grpc::Channel>> backend(const contracts::RouteEntry& backend) override {
     std::lock_guard lock(mu_);
     if (auto it = backends.find(backend.name); it != backends.end()) return it->second;
     return unavailable("backend " + backend.name + " is not running");

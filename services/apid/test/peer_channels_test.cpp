@@ -16,7 +16,7 @@ using namespace std::chrono_literals;
 // An OS CA and an impersonator identity signed by it, as files.
 struct Identity {
   testing::TempDir dir;
-  KeyPairFiles files{dir / "impersonator.key", dir / "impersonator.crt"};
+  contracts::KeyPairFiles files{dir / "impersonator.key", dir / "impersonator.crt"};
   std::filesystem::path ca = dir / "ca.crt";
 
   Identity() {

@@ -32,69 +32,6 @@ nlohmann::json machinedManifest() {
           {"rules", "builtin"}};
 }
 
-// --- parseBackendManifest ---
-
-TEST_CASE("a manifest following the documented schema is read field by field", "[routes]") {
-  const auto m = parseBackendManifest(R"({"name": "my-ext_1.0", "socket": "/run/ext/ext.sock",
-      "services": ["acme.ext.v1.Ext", "acme.ext.v1.Other"], "allowedUids": [0, 1000],
-      "rules": "/usr/share/ext/ext.pb"})");
-  REQUIRE(m.ok());
-  CHECK(m->name == "my-ext_1.0");
-  CHECK(m->socket == "/run/ext/ext.sock");
-  CHECK(m->services == std::vector<std::string>{"acme.ext.v1.Ext", "acme.ext.v1.Other"});
-  CHECK(m->allowedUids == std::vector<uid_t>{0, 1000});
-  CHECK(m->rules == "/usr/share/ext/ext.pb");
-  CHECK(parseBackendManifest(machinedManifest().dump()).ok());
-}
-
-TEST_CASE("a manifest with a bad or unknown field is refused naming the field", "[routes]") {
-  struct Case {
-    const char* what;
-    nlohmann::json patch;  // merged into the valid manifest; null removes the key
-    const char* field;
-  };
-  const std::vector<Case> cases = {
-      {"unknown field", {{"sockets", "/x"}}, "sockets"},
-      {"relative socket", {{"socket", "run/machined.sock"}}, "socket"},
-      {"empty socket", {{"socket", ""}}, "socket"},
-      {"empty services", {{"services", nlohmann::json::array()}}, "services"},
-      {"missing services", {{"services", nullptr}}, "services"},
-      {"service with a slash", {{"services", {"keel.machine.v1.MachineService/Version"}}}, "services[0]"},
-      {"empty service", {{"services", {""}}}, "services[0]"},
-      {"missing allowedUids", {{"allowedUids", nullptr}}, "allowedUids"},
-      {"empty allowedUids", {{"allowedUids", nlohmann::json::array()}}, "allowedUids"},
-      {"negative uid", {{"allowedUids", {0, -1}}}, "allowedUids[1]"},
-      {"uid as string", {{"allowedUids", {"0"}}}, "allowedUids[0]"},
-      {"uid too large", {{"allowedUids", {4294967295ULL}}}, "allowedUids[0]"},
-      {"fractional uid", {{"allowedUids", {1.5}}}, "allowedUids[0]"},
-      {"relative rules", {{"rules", "ext.pb"}}, "rules"},
-      {"empty rules", {{"rules", ""}}, "rules"},
-      {"Builtin in the wrong case", {{"rules", "Builtin"}}, "rules"},
-      {"missing rules", {{"rules", nullptr}}, "rules"},
-      {"upper-case name", {{"name", "Machined"}}, "name"},
-      {"empty name", {{"name", ""}}, "name"},
-      {"name with a slash", {{"name", "../etc"}}, "name"},
-      {"name too long", {{"name", std::string(64, 'a')}}, "name"},
-      {"missing name", {{"name", nullptr}}, "name"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.what);
-    nlohmann::json doc = machinedManifest();
-    doc.merge_patch(c.patch);
-    const auto m = parseBackendManifest(doc.dump());
-    REQUIRE_FALSE(m.ok());
-    CHECK(m.status().code() == StatusCode::kInvalidArgument);
-    CHECK_THAT(m.status().message(), ContainsSubstring(c.field));
-  }
-}
-
-TEST_CASE("a manifest that is not a JSON object is refused", "[routes]") {
-  CHECK_FALSE(parseBackendManifest("").ok());
-  CHECK_FALSE(parseBackendManifest("[]").ok());
-  CHECK_FALSE(parseBackendManifest("{").ok());
-  CHECK_FALSE(parseBackendManifest(R"({"name": "a", "name": "b"})").ok());
-}
-
 // --- Routes::load ---
 
 TEST_CASE("the builtin machined manifest routes its unary and streaming methods, both fanning out", "[routes]") {
@@ -350,12 +287,12 @@ TEST_CASE("a manifest claiming a service another backend serves is refused namin
 TEST_CASE("a manifest's optional version is read and checked", "[routes]") {
   auto m = machinedManifest();
   m["version"] = "1.2.3";
-  REQUIRE(parseBackendManifest(m.dump()).ok());
-  CHECK(parseBackendManifest(m.dump())->version == "1.2.3");
+  REQUIRE(contracts::parseRouteEntry(m.dump()).ok());
+  CHECK(contracts::parseRouteEntry(m.dump())->version == "1.2.3");
   m["version"] = "";
-  CHECK_THAT(parseBackendManifest(m.dump()).status().message(), ContainsSubstring("version"));
+  CHECK_THAT(contracts::parseRouteEntry(m.dump()).status().message(), ContainsSubstring("version"));
   m["version"] = std::string("1\n2");
-  CHECK_FALSE(parseBackendManifest(m.dump()).ok());
+  CHECK_FALSE(contracts::parseRouteEntry(m.dump()).ok());
 }
 
 }  // namespace

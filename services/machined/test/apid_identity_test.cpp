@@ -61,20 +61,38 @@ TEST_CASE("machined mints nothing: apid's state holds the OS CA bundle, and stal
   }
 }
 
+// What machined writes besides the identity, for a config the reader accepts.
+contracts::ApidConfig apidBase(const fs::path& dir) {
+  contracts::ApidConfig apid;
+  apid.nodeAddress = "127.0.1.1";
+  apid.stateDir = dir;
+  apid.listen = "127.0.1.1:50000";
+  apid.peerPort = 50000;  // the reader's default: the port of listen
+  apid.backendsDir = dir / "backends.d";
+  return apid;
+}
+
 TEST_CASE("a control plane's apid asks the local trustd, forwards, and serves the join listener", "[apid_identity]") {
   keel::testing::TempDir dir;
   auto cfg = testing::controlPlaneConfig();
   cfg.certSans = {"api.example.test", "10.9.8.7", "127.0.1.1"};
-  auto json = apidIdentityConfig(cfg, request(dir.path()));
-  REQUIRE(json.ok());
-  CHECK((*json)["tls"]["cert"] == (dir / "server.crt").string());
-  CHECK((*json)["tls"]["ca"] == (dir / "ca.crt").string());
-  CHECK((*json)["impersonator"]["key"] == (dir / "impersonator.key").string());
-  CHECK((*json)["identity"]["trustdSocket"] == "/run/keel-trustd/trustd.sock");
-  CHECK_FALSE((*json)["identity"].contains("joinToken"));
-  CHECK((*json)["identity"]["sans"] ==
-        nlohmann::json::array({"127.0.1.1", "node-a", "127.0.0.1", "api.example.test", "10.9.8.7"}));
-  CHECK((*json)["join"]["listen"] == "127.0.1.1:50101");
+  auto apid = apidBase(dir.path());
+  REQUIRE(apidIdentityConfig(cfg, request(dir.path()), apid).isOk());
+  CHECK(apid.tls.cert == dir / "server.crt");
+  CHECK(apid.acceptedCas == dir / "ca.crt");
+  REQUIRE(apid.impersonator.has_value());
+  CHECK(apid.impersonator->key == dir / "impersonator.key");
+  REQUIRE(apid.identity.has_value());
+  CHECK(apid.identity->trustdSocket == "/run/keel-trustd/trustd.sock");
+  CHECK(apid.identity->joinToken.empty());
+  CHECK(apid.identity->sans ==
+        std::vector<std::string>{"127.0.1.1", "node-a", "127.0.0.1", "api.example.test", "10.9.8.7"});
+  REQUIRE(apid.join.has_value());
+  CHECK(apid.join->listen == "127.0.1.1:50101");
+  // The file machined writes from it is one apid reads back whole.
+  const auto back = contracts::parseApidConfig(contracts::serializeApidConfig(apid));
+  REQUIRE(back.ok());
+  CHECK(*back == apid);
 }
 
 TEST_CASE("a worker's apid joins the control plane's endpoint with the join token, and never forwards",
@@ -84,13 +102,28 @@ TEST_CASE("a worker's apid joins the control plane's endpoint with the join toke
   cfg.type = config::MachineType::kWorker;
   cfg.ca.key.clear();
   cfg.controlPlaneEndpoint = "https://10.0.0.10:50000";
-  auto json = apidIdentityConfig(cfg, request(dir.path()));
-  REQUIRE(json.ok());
-  CHECK((*json)["identity"]["joinEndpoints"] == nlohmann::json::array({"10.0.0.10:50101"}));
-  CHECK((*json)["identity"]["joinToken"] == cfg.token);
-  CHECK_FALSE(json->contains("impersonator"));
-  CHECK_FALSE(json->contains("join"));
-  CHECK((*json)["identity"]["sans"] == nlohmann::json::array({"127.0.1.1"}));
+  auto apid = apidBase(dir.path());
+  REQUIRE(apidIdentityConfig(cfg, request(dir.path()), apid).isOk());
+  REQUIRE(apid.identity.has_value());
+  CHECK(apid.identity->joinEndpoints == std::vector<std::string>{"10.0.0.10:50101"});
+  CHECK(apid.identity->joinToken == cfg.token);
+  CHECK_FALSE(apid.impersonator.has_value());
+  CHECK_FALSE(apid.join.has_value());
+  CHECK(apid.identity->sans == std::vector<std::string>{"127.0.1.1"});
+  const auto back = contracts::parseApidConfig(contracts::serializeApidConfig(apid));
+  REQUIRE(back.ok());
+  CHECK(*back == apid);
+}
+
+TEST_CASE("a worker whose config names no usable control-plane endpoint gets no apid config", "[apid_identity]") {
+  keel::testing::TempDir dir;
+  auto cfg = testing::controlPlaneConfig();
+  cfg.type = config::MachineType::kWorker;
+  cfg.controlPlaneEndpoint = "not an endpoint";
+  auto apid = apidBase(dir.path());
+  const Status st = apidIdentityConfig(cfg, request(dir.path()), apid);
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(st.message(), Catch::Matchers::ContainsSubstring("cluster.controlPlane.endpoint"));
 }
 
 TEST_CASE("trustd's config carries the CA, every accepted token, lifetimes and apid's uid", "[apid_identity]") {
@@ -132,14 +165,18 @@ TEST_CASE("a new token set reaches trustd's config, or a worker apid's, and noth
   worker.type = config::MachineType::kWorker;
   worker.ca.key.clear();
   worker.controlPlaneEndpoint = "https://10.0.0.10:50000";
-  auto apid = apidIdentityConfig(worker, request(dir.path())).value();
+  auto apid = apidBase(dir.path());
+  REQUIRE(apidIdentityConfig(worker, request(dir.path()), apid).isOk());
   const fs::path apidFile = dir / "apid.json";
-  REQUIRE(config::writePrivateFile(apidFile, apid.dump(2), config::Overwrite::kNo).isOk());
+  REQUIRE(config::writePrivateFile(apidFile, contracts::serializeApidConfig(apid), config::Overwrite::kNo).isOk());
+  CHECK(rewriteServiceTrust(worker, apidFile).value() == false);  // the same token
   worker.token = "yyyyyy.yyyyyyyyyyyyyyyy";
   REQUIRE(rewriteServiceTrust(worker, apidFile).value());
-  const auto apidAfter = nlohmann::json::parse(readAll(apidFile));
-  CHECK(apidAfter["identity"]["joinToken"] == "yyyyyy.yyyyyyyyyyyyyyyy");
-  CHECK(apidAfter["identity"]["joinEndpoints"] == apid["identity"]["joinEndpoints"]);
+  const auto apidAfter = contracts::readApidConfigFile(apidFile);
+  REQUIRE(apidAfter.ok());
+  CHECK(apidAfter->identity->joinToken == "yyyyyy.yyyyyyyyyyyyyyyy");
+  apid.identity->joinToken = "yyyyyy.yyyyyyyyyyyyyyyy";
+  CHECK(*apidAfter == apid);  // nothing else changed
 }
 
 TEST_CASE("apid's CA bundle follows the OS CAs of the machine config, and a link planted in apid's directory "

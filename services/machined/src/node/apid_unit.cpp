@@ -1,8 +1,8 @@
-// The node unit for apid: its identity (where it gets its certificates), its listen address
-// and the routes it reads, in its config file.
+// The node unit for apid: its config file (libs/contracts): its identity (where it gets its
+// certificates), its listen address and the routes it reads.
 #include "src/node/node.h"
 
-#include <nlohmann/json.hpp>
+#include "keel/contracts/apid_config.h"
 
 #include "src/node/node_detail.h"
 #include "src/trust/apid_identity.h"
@@ -31,17 +31,22 @@ Result<ApidIdentityRequest> Node::identityRequest(const config::MachineConfig& c
   return request;
 }
 
-Status Node::describeApid(const config::MachineConfig& cfg, nlohmann::json& own,
-                          std::vector<std::filesystem::path>& owned) {
+Result<std::string> Node::apidConfigFile(const config::MachineConfig& cfg, std::vector<std::filesystem::path>& owned) {
   KEEL_ASSIGN_OR_RETURN(const ApidIdentityRequest request, identityRequest(cfg));
   // apid gets its certificates itself, from trustd; stale ones are removed first.
   KEEL_ASSIGN_OR_RETURN(const auto written, prepareApidState(cfg, request));
   owned.insert(owned.end(), written.begin(), written.end());
-  own["listen"] = hostPort(options_.address, options_.apiPort);
-  own["backendsDir"] = paths_.backendsDir().string();
-  KEEL_ASSIGN_OR_RETURN(const auto identity, apidIdentityConfig(cfg, request));
-  own.update(identity);
-  return Status::ok();
+  contracts::ApidConfig apid;
+  apid.name = "apid";
+  apid.socket = paths_.socket("apid").string();
+  apid.machinedSocket = paths_.socket("machined").string();
+  apid.nodeAddress = options_.address;
+  apid.stateDir = paths_.stateDir("apid");
+  apid.listen = hostPort(options_.address, options_.apiPort);
+  apid.peerPort = options_.apiPort;  // a cluster's apids listen on one port
+  apid.backendsDir = paths_.backendsDir();
+  KEEL_RETURN_IF_ERROR(apidIdentityConfig(cfg, request, apid));
+  return contracts::serializeApidConfig(apid);
 }
 
 }  // namespace keel::machined

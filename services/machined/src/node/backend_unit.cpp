@@ -111,7 +111,7 @@ Status Node::prepareBackend(const config::MachineConfig& cfg, const std::string&
   Status prepared = prepareService(cfg, name, std::move(argv), {}, false, &backend, specs);
   if (prepared.isOk()) {
     // apid checks the backend's methods against the rules of its own descriptor set.
-    prepared = writeBackendManifest(name, socket, manifest.services, uid, manifest.descriptorSet.string());
+    prepared = writeRoute(name, socket, manifest.services, uid, manifest.descriptorSet.string());
   }
   if (!prepared.isOk()) {
     specs.resize(before);

@@ -94,7 +94,7 @@ Status Node::start() {
   KEEL_ASSIGN_OR_RETURN(const auto apidAccount, serviceAccount("apid", true));
   apidGid_ = apidAccount.second;
   routed_.clear();
-  KEEL_RETURN_IF_ERROR(writeBackendManifest("machined", paths_.socket("machined"), {apis::kMachineService},
+  KEEL_RETURN_IF_ERROR(writeRoute("machined", paths_.socket("machined"), {apis::kMachineService},
                                             geteuid()));
   KEEL_RETURN_IF_ERROR(startServices());
   const Status api = startApi();

@@ -115,7 +115,7 @@ class Node {
   // Announces a backend to apid: <root>/run/keel/backends.d/<name>.json routing `services`
   // to `socket`, served by `uid`, with `rules` ("builtin" or the absolute path of the
   // backend's descriptor set). Remembers `name` as routed in this run.
-  Status writeBackendManifest(const std::string& name, const std::filesystem::path& socket,
+  Status writeRoute(const std::string& name, const std::filesystem::path& socket,
                               const std::vector<std::string>& services, uid_t uid, const std::string& rules = "builtin");
   // Removes the routing manifests not written in this run (a backend no longer configured,
   // trustd on a node that is no longer a control plane).
@@ -134,9 +134,9 @@ class Node {
   Status prepareService(const config::MachineConfig& cfg, const std::string& name, std::vector<std::string> argv,
                         std::vector<std::string> dependsOn, bool mayCallMachined, const ServiceBackend* backend,
                         std::vector<supervisor::ServiceSpec>& specs);
-  // One unit per built-in service (apid_unit.cpp, trustd_unit.cpp): what its config file
-  // holds beyond prepareService's common part, and the paths it owns.
-  Status describeApid(const config::MachineConfig& cfg, nlohmann::json& own, std::vector<std::filesystem::path>& owned);
+  // One unit per built-in service (apid_unit.cpp, trustd_unit.cpp): its config file, and
+  // the paths it owns besides its state directory and config file.
+  Result<std::string> apidConfigFile(const config::MachineConfig& cfg, std::vector<std::filesystem::path>& owned);
   Status describeTrustd(const config::MachineConfig& cfg, nlohmann::json& own,
                         std::vector<std::filesystem::path>& owned);
   // What apid's identity and trustd's settings are derived from, for this node.

@@ -3,10 +3,10 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "keel/config/file_io.h"
+#include "keel/contracts/route_entry.h"
 
 #include "src/node/node_detail.h"
 
@@ -14,7 +14,7 @@ namespace keel::machined {
 
 namespace fs = std::filesystem;
 
-Status Node::writeBackendManifest(const std::string& name, const fs::path& socket,
+Status Node::writeRoute(const std::string& name, const fs::path& socket,
                                   const std::vector<std::string>& services, uid_t uid, const std::string& rules) {
   const fs::path dir = paths_.backendsDir();
   // Like the socket directory: only machined and apid's group may read the manifests.
@@ -23,16 +23,18 @@ Status Node::writeBackendManifest(const std::string& name, const fs::path& socke
   if (root && chown(dir.c_str(), 0, apidGid_) != 0) {
     return internalError("cannot give " + dir.string() + " to apid's group: " + errnoText(errno));
   }
-  const nlohmann::json manifest = {{"name", name},
-                                   {"socket", fs::absolute(socket).lexically_normal().string()},
-                                   {"services", services},
-                                   {"allowedUids", nlohmann::json::array({uid})},
-                                   {"rules", rules}};
+  const contracts::RouteEntry entry{.name = name,
+                                    .socket = fs::absolute(socket).lexically_normal(),
+                                    .services = services,
+                                    .allowedUids = {uid},
+                                    .rules = rules,
+                                    .version = {},
+                                    .servedByApid = false};
   // Mode and group are set on a temporary name, then renamed: apid never sees the file
   // with the wrong ones.
   const fs::path file = dir / (name + ".json");
   const fs::path tmp = dir / ("." + name + ".json.new");
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(tmp, manifest.dump(2) + "\n", config::Overwrite::kYes));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(tmp, contracts::serializeRouteEntry(entry), config::Overwrite::kYes));
   std::error_code ec;
   fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read,
                   fs::perm_options::replace, ec);

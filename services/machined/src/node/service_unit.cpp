@@ -128,8 +128,11 @@ Status Node::prepareService(const config::MachineConfig& cfg, const std::string&
                         {"machinedSocket", paths_.socket("machined").string()}};
   std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
   if (backend != nullptr) KEEL_RETURN_IF_ERROR(describeBackend(name, backend->manifest, own));
-  if (name == "apid") KEEL_RETURN_IF_ERROR(describeApid(cfg, own, owned));
   if (name == "trustd") KEEL_RETURN_IF_ERROR(describeTrustd(cfg, own, owned));
+  std::string file = own.dump(2) + "\n";
+  if (name == "apid") {
+    KEEL_ASSIGN_OR_RETURN(file, apidConfigFile(cfg, owned));
+  }
   if (options_.spawn) {
     // The spawner confines the service from this description (see spawner.h).
     spec.sandbox.confine = true;
@@ -145,7 +148,7 @@ Status Node::prepareService(const config::MachineConfig& cfg, const std::string&
     KEEL_ASSIGN_OR_RETURN(spec.preExec,
                           serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
   }
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
+  KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, file, config::Overwrite::kYes));
   specs.push_back(std::move(spec));
   return Status::ok();
 }

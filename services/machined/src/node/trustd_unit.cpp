@@ -36,7 +36,7 @@ Status Node::describeTrustd(const config::MachineConfig& cfg, nlohmann::json& ow
   own["socket"] = paths_.trustdSocket().string();
   own.update(trustdConfig(cfg, request, {apidUid}));
   // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
-  return writeBackendManifest("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid);
+  return writeRoute("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid);
 }
 
 }  // namespace keel::machined

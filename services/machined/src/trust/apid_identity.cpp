@@ -74,44 +74,56 @@ Result<std::vector<fs::path>> prepareApidState(const config::MachineConfig& cfg,
   return std::vector<fs::path>{ca};
 }
 
-Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req) {
+Status apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                          contracts::ApidConfig& apid) {
   const fs::path& dir = req.stateDir;
-  nlohmann::json out = {{"tls",
-                         {{"key", (dir / kApidServerKeyFile).string()},
-                          {"cert", (dir / kApidServerCertFile).string()},
-                          {"ca", (dir / kApidCaFile).string()}}}};
-  nlohmann::json identity = {{"sans", servingSans(cfg, req)}};
+  apid.tls = {.key = dir / kApidServerKeyFile, .cert = dir / kApidServerCertFile};
+  apid.acceptedCas = dir / kApidCaFile;
+  contracts::IdentityConfig identity{.trustdSocket = {}, .joinEndpoints = {}, .joinToken = {},
+                                     .sans = servingSans(cfg, req)};
   if (cfg.type == config::MachineType::kControlPlane) {
-    out["impersonator"] = {{"key", (dir / kApidImpersonatorKeyFile).string()},
-                           {"cert", (dir / kApidImpersonatorCertFile).string()}};
-    identity["trustdSocket"] = req.trustdSocket.string();
-    out["join"] = {{"listen", hostPort(req.nodeAddress, req.joinPort)}, {"trustdSocket", req.trustdSocket.string()}};
+    apid.impersonator = contracts::KeyPairFiles{.key = dir / kApidImpersonatorKeyFile,
+                                                .cert = dir / kApidImpersonatorCertFile};
+    identity.trustdSocket = req.trustdSocket;
+    apid.join = contracts::JoinListenerConfig{.listen = hostPort(req.nodeAddress, req.joinPort),
+                                              .trustdSocket = req.trustdSocket};
   } else {
     auto endpoint = config::parseEndpoint(cfg.controlPlaneEndpoint);
     if (!endpoint.ok()) {
       return invalidArgument("apid identity: a worker joins through cluster.controlPlane.endpoint, which is unusable: " +
                              endpoint.status().message());
     }
-    identity["joinEndpoints"] = nlohmann::json::array({hostPort(endpoint->host, req.joinPort)});
-    identity["joinToken"] = cfg.token;  // rewriteServiceTrust writes it again
+    identity.joinEndpoints = {hostPort(endpoint->host, req.joinPort)};
+    identity.joinToken = cfg.token;  // rewriteServiceTrust writes it again
   }
-  out["identity"] = std::move(identity);
-  return out;
+  apid.identity = std::move(identity);
+  return Status::ok();
 }
 
+namespace {
+
+// A worker's apid joins again with the new machine token.
+Result<bool> rewriteApidJoinToken(const config::MachineConfig& cfg, const std::filesystem::path& apidConfig) {
+  KEEL_ASSIGN_OR_RETURN(auto apid, contracts::readApidConfigFile(apidConfig));
+  if (!apid.identity || apid.identity->joinEndpoints.empty() || apid.identity->joinToken == cfg.token) return false;
+  apid.identity->joinToken = cfg.token;
+  KEEL_RETURN_IF_ERROR(
+      config::writePrivateFile(apidConfig, contracts::serializeApidConfig(apid), config::Overwrite::kYes));
+  return true;
+}
+
+}  // namespace
+
 Result<bool> rewriteServiceTrust(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
+  if (cfg.type != config::MachineType::kControlPlane) return rewriteApidJoinToken(cfg, serviceConfig);
   KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "a service's config"));
   auto json = nlohmann::json::parse(text, nullptr, false);
   if (json.is_discarded() || !json.is_object()) {
     return internalError(serviceConfig.string() + " is not the JSON object machined wrote");
   }
   const nlohmann::json before = json;
-  if (cfg.type == config::MachineType::kControlPlane) {
-    json[kTrustdJoinTokensKey] = config::acceptedJoinTokens(cfg);
-    json["ca"] = trustdCa(cfg);
-  } else {
-    json["identity"]["joinToken"] = cfg.token;
-  }
+  json[kTrustdJoinTokensKey] = config::acceptedJoinTokens(cfg);
+  json["ca"] = trustdCa(cfg);
   if (json == before) return false;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(serviceConfig, json.dump(2) + "\n", config::Overwrite::kYes));
   return true;

@@ -18,6 +18,7 @@
 
 #include "keel/common/status.h"
 #include "keel/config/machine_config.h"
+#include "keel/contracts/apid_config.h"
 
 namespace keel::machined {
 
@@ -50,13 +51,14 @@ struct ApidIdentityRequest {
 Result<std::vector<std::filesystem::path>> prepareApidState(const config::MachineConfig& cfg,
                                                             const ApidIdentityRequest& req);
 
-// The fields of apid's config.json about its identity:
-//   "tls": {"key", "cert", "ca"}, "impersonator": {"key", "cert"} (control plane),
-//   "identity": {"trustdSocket"} (control plane) or {"joinEndpoints", "joinToken"} (worker),
-//     with "sans": node address, host name, 127.0.0.1 and cfg.certSans,
-//   "join": {"listen", "trustdSocket"} (control plane).
-// Errors: INVALID_ARGUMENT when a worker's config names no control-plane endpoint.
-Result<nlohmann::json> apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req);
+// apid's identity in its config: its serving certificate and the CA bundle it accepts
+// clients from; on a control plane its impersonator certificate, trustd as the source
+// of both and the join listener; on a worker the control plane's join listener and the
+// join token. The serving certificate names the node's address; a control plane's also
+// its host name and 127.0.0.1 (its trustd verified them); both add cfg.certSans.
+// Errors: INVALID_ARGUMENT when a worker's config names no usable control-plane endpoint.
+Status apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                          contracts::ApidConfig& apid);
 
 // The fields of trustd's config.json beyond those every service gets: the OS CA (key
 // included: the file is 0600 and trustd's), the accepted join tokens, this node's names,

@@ -1,4 +1,4 @@
-#include "apid_config.h"
+#include "keel/contracts/apid_config.h"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace keel::apid {
+namespace keel::contracts {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
@@ -168,4 +168,77 @@ TEST_CASE("the listen port is the digits after the last colon", "[apid_config]")
 }
 
 }  // namespace
-}  // namespace keel::apid
+}  // namespace keel::contracts
+
+namespace keel::contracts {
+namespace {
+
+// A config with every field away from its default, as a control plane's machined writes it.
+ApidConfig everyField() {
+  ApidConfig c;
+  c.name = "apid";
+  c.socket = "/run/keel/apid.sock";
+  c.machinedSocket = "/run/keel/machined.sock";
+  c.nodeAddress = "10.5.0.2";
+  c.hostname = "cp-1";
+  c.stateDir = "/var/lib/keel/apid";
+  c.listen = "10.5.0.2:50000";
+  c.backendsDir = "/run/keel/backends.d";
+  c.tls = {.key = "/var/lib/keel/apid/server.key", .cert = "/var/lib/keel/apid/server.crt"};
+  c.acceptedCas = "/var/lib/keel/apid/ca.crt";
+  c.impersonator = KeyPairFiles{.key = "/var/lib/keel/apid/impersonator.key",
+                                .cert = "/var/lib/keel/apid/impersonator.crt"};
+  c.identity = IdentityConfig{.trustdSocket = "/run/keel/trustd/trustd.sock",
+                              .joinEndpoints = {},
+                              .joinToken = "",
+                              .sans = {"10.5.0.2", "cp-1", "127.0.0.1"}};
+  c.join = JoinListenerConfig{.listen = "10.5.0.2:50001", .trustdSocket = "/run/keel/trustd/trustd.sock"};
+  c.peerPort = 50010;
+  c.forwardTimeout = std::chrono::milliseconds(12'345);
+  c.certRefresh = std::chrono::seconds(7);
+  c.revocationRefresh = std::chrono::milliseconds(2'500);
+  c.threads = 3;
+  c.limits.maxMessageBytes = 4 * 1024 * 1024;
+  c.limits.maxConcurrentStreams = 50;
+  c.limits.maxTargets = 17;
+  c.limits.handshakeTimeout = std::chrono::milliseconds(3'000);
+  c.limits.idleTimeout = std::chrono::milliseconds(60'000);
+  c.limits.minPingInterval = std::chrono::milliseconds(5'000);
+  c.limits.keepaliveTime = std::chrono::milliseconds(30'000);
+  c.limits.keepaliveTimeout = std::chrono::milliseconds(9'000);
+  c.limits.maxPeers = 12;
+  c.limits.peerIdle = std::chrono::milliseconds(90'000);
+  c.audit.maxFileBytes = 1 << 20;
+  c.audit.maxFiles = 3;
+  return c;
+}
+
+TEST_CASE("what the writer writes, the reader reads back as the same config", "[apid_config]") {
+  const ApidConfig controlPlane = everyField();
+  const auto back = parseApidConfig(serializeApidConfig(controlPlane));
+  REQUIRE(back.ok());
+  CHECK(*back == controlPlane);
+
+  ApidConfig worker = everyField();
+  worker.hostname.reset();
+  worker.impersonator.reset();
+  worker.join.reset();
+  worker.identity = IdentityConfig{.trustdSocket = {},
+                                   .joinEndpoints = {"10.5.0.1:50001", "[fd00::1]:50001"},
+                                   .joinToken = "abc.def",
+                                   .sans = {"10.5.0.3"}};
+  const auto workerBack = parseApidConfig(serializeApidConfig(worker));
+  REQUIRE(workerBack.ok());
+  CHECK(*workerBack == worker);
+}
+
+TEST_CASE("a config read from a hand-written file is written back to the same config", "[apid_config]") {
+  const auto read = parseApidConfig(minimal().dump());
+  REQUIRE(read.ok());
+  const auto again = parseApidConfig(serializeApidConfig(*read));
+  REQUIRE(again.ok());
+  CHECK(*again == *read);
+}
+
+}  // namespace
+}  // namespace keel::contracts

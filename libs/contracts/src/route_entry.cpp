@@ -1,13 +1,14 @@
-#include "backend_manifest.h"
+#include "keel/contracts/route_entry.h"
 
 #include <algorithm>
 #include <cctype>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "keel/config/json_fields.h"
 
-namespace keel::apid {
+namespace keel::contracts {
 
 namespace {
 
@@ -16,10 +17,10 @@ using config::ObjectReader;
 
 }  // namespace
 
-Result<BackendManifest> parseBackendManifest(std::string_view text) {
+Result<RouteEntry> parseRouteEntry(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
-  BackendManifest m;
+  RouteEntry m;
   KEEL_ASSIGN_OR_RETURN(m.name, r.requiredString("name"));
   if (m.name.empty() || m.name.size() > 63 ||
       !std::all_of(m.name.begin(), m.name.end(), [](char c) {
@@ -66,4 +67,14 @@ Result<BackendManifest> parseBackendManifest(std::string_view text) {
   return m;
 }
 
-}  // namespace keel::apid
+std::string serializeRouteEntry(const RouteEntry& entry) {
+  nlohmann::json json = {{"name", entry.name},
+                         {"socket", entry.socket.string()},
+                         {"services", entry.services},
+                         {"allowedUids", entry.allowedUids},
+                         {"rules", entry.rules}};
+  if (!entry.version.empty()) json["version"] = entry.version;
+  return json.dump(2) + "\n";
+}
+
+}  // namespace keel::contracts

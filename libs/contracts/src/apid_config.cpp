@@ -1,12 +1,13 @@
-#include "apid_config.h"
+#include "keel/contracts/apid_config.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "keel/config/endpoint.h"
 #include "keel/config/file_io.h"
 #include "keel/config/json_fields.h"
 
-namespace keel::apid {
+namespace keel::contracts {
 
 namespace {
 
@@ -51,13 +52,13 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(const auto json, config::parseJson(text));
   KEEL_ASSIGN_OR_RETURN(auto r, ObjectReader::open(json, ""));
   ApidConfig c;
-  // Fields machined writes for every service; apid does not use them all.
+  // Fields machined writes for every service; apid does not use them.
   KEEL_ASSIGN_OR_RETURN(const auto name, r.optionalString("name"));
-  (void)name;
+  c.name = name.value_or("");
   KEEL_ASSIGN_OR_RETURN(const auto socket, r.optionalString("socket"));
-  (void)socket;
+  c.socket = socket.value_or("");
   KEEL_ASSIGN_OR_RETURN(const auto machinedSocket, r.optionalString("machinedSocket"));
-  (void)machinedSocket;
+  c.machinedSocket = machinedSocket.value_or("");
 
   KEEL_ASSIGN_OR_RETURN(c.nodeAddress, r.requiredString("nodeAddress"));
   if (!config::parseNodeName(c.nodeAddress).ok()) {
@@ -162,8 +163,64 @@ Result<ApidConfig> parseApidConfig(std::string_view text) {
   return c;
 }
 
+namespace {
+
+nlohmann::json pairJson(const KeyPairFiles& files) {
+  return {{"key", files.key.string()}, {"cert", files.cert.string()}};
+}
+
+nlohmann::json identityJson(const IdentityConfig& id) {
+  nlohmann::json json = {{"sans", id.sans}};
+  if (!id.trustdSocket.empty()) {
+    json["trustdSocket"] = id.trustdSocket.string();
+  } else {
+    json["joinEndpoints"] = id.joinEndpoints;
+    json["joinToken"] = id.joinToken;
+  }
+  return json;
+}
+
+nlohmann::json limitsJson(const Limits& l) {
+  return {{"maxMessageBytes", l.maxMessageBytes},
+          {"maxConcurrentStreams", l.maxConcurrentStreams},
+          {"maxTargets", l.maxTargets},
+          {"handshakeTimeoutMs", l.handshakeTimeout.count()},
+          {"idleTimeoutMs", l.idleTimeout.count()},
+          {"minPingIntervalMs", l.minPingInterval.count()},
+          {"keepaliveTimeMs", l.keepaliveTime.count()},
+          {"keepaliveTimeoutMs", l.keepaliveTimeout.count()},
+          {"maxPeers", l.maxPeers},
+          {"peerIdleMs", l.peerIdle.count()}};
+}
+
+}  // namespace
+
+std::string serializeApidConfig(const ApidConfig& c) {
+  nlohmann::json json = {{"nodeAddress", c.nodeAddress},
+                         {"stateDir", c.stateDir.string()},
+                         {"listen", c.listen},
+                         {"backendsDir", c.backendsDir.string()},
+                         {"tls", {{"key", c.tls.key.string()}, {"cert", c.tls.cert.string()},
+                                  {"ca", c.acceptedCas.string()}}},
+                         {"forwardTimeoutMs", c.forwardTimeout.count()},
+                         {"certRefreshSeconds", c.certRefresh.count()},
+                         {"revocationRefreshMs", c.revocationRefresh.count()},
+                         {"threads", c.threads},
+                         {"limits", limitsJson(c.limits)},
+                         {"audit", {{"maxFileBytes", c.audit.maxFileBytes}, {"maxFiles", c.audit.maxFiles}}}};
+  if (!c.name.empty()) json["name"] = c.name;
+  if (!c.socket.empty()) json["socket"] = c.socket;
+  if (!c.machinedSocket.empty()) json["machinedSocket"] = c.machinedSocket;
+  if (c.hostname) json["hostname"] = *c.hostname;
+  if (c.impersonator) json["impersonator"] = pairJson(*c.impersonator);
+  if (c.identity) json["identity"] = identityJson(*c.identity);
+  if (c.join) json["join"] = {{"listen", c.join->listen}, {"trustdSocket", c.join->trustdSocket.string()}};
+  if (c.peerPort != 0) json["peerPort"] = c.peerPort;
+  return json.dump(2) + "\n";
+}
+
 Result<ApidConfig> readApidConfigFile(const std::filesystem::path& path) {
   return config::readPrivateDocument(path, "apid config", parseApidConfig);
 }
 
-}  // namespace keel::apid
+}  // namespace keel::contracts
