@@ -7,7 +7,9 @@
 #   - define errnoText again;
 #   - tune malloc outside keel/common/heap.h (use keel::limitMallocArenas, keel::IdleHeapTrimmer);
 #   - have a function over 100 lines outside tests (universal-ctags finds them), but the
-#     two table-like parsers whose length is their fields.
+#     two table-like parsers whose length is their fields;
+#   - include, in machined's src/ rooms, a room the room map (docs/architecture.md) does
+#     not let it use.
 # Exceptions are listed here with their reason, nowhere else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +60,26 @@ if [[ -n $long ]]; then
   status=1
 fi
 
+# machined's rooms, and the rooms each may include (each room's README says why).
+declare -A may_use=(
+  [boot]=""
+  [backends]=""
+  [trust]=""
+  [state]="paths"
+  [api]="boot state trust"
+  [node]="api backends boot state trust paths"
+)
+for room in "${!may_use[@]}"; do
+  while IFS= read -r hit; do
+    [[ -z $hit ]] && continue
+    used=$(sed -E 's/.*#include "src\/([a-z_]+)[\/.].*/\1/' <<<"$hit")
+    [[ $used == "$room" || " ${may_use[$room]} " == *" $used "* ]] && continue
+    echo "lint: machined's room $room may not include $used (docs/architecture.md, Rooms): $hit" >&2
+    status=1
+  done < <(grep -rnE '#include "src/' "services/machined/src/$room" || true)
+done
+
 if [[ $status -eq 0 ]]; then
-  echo "lint: no raw strerror, raw fd member, second trim or errnoText, malloc tuning outside heap.h, or function over 100 lines"
+  echo "lint: no raw strerror, raw fd member, second trim or errnoText, malloc tuning outside heap.h, function over 100 lines, or include against machined's room map"
 fi
 exit $status
