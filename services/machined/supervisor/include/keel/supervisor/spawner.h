@@ -1,7 +1,8 @@
-// machined's spawner: a small single-threaded process forked before machined starts any
-// thread or loads its seccomp filter. It forks and execs the services (a child inherits
-// the filter of the thread that forks it) and resolves their accounts, so that every
-// thread of machined can run under machined's own filter.
+// The spawner, the supervisor's one way to start a service process: a small
+// single-threaded process forked before machined (or a test) starts any thread or loads
+// its seccomp filter. It forks, confines and execs the services (a child inherits the
+// filter of the thread that forks it) and resolves their accounts, so that every thread of
+// machined can run under machined's own filter.
 //
 // Protocol: one request and one reply per SOCK_SEQPACKET message on a socketpair, plain
 // data only; a spawn reply carries the service's stdout/stderr read ends (SCM_RIGHTS).
@@ -19,11 +20,11 @@
 #include <string>
 #include <utility>
 
+#include "keel/common/fd_io.h"
 #include "keel/common/status.h"
 #include "keel/supervisor/supervisor.h"
-#include "keel/common/fd_io.h"
 
-namespace keel::machined {
+namespace keel::supervisor {
 
 // machined's end of the socketpair. Thread-safe: requests are serialised.
 class Spawner {
@@ -41,10 +42,10 @@ class Spawner {
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
-  // Starts a service process with the contract of supervisor::spawnProcess,
+  // Starts a service process with the contract of spawnProcess,
   // confined as spec.sandbox says. An error means nothing was started (or the spawner is
   // gone: UNAVAILABLE). Blocks until the service has exec'd or failed.
-  Result<supervisor::SpawnedProcess> spawn(const supervisor::ServiceSpec& spec);
+  Result<SpawnedProcess> spawn(const ServiceSpec& spec);
 
   // The uid and gid of account `user`, or nullopt when there is none. Name lookups may
   // talk to other daemons (nscd, sssd), which machined's filter forbids.
@@ -63,4 +64,4 @@ class Spawner {
   UniqueFd fd_;
 };
 
-}  // namespace keel::machined
+}  // namespace keel::supervisor

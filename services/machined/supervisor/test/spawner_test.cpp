@@ -1,4 +1,4 @@
-#include "src/spawner.h"
+#include "keel/supervisor/spawner.h"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -9,15 +9,15 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include "keel/testing/testing.h"
-#include "src/spawner_protocol.h"
+#include "spawner_protocol.h"
 
-namespace keel::machined {
+namespace keel::supervisor {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
 
-supervisor::ServiceSpec trueSpec(const keel::testing::TempDir& dir) {
-  supervisor::ServiceSpec spec;
+ServiceSpec trueSpec(const keel::testing::TempDir& dir) {
+  ServiceSpec spec;
   spec.id = "probe";
   spec.argv = {"/bin/true"};
   spec.stateDir = dir.path();
@@ -120,4 +120,4 @@ TEST_CASE("a spawn request decodes its seccomp profile and refuses one that is t
 }
 
 }  // namespace
-}  // namespace keel::machined
+}  // namespace keel::supervisor
