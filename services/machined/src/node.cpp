@@ -1,7 +1,6 @@
 #include "node.h"
 
 #include <pwd.h>
-#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -25,7 +24,6 @@
 #include "keel/facts/system_facts.h"
 #include "keel/sandbox/diagnostics.h"
 #include "keel/sandbox/sandbox.h"
-#include "keel/supervisor/child_setup.h"
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
 #include "keel/transport/unix_listener.h"
@@ -84,6 +82,9 @@ Status Node::prepareDirectories() {
 }
 
 Status Node::start() {
+  if (!options_.spawn) {
+    return failedPrecondition("node options: expected a spawn function (the spawner's), found none");
+  }
   KEEL_RETURN_IF_ERROR(prepareDirectories());
   journal_ = std::make_unique<EventJournal>(clock_, 2000);
   if (!options_.bootFallback.empty()) journal_->record("machine", "rollback", "automatic", options_.bootFallback);
@@ -224,50 +225,6 @@ void Node::removeStaleRoutes() {
   }
 }
 
-Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const std::vector<fs::path>& owned,
-                                                   const sandbox::Policy* policy) {
-  // Every service is confined by machined whether or not it confines itself: its own
-  // uid, no capabilities, no_new_privs, no core dumps, and the extension seccomp profile
-  // (everything but the hard deny list; a daemon of ours narrows it further itself), or
-  // the reviewed profile a backend ships.
-  sandbox::SandboxOptions options;
-  options.policy = policy != nullptr ? *policy : sandbox::extensionPolicy();
-  const bool root = geteuid() == 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  if (root) {
-    const bool builtin = name == "apid" || name == "trustd";
-    KEEL_ASSIGN_OR_RETURN(std::tie(uid, gid), serviceAccount(name, builtin));
-    options.uid = uid;
-    options.gid = gid;
-  }
-  auto prepared = sandbox::prepare(options);
-  if (!prepared.ok()) return prepared.status().withContext("sandbox of service " + name);
-  auto shared = std::make_shared<sandbox::PreparedSandbox>(std::move(prepared).value());
-  std::vector<std::string> paths;
-  for (const auto& p : owned) paths.push_back(p.string());
-  return std::function<void()>([shared, root, uid, gid, paths] {
-    // Runs between fork and exec: system calls only.
-    if (root) {
-      // The service owns its state; its config and keys stay readable by it alone.
-      for (const auto& p : paths) {
-        if (supervisor::chownOwnedPath(p.c_str(), uid, gid) != 0) _exit(126);
-      }
-    }
-    if (shared->applyInChild() != 0) {
-      const auto step = sandbox::stepName(shared->failedStep());
-      constexpr std::string_view kMsg = "machined: confining the service failed at step ";
-      [[maybe_unused]] auto a = write(STDERR_FILENO, kMsg.data(), kMsg.size());
-      [[maybe_unused]] auto b = write(STDERR_FILENO, step.data(), step.size());
-      [[maybe_unused]] auto c = write(STDERR_FILENO, "\n", 1);
-      _exit(126);
-    }
-    // A service must not outlive a machined that died: a restarted machined starts it
-    // again. Set after the identity switch, which clears it.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(126);
-  });
-}
-
 namespace {
 
 // The services every node of a type runs, in the order they depend on each other.
@@ -324,21 +281,21 @@ Status Node::prepareService(const config::MachineConfig& cfg, const std::string&
   std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
   if (backend != nullptr) KEEL_RETURN_IF_ERROR(describeBackend(name, backend->manifest, own));
   if (name == "apid" || name == "trustd") KEEL_RETURN_IF_ERROR(describeBuiltin(cfg, name, own, owned));
-  if (options_.spawn) {
-    // The spawner confines the service from this description (see spawner.h).
-    spec.sandbox.confine = true;
-    if (geteuid() == 0) {
-      const bool builtin = name == "apid" || name == "trustd";
-      KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
-      spec.sandbox.uid = account.first;
-      spec.sandbox.gid = account.second;
-      spec.sandbox.chownPaths = owned;
-    }
-    if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
-  } else {
-    KEEL_ASSIGN_OR_RETURN(spec.preExec,
-                          serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
+  // Every service is confined whether or not it confines itself: the spawner does it from
+  // this description (keel/supervisor/spawner.h), with its own uid, no capabilities,
+  // no_new_privs, no core dumps, and the extension seccomp profile (everything but the
+  // hard deny list; a daemon of ours narrows it further itself) or the reviewed profile a
+  // backend ships.
+  spec.sandbox.confine = true;
+  if (geteuid() == 0) {
+    const bool builtin = name == "apid" || name == "trustd";
+    KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
+    spec.sandbox.uid = account.first;
+    spec.sandbox.gid = account.second;
+    // The service owns its state; its config and keys stay readable by it alone.
+    spec.sandbox.chownPaths = owned;
   }
+  if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, own.dump(2) + "\n", config::Overwrite::kYes));
   specs.push_back(std::move(spec));
   return Status::ok();
@@ -523,9 +480,9 @@ Status Node::startSupervisor(std::vector<supervisor::ServiceSpec> specs) {
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
   sopts.spawn = options_.spawn;
-  // Services started by a spawner are reparented to machined, a child subreaper, which
+  // Services started by the spawner are reparented to machined, a child subreaper, which
   // then also inherits their orphans; every child of machined is the supervisor's.
-  sopts.reapOrphans = static_cast<bool>(options_.spawn);
+  sopts.reapOrphans = true;
   auto sup = supervisor::Supervisor::create(sopts, std::move(specs), clock_);
   if (!sup.ok()) return sup.status().withContext("machine config services");
   supervisor_ = std::move(*sup);
