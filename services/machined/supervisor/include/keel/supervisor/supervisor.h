@@ -101,10 +101,10 @@ class Supervisor {
  public:
   static constexpr std::string_view kMachinedLogId = "machined";
 
-  // Validates the specs (ids, absolute paths, known dependencies without cycles, sane
-  // policies: INVALID_ARGUMENT otherwise), creates the log store with one log per service
-  // plus kMachinedLogId, and starts the io thread. Starts no service. `clock` must outlive
-  // the supervisor.
+  // Validates the options (a spawn function is required) and the specs (ids, absolute
+  // paths, known dependencies without cycles, sane policies): INVALID_ARGUMENT otherwise.
+  // Creates the log store with one log per service plus kMachinedLogId, and starts the io
+  // thread. Starts no service. `clock` must outlive the supervisor.
   static Result<std::unique_ptr<Supervisor>> create(SupervisorOptions options, std::vector<ServiceSpec> specs,
                                                     const Clock& clock);
 
