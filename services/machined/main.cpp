@@ -27,9 +27,9 @@
 #include "keel/common/stop_signals.h"
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
-#include "src/node/node.h"
+#include "keel/supervisor/spawner.h"
 #include "src/boot/pid1.h"
-#include "src/spawner.h"
+#include "src/node/node.h"
 #include "keel/common/status.h"
 
 namespace keel::machined {
@@ -63,7 +63,7 @@ constexpr const char* kSpawnerFdEnv = "KEEL_SPAWNER_FD";
 
 // Before anything else in main: adopts the spawner of the image this one replaced, or
 // forks a new one while the process has a single thread and no filter.
-keel::Result<std::unique_ptr<keel::machined::Spawner>> startSpawner() {
+keel::Result<std::unique_ptr<keel::supervisor::Spawner>> startSpawner() {
   if (const char* inherited = std::getenv(kSpawnerFdEnv)) {
     const std::string fd = inherited;
     unsetenv(kSpawnerFdEnv);
@@ -73,14 +73,14 @@ keel::Result<std::unique_ptr<keel::machined::Spawner>> startSpawner() {
       return keel::invalidArgument(std::string(kSpawnerFdEnv) + ": expected a descriptor number above 2, found '" +
                                    fd + "'");
     }
-    return keel::machined::Spawner::adopt(static_cast<int>(n));
+    return keel::supervisor::Spawner::adopt(static_cast<int>(n));
   }
   // Services are double-forked by the spawner and handed to machined this way, so that
   // machined reaps them as it would its own children.
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
     return keel::internalError(std::string("prctl(PR_SET_CHILD_SUBREAPER): ") + keel::errnoText(errno));
   }
-  return keel::machined::Spawner::start();
+  return keel::supervisor::Spawner::start();
 }
 
 #ifdef KEEL_TEST_HOOKS
@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "machined: no spawner: %s\n", spawnerOr.status().toString().c_str());
     return 1;
   }
-  std::shared_ptr<keel::machined::Spawner> spawner = std::move(spawnerOr).value();
+  std::shared_ptr<keel::supervisor::Spawner> spawner = std::move(spawnerOr).value();
   // Files machined creates (logs, configs, keys) are its own unless made otherwise.
   umask(077);
   // Kept for the re-exec that a reboot outside PID 1 is.

@@ -71,6 +71,9 @@ Status Node::prepareDirectories() {
 }
 
 Status Node::start() {
+  if (!options_.spawn) {
+    return failedPrecondition("node options: expected a spawn function (the spawner's), found none");
+  }
   KEEL_RETURN_IF_ERROR(prepareDirectories());
   journal_ = std::make_unique<EventJournal>(clock_, 2000);
   if (!options_.bootFallback.empty()) journal_->record("machine", "rollback", "automatic", options_.bootFallback);
@@ -112,9 +115,9 @@ Status Node::startSupervisor(std::vector<supervisor::ServiceSpec> specs) {
   supervisor::SupervisorOptions sopts;
   sopts.logs.dir = paths_.logDir();
   sopts.spawn = options_.spawn;
-  // Services started by a spawner are reparented to machined, a child subreaper, which
+  // Services started by the spawner are reparented to machined, a child subreaper, which
   // then also inherits their orphans; every child of machined is the supervisor's.
-  sopts.reapOrphans = static_cast<bool>(options_.spawn);
+  sopts.reapOrphans = true;
   auto sup = supervisor::Supervisor::create(sopts, std::move(specs), clock_);
   if (!sup.ok()) return sup.status().withContext("machine config services");
   supervisor_ = std::move(*sup);

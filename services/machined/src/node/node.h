@@ -80,8 +80,7 @@ struct NodeOptions {
   std::string bootFallback;
   // Starts a service process outside this process (machined's spawner), confined as
   // ServiceSpec::sandbox says; the process must be a child of this one (see
-  // SupervisorOptions::spawn). Empty: the supervisor forks in-process and each service is
-  // confined by a pre-exec hook.
+  // SupervisorOptions::spawn). Required: start() refuses to run without it.
   std::function<Result<supervisor::SpawnedProcess>(const supervisor::ServiceSpec&)> spawn;
   // The uid and gid of an account, nullopt when there is none. Empty: getpwnam in this
   // process (name lookups may need calls a confined machined may not make).
@@ -160,12 +159,6 @@ class Node {
   // the packaging made it; else nobody for a built-in, and for a backend or an extension
   // a uid of its own that machined gives it (accounts.h).
   Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
-  // The pre-exec hook that confines service `name` (see node.cpp); as root it first gives
-  // `owned` (state dir, config file, keys) to the service's account.
-  // `policy`: the service's seccomp profile; null: the extension profile.
-  Result<std::function<void()>> serviceSandbox(const std::string& name,
-                                               const std::vector<std::filesystem::path>& owned,
-                                               const sandbox::Policy* policy = nullptr);
   Status startApi();
   void stopAll();
   Status wipeState();

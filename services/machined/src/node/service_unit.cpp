@@ -1,18 +1,14 @@
-// The node unit every service shares: its account, its spec and config file, its confinement;
+// The node unit every service shares: its account, its spec and config file, how it is confined;
 // and the built-in services of a node type.
 #include "src/node/node.h"
 
 #include <pwd.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "keel/config/file_io.h"
-#include "keel/sandbox/sandbox.h"
-#include "keel/supervisor/child_setup.h"
 #include "src/state/event_journal.h"
 
 #include "src/node/node_detail.h"
@@ -61,50 +57,6 @@ Result<std::pair<uid_t, gid_t>> Node::serviceAccount(const std::string& name, bo
   return accounts_.accountFor(name);
 }
 
-Result<std::function<void()>> Node::serviceSandbox(const std::string& name, const std::vector<fs::path>& owned,
-                                                   const sandbox::Policy* policy) {
-  // Every service is confined by machined whether or not it confines itself: its own
-  // uid, no capabilities, no_new_privs, no core dumps, and the extension seccomp profile
-  // (everything but the hard deny list; a daemon of ours narrows it further itself), or
-  // the reviewed profile a backend ships.
-  sandbox::SandboxOptions options;
-  options.policy = policy != nullptr ? *policy : sandbox::extensionPolicy();
-  const bool root = geteuid() == 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  if (root) {
-    const bool builtin = name == "apid" || name == "trustd";
-    KEEL_ASSIGN_OR_RETURN(std::tie(uid, gid), serviceAccount(name, builtin));
-    options.uid = uid;
-    options.gid = gid;
-  }
-  auto prepared = sandbox::prepare(options);
-  if (!prepared.ok()) return prepared.status().withContext("sandbox of service " + name);
-  auto shared = std::make_shared<sandbox::PreparedSandbox>(std::move(prepared).value());
-  std::vector<std::string> paths;
-  for (const auto& p : owned) paths.push_back(p.string());
-  return std::function<void()>([shared, root, uid, gid, paths] {
-    // Runs between fork and exec: system calls only.
-    if (root) {
-      // The service owns its state; its config and keys stay readable by it alone.
-      for (const auto& p : paths) {
-        if (supervisor::chownOwnedPath(p.c_str(), uid, gid) != 0) _exit(126);
-      }
-    }
-    if (shared->applyInChild() != 0) {
-      const auto step = sandbox::stepName(shared->failedStep());
-      constexpr std::string_view kMsg = "machined: confining the service failed at step ";
-      [[maybe_unused]] auto a = write(STDERR_FILENO, kMsg.data(), kMsg.size());
-      [[maybe_unused]] auto b = write(STDERR_FILENO, step.data(), step.size());
-      [[maybe_unused]] auto c = write(STDERR_FILENO, "\n", 1);
-      _exit(126);
-    }
-    // A service must not outlive a machined that died: a restarted machined starts it
-    // again. Set after the identity switch, which clears it.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(126);
-  });
-}
-
 Status Node::prepareService(const config::MachineConfig& cfg, const std::string& name, std::vector<std::string> argv,
                             std::vector<std::string> dependsOn, bool mayCallMachined, const ServiceBackend* backend,
                             std::vector<supervisor::ServiceSpec>& specs) {
@@ -133,21 +85,21 @@ Status Node::prepareService(const config::MachineConfig& cfg, const std::string&
   if (name == "apid") {
     KEEL_ASSIGN_OR_RETURN(file, apidConfigFile(cfg, owned));
   }
-  if (options_.spawn) {
-    // The spawner confines the service from this description (see spawner.h).
-    spec.sandbox.confine = true;
-    if (geteuid() == 0) {
-      const bool builtin = name == "apid" || name == "trustd";
-      KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
-      spec.sandbox.uid = account.first;
-      spec.sandbox.gid = account.second;
-      spec.sandbox.chownPaths = owned;
-    }
-    if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
-  } else {
-    KEEL_ASSIGN_OR_RETURN(spec.preExec,
-                          serviceSandbox(name, owned, backend != nullptr ? &backend->resources.policy : nullptr));
+  // Every service is confined whether or not it confines itself: the spawner does it from
+  // this description (keel/supervisor/spawner.h), with its own uid, no capabilities,
+  // no_new_privs, no core dumps, and the extension seccomp profile (everything but the
+  // hard deny list; a daemon of ours narrows it further itself) or the reviewed profile a
+  // backend ships.
+  spec.sandbox.confine = true;
+  if (geteuid() == 0) {
+    const bool builtin = name == "apid" || name == "trustd";
+    KEEL_ASSIGN_OR_RETURN(const auto account, serviceAccount(name, builtin));
+    spec.sandbox.uid = account.first;
+    spec.sandbox.gid = account.second;
+    // The service owns its state; its config and keys stay readable by it alone.
+    spec.sandbox.chownPaths = owned;
   }
+  if (backend != nullptr) spec.sandbox.seccompProfile = backend->resources.profileText;
   KEEL_RETURN_IF_ERROR(config::writePrivateFile(spec.configFile, file, config::Overwrite::kYes));
   specs.push_back(std::move(spec));
   return Status::ok();

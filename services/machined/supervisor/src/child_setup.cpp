@@ -12,8 +12,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "keel/supervisor/spawn.h"
-
 namespace keel::supervisor {
 
 namespace {
@@ -60,13 +58,32 @@ std::string describe(const ChildReport& r, const ChildContext& context) {
           err);
     case ChildStep::kDeathSignal: return "prctl(PR_SET_PDEATHSIG): " + err;
     case ChildStep::kParent: return "machined went away before the service started";
-    case ChildStep::kPreExec: return "the pre-exec hook (it threw)";
     case ChildStep::kExec: return fmt::format("exec {}: {}", context.program, err);
   }
   return "child setup: " + err;
 }
 
 }  // namespace
+
+Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return internalError("pipe2: " + errnoText(errno));
+  for (int& fd : fds) {
+    if (fd <= STDERR_FILENO) {
+      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+      const int error = errno;
+      ::close(fd);
+      if (moved < 0) {
+        ::close(fds[0] == fd ? fds[1] : fds[0]);
+        return internalError("fcntl(F_DUPFD_CLOEXEC): " + errnoText(error));
+      }
+      fd = moved;
+    }
+  }
+  readEnd = UniqueFd(fds[0]);
+  writeEnd = UniqueFd(fds[1]);
+  return Status::ok();
+}
 
 Result<ChildPipes> ChildPipes::open() {
   ChildPipes pipes;

@@ -14,8 +14,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "keel/supervisor/spawn.h"
-
 #include "supervisor_impl.h"
 
 namespace keel::supervisor {
@@ -148,8 +146,7 @@ void Supervisor::Impl::launch(Service& s) {
     fail(s, "cannot start: " + st.message());
     return;
   }
-  auto spawned = options_.spawn ? options_.spawn(s.spec)
-                                : spawnProcess({s.spec.argv, s.spec.env, s.spec.stateDir, s.spec.preExec});
+  auto spawned = options_.spawn(s.spec);
   if (!spawned.ok()) {
     // pipe/fork failures are resource shortages that may pass: treat them as a crash.
     scheduleRestart(s, "could not start: " + spawned.status().message());

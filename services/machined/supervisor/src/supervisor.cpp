@@ -111,6 +111,9 @@ std::vector<pid_t> Supervisor::Impl::servicePids() {
 Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions options,
                                                        std::vector<ServiceSpec> specs, const Clock& clock) {
   if (options.maxEvents == 0) return invalidArgument("supervisor options: expected maxEvents > 0, found 0");
+  if (!options.spawn) {
+    return invalidArgument("supervisor options: expected a spawn function (the spawner's), found none");
+  }
   KEEL_ASSIGN_OR_RETURN(std::vector<ServiceSpec> sorted, sortByDependencies(std::move(specs)));
   KEEL_ASSIGN_OR_RETURN(std::shared_ptr<LogStore> logs, LogStore::create(options.logs));
   KEEL_RETURN_IF_ERROR(logs->addLog(kMachinedLogId));

@@ -4,24 +4,35 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <catch2/catch_test_macros.hpp>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "keel/supervisor/spawn.h"
 #include "keel/testing/testing.h"
+#include "test_spawner.h"
 
 namespace keel::supervisor {
 namespace {
 
 using keel::testing::TempDir;
 
-// Starts `request`, reaps the child and returns what it reported.
-std::string setupErrorOf(const SpawnRequest& request) {
-  auto spawned = spawnProcess(request);
+// A confined /bin/true (or `argv`) in `workingDir`.
+ServiceSpec probe(const std::filesystem::path& workingDir, std::vector<std::string> argv = {"/bin/true"}) {
+  ServiceSpec spec;
+  spec.id = "probe";
+  spec.argv = std::move(argv);
+  spec.stateDir = workingDir;
+  testing::confine(spec);
+  return spec;
+}
+
+// Starts `spec` through the spawner, reaps the child (handed to this process, a child
+// subreaper) and returns what it reported.
+std::string setupErrorOf(const ServiceSpec& spec) {
+  auto spawned = testing::spawner().spawn(spec);
   REQUIRE(spawned.ok());
   int status = 0;
   REQUIRE(::waitpid(spawned->pid, &status, 0) == spawned->pid);
@@ -36,25 +47,32 @@ TEST_CASE("a child that cannot enter its working directory reports the directory
           "[child_setup]") {
   TempDir dir;
   const auto missing = dir / "missing";
-  CHECK(setupErrorOf({{"/bin/true"}, {}, missing, {}}) ==
+  CHECK(setupErrorOf(probe(missing)) ==
         "changing to the state directory " + missing.string() + ": No such file or directory");
 }
 
 TEST_CASE("a child whose exec fails reports the program and errno", "[child_setup]") {
   TempDir dir;
-  CHECK(setupErrorOf({{"/nonexistent/keel-no-such-binary"}, {}, dir.path(), {}}) ==
+  CHECK(setupErrorOf(probe(dir.path(), {"/nonexistent/keel-no-such-binary"})) ==
         "exec /nonexistent/keel-no-such-binary: No such file or directory");
 }
 
-TEST_CASE("a pre-exec hook that throws fails the start", "[child_setup]") {
+TEST_CASE("a path that cannot be handed to the service's account fails the start before exec", "[child_setup]") {
+  if (::geteuid() != 0) SKIP("only a spawner running as root hands paths to a service's account");
   TempDir dir;
-  CHECK(setupErrorOf({{"/bin/true"}, {}, dir.path(), [] { throw std::runtime_error("no"); }}) ==
-        "the pre-exec hook (it threw)");
+  // A link the service could have planted in its state directory: never followed.
+  const auto link = dir / "config.json";
+  REQUIRE(::symlink("/etc/passwd", link.c_str()) == 0);
+  auto spec = probe(dir.path());
+  spec.sandbox.chownPaths.push_back(link);
+  CHECK(setupErrorOf(spec) ==
+        "giving the state directory and config to the service's account (never through a link the service could "
+        "have made): Too many levels of symbolic links");
 }
 
 TEST_CASE("a child that execs reports nothing", "[child_setup]") {
   TempDir dir;
-  CHECK(setupErrorOf({{"/bin/true"}, {}, dir.path(), {}}).empty());
+  CHECK(setupErrorOf(probe(dir.path())).empty());
 }
 
 TEST_CASE("a sandbox failure is named by the caller's step names", "[child_setup]") {

@@ -1,6 +1,5 @@
 #include "keel/supervisor/supervisor.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 
 #include "keel/supervisor/log_sink.h"
 #include "keel/testing/testing.h"
+#include "test_spawner.h"
 
 namespace keel::supervisor {
 namespace {
@@ -138,6 +138,7 @@ ServiceSpec shellService(const TempDir& dir, const std::string& id, const std::s
   spec.settleTime = 50ms;
   spec.stopGracePeriod = 10s;
   spec.restart = {.initialBackoff = 10ms, .maxBackoff = 40ms, .maxRestarts = 3, .window = 60s};
+  testing::confine(spec);
   return spec;
 }
 
@@ -145,6 +146,7 @@ SupervisorOptions testOptions(const TempDir& dir) {
   SupervisorOptions options;
   options.logs.dir = dir / "logs";
   options.logs.maxLines = 200;
+  options.spawn = testing::spawnFunction();
   return options;
 }
 
@@ -220,6 +222,12 @@ TEST_CASE("starts services in dependency order and stops them in reverse order",
   TempDir dir;
   const std::string order = (dir / "order").string();
   // A trap that appends to a shared file shows the order in which the processes got SIGTERM.
+  // Run as root, the services are nobody: they own the file and may pass through `dir`.
+  keel::testing::writeFile(order, "");
+  if (::geteuid() == 0) {
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec, std::filesystem::perm_options::add);
+    REQUIRE(::chown(order.c_str(), testing::kServiceUid, testing::kServiceGid) == 0);
+  }
   const std::string script = "trap 'echo stop-$SERVICE_ID >> " + order +
                              "; exit 0' TERM; echo ready; while :; do /bin/sleep 3617 & wait; done";
   auto c = shellService(dir, "c", script);
@@ -560,6 +568,16 @@ TEST_CASE("destroying the supervisor leaves no process behind, grandchildren inc
   CHECK(waitUntilGone(grandchild));
 }
 
+TEST_CASE("refuses to be created without a spawn function", "[supervisor]") {
+  TempDir dir;
+  const SystemClock clock;
+  SupervisorOptions options = testOptions(dir);
+  options.spawn = nullptr;
+  const auto status = Supervisor::create(std::move(options), {shellService(dir, "svc", kLongSleep)}, clock).status();
+  CHECK(status.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(status.message(), ContainsSubstring("expected a spawn function"));
+}
+
 TEST_CASE("unknown service ids are NOT_FOUND", "[supervisor]") {
   TempDir dir;
   auto supervisor = makeSupervisor(dir, {shellService(dir, "svc", kLongSleep)});
@@ -656,24 +674,19 @@ TEST_CASE("lists the pids of live services that may call machined", "[supervisor
 TEST_CASE("a service runs in its own 0700 state dir and process group with only its given env and stdio",
           "[supervisor]") {
   TempDir dir;
-  // An fd the test leaks on purpose: not close-on-exec, so only the supervisor's own
-  // closing keeps it from the child.
-  const int leaked = ::open("/dev/null", O_RDONLY);
+  // An fd the test process leaked on purpose to the spawner (not close-on-exec), so only
+  // the spawner's own closing keeps it from the child; the same for its environment.
+  const int leaked = testing::leakedFd();
   REQUIRE(leaked > 2);
-  REQUIRE(::setenv("KEEL_SUPERVISOR_TEST_INHERITED", "1", 1) == 0);
   auto spec = shellService(
       dir, "probe",
-      "echo cwd=$(pwd); echo stdin=$(readlink /proc/$$/fd/0); "
+      "echo cwd=$(pwd); echo stdin=$(readlink /proc/$$/fd/0); echo uid=$(id -u); "
       "if [ -e /proc/$$/fd/" +
           std::to_string(leaked) +
           " ]; then echo leaked=yes; else echo leaked=no; fi; "
-          "echo inherited=${KEEL_SUPERVISOR_TEST_INHERITED:-unset}; echo given=$GIVEN; echo ready; " +
+          "echo inherited=${" + std::string(testing::kLeakedEnv) + ":-unset}; echo given=$GIVEN; echo ready; " +
           std::string(kLongSleep));
   spec.env.push_back("GIVEN=yes");
-  spec.preExec = [] {
-    const int fd = ::open("pre-exec-ran", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd >= 0) ::close(fd);
-  };
   // The signal state as exec'd: a shell would show its own transient mask instead.
   auto signals = shellService(dir, "signals", "");
   signals.argv = {"/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"};
@@ -686,8 +699,6 @@ TEST_CASE("a service runs in its own 0700 state dir and process group with only 
   signalsLog.waitForLine("SigBlk:\t0000000000000000");
   signalsLog.waitForLine("SigIgn:\t0000000000000000");
   const auto lines = log.waitForLine("ready");
-  ::close(leaked);
-  ::unsetenv("KEEL_SUPERVISOR_TEST_INHERITED");
   const auto has = [&](const std::string& line) {
     return std::find(lines.begin(), lines.end(), line) != lines.end();
   };
@@ -696,7 +707,8 @@ TEST_CASE("a service runs in its own 0700 state dir and process group with only 
   CHECK(has("leaked=no"));
   CHECK(has("inherited=unset"));
   CHECK(has("given=yes"));
-  CHECK(std::filesystem::exists(spec.stateDir / "pre-exec-ran"));
+  // Confined as a node's services are: as root, under the account the spawner was given.
+  if (::geteuid() == 0) CHECK(has("uid=" + std::to_string(testing::kServiceUid)));
   CHECK((std::filesystem::status(spec.stateDir).permissions() & std::filesystem::perms::all) ==
         std::filesystem::perms::owner_all);
   const pid_t pid = recorder.waitForEvent("probe", EventType::kRunning).pid;

@@ -1,6 +1,6 @@
-// The setup of a service process between fork and exec, shared by every way of spawning
-// one (the supervisor's own fork/exec and machined's spawner): the steps, the failure
-// report the child writes to a close-on-exec status pipe, and the parent's reading of it.
+// The setup of a service process between fork and exec, as the spawner does it: the
+// steps, the failure report the child writes to a close-on-exec status pipe, and the
+// parent's reading of it. The lowest layer of the supervisor library: it uses none of it.
 #pragma once
 
 #include <sys/types.h>
@@ -19,13 +19,16 @@ enum class ChildStep : int {
   kStdin,
   kDup,
   kChdir,
-  kChown,        // machined's spawner: the state directory handed to the service's account
-  kSandbox,      // machined's spawner: the confinement; `detail` names its step
-  kDeathSignal,  // machined's spawner: PR_SET_PDEATHSIG
-  kParent,       // machined's spawner: machined went away before exec
-  kPreExec,      // the supervisor: SpawnRequest::preExec threw
+  kChown,        // the state directory handed to the service's account
+  kSandbox,      // the confinement; `detail` names its step
+  kDeathSignal,  // PR_SET_PDEATHSIG
+  kParent,       // machined went away before exec
   kExec,
 };
+
+// A CLOEXEC pipe whose ends are both above fd 2, so a child's dup2 onto 0-2 never
+// clobbers one. Errors: INTERNAL with the failing call.
+Status makePipe(UniqueFd& readEnd, UniqueFd& writeEnd);
 
 // The pipes between a parent and the child it is about to fork. The parent keeps the
 // read ends; the child's output pipes become its stdout and stderr.

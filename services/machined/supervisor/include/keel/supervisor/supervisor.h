@@ -18,7 +18,8 @@
 #include "keel/common/clock.h"
 #include "keel/common/status.h"
 #include "keel/supervisor/log_store.h"
-#include "keel/supervisor/spawn.h"
+#include "keel/supervisor/service_spec.h"
+#include "keel/supervisor/spawner.h"
 #include "keel/supervisor/subscription.h"
 
 namespace keel::supervisor {
@@ -48,58 +49,6 @@ struct Event {
   int signal = 0;
 };
 
-// Crash handling. The n-th restart within `window` waits initialBackoff * 2^(n-1), at
-// most maxBackoff; a crash when `maxRestarts` restarts already happened within `window`
-// makes the service kFailed. Windows and timers use the monotonic clock, not the
-// injected wall clock, so a clock jump neither triggers nor forgives anything.
-struct RestartPolicy {
-  std::chrono::milliseconds initialBackoff{250};
-  std::chrono::milliseconds maxBackoff{30'000};
-  int maxRestarts = 5;
-  std::chrono::milliseconds window{60'000};
-};
-
-// How a service is confined, as plain data for a spawner in another process (a closure
-// cannot cross a process boundary). The supervisor itself does not read it; the default
-// in-process spawn uses ServiceSpec::preExec instead.
-struct ServiceSandbox {
-  bool confine = false;  // extension seccomp profile, no capabilities, no_new_privs
-  // Identity to take when the spawner runs as root; both or neither.
-  std::optional<uid_t> uid;
-  std::optional<gid_t> gid;
-  // Given to uid/gid before the identity switch (root only): the service's state directory
-  // and config file.
-  std::vector<std::filesystem::path> chownPaths;
-  // The seccomp profile to confine it with, in the text format of keel::sandbox::parsePolicy
-  // (a backend's reviewed allow-list). Empty: the extension profile.
-  std::string seccompProfile;
-};
-
-struct ServiceSpec {
-  std::string id;                  // [a-z0-9][a-z0-9._-]*, at most 63 bytes; not "machined"
-  std::vector<std::string> argv;   // argv[0] is an absolute path: no PATH search
-  std::vector<std::string> env;    // "KEY=value": the child's whole environment, nothing inherited
-  std::filesystem::path stateDir;  // absolute; created 0700 at each start; the working directory
-  // Written by the caller (mode 0600, inside stateDir by convention) and named in argv;
-  // checked to be a regular file at each start, a missing one fails the service. Empty: none.
-  std::filesystem::path configFile;
-  std::vector<std::string> dependsOn;  // ids of services that must be kRunning before this starts
-  bool mayCallMachined = false;        // its pid is listed by servicePids()
-  RestartPolicy restart;
-  // kStarting becomes kRunning after the process stayed up this long: a cheap stand-in
-  // for readiness that keeps dependents from starting against a service that dies at once.
-  // Zero: kRunning as soon as exec succeeded.
-  std::chrono::milliseconds settleTime{1000};
-  std::chrono::milliseconds stopGracePeriod{10'000};  // SIGTERM, then SIGKILL after this
-  // Runs in the child after fork, fds and cwd set up, just before execve (the sandbox goes
-  // here). The parent is multi-threaded, so it must be async-signal-safe in spirit: system
-  // calls, no locks, no heavy allocation, no logging. It may _exit(); an exception fails
-  // the start. The supervisor's io thread waits for it, so it must be quick.
-  std::function<void()> preExec;
-  // The same confinement as data, for SupervisorOptions::spawn implementations.
-  ServiceSandbox sandbox;
-};
-
 struct ServiceStatus {
   std::string id;
   ServiceState state = ServiceState::kStopped;
@@ -116,10 +65,10 @@ struct SupervisorOptions {
   LogOptions logs;
   size_t maxEvents = 1000;             // events kept in total
   size_t recentEventsPerService = 20;  // events kept in each ServiceStatus
-  // Starts one process of a service (argv, env, stateDir as working directory, and its
-  // confinement) with the contract of spawnProcess; the returned pid must be a
-  // child of this process, since the supervisor reaps it with waitpid. Called on the io
-  // thread. Empty: spawnProcess in this process, with ServiceSpec::preExec.
+  // Starts one process of a service (argv, env, stateDir as working directory, confined
+  // as spec.sandbox says) with the contract of Spawner::spawn, which it normally calls; the
+  // returned pid must be a child of this process, since the supervisor reaps it with
+  // waitpid. Called on the io thread. Required: create() refuses an empty one.
   std::function<Result<SpawnedProcess>(const ServiceSpec&)> spawn;
   // Also reaps children that are not services (orphans handed to a child subreaper):
   // only for a process whose children all belong to the supervisor.
@@ -152,10 +101,10 @@ class Supervisor {
  public:
   static constexpr std::string_view kMachinedLogId = "machined";
 
-  // Validates the specs (ids, absolute paths, known dependencies without cycles, sane
-  // policies: INVALID_ARGUMENT otherwise), creates the log store with one log per service
-  // plus kMachinedLogId, and starts the io thread. Starts no service. `clock` must outlive
-  // the supervisor.
+  // Validates the options (a spawn function is required) and the specs (ids, absolute
+  // paths, known dependencies without cycles, sane policies): INVALID_ARGUMENT otherwise.
+  // Creates the log store with one log per service plus kMachinedLogId, and starts the io
+  // thread. Starts no service. `clock` must outlive the supervisor.
   static Result<std::unique_ptr<Supervisor>> create(SupervisorOptions options, std::vector<ServiceSpec> specs,
                                                     const Clock& clock);
 

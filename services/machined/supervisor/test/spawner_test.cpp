@@ -1,7 +1,6 @@
-#include "src/spawner.h"
+#include "keel/supervisor/spawner.h"
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,32 +8,31 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include "keel/testing/testing.h"
-#include "src/spawner_protocol.h"
+#include "spawner_protocol.h"
+#include "test_spawner.h"
 
-namespace keel::machined {
+namespace keel::supervisor {
 namespace {
 
 using Catch::Matchers::ContainsSubstring;
 
-supervisor::ServiceSpec trueSpec(const keel::testing::TempDir& dir) {
-  supervisor::ServiceSpec spec;
+ServiceSpec trueSpec(const keel::testing::TempDir& dir) {
+  ServiceSpec spec;
   spec.id = "probe";
   spec.argv = {"/bin/true"};
   spec.stateDir = dir.path();
   spec.sandbox.confine = true;
   if (geteuid() == 0) {
-    spec.sandbox.uid = 65534;
-    spec.sandbox.gid = 65534;
+    spec.sandbox.uid = testing::kServiceUid;
+    spec.sandbox.gid = testing::kServiceGid;
   }
   return spec;
 }
 
 TEST_CASE("the spawner starts a confined service that its subreaper parent reaps", "[spawner]") {
-  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
-  auto spawner = Spawner::start();
-  REQUIRE(spawner.ok());
+  Spawner& spawner = testing::spawner();  // started by the test main; this process is its subreaper
   keel::testing::TempDir dir;
-  auto spawned = (*spawner)->spawn(trueSpec(dir));
+  auto spawned = spawner.spawn(trueSpec(dir));
   REQUIRE(spawned.ok());
   CHECK(spawned->setupError.empty());
   int status = 0;
@@ -44,13 +42,11 @@ TEST_CASE("the spawner starts a confined service that its subreaper parent reaps
 }
 
 TEST_CASE("the spawner refuses an unconfined service, and a root one", "[spawner]") {
-  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
-  auto spawner = Spawner::start();
-  REQUIRE(spawner.ok());
+  Spawner& spawner = testing::spawner();  // started by the test main; this process is its subreaper
   keel::testing::TempDir dir;
   auto unconfined = trueSpec(dir);
   unconfined.sandbox.confine = false;
-  const auto refused = (*spawner)->spawn(unconfined);
+  const auto refused = spawner.spawn(unconfined);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().code() == StatusCode::kPermissionDenied);
   CHECK_THAT(refused.status().message(), ContainsSubstring("no confinement"));
@@ -58,26 +54,24 @@ TEST_CASE("the spawner refuses an unconfined service, and a root one", "[spawner
     auto asRoot = trueSpec(dir);
     asRoot.sandbox.uid = 0;
     asRoot.sandbox.gid = 0;
-    CHECK((*spawner)->spawn(asRoot).status().code() == StatusCode::kPermissionDenied);
+    CHECK(spawner.spawn(asRoot).status().code() == StatusCode::kPermissionDenied);
     auto noAccount = trueSpec(dir);
     noAccount.sandbox.uid.reset();
     noAccount.sandbox.gid.reset();
-    const auto st = (*spawner)->spawn(noAccount).status();
+    const auto st = spawner.spawn(noAccount).status();
     CHECK(st.code() == StatusCode::kPermissionDenied);
     CHECK_THAT(st.message(), ContainsSubstring("no account"));
   }
 }
 
 TEST_CASE("the spawner confines a service with the seccomp profile the request carries", "[spawner]") {
-  REQUIRE(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
-  auto spawner = Spawner::start();
-  REQUIRE(spawner.ok());
+  Spawner& spawner = testing::spawner();  // started by the test main; this process is its subreaper
   keel::testing::TempDir dir;
   // Only execve: the dynamic loader's first call after it is killed, which the extension
   // profile would have let through.
   auto narrow = trueSpec(dir);
   narrow.sandbox.seccompProfile = "execve\n";
-  auto spawned = (*spawner)->spawn(narrow);
+  auto spawned = spawner.spawn(narrow);
   REQUIRE(spawned.ok());
   CHECK(spawned->setupError.empty());
   int status = 0;
@@ -88,7 +82,7 @@ TEST_CASE("the spawner confines a service with the seccomp profile the request c
   // The spawner parses the profile itself: the hard deny list holds whatever machined sends.
   auto denied = trueSpec(dir);
   denied.sandbox.seccompProfile = "execve\nptrace\n";
-  const auto refused = (*spawner)->spawn(denied);
+  const auto refused = spawner.spawn(denied);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(refused.status().message(), ContainsSubstring("seccomp profile of /bin/true"));
@@ -96,7 +90,7 @@ TEST_CASE("the spawner confines a service with the seccomp profile the request c
 
   auto huge = trueSpec(dir);
   huge.sandbox.seccompProfile = "execve\n" + std::string(detail::kMaxSeccompProfile, '#');
-  const auto tooLarge = (*spawner)->spawn(huge);
+  const auto tooLarge = spawner.spawn(huge);
   REQUIRE_FALSE(tooLarge.ok());
   CHECK(tooLarge.status().code() == StatusCode::kInvalidArgument);
   CHECK_THAT(tooLarge.status().message(), ContainsSubstring("seccomp profile of at most"));
@@ -120,4 +114,4 @@ TEST_CASE("a spawn request decodes its seccomp profile and refuses one that is t
 }
 
 }  // namespace
-}  // namespace keel::machined
+}  // namespace keel::supervisor

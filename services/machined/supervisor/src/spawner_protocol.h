@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace keel::machined::detail {
+namespace keel::supervisor::detail {
 
 class Writer {
  public:
@@ -119,4 +119,4 @@ inline std::optional<SpawnRequestFields> decodeSpawnRequest(std::string_view bod
   return f;
 }
 
-}  // namespace keel::machined::detail
+}  // namespace keel::supervisor::detail

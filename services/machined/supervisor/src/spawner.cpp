@@ -1,4 +1,4 @@
-#include "src/spawner.h"
+#include "keel/supervisor/spawner.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,16 +20,11 @@
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/supervisor/child_setup.h"
-#include "src/spawner_protocol.h"
+#include "spawner_protocol.h"
 
-namespace keel::machined {
+namespace keel::supervisor {
 namespace {
 
-using supervisor::ChildStep;
-using supervisor::reportChildFailure;
-using supervisor::SpawnedProcess;
-using supervisor::UniqueFd;
-using supervisor::makePipe;
 using detail::Reader;
 using detail::Writer;
 
@@ -136,11 +131,11 @@ struct ServiceLaunch {
   if (r != 1) ::_exit(127);
 
   // Everything above stderr, the spawner's socket included, is gone at exec.
-  supervisor::setUpChild(l.statusFd, l.stdoutFd, l.stderrFd, l.cwd);
+  setUpChild(l.statusFd, l.stdoutFd, l.stderrFd, l.cwd);
   if (l.chown) {
     // The service owns its state; its config stays readable by it alone.
     for (const char* path : l.chownPaths) {
-      if (const int error = supervisor::chownOwnedPath(path, l.uid, l.gid); error != 0) {
+      if (const int error = chownOwnedPath(path, l.uid, l.gid); error != 0) {
         reportChildFailure(l.statusFd, ChildStep::kChown, error);
       }
     }
@@ -156,7 +151,7 @@ struct ServiceLaunch {
   // the signal would never come.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) reportChildFailure(l.statusFd, ChildStep::kDeathSignal, errno);
   if (::getppid() != l.machined) reportChildFailure(l.statusFd, ChildStep::kParent, 0);
-  supervisor::execChild(l.statusFd, l.argv.data(), l.envp.data());
+  execChild(l.statusFd, l.argv.data(), l.envp.data());
 }
 
 std::string_view sandboxStepName(int step) {
@@ -289,7 +284,7 @@ class SpawnerProcess {
 
   Result<SpawnedProcess> spawn(SpawnJob& job) {
     if (job.argv.empty()) return invalidArgument("spawn: expected a non-empty argv, found none");
-    KEEL_ASSIGN_OR_RETURN(supervisor::ChildPipes pipes, supervisor::ChildPipes::open());
+    KEEL_ASSIGN_OR_RETURN(ChildPipes pipes, ChildPipes::open());
     UniqueFd goRead, goWrite, pidRead, pidWrite;
     KEEL_RETURN_IF_ERROR(makePipe(goRead, goWrite));
     KEEL_RETURN_IF_ERROR(makePipe(pidRead, pidWrite));
@@ -368,7 +363,7 @@ class SpawnerProcess {
     [[maybe_unused]] ssize_t ignored = ::write(goWrite.get(), &go, 1);
     goWrite.reset();
     const Status setup =
-        supervisor::readChildReport(pipes.statusRead.get(), {job.argv[0], job.cwd, sandboxStepName});
+        readChildReport(pipes.statusRead.get(), {job.argv[0], job.cwd, sandboxStepName});
     if (!setup.isOk()) spawned.setupError = setup.message();
     return spawned;
   }
@@ -452,7 +447,7 @@ Status Spawner::call(const std::string& request, std::string& reply, int* fds, s
   return Status::ok();
 }
 
-Result<SpawnedProcess> Spawner::spawn(const supervisor::ServiceSpec& spec) {
+Result<SpawnedProcess> Spawner::spawn(const ServiceSpec& spec) {
   if (spec.sandbox.seccompProfile.size() > detail::kMaxSeccompProfile) {
     return invalidArgument("spawner: expected a seccomp profile of at most " +
                            std::to_string(detail::kMaxSeccompProfile) + " bytes, found " +
@@ -513,4 +508,4 @@ Result<std::optional<std::pair<uid_t, gid_t>>> Spawner::lookupAccount(const std:
   return std::optional<std::pair<uid_t, gid_t>>(std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid)));
 }
 
-}  // namespace keel::machined
+}  // namespace keel::supervisor
