@@ -106,7 +106,7 @@ Result<BackendConfig> readDaemonConfig(const DaemonSpec& spec, const std::filesy
 int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function<Status(Daemon&)>& setup) {
   limitMallocArenas();  // before any thread: a thread picks its arena when it first allocates
   CLI::App app{spec.name + ": " + spec.summary +
-               "\nA Keel backend: machined starts it from its manifest and apid routes to it; it serves its Unix socket "
+               "\nA Keel backend: machined starts it and apid routes calls to it; it serves its Unix socket "
                "to the peers its config allows."};
   std::string configPath;
   if (const char* env = std::getenv("KEEL_SERVICE_CONFIG")) configPath = env;
