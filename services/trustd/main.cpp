@@ -1,24 +1,18 @@
-// trustd: the OS certificate authority of a control-plane node. Wiring only: flags,
-// sandbox, the Unix socket and signals; the issuing logic is in src/authority.h.
-#include <signal.h>
+// trustd: the OS certificate authority of a control-plane node. Wiring only: the backend
+// SDK (libs/backend) runs the daemon around it (flags, logs, sandbox, trustd.sock behind
+// the peer allow-list, health, signals); the issuing logic is in src/authority.h.
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <optional>
 
-#include <CLI/CLI.hpp>
-#include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 
+#include "keel/apis/builtin.h"
 #include "keel/backend/daemon.h"
-#include "keel/backend/health.h"
 #include "keel/common/clock.h"
-#include "keel/common/heap.h"
-#include "keel/common/stop_signals.h"
-#include "keel/common/version.h"
-#include "keel/sandbox/sandbox.h"
-#include "keel/transport/unix_listener.h"
 
 #include "authority.h"
 #include "security_service.h"
@@ -29,11 +23,6 @@ extern const std::string_view kSeccompPolicy;
 }
 
 namespace {
-
-// CSRs and certificates are a few KiB; nothing legitimate comes near this.
-constexpr int kMaxMessageBytes = 64 * 1024;
-
-keel::Status confine() { return keel::sandbox::confineDaemon(keel::trustd::kSeccompPolicy, "trustd"); }
 
 #ifdef KEEL_TEST_HOOKS
 // Test builds only: make a call trustd's profile forbids, so a test can watch the filter
@@ -50,77 +39,62 @@ void forbiddenCallForTests() {
 }
 #endif
 
+keel::backend::DaemonSpec trustdSpec() {
+  keel::backend::DaemonSpec spec;
+  spec.name = "trustd";
+  spec.summary = "the OS certificate authority of a control-plane node (serves trustd.sock only)";
+  spec.seccompPolicy = keel::trustd::kSeccompPolicy;
+  // CSRs and certificates are a few KiB; nothing legitimate comes near this. Replies are
+  // not capped: the revocation list grows with what is revoked.
+  spec.maxMessageBytes = 64 * 1024;
+  spec.maxReplyBytes = -1;
+  spec.shutdownGrace = std::chrono::seconds(2);
+  // trustd serves its two APIs and health, nothing that describes them.
+  spec.reflection = false;
+  return spec;
+}
+
+// What trustd serves, built once the daemon is confined.
+struct Trustd {
+  keel::trustd::TrustdConfig config;
+  keel::SystemClock clock;
+  std::unique_ptr<keel::trustd::Authority> authority;
+  std::unique_ptr<keel::trustd::SecurityServiceImpl> security;
+  std::unique_ptr<keel::trustd::LocalIssuerServiceImpl> local;
+  std::unique_ptr<keel::backend::ServiceRules> localRules;
+
+  keel::Status setUp(keel::backend::Daemon& daemon) {
+#ifdef KEEL_TEST_HOOKS
+    forbiddenCallForTests();
+#endif
+    auto created = keel::trustd::Authority::create(config, clock);
+    if (!created.ok()) return created.status().withContext("trustd");
+    authority = std::move(created).value();
+    security = std::make_unique<keel::trustd::SecurityServiceImpl>(authority.get());
+    // apid's own certificates: not routed by apid, and refused to any call it forwarded.
+    local = std::make_unique<keel::trustd::LocalIssuerServiceImpl>(authority.get());
+    localRules = std::make_unique<keel::backend::ServiceRules>(keel::apis::kLocalIssuerService,
+                                                               keel::apis::builtinRules());
+    KEEL_RETURN_IF_ERROR(daemon.serve(*security));
+    KEEL_RETURN_IF_ERROR(daemon.add(*local, *localRules));
+    daemon.whenServing([this] {
+      spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config.socket.string(),
+                   config.allowedUids.size(), config.nodeCertTtl.count());
+    });
+    return keel::Status::ok();
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  keel::limitMallocArenas();
-  CLI::App app{"trustd: the OS certificate authority of a control-plane node (serves trustd.sock only)"};
-  std::string configPath;
-  std::string level = "info";
-  app.add_option("--config", configPath,
-                 "trustd's config file (machined writes it into trustd's state directory)")
-      ->required();
-  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
-  app.set_version_flag("--version", std::string(keel::buildInfo().version));
-  CLI11_PARSE(app, argc, argv);
-  spdlog::set_level(spdlog::level::from_str(level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-
-  auto config = keel::trustd::readTrustdConfigFile(configPath);
-  if (!config.ok()) {
-    spdlog::error("trustd: {}", config.status().message());
-    return 2;
-  }
-  ::signal(SIGPIPE, SIG_IGN);
-  ::umask(077);
-  // Before any thread: the filter then covers every thread gRPC starts.
-  if (const auto st = confine(); !st.isOk()) {
-    spdlog::error("trustd: cannot confine trustd: {}", st.toString());
-    return 1;
-  }
-#ifdef KEEL_TEST_HOOKS
-  forbiddenCallForTests();
-#endif
-  const sigset_t signals = keel::blockStopSignals();
-  const keel::IdleHeapTrimmer trimmer;
-
-  keel::SystemClock clock;
-  auto authority = keel::trustd::Authority::create(*config, clock);
-  if (!authority.ok()) {
-    spdlog::error("trustd: {}", authority.status().message());
-    return 2;
-  }
-  keel::trustd::SecurityServiceImpl security(authority->get());
-  keel::trustd::LocalIssuerServiceImpl local(authority->get());
-  // grpc.health.v1, as every backend serves it: apid asks it for SecurityService.
-  keel::backend::HealthService health;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&security);
-  builder.RegisterService(&local);
-  builder.RegisterService(&health);
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  auto server = builder.BuildAndStart();
-  if (!server) {
-    spdlog::error("trustd: the gRPC server did not start");
-    return 1;
-  }
-  const auto allowed = config->allowedUids;
-  auto listener = keel::transport::UnixListener::bind(
-      config->socket, [allowed](const keel::transport::PeerCredentials& peer) {
-        return keel::backend::checkPeerUid(peer.uid, peer.pid, allowed, "trustd");
-      });
-  if (!listener.ok()) {
-    spdlog::error("trustd: {}", listener.status().message());
-    return 1;
-  }
-  health.setServing(keel::security::v1::SecurityService::service_full_name(), true);
-  (*listener)->start(server.get());
-  spdlog::info("trustd: serving on {} for {} uid(s); node certificates live {} s", config->socket.string(),
-               allowed.size(), config->nodeCertTtl.count());
-  const int sig = keel::waitForStopSignal(signals);
-  spdlog::info("trustd: signal {} received; stopping", sig);
-  health.shutdown();
-  (*listener)->stop();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  return 0;
+  Trustd trustd;
+  auto spec = trustdSpec();
+  spec.readConfig = [&trustd](const std::filesystem::path& path) -> keel::Result<keel::backend::BackendConfig> {
+    auto config = keel::trustd::readTrustdConfigFile(path);
+    if (!config.ok()) return config.status().withContext("trustd");
+    trustd.config = std::move(config).value();
+    return keel::trustd::backendConfigOf(trustd.config, path);
+  };
+  return keel::backend::runDaemon(argc, argv, spec, [&trustd](keel::backend::Daemon& d) { return trustd.setUp(d); });
 }

@@ -9,17 +9,33 @@
 #include <CLI/CLI.hpp>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/server.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
 #include "keel/backend/health.h"
 #include "keel/backend/logging.h"
+#include "keel/common/heap.h"
 #include "keel/common/stop_signals.h"
 #include "keel/common/version.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/transport/unix_listener.h"
 
 namespace keel::backend {
+
+namespace {
+
+// gRPC's reflection library adds its plugin to every server of a process that links it
+// (a static initializer); a daemon that serves no reflection takes it out again.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const auto& plugin) { return plugin->name() == "proto_server_reflection"; });
+  }
+};
+
+}  // namespace
 
 Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
   if (!rules.status().isOk()) return rules.status().withContext("service " + rules.serviceName());
@@ -30,19 +46,27 @@ Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
   return Status::ok();
 }
 
+std::unique_ptr<grpc::Server> Daemon::buildServer(grpc::Service& health) const {
+  grpc::ServerBuilder builder;
+  if (spec_.reflection) {
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  } else {
+    builder.SetOption(std::make_unique<WithoutReflection>());
+  }
+  for (const auto& s : services_) builder.RegisterService(s.service);
+  builder.RegisterService(&health);
+  builder.SetMaxReceiveMessageSize(spec_.maxMessageBytes);
+  builder.SetMaxSendMessageSize(spec_.maxReplyBytes == 0 ? spec_.maxMessageBytes : spec_.maxReplyBytes);
+  return builder.BuildAndStart();
+}
+
 int Daemon::run() {
   if (services_.empty()) {
     spdlog::error("no service to serve");
     return 1;
   }
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   HealthService health;
-  grpc::ServerBuilder builder;
-  for (const auto& s : services_) builder.RegisterService(s.service);
-  builder.RegisterService(&health);
-  builder.SetMaxReceiveMessageSize(spec_.maxMessageBytes);
-  builder.SetMaxSendMessageSize(spec_.maxMessageBytes);
-  auto server = builder.BuildAndStart();
+  auto server = buildServer(health);
   if (!server) {
     spdlog::error("the gRPC server did not start");
     return 1;
@@ -63,6 +87,7 @@ int Daemon::run() {
   for (const auto& s : services_) names += (names.empty() ? "" : ", ") + s.name;
   spdlog::info("serving {} on {} for {} peer uid(s), version {}", names, config_.socket.string(), allowed.size(),
                config_.version.empty() ? "unknown" : config_.version);
+  if (whenServing_) whenServing_();
 
   const sigset_t signals = blockStopSignals();
   const int sig = waitForStopSignal(signals);
@@ -74,9 +99,14 @@ int Daemon::run() {
   return 0;
 }
 
+Result<BackendConfig> readDaemonConfig(const DaemonSpec& spec, const std::filesystem::path& path) {
+  return spec.readConfig ? spec.readConfig(path) : readBackendConfigFile(path);
+}
+
 int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function<Status(Daemon&)>& setup) {
+  limitMallocArenas();  // before any thread: a thread picks its arena when it first allocates
   CLI::App app{spec.name + ": " + spec.summary +
-               "\nA Keel backend: machined starts it from its manifest and apid routes to it; it serves its Unix socket "
+               "\nA Keel backend: machined starts it and apid routes calls to it; it serves its Unix socket "
                "to the peers its config allows."};
   std::string configPath;
   if (const char* env = std::getenv("KEEL_SERVICE_CONFIG")) configPath = env;
@@ -98,7 +128,7 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function
     spdlog::error("no config file: give --config or set KEEL_SERVICE_CONFIG");
     return 2;
   }
-  auto config = readBackendConfigFile(configPath);
+  auto config = readDaemonConfig(spec, configPath);
   if (!config.ok()) {
     spdlog::error("{}", config.status().message());
     return 2;
@@ -118,7 +148,11 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function
     spdlog::error("{}", st.message());
     return 2;
   }
-  const int code = daemon.run();
+  int code = 0;
+  {
+    const IdleHeapTrimmer trimmer;  // after setup, which runs before any thread
+    code = daemon.run();
+  }
 #if defined(__SANITIZE_ADDRESS__)
   // A sanitizer build's leak check runs at exit and stops the process's threads with
   // ptrace, which the sandbox forbids (the check would die of SIGSYS): end here instead.

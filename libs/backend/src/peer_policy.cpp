@@ -1,5 +1,5 @@
-// Apart from daemon.cpp, so that a daemon that only checks its peers (trustd) does not
-// link the whole daemon skeleton and gRPC's reflection library with it.
+// Apart from daemon.cpp, so that a daemon that only checks its peers does not link the
+// whole daemon skeleton and gRPC's reflection library with it.
 #include <algorithm>
 #include <string>
 

@@ -6,9 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "keel/authz/authz.h"
-#include "keel/authz/proto_rules.h"
 #include "keel/transport/grpc_status.h"
-#include "keel/apis/builtin.h"
 
 namespace keel::trustd {
 
@@ -27,9 +25,9 @@ std::vector<std::string> values(const grpc::ServerContext& ctx, std::string_view
   return out;
 }
 
-// The call must carry apid's roles exactly once and pass the method's rule (the same
-// table apid checked); the single values of identity, peer and the caller's certificate
-// validity are returned.
+// What apid vouched for about the caller of a call whose roles passed the method's rule
+// (so keel-roles is there exactly once): the roles, and the single values of identity,
+// peer and the validity of the certificate the caller presented.
 struct Forwarded {
   std::vector<std::string> roles;
   std::string identity;
@@ -39,12 +37,9 @@ struct Forwarded {
   ClientCaller caller() const { return {identity, roles, presented}; }
 };
 
-Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method) {
-  const auto rolesValues = values(ctx, authz::kRolesKey);
-  const std::string full = std::string("/keel.security.v1.SecurityService/") + std::string(method);
-  KEEL_RETURN_IF_ERROR(authz::checkForwardedCall(apis::builtinRules(), full, rolesValues));
+Result<Forwarded> forwarded(const grpc::ServerContext& ctx) {
   Forwarded f;
-  f.roles = authz::parseRoles(rolesValues.front());
+  f.roles = authz::parseRoles(backend::forwardedRoles(ctx).front());
   const auto identity = values(ctx, authz::kIdentityKey);
   const auto peer = values(ctx, authz::kPeerKey);
   if (identity.size() > 1 || peer.size() > 1) {
@@ -66,18 +61,20 @@ Result<Forwarded> admit(const grpc::ServerContext& ctx, std::string_view method)
   return f;
 }
 
-// The join and node-renewal methods are the ones apid's join listener forwards without
-// roles: the token, or the current certificate with its proof, is the credential there.
-// Through :50000 they carry roles and must pass their rule.
-Result<Forwarded> admitJoin(const grpc::ServerContext& ctx, std::string_view method) {
-  const auto rolesValues = values(ctx, authz::kRolesKey);
+// A method also called without roles (KEEL_AUTHORIZE_IF_FORWARDED): what apid vouched for
+// is checked only on a call it forwarded for a client.
+Status checkForwardedIfAny(const grpc::ServerContext& ctx) {
+  if (backend::forwardedRoles(ctx).empty()) return Status::ok();
+  return forwarded(ctx).status();
+}
+
+// The join listener's methods need the caller's address, whoever forwarded them.
+Result<std::string> joinPeer(const grpc::ServerContext& ctx) {
   const auto peer = values(ctx, authz::kPeerKey);
   if (peer.size() != 1) {
     return Status(StatusCode::kPermissionDenied, "expected the caller's address in keel-peer exactly once");
   }
-  if (rolesValues.empty()) return Forwarded{{}, "", peer.front(), std::nullopt};
-  KEEL_ASSIGN_OR_RETURN(auto f, admit(ctx, method));
-  return f;
+  return peer.front();
 }
 
 int64_t unixSeconds(TimePoint t) {
@@ -89,9 +86,11 @@ int64_t unixSeconds(TimePoint t) {
 grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx,
                                                       const v1::SignNodeCertificateRequest* req,
                                                       v1::SignNodeCertificateResponse* resp) {
-  auto f = admitJoin(*ctx, "SignNodeCertificate");
-  if (!f.ok()) return toGrpc(f.status());
-  auto cert = authority_->signNodeCertificate(req->csr(), req->token(), f->peer);
+  const auto peer = joinPeer(*ctx);
+  if (!peer.ok()) return toGrpc(peer.status());
+  KEEL_AUTHORIZE_IF_FORWARDED(ctx);
+  if (const auto st = checkForwardedIfAny(*ctx); !st.isOk()) return toGrpc(st);
+  auto cert = authority_->signNodeCertificate(req->csr(), req->token(), *peer);
   if (!cert.ok()) return toGrpc(cert.status());
   resp->set_certificate(cert->certificatePem);
   resp->set_ca_bundle(cert->caBundlePem);
@@ -101,9 +100,11 @@ grpc::Status SecurityServiceImpl::SignNodeCertificate(grpc::ServerContext* ctx,
 grpc::Status SecurityServiceImpl::RenewNodeCertificate(grpc::ServerContext* ctx,
                                                        const v1::RenewNodeCertificateRequest* req,
                                                        v1::RenewNodeCertificateResponse* resp) {
-  auto f = admitJoin(*ctx, "RenewNodeCertificate");
-  if (!f.ok()) return toGrpc(f.status());
-  auto cert = authority_->renewNodeCertificate(req->csr(), req->certificate(), req->proof(), f->peer);
+  const auto peer = joinPeer(*ctx);
+  if (!peer.ok()) return toGrpc(peer.status());
+  KEEL_AUTHORIZE_IF_FORWARDED(ctx);
+  if (const auto st = checkForwardedIfAny(*ctx); !st.isOk()) return toGrpc(st);
+  auto cert = authority_->renewNodeCertificate(req->csr(), req->certificate(), req->proof(), *peer);
   if (!cert.ok()) return toGrpc(cert.status());
   resp->set_certificate(cert->certificatePem);
   resp->set_ca_bundle(cert->caBundlePem);
@@ -113,7 +114,8 @@ grpc::Status SecurityServiceImpl::RenewNodeCertificate(grpc::ServerContext* ctx,
 grpc::Status SecurityServiceImpl::GenerateClientConfiguration(
     grpc::ServerContext* ctx, const v1::GenerateClientConfigurationRequest* req,
     v1::GenerateClientConfigurationResponse* resp) {
-  auto f = admit(*ctx, "GenerateClientConfiguration");
+  KEEL_AUTHORIZE(ctx);
+  auto f = forwarded(*ctx);
   if (!f.ok()) return toGrpc(f.status());
   const std::vector<std::string> roles(req->roles().begin(), req->roles().end());
   auto out = authority_->generateClientConfig(roles, std::chrono::seconds(req->ttl_seconds()),
@@ -129,7 +131,8 @@ grpc::Status SecurityServiceImpl::GenerateClientConfiguration(
 grpc::Status SecurityServiceImpl::RenewClientCertificate(grpc::ServerContext* ctx,
                                                          const v1::RenewClientCertificateRequest* req,
                                                          v1::RenewClientCertificateResponse* resp) {
-  auto f = admit(*ctx, "RenewClientCertificate");
+  KEEL_AUTHORIZE(ctx);
+  auto f = forwarded(*ctx);
   if (!f.ok()) return toGrpc(f.status());
   auto out =
       authority_->renewClientCertificate(req->csr(), f->caller(), std::chrono::seconds(req->ttl_seconds()));
@@ -161,7 +164,8 @@ grpc::Status LocalIssuerServiceImpl::IssueApidCertificates(grpc::ServerContext* 
 
 grpc::Status SecurityServiceImpl::RevokeCertificate(grpc::ServerContext* ctx, const v1::RevokeCertificateRequest* req,
                                                     v1::RevokeCertificateResponse* resp) {
-  auto f = admit(*ctx, "RevokeCertificate");
+  KEEL_AUTHORIZE(ctx);
+  auto f = forwarded(*ctx);
   if (!f.ok()) return toGrpc(f.status());
   auto added = authority_->revoke({req->certificate(), req->serial()}, f->identity);
   if (!added.ok()) return toGrpc(added.status());
@@ -175,7 +179,8 @@ grpc::Status SecurityServiceImpl::RevokeCertificate(grpc::ServerContext* ctx, co
 grpc::Status SecurityServiceImpl::ListRevokedCertificates(grpc::ServerContext* ctx,
                                                           const keel::common::v1::Empty* /*req*/,
                                                           v1::ListRevokedCertificatesResponse* resp) {
-  auto f = admit(*ctx, "ListRevokedCertificates");
+  KEEL_AUTHORIZE(ctx);
+  auto f = forwarded(*ctx);
   if (!f.ok()) return toGrpc(f.status());
   for (const auto& e : authority_->revocations().entries()) {
     auto* out = resp->add_certificates();
@@ -191,10 +196,8 @@ grpc::Status SecurityServiceImpl::ListRevokedCertificates(grpc::ServerContext* c
 
 grpc::Status SecurityServiceImpl::GetRevocationList(grpc::ServerContext* ctx, const keel::common::v1::Empty* /*req*/,
                                                     v1::SignedRevocationList* resp) {
-  if (!values(*ctx, authz::kRolesKey).empty()) {
-    auto f = admit(*ctx, "GetRevocationList");
-    if (!f.ok()) return toGrpc(f.status());
-  }
+  KEEL_AUTHORIZE_IF_FORWARDED(ctx);
+  if (const auto st = checkForwardedIfAny(*ctx); !st.isOk()) return toGrpc(st);
   auto list = authority_->revocations().signedList();
   if (!list.ok()) return toGrpc(list.status());
   resp->set_list(list->list);

@@ -1,17 +1,23 @@
-// The gRPC adapter of trustd: reads what apid forwarded (keel-roles, keel-identity,
-// keel-peer, keel-cert-validity), re-checks the method's rule, and hands plain values to
-// the Authority.
+// The gRPC adapter of trustd: each handler re-checks the method's rule with the backend
+// SDK (the node's built-in rules), reads what apid vouched for (keel-identity, keel-peer,
+// keel-cert-validity), and hands plain values to the Authority.
 #pragma once
 
+#include "keel/apis/builtin.h"
+#include "keel/backend/authorize.h"
 #include "keel/security/v1/security.grpc.pb.h"
 
 #include "authority.h"
 
 namespace keel::trustd {
 
-class SecurityServiceImpl final : public keel::security::v1::SecurityService::Service {
+// The join and node-renewal methods, and GetRevocationList, are also called without roles:
+// by apid's join listener, where the token or the current certificate with its proof is
+// the credential, and by apid fetching the list for itself. Through :50000 they carry
+// roles and must pass their rule like every other method.
+class SecurityServiceImpl final : public backend::AuthorizedService<keel::security::v1::SecurityService> {
  public:
-  explicit SecurityServiceImpl(Authority* authority) : authority_(authority) {}
+  explicit SecurityServiceImpl(Authority* authority) : AuthorizedService(apis::builtinRules()), authority_(authority) {}
 
   grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
                                    const keel::security::v1::SignNodeCertificateRequest* req,

@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include "keel/backend/config.h"
 #include "keel/common/status.h"
 
 namespace keel::trustd {
@@ -58,5 +59,9 @@ struct TrustdConfig {
 Result<TrustdConfig> parseTrustdConfig(std::string_view text);
 // Reads the file, refusing one that others may read (it holds the CA key).
 Result<TrustdConfig> readTrustdConfigFile(const std::filesystem::path& path);
+
+// What the backend SDK serves trustd with, from trustd's config read from `path` (which
+// machined writes into trustd's state directory).
+backend::BackendConfig backendConfigOf(const TrustdConfig& config, const std::filesystem::path& path);
 
 }  // namespace keel::trustd

@@ -31,6 +31,18 @@ TEST_CASE("reads a minimal trustd config with the documented defaults", "[trustd
   CHECK(c->joinIpv6PrefixBits == 64);
 }
 
+TEST_CASE("serves the backend SDK trustd's socket, node and allowed peers, its state directory the config's",
+          "[trustd][config]") {
+  auto c = parseTrustdConfig(minimal().dump());
+  REQUIRE(c.ok());
+  const auto b = backendConfigOf(*c, "/var/lib/keel/trustd/config.json");
+  CHECK(b.name == "trustd");
+  CHECK(b.socket == "/run/keel/trustd.sock");
+  CHECK(b.stateDir == "/var/lib/keel/trustd");
+  CHECK(b.nodeAddress == "10.0.0.1");
+  CHECK(b.allowedPeerUids == std::vector<uid_t>{1000});
+}
+
 TEST_CASE("refuses unknown fields, bounds out of range and a config without an allowed peer",
           "[trustd][config]") {
   auto j = minimal();

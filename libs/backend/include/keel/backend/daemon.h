@@ -8,6 +8,7 @@
 //     allow-list (SO_PEERCRED, checked before gRPC reads a byte);
 //   - the forwarded roles re-checked on every call (authorize.h);
 //   - grpc.health.v1 (each service SERVING while it is served) and gRPC server reflection;
+//   - a lean heap: few malloc arenas, free pages handed back once the daemon is idle;
 //   - SIGTERM/SIGINT: health turns NOT_SERVING, the socket closes, running calls get a
 //     grace period, then the daemon exits 0.
 //
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include <grpcpp/impl/codegen/service_type.h>
+#include <grpcpp/server.h>
 
 #include "keel/backend/authorize.h"
 #include "keel/backend/config.h"
@@ -40,9 +43,20 @@ struct DaemonSpec {
   std::string name;                // the daemon's name in logs and --help ("timed")
   std::string summary;             // one line for --help
   std::string_view seccompPolicy;  // its reviewed profile, embedded with keel_embed_policy
-  int maxMessageBytes = 4 * 1024 * 1024;
+  int maxMessageBytes = 4 * 1024 * 1024;          // largest request (and reply, unless below)
+  // Largest reply: 0 is maxMessageBytes, -1 no limit (for a reply that grows with state the
+  // daemon keeps, while requests stay small).
+  int maxReplyBytes = 0;
   std::chrono::milliseconds shutdownGrace{5000};  // running calls get this long after SIGTERM
+  bool reflection = true;                         // serve gRPC server reflection
+  // Reads the config file. Empty: readBackendConfigFile, the format machined writes for a
+  // backend. A daemon whose file has a format of its own reads it here, keeps its own
+  // settings, and returns what the SDK serves with (socket, allowed peers, …).
+  std::function<Result<BackendConfig>(const std::filesystem::path&)> readConfig;
 };
+
+// The config `spec` reads from `path` (its readConfig, else readBackendConfigFile).
+Result<BackendConfig> readDaemonConfig(const DaemonSpec& spec, const std::filesystem::path& path);
 
 class Daemon {
  public:
@@ -57,10 +71,15 @@ class Daemon {
   }
   Status add(grpc::Service& service, const ServiceRules& rules);
 
+  // Runs `serving` on the main thread once the socket accepts calls (and health says
+  // SERVING): for what a daemon reports or starts only then.
+  void whenServing(std::function<void()> serving) { whenServing_ = std::move(serving); }
+
  private:
   friend int runDaemon(int, char**, const DaemonSpec&, const std::function<Status(Daemon&)>&);
   Daemon(DaemonSpec spec, BackendConfig config) : spec_(std::move(spec)), config_(std::move(config)) {}
   int run();
+  std::unique_ptr<grpc::Server> buildServer(grpc::Service& health) const;
 
   struct Served {
     grpc::Service* service;
@@ -69,6 +88,7 @@ class Daemon {
   DaemonSpec spec_;
   BackendConfig config_;
   std::vector<Served> services_;
+  std::function<void()> whenServing_;
 };
 
 // The whole life of a backend daemon: flags, logs, config, sandbox, then `setup` adds
