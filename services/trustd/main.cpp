@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   Trustd trustd;
   auto spec = trustdSpec();
   spec.readConfig = [&trustd](const std::filesystem::path& path) -> keel::Result<keel::backend::BackendConfig> {
-    auto config = keel::trustd::readTrustdConfigFile(path);
+    auto config = keel::contracts::readTrustdConfigFile(path);
     if (!config.ok()) return config.status().withContext("trustd");
     trustd.config = std::move(config).value();
     return keel::trustd::backendConfigOf(trustd.config, path);

@@ -133,32 +133,36 @@ TEST_CASE("trustd's config carries the CA, every accepted token, lifetimes and a
   cfg.trustd.nodeCertTtl = std::chrono::seconds(30);
   cfg.trustd.joinExtraSans = {"127.0.1.0/24"};
   cfg.trustd.joinIpv6PrefixBits = 48;
-  const auto json = trustdConfig(cfg, request(dir.path()), {1234});
-  CHECK(json["join"]["ipv6PrefixBits"] == 48);
-  CHECK(json["ca"]["key"] == cfg.ca.key);
-  CHECK(json["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
-  CHECK(json["join"]["ttlSeconds"] == 30);
-  CHECK(json["join"]["extraSans"] == nlohmann::json::array({"127.0.1.0/24"}));
-  CHECK(json["allowedUids"] == nlohmann::json::array({1234}));
-  CHECK(json["apiEndpoint"] == "127.0.1.1:50000");
+  contracts::TrustdConfig trustd;
+  REQUIRE(trustdConfig(cfg, request(dir.path()), {1234}, trustd).isOk());
+  CHECK(trustd.joinIpv6PrefixBits == 48);
+  CHECK(trustd.caKeyPem == cfg.ca.key);
+  CHECK(trustd.joinTokens == std::vector<std::string>{cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"});
+  CHECK(trustd.nodeCertTtl == std::chrono::seconds(30));
+  CHECK(trustd.joinExtraSans == std::vector<std::string>{"127.0.1.0/24"});
+  CHECK(trustd.allowedUids == std::vector<uid_t>{1234});
+  CHECK(trustd.apiEndpoint == "127.0.1.1:50000");
 }
 
 TEST_CASE("a new token set reaches trustd's config, or a worker apid's, and nothing else of them changes",
           "[apid_identity]") {
   keel::testing::TempDir dir;
   auto cfg = testing::controlPlaneConfig();
-  nlohmann::json written = trustdConfig(cfg, request(dir.path()), {1234});
-  written["socket"] = "/run/keel-trustd/trustd.sock";
+  contracts::TrustdConfig written;
+  written.socket = "/run/keel-trustd/trustd.sock";
+  written.nodeAddress = "127.0.1.1";
+  REQUIRE(trustdConfig(cfg, request(dir.path()), {1234}, written).isOk());
   const fs::path file = dir / "config.json";
-  REQUIRE(config::writePrivateFile(file, written.dump(2), config::Overwrite::kNo).isOk());
+  REQUIRE(config::writePrivateFile(file, contracts::serializeTrustdConfig(written), config::Overwrite::kNo).isOk());
   CHECK(rewriteServiceTrust(cfg, file).value() == false);  // nothing to change
 
   cfg.trustd.acceptedTokens = {"zzzzzz.zzzzzzzzzzzzzzzz"};
   REQUIRE(rewriteServiceTrust(cfg, file).value());
-  auto after = nlohmann::json::parse(readAll(file));
-  CHECK(after["joinTokens"] == nlohmann::json::array({cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"}));
-  after["joinTokens"] = written["joinTokens"];
-  CHECK(after == written);
+  auto after = contracts::parseTrustdConfig(readAll(file));
+  REQUIRE(after.ok());
+  CHECK(after->joinTokens == std::vector<std::string>{cfg.token, "zzzzzz.zzzzzzzzzzzzzzzz"});
+  after->joinTokens = written.joinTokens;
+  CHECK(*after == written);
   CHECK(modeOf(file) == 0600);
 
   auto worker = testing::controlPlaneConfig();

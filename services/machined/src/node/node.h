@@ -136,8 +136,7 @@ class Node {
   // One unit per built-in service (apid_unit.cpp, trustd_unit.cpp): its config file, and
   // the paths it owns besides its state directory and config file.
   Result<std::string> apidConfigFile(const config::MachineConfig& cfg, std::vector<std::filesystem::path>& owned);
-  Status describeTrustd(const config::MachineConfig& cfg, nlohmann::json& own,
-                        std::vector<std::filesystem::path>& owned);
+  Result<std::string> trustdConfigFile(const config::MachineConfig& cfg);
   // What apid's identity and trustd's settings are derived from, for this node.
   Result<ApidIdentityRequest> identityRequest(const config::MachineConfig& cfg) const;
   // A backend's socket, version and the peers that may connect to it.

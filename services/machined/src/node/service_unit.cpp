@@ -80,8 +80,10 @@ Status Node::prepareService(const config::MachineConfig& cfg, const std::string&
                         {"machinedSocket", paths_.socket("machined").string()}};
   std::vector<fs::path> owned = {spec.stateDir, spec.configFile};
   if (backend != nullptr) KEEL_RETURN_IF_ERROR(describeBackend(name, backend->manifest, own));
-  if (name == "trustd") KEEL_RETURN_IF_ERROR(describeTrustd(cfg, own, owned));
   std::string file = own.dump(2) + "\n";
+  if (name == "trustd") {
+    KEEL_ASSIGN_OR_RETURN(file, trustdConfigFile(cfg));
+  }
   if (name == "apid") {
     KEEL_ASSIGN_OR_RETURN(file, apidConfigFile(cfg, owned));
   }

@@ -1,12 +1,12 @@
 // The node unit for trustd (control planes): its socket directory, which only apid may
-// enter, the CA and join tokens in its config file, and its route.
+// enter, its config file (libs/contracts: the CA, join tokens, lifetimes) and its route.
 #include "src/node/node.h"
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 
 #include "keel/apis/builtin.h"
+#include "keel/contracts/trustd_config.h"
 #include "src/node/node_detail.h"
 #include "src/trust/apid_identity.h"
 
@@ -14,8 +14,7 @@ namespace keel::machined {
 
 namespace fs = std::filesystem;
 
-Status Node::describeTrustd(const config::MachineConfig& cfg, nlohmann::json& own,
-                            std::vector<std::filesystem::path>& /*owned*/) {
+Result<std::string> Node::trustdConfigFile(const config::MachineConfig& cfg) {
   KEEL_ASSIGN_OR_RETURN(const ApidIdentityRequest request, identityRequest(cfg));
   // Only apid may use trustd.sock: its account, or in --root mode the invoking user,
   // under whose uid every service then runs.
@@ -33,10 +32,16 @@ Status Node::describeTrustd(const config::MachineConfig& cfg, nlohmann::json& ow
       return internalError("cannot hand " + paths_.trustdSocketDir().string() + " to trustd: " + errnoText(errno));
     }
   }
-  own["socket"] = paths_.trustdSocket().string();
-  own.update(trustdConfig(cfg, request, {apidUid}));
+  contracts::TrustdConfig trustd;
+  trustd.name = "trustd";
+  trustd.stateDir = paths_.stateDir("trustd").string();
+  trustd.machinedSocket = paths_.socket("machined").string();
+  trustd.socket = paths_.trustdSocket();
+  trustd.nodeAddress = options_.address;
+  KEEL_RETURN_IF_ERROR(trustdConfig(cfg, request, {apidUid}, trustd));
   // apid routes the CA's API (SecurityService) to it; LocalIssuerService is never routed.
-  return writeRoute("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid);
+  KEEL_RETURN_IF_ERROR(writeRoute("trustd", paths_.trustdSocket(), {apis::kSecurityService}, trustdUid));
+  return contracts::serializeTrustdConfig(trustd);
 }
 
 }  // namespace keel::machined

@@ -16,6 +16,7 @@
 #include "keel/config/file_io.h"
 #include "keel/config/join_tokens.h"
 #include "keel/common/status.h"
+#include "keel/contracts/trustd_config.h"
 
 namespace keel::machined {
 
@@ -44,10 +45,14 @@ std::vector<std::string> servingSans(const config::MachineConfig& cfg, const Api
   return sans;
 }
 
-// trustd's CA: the issuing one with its key, and the bundle it hands out and accepts
-// certificates of (the issuing CA first, then those accepted while a rotation runs).
-nlohmann::json trustdCa(const config::MachineConfig& cfg) {
-  return {{"crt", cfg.ca.crt}, {"key", cfg.ca.key}, {"bundle", config::caBundlePem(cfg.ca)}};
+// trustd's CA: the issuing one with its key, its accepted join tokens, and the bundle it
+// hands out and accepts certificates of (the issuing CA first, then those accepted while a
+// rotation runs).
+void setTrustdCa(const config::MachineConfig& cfg, contracts::TrustdConfig& trustd) {
+  trustd.caCertPem = cfg.ca.crt;
+  trustd.caKeyPem = cfg.ca.key;
+  trustd.caBundlePem = config::caBundlePem(cfg.ca);
+  trustd.joinTokens = config::acceptedJoinTokens(cfg);
 }
 
 }  // namespace
@@ -116,16 +121,14 @@ Result<bool> rewriteApidJoinToken(const config::MachineConfig& cfg, const std::f
 
 Result<bool> rewriteServiceTrust(const config::MachineConfig& cfg, const std::filesystem::path& serviceConfig) {
   if (cfg.type != config::MachineType::kControlPlane) return rewriteApidJoinToken(cfg, serviceConfig);
-  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "a service's config"));
-  auto json = nlohmann::json::parse(text, nullptr, false);
-  if (json.is_discarded() || !json.is_object()) {
-    return internalError(serviceConfig.string() + " is not the JSON object machined wrote");
-  }
-  const nlohmann::json before = json;
-  json[kTrustdJoinTokensKey] = config::acceptedJoinTokens(cfg);
-  json["ca"] = trustdCa(cfg);
-  if (json == before) return false;
-  KEEL_RETURN_IF_ERROR(config::writePrivateFile(serviceConfig, json.dump(2) + "\n", config::Overwrite::kYes));
+  KEEL_ASSIGN_OR_RETURN(const std::string text, config::readPrivateFile(serviceConfig, "trustd's config"));
+  auto trustd = contracts::parseTrustdConfig(text);
+  if (!trustd.ok()) return trustd.status().withContext(serviceConfig.string());
+  const contracts::TrustdConfig before = *trustd;
+  setTrustdCa(cfg, *trustd);
+  if (*trustd == before) return false;
+  KEEL_RETURN_IF_ERROR(
+      config::writePrivateFile(serviceConfig, contracts::serializeTrustdConfig(*trustd), config::Overwrite::kYes));
   return true;
 }
 
@@ -160,30 +163,27 @@ std::string issuerFingerprint(const std::filesystem::path& certFile, const confi
   return "";
 }
 
-nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
-                            const std::vector<uid_t>& allowedUids) {
-  const std::vector<std::string> tokens = config::acceptedJoinTokens(cfg);
-  nlohmann::json join = {{"extraSans", cfg.trustd.joinExtraSans}};
-  if (cfg.trustd.nodeCertTtl) join["ttlSeconds"] = cfg.trustd.nodeCertTtl->count();
-  if (cfg.trustd.joinIpv6PrefixBits) join["ipv6PrefixBits"] = *cfg.trustd.joinIpv6PrefixBits;
+Status trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                    const std::vector<uid_t>& allowedUids, contracts::TrustdConfig& trustd) {
+  trustd.hostname = req.hostname;
+  trustd.clusterName = cfg.clusterName;
+  trustd.apiEndpoint = hostPort(req.nodeAddress, req.apiPort);
+  setTrustdCa(cfg, trustd);
+  trustd.certSans = cfg.certSans;
+  trustd.allowedUids = allowedUids;
+  trustd.joinExtraSans = cfg.trustd.joinExtraSans;
+  if (cfg.trustd.nodeCertTtl) trustd.nodeCertTtl = *cfg.trustd.nodeCertTtl;
+  if (cfg.trustd.joinIpv6PrefixBits) trustd.joinIpv6PrefixBits = *cfg.trustd.joinIpv6PrefixBits;
   if (cfg.trustd.joinRatePerMinute) {
-    join["ratePerMinute"] = *cfg.trustd.joinRatePerMinute;
-    join["burst"] = std::max(10, *cfg.trustd.joinRatePerMinute);
+    trustd.joinRatePerMinute = *cfg.trustd.joinRatePerMinute;
+    trustd.joinBurst = std::max(10, *cfg.trustd.joinRatePerMinute);
   }
-  nlohmann::json client = nlohmann::json::object();
   if (cfg.trustd.clientCertMaxTtl) {
-    client["maxTtlSeconds"] = cfg.trustd.clientCertMaxTtl->count();
-    client["defaultTtlSeconds"] = std::min<int64_t>(cfg.trustd.clientCertMaxTtl->count(), 30LL * 24 * 3600);
+    trustd.clientCertMaxTtl = *cfg.trustd.clientCertMaxTtl;
+    trustd.clientCertDefaultTtl = std::min<std::chrono::seconds>(*cfg.trustd.clientCertMaxTtl,
+                                                                std::chrono::seconds(30LL * 24 * 3600));
   }
-  return {{"hostname", req.hostname},
-          {"clusterName", cfg.clusterName},
-          {"apiEndpoint", hostPort(req.nodeAddress, req.apiPort)},
-          {"ca", trustdCa(cfg)},
-          {kTrustdJoinTokensKey, tokens},
-          {"certSans", cfg.certSans},
-          {"allowedUids", allowedUids},
-          {"join", join},
-          {"client", client}};
+  return Status::ok();
 }
 
 }  // namespace keel::machined

@@ -19,6 +19,7 @@
 #include "keel/common/status.h"
 #include "keel/config/machine_config.h"
 #include "keel/contracts/apid_config.h"
+#include "keel/contracts/trustd_config.h"
 
 namespace keel::machined {
 
@@ -28,8 +29,6 @@ inline constexpr const char* kApidServerKeyFile = "server.key";
 inline constexpr const char* kApidServerCertFile = "server.crt";
 inline constexpr const char* kApidImpersonatorKeyFile = "impersonator.key";
 inline constexpr const char* kApidImpersonatorCertFile = "impersonator.crt";
-// The key of trustd's config that lists the accepted join tokens.
-inline constexpr const char* kTrustdJoinTokensKey = "joinTokens";
 
 // cfg.hostname when set, else gethostname(). Errors: INTERNAL when gethostname fails.
 Result<std::string> nodeHostname(const config::MachineConfig& cfg);
@@ -60,11 +59,11 @@ Result<std::vector<std::filesystem::path>> prepareApidState(const config::Machin
 Status apidIdentityConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
                           contracts::ApidConfig& apid);
 
-// The fields of trustd's config.json beyond those every service gets: the OS CA (key
-// included: the file is 0600 and trustd's), the accepted join tokens, this node's names,
-// lifetimes, and the uids that may use trustd.sock. Control planes only.
-nlohmann::json trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
-                            const std::vector<uid_t>& allowedUids);
+// trustd's config beyond what every service gets: the OS CA (key included: the file is
+// 0600 and trustd's), the accepted join tokens, this node's names, lifetimes, and the
+// uids that may use trustd.sock. Control planes only.
+Status trustdConfig(const config::MachineConfig& cfg, const ApidIdentityRequest& req,
+                    const std::vector<uid_t>& allowedUids, contracts::TrustdConfig& trustd);
 
 // Brings the join tokens and the OS CA of a service config machined wrote up to `cfg`, so a
 // running node takes a new token set or a CA rotation step without a reboot: on a control
