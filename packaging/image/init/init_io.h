@@ -18,8 +18,12 @@ inline void say(const std::string& line) {
   [[maybe_unused]] auto n = write(STDERR_FILENO, out.data(), out.size());
 }
 
-inline std::string errnoText(int err) { return std::strerror(err); }
-inline std::string errnoText() { return errnoText(errno); }
+inline std::string errnoText(int err) {
+  return std::strerror(err);
+}
+inline std::string errnoText() {
+  return errnoText(errno);
+}
 
 // The whole file, up to `limit` bytes; false when it cannot be read or is longer.
 inline bool readSmallFile(const std::string& path, std::string& out, size_t limit = 1 << 20) {

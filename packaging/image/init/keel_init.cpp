@@ -4,10 +4,6 @@
 // Static (libc, libcrypto): the initramfs holds nothing else (no shell, no busybox).
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +14,11 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "boot_pointer.h"
 #include "init_io.h"
@@ -49,8 +50,8 @@ constexpr size_t kMaxConfigBytes = 1 << 20;
 constexpr size_t kMaxManifestBytes = 65536;
 // The factory root's verity parameters, written by the build (build-image.sh).
 constexpr const char* kFactoryVerity = "/etc/factory-root.json";
-// The device-mapper name of the verity device the root is mounted from.
-constexpr const char* kVerityName = "keel-root";
+// The device-mapper name of the verity device a slot's root is mounted from, + the slot.
+constexpr const char* kVerityName = "keel-root-";
 // virtio disks appear a moment after their driver loads.
 constexpr int kDiskWaitMs = 10000;
 
@@ -125,7 +126,6 @@ std::string waitForDisk(const std::string& serial) {
   fail("no disk with serial '" + serial + "' appeared within " + std::to_string(kDiskWaitMs / 1000) + " s");
 }
 
-
 bool hasExt4(const std::string& dev) {
   // The ext2/3/4 superblock starts at 1024; its magic 0xEF53 is at offset 56, little-endian.
   const int fd = open(dev.c_str(), O_RDONLY | O_CLOEXEC);
@@ -157,7 +157,8 @@ void writePointer(const Pointer& p) {
     fail(std::string("cannot write ") + kPointerNew + ": " + errnoText());
   }
   close(fd);
-  if (rename(kPointerNew, kPointer) != 0) fail(std::string("cannot replace ") + kPointer + ": " + errnoText());
+  if (rename(kPointerNew, kPointer) != 0)
+    fail(std::string("cannot replace ") + kPointer + ": " + errnoText());
   if (const int dir = open(kSlotDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
     fsync(dir);
     close(dir);
@@ -203,8 +204,9 @@ std::string mountSlot(const std::string& slot) {
   }
   const auto trusted = keel::init::trustSlotManifest(manifest, signature, *key);
   if (!trusted.params) return trusted.error;
-  struct stat root{};
-  if (stat((base + ".squashfs").c_str(), &root) != 0) return "cannot find its root " + base + ".squashfs: " + errnoText();
+  struct stat root {};
+  if (stat((base + ".squashfs").c_str(), &root) != 0)
+    return "cannot find its root " + base + ".squashfs: " + errnoText();
   if (static_cast<uint64_t>(root.st_size) != trusted.params->dataBytes) {
     return "its root is " + std::to_string(root.st_size) + " bytes, its signed manifest says " +
            std::to_string(trusted.params->dataBytes);
@@ -213,7 +215,8 @@ std::string mountSlot(const std::string& slot) {
   const int data = keel::init::attachLoop(base + ".squashfs", dataDev, error);
   const int hash = data < 0 ? -1 : keel::init::attachLoop(base + ".verity", hashDev, error);
   std::string node;
-  if (hash >= 0) node = keel::init::openVerity(kVerityName, dataDev, hashDev, *trusted.params, error);
+  if (hash >= 0)
+    node = keel::init::openVerity(std::string(kVerityName) + slot, dataDev, hashDev, *trusted.params, error);
   // The verity device holds the loop devices now; without it, closing clears them.
   if (data >= 0) close(data);
   if (hash >= 0) close(hash);
@@ -228,11 +231,13 @@ std::string mountSlot(const std::string& slot) {
 // wrote into this initramfs. There is nothing to fall back to below it.
 void mountFactory(const std::string& rootDev) {
   std::string text;
-  if (!readSmallFile(kFactoryVerity, text)) fail(std::string("cannot read ") + kFactoryVerity + ": " + errnoText());
+  if (!readSmallFile(kFactoryVerity, text))
+    fail(std::string("cannot read ") + kFactoryVerity + ": " + errnoText());
   const auto trusted = keel::init::factoryRoot(text);
   if (!trusted.params) fail(trusted.error);
   std::string error;
-  const std::string node = keel::init::openVerity(kVerityName, rootDev, rootDev, *trusted.params, error);
+  const std::string node =
+      keel::init::openVerity(std::string(kVerityName) + "factory", rootDev, rootDev, *trusted.params, error);
   if (node.empty()) fail("the factory root " + rootDev + " cannot be used: " + error);
   if (mount(node.c_str(), kNewRoot, "squashfs", MS_RDONLY | MS_NODEV, nullptr) != 0) {
     fail("cannot mount the root " + node + " (dm-verity over " + rootDev + "): " + errnoText());
@@ -263,10 +268,11 @@ std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveStat
       say("root: slot " + p.boot + ", verified by dm-verity and mounted read-only");
       return {p.boot, p.tries >= 0};
     }
-    // A slot given up twice in one boot (its fallback too) leaves the factory root.
-    const std::string next = attempt == 0 ? p.fallback : "factory";
-    fellBack += (fellBack.empty() ? "" : "; ") + ("slot " + p.boot + " could not be mounted: " + why +
-                                                 "; went back to slot " + next);
+    // A slot that is its own fallback (the one returned to earlier, given up now too)
+    // leaves the factory root.
+    const std::string next = p.fallback != p.boot ? p.fallback : "factory";
+    fellBack += (fellBack.empty() ? "" : "; ") +
+                ("slot " + p.boot + " could not be mounted: " + why + "; went back to slot " + next);
     say("slot " + p.boot + " cannot be mounted: " + why + "; going back to slot " + next);
     p = Pointer{next, next, -1};
     writePointer(p);

@@ -3,12 +3,12 @@
 // (libs/pki verifyDigestSignature): DER ECDSA P-256 over the SHA-256 of the manifest.
 #include "root_trust.h"
 
+#include <memory>
+
+#include <nlohmann/json.hpp>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-
-#include <memory>
-#include <nlohmann/json.hpp>
 
 namespace keel::init {
 
@@ -31,13 +31,17 @@ bool isHex(const std::string& s) {
 }
 
 // dm-verity takes blocks from 512 bytes to a page.
-bool goodBlockSize(uint64_t size) { return size >= 512 && size <= 4096 && (size & (size - 1)) == 0; }
+bool goodBlockSize(uint64_t size) {
+  return size >= 512 && size <= 4096 && (size & (size - 1)) == 0;
+}
 
 // False, with `error`, unless `signature` verifies over `data` with `publicKeyPem`.
 bool signatureVerifies(const std::string& publicKeyPem, const std::string& data, const std::string& signature,
                        std::string& error) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(publicKeyPem.data(), static_cast<int>(publicKeyPem.size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  std::unique_ptr<BIO, BioFree> bio(
+      BIO_new_mem_buf(publicKeyPem.data(), static_cast<int>(publicKeyPem.size())));
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)
+                                              : nullptr);
   if (!key) {
     error = "machine.upgrade.publicKey is not a PEM public key";
     return false;
@@ -45,16 +49,17 @@ bool signatureVerifies(const std::string& publicKeyPem, const std::string& data,
   char group[64] = {};
   size_t groupLen = 0;
   if (!EVP_PKEY_is_a(key.get(), "EC") ||
-      EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &groupLen) != 1 ||
+      EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &groupLen) !=
+          1 ||
       std::string(group) != "prime256v1") {
     error = "machine.upgrade.publicKey is not an ECDSA P-256 key";
     return false;
   }
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  const bool ok = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
-                  EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                                   signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                                   data.size()) == 1;
+  const bool ok =
+      ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
+      EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                       reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
   if (!ok) error = "its manifest's signature does not verify with the machine config's image signing key";
   return ok;
 }
@@ -89,7 +94,8 @@ TrustedRoot verityOf(const Json& verity, uint64_t rootSize) {
   } else if (p.salt.empty() || p.salt.size() > 512 || p.salt.size() % 2 != 0 || !isHex(p.salt)) {
     out.error = "verity salt must be 1 to 256 bytes in lowercase hex";
   } else if (rootSize == 0 || rootSize % dataBlock != 0) {
-    out.error = "the root's size " + std::to_string(rootSize) + " is not a whole number of verity data blocks";
+    out.error =
+        "the root's size " + std::to_string(rootSize) + " is not a whole number of verity data blocks";
   } else {
     p.dataBlockSize = static_cast<uint32_t>(dataBlock);
     p.hashBlockSize = static_cast<uint32_t>(hashBlock);
@@ -138,7 +144,8 @@ TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& si
   uint64_t rootSize = 0;
   if (const auto parts = m.find("parts"); parts != m.end() && parts->is_array()) {
     for (const auto& part : *parts) {
-      if (part.is_object() && part.value("name", Json()) == "root" && part.value("size", Json()).is_number_unsigned()) {
+      if (part.is_object() && part.value("name", Json()) == "root" &&
+          part.value("size", Json()).is_number_unsigned()) {
         rootSize = part["size"].get<uint64_t>();
       }
     }

@@ -12,7 +12,7 @@ namespace keel::init {
 
 // A dm-verity target's parameters ("verity" table line, format version 1).
 struct VerityParams {
-  uint64_t dataBytes = 0;       // the root's size: a whole number of data blocks
+  uint64_t dataBytes = 0;  // the root's size: a whole number of data blocks
   uint32_t dataBlockSize = 0;
   uint32_t hashBlockSize = 0;
   uint64_t hashStartBlock = 0;  // where the tree starts on the hash device, in hash blocks

@@ -4,18 +4,19 @@
 #include "verity_device.h"
 
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <vector>
+
 #include <linux/dm-ioctl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <cstring>
-#include <cstdio>
-#include <ctime>
-#include <vector>
 
 #include "init_io.h"
 
@@ -68,8 +69,9 @@ bool dmCall(unsigned long request, const std::string& name, uint32_t flags, cons
 std::string tableLine(const std::string& dataDev, const std::string& hashDev, const VerityParams& p,
                       bool restartOnCorruption) {
   std::string line = "1 " + dataDev + " " + hashDev + " " + std::to_string(p.dataBlockSize) + " " +
-                     std::to_string(p.hashBlockSize) + " " + std::to_string(p.dataBytes / p.dataBlockSize) + " " +
-                     std::to_string(p.hashStartBlock) + " " + p.algorithm + " " + p.rootHash + " " + p.salt;
+                     std::to_string(p.hashBlockSize) + " " + std::to_string(p.dataBytes / p.dataBlockSize) +
+                     " " + std::to_string(p.hashStartBlock) + " " + p.algorithm + " " + p.rootHash + " " +
+                     p.salt;
   if (restartOnCorruption) line += " 1 restart_on_corruption";
   return line;
 }
@@ -101,7 +103,8 @@ bool waitForNode(const std::string& node) {
 double secondsSince(const timespec& start) {
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<double>(now.tv_sec - start.tv_sec) + static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9;
+  return static_cast<double>(now.tv_sec - start.tv_sec) +
+         static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9;
 }
 
 // Reads the whole device once, bypassing the page cache (the squashfs reads the device
@@ -192,7 +195,8 @@ std::string openVerity(const std::string& name, const std::string& dataDev, cons
   if (!ok) {
     dm_ioctl removed{};
     std::string ignored;
-    if (!dmCall(DM_DEV_REMOVE, name, 0, "", "", 0, removed, ignored)) say("cannot remove " + name + ": " + ignored);
+    if (!dmCall(DM_DEV_REMOVE, name, 0, "", "", 0, removed, ignored))
+      say("cannot remove " + name + ": " + ignored);
     return {};
   }
   return node;
