@@ -21,6 +21,11 @@ TEST_CASE("the image boots under QEMU and serves the API until shut down", "[ima
   REQUIRE(ready);
   std::printf("image: boot to API-ready %.1f s\n", static_cast<double>(ready->count()) / 1000.0);
   CHECK_THAT(vm.serial(), ContainsSubstring("formatting the state disk"));
+  // The factory root is read through once by dm-verity before it is mounted.
+  CHECK_THAT(vm.serial(), ContainsSubstring("(slot factory), verified by dm-verity and mounted read-only"));
+  if (const auto at = vm.serial().find("keel-init: verified "); at != std::string::npos) {
+    std::printf("image: %s\n", vm.serial().substr(at, vm.serial().find('\n', at) - at).c_str());
+  }
   CHECK_THAT(vm.serial(), ContainsSubstring("interface eth0 up with 10.0.2.15/24"));
 
   const auto version = vm.keelctl({"version"});
@@ -193,16 +198,6 @@ void packImage(const keel::testing::TempDir& dir, const std::string& change, con
   REQUIRE(packed.exitCode == 0);
 }
 
-// A root slot as an upgrade leaves it on the state disk: a second build in slot b, and a
-// boot pointer that tries it once.
-std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change) {
-  const auto state = dir / "state";
-  std::filesystem::create_directories(state / "lib/keel-boot");
-  packRoot(dir, change, state / "lib/keel-boot/slot-b.squashfs");
-  writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
-  return state;
-}
-
 // Signs `image` with `key` into `image`.sig, as an image's owner does.
 void signImage(const std::filesystem::path& image, const std::filesystem::path& key,
                const std::filesystem::path& signature = {}) {
@@ -211,6 +206,33 @@ void signImage(const std::filesystem::path& image, const std::filesystem::path& 
   const auto signedImage = keel::testing::run(argv);
   INFO(signedImage.err);
   REQUIRE(signedImage.exitCode == 0);
+}
+
+// A root slot as an upgrade leaves it on the state disk, in `state`/lib/keel-boot: a second
+// build's root changed by `change`, its verity tree, and its manifest signed with
+// `keyDir`'s image-signing.key.
+void addSlot(const keel::testing::TempDir& dir, const std::filesystem::path& state, const std::string& slot,
+             const std::string& change, const std::filesystem::path& keyDir) {
+  const auto boot = state / "lib/keel-boot";
+  std::filesystem::create_directories(boot);
+  const auto image = dir / ("slot-" + slot + ".img");
+  packImage(dir, change, nextVersion(factoryVersion()), image);
+  const std::string base = "slot-" + slot;
+  std::filesystem::rename(dir / "root.squashfs", boot / (base + ".squashfs"));
+  std::filesystem::rename(dir / "root.verity", boot / (base + ".verity"));
+  const auto manifest = keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", image.string()});
+  REQUIRE(manifest.exitCode == 0);
+  writeFile(boot / (base + ".manifest.json"), manifest.out);
+  signImage(image, keyDir / "image-signing.key", boot / (base + ".manifest.sig"));
+}
+
+// A state disk with a second build in slot b and a boot pointer that tries it once.
+std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change,
+                                     const std::filesystem::path& keyDir) {
+  const auto state = dir / "state";
+  addSlot(dir, state, "b", change, keyDir);
+  writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
+  return state;
 }
 
 TEST_CASE("a fault in PID 1 is written to the console before the kernel panics", "[image]") {
@@ -228,8 +250,9 @@ TEST_CASE("a new root slot that serves the API is kept", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;
   // A second build: the same daemons, with a file that tells the slots apart.
-  const auto state = stateWithSlotB(work, "echo b > usr/share/keel/slot-b");
-  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state);
+  makeImageSigningKey(work.path());
+  const auto state = stateWithSlotB(work, "echo b > usr/share/keel/slot-b", work.path());
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state, work.path());
   REQUIRE(vm.waitForApi(kBootTimeout));
   CHECK_THAT(vm.serial(), ContainsSubstring("keel-init: trying slot b (0 more tries after this boot)"));
   CHECK(vm.waitForSerial("keel-pid1: slot b serves the API; it is kept", 30s));
@@ -240,7 +263,8 @@ TEST_CASE("a new root slot that serves the API is kept", "[image]") {
   REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
   REQUIRE(vm.waitForApi(kBootTimeout, before));
   const std::string second = vm.serial().substr(before);
-  CHECK_THAT(second, ContainsSubstring("keel-init: root: slot b, mounted read-only"));
+  CHECK_THAT(second,
+             ContainsSubstring("keel-init: root: slot b, verified by dm-verity and mounted read-only"));
   CHECK_THAT(second, !ContainsSubstring("trying slot"));
   CHECK_THAT(second, !ContainsSubstring("on trial"));
 
@@ -254,11 +278,12 @@ TEST_CASE("a new root slot whose machined keeps crashing reboots into the previo
   SKIP("machined was built without KEEL_TEST_HOOKS: nothing makes it crash");
 #endif
   keel::testing::TempDir work;
-  const auto state = stateWithSlotB(work, "true");
+  makeImageSigningKey(work.path());
+  const auto state = stateWithSlotB(work, "true", work.path());
   // QEMU exits at the reboot: what matters is that PID 1 reboots instead of panicking,
   // and that the slot's one try is spent, so the next boot takes the previous slot.
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/true, "KEEL_TEST_FORBIDDEN_SYSCALL=socket-inet KEEL_CONFIRM_TIMEOUT=120",
-             state);
+             state, work.path());
   CHECK(vm.waitForSerial("keel-pid1: machined failed 5 times within a minute on slot b; rebooting into the previous slot",
                          kBootTimeout));
   CHECK(vm.waitForExit(60s));
@@ -271,8 +296,9 @@ TEST_CASE("a new root slot that never serves the API is left for the previous on
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   keel::testing::TempDir work;
   // A broken build: its apid is an empty file, so the API never comes up.
-  const auto state = stateWithSlotB(work, ": > usr/libexec/keel/apid");
-  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20", state);
+  makeImageSigningKey(work.path());
+  const auto state = stateWithSlotB(work, ": > usr/libexec/keel/apid", work.path());
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=20", state, work.path());
   CHECK(vm.waitForSerial("keel-init: trying slot b", kBootTimeout));
   CHECK(vm.waitForSerial("keel-pid1: slot b did not serve the API within 20 s; rebooting into the previous slot",
                          kBootTimeout));
@@ -282,6 +308,67 @@ TEST_CASE("a new root slot that never serves the API is left for the previous on
   CHECK(vm.keelctl({"version"}).exitCode == 0);
   CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
   CHECK(vm.waitForExit(60s));
+}
+
+// One boot for both reasons a slot is refused: slot b (booted on trial, falling back to a)
+// has a byte of its root changed on the state disk after it was written; slot a's manifest
+// was changed after it was signed (another root hash). Each is given up in turn, and the
+// node serves the API from the factory root, saying why on the console and in its events.
+TEST_CASE("a slot whose root changed on the state disk or whose manifest signature fails is given up",
+          "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  makeImageSigningKey(work.path());
+  const auto state = work / "state";
+  const auto boot = state / "lib/keel-boot";
+  // One build signed by the owner in both slots (a copy: only one root to pack).
+  addSlot(work, state, "b", "echo second > usr/share/keel/build-id", work.path());
+  for (const char* ext : {".squashfs", ".verity", ".manifest.json", ".manifest.sig"}) {
+    std::filesystem::copy_file(boot / (std::string("slot-b") + ext), boot / (std::string("slot-a") + ext));
+  }
+  // One byte of slot b's root, flipped in the middle of the file.
+  {
+    std::fstream root(boot / "slot-b.squashfs", std::ios::in | std::ios::out | std::ios::binary);
+    REQUIRE(root);
+    root.seekg(static_cast<std::streamoff>(std::filesystem::file_size(boot / "slot-b.squashfs") / 2));
+    char byte = 0;
+    root.get(byte);
+    root.seekp(-1, std::ios::cur);
+    root.put(static_cast<char>(byte ^ 0x01));
+  }
+  // Slot a's manifest, pointed at another root after it was signed.
+  std::string manifest = readFile(boot / "slot-a.manifest.json");
+  const auto at = manifest.find("\"root_hash\": \"");
+  REQUIRE(at != std::string::npos);
+  manifest.replace(at + 14, 64, std::string(64, '0'));
+  writeFile(boot / "slot-a.manifest.json", manifest);
+  writeFile(boot / "pointer", "boot=b\nfallback=a\ntries=1\n");
+
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state, work.path());
+  REQUIRE(vm.waitForApi(kBootTimeout));
+  const std::string console = vm.serial();
+  CHECK_THAT(console, ContainsSubstring("keel-init: trying slot b"));
+  CHECK_THAT(console, ContainsSubstring("keel-init: slot b cannot be mounted: dm-verity verification failed "
+                                        "reading the root at byte"));
+  CHECK_THAT(console, ContainsSubstring("Input/output error; going back to slot a"));
+  CHECK_THAT(console, ContainsSubstring("keel-init: slot a cannot be mounted: its manifest's signature does not "
+                                        "verify with the machine config's image signing key; going back to slot "
+                                        "factory"));
+  CHECK_THAT(console, ContainsSubstring("(slot factory), verified by dm-verity and mounted read-only"));
+  // machined records both reasons as the automatic rollback.
+  const auto events = vm.keelctl({"events"});
+  INFO(events.out << events.err);
+  CHECK_THAT(events.out, ContainsSubstring("slot b could not be mounted: dm-verity verification failed"));
+  CHECK_THAT(events.out,
+             ContainsSubstring("slot a could not be mounted: its manifest's signature does not verify"));
+  const auto version = vm.keelctl({"version", "-o", "json"});
+  REQUIRE(version.exitCode == 0);
+  CHECK(nlohmann::json::parse(version.out)["messages"][0]["boot_slot"] == "factory");
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+  // Both slots are given up for good: the next boot takes the factory root directly.
+  const auto pointer = keel::testing::run({"/usr/sbin/debugfs", "-R", "cat /lib/keel-boot/pointer", vm.statePath().string()});
+  CHECK(pointer.out == "boot=factory\nfallback=factory\ntries=confirmed\n");
 }
 
 TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback returns; other keys change nothing",
@@ -366,7 +453,8 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
   CHECK_THAT(rollback.out, ContainsSubstring("rolling back from slot a to slot factory"));
   REQUIRE(vm.waitForSerial("keel-pid1: rebooting", 60s, before));
   REQUIRE(vm.waitForApi(kBootTimeout, before));
-  CHECK_THAT(vm.serial().substr(before), ContainsSubstring("(slot factory), mounted read-only"));
+  CHECK_THAT(vm.serial().substr(before),
+             ContainsSubstring("(slot factory), verified by dm-verity and mounted read-only"));
   CHECK_THAT(vm.serial().substr(before), !ContainsSubstring("trying slot"));
 
   CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);

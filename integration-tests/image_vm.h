@@ -50,7 +50,7 @@ inline std::optional<std::string> imageSkipReason(const std::filesystem::path& i
   if (keel::testing::run({"sh", "-c", "command -v qemu-system-x86_64"}).exitCode != 0) {
     return "qemu-system-x86_64 is missing (Debian package qemu-system-x86; scripts/setup.sh installs it)";
   }
-  for (const char* f : {"vmlinuz", "initrd.img", "root.squashfs"}) {
+  for (const char* f : {"vmlinuz", "initrd.img", "root.squashfs", "root.disk"}) {
     if (!std::filesystem::exists(imageDir / f)) {
       return (imageDir / f).string() + " was not built (the 'image: build' test says why)";
     }
@@ -74,20 +74,34 @@ inline std::string qemuAccelerator() {
   return "tcg";
 }
 
+// Writes an image signing pair (image-signing.key, image-signing.pub) into `dir`.
+inline void makeImageSigningKey(const std::filesystem::path& dir) {
+  const auto key = keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", dir.string()});
+  INFO(key.err);
+  REQUIRE(key.exitCode == 0);
+}
+
 class ImageVm {
  public:
   // Boots a fresh control-plane node. With exitOnReboot QEMU exits when the guest reboots
   // (or panics) instead of booting again. `extraKernelArgs` are appended to the kernel
   // command line. `stateContent`, when given, is a directory whose files the state disk
   // holds from the start (an ext4 made with mke2fs -d); else the disk is blank.
+  // `signingKeyDir`, when given, holds the image signing pair (`makeImageSigningKey`) the
+  // node's config names, so that slots signed before the boot verify; else one is made.
   explicit ImageVm(const std::filesystem::path& imageDir, bool exitOnReboot = true,
-                   const std::string& extraKernelArgs = "", const std::filesystem::path& stateContent = {})
+                   const std::string& extraKernelArgs = "", const std::filesystem::path& stateContent = {},
+                   const std::filesystem::path& signingKeyDir = {})
       : imageDir_(imageDir), port_(freeLoopbackPort()) {
     chmod(dir_.path().c_str(), 0700);
-    // The node accepts upgrades signed with this directory's image-signing.key.
-    const auto key = keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", dir_.path().string()});
-    INFO(key.err);
-    REQUIRE(key.exitCode == 0);
+    // The node accepts upgrades (and boots slots) signed with this directory's image-signing.key.
+    if (signingKeyDir.empty()) {
+      makeImageSigningKey(dir_.path());
+    } else {
+      for (const char* f : {"image-signing.key", "image-signing.pub"}) {
+        std::filesystem::copy_file(signingKeyDir / f, dir_ / f);
+      }
+    }
     const auto gen = keel::testing::run({KEELCTL_PATH, "gen", "config", "image-test", "10.0.2.15", "--image-key",
                                          (dir_ / "image-signing.pub").string(), "-o", dir_.path().string()});
     INFO(gen.err);
@@ -124,7 +138,7 @@ class ImageVm {
         "-kernel", (imageDir_ / "vmlinuz").string(), "-initrd", (imageDir_ / "initrd.img").string(),
         // panic=-1: a panic reboots at once, which -no-reboot turns into QEMU's exit.
         "-append", "console=ttyS0 panic=-1 quiet" + (extraKernelArgs.empty() ? "" : " " + extraKernelArgs),
-        "-drive", "if=none,id=root,format=raw,readonly=on,file=" + (imageDir_ / "root.squashfs").string(),
+        "-drive", "if=none,id=root,format=raw,readonly=on,file=" + (imageDir_ / "root.disk").string(),
         "-device", "virtio-blk-pci,drive=root,serial=keel-root",
         "-drive", "if=none,id=state,format=raw,file=" + (dir_ / "state.img").string(),
         "-device", "virtio-blk-pci,drive=state,serial=keel-state",

@@ -7,6 +7,7 @@
 #   manifest.txt    every file of the root with its sha256 (symlinks with their target)
 #   kernel-version  the kernel's release (its ABI number changes with security updates)
 #   root.verity     the root's dm-verity hash tree (veritysetup format, no superblock)
+#   root.disk       what the root disk holds: root.squashfs, then root.verity
 #   keel-VERSION.img  the image file: the four parts above behind a manifest that
 #                   `keelctl sign-image` signs (packaging/image/README.md, "The image file")
 # Driven by the CMake target `image` (not part of the default build).
@@ -129,28 +130,6 @@ kver=$(ls "$kdir/lib/modules" | head -n1)
 cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz"
 echo "$kver" > "$out/kernel-version"
 
-# --- The initramfs: keel_init and the modules, in load order. ----------------------------
-# Disks and network are virtio; the root is squashfs (on a disk or, for an upgraded slot,
-# a file of the state disk through a loop device), the state disk ext4.
-modules=(virtio_pci virtio_blk virtio_net squashfs ext4 loop)
-initrd=$out/initrd.d
-rm -rf "$initrd"
-mkdir -p "$initrd/etc" "$initrd/lib/modules" "$initrd/dev" "$initrd/proc" "$initrd/sys" "$initrd/newroot"
-: > "$initrd/etc/modules.order"
-for m in "${modules[@]}"; do
-  while read -r verb path _; do
-    [[ $verb == insmod ]] || continue
-    name=$(basename "$path")
-    if ! grep -qx "/lib/modules/$name" "$initrd/etc/modules.order"; then
-      cp "$path" "$initrd/lib/modules/$name"
-      echo "/lib/modules/$name" >> "$initrd/etc/modules.order"
-    fi
-  done < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m")
-done
-install -m 0755 "$init" "$initrd/init"
-strip --strip-all "$initrd/init"
-(cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 -n) > "$out/initrd.img"
-
 # --- The root. -----------------------------------------------------------------------------
 root=$out/root.d
 rm -rf "$root"
@@ -261,6 +240,37 @@ verity_out=$(veritysetup format --no-superblock --data-block-size=4096 --hash-bl
 root_hash=$(sed -n 's/^Root hash:[[:space:]]*\([0-9a-f]*\)$/\1/p' <<<"$verity_out")
 [[ ${#root_hash} -eq 64 ]] || { echo "build-image.sh: veritysetup printed no root hash: $verity_out" >&2; exit 1; }
 chmod 0644 "$out/root.verity"
+# The root disk: the root, then its tree (the factory root's hash offset is the root's size).
+cat "$out/root.squashfs" "$out/root.verity" > "$out/root.disk"
+chmod 0644 "$out/root.disk"
+
+# --- The initramfs: keel_init and the modules, in load order. ----------------------------
+# Disks and network are virtio; the root is squashfs (on a disk or, for an upgraded slot,
+# a file of the state disk through a loop device) read through dm-verity, the state disk
+# ext4. Built after the root: it carries the factory root's verity parameters.
+modules=(virtio_pci virtio_blk virtio_net squashfs ext4 loop dm_verity)
+initrd=$out/initrd.d
+rm -rf "$initrd"
+mkdir -p "$initrd/etc" "$initrd/lib/modules" "$initrd/dev" "$initrd/proc" "$initrd/sys" "$initrd/newroot"
+: > "$initrd/etc/modules.order"
+for m in "${modules[@]}"; do
+  while read -r verb path _; do
+    [[ $verb == insmod ]] || continue
+    name=$(basename "$path")
+    if ! grep -qx "/lib/modules/$name" "$initrd/etc/modules.order"; then
+      cp "$path" "$initrd/lib/modules/$name"
+      echo "/lib/modules/$name" >> "$initrd/etc/modules.order"
+    fi
+  done < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m")
+done
+# The factory root's dm-verity parameters: the same "verity" object as the image manifest's,
+# and the root's size, after which the tree follows on the root disk.
+printf '{"root_size": %s, "verity": {"data_block_size": 4096, "hash_algorithm": "sha256", "hash_block_size": 4096, "root_hash": "%s", "salt": "%s"}}\n' \
+  "$(stat -c %s "$out/root.squashfs")" "$root_hash" "$salt" > "$initrd/etc/factory-root.json"
+install -m 0755 "$init" "$initrd/init"
+strip --strip-all "$initrd/init"
+(cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 -n) > "$out/initrd.img"
+
 image_file=$out/keel-$version.img
 rm -f "$out"/keel-*.img
 "$pack" pack --kernel "$out/vmlinuz" --initramfs "$out/initrd.img" --root "$out/root.squashfs" \

@@ -1,27 +1,37 @@
 // keel_init: the initramfs's /init. Loads the kernel modules the root needs, finds the
-// read-only root by its disk serial, mounts it and hands the machine to machined as PID 1.
-// Static and libc-only: the initramfs holds nothing else (no shell, no busybox).
+// read-only root by its disk serial, mounts it through dm-verity (a slot's only once its
+// manifest's signature verifies) and hands the machine to machined as PID 1.
+// Static (libc, libcrypto): the initramfs holds nothing else (no shell, no busybox).
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/loop.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
 #include "block_devices.h"
 #include "boot_pointer.h"
+#include "init_io.h"
+#include "root_trust.h"
+#include "verity_device.h"
 
 namespace {
+
+using keel::init::errnoText;
+using keel::init::readSmallFile;
+using keel::init::say;
 
 constexpr const char* kModuleList = "/etc/modules.order";  // one module path a line, in load order
 constexpr const char* kNewRoot = "/newroot";
@@ -35,13 +45,17 @@ constexpr const char* kSlotDir = "/state/lib/keel-boot";
 constexpr const char* kPointer = "/state/lib/keel-boot/pointer";
 constexpr const char* kPointerNew = "/state/lib/keel-boot/pointer.new";
 constexpr const char* kMachined = "/usr/libexec/keel/machined";
+// The machine config machined stores on the state disk, and the disk it comes from first.
+constexpr const char* kStoredConfig = "/state/lib/keel-etc/config.json";
+constexpr const char* kConfigSerial = "keel-config";
+constexpr size_t kMaxConfigBytes = 1 << 20;
+constexpr size_t kMaxManifestBytes = 65536;
+// The factory root's verity parameters, written by the build (build-image.sh).
+constexpr const char* kFactoryVerity = "/etc/factory-root.json";
+// The device-mapper name of the verity device a slot's root is mounted from, + the slot.
+constexpr const char* kVerityName = "keel-root-";
 // virtio disks appear a moment after their driver loads.
 constexpr int kDiskWaitMs = 10000;
-
-void say(const std::string& line) {
-  const std::string out = "keel-init: " + line + "\n";
-  [[maybe_unused]] auto n = write(STDERR_FILENO, out.data(), out.size());
-}
 
 // Nothing can be fixed from here: say why on the console and let the kernel panic, which
 // names the failure once more (init exiting) and reboots when panic= asks it to.
@@ -50,8 +64,6 @@ void say(const std::string& line) {
   sync();
   _exit(1);
 }
-
-std::string errnoText() { return std::strerror(errno); }
 
 void mountOrFail(const char* source, const char* target, const char* type, unsigned long flags,
                  const char* data = nullptr) {
@@ -63,7 +75,7 @@ void mountOrFail(const char* source, const char* target, const char* type, unsig
 
 void loadModules() {
   std::string list;
-  if (!keel::machined::boot::readSmallFile(kModuleList, list)) fail(std::string("cannot read ") + kModuleList + ": " + errnoText());
+  if (!readSmallFile(kModuleList, list)) fail(std::string("cannot read ") + kModuleList + ": " + errnoText());
   size_t start = 0;
   while (start < list.size()) {
     size_t end = list.find('\n', start);
@@ -96,7 +108,7 @@ using Pointer = keel::machined::BootPointer;
 
 Pointer readPointer() {
   std::string text;
-  if (!keel::machined::boot::readSmallFile(kPointer, text)) return Pointer{};
+  if (!readSmallFile(kPointer, text)) return Pointer{};
   const auto parsed = keel::machined::parseBootPointer(text);
   if (parsed.complete) return parsed.pointer;
   // A damaged pointer: the slot it falls back to, if it still names one, else the factory root.
@@ -113,43 +125,98 @@ void writePointer(const Pointer& p) {
     fail(std::string("cannot write ") + kPointerNew + ": " + errnoText());
   }
   close(fd);
-  if (rename(kPointerNew, kPointer) != 0) fail(std::string("cannot replace ") + kPointer + ": " + errnoText());
+  if (rename(kPointerNew, kPointer) != 0)
+    fail(std::string("cannot replace ") + kPointer + ": " + errnoText());
   if (const int dir = open(kSlotDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
     fsync(dir);
     close(dir);
   }
 }
 
-// Mounts a slot's squashfs file through a read-only loop device. False when it cannot.
-bool mountSlotFile(const std::string& file) {
-  const int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-  if (control < 0) {
-    say("cannot open /dev/loop-control: " + errnoText());
-    return false;
+// The image signing key of the machine config machined runs with: the one stored on the
+// state disk (applied through the API) wins over the config disk's, as in machined's PID 1.
+// Read once, when a slot is first booted.
+std::optional<std::string> signingKey(std::string& error) {
+  static std::optional<std::string> key;
+  static std::string keyError;
+  static bool read = false;
+  if (!read) {
+    read = true;
+    std::string config;
+    std::string source = kStoredConfig;
+    if (!readSmallFile(kStoredConfig, config)) {
+      const std::string disk = keel::machined::boot::findDiskBySerial(kConfigSerial);
+      source = disk.empty() ? "no config disk" : "the config disk " + disk;
+      if (disk.empty() || !keel::init::readHead(disk, config, kMaxConfigBytes)) config.clear();
+    }
+    key = config.empty() ? std::nullopt : keel::init::imageSigningKey(config, keyError);
+    if (config.empty()) keyError = "no machine config to take the image signing key from (" + source + ")";
   }
-  const int n = ioctl(control, LOOP_CTL_GET_FREE);
-  close(control);
-  if (n < 0) return false;
-  const std::string dev = "/dev/loop" + std::to_string(n);
-  const int backing = open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  const int loop = open(dev.c_str(), O_RDWR | O_CLOEXEC);
-  bool ok = backing >= 0 && loop >= 0;
-  if (ok) {
-    loop_config config{};
-    config.fd = static_cast<unsigned>(backing);
-    config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    ok = ioctl(loop, LOOP_CONFIGURE, &config) == 0;
+  error = keyError;
+  return key;
+}
+
+// Sets up the verity device over a slot's root and tree and mounts it, once its manifest's
+// signature verifies. Empty when the slot is mounted, else why not.
+std::string mountSlot(const std::string& slot) {
+  const std::string base = std::string(kSlotDir) + "/slot-" + slot;
+  std::string error;
+  const auto key = signingKey(error);
+  if (!key) return error;
+  std::string manifest, signature;
+  if (!readSmallFile(base + ".manifest.json", manifest, kMaxManifestBytes)) {
+    return "cannot read its manifest " + base + ".manifest.json: " + errnoText();
   }
-  if (ok) ok = mount(dev.c_str(), kNewRoot, "squashfs", MS_RDONLY | MS_NODEV, nullptr) == 0;
-  if (!ok) say("cannot mount " + file + ": " + errnoText());
-  if (backing >= 0) close(backing);
-  if (loop >= 0) close(loop);
-  return ok;
+  if (!readSmallFile(base + ".manifest.sig", signature, kMaxManifestBytes)) {
+    return "cannot read its signature " + base + ".manifest.sig: " + errnoText();
+  }
+  const auto trusted = keel::init::trustSlotManifest(manifest, signature, *key);
+  if (!trusted.params) return trusted.error;
+  struct stat root {};
+  if (stat((base + ".squashfs").c_str(), &root) != 0)
+    return "cannot find its root " + base + ".squashfs: " + errnoText();
+  if (static_cast<uint64_t>(root.st_size) != trusted.params->dataBytes) {
+    return "its root is " + std::to_string(root.st_size) + " bytes, its signed manifest says " +
+           std::to_string(trusted.params->dataBytes);
+  }
+  std::string dataDev, hashDev;
+  const int data = keel::init::attachLoop(base + ".squashfs", dataDev, error);
+  const int hash = data < 0 ? -1 : keel::init::attachLoop(base + ".verity", hashDev, error);
+  std::string node;
+  if (hash >= 0)
+    node = keel::init::openVerity(std::string(kVerityName) + slot, dataDev, hashDev, *trusted.params, error);
+  // The verity device holds the loop devices now; without it, closing clears them.
+  if (data >= 0) close(data);
+  if (hash >= 0) close(hash);
+  if (node.empty()) return error;
+  if (mount(node.c_str(), kNewRoot, "squashfs", MS_RDONLY | MS_NODEV, nullptr) != 0) {
+    return "cannot mount " + node + " (dm-verity over " + base + ".squashfs): " + errnoText();
+  }
+  return {};
+}
+
+// The factory root: the root disk, its tree after the squashfs, the root hash the build
+// wrote into this initramfs. There is nothing to fall back to below it.
+void mountFactory(const std::string& rootDev) {
+  std::string text;
+  if (!readSmallFile(kFactoryVerity, text))
+    fail(std::string("cannot read ") + kFactoryVerity + ": " + errnoText());
+  const auto trusted = keel::init::factoryRoot(text);
+  if (!trusted.params) fail(trusted.error);
+  std::string error;
+  const std::string node =
+      keel::init::openVerity(std::string(kVerityName) + "factory", rootDev, rootDev, *trusted.params, error);
+  if (node.empty()) fail("the factory root " + rootDev + " cannot be used: " + error);
+  if (mount(node.c_str(), kNewRoot, "squashfs", MS_RDONLY | MS_NODEV, nullptr) != 0) {
+    fail("cannot mount the root " + node + " (dm-verity over " + rootDev + "): " + errnoText());
+  }
+  say("root: " + rootDev + " (slot factory), verified by dm-verity and mounted read-only");
 }
 
 // Chooses and mounts the root: the pointer's slot while it has tries left or is confirmed,
-// else the slot it falls back to. Returns the slot booted and whether it is unconfirmed;
-// `fellBack` says why when it went back to the previous slot (machined records it).
+// else the slot it falls back to, and the factory root when that fails too. Returns the
+// slot booted and whether it is unconfirmed; `fellBack` says why when it gave a slot up
+// (machined records it).
 std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
   mkdir(kNewRoot, 0755);
   Pointer p = haveState ? readPointer() : Pointer{};
@@ -163,21 +230,22 @@ std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveStat
     writePointer(p);
     say("trying slot " + p.boot + " (" + std::to_string(p.tries) + " more tries after this boot)");
   }
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (p.boot == "factory") break;
-    if (mountSlotFile(std::string(kSlotDir) + "/slot-" + p.boot + ".squashfs")) {
-      say("root: slot " + p.boot + ", mounted read-only");
+  for (int attempt = 0; attempt < 2 && p.boot != "factory"; ++attempt) {
+    const std::string why = mountSlot(p.boot);
+    if (why.empty()) {
+      say("root: slot " + p.boot + ", verified by dm-verity and mounted read-only");
       return {p.boot, p.tries >= 0};
     }
-    fellBack = "slot " + p.boot + " could not be mounted; went back to slot " + p.fallback;
-    say("slot " + p.boot + " cannot be mounted; going back to slot " + p.fallback);
-    p = Pointer{p.fallback, p.fallback, -1};
+    // A slot that is its own fallback (the one returned to earlier, given up now too)
+    // leaves the factory root.
+    const std::string next = p.fallback != p.boot ? p.fallback : "factory";
+    fellBack += (fellBack.empty() ? "" : "; ") +
+                ("slot " + p.boot + " could not be mounted: " + why + "; went back to slot " + next);
+    say("slot " + p.boot + " cannot be mounted: " + why + "; going back to slot " + next);
+    p = Pointer{next, next, -1};
     writePointer(p);
   }
-  if (mount(rootDev.c_str(), kNewRoot, "squashfs", MS_RDONLY | MS_NODEV, nullptr) != 0) {
-    fail("cannot mount the root " + rootDev + ": " + errnoText());
-  }
-  say("root: " + rootDev + " (slot factory), mounted read-only");
+  mountFactory(rootDev);
   return {"factory", false};
 }
 
