@@ -38,8 +38,9 @@ Result<std::chrono::seconds> parseDuration(std::string_view text, std::chrono::s
     ++i;
     // "ms" and "us" are valid in Go but make no sense for these settings.
     if (i < text.size() && text[i] == 's' && unit == 60) return bad("sub-second units are not supported");
+    // value * unit alone can pass int64 (2^50 days): compare before multiplying.
+    if (value > (kLimit - total) / unit) return bad("too large");
     total += value * unit;
-    if (total > kLimit) return bad("too large");
   }
   if (total <= 0) return bad("must be positive");
   if (total > max.count()) {

@@ -38,3 +38,11 @@ TEST_CASE("formats durations in the form it parses") {
   CHECK(formatDuration(seconds(45)) == "45s");
   CHECK(*parseDuration(formatDuration(seconds(3723)), kMax) == seconds(3723));
 }
+
+TEST_CASE("a number that is in range alone but not times its unit is refused, not wrapped") {
+  // 989999999999992 days is below the 2^50 bound on a number, but not in seconds.
+  const auto r = parseDuration("989999999999992d39s", kMax);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message().find("too large") != std::string::npos);
+  CHECK_FALSE(parseDuration("1125899906842624s1125899906842624s", kMax).ok());
+}
