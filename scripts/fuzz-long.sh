@@ -70,11 +70,14 @@ for f in "${fuzzers[@]}"; do
   echo "fuzz-long: $name (corpus $corpus)"
   start=$(date +%s)
   result=ok
-  "$f" "${args[@]}" "$work" >"$work.log" 2>&1 || { result=CRASH; status=1; }
+  if ! "$f" "${args[@]}" "$work" >"$work.log" 2>&1; then
+    # SIGINT (^C) ends a run early without a finding: keep what it found.
+    if grep -q 'run interrupted' "$work.log"; then result=interrupted; else result=CRASH; status=1; fi
+  fi
   elapsed=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work.log" | tail -n1)
   cov=$(grep -oE 'cov: [0-9]+' "$work.log" | tail -n1 | cut -d' ' -f2)
-  if [[ $result == ok ]]; then
+  if [[ $result != CRASH ]]; then
     # Keep only the inputs that add coverage to what the repository already holds.
     "$f" -merge=1 "$corpus" "$work" >"$work.merge.log" 2>&1 || true
   else
