@@ -17,7 +17,8 @@ function(keel_backend name)
   keel_proto_library(${name}_proto ROOT ${B_PROTO_ROOT} PROTOS ${B_PROTOS} LINK keel_proto
     DESCRIPTOR_SET ${stage}/${name}.pb)
   add_executable(${name} ${B_SOURCES})
-  target_link_libraries(${name} PRIVATE keel_backend ${name}_proto ${B_LIBS})
+  target_link_libraries(${name} PRIVATE keel_backend "$<LINK_LIBRARY:WHOLE_ARCHIVE,keel_backend_reflection>"
+    ${name}_proto ${B_LIBS})
   add_dependencies(${name} ${name}_proto_descriptor_set)
   get_filename_component(policy "${B_POLICY}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
   get_filename_component(manifest "${B_MANIFEST}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")

@@ -7,7 +7,6 @@
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/server.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/server_builder.h>
@@ -25,6 +24,9 @@ namespace keel::backend {
 
 namespace {
 
+// Set by keel_backend_reflection when it is linked into the daemon.
+void (*gReflectionPlugin)() = nullptr;
+
 // gRPC's reflection library adds its plugin to every server of a process that links it
 // (a static initializer); a daemon that serves no reflection takes it out again.
 class WithoutReflection final : public grpc::ServerBuilderOption {
@@ -36,6 +38,8 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 };
 
 }  // namespace
+
+void registerReflectionPlugin(void (*initPlugin)()) { gReflectionPlugin = initPlugin; }
 
 Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
   if (!rules.status().isOk()) return rules.status().withContext("service " + rules.serviceName());
@@ -49,7 +53,7 @@ Status Daemon::add(grpc::Service& service, const ServiceRules& rules) {
 std::unique_ptr<grpc::Server> Daemon::buildServer(grpc::Service& health) const {
   grpc::ServerBuilder builder;
   if (spec_.reflection) {
-    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    gReflectionPlugin();
   } else {
     builder.SetOption(std::make_unique<WithoutReflection>());
   }
@@ -63,6 +67,12 @@ std::unique_ptr<grpc::Server> Daemon::buildServer(grpc::Service& health) const {
 int Daemon::run() {
   if (services_.empty()) {
     spdlog::error("no service to serve");
+    return 1;
+  }
+  if (spec_.reflection && gReflectionPlugin == nullptr) {
+    spdlog::error("{} serves gRPC reflection but was built without keel_backend_reflection "
+                  "(keel_backend() links it; or set DaemonSpec::reflection to false)",
+                  spec_.name);
     return 1;
   }
   HealthService health;

@@ -64,12 +64,32 @@ TEST_CASE("a daemon reads its own config format, serves replies beyond the reque
 
   const auto reflection = genericCall(channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
   CHECK(reflection.error_code() == grpc::StatusCode::UNIMPLEMENTED);
+  // Without reflection, gRPC's reflection library is not even loaded.
+  const auto maps = keel::testing::readFile("/proc/" + std::to_string(daemon.pid()) + "/maps");
+  CHECK(maps.find("libgrpc++_reflection") == std::string::npos);
+  CHECK(maps.find("libgrpc++.so") != std::string::npos);
 
   daemon.signal(SIGTERM);
   const auto status = daemon.wait(30s);
   REQUIRE(status.has_value());
   CHECK(WIFEXITED(*status));
   CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("a daemon that asks for reflection without keel_backend_reflection linked refuses to start, saying why") {
+  TempDir dir;
+  const auto socket = dir / "d.sock";
+  keel::testing::writeFile(dir / "config", socket.string() + "\n");
+  setenv("TEST_DAEMON_REFLECTION", "1", 1);
+  keel::testing::ChildProcess daemon({TEST_DAEMON_PATH, "--config", (dir / "config").string()}, dir / "log");
+  unsetenv("TEST_DAEMON_REFLECTION");
+  const auto status = daemon.wait(30s);
+  REQUIRE(status.has_value());
+  INFO(daemon.log());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 1);
+  CHECK(daemon.log().find("built without keel_backend_reflection") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(socket));
 }
 
 TEST_CASE("a daemon's config is read by its spec's reader, or in the common format without one") {

@@ -1,6 +1,8 @@
 // A backend on the SDK for daemon_test: a config file of its own format (one line, the
-// socket path), replies larger than requests may be, no reflection, and a line logged once
-// it serves. Its one method, Hostname, answers `kReplyBytes` bytes to any reader.
+// socket path), replies larger than requests may be, no reflection (unless
+// TEST_DAEMON_REFLECTION is set: it is built without keel_backend_reflection, so it must
+// then refuse to start), and a line logged once it serves. Its one method, Hostname, answers `kReplyBytes` bytes to any reader.
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -48,7 +50,7 @@ int main(int argc, char** argv) {
   spec.seccompPolicy = keel::backend::test::kPolicy;
   spec.maxMessageBytes = 64 * 1024;
   spec.maxReplyBytes = -1;
-  spec.reflection = false;
+  spec.reflection = std::getenv("TEST_DAEMON_REFLECTION") != nullptr;
   spec.readConfig = readOwnConfig;
   Machine machine;
   return keel::backend::runDaemon(argc, argv, spec, [&](keel::backend::Daemon& daemon) {

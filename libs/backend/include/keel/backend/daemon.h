@@ -48,7 +48,9 @@ struct DaemonSpec {
   // daemon keeps, while requests stay small).
   int maxReplyBytes = 0;
   std::chrono::milliseconds shutdownGrace{5000};  // running calls get this long after SIGTERM
-  bool reflection = true;                         // serve gRPC server reflection
+  // Serve gRPC server reflection. Needs keel_backend_reflection linked whole into the
+  // daemon (keel_backend() does it); a daemon that serves none links nothing of it.
+  bool reflection = true;
   // Reads the config file. Empty: readBackendConfigFile, the format machined writes for a
   // backend. A daemon whose file has a format of its own reads it here, keeps its own
   // settings, and returns what the SDK serves with (socket, allowed peers, …).
@@ -96,6 +98,11 @@ class Daemon {
 // Returns the process's exit code: 0 after a clean stop, 1 when serving failed, 2 for bad
 // flags or config.
 int runDaemon(int argc, char** argv, const DaemonSpec& spec, const std::function<Status(Daemon&)>& setup);
+
+// Called once by keel_backend_reflection's static initializer with gRPC's reflection
+// plugin: the SDK itself does not link gRPC's reflection library, so a daemon without
+// reflection (trustd) does not load it.
+void registerReflectionPlugin(void (*initPlugin)());
 
 // The peer policy of a backend's socket: only the given uids.
 Status checkPeerUid(uid_t uid, pid_t pid, const std::vector<uid_t>& allowed, std::string_view daemon);
