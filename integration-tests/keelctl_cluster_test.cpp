@@ -1,6 +1,8 @@
 // keelctl cluster create/show/destroy and keelctl health, as a user runs them: a real
 // local cluster of machined processes on 127.0.1.x, under a temporary directory.
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -161,4 +163,49 @@ TEST_CASE("cluster commands explain what is missing", "[cluster]") {
   CHECK(noCluster.exitCode != 0);
   CHECK_THAT(noCluster.err, ContainsSubstring("holds no cluster"));
   CHECK(keelctl({"cluster", "destroy", "--root", (dir / "none").string()}).exitCode != 0);
+}
+
+TEST_CASE("cluster create refuses a root or libexec the nodes' services cannot reach, and writes nothing",
+          "[cluster]") {
+  if (geteuid() != 0) SKIP("only root starts services under accounts of their own");
+  TempDir dir;  // 0700, like /root
+  TempDir libexec;
+  installDaemons(libexec);
+  const auto root = dir / "deeper" / "cluster";
+  const auto hidden = keelctl({"cluster", "create", "--root", root.string(), "--machined", MACHINED_PATH,
+                               "--libexec", libexec.path().string(), "--api-port", std::to_string(freePort()),
+                               "--join-port", std::to_string(freePort())});
+  CHECK(hidden.exitCode != 0);
+  CHECK_THAT(hidden.err, ContainsSubstring("--root " + root.string() + " is out of reach of the nodes' services"));
+  CHECK_THAT(hidden.err, ContainsSubstring(dir.path().string() + " is not searchable by others (mode 0700)"));
+  CHECK_FALSE(std::filesystem::exists(dir / "deeper"));
+
+  chmod(dir.path().c_str(), 0711);
+  chmod(libexec.path().c_str(), 0700);
+  const auto privateLibexec = keelctl({"cluster", "create", "--root", root.string(), "--machined", MACHINED_PATH,
+                                       "--libexec", libexec.path().string()});
+  CHECK(privateLibexec.exitCode != 0);
+  CHECK_THAT(privateLibexec.err, ContainsSubstring("--libexec " + libexec.path().string() + " is out of reach"));
+  CHECK_FALSE(std::filesystem::exists(dir / "deeper"));
+}
+
+TEST_CASE("cluster create stops at once, saying which, when a node's trustd cannot run", "[cluster]") {
+  TempDir dir;
+  TempDir libexec;
+  chmod(dir.path().c_str(), 0711);
+  installDaemons(libexec);
+  // A trustd that exits at once: machined restarts it a few times, then gives up.
+  std::filesystem::remove(libexec / "trustd");
+  keel::testing::writeFile(libexec / "trustd", "#!/bin/sh\nexit 2\n");
+  chmod((libexec / "trustd").c_str(), 0755);
+  const auto root = dir / "cluster";
+  const auto made = keelctl({"cluster", "create", "--workers", "0", "--root", root.string(), "--machined",
+                             MACHINED_PATH, "--libexec", libexec.path().string(), "--api-port",
+                             std::to_string(freePort()), "--join-port", std::to_string(freePort())});
+  CHECK(made.exitCode != 0);
+  CHECK_THAT(made.err, ContainsSubstring("node 127.0.1.1 (controlplane): machined gave up restarting trustd (its log: "));
+  CHECK_THAT(made.err, ContainsSubstring("was stopped again"));
+  const auto show = keelctl({"cluster", "show", "--root", root.string()});
+  CHECK_THAT(show.out, ContainsSubstring("stopped"));
+  CHECK(keelctl({"cluster", "destroy", "--root", root.string()}).exitCode == 0);
 }

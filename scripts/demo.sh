@@ -18,7 +18,23 @@ build_done=$SECONDS
 keelctl=$PWD/build/cmd/keelctl/keelctl
 machined=$PWD/build/services/machined/machined
 
-out=${KEEL_OUT:-$PWD/out/cluster-$(date -u +%Y%m%d-%H%M%S)}
+# Run as root, machined starts the nodes' services under accounts of their own, which must
+# reach the cluster's folder: every folder above it must be searchable by others. A clone
+# under /root (mode 0700) keeps its cluster under /var/tmp instead.
+reachable() {
+  local dir=$1
+  while [[ $dir != / ]]; do
+    dir=$(dirname "$dir")
+    [[ -e $dir ]] || continue
+    (( 0$(stat -c %a "$dir") & 1 )) || return 1
+  done
+}
+stamp=$(date -u +%Y%m%d-%H%M%S)
+out=${KEEL_OUT:-$PWD/out/cluster-$stamp}
+if [[ -z ${KEEL_OUT:-} && $EUID -eq 0 ]] && ! reachable "$out"; then
+  out=/var/tmp/keel-demo/cluster-$stamp
+  echo "demo.sh: $PWD is not reachable by the nodes' service accounts; the cluster goes to $out"
+fi
 mkdir -p "$(dirname "$out")"
 
 # The built-in services machined starts and the backends with their manifests (timed),

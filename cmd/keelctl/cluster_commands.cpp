@@ -8,10 +8,12 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "keel/config/file_io.h"
@@ -186,8 +188,27 @@ bool nodeReady(const std::string& endpoint, const config::ClientContext& admin, 
   return true;
 }
 
-// The checks made before anything is written: the sizes, the name, the binaries, and no
-// cluster under the root yet.
+// Run as root, machined starts each node's services under accounts of their own, which
+// must reach their files under `path` (and, with `andItself`, list `path`): each directory
+// above it that exists has to be searchable by others. A clone under /root (mode 0700) is
+// not, and its services would fail at once.
+Status checkReachable(const fs::path& path, std::string_view what, bool andItself) {
+  if (geteuid() != 0) return Status::ok();
+  const fs::path full = fs::absolute(path).lexically_normal();
+  for (fs::path dir = andItself ? full : full.parent_path();; dir = dir.parent_path()) {
+    struct stat st {};
+    if (stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
+      return failedPrecondition(fmt::format(
+          "{} {} is out of reach of the nodes' services, which run under accounts of their own: {} is not "
+          "searchable by others (mode {:04o}); choose a place outside it (for instance under /var/tmp)",
+          what, full.string(), dir.string(), st.st_mode & 07777));
+    }
+    if (dir == dir.parent_path()) return Status::ok();
+  }
+}
+
+// The checks made before anything is written: the sizes, the name, the binaries, that the
+// services can reach the root and the binaries, and no cluster under the root yet.
 Status checkCreate(const ClusterCreateOptions& o) {
   const int total = o.controlPlanes + o.workers;
   if (o.controlPlanes < 1)
@@ -203,6 +224,8 @@ Status checkCreate(const ClusterCreateOptions& o) {
       return failedPrecondition(fmt::format("no {} at {}", what, path.string()));
     }
   }
+  KEEL_RETURN_IF_ERROR(checkReachable(o.root, "--root", false));
+  KEEL_RETURN_IF_ERROR(checkReachable(o.libexec, "--libexec", true));
   std::error_code ec;
   if (fs::exists(o.root / kStateFile, ec)) {
     return alreadyExists(fmt::format("{} already holds a cluster: 'keelctl cluster destroy --root {}' first",
@@ -250,6 +273,19 @@ Result<config::ClientContext> writeClusterFiles(const ClusterCreateOptions& o, c
 
 }
 
+// The built-in service (apid or trustd) a node's machined gave up restarting, if its log
+// says so: then the node cannot become ready, and waiting on would only hide why.
+std::optional<std::string> givenUpService(const fs::path& machinedLog) {
+  std::ifstream in(machinedLog);
+  std::string line;
+  while (std::getline(in, line)) {
+    for (const char* service : {"apid", "trustd"}) {
+      if (line.find(fmt::format("service {} failed: gave up", service)) != std::string::npos) return service;
+    }
+  }
+  return std::nullopt;
+}
+
 // Waits until every node's apid answers and Keel's services run there, showing the count
 // on stderr. Errors: UNAVAILABLE when a node exits, DEADLINE_EXCEEDED after o.wait.
 Status waitUntilReady(const ClusterState& state, const ClusterCreateOptions& o, const fs::path& root,
@@ -268,6 +304,14 @@ Status waitUntilReady(const ClusterState& state, const ClusterCreateOptions& o, 
       if (kill(n.pid, 0) != 0) {
         return unavailable(fmt::format("node {} ({}) exited while starting; the end of its log:\n{}", n.address,
                                     n.type, tailOf(root / "nodes" / n.address / "machined.log")));
+      }
+      const auto log = root / "nodes" / n.address / "machined.log";
+      if (const auto gaveUp = givenUpService(log)) {
+        return unavailable(fmt::format("node {} ({}): machined gave up restarting {} (its log: {}); the end of "
+                                       "machined's log:\n{}",
+                                       n.address, n.type, *gaveUp,
+                                       (log.parent_path() / "root/var/log/keel" / (*gaveUp + ".log")).string(),
+                                       tailOf(log)));
       }
       if (nodeReady(fmt::format("{}:{}", n.address, o.apiPort), admin, clock)) {
         ready[i] = true;
@@ -311,6 +355,8 @@ Status clusterCreate(const ClusterCreateOptions& o, CommandEnv& env) {
   std::error_code ec;
   fs::create_directories(o.root, ec);
   if (ec) return internalError(fmt::format("cannot create {}: {}", o.root.string(), ec.message()));
+  // The folders just made above it follow the umask.
+  KEEL_RETURN_IF_ERROR(checkReachable(o.root, "--root", false));
   // Services running under their own accounts (when this runs as root) traverse it.
   fs::permissions(o.root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
                   fs::perm_options::replace, ec);
