@@ -136,8 +136,8 @@ void writePointer(const Pointer& p) {
 // The image signing key of the machine config machined runs with: the one stored on the
 // state disk (applied through the API) wins over the config disk's, as in machined's PID 1.
 // Read once, when a slot is first booted.
-std::optional<std::string> signingKey(std::string& error) {
-  static std::optional<std::string> key;
+std::optional<keel::init::SigningKey> signingKey(std::string& error) {
+  static std::optional<keel::init::SigningKey> key;
   static std::string keyError;
   static bool read = false;
   if (!read) {
@@ -149,8 +149,11 @@ std::optional<std::string> signingKey(std::string& error) {
       source = disk.empty() ? "no config disk" : "the config disk " + disk;
       if (disk.empty() || !keel::init::readHead(disk, config, kMaxConfigBytes)) config.clear();
     }
-    key = config.empty() ? std::nullopt : keel::init::imageSigningKey(config, keyError);
-    if (config.empty()) keyError = "no machine config to take the image signing key from (" + source + ")";
+    if (config.empty()) {
+      keyError = "no machine config to take the image signing key from (" + source + ")";
+    } else if (const auto pem = keel::init::imageSigningKey(config, keyError)) {
+      key = keel::init::SigningKey::fromPem(*pem, keyError);
+    }
   }
   error = keyError;
   return key;

@@ -35,26 +35,9 @@ bool goodBlockSize(uint64_t size) {
   return size >= 512 && size <= 4096 && (size & (size - 1)) == 0;
 }
 
-// False, with `error`, unless `signature` verifies over `data` with `publicKeyPem`.
-bool signatureVerifies(const std::string& publicKeyPem, const std::string& data, const std::string& signature,
+// False, with `error`, unless `signature` verifies over `data` with `key`.
+bool signatureVerifies(const SigningKey& key, const std::string& data, const std::string& signature,
                        std::string& error) {
-  std::unique_ptr<BIO, BioFree> bio(
-      BIO_new_mem_buf(publicKeyPem.data(), static_cast<int>(publicKeyPem.size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)
-                                              : nullptr);
-  if (!key) {
-    error = "machine.upgrade.publicKey is not a PEM public key";
-    return false;
-  }
-  char group[64] = {};
-  size_t groupLen = 0;
-  if (!EVP_PKEY_is_a(key.get(), "EC") ||
-      EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &groupLen) !=
-          1 ||
-      std::string(group) != "prime256v1") {
-    error = "machine.upgrade.publicKey is not an ECDSA P-256 key";
-    return false;
-  }
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   const bool ok =
       ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
@@ -107,6 +90,28 @@ TrustedRoot verityOf(const Json& verity, uint64_t rootSize) {
 
 }  // namespace
 
+std::optional<SigningKey> SigningKey::fromPem(const std::string& pem, std::string& error) {
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  std::shared_ptr<EVP_PKEY> key(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr,
+                                PkeyFree());
+  if (!key) {
+    error = "machine.upgrade.publicKey is not a PEM public key";
+    return std::nullopt;
+  }
+  char group[64] = {};
+  size_t groupLen = 0;
+  if (!EVP_PKEY_is_a(key.get(), "EC") ||
+      EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &groupLen) !=
+          1 ||
+      std::string(group) != "prime256v1") {
+    error = "machine.upgrade.publicKey is not an ECDSA P-256 key";
+    return std::nullopt;
+  }
+  SigningKey out;
+  out.key_ = std::move(key);
+  return out;
+}
+
 std::optional<std::string> imageSigningKey(const std::string& configJson, std::string& error) {
   // A config disk holds the JSON followed by zero bytes up to its size.
   const Json config = Json::parse(configJson.c_str(), nullptr, /*allow_exceptions=*/false);
@@ -130,10 +135,9 @@ std::optional<std::string> imageSigningKey(const std::string& configJson, std::s
   return node->get<std::string>();
 }
 
-TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& signature,
-                              const std::string& publicKeyPem) {
+TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& signature, const SigningKey& key) {
   TrustedRoot out;
-  if (!signatureVerifies(publicKeyPem, manifest, signature, out.error)) return out;
+  if (!signatureVerifies(key, manifest, signature, out.error)) return out;
   // Signed by the key the machine config names: from here on the bytes are the image
   // owner's, and only their shape can still be wrong.
   const Json m = Json::parse(manifest, nullptr, /*allow_exceptions=*/false);

@@ -5,8 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+
+struct evp_pkey_st;
 
 namespace keel::init {
 
@@ -31,11 +34,22 @@ struct TrustedRoot {
 // zero bytes that pad a config disk), or nullopt with `error` set.
 std::optional<std::string> imageSigningKey(const std::string& configJson, std::string& error);
 
+// The image signing key, parsed once: an ECDSA P-256 public key.
+class SigningKey {
+ public:
+  // The key of a PEM public key, or nullopt with `error` set when it is not one or not on
+  // P-256.
+  static std::optional<SigningKey> fromPem(const std::string& pem, std::string& error);
+  evp_pkey_st* get() const { return key_.get(); }
+
+ private:
+  std::shared_ptr<evp_pkey_st> key_;
+};
+
 // The verity parameters of a slot: `signature` (DER ECDSA P-256) must verify over the
-// SHA-256 of `manifest`'s bytes with `publicKeyPem`; only then is the manifest read. The
-// tree is its own file, so it starts at hash block 0.
-TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& signature,
-                              const std::string& publicKeyPem);
+// SHA-256 of `manifest`'s bytes with `key`; only then is the manifest read. The tree is
+// its own file, so it starts at hash block 0.
+TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& signature, const SigningKey& key);
 
 // The factory root's parameters as the build wrote them into the initramfs: the image
 // manifest's "verity" object and the root's size ("root_size"); the tree follows the root

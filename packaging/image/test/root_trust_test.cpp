@@ -44,6 +44,14 @@ std::string sign(const keel::pki::PrivateKey& key, const std::string& bytes) {
   return *signature;
 }
 
+keel::init::SigningKey keyOf(const keel::pki::PrivateKey& key) {
+  std::string error;
+  auto parsed = keel::init::SigningKey::fromPem(key.publicKeyPem(), error);
+  INFO(error);
+  REQUIRE(parsed);
+  return *parsed;
+}
+
 keel::pki::PrivateKey newKey(keel::pki::KeyType type = keel::pki::KeyType::kEcdsaP256) {
   auto key = keel::pki::PrivateKey::generate(type);
   REQUIRE(key.ok());
@@ -53,7 +61,7 @@ keel::pki::PrivateKey newKey(keel::pki::KeyType type = keel::pki::KeyType::kEcds
 TEST_CASE("a slot manifest signed with the config's key gives its verity parameters", "[root_trust]") {
   const auto key = newKey();
   const std::string m = manifest();
-  const auto trusted = trustSlotManifest(m, sign(key, m), key.publicKeyPem());
+  const auto trusted = trustSlotManifest(m, sign(key, m), keyOf(key));
   INFO(trusted.error);
   REQUIRE(trusted.params);
   CHECK(trusted.params->dataBytes == 8192);
@@ -70,7 +78,7 @@ TEST_CASE("a slot manifest changed after it was signed is refused for its signat
   const std::string m = manifest();
   std::string changed = m;
   changed.replace(changed.find(kRootHash), 64, std::string(64, 'b'));
-  const auto trusted = trustSlotManifest(changed, sign(key, m), key.publicKeyPem());
+  const auto trusted = trustSlotManifest(changed, sign(key, m), keyOf(key));
   CHECK_FALSE(trusted.params);
   CHECK(trusted.error ==
         "its manifest's signature does not verify with the machine config's image signing key");
@@ -79,25 +87,31 @@ TEST_CASE("a slot manifest changed after it was signed is refused for its signat
 TEST_CASE("a slot manifest signed by another key, or not at all, is refused", "[root_trust]") {
   const auto key = newKey();
   const std::string m = manifest();
-  CHECK_FALSE(trustSlotManifest(m, sign(newKey(), m), key.publicKeyPem()).params);
-  CHECK_FALSE(trustSlotManifest(m, "", key.publicKeyPem()).params);
-  CHECK_FALSE(trustSlotManifest(m, std::string(72, '\x30'), key.publicKeyPem()).params);
+  CHECK_FALSE(trustSlotManifest(m, sign(newKey(), m), keyOf(key)).params);
+  CHECK_FALSE(trustSlotManifest(m, "", keyOf(key)).params);
+  CHECK_FALSE(trustSlotManifest(m, std::string(72, '\x30'), keyOf(key)).params);
 }
 
-TEST_CASE("a signing key that is not an ECDSA P-256 public key verifies nothing", "[root_trust]") {
-  const auto ed = newKey(keel::pki::KeyType::kEd25519);
-  const std::string m = manifest();
-  const auto trusted = trustSlotManifest(m, "sig", ed.publicKeyPem());
-  CHECK_FALSE(trusted.params);
-  CHECK(trusted.error == "machine.upgrade.publicKey is not an ECDSA P-256 key");
-  CHECK(trustSlotManifest(m, "sig", "not a key").error ==
-        "machine.upgrade.publicKey is not a PEM public key");
+TEST_CASE("a signing key that is not an ECDSA P-256 public key is refused, saying why", "[root_trust]") {
+  std::string error;
+  CHECK_FALSE(keel::init::SigningKey::fromPem(newKey(keel::pki::KeyType::kEd25519).publicKeyPem(), error));
+  CHECK(error == "machine.upgrade.publicKey is not an ECDSA P-256 key");
+  const std::string p384 =
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEDF6yCZS1Cr8GSc4CyTptj0M31l4hqLFW\n"
+      "VnAFcUT2YzLD7P4IR3TZ6Zm0YEaRaeVdYUxr7bIcQjD3rlKme4R3l5ARemVSU01U\n"
+      "WYvdPzfmsZUV3ituhaBQypKmh5TJLYh0\n"
+      "-----END PUBLIC KEY-----\n";
+  CHECK_FALSE(keel::init::SigningKey::fromPem(p384, error));
+  CHECK(error == "machine.upgrade.publicKey is not an ECDSA P-256 key");
+  CHECK_FALSE(keel::init::SigningKey::fromPem("not a key", error));
+  CHECK(error == "machine.upgrade.publicKey is not a PEM public key");
 }
 
 TEST_CASE("a signed manifest with another hash algorithm or a partial block is refused", "[root_trust]") {
   const auto key = newKey();
   for (const auto& m : {manifest("sha1"), manifest("sha256", 8193), manifest("sha256", 0)}) {
-    const auto trusted = trustSlotManifest(m, sign(key, m), key.publicKeyPem());
+    const auto trusted = trustSlotManifest(m, sign(key, m), keyOf(key));
     CHECK_FALSE(trusted.params);
     CHECK(trusted.error.rfind("its manifest: ", 0) == 0);
   }
