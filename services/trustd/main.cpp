@@ -10,7 +10,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "keel/apis/builtin.h"
 #include "keel/backend/daemon.h"
 #include "keel/common/clock.h"
 
@@ -73,8 +72,8 @@ struct Trustd {
     security = std::make_unique<keel::trustd::SecurityServiceImpl>(authority.get());
     // apid's own certificates: not routed by apid, and refused to any call it forwarded.
     local = std::make_unique<keel::trustd::LocalIssuerServiceImpl>(authority.get());
-    localRules = std::make_unique<keel::backend::ServiceRules>(keel::apis::kLocalIssuerService,
-                                                               keel::apis::builtinRules());
+    localRules = std::make_unique<keel::backend::ServiceRules>(
+        keel::security::v1::LocalIssuerService::service_full_name());
     KEEL_RETURN_IF_ERROR(daemon.serve(*security));
     KEEL_RETURN_IF_ERROR(daemon.add(*local, *localRules));
     daemon.whenServing([this] {

@@ -1,9 +1,9 @@
 // The gRPC adapter of trustd: each handler re-checks the method's rule with the backend
-// SDK (the node's built-in rules), reads what apid vouched for (keel-identity, keel-peer,
-// keel-cert-validity), and hands plain values to the Authority.
+// SDK (compiled from security.proto's allowed_roles options, as apid compiles them),
+// reads what apid vouched for (keel-identity, keel-peer, keel-cert-validity), and hands
+// plain values to the Authority.
 #pragma once
 
-#include "keel/apis/builtin.h"
 #include "keel/backend/authorize.h"
 #include "keel/security/v1/security.grpc.pb.h"
 
@@ -17,7 +17,7 @@ namespace keel::trustd {
 // roles and must pass their rule like every other method.
 class SecurityServiceImpl final : public backend::AuthorizedService<keel::security::v1::SecurityService> {
  public:
-  explicit SecurityServiceImpl(Authority* authority) : AuthorizedService(apis::builtinRules()), authority_(authority) {}
+  explicit SecurityServiceImpl(Authority* authority) : authority_(authority) {}
 
   grpc::Status SignNodeCertificate(grpc::ServerContext* ctx,
                                    const keel::security::v1::SignNodeCertificateRequest* req,
