@@ -150,8 +150,13 @@ def main():
         notes.append("HEAD only: trustd_bench signs in its own process with HEAD's libs/pki on both "
                      "sides, so that row does not compare the two commits.")
     if args.rounds > 1:
-        # Noise alone puts a row on one given side in every round with probability 1/2^rounds.
-        chance = f"noise alone does this to a row 1 time in {2 ** args.rounds}"
+        # Noise alone puts a row on one given side in every round with probability 1/2^rounds,
+        # so among many rows a few land there by chance.
+        compared = sum(1 for row in rows.values() if not row["head_only"] and
+                       sum(1 for h, b in zip(row["head"], row["base"]) if h is not None and b) >= 2)
+        expected = compared / 2 ** args.rounds
+        chance = (f"noise alone does this to a row 1 time in {2 ** args.rounds}, so to about "
+                  f"{expected:.1f} of these {compared} rows on each side; more rounds make it rarer")
         for kind in ("worse", "better"):
             found = every_round[kind]
             notes.append(f"{kind.capitalize()} in every round ({chance}): "
