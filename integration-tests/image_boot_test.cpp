@@ -166,16 +166,50 @@ std::string factoryVersion() {
   return nlohmann::json::parse(shown.out)["version"].get<std::string>();
 }
 
+std::string factoryBuildId() {
+  const auto shown = keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", (std::filesystem::path(KEEL_IMAGE_DIR) /
+                                                                         "keel.img").string()});
+  REQUIRE(shown.exitCode == 0);
+  return nlohmann::json::parse(shown.out)["build_id"].get<std::string>();
+}
+
 std::string nextVersion(const std::string& version) {
   unsigned major = 0, minor = 0, patch = 0;
   REQUIRE(std::sscanf(version.c_str(), "%u.%u.%u", &major, &minor, &patch) == 3);
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch + 1);
 }
 
-// A second build as an image file: the build's kernel and initramfs, its root changed by
-// `change`, a dm-verity tree made for that root, under `version`.
+// A file added to an initramfs.
+struct InitramfsFile {
+  std::string path;  // in the archive
+  std::string content;
+  mode_t mode = 0644;
+};
+
+// The build's initramfs with `files` in a second archive after it, which the kernel unpacks
+// over the first: how a test makes a slot's own initramfs differ from the factory's.
+std::filesystem::path initramfsWith(const keel::testing::TempDir& dir, const std::string& name,
+                                    const std::vector<InitramfsFile>& files) {
+  const auto extra = dir / (name + ".d");
+  for (const auto& file : files) {
+    std::filesystem::create_directories((extra / file.path).parent_path());
+    writeFile(extra / file.path, file.content);
+    chmod((extra / file.path).c_str(), file.mode);
+  }
+  const auto out = dir / name;
+  std::filesystem::copy_file(std::filesystem::path(KEEL_IMAGE_DIR) / "initrd.img", out);
+  const auto appended = keel::testing::run(
+      {"sh", "-c", "cd '" + extra.string() + "' && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | "
+                   "gzip -n >> '" + out.string() + "'"});
+  INFO(appended.err);
+  REQUIRE(appended.exitCode == 0);
+  return out;
+}
+
+// A second build as an image file: the build's kernel and initramfs (or `initramfs`), its
+// root changed by `change`, a dm-verity tree made for that root, under `version`.
 void packImage(const keel::testing::TempDir& dir, const std::string& change, const std::string& version,
-               const std::filesystem::path& out) {
+               const std::filesystem::path& out, const std::filesystem::path& initramfs = {}) {
   const std::filesystem::path image(KEEL_IMAGE_DIR);
   packRoot(dir, change, dir / "root.squashfs");
   const std::string salt(64, '5');
@@ -191,7 +225,7 @@ void packImage(const keel::testing::TempDir& dir, const std::string& change, con
   const std::string rootHash = verity.out.substr(verity.out.find_first_not_of(" \t", at + 10), 64);
   const auto packed = keel::testing::run(
       {KEEL_IMAGE_PACK_PATH, "pack", "--kernel", (image / "vmlinuz").string(), "--initramfs",
-       (image / "initrd.img").string(), "--root", (dir / "root.squashfs").string(), "--verity",
+       (initramfs.empty() ? image / "initrd.img" : initramfs).string(), "--root", (dir / "root.squashfs").string(), "--verity",
        (dir / "root.verity").string(), "--version", version, "--build-id", "test-" + version, "--root-hash", rootHash,
        "--salt", salt, "-o", out.string()});
   INFO(packed.err);
@@ -209,15 +243,19 @@ void signImage(const std::filesystem::path& image, const std::filesystem::path& 
 }
 
 // A root slot as an upgrade leaves it on the state disk, in `state`/lib/keel-boot: a second
-// build's root changed by `change`, its verity tree, and its manifest signed with
-// `keyDir`'s image-signing.key.
+// build's root changed by `change`, its verity tree, the build's kernel and initramfs (or
+// `initramfs`), and its manifest signed with `keyDir`'s image-signing.key.
 void addSlot(const keel::testing::TempDir& dir, const std::filesystem::path& state, const std::string& slot,
-             const std::string& change, const std::filesystem::path& keyDir) {
+             const std::string& change, const std::filesystem::path& keyDir,
+             const std::filesystem::path& initramfs = {}) {
   const auto boot = state / "lib/keel-boot";
   std::filesystem::create_directories(boot);
   const auto image = dir / ("slot-" + slot + ".img");
-  packImage(dir, change, nextVersion(factoryVersion()), image);
+  packImage(dir, change, nextVersion(factoryVersion()), image, initramfs);
   const std::string base = "slot-" + slot;
+  std::filesystem::copy_file(std::filesystem::path(KEEL_IMAGE_DIR) / "vmlinuz", boot / (base + ".vmlinuz"));
+  std::filesystem::copy_file(initramfs.empty() ? std::filesystem::path(KEEL_IMAGE_DIR) / "initrd.img" : initramfs,
+                             boot / (base + ".initrd"));
   std::filesystem::rename(dir / "root.squashfs", boot / (base + ".squashfs"));
   std::filesystem::rename(dir / "root.verity", boot / (base + ".verity"));
   const auto manifest = keel::testing::run({KEEL_IMAGE_PACK_PATH, "show", image.string()});
@@ -228,9 +266,10 @@ void addSlot(const keel::testing::TempDir& dir, const std::filesystem::path& sta
 
 // A state disk with a second build in slot b and a boot pointer that tries it once.
 std::filesystem::path stateWithSlotB(const keel::testing::TempDir& dir, const std::string& change,
-                                     const std::filesystem::path& keyDir) {
+                                     const std::filesystem::path& keyDir,
+                                     const std::filesystem::path& initramfs = {}) {
   const auto state = dir / "state";
-  addSlot(dir, state, "b", change, keyDir);
+  addSlot(dir, state, "b", change, keyDir, initramfs);
   writeFile(state / "lib/keel-boot/pointer", "boot=b\nfallback=factory\ntries=1\n");
   return state;
 }
@@ -255,6 +294,8 @@ TEST_CASE("a new root slot that serves the API is kept", "[image]") {
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state, work.path());
   REQUIRE(vm.waitForApi(kBootTimeout));
   CHECK_THAT(vm.serial(), ContainsSubstring("keel-init: trying slot b (0 more tries after this boot)"));
+  CHECK_THAT(vm.serial(), ContainsSubstring("keel-init: starting slot b's own kernel and initramfs, checked against "
+                                            "its signed manifest"));
   CHECK(vm.waitForSerial("keel-pid1: slot b serves the API; it is kept", 30s));
 
   // Kept: the next boot takes slot b again, no longer on trial.
@@ -270,6 +311,29 @@ TEST_CASE("a new root slot that serves the API is kept", "[image]") {
 
   CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
   CHECK(vm.waitForExit(60s));
+}
+
+// The slot's own initramfs has no working /init: the slot's kernel panics, the machine
+// restarts with its boot loader's kernel, and the slot's try is spent.
+TEST_CASE("a new root slot whose initramfs does not come up is left for the previous one", "[image]") {
+  if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
+  keel::testing::TempDir work;
+  makeImageSigningKey(work.path());
+  const auto broken = initramfsWith(work, "initrd-broken.img", {{"init", "", 0755}});
+  const auto state = stateWithSlotB(work, "true", work.path(), broken);
+  ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120", state, work.path());
+  CHECK(vm.waitForSerial("keel-init: starting slot b's own kernel and initramfs", kBootTimeout));
+  CHECK(vm.waitForSerial("Kernel panic", kBootTimeout));
+  CHECK(vm.waitForSerial("keel-init: slot b never reached API-ready; going back to slot factory", kBootTimeout));
+  REQUIRE(vm.waitForApi(kBootTimeout, vm.serial().find("going back to slot factory")));
+  const auto version = vm.keelctl({"version", "-o", "json"});
+  REQUIRE(version.exitCode == 0);
+  CHECK(nlohmann::json::parse(version.out)["messages"][0]["boot_slot"] == "factory");
+  CHECK_THAT(vm.keelctl({"events"}).out, ContainsSubstring("slot b never reached API-ready; went back to slot factory"));
+  CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
+  CHECK(vm.waitForExit(60s));
+  const auto pointer = keel::testing::run({"/usr/sbin/debugfs", "-R", "cat /lib/keel-boot/pointer", vm.statePath().string()});
+  CHECK(pointer.out == "boot=factory\nfallback=factory\ntries=confirmed\n");
 }
 
 TEST_CASE("a new root slot whose machined keeps crashing reboots into the previous one", "[image]") {
@@ -323,7 +387,7 @@ TEST_CASE("a slot whose root changed on the state disk or whose manifest signatu
   const auto boot = state / "lib/keel-boot";
   // One build signed by the owner in both slots (a copy: only one root to pack).
   addSlot(work, state, "b", "echo second > usr/share/keel/build-id", work.path());
-  for (const char* ext : {".squashfs", ".verity", ".manifest.json", ".manifest.sig"}) {
+  for (const char* ext : {".squashfs", ".verity", ".vmlinuz", ".initrd", ".manifest.json", ".manifest.sig"}) {
     std::filesystem::copy_file(boot / (std::string("slot-b") + ext), boot / (std::string("slot-a") + ext));
   }
   // One byte of slot b's root, flipped in the middle of the file.
@@ -351,7 +415,7 @@ TEST_CASE("a slot whose root changed on the state disk or whose manifest signatu
   CHECK_THAT(console, ContainsSubstring("keel-init: slot b cannot be mounted: dm-verity verification failed "
                                         "reading the root at byte"));
   CHECK_THAT(console, ContainsSubstring("Input/output error; going back to slot a"));
-  CHECK_THAT(console, ContainsSubstring("keel-init: slot a cannot be mounted: its manifest's signature does not "
+  CHECK_THAT(console, ContainsSubstring("keel-init: slot a cannot be started: its manifest's signature does not "
                                         "verify with the machine config's image signing key; going back to slot "
                                         "factory"));
   CHECK_THAT(console, ContainsSubstring("(slot factory), verified by dm-verity and mounted read-only"));
@@ -360,7 +424,7 @@ TEST_CASE("a slot whose root changed on the state disk or whose manifest signatu
   INFO(events.out << events.err);
   CHECK_THAT(events.out, ContainsSubstring("slot b could not be mounted: dm-verity verification failed"));
   CHECK_THAT(events.out,
-             ContainsSubstring("slot a could not be mounted: its manifest's signature does not verify"));
+             ContainsSubstring("slot a could not be started: its manifest's signature does not verify"));
   const auto version = vm.keelctl({"version", "-o", "json"});
   REQUIRE(version.exitCode == 0);
   CHECK(nlohmann::json::parse(version.out)["messages"][0]["boot_slot"] == "factory");
@@ -378,9 +442,24 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
   const auto image = work / "second.img";
   const std::string factory = factoryVersion();
   const std::string newer = nextVersion(factory);
-  packImage(work, "echo second > usr/share/keel/build-id", newer, image);
+  // The second build's initramfs names itself otherwise: the node must boot it.
+  packImage(work, "echo second > usr/share/keel/build-id", newer, image,
+            initramfsWith(work, "initrd-second.img", {{"etc/initramfs-version", newer + " second-initramfs\n"}}));
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false, "KEEL_CONFIRM_TIMEOUT=120");
   REQUIRE(vm.waitForApi(kBootTimeout));
+  const auto versionOf = [&] {
+    const auto shown = vm.keelctl({"version", "-o", "json"});
+    INFO(shown.out << shown.err);
+    REQUIRE(shown.exitCode == 0);
+    return nlohmann::json::parse(shown.out)["messages"][0];
+  };
+  const auto factoryBoot = versionOf();
+  CHECK(factoryBoot["initramfs"] == factory + " " + factoryBuildId());
+  // The kernel the build fetched, named by its release and build.
+  const std::string kernel = factoryBoot["kernel"].get<std::string>();
+  std::string release = readFile(std::filesystem::path(KEEL_IMAGE_DIR) / "kernel-version");
+  release.erase(release.find_last_not_of('\n') + 1);
+  CHECK(kernel.rfind(release + " #", 0) == 0);
 
   // Signed by someone else's key, or not at all: refused before a byte is written.
   REQUIRE(keel::testing::run({KEELCTL_PATH, "gen", "image-key", "-o", (work / "other").string()}).exitCode == 0);
@@ -428,6 +507,10 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
   const auto runningJson = nlohmann::json::parse(running.out);
   CHECK(runningJson["messages"][0]["image_version"] == newer);
   CHECK(runningJson["messages"][0]["boot_slot"] == "a");
+  // Slot a's own initramfs runs now (and its kernel, the same build here).
+  CHECK_THAT(vm.serial().substr(before), ContainsSubstring("keel-init: starting slot a's own kernel and initramfs"));
+  CHECK(runningJson["messages"][0]["initramfs"] == newer + " second-initramfs");
+  CHECK(runningJson["messages"][0]["kernel"] == kernel);
 
   // The factory's version is older than that now: refused by name, nothing reboots.
   const auto older = work / "older.img";
@@ -456,6 +539,7 @@ TEST_CASE("keelctl upgrade installs a signed build that is kept and rollback ret
   CHECK_THAT(vm.serial().substr(before),
              ContainsSubstring("(slot factory), verified by dm-verity and mounted read-only"));
   CHECK_THAT(vm.serial().substr(before), !ContainsSubstring("trying slot"));
+  CHECK(versionOf()["initramfs"] == factory + " " + factoryBuildId());
 
   CHECK(vm.keelctl({"shutdown", "--yes"}).exitCode == 0);
   CHECK(vm.waitForExit(60s));

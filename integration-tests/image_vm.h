@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
+#include <csignal>
 #include <unistd.h>
 
 #include <catch2/catch_test_macros.hpp>
@@ -148,8 +150,27 @@ class ImageVm {
         "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:" + std::to_string(port_) + "-:50000",
         "-device", "virtio-net-pci,netdev=n0"};
     if (exitOnReboot) argv.push_back("-no-reboot");
+    argv_ = argv;
+    powerOn();
+  }
+
+  // Starts QEMU on the VM's disks: at construction, and again after a power cut.
+  void powerOn() {
+    REQUIRE_FALSE((qemu_ && qemuRunning()));
+    // QEMU truncates the serial log when it opens it: what earlier runs wrote is kept, so
+    // that offsets into serial() stay valid across power cuts.
+    earlierSerial_ = serial();
+    std::error_code ec;
+    std::filesystem::remove(serialPath(), ec);
     started_ = std::chrono::steady_clock::now();
-    qemu_ = std::make_unique<keel::testing::ChildProcess>(argv, dir_ / "qemu.log");
+    qemu_ = std::make_unique<keel::testing::ChildProcess>(argv_, dir_ / "qemu.log");
+  }
+
+  // Pulls the plug: QEMU is killed at once, so whatever the guest had not written to its
+  // disks is lost, as in a power cut. The host keeps what QEMU wrote.
+  void powerCut() {
+    qemu_->signal(SIGKILL);
+    REQUIRE(qemu_->wait(std::chrono::seconds(30)).has_value());
   }
 
   // QEMU is killed with the child process; the console goes to the test's output, which
@@ -176,9 +197,10 @@ class ImageVm {
   // The private key the node's machine.upgrade.publicKey belongs to.
   std::filesystem::path imageSigningKey() const { return dir_ / "image-signing.key"; }
   std::filesystem::path serialPath() const { return dir_ / "serial.log"; }
+  // The console of every run of QEMU so far, this one's last.
   std::string serial() const {
     std::error_code ec;
-    return std::filesystem::exists(serialPath(), ec) ? readFile(serialPath()) : std::string();
+    return earlierSerial_ + (qemu_ && std::filesystem::exists(serialPath(), ec) ? readFile(serialPath()) : std::string());
   }
   std::string qemuLog() const { return qemu_->log(); }
   int port() const { return port_; }
@@ -219,10 +241,16 @@ class ImageVm {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
   }
 
-  keel::testing::ProcessResult keelctl(std::vector<std::string> args) const {
+  // keelctl's arguments to reach this node with the admin's keelconfig.
+  std::vector<std::string> keelctlArgv(const std::vector<std::string>& args) const {
     std::vector<std::string> argv = {KEELCTL_PATH, "--keelconfig", (dir_ / "keelconfig").string(), "-e",
                                      "127.0.0.1:" + std::to_string(port_)};
     argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  keel::testing::ProcessResult keelctl(std::vector<std::string> args) const {
+    const auto argv = keelctlArgv(args);
     keel::testing::RunOptions options;
     // An upgrade streams a whole root into an emulated guest.
     options.timeout = std::chrono::seconds(180);
@@ -235,6 +263,8 @@ class ImageVm {
   int port_;
   nlohmann::json config_;
   std::chrono::steady_clock::time_point started_;
+  std::vector<std::string> argv_;
+  std::string earlierSerial_;
   std::unique_ptr<keel::testing::ChildProcess> qemu_;
 };
 

@@ -46,11 +46,15 @@ bool confirmed(MachineCommandEnv& env, const std::string& what) {
 }  // namespace
 
 Status printVersions(MachineCommandEnv& env, const v1::VersionResponse& resp) {
-  return printNodeTable(env, resp, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH", "IMAGE", "SLOT"},
-                        [](const std::string& node, const v1::Version& m, TableRows& rows) {
+  // The kernel's release (its build, the rest of `kernel`, is in -o json/yaml).
+  const auto release = [](const std::string& kernel) {
+    return kernel.empty() ? std::string("-") : kernel.substr(0, kernel.find(' '));
+  };
+  return printNodeTable(env, resp, {"NODE", "VERSION", "COMMIT", "BUILT", "ARCH", "IMAGE", "SLOT", "KERNEL"},
+                        [&](const std::string& node, const v1::Version& m, TableRows& rows) {
                           rows.push_back({node, m.version(), m.git_commit(), m.build_date(), m.arch(),
                                           m.image_version().empty() ? "-" : m.image_version(),
-                                          m.boot_slot().empty() ? "-" : m.boot_slot()});
+                                          m.boot_slot().empty() ? "-" : m.boot_slot(), release(m.kernel())});
                         });
 }
 

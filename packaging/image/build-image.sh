@@ -267,6 +267,8 @@ done
 # and the root's size, after which the tree follows on the root disk.
 printf '{"root_size": %s, "verity": {"data_block_size": 4096, "hash_algorithm": "sha256", "hash_block_size": 4096, "root_hash": "%s", "salt": "%s"}}\n' \
   "$(stat -c %s "$out/root.squashfs")" "$root_hash" "$salt" > "$initrd/etc/factory-root.json"
+# What this initramfs is, "VERSION BUILD_ID": keel_init hands it to machined, which reports it.
+echo "$version $build_id" > "$initrd/etc/initramfs-version"
 install -m 0755 "$init" "$initrd/init"
 strip --strip-all "$initrd/init"
 (cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 -n) > "$out/initrd.img"

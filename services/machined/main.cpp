@@ -28,6 +28,7 @@
 #include "keel/sandbox/policy.h"
 #include "keel/sandbox/sandbox.h"
 #include "keel/supervisor/spawner.h"
+#include "src/boot/boot_timeline.h"
 #include "src/boot/pid1.h"
 #include "src/node/node.h"
 #include "keel/common/status.h"
@@ -182,6 +183,9 @@ keel::machined::NodeOptions nodeOptions(const Flags& f, const std::string& self)
     options.bootedSlot = slot != nullptr ? slot : "factory";
     // The initramfs went back to the previous slot by itself: an event, like a rollback.
     if (const char* fellBack = std::getenv("KEEL_BOOT_FALLBACK")) options.bootFallback = fellBack;
+    if (const char* initramfs = std::getenv("KEEL_INITRAMFS")) options.initramfs = initramfs;
+    options.bootMark = keel::machined::bootMark;
+    if (const char* steps = std::getenv("KEEL_BOOT_TIMELINE")) options.bootTimeline = steps;
   }
   return options;
 }

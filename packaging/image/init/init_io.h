@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -16,6 +19,25 @@ namespace keel::init {
 inline void say(const std::string& line) {
   const std::string out = "keel-init: " + line + "\n";
   [[maybe_unused]] auto n = write(STDERR_FILENO, out.data(), out.size());
+}
+
+// A step of the boot timeline, "keel-boot: T s STEP" with the seconds since the kernel
+// started (CLOCK_BOOTTIME), on the console and in the kernel log (dmesg), as machined writes
+// its steps (services/machined/src/boot/boot_timeline.h). Returns "STEP T s".
+inline std::string bootMark(const std::string& step) {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  const double at = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.2f s", at);
+  const std::string line = "keel-boot: " + std::string(seconds) + " " + step + "\n";
+  [[maybe_unused]] auto n = write(STDERR_FILENO, line.data(), line.size());
+  if (const int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC); kmsg >= 0) {
+    const std::string record = "<6>" + line;
+    n = write(kmsg, record.data(), record.size());
+    close(kmsg);
+  }
+  return step + " " + seconds;
 }
 
 inline std::string errnoText(int err) {

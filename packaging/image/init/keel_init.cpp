@@ -1,6 +1,9 @@
 // keel_init: the initramfs's /init. Loads the kernel modules the root needs, finds the
 // read-only root by its disk serial, mounts it through dm-verity (a slot's only once its
 // manifest's signature verifies) and hands the machine to machined as PID 1.
+// A slot boots in two stages: the keel_init the machine's boot loader started chooses the
+// slot and starts the slot's own kernel and initramfs with kexec (keel.slot=X on their
+// command line); the slot's keel_init then mounts the slot's root.
 // Static (libc, libcrypto): the initramfs holds nothing else (no shell, no busybox).
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,8 +19,10 @@
 #include <string>
 #include <vector>
 
+#include <linux/reboot.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -25,11 +30,19 @@
 #include "boot_pointer.h"
 #include "init_io.h"
 #include "root_trust.h"
+#include "slot_kernel.h"
 #include "verity_device.h"
 
 namespace {
 
 using keel::init::errnoText;
+
+// The boot timeline's steps so far, handed to machined (KEEL_BOOT_TIMELINE).
+std::string gTimeline;
+
+void timelineStep(const std::string& step) {
+  gTimeline += (gTimeline.empty() ? "" : ", ") + keel::init::bootMark(step);
+}
 using keel::init::readSmallFile;
 using keel::init::say;
 
@@ -43,7 +56,11 @@ constexpr const char* kState = "/state";
 // packaging/image/README.md, "Root slots").
 constexpr const char* kSlotDir = "/state/lib/keel-boot";
 constexpr const char* kPointer = "/state/lib/keel-boot/pointer";
-constexpr const char* kPointerNew = "/state/lib/keel-boot/pointer.new";
+// Why slots were given up on the way to this boot, kept across the kexec or the reboot
+// between the two stages until machined is told (KEEL_BOOT_FALLBACK).
+constexpr const char* kFallbackNote = "/state/lib/keel-boot/fallback-note";
+// What this initramfs is ("VERSION BUILD_ID", written by the build); machined reports it.
+constexpr const char* kInitramfsVersion = "/etc/initramfs-version";
 constexpr const char* kMachined = "/usr/libexec/keel/machined";
 // The machine config machined stores on the state disk, and the disk it comes from first.
 constexpr const char* kStoredConfig = "/state/lib/keel-etc/config.json";
@@ -118,19 +135,49 @@ Pointer readPointer() {
 
 // Written whole to a new file, synced, renamed over the old one: a power cut leaves one
 // or the other.
-void writePointer(const Pointer& p) {
-  const std::string text = keel::machined::formatBootPointer(p);
-  const int fd = open(kPointerNew, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+void replaceFile(const std::string& path, const std::string& text) {
+  const std::string next = path + ".new";
+  const int fd = open(next.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || fsync(fd) != 0) {
-    fail(std::string("cannot write ") + kPointerNew + ": " + errnoText());
+    fail("cannot write " + next + ": " + errnoText());
   }
   close(fd);
-  if (rename(kPointerNew, kPointer) != 0)
-    fail(std::string("cannot replace ") + kPointer + ": " + errnoText());
+  if (rename(next.c_str(), path.c_str()) != 0) fail("cannot replace " + path + ": " + errnoText());
   if (const int dir = open(kSlotDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
     fsync(dir);
     close(dir);
   }
+}
+
+void writePointer(const Pointer& p) {
+  replaceFile(kPointer, keel::machined::formatBootPointer(p));
+}
+
+// The reasons an earlier stage of this boot gave slots up for, removed from the state disk
+// once read: they are told once.
+std::string takeFallbackNote() {
+  std::string note;
+  if (!readSmallFile(kFallbackNote, note)) return {};
+  unlink(kFallbackNote);
+  return note;
+}
+
+void keepFallbackNote(const std::string& note) {
+  if (note.empty()) {
+    unlink(kFallbackNote);
+  } else {
+    replaceFile(kFallbackNote, note);
+  }
+}
+
+void addReason(std::string& reasons, const std::string& reason) {
+  reasons += (reasons.empty() ? "" : "; ") + reason;
+}
+
+// Leaves the state disk clean before the machine moves on (a kexec or a reboot).
+void releaseState() {
+  sync();
+  if (umount2(kState, 0) != 0) say(std::string("cannot unmount the state disk: ") + errnoText());
 }
 
 // The image signing key of the machine config machined runs with: the one stored on the
@@ -159,22 +206,31 @@ std::optional<keel::init::SigningKey> signingKey(std::string& error) {
   return key;
 }
 
+// A slot's manifest, once its signature verifies with the machine config's key: the
+// slot's verity parameters and its kernel's and initramfs's digests, or why not.
+keel::init::TrustedRoot trustedSlot(const std::string& slot) {
+  const std::string base = std::string(kSlotDir) + "/slot-" + slot;
+  keel::init::TrustedRoot out;
+  const auto key = signingKey(out.error);
+  if (!key) return out;
+  std::string manifest, signature;
+  if (!readSmallFile(base + ".manifest.json", manifest, kMaxManifestBytes)) {
+    out.error = "cannot read its manifest " + base + ".manifest.json: " + errnoText();
+  } else if (!readSmallFile(base + ".manifest.sig", signature, kMaxManifestBytes)) {
+    out.error = "cannot read its signature " + base + ".manifest.sig: " + errnoText();
+  } else {
+    out = keel::init::trustSlotManifest(manifest, signature, *key);
+  }
+  return out;
+}
+
 // Sets up the verity device over a slot's root and tree and mounts it, once its manifest's
 // signature verifies. Empty when the slot is mounted, else why not.
 std::string mountSlot(const std::string& slot) {
   const std::string base = std::string(kSlotDir) + "/slot-" + slot;
-  std::string error;
-  const auto key = signingKey(error);
-  if (!key) return error;
-  std::string manifest, signature;
-  if (!readSmallFile(base + ".manifest.json", manifest, kMaxManifestBytes)) {
-    return "cannot read its manifest " + base + ".manifest.json: " + errnoText();
-  }
-  if (!readSmallFile(base + ".manifest.sig", signature, kMaxManifestBytes)) {
-    return "cannot read its signature " + base + ".manifest.sig: " + errnoText();
-  }
-  const auto trusted = keel::init::trustSlotManifest(manifest, signature, *key);
+  const auto trusted = trustedSlot(slot);
   if (!trusted.params) return trusted.error;
+  std::string error;
   struct stat root {};
   if (stat((base + ".squashfs").c_str(), &root) != 0)
     return "cannot find its root " + base + ".squashfs: " + errnoText();
@@ -198,6 +254,32 @@ std::string mountSlot(const std::string& slot) {
   return {};
 }
 
+std::string kernelCommandLine() {
+  std::string cmdline;
+  if (!readSmallFile("/proc/cmdline", cmdline)) fail("cannot read /proc/cmdline: " + errnoText());
+  while (!cmdline.empty() && (cmdline.back() == '\n' || cmdline.back() == '\0')) cmdline.pop_back();
+  return cmdline;
+}
+
+// The first stage of a slot's boot: the slot's kernel and initramfs, checked against its
+// signed manifest, loaded and started with kexec. Returns only when they cannot be, with
+// why; the reasons gathered so far (`fellBack`) wait on the state disk for the second stage.
+std::string startSlotKernel(const std::string& slot, const std::string& fellBack) {
+  const std::string base = std::string(kSlotDir) + "/slot-" + slot;
+  const auto trusted = trustedSlot(slot);
+  if (!trusted.params) return trusted.error;
+  const std::string cmdline = keel::init::slotCommandLine(kernelCommandLine(), slot);
+  std::string why =
+      keel::init::loadSlotKernel(base + ".vmlinuz", trusted.kernel, base + ".initrd", trusted.initramfs, cmdline);
+  if (!why.empty()) return why;
+  keepFallbackNote(fellBack);
+  say("starting slot " + slot + "'s own kernel and initramfs, checked against its signed manifest");
+  timelineStep("slot " + slot + "'s kernel loaded");
+  releaseState();
+  syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_KEXEC, nullptr);
+  fail("cannot start slot " + slot + "'s kernel (kexec): " + errnoText());
+}
+
 // The factory root: the root disk, its tree after the squashfs, the root hash the build
 // wrote into this initramfs. There is nothing to fall back to below it.
 void mountFactory(const std::string& rootDev) {
@@ -216,15 +298,16 @@ void mountFactory(const std::string& rootDev) {
   say("root: " + rootDev + " (slot factory), verified by dm-verity and mounted read-only");
 }
 
-// Chooses and mounts the root: the pointer's slot while it has tries left or is confirmed,
-// else the slot it falls back to, and the factory root when that fails too. Returns the
-// slot booted and whether it is unconfirmed; `fellBack` says why when it gave a slot up
-// (machined records it).
-std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
+// The first stage: chooses the root. The pointer's slot while it has tries left or is
+// confirmed, else the slot it falls back to, and the factory root when that fails too. A
+// slot's kernel is started (startSlotKernel does not return then); the factory root is
+// mounted here. `fellBack` says why when it gave a slot up (machined records it).
+void mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
   mkdir(kNewRoot, 0755);
   Pointer p = haveState ? readPointer() : Pointer{};
+  if (haveState) fellBack = takeFallbackNote();
   if (p.boot != "factory" && p.tries == 0) {
-    fellBack = "slot " + p.boot + " never reached API-ready; went back to slot " + p.fallback;
+    addReason(fellBack, "slot " + p.boot + " never reached API-ready; went back to slot " + p.fallback);
     say("slot " + p.boot + " never reached API-ready; going back to slot " + p.fallback);
     p = Pointer{p.fallback, p.fallback, -1};
     writePointer(p);
@@ -234,22 +317,43 @@ std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveStat
     say("trying slot " + p.boot + " (" + std::to_string(p.tries) + " more tries after this boot)");
   }
   for (int attempt = 0; attempt < 2 && p.boot != "factory"; ++attempt) {
-    const std::string why = mountSlot(p.boot);
-    if (why.empty()) {
-      say("root: slot " + p.boot + ", verified by dm-verity and mounted read-only");
-      return {p.boot, p.tries >= 0};
-    }
+    const std::string why = startSlotKernel(p.boot, fellBack);
     // A slot that is its own fallback (the one returned to earlier, given up now too)
     // leaves the factory root.
     const std::string next = p.fallback != p.boot ? p.fallback : "factory";
-    fellBack += (fellBack.empty() ? "" : "; ") +
-                ("slot " + p.boot + " could not be mounted: " + why + "; went back to slot " + next);
-    say("slot " + p.boot + " cannot be mounted: " + why + "; going back to slot " + next);
+    addReason(fellBack, "slot " + p.boot + " could not be started: " + why + "; went back to slot " + next);
+    say("slot " + p.boot + " cannot be started: " + why + "; going back to slot " + next);
     p = Pointer{next, next, -1};
     writePointer(p);
   }
   mountFactory(rootDev);
-  return {"factory", false};
+}
+
+// The second stage, in the slot's own kernel and initramfs (keel.slot=SLOT): mounts the
+// slot's root and returns whether the slot is on trial. A root that cannot be mounted gives
+// the slot up and reboots: the boot loader's kernel then takes the slot the pointer falls
+// back to (this initramfs knows its own build's factory root, not the machine's).
+bool mountStartedSlot(const std::string& slot, bool haveState, std::string& fellBack) {
+  mkdir(kNewRoot, 0755);
+  if (!haveState) fail("slot " + slot + "'s kernel started, but the state disk cannot be mounted");
+  fellBack = takeFallbackNote();
+  const Pointer p = readPointer();
+  if (p.boot != slot) {
+    say("the boot pointer names slot " + p.boot + ", not " + slot + "; rebooting to start it");
+    keepFallbackNote(fellBack);
+  } else if (const std::string why = mountSlot(slot); why.empty()) {
+    say("root: slot " + slot + ", verified by dm-verity and mounted read-only");
+    return p.tries >= 0;
+  } else {
+    const std::string next = p.fallback != slot ? p.fallback : "factory";
+    say("slot " + slot + " cannot be mounted: " + why + "; going back to slot " + next);
+    addReason(fellBack, "slot " + slot + " could not be mounted: " + why + "; went back to slot " + next);
+    writePointer(Pointer{next, next, -1});
+    keepFallbackNote(fellBack);
+  }
+  releaseState();
+  reboot(RB_AUTOBOOT);
+  fail("cannot reboot: " + errnoText());
 }
 
 }  // namespace
@@ -264,10 +368,13 @@ int main() {
     dup2(console, STDERR_FILENO);
     if (console > STDERR_FILENO) close(console);
   }
+  timelineStep("init started");
   mountOrFail("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   mountOrFail("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC);
   loadModules();
+  timelineStep("modules loaded");
   const std::string rootDev = waitForDisk(kRootSerial);
+  timelineStep("disks found");
   // Every virtio disk is probed together: once the root disk is there, so is the state
   // disk, if there is one. A blank one is formatted by machined's PID 1 on first boot.
   const std::string stateDev = keel::machined::boot::findDiskBySerial(kStateSerial);
@@ -278,17 +385,31 @@ int main() {
     if (!haveState) say("cannot mount the state disk " + stateDev + ": " + errnoText());
   }
   std::string fellBack;
-  const auto [slot, pending] = mountRoot(rootDev, haveState, fellBack);
+  // The second stage of a slot's boot, or the first of any boot.
+  std::string slot = keel::init::slotOfCommandLine(kernelCommandLine());
+  bool pending = false;
+  if (!slot.empty()) {
+    pending = mountStartedSlot(slot, haveState, fellBack);
+  } else {
+    mountRoot(rootDev, haveState, fellBack);
+    slot = "factory";
+  }
   if (haveState) {
     // machined's PID 1 finds /var mounted and keeps it.
     if (mount(kState, (std::string(kNewRoot) + "/var").c_str(), nullptr, MS_MOVE, nullptr) != 0) {
       fail("cannot move the state disk to /var: " + errnoText());
     }
   }
+  timelineStep("root mounted");
+  setenv("KEEL_BOOT_TIMELINE", gTimeline.c_str(), 1);
   // PID 1 confirms a pending slot once apid listens, or reboots into the fallback.
   setenv("KEEL_BOOT_SLOT", slot.c_str(), 1);
   if (pending) setenv("KEEL_BOOT_PENDING", "1", 1);
   if (!fellBack.empty()) setenv("KEEL_BOOT_FALLBACK", fellBack.c_str(), 1);
+  if (std::string initramfs; readSmallFile(kInitramfsVersion, initramfs)) {
+    while (!initramfs.empty() && initramfs.back() == '\n') initramfs.pop_back();
+    setenv("KEEL_INITRAMFS", initramfs.c_str(), 1);
+  }
   say("starting machined");
   // machined mounts its own /proc, /sys and /dev in the new root.
   umount2("/proc", MNT_DETACH);

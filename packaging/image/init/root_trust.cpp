@@ -146,17 +146,32 @@ TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& si
     return out;
   }
   uint64_t rootSize = 0;
+  PartDigest kernel, initramfs;
   if (const auto parts = m.find("parts"); parts != m.end() && parts->is_array()) {
     for (const auto& part : *parts) {
-      if (part.is_object() && part.value("name", Json()) == "root" &&
-          part.value("size", Json()).is_number_unsigned()) {
-        rootSize = part["size"].get<uint64_t>();
+      if (!part.is_object() || !part.value("size", Json()).is_number_unsigned()) continue;
+      const auto size = part["size"].get<uint64_t>();
+      const auto name = part.value("name", Json());
+      if (name == "root") rootSize = size;
+      PartDigest* digest = name == "kernel" ? &kernel : name == "initramfs" ? &initramfs : nullptr;
+      const auto sha = part.value("sha256", Json());
+      if (digest != nullptr && sha.is_string() && sha.get<std::string>().size() == 64 && isHex(sha.get<std::string>())) {
+        *digest = PartDigest{size, sha.get<std::string>()};
       }
     }
   }
+  if (kernel.size == 0 || initramfs.size == 0) {
+    out.error = "its manifest names no kernel or no initramfs with a size and a SHA-256";
+    return out;
+  }
   const auto verity = m.find("verity");
   out = verityOf(verity != m.end() ? *verity : Json(), rootSize);
-  if (!out.params) out.error = "its manifest: " + out.error;
+  if (!out.params) {
+    out.error = "its manifest: " + out.error;
+    return out;
+  }
+  out.kernel = kernel;
+  out.initramfs = initramfs;
   return out;
 }
 

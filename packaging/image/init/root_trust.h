@@ -24,9 +24,18 @@ struct VerityParams {
   std::string salt;             // hex
 };
 
-// A value, or why there is none.
+// A part of an image whose bytes a signed manifest names: its size and SHA-256 (hex).
+struct PartDigest {
+  uint64_t size = 0;
+  std::string sha256;
+};
+
+// A value, or why there is none. For a slot, also its kernel and initramfs as its signed
+// manifest names them (the factory root has none: its kernel is the one running).
 struct TrustedRoot {
   std::optional<VerityParams> params;
+  PartDigest kernel;
+  PartDigest initramfs;
   std::string error;
 };
 
@@ -48,7 +57,8 @@ class SigningKey {
 
 // The verity parameters of a slot: `signature` (DER ECDSA P-256) must verify over the
 // SHA-256 of `manifest`'s bytes with `key`; only then is the manifest read. The tree is
-// its own file, so it starts at hash block 0.
+// its own file, so it starts at hash block 0. The manifest must name a kernel and an
+// initramfs part, each with a size and a SHA-256.
 TrustedRoot trustSlotManifest(const std::string& manifest, const std::string& signature, const SigningKey& key);
 
 // The factory root's parameters as the build wrote them into the initramfs: the image

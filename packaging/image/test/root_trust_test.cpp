@@ -18,13 +18,15 @@ using keel::init::trustSlotManifest;
 
 const std::string kRootHash(64, 'a');
 
-std::string manifest(const std::string& algorithm = "sha256", uint64_t rootSize = 8192) {
+std::string manifest(const std::string& algorithm = "sha256", uint64_t rootSize = 8192,
+                     const std::string& initramfsSha = std::string(64, '3')) {
   const nlohmann::json m = {
       {"build_id", "test"},
       {"format", 1},
       {"parts",
        {{{"name", "kernel"}, {"offset", 0}, {"sha256", std::string(64, '1')}, {"size", 10}},
-        {{"name", "root"}, {"offset", 10}, {"sha256", std::string(64, '2')}, {"size", rootSize}}}},
+        {{"name", "initramfs"}, {"offset", 10}, {"sha256", initramfsSha}, {"size", 20}},
+        {{"name", "root"}, {"offset", 30}, {"sha256", std::string(64, '2')}, {"size", rootSize}}}},
       {"verity",
        {{"data_block_size", 4096},
         {"hash_algorithm", algorithm},
@@ -71,6 +73,21 @@ TEST_CASE("a slot manifest signed with the config's key gives its verity paramet
   CHECK(trusted.params->algorithm == "sha256");
   CHECK(trusted.params->rootHash == kRootHash);
   CHECK(trusted.params->salt == "00ff");
+  // The kernel and initramfs the slot boots with, as the signed manifest names them.
+  CHECK(trusted.kernel.size == 10);
+  CHECK(trusted.kernel.sha256 == std::string(64, '1'));
+  CHECK(trusted.initramfs.size == 20);
+  CHECK(trusted.initramfs.sha256 == std::string(64, '3'));
+}
+
+TEST_CASE("a signed slot manifest without a usable initramfs digest is refused", "[root_trust]") {
+  const auto key = newKey();
+  for (const auto& sha : {std::string(), std::string(63, '3'), std::string(64, 'G')}) {
+    const std::string m = manifest("sha256", 8192, sha);
+    const auto trusted = trustSlotManifest(m, sign(key, m), keyOf(key));
+    CHECK_FALSE(trusted.params);
+    CHECK(trusted.error == "its manifest names no kernel or no initramfs with a size and a SHA-256");
+  }
 }
 
 TEST_CASE("a slot manifest changed after it was signed is refused for its signature", "[root_trust]") {

@@ -121,6 +121,33 @@ TEST_CASE("a signed image goes to the inactive slot, every part with it, and the
   CHECK_FALSE(fs::exists(dir / "slot-b.squashfs.partial"));
 }
 
+TEST_CASE("the partial files of an upgrade cut short are removed at the next start, and nothing else") {
+  TempDir dir;
+  SigningKey owner;
+  const TestImage image;
+  auto first = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
+                                 image.file.size(), nullptr);
+  REQUIRE(first.ok());
+  REQUIRE(writeInPieces(**first, image.file).isOk());
+  REQUIRE((*first)->finish().ok());
+  // A second upgrade, into slot a, stops half-way, as a power cut leaves it: its partial
+  // files stay (a destructor that would remove them never runs).
+  keel::testing::writeFile(dir / "slot-a.squashfs.partial", std::string(4096, 'r'));
+  keel::testing::writeFile(dir / "slot-a.manifest.json.partial", image.manifest);
+  keel::testing::writeFile(dir / "notes.partial", "not an upgrade's");
+  const auto removed = keel::machined::removeStalePartials(dir.path());
+  REQUIRE(removed.ok());
+  CHECK(*removed == 2);
+  CHECK_FALSE(fs::exists(dir / "slot-a.squashfs.partial"));
+  CHECK_FALSE(fs::exists(dir / "slot-a.manifest.json.partial"));
+  CHECK(fs::exists(dir / "notes.partial"));
+  // Slot b and the pointer are as the finished upgrade left them.
+  CHECK(readFile(dir / "slot-b.manifest.json") == image.manifest);
+  CHECK(readFile(dir / "pointer") == "boot=b\nfallback=a\ntries=1\n");
+  CHECK(*keel::machined::removeStalePartials(dir.path()) == 0);
+  CHECK(*keel::machined::removeStalePartials(dir / "missing") == 0);
+}
+
 TEST_CASE("an image signed by another key is refused before anything is written") {
   TempDir dir;
   SigningKey owner, stranger;

@@ -1,6 +1,8 @@
 // The machine API: construction, the node's version and host name.
 #include "src/api/machine_service.h"
 
+#include <sys/utsname.h>
+
 #include "src/state/config_store.h"
 #include "keel/common/version.h"
 #include "keel/facts/system_facts.h"
@@ -28,6 +30,8 @@ grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*,
     m->set_image_build_id(running->buildId);
   }
   if (!deps_.bootDir.empty()) m->set_boot_slot(deps_.bootedSlot);
+  if (utsname u{}; uname(&u) == 0) m->set_kernel(std::string(u.release) + " " + u.version);
+  m->set_initramfs(deps_.initramfs);
   return grpc::Status::OK;
 }
 

@@ -46,6 +46,8 @@ struct MachineServiceDeps {
   // bootDir: machined runs as a process on a host, and Upgrade and Rollback are refused.
   std::filesystem::path bootDir;
   std::string bootedSlot = "factory";
+  // What the initramfs said it is ("VERSION BUILD_ID"); empty outside the OS image.
+  std::string initramfs;
   // The node's root (--root), where the factory root's image version is read: Version
   // reports the running image and Upgrade refuses an older one unless the request allows
   // a downgrade (readRunningImage; read at each call, the files are small).

@@ -29,6 +29,7 @@
 
 #include "src/boot/block_devices.h"
 #include "src/boot/boot_pointer.h"
+#include "src/boot/boot_timeline.h"
 #include "keel/config/machine_config.h"
 
 namespace keel::machined {
@@ -409,11 +410,26 @@ int reapUntilExit(pid_t machined, SlotTrial& trial, const sigset_t& chld) {
 
 bool underPid1() { return gUnderPid1; }
 
+namespace {
+
+// Marks a step of the boot timeline and adds it to the steps machined proper is handed
+// (KEEL_BOOT_TIMELINE, begun by keel_init).
+void timelineStep(const std::string& step) {
+  const char* before = std::getenv("KEEL_BOOT_TIMELINE");
+  std::string steps = before != nullptr ? before : "";
+  steps += (steps.empty() ? "" : ", ") + bootMark(step);
+  setenv("KEEL_BOOT_TIMELINE", steps.c_str(), 1);
+}
+
+}  // namespace
+
 void runAsPid1(int& argc, char**& argv) {
   installCrashHandlers();
   umask(022);
   say("starting");
+  timelineStep("machined started as PID 1");
   mountFilesystems();
+  timelineStep("state disk ready");
 #ifdef KEEL_TEST_HOOKS
   // Test builds only: a fault in PID 1, so a test can watch it reach the console.
   if (std::getenv("KEEL_TEST_PID1_FAULT") != nullptr) raise(SIGSEGV);
@@ -424,6 +440,7 @@ void runAsPid1(int& argc, char**& argv) {
     say("cannot set the host name: " + errnoText(errno));
   }
   const std::string address = configureNetwork(*cfg);
+  timelineStep("network up");
   buildChildArgs(address, bootConfig);
 
   // A slot on probation (first boots after an upgrade) must reach API-ready in time.

@@ -145,6 +145,21 @@ Status writeAll(int fd, std::string_view bytes) {
 
 }  // namespace
 
+Result<int> removeStalePartials(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  int removed = 0;
+  for (const auto& slot : {"a", "b"}) {
+    for (const auto& [_, path] : slotTargets(dir, slot)) {
+      const fs::path partial = partialOf(path);
+      if (!fs::is_regular_file(fs::symlink_status(partial, ec))) continue;
+      if (!fs::remove(partial, ec) || ec) return internalError("cannot remove " + partial.string() + ": " + ec.message());
+      ++removed;
+    }
+  }
+  return removed;
+}
+
 Result<std::unique_ptr<SlotWriter>> SlotWriter::begin(fs::path dir, std::string booted, std::string_view manifestSha256Hex,
                                      std::string_view signature, std::string_view publicKeyPem, uint64_t size,
                                      ManifestCheck check) {

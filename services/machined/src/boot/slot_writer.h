@@ -51,6 +51,11 @@ struct SlotFiles {
 };
 SlotFiles slotFiles(const std::filesystem::path& dir, std::string_view slot);
 
+// Removes the partial files an upgrade cut short (by a power cut or a crash of machined)
+// left in `dir`, and returns how many there were; the slots and the pointer stay as they
+// are. 0 when `dir` does not exist. INTERNAL when one cannot be removed.
+Result<int> removeStalePartials(const std::filesystem::path& dir);
+
 // Decides, from an image's manifest, whether it may be installed (the version policy); its
 // error is returned by the upgrade as is.
 using ManifestCheck = std::function<Status(const image::Manifest&)>;

@@ -18,6 +18,7 @@
 #include "keel/supervisor/log_sink.h"
 #include "keel/supervisor/supervisor.h"
 #include "keel/transport/unix_listener.h"
+#include "src/boot/slot_writer.h"
 #include "src/state/config_store.h"
 #include "src/state/event_journal.h"
 #include "src/state/file_roots.h"
@@ -77,6 +78,15 @@ Status Node::start() {
   KEEL_RETURN_IF_ERROR(prepareDirectories());
   journal_ = std::make_unique<EventJournal>(clock_, 2000);
   if (!options_.bootFallback.empty()) journal_->record("machine", "rollback", "automatic", options_.bootFallback);
+  if (!options_.bootDir.empty()) {
+    // An upgrade cut short by a power cut or a crash left its partial files behind.
+    if (const auto removed = removeStalePartials(options_.bootDir); !removed.ok()) {
+      spdlog::warn("machined: {}", removed.status().message());
+    } else if (*removed > 0) {
+      journal_->record("machine", "upgrade", "cut-short",
+                       std::to_string(*removed) + " partial file(s) of an upgrade that did not finish removed");
+    }
+  }
   config_ = std::make_unique<ConfigStore>(paths_, clock_);
   config_->setEventSink([this](const std::string& state, const std::string& message) {
     journal_->record("config", "machine-config", state, message);
@@ -107,6 +117,7 @@ Status Node::start() {
   }
   journal_->record("config", "machine-config", "loaded",
                    std::string(config::machineTypeName(cfg.type)) + " node of cluster " + cfg.clusterName);
+  if (options_.bootMark) markBootStep("machined's API up", false);
   spdlog::info("machined: node {} is up; API on {}", options_.address, paths_.socket("machined").string());
   return Status::ok();
 }
@@ -147,7 +158,39 @@ Status Node::startSupervisor(std::vector<supervisor::ServiceSpec> specs) {
                                                                   : spdlog::level::info;
     spdlog::log(level, "machined: service {} {}: {}", e.serviceId, supervisor::eventTypeName(e.type), e.message);
   });
+  if (options_.bootMark) watchBootSteps();
   return supervisor_->startAll();
+}
+
+void Node::markBootStep(const std::string& step, bool last) {
+  std::lock_guard lock(timelineMu_);
+  // A restart or a renewal says it again: the boot's first time counts.
+  if (!marked_.insert(step).second) return;
+  timeline_ += (timeline_.empty() ? "" : ", ") + options_.bootMark(step);
+  if (last) journal_->record("machine", "boot", "timeline", timeline_);
+}
+
+void Node::watchBootSteps() {
+  {
+    std::lock_guard lock(timelineMu_);
+    timeline_ = options_.bootTimeline;
+  }
+  struct Step {
+    std::string_view service, line, step;
+    bool last;
+  };
+  static constexpr Step kSteps[] = {{"trustd", "trustd: serving on ", "trustd ready", false},
+                                    {"apid", "apid: new certificate from ", "apid's certificates", false},
+                                    {"apid", "apid: listening on ", "apid listening", true}};
+  for (const std::string_view service : {"trustd", "apid"}) {
+    auto followed = supervisor_->followLogs(service, [this, service](const std::string& line) {
+      for (const auto& s : kSteps) {
+        if (s.service == service && line.find(s.line) != std::string::npos) markBootStep(std::string(s.step), s.last);
+      }
+    });
+    // A worker runs no trustd.
+    if (followed.ok()) bootStepLogs_.push_back(std::move(*followed));
+  }
 }
 
 Status Node::startServices() {
@@ -171,6 +214,7 @@ Status Node::startApi() {
   deps.power = [this](PowerAction a) { requestStop(a); };
   deps.bootDir = options_.bootDir;
   deps.bootedSlot = options_.bootedSlot;
+  deps.initramfs = options_.initramfs;
   deps.rootDir = options_.root;
   deps.apidStateDir = paths_.stateDir("apid");
   deps.serviceVersions = serviceVersions_;
@@ -242,6 +286,7 @@ void Node::stopAll() {
   if (listener_) listener_->stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + kApiDrain);
   serviceEvents_.reset();
+  bootStepLogs_.clear();
   if (supervisor_) supervisor_->shutdown();
 }
 

@@ -75,6 +75,14 @@ struct NodeOptions {
   // booted now (see MachineServiceDeps). Empty: Upgrade and Rollback are refused.
   std::filesystem::path bootDir;
   std::string bootedSlot = "factory";
+  // The initramfs the node booted with, as it names itself (KEEL_INITRAMFS).
+  std::string initramfs;
+  // Booted from the OS image: marks a step of the boot timeline (src/boot/boot_timeline.h)
+  // and returns it as "STEP T s"; empty outside the image. `bootTimeline` holds the steps
+  // keel_init and PID 1 marked before ("STEP T s, …"); once apid listens, the whole
+  // timeline is an event (machine/boot/timeline).
+  std::function<std::string(const std::string&)> bootMark;
+  std::string bootTimeline;
   // Why the initramfs booted the previous slot instead of the pointer's (empty: it did not);
   // recorded as a rollback event when the node starts.
   std::string bootFallback;
@@ -159,6 +167,9 @@ class Node {
   // a uid of its own that machined gives it (accounts.h).
   Result<std::pair<uid_t, gid_t>> serviceAccount(const std::string& name, bool builtin);
   Status startApi();
+  // The boot timeline's steps that trustd's and apid's own log lines announce.
+  void watchBootSteps();
+  void markBootStep(const std::string& step, bool last);
   void stopAll();
   Status wipeState();
 
@@ -171,6 +182,10 @@ class Node {
   std::unique_ptr<facts::SystemFacts> facts_;
   std::unique_ptr<supervisor::Supervisor> supervisor_;
   supervisor::Subscription serviceEvents_;
+  std::mutex timelineMu_;
+  std::string timeline_;
+  std::set<std::string> marked_;
+  std::vector<supervisor::Subscription> bootStepLogs_;
   DynamicAccounts accounts_{paths_.stateDir("machined") / "accounts.json"};
   std::unique_ptr<MachineServiceImpl> service_;
   backend::HealthService health_;

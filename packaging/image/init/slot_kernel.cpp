@@ -1,0 +1,151 @@
+// kexec of a slot's kernel and initramfs (see slot_kernel.h). kexec_file_load takes file
+// descriptors; the descriptors given are memfds holding the copies that were hashed, so a
+// file changed between the check and the load changes nothing.
+#include "slot_kernel.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include <openssl/evp.h>
+
+#include "init_io.h"
+
+namespace keel::init {
+
+namespace {
+
+constexpr size_t kChunk = 1 << 20;
+
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool writeAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A memfd holding `path`'s bytes, once they are `digest`'s size and hash to its SHA-256;
+// -1 with `error` otherwise. `what` names the part in errors.
+int verifiedCopy(const std::string& path, const PartDigest& digest, const std::string& what, std::string& error) {
+  Fd in(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st {};
+  if (in.get() < 0 || fstat(in.get(), &st) != 0) {
+    error = "cannot read its " + what + " " + path + ": " + errnoText();
+    return -1;
+  }
+  if (static_cast<uint64_t>(st.st_size) != digest.size) {
+    error = "its " + what + " is " + std::to_string(st.st_size) + " bytes, its signed manifest says " +
+            std::to_string(digest.size);
+    return -1;
+  }
+  const int copy = static_cast<int>(syscall(SYS_memfd_create, what.c_str(), MFD_CLOEXEC));
+  if (copy < 0) {
+    error = "cannot hold its " + what + " in memory: " + errnoText();
+    return -1;
+  }
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  bool ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+  std::vector<char> buf(kChunk);
+  uint64_t total = 0;
+  while (ok) {
+    const ssize_t n = read(in.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ok = n == 0;
+      if (!ok) error = "cannot read its " + what + " " + path + ": " + errnoText();
+      break;
+    }
+    total += static_cast<uint64_t>(n);
+    ok = EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n)) == 1 &&
+         writeAll(copy, buf.data(), static_cast<size_t>(n));
+    if (!ok) error = "cannot copy its " + what + " to memory: " + errnoText();
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdLen = 0;
+  if (ok && (EVP_DigestFinal_ex(ctx.get(), md, &mdLen) != 1 || total != digest.size)) {
+    ok = false;
+    error = "its " + what + " changed size while it was read";
+  }
+  if (ok) {
+    char hex[2 * EVP_MAX_MD_SIZE + 1] = {};
+    for (unsigned i = 0; i < mdLen; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (digest.sha256 != hex) {
+      ok = false;
+      error = "its " + what + " does not match its signed manifest's SHA-256";
+    }
+  }
+  if (!ok) {
+    close(copy);
+    return -1;
+  }
+  return copy;
+}
+
+}  // namespace
+
+std::string slotCommandLine(const std::string& cmdline, const std::string& slot) {
+  std::istringstream words(cmdline);
+  std::string word, out;
+  while (words >> word) {
+    if (word.rfind(kSlotParam, 0) == 0) continue;
+    out += (out.empty() ? "" : " ") + word;
+  }
+  return out + (out.empty() ? "" : " ") + kSlotParam + slot;
+}
+
+std::string slotOfCommandLine(const std::string& cmdline) {
+  std::istringstream words(cmdline);
+  std::string word, slot;
+  while (words >> word) {
+    if (word.rfind(kSlotParam, 0) == 0) slot = word.substr(std::string(kSlotParam).size());
+  }
+  return slot == "a" || slot == "b" ? slot : std::string();
+}
+
+std::string loadSlotKernel(const std::string& kernelPath, const PartDigest& kernel, const std::string& initrdPath,
+                           const PartDigest& initrd, const std::string& cmdline) {
+  std::string error;
+  const Fd kernelCopy(verifiedCopy(kernelPath, kernel, "kernel", error));
+  if (kernelCopy.get() < 0) return error;
+  const Fd initrdCopy(verifiedCopy(initrdPath, initrd, "initramfs", error));
+  if (initrdCopy.get() < 0) return error;
+  // The length counts the terminating zero byte.
+  if (syscall(SYS_kexec_file_load, kernelCopy.get(), initrdCopy.get(), cmdline.size() + 1, cmdline.c_str(), 0UL) !=
+      0) {
+    return "the kernel refused to load its kernel and initramfs (kexec_file_load): " + errnoText();
+  }
+  return {};
+}
+
+}  // namespace keel::init
