@@ -29,6 +29,8 @@
 
 namespace keel::integration {
 
+using namespace std::chrono_literals;
+
 using keel::testing::readFile;
 using keel::testing::writeFile;
 
@@ -231,10 +233,14 @@ class ImageVm {
     return qemu_->running();
   }
 
-  // machined's supervisor reports apid running once it has stayed up (settle time); slirp
-  // then forwards to it. Returns when a real call succeeds, with the time since QEMU started.
+  // Waits for the boot timeline's "apid listening" (or machined's "service apid running"),
+  // then for a real call through QEMU's forward to succeed. Returns the time since QEMU
+  // started: power-on to the first answered API call.
   std::optional<std::chrono::milliseconds> waitForApi(std::chrono::seconds timeout, size_t from = 0) {
-    if (!waitForSerial("service apid running", timeout, from)) return std::nullopt;
+    // apid says it listens (the boot timeline) before machined's settle time calls it running.
+    if (!waitForSerial("s apid listening", timeout, from) && !waitForSerial("service apid running", 1s, from)) {
+      return std::nullopt;
+    }
     if (!keel::testing::eventually([&] { return keelctl({"version"}).exitCode == 0; }, std::chrono::seconds(30))) {
       return std::nullopt;
     }

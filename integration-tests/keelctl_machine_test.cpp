@@ -1,4 +1,5 @@
 // keelctl's machine commands as a person runs them, against a real local node.
+#include <sys/utsname.h>
 #include <signal.h>
 
 #include <catch2/catch_test_macros.hpp>
@@ -29,6 +30,14 @@ TEST_CASE("keelctl version and services print tables with a NODE column", "[keel
   REQUIRE(version.exitCode == 0);
   CHECK_THAT(version.out, ContainsSubstring("NODE"));
   CHECK_THAT(version.out, ContainsSubstring("127.0.1.1"));
+  // The kernel it runs on: the release in the table, release and build in JSON.
+  utsname u{};
+  REQUIRE(uname(&u) == 0);
+  CHECK_THAT(version.out, ContainsSubstring("KERNEL") && ContainsSubstring(u.release));
+  const auto versionJson = keelctl(node, {"version", "-o", "json"});
+  REQUIRE(versionJson.exitCode == 0);
+  CHECK(nlohmann::json::parse(versionJson.out)["messages"][0]["kernel"] ==
+        std::string(u.release) + " " + u.version);
   const auto services = keelctl(node, {"services"});
   REQUIRE(services.exitCode == 0);
   CHECK_THAT(services.out, ContainsSubstring("ticker"));

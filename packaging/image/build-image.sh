@@ -263,15 +263,39 @@ for m in "${modules[@]}"; do
     fi
   done < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m")
 done
+install -m 0755 "$init" "$initrd/init"
+strip --strip-all "$initrd/init"
+# The initramfs is two archives, which the kernel unpacks one after the other. The first
+# (gzip) is what boots: keel_init and the modules. It is padded with zero bytes to a whole
+# number of 4-byte words, where the kernel looks for the next archive. The second
+# (uncompressed, so that keel_init can read a slot's without a decompressor) only names
+# this build: the factory root's verity parameters, the initramfs's version, and the
+# kernel's and the first archive's size and SHA-256. A slot whose kernel and first archive
+# are the running ones, and whose second archive holds nothing else, boots without a kexec
+# (packaging/image/README.md, "Booting a slot").
+# Reproducible: every time stamp 0, inode and device numbers renumbered, no name or time in
+# the gzip header; two builds of the same keel_init and modules give the same bytes.
+boot_archive=$out/initrd-boot.cpio.gz
+find "$initrd" -exec touch -h -d @0 {} +
+(cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible |
+  gzip -9 -n) > "$boot_archive"
+truncate -s $(( ($(stat -c %s "$boot_archive") + 3) / 4 * 4 )) "$boot_archive"
+names=$out/initrd-names.d
+rm -rf "$names"
+mkdir -p "$names/etc"
 # The factory root's dm-verity parameters: the same "verity" object as the image manifest's,
 # and the root's size, after which the tree follows on the root disk.
 printf '{"root_size": %s, "verity": {"data_block_size": 4096, "hash_algorithm": "sha256", "hash_block_size": 4096, "root_hash": "%s", "salt": "%s"}}\n' \
-  "$(stat -c %s "$out/root.squashfs")" "$root_hash" "$salt" > "$initrd/etc/factory-root.json"
+  "$(stat -c %s "$out/root.squashfs")" "$root_hash" "$salt" > "$names/etc/factory-root.json"
 # What this initramfs is, "VERSION BUILD_ID": keel_init hands it to machined, which reports it.
-echo "$version $build_id" > "$initrd/etc/initramfs-version"
-install -m 0755 "$init" "$initrd/init"
-strip --strip-all "$initrd/init"
-(cd "$initrd" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9 -n) > "$out/initrd.img"
+echo "$version $build_id" > "$names/etc/initramfs-version"
+printf '{"boot_archive_sha256": "%s", "boot_archive_size": %s, "kernel_sha256": "%s"}\n' \
+  "$(sha256sum "$boot_archive" | cut -d' ' -f1)" "$(stat -c %s "$boot_archive")" \
+  "$(sha256sum "$out/vmlinuz" | cut -d' ' -f1)" > "$names/etc/initramfs-boot.json"
+find "$names" -exec touch -h -d @0 {} +
+(cd "$names" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) |
+  cat "$boot_archive" - > "$out/initrd.img"
+rm -f "$boot_archive"
 
 image_file=$out/keel-$version.img
 rm -f "$out"/keel-*.img

@@ -17,6 +17,7 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <linux/reboot.h>
@@ -61,6 +62,8 @@ constexpr const char* kPointer = "/state/lib/keel-boot/pointer";
 constexpr const char* kFallbackNote = "/state/lib/keel-boot/fallback-note";
 // What this initramfs is ("VERSION BUILD_ID", written by the build); machined reports it.
 constexpr const char* kInitramfsVersion = "/etc/initramfs-version";
+// The kernel and boot archive this initramfs boots with (see slot_kernel.h, BootIdentity).
+constexpr const char* kBootIdentity = "/etc/initramfs-boot.json";
 constexpr const char* kMachined = "/usr/libexec/keel/machined";
 // The machine config machined stores on the state disk, and the disk it comes from first.
 constexpr const char* kStoredConfig = "/state/lib/keel-etc/config.json";
@@ -261,13 +264,32 @@ std::string kernelCommandLine() {
   return cmdline;
 }
 
-// The first stage of a slot's boot: the slot's kernel and initramfs, checked against its
-// signed manifest, loaded and started with kexec. Returns only when they cannot be, with
-// why; the reasons gathered so far (`fellBack`) wait on the state disk for the second stage.
-std::string startSlotKernel(const std::string& slot, const std::string& fellBack) {
+// The first stage of a slot's boot. A slot whose signed manifest names this boot's kernel
+// and initramfs has its root mounted here (empty `why` and true `mounted`); any other's
+// kernel and initramfs are checked against its manifest, loaded and started with kexec, and
+// the reasons gathered so far (`fellBack`) wait on the state disk for the second stage.
+// Returns only when the slot is mounted or cannot be, with why; `step` says which step failed
+// ("mounted" or "started").
+std::string startSlot(const std::string& slot, const std::string& fellBack, bool& mounted, std::string& step) {
+  mounted = false;
+  step = "started";
   const std::string base = std::string(kSlotDir) + "/slot-" + slot;
   const auto trusted = trustedSlot(slot);
   if (!trusted.params) return trusted.error;
+  std::string running;
+  const auto identity =
+      readSmallFile(kBootIdentity, running) ? keel::init::parseBootIdentity(running) : std::nullopt;
+  std::string differs = identity ? keel::init::differsFromRunning(base + ".initrd", trusted.kernel,
+                                                                  trusted.initramfs, *identity)
+                                 : std::string("this initramfs does not name its own boot");
+  if (differs.empty()) {
+    say("slot " + slot + " boots with this kernel and initramfs: no kexec");
+    step = "mounted";
+    const std::string why = mountSlot(slot);
+    mounted = why.empty();
+    return why;
+  }
+  say("slot " + slot + " needs its own kernel and initramfs (" + differs + ")");
   const std::string cmdline = keel::init::slotCommandLine(kernelCommandLine(), slot);
   std::string why =
       keel::init::loadSlotKernel(base + ".vmlinuz", trusted.kernel, base + ".initrd", trusted.initramfs, cmdline);
@@ -300,9 +322,10 @@ void mountFactory(const std::string& rootDev) {
 
 // The first stage: chooses the root. The pointer's slot while it has tries left or is
 // confirmed, else the slot it falls back to, and the factory root when that fails too. A
-// slot's kernel is started (startSlotKernel does not return then); the factory root is
-// mounted here. `fellBack` says why when it gave a slot up (machined records it).
-void mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
+// slot with another kernel or initramfs is started with kexec (startSlot does not return
+// then). Returns the slot mounted and whether it is on trial; `fellBack` says why when it
+// gave a slot up (machined records it).
+std::pair<std::string, bool> mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack) {
   mkdir(kNewRoot, 0755);
   Pointer p = haveState ? readPointer() : Pointer{};
   if (haveState) fellBack = takeFallbackNote();
@@ -317,16 +340,23 @@ void mountRoot(const std::string& rootDev, bool haveState, std::string& fellBack
     say("trying slot " + p.boot + " (" + std::to_string(p.tries) + " more tries after this boot)");
   }
   for (int attempt = 0; attempt < 2 && p.boot != "factory"; ++attempt) {
-    const std::string why = startSlotKernel(p.boot, fellBack);
+    bool mounted = false;
+    std::string step;
+    const std::string why = startSlot(p.boot, fellBack, mounted, step);
+    if (mounted) {
+      say("root: slot " + p.boot + ", verified by dm-verity and mounted read-only");
+      return {p.boot, p.tries >= 0};
+    }
     // A slot that is its own fallback (the one returned to earlier, given up now too)
     // leaves the factory root.
     const std::string next = p.fallback != p.boot ? p.fallback : "factory";
-    addReason(fellBack, "slot " + p.boot + " could not be started: " + why + "; went back to slot " + next);
-    say("slot " + p.boot + " cannot be started: " + why + "; going back to slot " + next);
+    addReason(fellBack, "slot " + p.boot + " could not be " + step + ": " + why + "; went back to slot " + next);
+    say("slot " + p.boot + " cannot be " + step + ": " + why + "; going back to slot " + next);
     p = Pointer{next, next, -1};
     writePointer(p);
   }
   mountFactory(rootDev);
+  return {"factory", false};
 }
 
 // The second stage, in the slot's own kernel and initramfs (keel.slot=SLOT): mounts the
@@ -391,8 +421,7 @@ int main() {
   if (!slot.empty()) {
     pending = mountStartedSlot(slot, haveState, fellBack);
   } else {
-    mountRoot(rootDev, haveState, fellBack);
-    slot = "factory";
+    std::tie(slot, pending) = mountRoot(rootDev, haveState, fellBack);
   }
   if (haveState) {
     // machined's PID 1 finds /var mounted and keeps it.

@@ -3,7 +3,10 @@
 // bytes it checked. See packaging/image/README.md, "Booting a slot".
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "root_trust.h"
 
@@ -24,5 +27,27 @@ std::string slotOfCommandLine(const std::string& cmdline);
 // loaded (a reboot with LINUX_REBOOT_CMD_KEXEC then starts it), else why not.
 std::string loadSlotKernel(const std::string& kernelPath, const PartDigest& kernel, const std::string& initrdPath,
                            const PartDigest& initrd, const std::string& cmdline);
+
+// What the running initramfs says of the boot it makes (/etc/initramfs-boot.json, written by
+// the build): its kernel's SHA-256, and the size and SHA-256 of its first archive, the one
+// that boots (keel_init and the modules).
+struct BootIdentity {
+  std::string kernelSha256;
+  uint64_t bootArchiveSize = 0;
+  std::string bootArchiveSha256;
+};
+std::optional<BootIdentity> parseBootIdentity(const std::string& json);
+
+// Empty when a slot boots what runs now, so that its root can be mounted without a kexec:
+// its signed manifest names the running kernel, and its initramfs (`initrdPath`, which must
+// be the manifest's size and hash) is the running boot archive followed by nothing but an
+// archive that names its build (`onlyNamesBuild`). Else how it differs.
+std::string differsFromRunning(const std::string& initrdPath, const PartDigest& kernel, const PartDigest& initrd,
+                               const BootIdentity& running);
+
+// Whether `archive` is one uncompressed newc cpio archive of the files that name a build
+// (etc, etc/factory-root.json, etc/initramfs-version, etc/initramfs-boot.json: directories
+// and regular files only), then nothing but zero bytes.
+bool onlyNamesBuild(std::string_view archive);
 
 }  // namespace keel::init

@@ -13,7 +13,9 @@ namespace keel::machined {
 
 using transport::toGrpc;
 
-MachineServiceImpl::MachineServiceImpl(MachineServiceDeps deps) : deps_(std::move(deps)) {}
+MachineServiceImpl::MachineServiceImpl(MachineServiceDeps deps) : deps_(std::move(deps)) {
+  if (utsname u{}; uname(&u) == 0) kernel_ = std::string(u.release) + " " + u.version;
+}
 
 
 grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*, v1::VersionResponse* resp) {
@@ -30,7 +32,7 @@ grpc::Status MachineServiceImpl::Version(grpc::ServerContext* ctx, const Empty*,
     m->set_image_build_id(running->buildId);
   }
   if (!deps_.bootDir.empty()) m->set_boot_slot(deps_.bootedSlot);
-  if (utsname u{}; uname(&u) == 0) m->set_kernel(std::string(u.release) + " " + u.version);
+  m->set_kernel(kernel_);
   m->set_initramfs(deps_.initramfs);
   return grpc::Status::OK;
 }

@@ -114,6 +114,8 @@ class MachineServiceImpl final : public backend::AuthorizedService<keel::machine
   mutable std::once_flag runningOnce_;
   mutable std::optional<RunningImage> running_;
   MachineServiceDeps deps_;
+  // The running kernel, "RELEASE VERSION" from uname(2): fixed until the next boot.
+  std::string kernel_;
   std::mutex upgradeMu_;  // one Upgrade or Rollback at a time
 };
 
