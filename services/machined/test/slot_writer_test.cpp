@@ -101,17 +101,23 @@ Status writeInPieces(SlotWriter& w, const std::string& bytes) {
   return Status::ok();
 }
 
-TEST_CASE("a signed image goes to the inactive slot, every part with it, and the next boot tries it once") {
-  TempDir dir;
-  SigningKey owner;
-  const TestImage image;
-  auto writer = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
-                                  image.file.size(), nullptr);
+// Installs `image`, signed by `owner`, on a machine booted from `booted`; the slot written.
+std::string installSigned(const TempDir& dir, const std::string& booted, const SigningKey& owner,
+                          const TestImage& image) {
+  auto writer = SlotWriter::begin(dir.path(), booted, hex(image.digest), owner.sign(image.digest),
+                                  owner.publicPem(), image.file.size(), nullptr);
   REQUIRE(writer.ok());
   REQUIRE(writeInPieces(**writer, image.file).isOk());
   const auto slot = (*writer)->finish();
   REQUIRE(slot.ok());
-  CHECK(*slot == "b");
+  return *slot;
+}
+
+TEST_CASE("a signed image goes to the inactive slot, every part with it, and the next boot tries it once") {
+  TempDir dir;
+  SigningKey owner;
+  const TestImage image;
+  CHECK(installSigned(dir, "a", owner, image) == "b");
   CHECK(readFile(dir / "slot-b.squashfs") == std::string(3 * 4096, 'r'));
   CHECK(readFile(dir / "slot-b.vmlinuz") == std::string(5000, 'k'));
   CHECK(readFile(dir / "slot-b.initrd") == std::string(3000, 'i'));
@@ -125,11 +131,7 @@ TEST_CASE("the partial files of an upgrade cut short are removed at the next sta
   TempDir dir;
   SigningKey owner;
   const TestImage image;
-  auto first = SlotWriter::begin(dir.path(), "a", hex(image.digest), owner.sign(image.digest), owner.publicPem(),
-                                 image.file.size(), nullptr);
-  REQUIRE(first.ok());
-  REQUIRE(writeInPieces(**first, image.file).isOk());
-  REQUIRE((*first)->finish().ok());
+  REQUIRE(installSigned(dir, "a", owner, image) == "b");
   // A second upgrade, into slot a, stops half-way, as a power cut leaves it: its partial
   // files stay (a destructor that would remove them never runs).
   keel::testing::writeFile(dir / "slot-a.squashfs.partial", std::string(4096, 'r'));
