@@ -227,11 +227,11 @@ keel::init::TrustedRoot trustedSlot(const std::string& slot) {
   return out;
 }
 
-// Sets up the verity device over a slot's root and tree and mounts it, once its manifest's
-// signature verifies. Empty when the slot is mounted, else why not.
-std::string mountSlot(const std::string& slot) {
+// Sets up the verity device over a slot's root and tree with the parameters of its
+// manifest (`trusted`, whose signature verified) and mounts it. Empty when the slot is
+// mounted, else why not.
+std::string mountSlot(const std::string& slot, const keel::init::TrustedRoot& trusted) {
   const std::string base = std::string(kSlotDir) + "/slot-" + slot;
-  const auto trusted = trustedSlot(slot);
   if (!trusted.params) return trusted.error;
   std::string error;
   struct stat root {};
@@ -285,7 +285,7 @@ std::string startSlot(const std::string& slot, const std::string& fellBack, bool
   if (differs.empty()) {
     say("slot " + slot + " boots with this kernel and initramfs: no kexec");
     step = "mounted";
-    const std::string why = mountSlot(slot);
+    const std::string why = mountSlot(slot, trusted);
     mounted = why.empty();
     return why;
   }
@@ -371,7 +371,7 @@ bool mountStartedSlot(const std::string& slot, bool haveState, std::string& fell
   if (p.boot != slot) {
     say("the boot pointer names slot " + p.boot + ", not " + slot + "; rebooting to start it");
     keepFallbackNote(fellBack);
-  } else if (const std::string why = mountSlot(slot); why.empty()) {
+  } else if (const std::string why = mountSlot(slot, trustedSlot(slot)); why.empty()) {
     say("root: slot " + slot + ", verified by dm-verity and mounted read-only");
     return p.tries >= 0;
   } else {

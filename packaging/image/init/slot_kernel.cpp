@@ -59,6 +59,13 @@ bool writeAll(int fd, const char* data, size_t size) {
   return true;
 }
 
+// A digest in lowercase hex.
+std::string hexOf(const unsigned char* md, unsigned len) {
+  char hex[2 * EVP_MAX_MD_SIZE + 1] = {};
+  for (unsigned i = 0; i < len && i < EVP_MAX_MD_SIZE; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  return hex;
+}
+
 // A memfd holding `path`'s bytes, once they are `digest`'s size and hash to its SHA-256;
 // -1 with `error` otherwise. `what` names the part in errors.
 int verifiedCopy(const std::string& path, const PartDigest& digest, const std::string& what, std::string& error) {
@@ -102,9 +109,7 @@ int verifiedCopy(const std::string& path, const PartDigest& digest, const std::s
     error = "its " + what + " changed size while it was read";
   }
   if (ok) {
-    char hex[2 * EVP_MAX_MD_SIZE + 1] = {};
-    for (unsigned i = 0; i < mdLen; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    if (digest.sha256 != hex) {
+    if (digest.sha256 != hexOf(md, mdLen)) {
       ok = false;
       error = "its " + what + " does not match its signed manifest's SHA-256";
     }
@@ -120,9 +125,7 @@ std::string sha256Hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned mdLen = 0;
   if (EVP_Digest(bytes.data(), bytes.size(), md, &mdLen, EVP_sha256(), nullptr) != 1) return {};
-  char hex[2 * EVP_MAX_MD_SIZE + 1] = {};
-  for (unsigned i = 0; i < mdLen; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
-  return hex;
+  return hexOf(md, mdLen);
 }
 
 bool isSha256Hex(const std::string& s) {
