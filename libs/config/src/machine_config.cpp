@@ -79,6 +79,34 @@ Status checkInterfaces(const std::vector<NetworkInterface>& interfaces) {
   return Status::ok();
 }
 
+Status checkNetwork(const MachineNetwork& network) {
+  KEEL_RETURN_IF_ERROR(checkInterfaces(network.interfaces));
+  if (network.hostname && !isValidHostName(*network.hostname)) {
+    return fieldError("machine.network.hostname",
+                      fmt::format("expected a valid host name, found '{}'", *network.hostname));
+  }
+  return Status::ok();
+}
+
+// machine.network, read (not validated) from the machine object.
+Result<MachineNetwork> readNetwork(ObjectReader& machine) {
+  MachineNetwork out;
+  KEEL_ASSIGN_OR_RETURN(auto network, machine.optionalObject("network"));
+  if (!network) return out;
+  KEEL_ASSIGN_OR_RETURN(out.hostname, network->optionalString("hostname"));
+  KEEL_ASSIGN_OR_RETURN(auto interfaces, network->objectArray("interfaces"));
+  for (auto& itf : interfaces) {
+    NetworkInterface n;
+    KEEL_ASSIGN_OR_RETURN(n.name, itf.requiredString("name"));
+    KEEL_ASSIGN_OR_RETURN(n.address, itf.requiredString("address"));
+    KEEL_ASSIGN_OR_RETURN(n.gateway, itf.optionalString("gateway"));
+    KEEL_RETURN_IF_ERROR(itf.finish());
+    out.interfaces.push_back(std::move(n));
+  }
+  KEEL_RETURN_IF_ERROR(network->finish());
+  return out;
+}
+
 }  // namespace
 
 bool isValidServiceName(std::string_view name) {
@@ -207,13 +235,10 @@ Status validateMachineConfig(const MachineConfig& c) {
   const bool cp = c.type == MachineType::kControlPlane;
   const bool worker = !cp;
   KEEL_RETURN_IF_ERROR(detail::checkToken("machine.token", c.token));
-  KEEL_RETURN_IF_ERROR(checkInterfaces(c.interfaces));
+  KEEL_RETURN_IF_ERROR(checkNetwork({c.hostname, c.interfaces}));
   KEEL_RETURN_IF_ERROR(checkCa(c.ca, "machine.ca", cp, worker));
   for (size_t i = 0; i < c.certSans.size(); ++i) {
     KEEL_RETURN_IF_ERROR(checkSan(fmt::format("machine.certSANs[{}]", i), c.certSans[i]));
-  }
-  if (c.hostname && !isValidHostName(*c.hostname)) {
-    return fieldError("machine.network.hostname", fmt::format("expected a valid host name, found '{}'", *c.hostname));
   }
   for (size_t i = 0; i < c.trustd.acceptedTokens.size(); ++i) {
     KEEL_RETURN_IF_ERROR(detail::checkToken(fmt::format("machine.trustd.acceptedTokens[{}]", i), c.trustd.acceptedTokens[i]));
@@ -322,20 +347,9 @@ Result<MachineConfig> parseMachineConfig(std::string_view text) {
   KEEL_ASSIGN_OR_RETURN(c.token, machine.requiredString("token"));
   KEEL_ASSIGN_OR_RETURN(c.ca, readCa(machine, "ca", cp));
   KEEL_ASSIGN_OR_RETURN(c.certSans, machine.stringArray("certSANs"));
-  KEEL_ASSIGN_OR_RETURN(auto network, machine.optionalObject("network"));
-  if (network) {
-    KEEL_ASSIGN_OR_RETURN(c.hostname, network->optionalString("hostname"));
-    KEEL_ASSIGN_OR_RETURN(auto interfaces, network->objectArray("interfaces"));
-    for (auto& itf : interfaces) {
-      NetworkInterface n;
-      KEEL_ASSIGN_OR_RETURN(n.name, itf.requiredString("name"));
-      KEEL_ASSIGN_OR_RETURN(n.address, itf.requiredString("address"));
-      KEEL_ASSIGN_OR_RETURN(n.gateway, itf.optionalString("gateway"));
-      KEEL_RETURN_IF_ERROR(itf.finish());
-      c.interfaces.push_back(std::move(n));
-    }
-    KEEL_RETURN_IF_ERROR(network->finish());
-  }
+  KEEL_ASSIGN_OR_RETURN(auto network, readNetwork(machine));
+  c.hostname = std::move(network.hostname);
+  c.interfaces = std::move(network.interfaces);
   KEEL_ASSIGN_OR_RETURN(auto files, machine.optionalObject("files"));
   if (files) {
     KEEL_ASSIGN_OR_RETURN(c.allowedFileRoots, files->stringArray("allowedRoots"));
@@ -452,6 +466,20 @@ Status writeMachineConfigFile(const std::filesystem::path& path, const MachineCo
 
 Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path) {
   return readPrivateDocument(path, "it holds the join token and keys", parseMachineConfig);
+}
+
+Result<MachineNetwork> parseMachineNetwork(std::string_view text) {
+  KEEL_ASSIGN_OR_RETURN(const auto json, parseJson(text));
+  KEEL_ASSIGN_OR_RETURN(auto root, ObjectReader::open(json, ""));
+  KEEL_RETURN_IF_ERROR(checkVersion(root, kMachineConfigVersion));
+  KEEL_ASSIGN_OR_RETURN(auto machine, root.requiredObject("machine"));
+  KEEL_ASSIGN_OR_RETURN(auto network, readNetwork(machine));
+  KEEL_RETURN_IF_ERROR(checkNetwork(network));
+  return network;
+}
+
+Result<MachineNetwork> readMachineNetworkFile(const std::filesystem::path& path) {
+  return readPrivateDocument(path, "it holds the join token and keys", parseMachineNetwork);
 }
 
 }  // namespace keel::config

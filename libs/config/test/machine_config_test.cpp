@@ -159,6 +159,43 @@ TEST_CASE("network interfaces are kept and checked field by field") {
                    "machine.network.interfaces[0].mtu: unknown field"));
 }
 
+// What PID 1 reads before it starts machined: the same checks of machine.network, and
+// nothing else read or checked (machined refuses the rest, naming it, when it starts).
+TEST_CASE("the network section alone is read with the whole config's checks for it") {
+  const auto network = [](json value) {
+    return mutate(configs().controlPlane, [&](json& d) { d["machine"]["network"] = value; });
+  };
+  const auto good = network({{"hostname", "cp-1"},
+                             {"interfaces", json::array({{{"name", "eth0"}, {"address", "10.0.2.15/24"},
+                                                          {"gateway", "10.0.2.2"}}})}});
+  const auto parsed = parseMachineNetwork(good);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->hostname == "cp-1");
+  CHECK(parsed->interfaces == parseMachineConfig(good)->interfaces);
+  CHECK(parseMachineNetwork(serializeMachineConfig(configs().worker))->interfaces.empty());
+
+  for (const json& bad : {json{{"hostname", "-bad-"}},
+                          json{{"interfaces", json::array({{{"name", "eth0"}, {"address", "10.0.2.15"}}})}},
+                          json{{"interfaces", json::array({{{"name", "eth0"}, {"address", "10.0.2.15/24"},
+                                                            {"mtu", 1500}}})}},
+                          json{{"routes", json::array()}}}) {
+    const auto text = network(bad);
+    const auto whole = parseMachineConfig(text);
+    const auto alone = parseMachineNetwork(text);
+    REQUIRE_FALSE(whole.ok());
+    REQUIRE_FALSE(alone.ok());
+    CHECK(alone.status().code() == StatusCode::kInvalidArgument);
+    CHECK(alone.status().message() == whole.status().message());
+  }
+  // Another version, or no machine object: refused as the whole config is.
+  CHECK_FALSE(parseMachineNetwork(R"({"version": 99, "machine": {}})").ok());
+  CHECK_FALSE(parseMachineNetwork(R"({"version": 1})").ok());
+  // A broken key elsewhere is machined's to refuse, not this reader's.
+  const auto brokenKey = mutate(configs().controlPlane, [](json& d) { d["machine"]["ca"]["key"] = "not a key"; });
+  CHECK_FALSE(parseMachineConfig(brokenKey).ok());
+  CHECK(parseMachineNetwork(brokenKey).ok());
+}
+
 TEST_CASE("IPv4 prefixes parse exactly") {
   const auto p = parseIpv4Cidr("10.0.2.15/24");
   REQUIRE(p);

@@ -228,7 +228,7 @@ std::string dotted(uint32_t hostOrder) {
 
 // Loopback, then each interface of the config. Returns the node's address: the first
 // interface's, or 127.0.0.1 when the config names none.
-std::string configureNetwork(const config::MachineConfig& cfg) {
+std::string configureNetwork(const config::MachineNetwork& cfg) {
   const int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (sock < 0) die("socket(AF_INET): " + errnoText(errno));
   if (!setAddress(sock, "lo", SIOCSIFADDR, 0x7F000001) || !setAddress(sock, "lo", SIOCSIFNETMASK, 0xFF000000) ||
@@ -343,10 +343,12 @@ void buildChildArgs(const std::string& address, const std::optional<std::string>
 
 // The config that decides the network is the one machined will use: a stored one wins
 // (it may have been changed through the API), else the config disk's. Dies without one.
-std::optional<config::MachineConfig> networkConfig(const std::optional<std::string>& bootConfig) {
+// Only its network section is read here: machined checks the whole config (keys and
+// certificates, the costly part) when it starts, and says what is wrong with it.
+std::optional<config::MachineNetwork> networkConfig(const std::optional<std::string>& bootConfig) {
   for (const std::string& path : {std::string("/etc/keel/config.json"), bootConfig.value_or("")}) {
     if (path.empty() || access(path.c_str(), F_OK) != 0) continue;
-    auto loaded = config::readMachineConfigFile(path);
+    auto loaded = config::readMachineNetworkFile(path);
     if (!loaded.ok()) die("the machine config " + path + " cannot be used: " + loaded.status().toString());
     return std::move(loaded).value();
   }
