@@ -108,6 +108,42 @@ TEST_CASE("rejects an EC key whose stored public key belongs to another key", "[
   CHECK(key.status().code() == StatusCode::kInvalidArgument);
 }
 
+// PKCS#8 keys are decoded by their algorithm's own decoder: each kind of damage still
+// refuses the key.
+TEST_CASE("rejects a PKCS#8 key whose public half, length or inner structure is wrong", "[pki][key]") {
+  auto mine = PrivateKey::generate(KeyType::kEcdsaP256);
+  auto other = PrivateKey::generate(KeyType::kEcdsaP256);
+  REQUIRE(mine.ok());
+  REQUIRE(other.ok());
+  constexpr size_t kPointSize = 65;
+  auto der = pemToDer(mine->toPem());
+  const auto otherPoint = pemToDer(other->publicKeyPem());
+  std::copy(otherPoint.end() - kPointSize, otherPoint.end(), der.end() - kPointSize);
+  auto swapped = PrivateKey::fromPem(derToPem("PRIVATE KEY", der));
+  REQUIRE_FALSE(swapped.ok());
+  CHECK(swapped.status().code() == StatusCode::kInvalidArgument);
+
+  // Ed25519 (RFC 8410): SEQUENCE { 0, { 1.3.101.112 }, OCTET STRING { OCTET STRING key } }.
+  const auto ed25519 = [](size_t keyBytes) {
+    std::vector<uint8_t> out = {0x30, static_cast<uint8_t>(14 + keyBytes), 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
+                                0x03, 0x2b, 0x65, 0x70, 0x04, static_cast<uint8_t>(2 + keyBytes), 0x04,
+                                static_cast<uint8_t>(keyBytes)};
+    out.resize(out.size() + keyBytes, 0x42);
+    return derToPem("PRIVATE KEY", out);
+  };
+  CHECK(PrivateKey::fromPem(ed25519(32)).ok());
+  CHECK_FALSE(PrivateKey::fromPem(ed25519(31)).ok());
+  CHECK_FALSE(PrivateKey::fromPem(ed25519(33)).ok());
+
+  // The EC algorithm with an inner structure that is not an ECPrivateKey.
+  auto inner = pemToDer(mine->toPem());
+  const std::vector<uint8_t> ecPrivateKeyStart = {0x30, 0x6b, 0x02, 0x01, 0x01, 0x04, 0x20};
+  const auto at = std::search(inner.begin(), inner.end(), ecPrivateKeyStart.begin(), ecPrivateKeyStart.end());
+  REQUIRE(at != inner.end());
+  at[5] = 0x03;  // the private key a BIT STRING, not an OCTET STRING
+  CHECK_FALSE(PrivateKey::fromPem(derToPem("PRIVATE KEY", inner)).ok());
+}
+
 TEST_CASE("rejects a certificate PEM passed as a private key", "[pki][key]") {
   ManualClock clock(kStart);
   const auto ca = makeCa(clock);
