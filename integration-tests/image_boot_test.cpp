@@ -30,7 +30,7 @@ void printBootTimeline(const std::string& which, const std::string& console, std
   }
 }
 
-TEST_CASE("the image boots under QEMU, serves the API from a root it cannot write, reboots and powers off", "[image]") {
+TEST_CASE("the image boots under QEMU and serves the API from a read-only root until shut down", "[image]") {
   if (auto why = imageSkipReason(KEEL_IMAGE_DIR)) SKIP(*why);
   ImageVm vm(KEEL_IMAGE_DIR, /*exitOnReboot=*/false);
   const auto ready = vm.waitForApi(kBootTimeout);

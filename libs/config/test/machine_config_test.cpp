@@ -1,4 +1,5 @@
 #include "keel/config/machine_config.h"
+#include "keel/config/machine_network.h"
 
 #include <catch2/catch_test_macros.hpp>
 #include <functional>

@@ -31,6 +31,7 @@
 #include "src/boot/boot_pointer.h"
 #include "src/boot/boot_timeline.h"
 #include "keel/config/machine_config.h"
+#include "keel/config/machine_network.h"
 
 namespace keel::machined {
 

@@ -43,12 +43,6 @@ struct NetworkInterface {
   bool operator==(const NetworkInterface&) const = default;
 };
 
-// machine.network: what the image's PID 1 sets up before it starts machined.
-struct MachineNetwork {
-  std::optional<std::string> hostname;
-  std::vector<NetworkInterface> interfaces;
-};
-
 // A service machined starts besides the built-in ones (an extension daemon).
 struct ExtensionService {
   std::string name;                    // [a-z0-9][a-z0-9._-]*, at most 63 bytes; names its log and socket
@@ -140,13 +134,6 @@ MachineConfig redactMachineConfig(const MachineConfig& config);
 Status writeMachineConfigFile(const std::filesystem::path& path, const MachineConfig& config, Overwrite overwrite);
 // Errors start with the path.
 Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path);
-
-// Only machine.network of a machine config, validated with parseMachineConfig's rules for
-// it; the rest of the document (keys and certificates, whose checks are the costly part)
-// is neither read nor checked: machined checks the whole config when it starts.
-Result<MachineNetwork> parseMachineNetwork(std::string_view text);
-// Errors start with the path.
-Result<MachineNetwork> readMachineNetworkFile(const std::filesystem::path& path);
 
 // A name of a service machined starts (an extension or a backend): 1-63 characters of
 // [a-z0-9._-] starting with a letter or digit. It names the service's log, state
