@@ -80,11 +80,13 @@ Status checkInterfaces(const std::vector<NetworkInterface>& interfaces) {
   return Status::ok();
 }
 
-Status checkNetwork(const MachineNetwork& network) {
-  KEEL_RETURN_IF_ERROR(checkInterfaces(network.interfaces));
-  if (network.hostname && !isValidHostName(*network.hostname)) {
-    return fieldError("machine.network.hostname",
-                      fmt::format("expected a valid host name, found '{}'", *network.hostname));
+// Why a machine config's file is private (readPrivateDocument), whichever part is read.
+constexpr std::string_view kMachineConfigSecrets = "it holds the join token and keys";
+
+Status checkNetwork(const std::optional<std::string>& hostname, const std::vector<NetworkInterface>& interfaces) {
+  KEEL_RETURN_IF_ERROR(checkInterfaces(interfaces));
+  if (hostname && !isValidHostName(*hostname)) {
+    return fieldError("machine.network.hostname", fmt::format("expected a valid host name, found '{}'", *hostname));
   }
   return Status::ok();
 }
@@ -236,7 +238,7 @@ Status validateMachineConfig(const MachineConfig& c) {
   const bool cp = c.type == MachineType::kControlPlane;
   const bool worker = !cp;
   KEEL_RETURN_IF_ERROR(detail::checkToken("machine.token", c.token));
-  KEEL_RETURN_IF_ERROR(checkNetwork({c.hostname, c.interfaces}));
+  KEEL_RETURN_IF_ERROR(checkNetwork(c.hostname, c.interfaces));
   KEEL_RETURN_IF_ERROR(checkCa(c.ca, "machine.ca", cp, worker));
   for (size_t i = 0; i < c.certSans.size(); ++i) {
     KEEL_RETURN_IF_ERROR(checkSan(fmt::format("machine.certSANs[{}]", i), c.certSans[i]));
@@ -466,7 +468,7 @@ Status writeMachineConfigFile(const std::filesystem::path& path, const MachineCo
 }
 
 Result<MachineConfig> readMachineConfigFile(const std::filesystem::path& path) {
-  return readPrivateDocument(path, "it holds the join token and keys", parseMachineConfig);
+  return readPrivateDocument(path, kMachineConfigSecrets, parseMachineConfig);
 }
 
 Result<MachineNetwork> parseMachineNetwork(std::string_view text) {
@@ -475,12 +477,12 @@ Result<MachineNetwork> parseMachineNetwork(std::string_view text) {
   KEEL_RETURN_IF_ERROR(checkVersion(root, kMachineConfigVersion));
   KEEL_ASSIGN_OR_RETURN(auto machine, root.requiredObject("machine"));
   KEEL_ASSIGN_OR_RETURN(auto network, readNetwork(machine));
-  KEEL_RETURN_IF_ERROR(checkNetwork(network));
+  KEEL_RETURN_IF_ERROR(checkNetwork(network.hostname, network.interfaces));
   return network;
 }
 
 Result<MachineNetwork> readMachineNetworkFile(const std::filesystem::path& path) {
-  return readPrivateDocument(path, "it holds the join token and keys", parseMachineNetwork);
+  return readPrivateDocument(path, kMachineConfigSecrets, parseMachineNetwork);
 }
 
 }  // namespace keel::config
